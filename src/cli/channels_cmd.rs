@@ -1,0 +1,180 @@
+//! `flametree channels …`
+
+use super::input::apply_form;
+use super::view::{self, connection_view, print_json, table};
+use super::{AddArgs, ChannelsCmd, EditArgs, Failure};
+use crate::catalog::Catalog;
+use crate::channels::{Draft, Saved, channel_type};
+use crate::context::Context;
+use std::io::{BufRead, IsTerminal, Write};
+
+pub fn types(json: bool) -> Result<(), Failure> {
+    let catalog = Catalog::get();
+    if json {
+        let all: Vec<_> = catalog.types.iter().map(view::type_json).collect();
+        print_json(&all);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = catalog
+        .listed()
+        .map(|t| {
+            vec![
+                t.key.clone(),
+                t.display_name(),
+                if t.has_start_stop() { "start/stop" } else { "with agent" }.into(),
+                if t.exclusive_inbound { "one" } else { "many" }.into(),
+                if t.is_multi_account() { "yes" } else { "" }.into(),
+                t.fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(&["KEY", "NAME", "LIFECYCLE", "INBOUND AGENTS", "MULTI", "FIELDS"], &rows)
+    );
+    Ok(())
+}
+
+pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Failure> {
+    match cmd {
+        ChannelsCmd::Types => types(json),
+        ChannelsCmd::List => list(ctx, json).await,
+        ChannelsCmd::Add(args) => add(ctx, args, json).await,
+        ChannelsCmd::Show { name } => {
+            let c = ctx.channels.find(&name).await?;
+            if json {
+                print_json(&connection_view(&c));
+            } else {
+                println!("{}", view::show_text(&c));
+            }
+            Ok(())
+        }
+        ChannelsCmd::Edit(args) => edit(ctx, args, json).await,
+        ChannelsCmd::Delete { name, yes } => delete(ctx, &name, yes, json).await,
+    }
+}
+
+async fn list(ctx: &Context, json: bool) -> Result<(), Failure> {
+    let all = ctx.channels.list().await?;
+    if json {
+        let views: Vec<_> = all.iter().map(connection_view).collect();
+        print_json(&views);
+        return Ok(());
+    }
+    let catalog = Catalog::get();
+    let deprecated = |type_key: &str| catalog.find(type_key).is_some_and(|t| t.deprecated);
+    let row = |c: &crate::model::Connection| {
+        let v = connection_view(c);
+        vec![
+            c.name.clone(),
+            v.type_name,
+            c.status.to_string(),
+            if c.restart_pending() {
+                format!("restart pending. {}", c.status_message)
+            } else {
+                c.status_message.clone()
+            },
+        ]
+    };
+    let current: Vec<_> = all.iter().filter(|c| !deprecated(&c.type_key)).map(row).collect();
+    let legacy: Vec<_> = all.iter().filter(|c| deprecated(&c.type_key)).map(row).collect();
+    let header = ["NAME", "TYPE", "STATUS", "MESSAGE"];
+    println!("Channels ({})", current.len());
+    if current.is_empty() {
+        println!("  none yet: add one with `flametree channels add --type telegram --name \"Sales bot\" --secrets-stdin`");
+    } else {
+        println!("{}", table(&header, &current));
+    }
+    if !legacy.is_empty() {
+        println!("\nDeprecated Channels ({}): they still work; plan a migration", legacy.len());
+        println!("{}", table(&header, &legacy));
+    }
+    Ok(())
+}
+
+fn print_saved(saved: &Saved, verb: &str, json: bool) {
+    for w in &saved.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        print_json(&connection_view(&saved.connection));
+    } else {
+        let c = &saved.connection;
+        println!("{verb} '{}' ({}).", c.name, connection_view(c).type_name);
+        if c.restart_pending() {
+            println!("It is running: Stop, then Start it for the changes to take effect.");
+        }
+    }
+}
+
+async fn add(ctx: &Context, args: AddArgs, json: bool) -> Result<(), Failure> {
+    let ty = channel_type(&args.type_key)?;
+    let mut draft = Draft {
+        type_key: ty.key.clone(),
+        name: args.name.clone(),
+        ..Draft::default()
+    };
+    apply_form(ty, &args.form, &mut draft)?;
+    let saved = ctx.channels.add(&draft).await?;
+    print_saved(&saved, "Added", json);
+    Ok(())
+}
+
+async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> {
+    let existing = ctx.channels.find(&args.name).await?;
+    let ty = channel_type(&existing.type_key)?;
+    let mut draft = Draft::from_connection(&existing);
+    if let Some(n) = &args.new_name {
+        draft.name = n.clone();
+    }
+    apply_form(ty, &args.form, &mut draft)?;
+    for name in &args.unset_env {
+        let before = draft.env.len();
+        draft.env.retain(|e| &e.name != name);
+        if draft.env.len() == before {
+            return Err(Failure::invalid(format!(
+                "'{}' has no environment variable {name} to unset",
+                existing.name
+            )));
+        }
+    }
+    draft.clear_secrets.extend(args.clear_secret.iter().cloned());
+    let saved = ctx.channels.edit(&existing, &draft).await?;
+    print_saved(&saved, "Saved", json);
+    Ok(())
+}
+
+async fn delete(ctx: &Context, name: &str, yes: bool, json: bool) -> Result<(), Failure> {
+    let existing = ctx.channels.find(name).await?;
+    ctx.channels.operator().require_editor(&format!("delete connection '{}'", existing.name))
+        .map_err(|e| Failure::from(crate::channels::ServiceError::Denied(e)))?;
+    if !yes && !confirm(&format!("Delete the integration '{}'? [y/N] ", existing.name))? {
+        return Err(Failure::invalid(format!(
+            "'{}' was not deleted: confirm with y, or pass --yes in scripts",
+            existing.name
+        )));
+    }
+    ctx.channels.delete(&existing).await?;
+    if json {
+        print_json(&serde_json::json!({"deleted": existing.name, "id": existing.id}));
+    } else {
+        println!("Deleted '{}'.", existing.name);
+    }
+    Ok(())
+}
+
+/// Asks on the terminal; without one there is nobody to ask, so the answer is no.
+fn confirm(question: &str) -> Result<bool, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::invalid(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}

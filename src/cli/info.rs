@@ -1,0 +1,87 @@
+//! `flametree info` and `flametree audit`.
+
+use super::Failure;
+use super::view::{print_json, table};
+use crate::context::Context;
+use crate::model::format_millis;
+use serde_json::json;
+
+pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
+    let loaded = &ctx.loaded;
+    let ch = &ctx.channels;
+    let store = ch.store();
+    let (key_line, key_id) = match ch.key() {
+        Ok(k) => (format!("{} ({})", k.id(), k.source()), Some(k.id().to_string())),
+        Err(e) => (format!("unavailable: {e}"), None),
+    };
+    let problems = ch.undecryptable().await?;
+    let config_file = loaded
+        .file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "none (built-in defaults)".into());
+    if json {
+        print_json(&json!({
+            "config_file": loaded.file,
+            "env_overrides": loaded.env_overrides,
+            "data_dir": loaded.data_dir,
+            "database": store.describe(),
+            "backend": store.backend().name(),
+            "tenant": ch.tenant().name,
+            "operator": ch.operator().name,
+            "role": ch.operator().role.as_str(),
+            "key_file": loaded.key_file,
+            "key_id": key_id,
+            "key": key_line,
+            "undecryptable_secrets": problems,
+            "meta_app_configured": loaded.config.meta.configured(),
+        }));
+        return Ok(());
+    }
+    println!("Config file:    {config_file}");
+    if !loaded.env_overrides.is_empty() {
+        println!("Env overrides:  {}", loaded.env_overrides.join(", "));
+    }
+    println!("Data directory: {}", loaded.data_dir.display());
+    println!("Database:       {} ({})", store.describe(), store.backend().name());
+    println!("Tenant:         {}", ch.tenant().name);
+    println!("Operator:       {}", ch.operator());
+    println!("Key file:       {}", loaded.key_file.display());
+    println!("Master key:     {key_line}");
+    if problems.is_empty() {
+        println!("Secrets:        all stored secrets can be decrypted");
+    } else {
+        println!("Secrets:        {} cannot be decrypted:", problems.len());
+        for p in &problems {
+            println!("  - {p}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(ctx: &Context, limit: u32, json: bool) -> Result<(), Failure> {
+    let ch = &ctx.channels;
+    let entries = ch
+        .store()
+        .audit_trail(ch.tenant().id, limit)
+        .await
+        .map_err(crate::channels::ServiceError::from)?;
+    if json {
+        print_json(&entries);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_millis(e.at),
+                e.actor.clone(),
+                e.action.clone(),
+                format!("{} '{}'", e.target_kind, e.target_name),
+                e.details.clone(),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["WHEN", "WHO", "ACTION", "TARGET", "DETAILS"], &rows));
+    Ok(())
+}

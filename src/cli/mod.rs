@@ -1,0 +1,198 @@
+//! The command line: the console by default, and `channels …` for scripts and tests.
+
+mod channels_cmd;
+mod info;
+mod input;
+mod view;
+
+use crate::channels::ServiceError;
+use crate::context::{Context, Overrides};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flametree",
+    version,
+    about = "Connect AI agents to WhatsApp, Telegram, email, Meta, SMS and voice — and run those channels",
+    long_about = None
+)]
+pub struct Cli {
+    /// Config file to read (default: the user's config directory, if present).
+    #[arg(long, global = true, env = "FLAMETREE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database URL: postgres://… or sqlite:///path (overrides database.url).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// Tenant to work in (overrides general.tenant).
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// Act as a viewer: read everything, change nothing.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage channel connections (Settings › Channels).
+    #[command(subcommand)]
+    Channels(ChannelsCmd),
+    /// Show which config file, data directory, database and key are in use.
+    Info,
+    /// Show who changed what, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCmd {
+    /// List the channel types, their fields and environment variables.
+    Types,
+    /// List the tenant's connections, grouped into Channels and Deprecated Channels.
+    List,
+    /// Create a connection.
+    Add(AddArgs),
+    /// Show one connection; secrets are masked.
+    Show { name: String },
+    /// Change a connection; what you don't mention stays as it is.
+    Edit(EditArgs),
+    /// Delete a connection (asks first, or pass --yes).
+    Delete {
+        name: String,
+        /// Delete without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FormArgs {
+    /// Description (internal reference).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Set a non-secret field: FIELD=VALUE (repeatable; multi-account values comma-separated).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// Set an environment variable: NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Read FIELD=VALUE lines for secret fields from standard input.
+    #[arg(long)]
+    pub secrets_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Channel type key or name (see `flametree channels types`).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub type_key: String,
+    /// Name shown across the portal; unique in the tenant.
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub form: FormArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The connection to change.
+    pub name: String,
+    /// Rename it.
+    #[arg(long = "name", value_name = "NEW_NAME")]
+    pub new_name: Option<String>,
+    #[command(flatten)]
+    pub form: FormArgs,
+    /// Remove an environment variable (repeatable).
+    #[arg(long = "unset-env", value_name = "NAME")]
+    pub unset_env: Vec<String>,
+    /// Empty an optional secret field (repeatable).
+    #[arg(long = "clear-secret", value_name = "FIELD")]
+    pub clear_secret: Vec<String>,
+}
+
+/// Exit codes scripts can rely on.
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const DENIED: i32 = 3;
+    pub const NOT_FOUND: i32 = 4;
+    pub const CONFLICT: i32 = 5;
+}
+
+/// A failure with the exit code it maps to.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        if let Some(s) = e.downcast_ref::<ServiceError>() {
+            return Failure::from_service(s);
+        }
+        Failure {
+            code: exit::FAILURE,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Failure {
+        Failure::from_service(&e)
+    }
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure {
+            code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+
+    fn from_service(e: &ServiceError) -> Failure {
+        use crate::store::StoreError;
+        let code = match e {
+            ServiceError::Invalid(_) => exit::INVALID,
+            ServiceError::Denied(_) => exit::DENIED,
+            ServiceError::NotFound(_) | ServiceError::Store(StoreError::NotFound { .. }) => {
+                exit::NOT_FOUND
+            }
+            ServiceError::Store(StoreError::Conflict { .. }) => exit::CONFLICT,
+            _ => exit::FAILURE,
+        };
+        let message = match e {
+            ServiceError::Invalid(report) => view::report_lines(report),
+            other => other.to_string(),
+        };
+        Failure { code, message }
+    }
+}
+
+pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure> {
+    let overrides = Overrides {
+        database_url: cli.database.clone(),
+        tenant: cli.tenant.clone(),
+        read_only: cli.read_only,
+    };
+    let Some(command) = cli.command else {
+        return crate::tui::run(loaded, &overrides).await.map_err(Failure::from);
+    };
+    if let Command::Channels(ChannelsCmd::Types) = command {
+        return channels_cmd::types(cli.json);
+    }
+    let ctx = Context::open(loaded, &overrides).await?;
+    match command {
+        Command::Channels(cmd) => channels_cmd::run(&ctx, cmd, cli.json).await,
+        Command::Info => info::info(&ctx, cli.json).await,
+        Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
+    }
+}

@@ -1,0 +1,69 @@
+//! Opens what every command needs — config, store, tenant, operator, master key — once.
+
+use crate::channels::{Channels, KEY_ID_SETTING};
+use crate::config::Loaded;
+use crate::permission::{Operator, os_user};
+use crate::secrets::{KeySource, MasterKey, SecretsError};
+use crate::store::{self, StoreError};
+use std::sync::Arc;
+
+/// Overrides from the command line, applied over the loaded config.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub tenant: Option<String>,
+    pub read_only: bool,
+}
+
+pub struct Context {
+    pub loaded: Loaded,
+    pub channels: Channels,
+}
+
+impl Context {
+    pub async fn open(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<Context> {
+        if let Some(url) = &overrides.database_url {
+            loaded.database_url = url.clone();
+        }
+        if let Some(t) = &overrides.tenant {
+            loaded.config.general.tenant = t.clone();
+        }
+        let db = &loaded.config.database;
+        let store = store::open(&loaded.database_url, db.connect_timeout_secs, db.max_connections)
+            .await
+            .map_err(|e| explain_open(e, &loaded))?;
+        let tenant = store.tenant(loaded.config.general.tenant.trim()).await?;
+        let operator = Operator::resolve(&loaded.config.access, os_user(), overrides.read_only);
+        let key = load_key(&loaded, store.as_ref()).await?;
+        let channels = Channels::new(store, tenant, operator, key.map(Arc::new));
+        Ok(Context { loaded, channels })
+    }
+}
+
+fn explain_open(e: StoreError, loaded: &Loaded) -> anyhow::Error {
+    let url = store::redact_url(&loaded.database_url);
+    anyhow::anyhow!("cannot open the database {url}: {e}")
+}
+
+/// The key comes from config when set there, else from the key file. A missing key
+/// file is created only while the database holds no sealed secrets; otherwise the
+/// operator is told which key is missing rather than handed a new, useless one.
+async fn load_key(
+    loaded: &Loaded,
+    store: &dyn store::Store,
+) -> anyhow::Result<Result<MasterKey, SecretsError>> {
+    let configured = loaded.config.secrets.master_key.trim();
+    if !configured.is_empty() {
+        return Ok(MasterKey::from_base64(configured, KeySource::Config));
+    }
+    let sealed = store.count_sealed_secrets().await?;
+    let key = MasterKey::load_or_create_file(&loaded.key_file, sealed == 0);
+    if let (Err(SecretsError::NoKey(_)), Some(id)) = (&key, store.setting(KEY_ID_SETTING).await?) {
+        return Ok(Err(SecretsError::NoKey(format!(
+            "master key file {} does not exist, but the secrets of {sealed} connection(s) were \
+             sealed with key {id}: restore that key file, or set FLAMETREE_SECRETS_MASTER_KEY",
+            loaded.key_file.display()
+        ))));
+    }
+    Ok(key)
+}

@@ -1,0 +1,13 @@
+//! flametree: a terminal console for Settings › Channels that also runs the channels.
+
+pub mod assets;
+pub mod catalog;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod model;
+pub mod permission;
+pub mod secrets;
+pub mod store;
+pub mod tui;

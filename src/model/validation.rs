@@ -1,0 +1,342 @@
+//! Checks a connection form against its channel type, field by field.
+//!
+//! Errors carry the key of the field they belong to, so the console can show each one
+//! next to its field and the CLI can print them all at once.
+
+use crate::catalog::{ChannelType, FieldKind, FieldSpec};
+use crate::model::EnvVar;
+use regex::Regex;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+pub const NAME_MAX: usize = 100;
+pub const DESCRIPTION_MAX: usize = 1000;
+
+/// Where an error belongs: a field key, `name`, `description`, or `env.N` (row N, from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A secret field as validation sees it: how many comma-separated values it holds,
+/// and the plaintext only when the operator has just typed it.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretInput<'a> {
+    Unset,
+    Kept { count: usize },
+    New(&'a str),
+}
+
+/// Everything the form holds, in the shape validation needs.
+pub struct Form<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub fields: &'a BTreeMap<String, String>,
+    pub secrets: BTreeMap<&'a str, SecretInput<'a>>,
+    pub env: &'a [EnvVar],
+}
+
+pub fn validate(ty: &ChannelType, form: &Form<'_>) -> Report {
+    let mut report = Report::default();
+    check_name(form.name, &mut report);
+    if form.description.chars().count() > DESCRIPTION_MAX {
+        report.error(
+            "description",
+            format!("Description is longer than {DESCRIPTION_MAX} characters: shorten it"),
+        );
+    }
+    for key in form.fields.keys() {
+        match ty.field(key) {
+            None => report.error(
+                key,
+                format!("{} has no field '{key}'", ty.name) + &known_fields(ty),
+            ),
+            Some(spec) if spec.secret => report.error(
+                key,
+                format!("{} is secret: give it as a secret, not a plain field", spec.label),
+            ),
+            Some(_) => {}
+        }
+    }
+    let mut counts: Vec<(&FieldSpec, usize)> = Vec::new();
+    for spec in &ty.fields {
+        let count = if spec.secret {
+            check_secret(spec, form.secrets.get(spec.key.as_str()), &mut report)
+        } else {
+            check_plain(spec, form.fields.get(&spec.key), &mut report)
+        };
+        if spec.multi && count > 0 {
+            counts.push((spec, count));
+        }
+    }
+    check_account_counts(&counts, &mut report);
+    check_env(ty, form.env, &mut report);
+    report
+}
+
+fn known_fields(ty: &ChannelType) -> String {
+    let keys: Vec<&str> = ty.fields.iter().map(|f| f.key.as_str()).collect();
+    format!(": its fields are {}", keys.join(", "))
+}
+
+fn check_name(name: &str, report: &mut Report) {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        report.error("name", "Name is required");
+    } else if trimmed.chars().count() > NAME_MAX {
+        report.error(
+            "name",
+            format!("Name is longer than {NAME_MAX} characters: shorten it"),
+        );
+    } else if trimmed.chars().any(char::is_control) {
+        report.error(
+            "name",
+            "Name contains a control character: use letters, digits, spaces and punctuation",
+        );
+    }
+}
+
+/// Returns how many values the field holds (0 when empty).
+fn check_plain(spec: &FieldSpec, value: Option<&String>, report: &mut Report) -> usize {
+    let value = value.map(|v| v.trim()).unwrap_or("");
+    if value.is_empty() {
+        if spec.required {
+            report.error(&spec.key, format!("{} is required", spec.label));
+        }
+        return 0;
+    }
+    check_values(spec, value, report)
+}
+
+fn check_secret(spec: &FieldSpec, input: Option<&SecretInput<'_>>, report: &mut Report) -> usize {
+    match input.copied().unwrap_or(SecretInput::Unset) {
+        SecretInput::Kept { count } => count,
+        SecretInput::New(v) if !v.trim().is_empty() => check_values(spec, v.trim(), report),
+        _ => {
+            if spec.required {
+                report.error(&spec.key, format!("{} is required", spec.label));
+            }
+            0
+        }
+    }
+}
+
+fn check_values(spec: &FieldSpec, value: &str, report: &mut Report) -> usize {
+    let values = split_values(spec, value);
+    for (i, v) in values.iter().enumerate() {
+        let which = if values.len() > 1 {
+            format!("{} value {}", spec.label, i + 1)
+        } else {
+            spec.label.clone()
+        };
+        if v.is_empty() {
+            report.error(
+                &spec.key,
+                format!("{which} is empty: remove the extra comma or fill it in"),
+            );
+            return values.len();
+        }
+        if let Err(problem) = check_kind(spec.kind, v, spec) {
+            // A secret's value is never echoed back, not even in an error.
+            let shown = if spec.secret {
+                String::new()
+            } else {
+                format!(" '{v}'")
+            };
+            report.error(&spec.key, format!("{which}{shown} {problem}"));
+            return values.len();
+        }
+    }
+    values.len()
+}
+
+/// Splits a multi-account field on commas; other fields hold one value, commas and all.
+pub fn split_values<'v>(spec: &FieldSpec, value: &'v str) -> Vec<&'v str> {
+    if spec.multi {
+        value.split(',').map(str::trim).collect()
+    } else {
+        vec![value.trim()]
+    }
+}
+
+fn check_account_counts(counts: &[(&FieldSpec, usize)], report: &mut Report) {
+    let Some((first, expected)) = counts.first() else {
+        return;
+    };
+    for (spec, n) in &counts[1..] {
+        if n != expected {
+            report.error(
+                &spec.key,
+                format!(
+                    "{} has {} but {} has {}: give one per account, in the same order",
+                    spec.label,
+                    values_word(*n),
+                    first.label,
+                    expected
+                ),
+            );
+        }
+    }
+}
+
+fn values_word(n: usize) -> String {
+    if n == 1 {
+        "1 value".into()
+    } else {
+        format!("{n} values")
+    }
+}
+
+/// Checks one value against its kind; the error reads after the field's label.
+pub fn check_kind(kind: FieldKind, v: &str, spec: &FieldSpec) -> Result<(), String> {
+    check_kind_with(kind, v, &spec.options, spec.pattern.as_deref(), spec.pattern_help.as_deref())
+}
+
+fn check_kind_with(
+    kind: FieldKind,
+    v: &str,
+    options: &[String],
+    pattern: Option<&str>,
+    pattern_help: Option<&str>,
+) -> Result<(), String> {
+    match kind {
+        FieldKind::Text => Ok(()),
+        FieldKind::Token if v.chars().any(char::is_whitespace) => {
+            Err("contains spaces: paste the token exactly, without spaces or line breaks".into())
+        }
+        FieldKind::Token => Ok(()),
+        FieldKind::Host if is_host(v) => Ok(()),
+        FieldKind::Host => Err("is not a host name or IP address (e.g. imap.example.com)".into()),
+        FieldKind::Port => match v.parse::<u32>() {
+            Ok(p) if (1..=65535).contains(&p) => Ok(()),
+            _ => Err("is not a port: use a number from 1 to 65535".into()),
+        },
+        FieldKind::Url if is_url(v) => Ok(()),
+        FieldKind::Url => Err("is not a URL: use http:// or https:// and a host".into()),
+        FieldKind::Phone if re(&PHONE, r"^\+[1-9][0-9]{6,14}$").is_match(v) => Ok(()),
+        FieldKind::Phone => {
+            Err("is not a phone number in international format (e.g. +14155550123)".into())
+        }
+        FieldKind::Digits if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        FieldKind::Digits => Err("must contain digits only".into()),
+        FieldKind::Email if re(&EMAIL, r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$").is_match(v) => Ok(()),
+        FieldKind::Email => Err("is not an email address (e.g. support@example.com)".into()),
+        FieldKind::Choice if options.iter().any(|o| o.eq_ignore_ascii_case(v)) => Ok(()),
+        FieldKind::Choice => Err(format!("must be one of: {}", options.join(", "))),
+        FieldKind::Pattern => {
+            let ok = pattern
+                .and_then(|p| Regex::new(p).ok())
+                .is_some_and(|r| r.is_match(v));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "does not look right: expected {}",
+                    pattern_help.unwrap_or("the provider's format")
+                ))
+            }
+        }
+    }
+}
+
+static PHONE: OnceLock<Regex> = OnceLock::new();
+static EMAIL: OnceLock<Regex> = OnceLock::new();
+static ENV_NAME: OnceLock<Regex> = OnceLock::new();
+static HOST_LABEL: OnceLock<Regex> = OnceLock::new();
+
+fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("built-in pattern"))
+}
+
+fn is_host(v: &str) -> bool {
+    if v.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let label = re(&HOST_LABEL, r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$");
+    v.len() <= 253 && v.split('.').all(|l| label.is_match(l))
+}
+
+fn is_url(v: &str) -> bool {
+    url::Url::parse(v)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .unwrap_or(false)
+}
+
+pub fn is_env_name(name: &str) -> bool {
+    re(&ENV_NAME, r"^[A-Za-z_][A-Za-z0-9_]*$").is_match(name)
+}
+
+fn check_env(ty: &ChannelType, env: &[EnvVar], report: &mut Report) {
+    let mut seen = HashSet::new();
+    for (i, var) in env.iter().enumerate() {
+        let at = format!("env.{}", i + 1);
+        let name = var.name.trim();
+        if name.is_empty() {
+            report.error(&at, "Variable name is empty: type a name or remove the row");
+            continue;
+        }
+        if !is_env_name(name) {
+            report.error(
+                &at,
+                format!(
+                    "'{name}' is not a valid variable name: use letters, digits and _ \
+                     (e.g. {})",
+                    ty.env.first().map(|e| e.name.as_str()).unwrap_or("MY_OPTION")
+                ),
+            );
+            continue;
+        }
+        if !seen.insert(name.to_string()) {
+            report.error(&at, format!("{name} is set twice: keep one row"));
+            continue;
+        }
+        match ty.env_var(name) {
+            Some(spec) => {
+                if let Err(problem) =
+                    check_kind_with(spec.kind, var.value.trim(), &spec.options, None, None)
+                {
+                    report.error(&at, format!("{name} value '{}' {problem}", var.value.trim()));
+                }
+            }
+            None => report.warnings.push(unsupported_env(ty, name)),
+        }
+    }
+}
+
+fn unsupported_env(ty: &ChannelType, name: &str) -> String {
+    let supported: Vec<&str> = ty.env.iter().map(|e| e.name.as_str()).collect();
+    let list = if supported.is_empty() {
+        "it supports none".to_string()
+    } else {
+        format!("supported: {}", supported.join(", "))
+    };
+    format!("{} does not use {name}; the channel will ignore it ({list})", ty.name)
+}

@@ -1,0 +1,165 @@
+//! Persistent state behind one `Store` trait. The database URL's scheme picks the
+//! backend: `postgres://` for production, `sqlite://` (the default, a file in the data
+//! directory) for a bare machine. Each backend has its own migrations, run at open.
+
+mod migrate;
+mod rows;
+mod sql;
+
+pub use sql::SqlStore;
+
+use crate::model::{
+    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
+    Tenant,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url.split(':').next().unwrap_or("");
+        match scheme {
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            "sqlite" => Ok(Backend::Sqlite),
+            _ => Err(StoreError::Config(format!(
+                "database URL '{}' has scheme '{scheme}': use postgres://user@host/db \
+                 or sqlite:///path/to/file.db",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        }
+    }
+}
+
+/// A database URL without its password, safe to show and log.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Who makes a change and what it was, recorded in the same transaction as the change.
+#[derive(Debug, Clone)]
+pub struct AuditNote {
+    pub actor: String,
+    pub action: String,
+    /// Names of what changed, never values.
+    pub details: String,
+}
+
+impl AuditNote {
+    pub fn new(actor: &str, action: &str, details: impl Into<String>) -> AuditNote {
+        AuditNote {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            details: details.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Config(String),
+    #[error("the database is unavailable ({0}); check that it is running and reachable")]
+    Unavailable(String),
+    #[error("a {kind} named '{name}' already exists in this tenant: choose another name")]
+    Duplicate { kind: &'static str, name: String },
+    #[error("{kind} '{name}' no longer exists: someone deleted it")]
+    NotFound { kind: &'static str, name: String },
+    #[error(
+        "'{name}' was changed by {by} at {at} after you opened it; your changes were not saved. \
+         Reload it and apply them again"
+    )]
+    Conflict { name: String, by: String, at: String },
+    #[error(
+        "'{connection}' already answers inbound messages for agent '{agent}': a {type_name} \
+         connection can have one inbound agent; detach it there first or use another connection"
+    )]
+    InboundTaken {
+        connection: String,
+        agent: String,
+        type_name: String,
+    },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// The URL with any password masked.
+    fn describe(&self) -> String;
+
+    /// Returns the tenant, creating it on first use.
+    async fn tenant(&self, name: &str) -> StoreResult<Tenant>;
+
+    async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
+    async fn connection(&self, id: i64) -> StoreResult<Option<Connection>>;
+    /// Names match case-insensitively, as uniqueness does.
+    async fn connection_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Connection>>;
+    async fn insert_connection(&self, new: &NewConnection, note: &AuditNote) -> StoreResult<Connection>;
+    /// Saves `c` if the stored version is still `c.version`; the result has the next version.
+    async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection>;
+    /// Deletes the connection if it is still at `version`.
+    async fn delete_connection(&self, id: i64, version: i64, note: &AuditNote) -> StoreResult<()>;
+    async fn set_desired_state(&self, id: i64, desired: DesiredState, note: &AuditNote) -> StoreResult<()>;
+    /// Records an actual-state transition; `since` moves only when the status changes.
+    async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()>;
+    /// Which config version the running task uses (`None` once it stops).
+    async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()>;
+
+    /// Appends lines and trims each connection's history to `keep` lines.
+    async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()>;
+    /// The newest `limit` lines, oldest first.
+    async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>>;
+
+    async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// How many connections hold at least one sealed secret; a new master key may be
+    /// created only while this is zero.
+    async fn count_sealed_secrets(&self) -> StoreResult<u64>;
+
+    async fn create_agent(&self, tenant_id: i64, name: &str, note: &AuditNote) -> StoreResult<Agent>;
+    async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>>;
+    /// Attaches (or re-attaches) a connection; for exclusive-inbound types the database
+    /// refuses a second inbound agent.
+    async fn attach(&self, att: &Attachment, exclusive_inbound: bool, note: &AuditNote) -> StoreResult<()>;
+    async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()>;
+    async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>>;
+}
+
+/// Opens the database the URL names, creating an SQLite file and its directory if needed,
+/// and runs that backend's migrations.
+pub async fn open(url: &str, connect_timeout_secs: u64, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    let store = SqlStore::connect(url, connect_timeout_secs, max_connections).await?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,101 @@
+//! Turning rows into model values; the column lists live next to the decoders.
+
+use super::StoreError;
+use crate::model::{Agent, AuditEntry, Connection, DesiredState, LogLine, Status};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// The connection columns, as a macro so queries stay `&'static str` (sqlx checks that).
+macro_rules! connection_columns {
+    () => {
+        "id, tenant_id, type_key, name, description, fields, \
+    secrets, env, version, desired_state, status, status_message, status_since, \
+    running_version, created_at, created_by, updated_at, updated_by"
+    };
+}
+pub(crate) use connection_columns;
+
+macro_rules! agent_columns {
+    () => {
+        "id, tenant_id, name, description, responder, desired_state, status, version, running_version"
+    };
+}
+pub(crate) use agent_columns;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("stored {what} cannot be read: {e}"))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+    let text: String = row.try_get(col).map_err(|e| corrupt(col, e))?;
+    serde_json::from_str(&text).map_err(|e| corrupt(col, e))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
+    col: &str,
+) -> Result<T, StoreError> {
+    row.try_get(col).map_err(|e| corrupt(col, e))
+}
+
+pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
+    let status: String = get(row, "status")?;
+    let desired: String = get(row, "desired_state")?;
+    Ok(Connection {
+        id: get(row, "id")?,
+        tenant_id: get(row, "tenant_id")?,
+        type_key: get(row, "type_key")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        fields: json(row, "fields")?,
+        secrets: json(row, "secrets")?,
+        env: json(row, "env")?,
+        version: get(row, "version")?,
+        desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        status_message: get(row, "status_message")?,
+        status_since: get(row, "status_since")?,
+        running_version: get(row, "running_version")?,
+        created_at: get(row, "created_at")?,
+        created_by: get(row, "created_by")?,
+        updated_at: get(row, "updated_at")?,
+        updated_by: get(row, "updated_by")?,
+    })
+}
+
+pub fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
+    let status: String = get(row, "status")?;
+    let desired: String = get(row, "desired_state")?;
+    Ok(Agent {
+        id: get(row, "id")?,
+        tenant_id: get(row, "tenant_id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        responder: get(row, "responder")?,
+        desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        version: get(row, "version")?,
+        running_version: get(row, "running_version")?,
+    })
+}
+
+pub fn log_line(row: &AnyRow) -> Result<LogLine, StoreError> {
+    Ok(LogLine {
+        connection_id: get(row, "connection_id")?,
+        at: get(row, "at")?,
+        level: get(row, "level")?,
+        message: get(row, "message")?,
+    })
+}
+
+pub fn audit(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        at: get(row, "at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        target_kind: get(row, "target_kind")?,
+        target_id: get(row, "target_id")?,
+        target_name: get(row, "target_name")?,
+        details: get(row, "details")?,
+    })
+}

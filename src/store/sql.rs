@@ -1,0 +1,592 @@
+//! The `Store` over sqlx's Any driver. Both backends share the query text (`$N`
+//! placeholders, BIGINT columns, JSON as TEXT); what differs between them lives in
+//! their migrations and in `connect`.
+
+use super::rows::{self, agent_columns, connection_columns};
+use super::{AuditNote, Backend, Store, StoreError, StoreResult, migrate, redact_url};
+use crate::model::{
+    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
+    Tenant, format_millis, now_millis,
+};
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use std::time::Duration;
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    described: String,
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01") => {
+            StoreError::Unavailable(db.message().to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl SqlStore {
+    pub async fn connect(url: &str, connect_timeout_secs: u64, max_connections: u32) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| match classify(e) {
+                StoreError::Other(m) => StoreError::Unavailable(m),
+                other => other,
+            })?;
+        if backend == Backend::Sqlite {
+            // WAL lets the console read while `flametree serve` or the CLI writes.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(classify)?;
+        }
+        migrate::run(&pool, backend).await?;
+        Ok(SqlStore {
+            pool,
+            backend,
+            described: redact_url(&url),
+        })
+    }
+
+    async fn audit(
+        tx: &mut Transaction<'_, Any>,
+        tenant_id: i64,
+        note: &AuditNote,
+        kind: &str,
+        target_id: i64,
+        target_name: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, at, actor, action, target_kind, target_id, \
+             target_name, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant_id)
+        .bind(now_millis())
+        .bind(&note.actor)
+        .bind(&note.action)
+        .bind(kind)
+        .bind(target_id)
+        .bind(target_name)
+        .bind(&note.details)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn fetch_connection(&self, sql: &'static str, a: i64, b: Option<&str>) -> StoreResult<Option<Connection>> {
+        let mut q = sqlx::query(sql).bind(a);
+        if let Some(b) = b {
+            q = q.bind(b.to_string());
+        }
+        let row: Option<AnyRow> = q.fetch_optional(&self.pool).await.map_err(classify)?;
+        row.as_ref().map(rows::connection).transpose()
+    }
+
+    /// After an UPDATE/DELETE matched nothing: was it deleted, or changed by someone?
+    async fn explain_miss(&self, id: i64, name: &str) -> StoreError {
+        match self.connection(id).await {
+            Ok(Some(current)) => StoreError::Conflict {
+                name: current.name,
+                by: current.updated_by,
+                at: format_millis(current.updated_at),
+            },
+            Ok(None) => StoreError::NotFound {
+                kind: "connection",
+                name: name.to_string(),
+            },
+            Err(e) => e,
+        }
+    }
+}
+
+fn prepare_sqlite(url: &str) -> StoreResult<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Config(
+            "an in-memory SQLite database would lose everything on exit: give a file path, \
+             e.g. sqlite:///var/lib/flametree/flametree.db"
+                .into(),
+        ));
+    }
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Config(format!("cannot create the data directory {}: {e}", dir.display()))
+        })?;
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("model values serialize to JSON")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn describe(&self) -> String {
+        self.described.clone()
+    }
+
+    async fn tenant(&self, name: &str) -> StoreResult<Tenant> {
+        sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(Tenant {
+            id: row.try_get("id").map_err(classify)?,
+            name: row.try_get("name").map_err(classify)?,
+        })
+    }
+
+    async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>> {
+        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE tenant_id = $1 ORDER BY name_key");
+        let found = sqlx::query(sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        found.iter().map(rows::connection).collect()
+    }
+
+    async fn connection(&self, id: i64) -> StoreResult<Option<Connection>> {
+        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE id = $1");
+        self.fetch_connection(sql, id, None).await
+    }
+
+    async fn connection_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Connection>> {
+        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE tenant_id = $1 AND name_key = $2");
+        self.fetch_connection(sql, tenant_id, Some(&name_key(name))).await
+    }
+
+    async fn insert_connection(&self, new: &NewConnection, note: &AuditNote) -> StoreResult<Connection> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let inserted = sqlx::query(
+            "INSERT INTO connections (tenant_id, type_key, name, name_key, description, fields, \
+             secrets, env, status_since, created_at, created_by, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9, $10) RETURNING id",
+        )
+        .bind(new.tenant_id)
+        .bind(&new.type_key)
+        .bind(new.name.trim())
+        .bind(name_key(&new.name))
+        .bind(&new.description)
+        .bind(to_json(&new.fields))
+        .bind(to_json(&new.secrets))
+        .bind(to_json(&new.env))
+        .bind(now)
+        .bind(&note.actor)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get("id").map_err(classify)?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate {
+                    kind: "connection",
+                    name: new.name.trim().to_string(),
+                });
+            }
+            Err(e) => return Err(classify(e)),
+        };
+        Self::audit(&mut tx, new.tenant_id, note, "connection", id, new.name.trim()).await?;
+        tx.commit().await.map_err(classify)?;
+        self.connection(id).await?.ok_or(StoreError::NotFound {
+            kind: "connection",
+            name: new.name.clone(),
+        })
+    }
+
+    async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let updated = sqlx::query(
+            "UPDATE connections SET name = $1, name_key = $2, description = $3, fields = $4, \
+             secrets = $5, env = $6, version = version + 1, updated_at = $7, updated_by = $8 \
+             WHERE id = $9 AND version = $10",
+        )
+        .bind(c.name.trim())
+        .bind(name_key(&c.name))
+        .bind(&c.description)
+        .bind(to_json(&c.fields))
+        .bind(to_json(&c.secrets))
+        .bind(to_json(&c.env))
+        .bind(now_millis())
+        .bind(&note.actor)
+        .bind(c.id)
+        .bind(c.version)
+        .execute(&mut *tx)
+        .await;
+        match updated {
+            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(_) => {
+                drop(tx);
+                return Err(self.explain_miss(c.id, &c.name).await);
+            }
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate {
+                    kind: "connection",
+                    name: c.name.trim().to_string(),
+                });
+            }
+            Err(e) => return Err(classify(e)),
+        }
+        Self::audit(&mut tx, c.tenant_id, note, "connection", c.id, c.name.trim()).await?;
+        tx.commit().await.map_err(classify)?;
+        self.connection(c.id).await?.ok_or(StoreError::NotFound {
+            kind: "connection",
+            name: c.name.clone(),
+        })
+    }
+
+    async fn delete_connection(&self, id: i64, version: i64, note: &AuditNote) -> StoreResult<()> {
+        let Some(current) = self.connection(id).await? else {
+            return Err(StoreError::NotFound {
+                kind: "connection",
+                name: format!("#{id}"),
+            });
+        };
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND version = $2")
+            .bind(id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() != 1 {
+            drop(tx);
+            return Err(self.explain_miss(id, &current.name).await);
+        }
+        Self::audit(&mut tx, current.tenant_id, note, "connection", id, &current.name).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn set_desired_state(&self, id: i64, desired: DesiredState, note: &AuditNote) -> StoreResult<()> {
+        let Some(current) = self.connection(id).await? else {
+            return Err(StoreError::NotFound {
+                kind: "connection",
+                name: format!("#{id}"),
+            });
+        };
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("UPDATE connections SET desired_state = $1 WHERE id = $2")
+            .bind(desired.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Self::audit(&mut tx, current.tenant_id, note, "connection", id, &current.name).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
+             status = $1, status_message = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(now_millis())
+        .bind(message)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()> {
+        sqlx::query("UPDATE connections SET running_version = $1 WHERE id = $2")
+            .bind(version)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for line in lines {
+            sqlx::query("INSERT INTO connection_logs (connection_id, at, level, message) VALUES ($1, $2, $3, $4)")
+                .bind(line.connection_id)
+                .bind(line.at)
+                .bind(&line.level)
+                .bind(&line.message)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        let mut ids: Vec<i64> = lines.iter().map(|l| l.connection_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            sqlx::query(
+                "DELETE FROM connection_logs WHERE connection_id = $1 AND id < \
+                 (SELECT MIN(id) FROM (SELECT id FROM connection_logs WHERE connection_id = $1 \
+                 ORDER BY id DESC LIMIT $2) AS newest)",
+            )
+            .bind(id)
+            .bind(i64::from(keep.max(1)))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>> {
+        let found = sqlx::query(
+            "SELECT connection_id, at, level, message FROM connection_logs WHERE connection_id = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(connection_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut lines = found.iter().map(rows::log_line).collect::<StoreResult<Vec<_>>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let found = sqlx::query(
+            "SELECT at, actor, action, target_kind, target_id, target_name, details FROM audit_log \
+             WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        found.iter().map(rows::audit).collect()
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn count_sealed_secrets(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE secrets <> '{}'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn create_agent(&self, tenant_id: i64, name: &str, note: &AuditNote) -> StoreResult<Agent> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let inserted = sqlx::query(
+            "INSERT INTO agents (tenant_id, name, name_key, status_since, created_at, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4, $4, $4, $5) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(name.trim())
+        .bind(name_key(name))
+        .bind(now)
+        .bind(&note.actor)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get("id").map_err(classify)?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate {
+                    kind: "agent",
+                    name: name.trim().to_string(),
+                });
+            }
+            Err(e) => return Err(classify(e)),
+        };
+        Self::audit(&mut tx, tenant_id, note, "agent", id, name.trim()).await?;
+        tx.commit().await.map_err(classify)?;
+        let sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = $1");
+        let row = sqlx::query(sql).bind(id).fetch_one(&self.pool).await.map_err(classify)?;
+        rows::agent(&row)
+    }
+
+    async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>> {
+        let sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE tenant_id = $1 ORDER BY name_key");
+        let found = sqlx::query(sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        found.iter().map(rows::agent).collect()
+    }
+
+    async fn attach(&self, att: &Attachment, exclusive_inbound: bool, note: &AuditNote) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let done = sqlx::query(
+            "INSERT INTO agent_channels (agent_id, connection_id, inbound, exclusive_inbound, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, connection_id) \
+             DO UPDATE SET inbound = excluded.inbound, exclusive_inbound = excluded.exclusive_inbound",
+        )
+        .bind(att.agent_id)
+        .bind(att.connection_id)
+        .bind(i64::from(att.inbound))
+        .bind(i64::from(exclusive_inbound))
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = done {
+            if !is_unique_violation(&e) {
+                return Err(classify(e));
+            }
+            drop(tx);
+            return Err(self.inbound_taken(att.connection_id).await);
+        }
+        let row = sqlx::query(
+            "SELECT a.tenant_id AS tenant_id, a.name AS name FROM agents a WHERE a.id = $1",
+        )
+        .bind(att.agent_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let tenant_id: i64 = row.try_get("tenant_id").map_err(classify)?;
+        let name: String = row.try_get("name").map_err(classify)?;
+        Self::audit(&mut tx, tenant_id, note, "agent", att.agent_id, &name).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("DELETE FROM agent_channels WHERE agent_id = $1 AND connection_id = $2")
+            .bind(agent_id)
+            .bind(connection_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let row = sqlx::query("SELECT tenant_id, name FROM agents WHERE id = $1")
+            .bind(agent_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let tenant_id: i64 = row.try_get("tenant_id").map_err(classify)?;
+        let name: String = row.try_get("name").map_err(classify)?;
+        Self::audit(&mut tx, tenant_id, note, "agent", agent_id, &name).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>> {
+        let found = sqlx::query(
+            "SELECT agent_id, connection_id, inbound FROM agent_channels WHERE connection_id = $1 \
+             ORDER BY agent_id",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        found
+            .iter()
+            .map(|r| {
+                Ok(Attachment {
+                    agent_id: r.try_get("agent_id").map_err(classify)?,
+                    connection_id: r.try_get("connection_id").map_err(classify)?,
+                    inbound: r.try_get::<i64, _>("inbound").map_err(classify)? != 0,
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqlStore {
+    async fn inbound_taken(&self, connection_id: i64) -> StoreError {
+        let found = sqlx::query(
+            "SELECT a.name AS agent, c.name AS connection, c.type_key AS type_key FROM agent_channels ac \
+             JOIN agents a ON a.id = ac.agent_id JOIN connections c ON c.id = ac.connection_id \
+             WHERE ac.connection_id = $1 AND ac.inbound = 1 AND ac.exclusive_inbound = 1",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await;
+        match found {
+            Ok(Some(row)) => {
+                let type_key: String = row.try_get("type_key").unwrap_or_default();
+                StoreError::InboundTaken {
+                    connection: row.try_get("connection").unwrap_or_default(),
+                    agent: row.try_get("agent").unwrap_or_default(),
+                    type_name: crate::catalog::Catalog::get()
+                        .find(&type_key)
+                        .map(|t| t.name.clone())
+                        .unwrap_or(type_key),
+                }
+            }
+            Ok(None) => StoreError::Other("inbound attachment refused by the database".into()),
+            Err(e) => classify(e),
+        }
+    }
+}
+
+/// Uniqueness is case-insensitive: "Sales bot" and "sales bot" are the same name.
+fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
