@@ -135,8 +135,7 @@ impl Catalog {
     }
 
     pub fn parse(text: &str) -> Result<Catalog, String> {
-        let catalog: Catalog =
-            toml::from_str(text).map_err(|e| format!("channel catalog: {e}"))?;
+        let catalog: Catalog = toml::from_str(text).map_err(|e| format!("channel catalog: {e}"))?;
         catalog.check()?;
         Ok(catalog)
     }
@@ -216,9 +215,8 @@ impl ChannelType {
     }
 
     pub fn setup_text(&self) -> &'static str {
-        crate::assets::setup_page(&self.setup_page).unwrap_or(
-            "This channel type has no setup page in this build. Report it as a bug.",
-        )
+        crate::assets::setup_page(&self.setup_page)
+            .unwrap_or("This channel type has no setup page in this build. Report it as a bug.")
     }
 
     fn check(&self) -> Result<(), String> {
@@ -254,9 +252,148 @@ impl ChannelType {
         }
         for e in &self.env {
             if !crate::model::validation::is_env_name(&e.name) {
-                return err(format!("environment variable '{}' is not a valid name", e.name));
+                return err(format!(
+                    "environment variable '{}' is not a valid name",
+                    e.name
+                ));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat() -> &'static Catalog {
+        Catalog::get()
+    }
+
+    #[test]
+    fn every_type_of_the_spec_table_is_listed_under_its_portal_name() {
+        let names: Vec<&str> = cat()
+            .listed()
+            .filter(|t| !t.deprecated)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "WhatsApp",
+                "Telegram",
+                "Email (IMAP/SMTP)",
+                "Instagram",
+                "Facebook",
+                "Infobip",
+                "Bird",
+                "Intercom",
+                "SIP",
+                "Twilio"
+            ]
+        );
+    }
+
+    #[test]
+    fn legacy_types_carry_the_suffix_and_name_a_current_type() {
+        let legacy: Vec<&ChannelType> = cat().types.iter().filter(|t| t.deprecated).collect();
+        assert!(legacy.len() >= 2);
+        for t in legacy {
+            assert!(t.display_name().ends_with(" DEPRECATED"), "{}", t.key);
+            let target = cat().find(t.migrates_to.as_deref().unwrap()).unwrap();
+            assert!(!target.deprecated && target.listed);
+        }
+    }
+
+    #[test]
+    fn web_widget_and_mobile_push_are_never_listed() {
+        for key in ["web_widget", "mobile_push"] {
+            let t = cat().find(key).unwrap();
+            assert!(!t.listed);
+            assert!(cat().listed().all(|l| l.key != key));
+        }
+    }
+
+    #[test]
+    fn voice_types_run_with_their_agent_and_the_rest_have_start_stop() {
+        for t in cat().listed() {
+            let voice = matches!(t.key.as_str(), "sip" | "twilio");
+            assert_eq!(t.has_start_stop(), !voice, "{}", t.key);
+        }
+    }
+
+    #[test]
+    fn one_inbound_agent_list_matches_the_spec() {
+        let exclusive: Vec<&str> = cat()
+            .listed()
+            .filter(|t| !t.deprecated && t.exclusive_inbound)
+            .map(|t| t.key.as_str())
+            .collect();
+        assert_eq!(
+            exclusive,
+            [
+                "whatsapp", "telegram", "email", "facebook", "bird", "intercom", "sip", "twilio"
+            ]
+        );
+    }
+
+    #[test]
+    fn advanced_mode_applies_to_meta_types_only() {
+        let meta: Vec<&str> = cat()
+            .types
+            .iter()
+            .filter(|t| t.meta_advanced_mode)
+            .map(|t| t.key.as_str())
+            .collect();
+        assert_eq!(meta, ["whatsapp", "instagram", "facebook"]);
+    }
+
+    #[test]
+    fn multi_account_types_are_whatsapp_and_email() {
+        let multi: Vec<&str> = cat()
+            .listed()
+            .filter(|t| t.is_multi_account())
+            .map(|t| t.key.as_str())
+            .collect();
+        assert_eq!(multi, ["whatsapp", "email"]);
+    }
+
+    #[test]
+    fn every_type_has_a_setup_page_and_telegram_a_configurable_api_url() {
+        for t in &cat().types {
+            assert!(
+                t.setup_text().len() > 200,
+                "{} setup page is too thin",
+                t.key
+            );
+        }
+        let tg = cat().find("telegram").unwrap();
+        assert!(tg.env_var("TELEGRAM_API_URL").is_some());
+        assert!(tg.field("bot_token").unwrap().secret);
+    }
+
+    #[test]
+    fn lookup_accepts_key_or_name_and_lists_choices_when_wrong() {
+        assert_eq!(cat().lookup("Email (IMAP/SMTP)").unwrap().key, "email");
+        assert_eq!(cat().lookup("TELEGRAM").unwrap().key, "telegram");
+        let err = cat().lookup("fax").unwrap_err();
+        assert!(err.contains("unknown channel type 'fax'") && err.contains("telegram"));
+    }
+
+    #[test]
+    fn a_broken_catalog_is_refused_with_the_reason() {
+        let bad = r#"
+            [[types]]
+            key = "x"
+            name = "X"
+            summary = "s"
+            family = "x"
+            lifecycle = "start_stop"
+            exclusive_inbound = false
+            deprecated = true
+            setup_page = "telegram.md"
+        "#;
+        let err = Catalog::parse(bad).unwrap_err();
+        assert!(err.contains("must name the type it migrates to"), "{err}");
     }
 }

@@ -152,7 +152,7 @@ impl Channels {
             fields: normalized_fields(ty, &draft.fields),
             secrets,
             env: normalized_env(&draft.env),
-            };
+        };
         let note = AuditNote::new(&self.operator.name, "create", format!("type {}", ty.key));
         let connection = self
             .store
@@ -206,7 +206,11 @@ impl Channels {
     pub async fn delete(&self, existing: &Connection) -> Result<(), ServiceError> {
         self.operator
             .require_editor(&format!("delete connection '{}'", existing.name))?;
-        let note = AuditNote::new(&self.operator.name, "delete", format!("type {}", existing.type_key));
+        let note = AuditNote::new(
+            &self.operator.name,
+            "delete",
+            format!("type {}", existing.type_key),
+        );
         Ok(self
             .store
             .delete_connection(existing.id, existing.version, &note)
@@ -214,7 +218,11 @@ impl Channels {
     }
 
     /// Records Start or Stop; the runtime reconciles the channel toward it.
-    pub async fn set_desired(&self, existing: &Connection, desired: DesiredState) -> Result<(), ServiceError> {
+    pub async fn set_desired(
+        &self,
+        existing: &Connection,
+        desired: DesiredState,
+    ) -> Result<(), ServiceError> {
         let verb = match desired {
             DesiredState::Running => "start",
             DesiredState::Stopped => "stop",
@@ -222,7 +230,10 @@ impl Channels {
         self.operator
             .require_editor(&format!("{verb} connection '{}'", existing.name))?;
         let note = AuditNote::new(&self.operator.name, verb, "");
-        Ok(self.store.set_desired_state(existing.id, desired, &note).await?)
+        Ok(self
+            .store
+            .set_desired_state(existing.id, desired, &note)
+            .await?)
     }
 
     /// Validation plus the checks that need the store's view (secrets kept from before).
@@ -230,7 +241,10 @@ impl Channels {
         let mut secrets = BTreeMap::new();
         for spec in ty.fields.iter().filter(|f| f.secret) {
             let key = spec.key.as_str();
-            let input = match (draft.secrets.get(key), existing.and_then(|c| c.secrets.get(key))) {
+            let input = match (
+                draft.secrets.get(key),
+                existing.and_then(|c| c.secrets.get(key)),
+            ) {
                 (Some(new), _) if !new.is_empty() => SecretInput::New(new.expose()),
                 (_, Some(old)) if !draft.clear_secrets.contains(key) => {
                     SecretInput::Kept { count: old.count }
@@ -268,7 +282,9 @@ impl Channels {
     ) -> Result<BTreeMap<String, crate::secrets::SealedSecret>, ServiceError> {
         let mut out = kept.clone();
         for (field, value) in draft.secrets.iter().filter(|(_, v)| !v.is_empty()) {
-            let Some(spec) = ty.field(field) else { continue };
+            let Some(spec) = ty.field(field) else {
+                continue;
+            };
             let key = self.key.as_deref().map_err(|e| e.clone())?;
             let parts = validation::split_values(spec, value.expose());
             let normalized = SecretString::new(parts.join(","));
@@ -289,7 +305,11 @@ impl Channels {
     }
 
     /// Opens one secret field for the runtime. `what` in errors names connection and field.
-    pub fn reveal(&self, c: &Connection, field: &str) -> Result<Option<SecretString>, ServiceError> {
+    pub fn reveal(
+        &self,
+        c: &Connection,
+        field: &str,
+    ) -> Result<Option<SecretString>, ServiceError> {
         let Some(sealed) = c.secrets.get(field) else {
             return Ok(None);
         };
@@ -299,7 +319,11 @@ impl Channels {
             .map(|f| f.label.clone())
             .unwrap_or_else(|| field.to_string());
         let key = self.key.as_deref().map_err(|e| e.clone())?;
-        Ok(Some(key.open(field, sealed, &format!("{label} of '{}'", c.name))?))
+        Ok(Some(key.open(
+            field,
+            sealed,
+            &format!("{label} of '{}'", c.name),
+        )?))
     }
 
     /// Tries to open every secret; returns one line per field that cannot be opened.
@@ -339,7 +363,10 @@ fn duplicate_as_field_error(e: StoreError) -> ServiceError {
     }
 }
 
-fn normalized_fields(ty: &ChannelType, fields: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn normalized_fields(
+    ty: &ChannelType,
+    fields: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     fields
         .iter()
         .filter_map(|(k, v)| {
@@ -376,7 +403,11 @@ fn changed_parts(old: &Connection, new: &Connection, draft: &Draft) -> Vec<Strin
             changed.push(k.clone());
         }
     }
-    for k in draft.secrets.keys().filter(|k| !draft.secrets[*k].is_empty()) {
+    for k in draft
+        .secrets
+        .keys()
+        .filter(|k| !draft.secrets[*k].is_empty())
+    {
         changed.push(format!("{k} (secret replaced)"));
     }
     for k in &draft.clear_secrets {

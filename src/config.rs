@@ -42,7 +42,14 @@ pub struct Secrets {
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets")
-            .field("master_key", &if self.master_key.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "master_key",
+                &if self.master_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .field("key_file", &self.key_file)
             .finish()
     }
@@ -74,7 +81,14 @@ impl std::fmt::Debug for Meta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Meta")
             .field("app_id", &self.app_id)
-            .field("app_secret", &if self.app_secret.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "app_secret",
+                &if self.app_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish()
     }
 }
@@ -127,6 +141,11 @@ mouse = true
 tick_ms = 250
 "#;
 
+/// The built-in defaults as a table, so tests can check the example file names every key.
+pub fn defaults_table() -> toml::Table {
+    toml::from_str(DEFAULTS).expect("built-in defaults parse")
+}
+
 /// What was loaded and from where; `flametree info` prints it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -164,7 +183,7 @@ fn default_data_dir() -> PathBuf {
 /// Loads the layers. `explicit` (from `--config` or `FLAMETREE_CONFIG`) must exist;
 /// the default location is read only when present.
 pub fn load(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
-    let mut tree: toml::Table = toml::from_str(DEFAULTS).expect("built-in defaults parse");
+    let mut tree = defaults_table();
     let file = match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => default_config_path().filter(|p| p.exists()),
@@ -248,7 +267,11 @@ fn merge(base: &mut toml::Table, layer: toml::Table, prefix: &str) -> Result<(),
             format!("{prefix}.{key}")
         };
         match (base.get_mut(&key), value) {
-            (None, _) => return Err(format!("unknown setting '{path}' (see config.example.toml)")),
+            (None, _) => {
+                return Err(format!(
+                    "unknown setting '{path}' (see config.example.toml)"
+                ));
+            }
             (Some(toml::Value::Table(b)), toml::Value::Table(l)) if path == "access.roles" => {
                 b.extend(l);
             }
@@ -290,12 +313,16 @@ fn apply_env(tree: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Str
             message: format!("'{raw}' is not {what}"),
         };
         *slot = match slot {
-            toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("a whole number"))?),
-            toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim().to_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => return Err(bad("true or false")),
-            }),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.trim().parse().map_err(|_| bad("a whole number"))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(match raw.trim().to_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" => false,
+                    _ => return Err(bad("true or false")),
+                })
+            }
             toml::Value::String(_) => toml::Value::String(raw.clone()),
             _ => continue,
         };
@@ -332,7 +359,10 @@ mod tests {
         assert_eq!(loaded.config.general.tenant, "acme");
         assert_eq!(loaded.config.logs.keep_per_connection, 20);
         assert_eq!(loaded.config.ui.tick_ms, 250);
-        assert_eq!(loaded.env_overrides, vec!["FLAMETREE_LOGS_KEEP_PER_CONNECTION"]);
+        assert_eq!(
+            loaded.env_overrides,
+            vec!["FLAMETREE_LOGS_KEEP_PER_CONNECTION"]
+        );
     }
 
     #[test]
@@ -349,12 +379,19 @@ mod tests {
         let err = load(None, &env(&[("FLAMETREE_UI_MOUSE", "maybe")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("FLAMETREE_UI_MOUSE") && err.contains("true or false"), "{err}");
+        assert!(
+            err.contains("FLAMETREE_UI_MOUSE") && err.contains("true or false"),
+            "{err}"
+        );
     }
 
     #[test]
     fn sqlite_in_the_data_dir_is_the_default() {
-        let loaded = load(None, &env(&[("FLAMETREE_GENERAL_DATA_DIR", "/tmp/ft-data")])).unwrap();
+        let loaded = load(
+            None,
+            &env(&[("FLAMETREE_GENERAL_DATA_DIR", "/tmp/ft-data")]),
+        )
+        .unwrap();
         assert_eq!(loaded.database_url, "sqlite:///tmp/ft-data/flametree.db");
         assert_eq!(loaded.key_file, PathBuf::from("/tmp/ft-data/master.key"));
     }
@@ -372,7 +409,10 @@ mod tests {
         let loaded = load(
             None,
             &env(&[
-                ("FLAMETREE_SECRETS_MASTER_KEY", "c2VjcmV0LWtleS1tYXRlcmlhbA=="),
+                (
+                    "FLAMETREE_SECRETS_MASTER_KEY",
+                    "c2VjcmV0LWtleS1tYXRlcmlhbA==",
+                ),
                 ("FLAMETREE_META_APP_SECRET", "meta-secret-value"),
             ]),
         )

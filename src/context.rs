@@ -29,9 +29,13 @@ impl Context {
             loaded.config.general.tenant = t.clone();
         }
         let db = &loaded.config.database;
-        let store = store::open(&loaded.database_url, db.connect_timeout_secs, db.max_connections)
-            .await
-            .map_err(|e| explain_open(e, &loaded))?;
+        let store = store::open(
+            &loaded.database_url,
+            db.connect_timeout_secs,
+            db.max_connections,
+        )
+        .await
+        .map_err(|e| explain_open(e, &loaded))?;
         let tenant = store.tenant(loaded.config.general.tenant.trim()).await?;
         let operator = Operator::resolve(&loaded.config.access, os_user(), overrides.read_only);
         let key = load_key(&loaded, store.as_ref()).await?;

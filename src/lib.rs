@@ -6,6 +6,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod fsutil;
 pub mod model;
 pub mod permission;
 pub mod secrets;

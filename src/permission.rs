@@ -96,11 +96,12 @@ impl fmt::Display for Operator {
     }
 }
 
-/// The OS user running the process.
+/// The OS user running the process (from the account database, not `$USER`, which
+/// `sudo` and cron may leave unset or stale).
 pub fn os_user() -> Option<String> {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
+    whoami::username()
         .ok()
+        .or_else(|| std::env::var("USER").ok())
 }
 
 #[cfg(test)]
@@ -122,10 +123,19 @@ mod tests {
     #[test]
     fn per_operator_role_beats_default_and_read_only_beats_both() {
         let a = access("editor", &[("bob", "viewer")]);
-        assert_eq!(Operator::resolve(&a, Some("bob".into()), false).role, Role::Viewer);
-        assert_eq!(Operator::resolve(&a, Some("ann".into()), false).role, Role::Editor);
+        assert_eq!(
+            Operator::resolve(&a, Some("bob".into()), false).role,
+            Role::Viewer
+        );
+        assert_eq!(
+            Operator::resolve(&a, Some("ann".into()), false).role,
+            Role::Editor
+        );
         let ro = Operator::resolve(&a, Some("ann".into()), true);
-        let err = ro.require_editor("delete 'Sales bot'").unwrap_err().to_string();
+        let err = ro
+            .require_editor("delete 'Sales bot'")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ann is a viewer (--read-only)"), "{err}");
         assert!(err.contains("delete 'Sales bot'"), "{err}");
     }

@@ -95,7 +95,9 @@ pub enum KeySource {
 impl fmt::Display for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeySource::Config => f.write_str("from secrets.master_key / FLAMETREE_SECRETS_MASTER_KEY"),
+            KeySource::Config => {
+                f.write_str("from secrets.master_key / FLAMETREE_SECRETS_MASTER_KEY")
+            }
             KeySource::File(p) => write!(f, "from key file {}", p.display()),
         }
     }
@@ -153,11 +155,13 @@ impl MasterKey {
                 write_key_file(path, &bytes)?;
                 Ok(MasterKey::from_bytes(bytes, source))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SecretsError::NoKey(format!(
-                "master key file {} does not exist, but the database holds secrets sealed with \
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SecretsError::NoKey(format!(
+                    "master key file {} does not exist, but the database holds secrets sealed with \
                  another key: restore that key file, or set FLAMETREE_SECRETS_MASTER_KEY",
-                path.display()
-            ))),
+                    path.display()
+                )))
+            }
             Err(e) => Err(SecretsError::BadKey(format!(
                 "cannot read key file {}: {e}",
                 path.display()
@@ -197,7 +201,12 @@ impl MasterKey {
     }
 
     /// Opens a sealed field; `what` names it in errors ("Bot token of 'Sales bot'").
-    pub fn open(&self, field: &str, sealed: &SealedSecret, what: &str) -> Result<SecretString, SecretsError> {
+    pub fn open(
+        &self,
+        field: &str,
+        sealed: &SealedSecret,
+        what: &str,
+    ) -> Result<SecretString, SecretsError> {
         if sealed.key_id != self.id {
             return Err(SecretsError::WrongKey {
                 what: what.to_string(),
@@ -210,11 +219,15 @@ impl MasterKey {
             what: what.to_string(),
             why: why.to_string(),
         };
-        let nonce = B64.decode(&sealed.nonce).map_err(|_| damaged("bad nonce"))?;
+        let nonce = B64
+            .decode(&sealed.nonce)
+            .map_err(|_| damaged("bad nonce"))?;
         if nonce.len() != 24 {
             return Err(damaged("bad nonce length"));
         }
-        let ciphertext = B64.decode(&sealed.ciphertext).map_err(|_| damaged("bad ciphertext"))?;
+        let ciphertext = B64
+            .decode(&sealed.ciphertext)
+            .map_err(|_| damaged("bad ciphertext"))?;
         let cipher = XChaCha20Poly1305::new((&*self.key).into());
         let plain = cipher
             .decrypt(
@@ -239,16 +252,9 @@ fn write_key_file(path: &Path, bytes: &[u8; 32]) -> Result<(), SecretsError> {
         SecretsError::BadKey(format!("cannot create key file {}: {e}", path.display()))
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        crate::fsutil::create_private_dir(dir).map_err(fail)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(fail)?;
+    let mut file = crate::fsutil::create_private_file(path).map_err(fail)?;
     let encoded = Zeroizing::new(B64.encode(bytes));
     file.write_all(encoded.as_bytes())
         .and_then(|_| file.write_all(b"\n"))

@@ -21,16 +21,35 @@ pub fn types(json: bool) -> Result<(), Failure> {
             vec![
                 t.key.clone(),
                 t.display_name(),
-                if t.has_start_stop() { "start/stop" } else { "with agent" }.into(),
+                if t.has_start_stop() {
+                    "start/stop"
+                } else {
+                    "with agent"
+                }
+                .into(),
                 if t.exclusive_inbound { "one" } else { "many" }.into(),
                 if t.is_multi_account() { "yes" } else { "" }.into(),
-                t.fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(","),
+                t.fields
+                    .iter()
+                    .map(|f| f.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect();
     println!(
         "{}",
-        table(&["KEY", "NAME", "LIFECYCLE", "INBOUND AGENTS", "MULTI", "FIELDS"], &rows)
+        table(
+            &[
+                "KEY",
+                "NAME",
+                "LIFECYCLE",
+                "INBOUND AGENTS",
+                "MULTI",
+                "FIELDS"
+            ],
+            &rows
+        )
     );
     Ok(())
 }
@@ -76,17 +95,30 @@ async fn list(ctx: &Context, json: bool) -> Result<(), Failure> {
             },
         ]
     };
-    let current: Vec<_> = all.iter().filter(|c| !deprecated(&c.type_key)).map(row).collect();
-    let legacy: Vec<_> = all.iter().filter(|c| deprecated(&c.type_key)).map(row).collect();
+    let current: Vec<_> = all
+        .iter()
+        .filter(|c| !deprecated(&c.type_key))
+        .map(row)
+        .collect();
+    let legacy: Vec<_> = all
+        .iter()
+        .filter(|c| deprecated(&c.type_key))
+        .map(row)
+        .collect();
     let header = ["NAME", "TYPE", "STATUS", "MESSAGE"];
     println!("Channels ({})", current.len());
     if current.is_empty() {
-        println!("  none yet: add one with `flametree channels add --type telegram --name \"Sales bot\" --secrets-stdin`");
+        println!(
+            "  none yet: add one with `flametree channels add --type telegram --name \"Sales bot\" --secrets-stdin`"
+        );
     } else {
         println!("{}", table(&header, &current));
     }
     if !legacy.is_empty() {
-        println!("\nDeprecated Channels ({}): they still work; plan a migration", legacy.len());
+        println!(
+            "\nDeprecated Channels ({}): they still work; plan a migration",
+            legacy.len()
+        );
         println!("{}", table(&header, &legacy));
     }
     Ok(())
@@ -138,7 +170,9 @@ async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> 
             )));
         }
     }
-    draft.clear_secrets.extend(args.clear_secret.iter().cloned());
+    draft
+        .clear_secrets
+        .extend(args.clear_secret.iter().cloned());
     let saved = ctx.channels.edit(&existing, &draft).await?;
     print_saved(&saved, "Saved", json);
     Ok(())
@@ -146,9 +180,16 @@ async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> 
 
 async fn delete(ctx: &Context, name: &str, yes: bool, json: bool) -> Result<(), Failure> {
     let existing = ctx.channels.find(name).await?;
-    ctx.channels.operator().require_editor(&format!("delete connection '{}'", existing.name))
+    ctx.channels
+        .operator()
+        .require_editor(&format!("delete connection '{}'", existing.name))
         .map_err(|e| Failure::from(crate::channels::ServiceError::Denied(e)))?;
-    if !yes && !confirm(&format!("Delete the integration '{}'? [y/N] ", existing.name))? {
+    if !yes
+        && !confirm(&format!(
+            "Delete the integration '{}'? [y/N] ",
+            existing.name
+        ))?
+    {
         return Err(Failure::invalid(format!(
             "'{}' was not deleted: confirm with y, or pass --yes in scripts",
             existing.name

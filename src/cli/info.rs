@@ -11,7 +11,10 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
     let ch = &ctx.channels;
     let store = ch.store();
     let (key_line, key_id) = match ch.key() {
-        Ok(k) => (format!("{} ({})", k.id(), k.source()), Some(k.id().to_string())),
+        Ok(k) => (
+            format!("{} ({})", k.id(), k.source()),
+            Some(k.id().to_string()),
+        ),
         Err(e) => (format!("unavailable: {e}"), None),
     };
     let problems = ch.undecryptable().await?;
@@ -43,7 +46,11 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
         println!("Env overrides:  {}", loaded.env_overrides.join(", "));
     }
     println!("Data directory: {}", loaded.data_dir.display());
-    println!("Database:       {} ({})", store.describe(), store.backend().name());
+    println!(
+        "Database:       {} ({})",
+        store.describe(),
+        store.backend().name()
+    );
     println!("Tenant:         {}", ch.tenant().name);
     println!("Operator:       {}", ch.operator());
     println!("Key file:       {}", loaded.key_file.display());
@@ -82,6 +89,9 @@ pub async fn audit(ctx: &Context, limit: u32, json: bool) -> Result<(), Failure>
             ]
         })
         .collect();
-    println!("{}", table(&["WHEN", "WHO", "ACTION", "TARGET", "DETAILS"], &rows));
+    println!(
+        "{}",
+        table(&["WHEN", "WHO", "ACTION", "TARGET", "DETAILS"], &rows)
+    );
     Ok(())
 }

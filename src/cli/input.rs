@@ -11,7 +11,9 @@ fn split_pair<'a>(raw: &'a str, what: &str, example: &str) -> Result<(&'a str, &
     raw.split_once('=')
         .map(|(k, v)| (k.trim(), v))
         .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| Failure::invalid(format!("{what} '{raw}' is not NAME=VALUE (e.g. {example})")))
+        .ok_or_else(|| {
+            Failure::invalid(format!("{what} '{raw}' is not NAME=VALUE (e.g. {example})"))
+        })
 }
 
 /// Applies `--description`, `--set`, `--env` and `--secrets-stdin` onto a draft.
@@ -66,9 +68,14 @@ pub fn apply_form(ty: &ChannelType, form: &FormArgs, draft: &mut Draft) -> Resul
 }
 
 /// Reads `FIELD=VALUE` lines; blank lines and `#` comments are skipped.
-pub fn read_secrets(ty: &ChannelType, input: impl BufRead, draft: &mut Draft) -> Result<(), Failure> {
+pub fn read_secrets(
+    ty: &ChannelType,
+    input: impl BufRead,
+    draft: &mut Draft,
+) -> Result<(), Failure> {
     for (n, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| Failure::invalid(format!("cannot read standard input: {e}")))?;
+        let line =
+            line.map_err(|e| Failure::invalid(format!("cannot read standard input: {e}")))?;
         let line = line.trim_end_matches(['\r', '\n']);
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
@@ -82,7 +89,9 @@ pub fn read_secrets(ty: &ChannelType, input: impl BufRead, draft: &mut Draft) ->
         let key = key.trim();
         match ty.field(key) {
             Some(spec) if spec.secret => {
-                draft.secrets.insert(key.to_string(), SecretString::new(value.trim()));
+                draft
+                    .secrets
+                    .insert(key.to_string(), SecretString::new(value.trim()));
             }
             Some(spec) => {
                 return Err(Failure::invalid(format!(
@@ -92,7 +101,12 @@ pub fn read_secrets(ty: &ChannelType, input: impl BufRead, draft: &mut Draft) ->
                 )));
             }
             None => {
-                let secret: Vec<&str> = ty.fields.iter().filter(|f| f.secret).map(|f| f.key.as_str()).collect();
+                let secret: Vec<&str> = ty
+                    .fields
+                    .iter()
+                    .filter(|f| f.secret)
+                    .map(|f| f.key.as_str())
+                    .collect();
                 return Err(Failure::invalid(format!(
                     "standard input line {}: {} has no field '{key}': its secret fields are {}",
                     n + 1,

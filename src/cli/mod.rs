@@ -184,7 +184,9 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         read_only: cli.read_only,
     };
     let Some(command) = cli.command else {
-        return crate::tui::run(loaded, &overrides).await.map_err(Failure::from);
+        return crate::tui::run(loaded, &overrides)
+            .await
+            .map_err(Failure::from);
     };
     if let Command::Channels(ChannelsCmd::Types) = command {
         return channels_cmd::types(cli.json);

@@ -47,7 +47,10 @@ pub fn connection_view(c: &Connection) -> ConnectionView {
             let v = if spec.secret {
                 masked(c, &spec.key)
             } else {
-                c.fields.get(&spec.key).map(|v| json!(v)).unwrap_or(Value::Null)
+                c.fields
+                    .get(&spec.key)
+                    .map(|v| json!(v))
+                    .unwrap_or(Value::Null)
             };
             fields.insert(spec.key.clone(), v);
         }
@@ -56,7 +59,9 @@ pub fn connection_view(c: &Connection) -> ConnectionView {
         id: c.id,
         name: c.name.clone(),
         type_key: c.type_key.clone(),
-        type_name: ty.map(|t| t.display_name()).unwrap_or_else(|| c.type_key.clone()),
+        type_name: ty
+            .map(|t| t.display_name())
+            .unwrap_or_else(|| c.type_key.clone()),
         deprecated: ty.is_some_and(|t| t.deprecated),
         description: c.description.clone(),
         fields,
@@ -157,11 +162,18 @@ pub fn show_text(c: &Connection) -> String {
         ),
     ];
     if c.restart_pending() {
-        out.push("              restart pending: saved changes apply after Stop, then Start".into());
+        out.push(
+            "              restart pending: saved changes apply after Stop, then Start".into(),
+        );
     }
     out.push(String::new());
     if let Some(ty) = ty {
-        let width = ty.fields.iter().map(|f| f.label.chars().count()).max().unwrap_or(0);
+        let width = ty
+            .fields
+            .iter()
+            .map(|f| f.label.chars().count())
+            .max()
+            .unwrap_or(0);
         for spec in &ty.fields {
             let shown = match v.fields.get(&spec.key) {
                 Some(Value::String(s)) => s.clone(),

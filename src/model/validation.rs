@@ -81,7 +81,10 @@ pub fn validate(ty: &ChannelType, form: &Form<'_>) -> Report {
             ),
             Some(spec) if spec.secret => report.error(
                 key,
-                format!("{} is secret: give it as a secret, not a plain field", spec.label),
+                format!(
+                    "{} is secret: give it as a secret, not a plain field",
+                    spec.label
+                ),
             ),
             Some(_) => {}
         }
@@ -187,23 +190,45 @@ pub fn split_values<'v>(spec: &FieldSpec, value: &'v str) -> Vec<&'v str> {
     }
 }
 
+/// The count most fields agree on is taken as the number of accounts; each field that
+/// disagrees is compared with its nearest agreeing neighbour (Passwords with Logins).
 fn check_account_counts(counts: &[(&FieldSpec, usize)], report: &mut Report) {
-    let Some((first, expected)) = counts.first() else {
+    let mut tally: Vec<(usize, usize)> = Vec::new();
+    for (_, n) in counts {
+        match tally.iter_mut().find(|(c, _)| c == n) {
+            Some((_, votes)) => *votes += 1,
+            None => tally.push((*n, 1)),
+        }
+    }
+    let Some(expected) = tally
+        .iter()
+        .fold(None::<(usize, usize)>, |best, &(c, v)| match best {
+            Some((_, bv)) if bv >= v => best,
+            _ => Some((c, v)),
+        })
+        .map(|(c, _)| c)
+    else {
         return;
     };
-    for (spec, n) in &counts[1..] {
-        if n != expected {
-            report.error(
-                &spec.key,
-                format!(
-                    "{} has {} but {} has {}: give one per account, in the same order",
-                    spec.label,
-                    values_word(*n),
-                    first.label,
-                    expected
-                ),
-            );
+    for (i, (spec, n)) in counts.iter().enumerate() {
+        if *n == expected {
+            continue;
         }
+        let before = counts[..i].iter().rev().find(|(_, c)| *c == expected);
+        let after = counts[i + 1..].iter().find(|(_, c)| *c == expected);
+        let Some((partner, _)) = before.or(after) else {
+            continue;
+        };
+        report.error(
+            &spec.key,
+            format!(
+                "{} has {} but {} has {}: give one per account, in the same order",
+                spec.label,
+                values_word(*n),
+                partner.label,
+                expected
+            ),
+        );
     }
 }
 
@@ -217,7 +242,13 @@ fn values_word(n: usize) -> String {
 
 /// Checks one value against its kind; the error reads after the field's label.
 pub fn check_kind(kind: FieldKind, v: &str, spec: &FieldSpec) -> Result<(), String> {
-    check_kind_with(kind, v, &spec.options, spec.pattern.as_deref(), spec.pattern_help.as_deref())
+    check_kind_with(
+        kind,
+        v,
+        &spec.options,
+        spec.pattern.as_deref(),
+        spec.pattern_help.as_deref(),
+    )
 }
 
 fn check_kind_with(
@@ -280,7 +311,10 @@ fn is_host(v: &str) -> bool {
     if v.parse::<IpAddr>().is_ok() {
         return true;
     }
-    let label = re(&HOST_LABEL, r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$");
+    let label = re(
+        &HOST_LABEL,
+        r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+    );
     v.len() <= 253 && v.split('.').all(|l| label.is_match(l))
 }
 
@@ -309,7 +343,10 @@ fn check_env(ty: &ChannelType, env: &[EnvVar], report: &mut Report) {
                 format!(
                     "'{name}' is not a valid variable name: use letters, digits and _ \
                      (e.g. {})",
-                    ty.env.first().map(|e| e.name.as_str()).unwrap_or("MY_OPTION")
+                    ty.env
+                        .first()
+                        .map(|e| e.name.as_str())
+                        .unwrap_or("MY_OPTION")
                 ),
             );
             continue;
@@ -323,7 +360,10 @@ fn check_env(ty: &ChannelType, env: &[EnvVar], report: &mut Report) {
                 if let Err(problem) =
                     check_kind_with(spec.kind, var.value.trim(), &spec.options, None, None)
                 {
-                    report.error(&at, format!("{name} value '{}' {problem}", var.value.trim()));
+                    report.error(
+                        &at,
+                        format!("{name} value '{}' {problem}", var.value.trim()),
+                    );
                 }
             }
             None => report.warnings.push(unsupported_env(ty, name)),
@@ -338,5 +378,274 @@ fn unsupported_env(ty: &ChannelType, name: &str) -> String {
     } else {
         format!("supported: {}", supported.join(", "))
     };
-    format!("{} does not use {name}; the channel will ignore it ({list})", ty.name)
+    format!(
+        "{} does not use {name}; the channel will ignore it ({list})",
+        ty.name
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn ty(key: &str) -> &'static ChannelType {
+        Catalog::get().find(key).unwrap()
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn run<'a>(
+        t: &ChannelType,
+        name: &'a str,
+        f: &'a BTreeMap<String, String>,
+        secrets: &[(&'a str, SecretInput<'a>)],
+        env: &'a [EnvVar],
+    ) -> Report {
+        validate(
+            t,
+            &Form {
+                name,
+                description: "",
+                fields: f,
+                secrets: secrets.iter().copied().collect(),
+                env,
+            },
+        )
+    }
+
+    fn email_fields(logins: &str) -> BTreeMap<String, String> {
+        fields(&[
+            ("imap_hosts", "imap.a.com,imap.b.com"),
+            ("imap_ports", "993,993"),
+            ("imap_security", "ssl/tls,ssl/tls"),
+            ("logins", logins),
+            ("smtp_hosts", "smtp.a.com,smtp.b.com"),
+            ("smtp_ports", "587,587"),
+            ("smtp_security", "starttls,starttls"),
+        ])
+    }
+
+    #[test]
+    fn a_complete_telegram_form_passes() {
+        let f = fields(&[]);
+        let r = run(
+            ty("telegram"),
+            "Sales bot",
+            &f,
+            &[(
+                "bot_token",
+                SecretInput::New("123456789:AAEabcdefghijklmnopqrstuvwxyz0123456"),
+            )],
+            &[],
+        );
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    #[test]
+    fn name_and_required_secret_are_reported_at_their_fields() {
+        let f = fields(&[]);
+        let r = run(ty("telegram"), "  ", &f, &[], &[]);
+        assert_eq!(r.error_for("name"), Some("Name is required"));
+        assert_eq!(r.error_for("bot_token"), Some("Bot token is required"));
+    }
+
+    #[test]
+    fn account_counts_must_match_and_the_error_names_both_fields() {
+        let f = email_fields("a@a.com,b@b.com");
+        let r = run(
+            ty("email"),
+            "Mail",
+            &f,
+            &[("passwords", SecretInput::New("p1"))],
+            &[],
+        );
+        assert_eq!(
+            r.error_for("passwords"),
+            Some("Passwords has 1 value but Logins has 2: give one per account, in the same order")
+        );
+        assert_eq!(r.errors.len(), 1, "only the odd field is blamed: {r:?}");
+    }
+
+    #[test]
+    fn kept_secrets_count_without_being_decrypted() {
+        let f = email_fields("a@a.com,b@b.com");
+        let ok = run(
+            ty("email"),
+            "Mail",
+            &f,
+            &[("passwords", SecretInput::Kept { count: 2 })],
+            &[],
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let bad = run(
+            ty("email"),
+            "Mail",
+            &f,
+            &[("passwords", SecretInput::Kept { count: 3 })],
+            &[],
+        );
+        assert!(bad.error_for("passwords").unwrap().contains("has 3 values"));
+    }
+
+    #[test]
+    fn an_empty_account_value_is_pointed_at() {
+        let f = email_fields("a@a.com,,");
+        let r = run(
+            ty("email"),
+            "Mail",
+            &f,
+            &[("passwords", SecretInput::New("p1,p2"))],
+            &[],
+        );
+        assert!(
+            r.error_for("logins").unwrap().contains("value 2 is empty"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn kinds_are_checked_per_value_with_a_fix_in_the_message() {
+        let mut f = email_fields("a@a.com,b@b.com");
+        f.insert("imap_ports".into(), "993,99999".into());
+        f.insert("imap_hosts".into(), "imap.a.com,bad host".into());
+        let r = run(
+            ty("email"),
+            "Mail",
+            &f,
+            &[("passwords", SecretInput::New("p1,p2"))],
+            &[],
+        );
+        assert!(
+            r.error_for("imap_ports").unwrap().contains("1 to 65535"),
+            "{r:?}"
+        );
+        assert!(
+            r.error_for("imap_hosts")
+                .unwrap()
+                .contains("'bad host' is not a host")
+        );
+    }
+
+    #[test]
+    fn a_bad_secret_is_reported_without_echoing_it() {
+        let f = fields(&[]);
+        let r = run(
+            ty("telegram"),
+            "Bot",
+            &f,
+            &[("bot_token", SecretInput::New("hunter2 hunter2"))],
+            &[],
+        );
+        let msg = r.error_for("bot_token").unwrap();
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn twilio_sid_and_whatsapp_ids_follow_provider_formats() {
+        let good = fields(&[
+            ("account_sid", "AC0123456789abcdef0123456789abcdef"),
+            ("phone_number", "+14155550123"),
+        ]);
+        let r = run(
+            ty("twilio"),
+            "Voice",
+            &good,
+            &[(
+                "auth_token",
+                SecretInput::New("0123456789abcdef0123456789abcdef"),
+            )],
+            &[],
+        );
+        assert!(r.is_ok(), "{r:?}");
+        let bad = fields(&[("account_sid", "SK123"), ("phone_number", "4155550123")]);
+        let r = run(
+            ty("twilio"),
+            "Voice",
+            &bad,
+            &[("auth_token", SecretInput::Kept { count: 1 })],
+            &[],
+        );
+        assert!(r.error_for("account_sid").is_some());
+        assert!(
+            r.error_for("phone_number")
+                .unwrap()
+                .contains("+14155550123")
+        );
+    }
+
+    #[test]
+    fn env_names_are_checked_and_unsupported_ones_warned() {
+        let f = fields(&[]);
+        let env = vec![
+            EnvVar {
+                name: "TELEGRAM_API_URL".into(),
+                value: "http://127.0.0.1:8081".into(),
+            },
+            EnvVar {
+                name: "NOT SUPPORTED".into(),
+                value: "1".into(),
+            },
+            EnvVar {
+                name: "EXTRA_THING".into(),
+                value: "1".into(),
+            },
+            EnvVar {
+                name: "TELEGRAM_API_URL".into(),
+                value: "x".into(),
+            },
+        ];
+        let r = run(
+            ty("telegram"),
+            "Bot",
+            &f,
+            &[("bot_token", SecretInput::Kept { count: 1 })],
+            &env,
+        );
+        assert!(r.error_for("env.1").is_none());
+        assert!(
+            r.error_for("env.2")
+                .unwrap()
+                .contains("not a valid variable name")
+        );
+        assert!(r.error_for("env.4").unwrap().contains("set twice"));
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("EXTRA_THING") && r.warnings[0].contains("TELEGRAM_API_URL")
+        );
+    }
+
+    #[test]
+    fn env_values_follow_their_kind() {
+        let f = fields(&[]);
+        let env = vec![EnvVar {
+            name: "TELEGRAM_API_URL".into(),
+            value: "not a url".into(),
+        }];
+        let r = run(
+            ty("telegram"),
+            "Bot",
+            &f,
+            &[("bot_token", SecretInput::Kept { count: 1 })],
+            &env,
+        );
+        assert!(r.error_for("env.1").unwrap().contains("is not a URL"));
+    }
+
+    #[test]
+    fn unknown_and_secret_plain_fields_are_refused() {
+        let f = fields(&[("bot_token", "123:abc"), ("colour", "red")]);
+        let r = run(ty("telegram"), "Bot", &f, &[], &[]);
+        assert!(
+            r.error_for("colour")
+                .unwrap()
+                .contains("its fields are bot_token")
+        );
+        assert!(r.error_for("bot_token").unwrap().contains("is secret"));
+    }
 }

@@ -9,8 +9,7 @@ mod sql;
 pub use sql::SqlStore;
 
 use crate::model::{
-    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
-    Tenant,
+    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status, Tenant,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -87,7 +86,11 @@ pub enum StoreError {
         "'{name}' was changed by {by} at {at} after you opened it; your changes were not saved. \
          Reload it and apply them again"
     )]
-    Conflict { name: String, by: String, at: String },
+    Conflict {
+        name: String,
+        by: String,
+        at: String,
+    },
     #[error(
         "'{connection}' already answers inbound messages for agent '{agent}': a {type_name} \
          connection can have one inbound agent; detach it there first or use another connection"
@@ -123,13 +126,26 @@ pub trait Store: Send + Sync {
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
     async fn connection(&self, id: i64) -> StoreResult<Option<Connection>>;
     /// Names match case-insensitively, as uniqueness does.
-    async fn connection_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Connection>>;
-    async fn insert_connection(&self, new: &NewConnection, note: &AuditNote) -> StoreResult<Connection>;
+    async fn connection_by_name(
+        &self,
+        tenant_id: i64,
+        name: &str,
+    ) -> StoreResult<Option<Connection>>;
+    async fn insert_connection(
+        &self,
+        new: &NewConnection,
+        note: &AuditNote,
+    ) -> StoreResult<Connection>;
     /// Saves `c` if the stored version is still `c.version`; the result has the next version.
     async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection>;
     /// Deletes the connection if it is still at `version`.
     async fn delete_connection(&self, id: i64, version: i64, note: &AuditNote) -> StoreResult<()>;
-    async fn set_desired_state(&self, id: i64, desired: DesiredState, note: &AuditNote) -> StoreResult<()>;
+    async fn set_desired_state(
+        &self,
+        id: i64,
+        desired: DesiredState,
+        note: &AuditNote,
+    ) -> StoreResult<()>;
     /// Records an actual-state transition; `since` moves only when the status changes.
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()>;
     /// Which config version the running task uses (`None` once it stops).
@@ -148,18 +164,32 @@ pub trait Store: Send + Sync {
     /// created only while this is zero.
     async fn count_sealed_secrets(&self) -> StoreResult<u64>;
 
-    async fn create_agent(&self, tenant_id: i64, name: &str, note: &AuditNote) -> StoreResult<Agent>;
+    async fn create_agent(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        note: &AuditNote,
+    ) -> StoreResult<Agent>;
     async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>>;
     /// Attaches (or re-attaches) a connection; for exclusive-inbound types the database
     /// refuses a second inbound agent.
-    async fn attach(&self, att: &Attachment, exclusive_inbound: bool, note: &AuditNote) -> StoreResult<()>;
+    async fn attach(
+        &self,
+        att: &Attachment,
+        exclusive_inbound: bool,
+        note: &AuditNote,
+    ) -> StoreResult<()>;
     async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()>;
     async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>>;
 }
 
 /// Opens the database the URL names, creating an SQLite file and its directory if needed,
 /// and runs that backend's migrations.
-pub async fn open(url: &str, connect_timeout_secs: u64, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+pub async fn open(
+    url: &str,
+    connect_timeout_secs: u64,
+    max_connections: u32,
+) -> StoreResult<Arc<dyn Store>> {
     let store = SqlStore::connect(url, connect_timeout_secs, max_connections).await?;
     Ok(Arc::new(store))
 }

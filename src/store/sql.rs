@@ -27,7 +27,11 @@ fn classify(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01") => {
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c == "57P01") =>
+        {
             StoreError::Unavailable(db.message().to_string())
         }
         _ => StoreError::Other(e.to_string()),
@@ -39,7 +43,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl SqlStore {
-    pub async fn connect(url: &str, connect_timeout_secs: u64, max_connections: u32) -> StoreResult<SqlStore> {
+    pub async fn connect(
+        url: &str,
+        connect_timeout_secs: u64,
+        max_connections: u32,
+    ) -> StoreResult<SqlStore> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = match backend {
@@ -105,7 +113,12 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn fetch_connection(&self, sql: &'static str, a: i64, b: Option<&str>) -> StoreResult<Option<Connection>> {
+    async fn fetch_connection(
+        &self,
+        sql: &'static str,
+        a: i64,
+        b: Option<&str>,
+    ) -> StoreResult<Option<Connection>> {
         let mut q = sqlx::query(sql).bind(a);
         if let Some(b) = b {
             q = q.bind(b.to_string());
@@ -141,9 +154,15 @@ fn prepare_sqlite(url: &str) -> StoreResult<String> {
                 .into(),
         ));
     }
-    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Config(format!("cannot create the data directory {}: {e}", dir.display()))
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        crate::fsutil::create_private_dir(dir).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
         })?;
     }
     let query = if query.contains("mode=") {
@@ -171,12 +190,14 @@ impl Store for SqlStore {
     }
 
     async fn tenant(&self, name: &str) -> StoreResult<Tenant> {
-        sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        sqlx::query(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         let row = sqlx::query("SELECT id, name FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
@@ -189,7 +210,11 @@ impl Store for SqlStore {
     }
 
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>> {
-        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE tenant_id = $1 ORDER BY name_key");
+        let sql = concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE tenant_id = $1 ORDER BY name_key"
+        );
         let found = sqlx::query(sql)
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -199,16 +224,33 @@ impl Store for SqlStore {
     }
 
     async fn connection(&self, id: i64) -> StoreResult<Option<Connection>> {
-        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE id = $1");
+        let sql = concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE id = $1"
+        );
         self.fetch_connection(sql, id, None).await
     }
 
-    async fn connection_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Connection>> {
-        let sql = concat!("SELECT ", connection_columns!(), " FROM connections WHERE tenant_id = $1 AND name_key = $2");
-        self.fetch_connection(sql, tenant_id, Some(&name_key(name))).await
+    async fn connection_by_name(
+        &self,
+        tenant_id: i64,
+        name: &str,
+    ) -> StoreResult<Option<Connection>> {
+        let sql = concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE tenant_id = $1 AND name_key = $2"
+        );
+        self.fetch_connection(sql, tenant_id, Some(&name_key(name)))
+            .await
     }
 
-    async fn insert_connection(&self, new: &NewConnection, note: &AuditNote) -> StoreResult<Connection> {
+    async fn insert_connection(
+        &self,
+        new: &NewConnection,
+        note: &AuditNote,
+    ) -> StoreResult<Connection> {
         let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let inserted = sqlx::query(
@@ -238,7 +280,15 @@ impl Store for SqlStore {
             }
             Err(e) => return Err(classify(e)),
         };
-        Self::audit(&mut tx, new.tenant_id, note, "connection", id, new.name.trim()).await?;
+        Self::audit(
+            &mut tx,
+            new.tenant_id,
+            note,
+            "connection",
+            id,
+            new.name.trim(),
+        )
+        .await?;
         tx.commit().await.map_err(classify)?;
         self.connection(id).await?.ok_or(StoreError::NotFound {
             kind: "connection",
@@ -279,7 +329,15 @@ impl Store for SqlStore {
             }
             Err(e) => return Err(classify(e)),
         }
-        Self::audit(&mut tx, c.tenant_id, note, "connection", c.id, c.name.trim()).await?;
+        Self::audit(
+            &mut tx,
+            c.tenant_id,
+            note,
+            "connection",
+            c.id,
+            c.name.trim(),
+        )
+        .await?;
         tx.commit().await.map_err(classify)?;
         self.connection(c.id).await?.ok_or(StoreError::NotFound {
             kind: "connection",
@@ -305,11 +363,24 @@ impl Store for SqlStore {
             drop(tx);
             return Err(self.explain_miss(id, &current.name).await);
         }
-        Self::audit(&mut tx, current.tenant_id, note, "connection", id, &current.name).await?;
+        Self::audit(
+            &mut tx,
+            current.tenant_id,
+            note,
+            "connection",
+            id,
+            &current.name,
+        )
+        .await?;
         tx.commit().await.map_err(classify)
     }
 
-    async fn set_desired_state(&self, id: i64, desired: DesiredState, note: &AuditNote) -> StoreResult<()> {
+    async fn set_desired_state(
+        &self,
+        id: i64,
+        desired: DesiredState,
+        note: &AuditNote,
+    ) -> StoreResult<()> {
         let Some(current) = self.connection(id).await? else {
             return Err(StoreError::NotFound {
                 kind: "connection",
@@ -323,7 +394,15 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        Self::audit(&mut tx, current.tenant_id, note, "connection", id, &current.name).await?;
+        Self::audit(
+            &mut tx,
+            current.tenant_id,
+            note,
+            "connection",
+            id,
+            &current.name,
+        )
+        .await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -395,7 +474,10 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        let mut lines = found.iter().map(rows::log_line).collect::<StoreResult<Vec<_>>>()?;
+        let mut lines = found
+            .iter()
+            .map(rows::log_line)
+            .collect::<StoreResult<Vec<_>>>()?;
         lines.reverse();
         Ok(lines)
     }
@@ -442,7 +524,12 @@ impl Store for SqlStore {
         Ok(n.max(0) as u64)
     }
 
-    async fn create_agent(&self, tenant_id: i64, name: &str, note: &AuditNote) -> StoreResult<Agent> {
+    async fn create_agent(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        note: &AuditNote,
+    ) -> StoreResult<Agent> {
         let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let inserted = sqlx::query(
@@ -469,12 +556,20 @@ impl Store for SqlStore {
         Self::audit(&mut tx, tenant_id, note, "agent", id, name.trim()).await?;
         tx.commit().await.map_err(classify)?;
         let sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = $1");
-        let row = sqlx::query(sql).bind(id).fetch_one(&self.pool).await.map_err(classify)?;
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
         rows::agent(&row)
     }
 
     async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>> {
-        let sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE tenant_id = $1 ORDER BY name_key");
+        let sql = concat!(
+            "SELECT ",
+            agent_columns!(),
+            " FROM agents WHERE tenant_id = $1 ORDER BY name_key"
+        );
         let found = sqlx::query(sql)
             .bind(tenant_id)
             .fetch_all(&self.pool)
@@ -483,7 +578,12 @@ impl Store for SqlStore {
         found.iter().map(rows::agent).collect()
     }
 
-    async fn attach(&self, att: &Attachment, exclusive_inbound: bool, note: &AuditNote) -> StoreResult<()> {
+    async fn attach(
+        &self,
+        att: &Attachment,
+        exclusive_inbound: bool,
+        note: &AuditNote,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let done = sqlx::query(
             "INSERT INTO agent_channels (agent_id, connection_id, inbound, exclusive_inbound, created_at) \

@@ -1,0 +1,374 @@
+//! `flametree channels …` driven as a script would, on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{Cli, PgDb, TG_TOKEN};
+use flametree::secrets::MASK;
+
+const OTHER_TOKEN: &str = "987654321:AAEsecondPlantedTokenValue987654321";
+
+fn add_bot(cli: &Cli, name: &str) {
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            name,
+            "--secrets-stdin",
+        ],
+        Some(&format!("# the bot\nbot_token={TG_TOKEN}\n")),
+    );
+}
+
+/// The whole lifecycle a script relies on; run against either backend.
+fn lifecycle(cli: &Cli) {
+    add_bot(cli, "Sales bot");
+    let shown = cli.json(&["channels", "show", "sales bot"]);
+    assert_eq!(shown["name"], "Sales bot");
+    assert_eq!(shown["type"], "telegram");
+    assert_eq!(shown["fields"]["bot_token"], MASK);
+    assert_eq!(shown["status"], "STOPPED");
+    assert_eq!(shown["version"], 1);
+
+    // Edit a non-secret part; the secret stays set without being given again.
+    let edited = cli.ok(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--description",
+            "EU customers",
+            "--env",
+            "TELEGRAM_POLL_TIMEOUT=5",
+        ],
+        None,
+    );
+    assert!(edited.contains("Saved 'Sales bot'"), "{edited}");
+    let shown = cli.json(&["channels", "show", "Sales bot"]);
+    assert_eq!(shown["description"], "EU customers");
+    assert_eq!(shown["fields"]["bot_token"], MASK);
+    assert_eq!(shown["env"][0]["name"], "TELEGRAM_POLL_TIMEOUT");
+    assert_eq!(shown["version"], 2);
+
+    // Rename, unset the variable, replace the secret.
+    cli.ok(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--name",
+            "EU bot",
+            "--unset-env",
+            "TELEGRAM_POLL_TIMEOUT",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={OTHER_TOKEN}\n")),
+    );
+    let list = cli.json(&["channels", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], "EU bot");
+    assert!(list[0]["env"].as_array().unwrap().is_empty());
+
+    // Delete needs confirmation; without a terminal, --yes gives it.
+    let refused = cli.run(&["channels", "delete", "EU bot"], None);
+    assert_eq!(refused.code(), 2, "{}", refused.all());
+    assert!(
+        refused.stderr().contains("was not deleted"),
+        "{}",
+        refused.all()
+    );
+    cli.ok(&["channels", "delete", "EU bot", "--yes"], None);
+    let gone = cli.run(&["channels", "show", "EU bot"], None);
+    assert_eq!(gone.code(), 4);
+    assert!(
+        gone.stderr().contains("no connection named 'EU bot'"),
+        "{}",
+        gone.all()
+    );
+
+    let trail = cli.json(&["audit"]);
+    let actions: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["delete", "update", "update", "create"]);
+    assert_eq!(trail[0]["actor"], "tester");
+    assert!(
+        trail[1]["details"]
+            .as_str()
+            .unwrap()
+            .contains("bot_token (secret replaced)")
+    );
+}
+
+#[test]
+fn lifecycle_on_sqlite_with_no_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle(&Cli::new(dir.path()));
+    assert!(dir.path().join("flametree.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_on_postgres_by_setting_the_url() {
+    let db = PgDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path()).with_database(&db.url);
+    tokio::task::spawn_blocking(move || {
+        lifecycle(&cli);
+        let info = cli.json(&["info"]);
+        assert_eq!(info["backend"], "PostgreSQL");
+    })
+    .await
+    .unwrap();
+    assert!(
+        !dir.path().join("flametree.db").exists(),
+        "nothing went to SQLite"
+    );
+}
+
+#[test]
+fn list_groups_deprecated_channels_and_types_lists_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    add_bot(&cli, "Sales bot");
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "messagebird",
+            "--name",
+            "Old SMS",
+            "--set",
+            "channel_id=0123456789abcdef0123456789abcdef",
+            "--secrets-stdin",
+        ],
+        Some("access_key=live_abcdefghijklmnopqrstuvwxy\n"),
+    );
+    let text = cli.ok(&["channels", "list"], None);
+    let current = text.find("Channels (1)").expect(&text);
+    let legacy = text.find("Deprecated Channels (1)").expect(&text);
+    assert!(current < legacy);
+    assert!(text[legacy..].contains("MessageBird DEPRECATED"), "{text}");
+    assert!(!text[..legacy].contains("Old SMS"), "{text}");
+
+    let types = cli.json(&["channels", "types"]);
+    let keys: Vec<&str> = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"web_widget"));
+    let table = cli.ok(&["channels", "types"], None);
+    assert!(
+        !table.contains("Web Widget"),
+        "web widget is not created here:\n{table}"
+    );
+    assert!(table.contains("Email (IMAP/SMTP)"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+
+    let r = cli.run(&["channels", "add", "--type", "fax", "--name", "X"], None);
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("unknown channel type 'fax'"),
+        "{}",
+        r.all()
+    );
+
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "X",
+            "--set",
+            &format!("bot_token={TG_TOKEN}"),
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("--secrets-stdin"), "{}", r.all());
+    assert!(!r.all().contains(TG_TOKEN));
+
+    let r = cli.run(
+        &["channels", "add", "--type", "telegram", "--name", "X"],
+        None,
+    );
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("bot_token: Bot token is required"),
+        "{}",
+        r.all()
+    );
+
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "email",
+            "--name",
+            "Mail",
+            "--set",
+            "imap_hosts=imap.a.com,imap.b.com",
+            "--set",
+            "imap_ports=993,993",
+            "--set",
+            "imap_security=ssl/tls,ssl/tls",
+            "--set",
+            "logins=a@a.com,b@b.com",
+            "--set",
+            "smtp_hosts=smtp.a.com,smtp.b.com",
+            "--set",
+            "smtp_ports=587,587",
+            "--set",
+            "smtp_security=starttls,starttls",
+            "--secrets-stdin",
+        ],
+        Some("passwords=only-one\n"),
+    );
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains(
+            "Passwords has 1 value but Logins has 2: give one per account, in the same order"
+        ),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("only-one"));
+
+    add_bot(&cli, "Sales bot");
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "SALES BOT",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}")),
+    );
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("already exists"), "{}", r.all());
+
+    let r = cli.run(&["channels", "edit", "Sales bot", "--set", "nope=1"], None);
+    assert!(r.stderr().contains("has no field 'nope'"), "{}", r.all());
+    let r = cli.run(
+        &["channels", "edit", "Sales bot", "--secrets-stdin"],
+        Some("garbage line\n"),
+    );
+    assert!(
+        r.stderr().contains("line 1: expected FIELD=VALUE"),
+        "{}",
+        r.all()
+    );
+    let r = cli.run(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--env",
+            "TELEGRAM_API_URL=ftp://x",
+        ],
+        None,
+    );
+    assert!(r.stderr().contains("is not a URL"), "{}", r.all());
+
+    let bad_url = cli.run(&["--database", "mysql://x/y", "channels", "list"], None);
+    assert_eq!(bad_url.code(), 1);
+    assert!(
+        bad_url.stderr().contains("use postgres://"),
+        "{}",
+        bad_url.all()
+    );
+}
+
+#[test]
+fn viewers_read_everything_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let editor = Cli::new(dir.path());
+    add_bot(&editor, "Sales bot");
+
+    for viewer in [
+        Cli::new(dir.path()).env("FLAMETREE_ACCESS_DEFAULT_ROLE", "viewer"),
+        Cli::new(dir.path()),
+    ] {
+        let read_only = viewer.extra_env.is_empty();
+        let with = |args: &[&'static str]| -> Vec<&'static str> {
+            let mut v = args.to_vec();
+            if read_only {
+                v.insert(0, "--read-only");
+            }
+            v
+        };
+        let shown = viewer.json(&with(&["channels", "show", "Sales bot"]));
+        assert_eq!(shown["fields"]["bot_token"], MASK);
+        for args in [
+            with(&["channels", "edit", "Sales bot", "--description", "x"]),
+            with(&["channels", "delete", "Sales bot", "--yes"]),
+            with(&["channels", "add", "--type", "telegram", "--name", "B2"]),
+        ] {
+            let r = viewer.run(&args, None);
+            assert_eq!(r.code(), 3, "{args:?}: {}", r.all());
+            assert!(r.stderr().contains("tester is a viewer"), "{}", r.all());
+            assert!(r.stderr().contains("needs the editor role"), "{}", r.all());
+        }
+    }
+    assert_eq!(
+        editor.json(&["channels", "show", "Sales bot"])["version"],
+        1
+    );
+}
+
+#[test]
+fn info_names_the_files_in_use_and_a_wrong_key_names_what_cannot_be_decrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    add_bot(&cli, "Sales bot");
+    let info = cli.json(&["info"]);
+    assert_eq!(info["backend"], "SQLite");
+    assert_eq!(info["operator"], "tester");
+    assert!(info["database"].as_str().unwrap().contains("flametree.db"));
+    assert!(info["key_file"].as_str().unwrap().ends_with("master.key"));
+    assert!(info["undecryptable_secrets"].as_array().unwrap().is_empty());
+
+    // Another key in the environment: reading still works, decryption is refused by name.
+    let wrong = Cli::new(dir.path()).env(
+        "FLAMETREE_SECRETS_MASTER_KEY",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    assert_eq!(
+        wrong.json(&["channels", "show", "Sales bot"])["fields"]["bot_token"],
+        MASK
+    );
+    let text = wrong.ok(&["info"], None);
+    assert!(text.contains("1 cannot be decrypted"), "{text}");
+    assert!(text.contains("Bot token of 'Sales bot'"), "{text}");
+    assert!(!text.contains(TG_TOKEN));
+
+    // The key file gone: no new key is invented over sealed secrets.
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let text = cli.ok(&["info"], None);
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(!dir.path().join("master.key").exists());
+    let r = cli.run(
+        &["channels", "edit", "Sales bot", "--secrets-stdin"],
+        Some(&format!("bot_token={OTHER_TOKEN}")),
+    );
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("restore that key file"), "{}", r.all());
+}

@@ -1,0 +1,362 @@
+//! One story about the store, told against SQLite and against a fresh PostgreSQL database.
+
+mod common;
+
+use flametree::model::{Attachment, DesiredState, EnvVar, LogLine, NewConnection, Status};
+use flametree::secrets::{KeySource, MasterKey, SecretString};
+use flametree::store::{self, AuditNote, Backend, StoreError};
+use std::collections::BTreeMap;
+
+fn note(actor: &str, action: &str) -> AuditNote {
+    AuditNote::new(actor, action, "")
+}
+
+fn new_connection(tenant_id: i64, type_key: &str, name: &str) -> NewConnection {
+    let key = MasterKey::from_bytes([5; 32], KeySource::Config);
+    let mut secrets = BTreeMap::new();
+    secrets.insert(
+        "bot_token".to_string(),
+        key.seal("bot_token", &SecretString::new(common::TG_TOKEN), 1),
+    );
+    NewConnection {
+        tenant_id,
+        type_key: type_key.into(),
+        name: name.into(),
+        description: "first".into(),
+        fields: BTreeMap::new(),
+        secrets,
+        env: vec![EnvVar {
+            name: "TELEGRAM_POLL_TIMEOUT".into(),
+            value: "5".into(),
+        }],
+    }
+}
+
+async fn story(url: &str, expected: Backend) {
+    let s = store::open(url, 5, 4).await.expect("store opens");
+    assert_eq!(s.backend(), expected);
+
+    // Tenants are created on first use and isolate names.
+    let acme = s.tenant("acme").await.unwrap();
+    assert_eq!(s.tenant("acme").await.unwrap(), acme);
+    let other = s.tenant("other").await.unwrap();
+    assert_ne!(acme.id, other.id);
+
+    // Create, then find by name case-insensitively; the row keeps everything given.
+    let sales = s
+        .insert_connection(
+            &new_connection(acme.id, "telegram", "Sales bot"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sales.version, 1);
+    assert_eq!(sales.status, Status::Stopped);
+    assert_eq!(sales.desired, DesiredState::Stopped);
+    assert_eq!(sales.created_by, "ann");
+    assert_eq!(sales.env[0].name, "TELEGRAM_POLL_TIMEOUT");
+    let found = s
+        .connection_by_name(acme.id, "SALES BOT")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, sales.id);
+    assert_eq!(found.secrets["bot_token"].count, 1);
+
+    // Names are unique per tenant, case-insensitively; another tenant may reuse one.
+    let dup = s
+        .insert_connection(
+            &new_connection(acme.id, "telegram", "sales BOT"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Duplicate { .. }), "{dup:?}");
+    s.insert_connection(
+        &new_connection(other.id, "telegram", "Sales bot"),
+        &note("bo", "create"),
+    )
+    .await
+    .unwrap();
+    let alpha = s
+        .insert_connection(
+            &new_connection(acme.id, "email", "alpha mail"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = s
+        .list_connections(acme.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["alpha mail", "Sales bot"]);
+
+    // Optimistic concurrency: two operators open version 1; the second save is refused.
+    let mut ann_copy = found.clone();
+    ann_copy.description = "ann's".into();
+    let saved = s
+        .update_connection(&ann_copy, &note("ann", "update"))
+        .await
+        .unwrap();
+    assert_eq!(saved.version, 2);
+    assert_eq!(saved.description, "ann's");
+    let mut bo_copy = found.clone();
+    bo_copy.description = "bo's".into();
+    let conflict = s
+        .update_connection(&bo_copy, &note("bo", "update"))
+        .await
+        .unwrap_err();
+    match &conflict {
+        StoreError::Conflict { by, .. } => assert_eq!(by, "ann"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(conflict.to_string().contains("your changes were not saved"));
+    let current = s.connection(sales.id).await.unwrap().unwrap();
+    assert_eq!(
+        current.description, "ann's",
+        "nothing was silently overwritten"
+    );
+
+    // Renaming onto an existing name is a duplicate, not a crash.
+    let mut rename = current.clone();
+    rename.name = "Alpha Mail".into();
+    assert!(matches!(
+        s.update_connection(&rename, &note("ann", "update")).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+
+    // Desired state and status transitions with their time.
+    s.set_desired_state(sales.id, DesiredState::Running, &note("ann", "start"))
+        .await
+        .unwrap();
+    s.set_status(sales.id, Status::Starting, "").await.unwrap();
+    let starting = s.connection(sales.id).await.unwrap().unwrap();
+    assert_eq!(starting.desired, DesiredState::Running);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.set_status(sales.id, Status::Error, "Telegram rejected the bot token")
+        .await
+        .unwrap();
+    let errored = s.connection(sales.id).await.unwrap().unwrap();
+    assert_eq!(errored.status, Status::Error);
+    assert_eq!(errored.status_message, "Telegram rejected the bot token");
+    assert!(errored.status_since > starting.status_since);
+    s.set_status(sales.id, Status::Error, "still failing")
+        .await
+        .unwrap();
+    let same = s.connection(sales.id).await.unwrap().unwrap();
+    assert_eq!(
+        same.status_since, errored.status_since,
+        "since moves only on a change"
+    );
+
+    // Restart pending: the running task uses an older version than the saved one.
+    s.set_status(sales.id, Status::Running, "").await.unwrap();
+    s.set_running_version(sales.id, Some(1)).await.unwrap();
+    assert!(
+        s.connection(sales.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .restart_pending()
+    );
+    s.set_running_version(sales.id, Some(2)).await.unwrap();
+    assert!(
+        !s.connection(sales.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .restart_pending()
+    );
+
+    // Logs: capped per connection, newest kept, returned oldest first.
+    let lines: Vec<LogLine> = (0..30)
+        .map(|i| LogLine {
+            connection_id: sales.id,
+            at: i,
+            level: "INFO".into(),
+            message: format!("line {i}"),
+        })
+        .collect();
+    s.append_logs(&lines[..20], 25).await.unwrap();
+    s.append_logs(&lines[20..], 25).await.unwrap();
+    let kept = s.recent_logs(sales.id, 100).await.unwrap();
+    assert_eq!(kept.len(), 25);
+    assert_eq!(kept.first().unwrap().message, "line 5");
+    assert_eq!(kept.last().unwrap().message, "line 29");
+    assert_eq!(
+        s.recent_logs(sales.id, 3).await.unwrap()[0].message,
+        "line 27"
+    );
+
+    // Settings.
+    assert_eq!(s.setting("secrets.key_id").await.unwrap(), None);
+    s.put_setting("secrets.key_id", "abcd").await.unwrap();
+    s.put_setting("secrets.key_id", "ef01").await.unwrap();
+    assert_eq!(
+        s.setting("secrets.key_id").await.unwrap().as_deref(),
+        Some("ef01")
+    );
+    assert_eq!(s.count_sealed_secrets().await.unwrap(), 3);
+
+    // Agents and attachments: the database allows one inbound agent per Telegram bot.
+    let support = s
+        .create_agent(acme.id, "Support", &note("ann", "create"))
+        .await
+        .unwrap();
+    let sales_agent = s
+        .create_agent(acme.id, "Sales", &note("ann", "create"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_agent(acme.id, "support", &note("ann", "create"))
+            .await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    let inbound = |agent_id| Attachment {
+        agent_id,
+        connection_id: sales.id,
+        inbound: true,
+    };
+    s.attach(&inbound(support.id), true, &note("ann", "attach"))
+        .await
+        .unwrap();
+    let taken = s
+        .attach(&inbound(sales_agent.id), true, &note("bo", "attach"))
+        .await
+        .unwrap_err();
+    match &taken {
+        StoreError::InboundTaken {
+            agent, connection, ..
+        } => {
+            assert_eq!(agent, "Support");
+            assert_eq!(connection, "Sales bot");
+        }
+        other => panic!("expected InboundTaken, got {other:?}"),
+    }
+    // Outbound-only attachments are not limited.
+    s.attach(
+        &Attachment {
+            inbound: false,
+            ..inbound(sales_agent.id)
+        },
+        true,
+        &note("bo", "attach"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.attachments_of_connection(sales.id).await.unwrap().len(),
+        2
+    );
+    s.detach(support.id, sales.id, &note("ann", "detach"))
+        .await
+        .unwrap();
+    s.attach(&inbound(sales_agent.id), true, &note("bo", "attach"))
+        .await
+        .unwrap();
+
+    // Delete: a stale copy is refused; the current one goes, with its logs and attachments.
+    assert!(matches!(
+        s.delete_connection(alpha.id, alpha.version + 1, &note("ann", "delete"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let latest = s.connection(sales.id).await.unwrap().unwrap();
+    s.delete_connection(sales.id, latest.version, &note("ann", "delete"))
+        .await
+        .unwrap();
+    assert!(s.connection(sales.id).await.unwrap().is_none());
+    assert!(s.recent_logs(sales.id, 10).await.unwrap().is_empty());
+    assert!(
+        s.attachments_of_connection(sales.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        s.delete_connection(sales.id, latest.version, &note("ann", "delete"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // The audit trail names who did what, newest first, and survives the delete.
+    let trail = s.audit_trail(acme.id, 100).await.unwrap();
+    assert_eq!(trail[0].action, "delete");
+    assert_eq!(trail[0].target_name, "Sales bot");
+    let actions: Vec<&str> = trail.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(&actions[..4], ["create", "create", "update", "start"]);
+    assert!(trail.iter().all(|e| !e.details.contains(common::TG_TOKEN)));
+
+    // Reopening runs migrations again without harm and sees the same data.
+    drop(s);
+    let again = store::open(url, 5, 2).await.unwrap();
+    assert_eq!(again.list_connections(acme.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/dir/flametree.db", dir.path().display());
+    story(&url, Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn story_on_postgres() {
+    let db = common::PgDb::create().await;
+    story(&db.url, Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn two_operators_racing_for_the_inbound_slot_one_wins() {
+    let db = common::PgDb::create().await;
+    let s = store::open(&db.url, 5, 8).await.unwrap();
+    let t = s.tenant("default").await.unwrap();
+    let c = s
+        .insert_connection(
+            &new_connection(t.id, "telegram", "Bot"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap();
+    let mut agents = Vec::new();
+    for i in 0..6 {
+        agents.push(
+            s.create_agent(t.id, &format!("Agent {i}"), &note("ann", "create"))
+                .await
+                .unwrap(),
+        );
+    }
+    let attempts = agents.iter().map(|a| {
+        let s = s.clone();
+        let att = Attachment {
+            agent_id: a.id,
+            connection_id: c.id,
+            inbound: true,
+        };
+        tokio::spawn(async move { s.attach(&att, true, &note("x", "attach")).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let wins = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(wins, 1, "{results:?}");
+}
+
+#[tokio::test]
+async fn unknown_scheme_and_unreachable_server_are_explained() {
+    let err = store::open("mysql://localhost/x", 1, 1)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("use postgres://"), "{err}");
+    let err = store::open("postgres://nobody:pw@127.0.0.1:1/x", 1, 1)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(!err.to_string().contains(":pw@"), "{err}");
+}
