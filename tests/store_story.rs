@@ -128,6 +128,27 @@ async fn story(url: &str, expected: Backend) {
         Err(StoreError::Duplicate { .. })
     ));
 
+    // Every kind of write moves the change marker a watcher polls.
+    let mut marker = s.change_marker(acme.id).await.unwrap();
+    let mut moved = |m: (i64, i64, i64)| {
+        let changed = m != marker;
+        marker = m;
+        changed
+    };
+    s.set_desired_state(sales.id, DesiredState::Stopped, &note("ann", "stop"))
+        .await
+        .unwrap();
+    assert!(
+        moved(s.change_marker(acme.id).await.unwrap()),
+        "desired state"
+    );
+    s.set_status(sales.id, Status::Stopped, "checked")
+        .await
+        .unwrap();
+    assert!(moved(s.change_marker(acme.id).await.unwrap()), "status");
+    assert!(!moved(s.change_marker(acme.id).await.unwrap()), "idle");
+    assert_eq!(s.change_marker(other.id).await.unwrap().0, 1, "per tenant");
+
     // Desired state and status transitions with their time.
     s.set_desired_state(sales.id, DesiredState::Running, &note("ann", "start"))
         .await
@@ -287,7 +308,7 @@ async fn story(url: &str, expected: Backend) {
     assert_eq!(trail[0].action, "delete");
     assert_eq!(trail[0].target_name, "Sales bot");
     let actions: Vec<&str> = trail.iter().rev().map(|e| e.action.as_str()).collect();
-    assert_eq!(&actions[..4], ["create", "create", "update", "start"]);
+    assert_eq!(&actions[..4], ["create", "create", "update", "stop"]);
     assert!(trail.iter().all(|e| !e.details.contains(common::TG_TOKEN)));
 
     // Reopening runs migrations again without harm and sees the same data.

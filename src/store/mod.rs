@@ -112,6 +112,9 @@ impl StoreError {
     }
 }
 
+/// Count, newest change and a checksum of change times of a tenant's connections.
+pub type ChangeMarker = (i64, i64, i64);
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
@@ -124,6 +127,9 @@ pub trait Store: Send + Sync {
     async fn tenant(&self, name: &str) -> StoreResult<Tenant>;
 
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
+    /// Changes whenever any connection of the tenant is written, added or deleted:
+    /// one cheap query tells a watcher whether to reload.
+    async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker>;
     async fn connection(&self, id: i64) -> StoreResult<Option<Connection>>;
     /// Names match case-insensitively, as uniqueness does.
     async fn connection_by_name(

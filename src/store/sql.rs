@@ -3,7 +3,9 @@
 //! their migrations and in `connect`.
 
 use super::rows::{self, agent_columns, connection_columns};
-use super::{AuditNote, Backend, Store, StoreError, StoreResult, migrate, redact_url};
+use super::{
+    AuditNote, Backend, ChangeMarker, Store, StoreError, StoreResult, migrate, redact_url,
+};
 use crate::model::{
     Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
     Tenant, format_millis, now_millis,
@@ -223,6 +225,23 @@ impl Store for SqlStore {
         found.iter().map(rows::connection).collect()
     }
 
+    async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
+             CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum \
+             FROM connections WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok((
+            row.try_get("n").map_err(classify)?,
+            row.try_get("newest").map_err(classify)?,
+            row.try_get("checksum").map_err(classify)?,
+        ))
+    }
+
     async fn connection(&self, id: i64) -> StoreResult<Option<Connection>> {
         let sql = concat!(
             "SELECT ",
@@ -255,8 +274,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let inserted = sqlx::query(
             "INSERT INTO connections (tenant_id, type_key, name, name_key, description, fields, \
-             secrets, env, status_since, created_at, created_by, updated_at, updated_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9, $10) RETURNING id",
+             secrets, env, status_since, created_at, created_by, updated_at, updated_by, changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9, $10, $9) RETURNING id",
         )
         .bind(new.tenant_id)
         .bind(&new.type_key)
@@ -300,7 +319,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let updated = sqlx::query(
             "UPDATE connections SET name = $1, name_key = $2, description = $3, fields = $4, \
-             secrets = $5, env = $6, version = version + 1, updated_at = $7, updated_by = $8 \
+             secrets = $5, env = $6, version = version + 1, updated_at = $7, updated_by = $8, \
+             changed_at = $7 \
              WHERE id = $9 AND version = $10",
         )
         .bind(c.name.trim())
@@ -388,8 +408,9 @@ impl Store for SqlStore {
             });
         };
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("UPDATE connections SET desired_state = $1 WHERE id = $2")
+        sqlx::query("UPDATE connections SET desired_state = $1, changed_at = $2 WHERE id = $3")
             .bind(desired.as_str())
+            .bind(now_millis())
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -409,7 +430,7 @@ impl Store for SqlStore {
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()> {
         sqlx::query(
             "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
-             status = $1, status_message = $3 WHERE id = $4",
+             status = $1, status_message = $3, changed_at = $2 WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(now_millis())
@@ -422,8 +443,9 @@ impl Store for SqlStore {
     }
 
     async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()> {
-        sqlx::query("UPDATE connections SET running_version = $1 WHERE id = $2")
+        sqlx::query("UPDATE connections SET running_version = $1, changed_at = $2 WHERE id = $3")
             .bind(version)
+            .bind(now_millis())
             .bind(id)
             .execute(&self.pool)
             .await

@@ -1,8 +1,187 @@
-//! The full-screen console.
+//! The full-screen console. One `select!` loop takes terminal events, messages from
+//! the store worker and ticks; it draws only when something changed, at most once
+//! per frame interval, so an idle console costs nothing.
+
+pub mod app;
+pub mod form;
+pub mod input;
+pub mod keys;
+pub mod list;
+pub mod logs;
+pub mod theme;
+pub mod view;
+pub mod worker;
 
 use crate::config::Loaded;
-use crate::context::Overrides;
+use crate::context::{Context, Overrides};
+use crate::model::now_millis;
+use app::{App, HeaderInfo};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream,
+};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::Stdout;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use worker::Command;
 
-pub async fn run(_loaded: Loaded, _overrides: &Overrides) -> anyhow::Result<()> {
-    anyhow::bail!("the console is not built yet: use `flametree channels …` (see --help)")
+/// At most this often a frame is drawn, however fast events arrive.
+const FRAME: Duration = Duration::from_millis(16);
+
+pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
+    let ctx = Context::open(loaded, overrides).await?;
+    let cfg = &ctx.loaded.config;
+    let header = HeaderInfo {
+        tenant: ctx.channels.tenant().name.clone(),
+        database: format!(
+            "{} {}",
+            ctx.channels.store().backend().name(),
+            short_location(&ctx.channels.store().describe())
+        ),
+        operator: ctx.channels.operator().name.clone(),
+        role: ctx.channels.operator().role,
+    };
+    let mut app = App::new(
+        header,
+        theme::Theme::from_env(),
+        cfg.meta.configured(),
+        (cfg.logs.ring_lines as usize, cfg.logs.ring_bytes as usize),
+    );
+    app.mouse = cfg.ui.mouse;
+    app.export_dir = ctx.loaded.data_dir.join("exported-logs");
+    let tick = Duration::from_millis(cfg.ui.tick_ms.max(50));
+    let channels = Arc::new(ctx.channels);
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+    tokio::spawn(worker::run(channels, cmd_rx, msg_tx));
+    let _ = cmd_tx.send(Command::Reload);
+
+    let mut terminal = TerminalGuard::enter(app.mouse)?;
+    let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, tick).await;
+    drop(terminal);
+    result
+}
+
+async fn event_loop(
+    term: &mut TerminalGuard,
+    app: &mut App,
+    commands: mpsc::UnboundedSender<Command>,
+    mut messages: mpsc::UnboundedReceiver<worker::Msg>,
+    tick: Duration,
+) -> anyhow::Result<()> {
+    let mut events = EventStream::new();
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_frame = Instant::now() - FRAME;
+    let mut mouse_on = app.mouse;
+    app.last_poll = now_millis();
+    loop {
+        if app.dirty && last_frame.elapsed() >= FRAME {
+            term.terminal.draw(|f| view::draw(f, app))?;
+            app.dirty = false;
+            last_frame = Instant::now();
+        }
+        let frame_due = if app.dirty {
+            FRAME.saturating_sub(last_frame.elapsed())
+        } else {
+            Duration::from_secs(3600)
+        };
+        let out = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) => app.on_key(k),
+                Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
+                Some(Ok(Event::Paste(text))) => { app.on_paste(&text); Vec::new() }
+                Some(Ok(Event::Resize(..))) => { app.dirty = true; Vec::new() }
+                Some(Ok(_)) => Vec::new(),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            Some(msg) = messages.recv() => app.on_msg(msg),
+            _ = ticker.tick() => app.on_tick(now_millis(), tick.as_millis() as i64),
+            _ = tokio::time::sleep(frame_due) => Vec::new(),
+        };
+        for cmd in out {
+            let _ = commands.send(cmd);
+        }
+        if app.quit {
+            return Ok(());
+        }
+        if app.mouse != mouse_on {
+            mouse_on = app.mouse;
+            term.set_mouse(mouse_on)?;
+        }
+    }
+}
+
+/// The file name part of a long database location, so the header stays readable.
+fn short_location(described: &str) -> String {
+    let no_query = described.split('?').next().unwrap_or(described);
+    if no_query.starts_with("sqlite:") {
+        no_query.rsplit('/').next().unwrap_or(no_query).to_string()
+    } else {
+        no_query
+            .split('@')
+            .next_back()
+            .unwrap_or(no_query)
+            .to_string()
+    }
+}
+
+/// Raw mode and the alternate screen, undone on drop and on panic, so a crash never
+/// leaves the operator's SSH session in a broken terminal.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+impl TerminalGuard {
+    fn enter(mouse: bool) -> anyhow::Result<TerminalGuard> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        enable_raw_mode()?;
+        let mut stdout = std::io::stdout();
+        execute!(stdout, EnterAlternateScreen, EnableBracketedPaste)?;
+        if mouse {
+            execute!(stdout, EnableMouseCapture)?;
+        }
+        let terminal = Terminal::new(CrosstermBackend::new(stdout))?;
+        Ok(TerminalGuard { terminal })
+    }
+
+    fn set_mouse(&mut self, on: bool) -> anyhow::Result<()> {
+        if on {
+            execute!(std::io::stdout(), EnableMouseCapture)?;
+        } else {
+            execute!(std::io::stdout(), DisableMouseCapture)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
 }

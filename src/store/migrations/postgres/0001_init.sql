@@ -27,8 +27,12 @@ CREATE TABLE connections (
     created_by      TEXT NOT NULL,
     updated_at      BIGINT NOT NULL,
     updated_by      TEXT NOT NULL,
+    -- Moves on every write (status and desired state too), so a watcher can tell
+    -- "something changed" from one cheap query.
+    changed_at      BIGINT NOT NULL DEFAULT 0,
     UNIQUE (tenant_id, name_key)
 );
+CREATE INDEX connections_changed ON connections (tenant_id, changed_at);
 
 CREATE TABLE connection_logs (
     id              BIGSERIAL PRIMARY KEY,

@@ -1,0 +1,423 @@
+//! Console state and what changes it: messages from the store worker, ticks, and the
+//! actions keys and clicks ask for (`input.rs` maps those). Rendering reads it.
+
+use super::form::Form;
+use super::list::ChannelList;
+use super::logs::pane::LogsPane;
+use super::logs::ring::{Level, LogEntry};
+use super::theme::Theme;
+use super::worker::{Command, Msg};
+use crate::catalog::{Catalog, ChannelType};
+use crate::model::{Connection, DesiredState, LogLine, Millis, Status, now_millis};
+use crate::permission::Role;
+use crate::store::ChangeMarker;
+use ratatui::layout::Rect;
+
+/// What the header shows: where the operator is and as whom.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    pub tenant: String,
+    pub database: String,
+    pub operator: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    List,
+    Search,
+    /// The Details panel header: Start/Stop, Logs, Delete act here.
+    Panel,
+    Fields,
+    Logs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Quit,
+    LeavePanel,
+    Add(usize),
+}
+
+pub enum ConfirmAction {
+    Delete(Box<Connection>),
+    Discard(After),
+}
+
+pub struct Confirm {
+    pub title: &'static str,
+    pub question: String,
+    pub yes: &'static str,
+    pub action: ConfirmAction,
+}
+
+pub enum Overlay {
+    Picker {
+        selected: usize,
+        show_deprecated: bool,
+    },
+    Help {
+        scroll: u16,
+    },
+    Setup {
+        ty: &'static ChannelType,
+        scroll: u16,
+    },
+    EnvPicker {
+        selected: usize,
+    },
+    Confirm(Confirm),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKind {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Clickable places, recorded while drawing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    ListRow(usize),
+    List,
+    Slot(usize),
+    Form,
+    StartStop,
+    Logs,
+    LogsPane,
+    Save,
+    Delete,
+    Add,
+    PickerRow(usize),
+    ConfirmYes,
+    ConfirmNo,
+    Overlay,
+}
+
+pub struct App {
+    pub theme: Theme,
+    pub header: HeaderInfo,
+    pub list: ChannelList,
+    pub focus: Focus,
+    pub form: Option<Form>,
+    pub overlay: Option<Overlay>,
+    pub logs: LogsPane,
+    pub logs_for: Option<i64>,
+    pub logs_limit: u32,
+    pub db_down: Option<(Millis, String)>,
+    /// An operator action waiting for the store, and since when.
+    pub busy: Option<(String, Millis)>,
+    pub flash: Option<(String, FlashKind)>,
+    pub mouse: bool,
+    pub meta_configured: bool,
+    pub quit: bool,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+    pub loaded: bool,
+    pub marker: Option<ChangeMarker>,
+    pub poll_in_flight: bool,
+    pub last_poll: Millis,
+    pub now: Millis,
+    pub export_dir: std::path::PathBuf,
+    pub hits: Vec<(Rect, Hit)>,
+}
+
+impl App {
+    pub fn new(
+        header: HeaderInfo,
+        theme: Theme,
+        meta_configured: bool,
+        logs_cap: (usize, usize),
+    ) -> App {
+        App {
+            theme,
+            header,
+            list: ChannelList::default(),
+            focus: Focus::List,
+            form: None,
+            overlay: None,
+            logs: LogsPane::new(logs_cap.0, logs_cap.1),
+            logs_for: None,
+            logs_limit: 1000,
+            db_down: None,
+            busy: None,
+            flash: None,
+            mouse: true,
+            meta_configured,
+            quit: false,
+            dirty: true,
+            loaded: false,
+            marker: None,
+            poll_in_flight: false,
+            last_poll: 0,
+            now: now_millis(),
+            export_dir: std::env::temp_dir(),
+            hits: Vec::new(),
+        }
+    }
+
+    pub fn can_edit(&self) -> bool {
+        self.header.role == Role::Editor
+    }
+
+    pub fn flash(&mut self, text: impl Into<String>, kind: FlashKind) {
+        self.flash = Some((text.into(), kind));
+        self.dirty = true;
+    }
+
+    /// The connection the panel is about: the form's, else the list's selection.
+    pub fn current(&self) -> Option<&Connection> {
+        match &self.form {
+            Some(f) => f.base.as_ref().and_then(|b| self.list.get(b.id)),
+            None => self.list.selected_connection(),
+        }
+    }
+
+    pub fn current_type(&self) -> Option<&'static ChannelType> {
+        match &self.form {
+            Some(f) => Some(f.ty),
+            None => self
+                .current()
+                .and_then(|c| Catalog::get().find(&c.type_key)),
+        }
+    }
+
+    pub fn form_dirty(&self) -> bool {
+        self.form.as_ref().is_some_and(|f| f.dirty)
+    }
+
+    /// Shows the selected connection in the panel (the portal opens Details on select).
+    pub fn sync_form_to_selection(&mut self) {
+        if self.form_dirty() {
+            return;
+        }
+        let selected = self.list.selected_connection().cloned();
+        self.form = selected.and_then(|c| {
+            let ty = Catalog::get().find(&c.type_key)?;
+            Some(Form::edit(ty, &c, self.meta_configured, !self.can_edit()))
+        });
+    }
+
+    /// With the Logs pane open, moving through the list moves the logs with it.
+    pub fn follow_logs_to_selection(&mut self) -> Option<Command> {
+        let c = self.list.selected_connection()?;
+        if Some(c.id) == self.logs_for {
+            return None;
+        }
+        let (id, name) = (c.id, c.name.clone());
+        self.logs.reset(&name);
+        self.logs_for = Some(id);
+        Some(Command::LoadLogs {
+            id,
+            limit: self.logs_limit,
+        })
+    }
+
+    pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
+        self.dirty = true;
+        let mut out = Vec::new();
+        match msg {
+            Msg::Loaded {
+                connections,
+                marker,
+            } => {
+                self.poll_in_flight = false;
+                if let Some((since, _)) = self.db_down.take() {
+                    let _ = since;
+                    self.flash(
+                        "The database is back; the list is current again",
+                        FlashKind::Info,
+                    );
+                }
+                self.marker = marker;
+                let first = !self.loaded;
+                self.loaded = true;
+                self.list.set(connections);
+                self.refresh_form_after_reload();
+                if first || self.form.is_none() {
+                    self.sync_form_to_selection();
+                }
+                if self.logs_for.is_some()
+                    && self.focus == Focus::List
+                    && let Some(cmd) = self.follow_logs_to_selection()
+                {
+                    out.push(cmd);
+                }
+            }
+            Msg::Unchanged => {
+                self.poll_in_flight = false;
+                self.dirty = self.db_down.take().is_some();
+            }
+            Msg::Saved {
+                connection,
+                warnings,
+                created,
+            } => {
+                self.busy = None;
+                let ty = Catalog::get().find(&connection.type_key);
+                self.list.selected = Some(connection.id);
+                if let Some(ty) = ty {
+                    let mut form =
+                        Form::edit(ty, &connection, self.meta_configured, !self.can_edit());
+                    form.warnings = warnings.clone();
+                    self.form = Some(form);
+                }
+                self.focus = Focus::Panel;
+                let mut text = format!("Saved '{}'.", connection.name);
+                if created && ty.is_some_and(|t| t.has_start_stop()) {
+                    text.push_str(" Press s to Start it.");
+                } else if matches!(connection.status, Status::Running | Status::Starting) {
+                    text.push_str(
+                        " It is running: Stop, then Start it for the changes to take effect.",
+                    );
+                }
+                match warnings.first() {
+                    Some(w) => self.flash(format!("{text} Warning: {w}"), FlashKind::Warn),
+                    None => self.flash(text, FlashKind::Info),
+                }
+            }
+            Msg::SaveRejected(report) => {
+                self.busy = None;
+                if let Some(form) = &mut self.form {
+                    form.set_report(&report);
+                    self.focus = if form.focus.is_some() {
+                        Focus::Fields
+                    } else {
+                        Focus::Panel
+                    };
+                }
+                let n = report.errors.len();
+                let first = report
+                    .errors
+                    .first()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default();
+                self.flash(
+                    format!(
+                        "Not saved: {n} problem{} — {first}",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    FlashKind::Error,
+                );
+            }
+            Msg::Deleted { name } => {
+                self.busy = None;
+                self.form = None;
+                self.focus = Focus::List;
+                if self
+                    .logs_for
+                    .is_some_and(|id| self.list.get(id).is_some_and(|c| c.name == name))
+                {
+                    self.logs_for = None;
+                }
+                self.flash(format!("Deleted '{name}'."), FlashKind::Info);
+            }
+            Msg::DesiredSet { name, desired } => {
+                self.busy = None;
+                let verb = match desired {
+                    DesiredState::Running => "Start",
+                    DesiredState::Stopped => "Stop",
+                };
+                self.flash(format!("{verb} requested for '{name}'."), FlashKind::Info);
+            }
+            Msg::Failed(text) => {
+                self.busy = None;
+                self.flash(text, FlashKind::Error);
+            }
+            Msg::DbDown(err) => {
+                self.busy = None;
+                self.poll_in_flight = false;
+                if self.db_down.is_none() {
+                    self.db_down = Some((self.now, err));
+                }
+            }
+            Msg::Logs { id, lines } => {
+                if Some(id) == self.logs_for {
+                    self.logs.push(lines.iter().map(entry));
+                }
+            }
+        }
+        out
+    }
+
+    /// After a reload: a clean form follows the stored version; an edited one keeps
+    /// the operator's input and says what happened underneath it.
+    fn refresh_form_after_reload(&mut self) {
+        let Some(form) = &self.form else { return };
+        let Some(base) = &form.base else { return };
+        let latest = self.list.get(base.id).cloned();
+        let (dirty, name, version) = (form.dirty, base.name.clone(), base.version);
+        match latest {
+            None if dirty => self.flash(
+                format!("'{name}' was deleted by someone else: saving will fail; Esc discards your edits"),
+                FlashKind::Warn,
+            ),
+            None => self.form = None,
+            Some(latest) if latest.version != version && dirty => self.flash(
+                format!(
+                    "'{}' was saved by {} since you opened it: your Save will be refused; Esc and reopen to see their version",
+                    latest.name, latest.updated_by
+                ),
+                FlashKind::Warn,
+            ),
+            Some(latest) if latest.version != version => {
+                let (focus, ty) = (form.focus, form.ty);
+                let mut fresh = Form::edit(ty, &latest, self.meta_configured, !self.can_edit());
+                fresh.set_focus(focus);
+                self.form = Some(fresh);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Live lines from the runtime's log bus.
+    pub fn on_log_lines(&mut self, lines: &[LogLine]) {
+        let Some(id) = self.logs_for else { return };
+        let mut mine = lines.iter().filter(|l| l.connection_id == id).peekable();
+        if mine.peek().is_some() {
+            self.logs.push(mine.map(entry));
+            self.dirty = true;
+        }
+    }
+
+    /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
+    /// database is down) and age the "waiting for the database" notice.
+    pub fn on_tick(&mut self, now: Millis, every: Millis) -> Vec<Command> {
+        self.now = now;
+        if self
+            .busy
+            .as_ref()
+            .is_some_and(|(_, since)| now - since >= 1000)
+        {
+            self.dirty = true;
+        }
+        let interval = if self.db_down.is_some() {
+            2000.max(every)
+        } else {
+            every
+        };
+        if self.poll_in_flight || now - self.last_poll < interval {
+            return Vec::new();
+        }
+        self.poll_in_flight = true;
+        self.last_poll = now;
+        vec![if self.loaded {
+            Command::Poll { last: self.marker }
+        } else {
+            Command::Reload
+        }]
+    }
+
+    pub fn set_busy(&mut self, what: &str) {
+        self.busy = Some((what.to_string(), self.now));
+    }
+}
+
+fn entry(l: &LogLine) -> LogEntry {
+    LogEntry {
+        at: l.at,
+        level: Level::parse(&l.level),
+        message: l.message.clone(),
+    }
+}

@@ -1,0 +1,717 @@
+//! Keys and clicks to actions. Printable keys go to a text input whenever one has
+//! focus, so list keys (`s`, `D`, `q`…) act only outside the form's inputs.
+
+use super::app::{After, App, Confirm, ConfirmAction, FlashKind, Focus, Hit, Overlay};
+use super::form::{Form, FormOutcome};
+use super::logs::pane::PaneOutcome;
+use super::worker::Command;
+use crate::catalog::{Catalog, ChannelType};
+use crate::model::{DesiredState, Status};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+
+/// Types offered by the Add picker: current ones, plus legacy ones when toggled on.
+pub fn picker_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
+    Catalog::get()
+        .listed()
+        .filter(|t| show_deprecated || !t.deprecated)
+        .collect()
+}
+
+impl App {
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        self.dirty = true;
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return self.request_quit();
+        }
+        if self.overlay.is_some() {
+            return self.overlay_key(key);
+        }
+        if ctrl && key.code == KeyCode::Char('s') {
+            return self.save();
+        }
+        match self.focus {
+            Focus::Search => self.search_key(key),
+            Focus::Fields => self.fields_key(key),
+            Focus::Logs => self.logs_key(key),
+            Focus::Panel => self.panel_key(key),
+            Focus::List => self.list_key(key),
+        }
+    }
+
+    pub fn on_paste(&mut self, text: &str) {
+        self.dirty = true;
+        if self.focus == Focus::Fields
+            && let Some(form) = &mut self.form
+            && form.paste(text) == FormOutcome::ReadOnly
+        {
+            self.flash("Read-only: viewers cannot change settings", FlashKind::Warn);
+        }
+    }
+
+    fn list_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let before = self.list.selected;
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') => self.list.move_by(1),
+            KeyCode::Up | KeyCode::Char('k') => self.list.move_by(-1),
+            KeyCode::PageDown => self.list.move_by(10),
+            KeyCode::PageUp => self.list.move_by(-10),
+            KeyCode::Home | KeyCode::Char('g') => self.list.first(),
+            KeyCode::End | KeyCode::Char('G') => self.list.last(),
+            KeyCode::Char('/') => {
+                self.focus = Focus::Search;
+            }
+            KeyCode::Char('o') => self.list.toggle_sort(),
+            KeyCode::Enter | KeyCode::Right => {
+                if self.form.is_some() {
+                    self.focus = Focus::Panel;
+                }
+            }
+            KeyCode::Esc if !self.list.query.is_empty() => self.list.set_query(""),
+            _ => return self.common_key(key),
+        }
+        let mut out = Vec::new();
+        if self.list.selected != before {
+            self.sync_form_to_selection();
+            if self.logs_for.is_some() {
+                out.extend(self.follow_logs_to_selection());
+            }
+        }
+        out
+    }
+
+    /// Keys that mean the same in the list, the panel header and the logs pane.
+    fn common_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match key.code {
+            KeyCode::Char('q') => return self.request_quit(),
+            KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Some(Overlay::Help { scroll: 0 }),
+            KeyCode::Char('a') => return self.open_picker(),
+            KeyCode::Char('s') => return self.start_stop(),
+            KeyCode::Char('l') => return self.toggle_logs(),
+            KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
+            KeyCode::Char('m') => {
+                self.mouse = !self.mouse;
+                let state = if self.mouse {
+                    "on (click and wheel work; hold Shift to select text)"
+                } else {
+                    "off (select text with the mouse; m turns it back on)"
+                };
+                self.flash(format!("Mouse capture {state}"), FlashKind::Info);
+            }
+            KeyCode::Char('g') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.open_setup()
+            }
+            KeyCode::Tab if self.form.is_some() => {
+                self.focus = Focus::Fields;
+                if let Some(f) = &mut self.form {
+                    f.focus_next(1);
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn search_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let before = self.list.selected;
+        match key.code {
+            KeyCode::Enter => self.focus = Focus::List,
+            KeyCode::Esc => {
+                self.list.set_query("");
+                self.focus = Focus::List;
+            }
+            KeyCode::Backspace => {
+                let mut q = self.list.query.clone();
+                q.pop();
+                self.list.set_query(&q);
+            }
+            KeyCode::Down => self.list.move_by(1),
+            KeyCode::Up => self.list.move_by(-1),
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                let q = format!("{}{c}", self.list.query);
+                self.list.set_query(&q);
+            }
+            _ => {}
+        }
+        if self.list.selected != before {
+            self.sync_form_to_selection();
+        }
+        Vec::new()
+    }
+
+    fn panel_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match key.code {
+            KeyCode::Esc | KeyCode::Left => {
+                self.leave_panel();
+                Vec::new()
+            }
+            KeyCode::Enter | KeyCode::Char('e') | KeyCode::Down => {
+                self.focus = Focus::Fields;
+                if let Some(f) = &mut self.form {
+                    f.set_focus(Some(0));
+                }
+                Vec::new()
+            }
+            _ => self.common_key(key),
+        }
+    }
+
+    fn fields_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('g') {
+            self.open_setup();
+            return Vec::new();
+        }
+        if key.code == KeyCode::F(1) {
+            self.overlay = Some(Overlay::Help { scroll: 0 });
+            return Vec::new();
+        }
+        let Some(form) = &mut self.form else {
+            self.focus = Focus::List;
+            return Vec::new();
+        };
+        match form.handle_key(key) {
+            FormOutcome::Left => {
+                self.focus = Focus::Panel;
+                if form.is_new() {
+                    self.leave_panel();
+                }
+            }
+            FormOutcome::OpenEnvPicker => self.overlay = Some(Overlay::EnvPicker { selected: 0 }),
+            FormOutcome::ReadOnly => {
+                self.flash("Read-only: viewers cannot change settings", FlashKind::Warn);
+            }
+            FormOutcome::Consumed | FormOutcome::NotHandled => {}
+        }
+        Vec::new()
+    }
+
+    fn logs_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match self.logs.handle_key(key) {
+            PaneOutcome::Consumed => Vec::new(),
+            PaneOutcome::Close => {
+                self.focus = if self.form.is_some() {
+                    Focus::Panel
+                } else {
+                    Focus::List
+                };
+                Vec::new()
+            }
+            PaneOutcome::SaveRequested => {
+                self.export_logs();
+                Vec::new()
+            }
+            PaneOutcome::NotHandled => match key.code {
+                KeyCode::Tab => {
+                    self.focus = Focus::List;
+                    Vec::new()
+                }
+                _ => self.common_key(key),
+            },
+        }
+    }
+
+    fn export_logs(&mut self) {
+        let Some(c) = self.logs_for.and_then(|id| self.list.get(id)) else {
+            return;
+        };
+        let safe: String = c
+            .name
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+            .collect();
+        let stamp = chrono::DateTime::from_timestamp_millis(self.now)
+            .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
+            .unwrap_or_default();
+        let path = self
+            .export_dir
+            .join(format!("flametree-{safe}-{stamp}.log"));
+        match crate::fsutil::create_private_dir(&self.export_dir)
+            .and_then(|_| self.logs.export(&path))
+        {
+            Ok(n) => self.flash(
+                format!("Saved {n} lines to {} (mode 0600)", path.display()),
+                FlashKind::Info,
+            ),
+            Err(e) => self.flash(
+                format!("Could not save the logs to {}: {e}", path.display()),
+                FlashKind::Error,
+            ),
+        }
+    }
+
+    fn leave_panel(&mut self) {
+        if self.form_dirty() {
+            self.ask_discard(After::LeavePanel);
+            return;
+        }
+        self.focus = Focus::List;
+        if self.form.as_ref().is_some_and(|f| f.is_new()) {
+            self.form = None;
+        }
+        self.sync_form_to_selection();
+    }
+
+    fn ask_discard(&mut self, after: After) {
+        let name = self
+            .form
+            .as_ref()
+            .map(|f| {
+                let n = f.value(&super::form::Slot::Name);
+                if n.trim().is_empty() {
+                    "the new connector".to_string()
+                } else {
+                    format!("'{}'", n.trim())
+                }
+            })
+            .unwrap_or_default();
+        self.overlay = Some(Overlay::Confirm(Confirm {
+            title: "Unsaved changes",
+            question: format!("Discard your unsaved changes to {name}?"),
+            yes: "Discard",
+            action: ConfirmAction::Discard(after),
+        }));
+    }
+
+    pub fn request_quit(&mut self) -> Vec<Command> {
+        if self.form_dirty() {
+            self.ask_discard(After::Quit);
+        } else {
+            self.quit = true;
+        }
+        Vec::new()
+    }
+
+    fn open_picker(&mut self) -> Vec<Command> {
+        if !self.can_edit() {
+            self.flash("Read-only: viewers cannot add connections", FlashKind::Warn);
+            return Vec::new();
+        }
+        self.overlay = Some(Overlay::Picker {
+            selected: 0,
+            show_deprecated: false,
+        });
+        Vec::new()
+    }
+
+    fn open_setup(&mut self) {
+        if let Some(ty) = self.current_type() {
+            self.overlay = Some(Overlay::Setup { ty, scroll: 0 });
+        } else {
+            self.flash(
+                "Select a connection or a channel type first",
+                FlashKind::Info,
+            );
+        }
+    }
+
+    fn start_new(&mut self, ty: &'static ChannelType) {
+        let mut form = Form::new_connector(ty, self.meta_configured, !self.can_edit());
+        form.set_focus(Some(0));
+        self.form = Some(form);
+        self.focus = Focus::Fields;
+    }
+
+    pub fn save(&mut self) -> Vec<Command> {
+        let Some(form) = &self.form else {
+            return Vec::new();
+        };
+        if !self.can_edit() {
+            self.flash("Read-only: viewers cannot change settings", FlashKind::Warn);
+            return Vec::new();
+        }
+        if self.busy.is_some() {
+            self.flash("Still saving the previous change…", FlashKind::Info);
+            return Vec::new();
+        }
+        let draft = form.to_draft();
+        let existing = form.base.clone().map(Box::new);
+        self.set_busy("Saving");
+        vec![Command::Save { draft, existing }]
+    }
+
+    /// `s`: Start when STOPPED or ERROR, Stop when RUNNING; says why when neither.
+    pub fn start_stop(&mut self) -> Vec<Command> {
+        let Some(c) = self.current().cloned() else {
+            self.flash("Select a connection first", FlashKind::Info);
+            return Vec::new();
+        };
+        let ty = Catalog::get().find(&c.type_key);
+        if let Some(ty) = ty.filter(|t| !t.has_start_stop()) {
+            self.flash(
+                format!("{} connections have no Start/Stop: they start and stop with the agents they are attached to", ty.name),
+                FlashKind::Info,
+            );
+            return Vec::new();
+        }
+        if !self.can_edit() {
+            self.flash(
+                "Read-only: viewers cannot start or stop channels",
+                FlashKind::Warn,
+            );
+            return Vec::new();
+        }
+        let desired = match c.status {
+            Status::Stopped | Status::Error => DesiredState::Running,
+            Status::Running => DesiredState::Stopped,
+            Status::Starting | Status::Stopping => {
+                self.flash(
+                    format!("'{}' is {}: wait for it to finish", c.name, c.status),
+                    FlashKind::Info,
+                );
+                return Vec::new();
+            }
+        };
+        if c.desired == desired && desired == DesiredState::Running {
+            self.flash(
+                format!("Start is already requested for '{}'", c.name),
+                FlashKind::Info,
+            );
+            return Vec::new();
+        }
+        self.set_busy(if desired == DesiredState::Running {
+            "Starting"
+        } else {
+            "Stopping"
+        });
+        vec![Command::SetDesired {
+            connection: Box::new(c),
+            desired,
+        }]
+    }
+
+    pub fn toggle_logs(&mut self) -> Vec<Command> {
+        let Some(c) = self.current() else {
+            self.flash("Select a connection first", FlashKind::Info);
+            return Vec::new();
+        };
+        if let Some(ty) = Catalog::get()
+            .find(&c.type_key)
+            .filter(|t| !t.has_start_stop())
+        {
+            self.flash(
+                format!(
+                    "{} connections have no Logs of their own: they run with their agents",
+                    ty.name
+                ),
+                FlashKind::Info,
+            );
+            return Vec::new();
+        }
+        if self.logs_for == Some(c.id) {
+            if self.focus == Focus::Logs {
+                self.logs_for = None;
+                self.focus = if self.form.is_some() {
+                    Focus::Panel
+                } else {
+                    Focus::List
+                };
+            } else {
+                self.focus = Focus::Logs;
+            }
+            return Vec::new();
+        }
+        let (id, name) = (c.id, c.name.clone());
+        self.logs.reset(&name);
+        self.logs_for = Some(id);
+        self.focus = Focus::Logs;
+        vec![Command::LoadLogs {
+            id,
+            limit: self.logs_limit,
+        }]
+    }
+
+    fn ask_delete(&mut self) {
+        let Some(c) = self.current().cloned() else {
+            return;
+        };
+        if !self.can_edit() {
+            self.flash(
+                "Read-only: viewers cannot delete connections",
+                FlashKind::Warn,
+            );
+            return;
+        }
+        self.overlay = Some(Overlay::Confirm(Confirm {
+            title: "Delete the integration?",
+            question: format!(
+                "Delete the integration '{}'? Its settings and logs are removed; this cannot be undone.",
+                c.name
+            ),
+            yes: "Delete",
+            action: ConfirmAction::Delete(Box::new(c)),
+        }));
+    }
+
+    fn overlay_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let Some(overlay) = self.overlay.take() else {
+            return Vec::new();
+        };
+        let mut keep = true;
+        let mut out = Vec::new();
+        let overlay = match overlay {
+            Overlay::Confirm(confirm) => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    keep = false;
+                    out = self.confirmed(confirm.action);
+                    Overlay::Help { scroll: 0 }
+                }
+                KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q') => {
+                    keep = false;
+                    Overlay::Help { scroll: 0 }
+                }
+                _ => Overlay::Confirm(confirm),
+            },
+            Overlay::Help { scroll } | Overlay::Setup { scroll, .. }
+                if matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?')
+                ) || (key.code == KeyCode::Char('g')
+                    && key.modifiers.contains(KeyModifiers::CONTROL)) =>
+            {
+                keep = false;
+                Overlay::Help { scroll }
+            }
+            Overlay::Help { scroll } => Overlay::Help {
+                scroll: scrolled(scroll, key),
+            },
+            Overlay::Setup { ty, scroll } => Overlay::Setup {
+                ty,
+                scroll: scrolled(scroll, key),
+            },
+            Overlay::Picker {
+                selected,
+                show_deprecated,
+            } => {
+                let types = picker_types(show_deprecated);
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q') => {
+                        keep = false;
+                        Overlay::Picker {
+                            selected,
+                            show_deprecated,
+                        }
+                    }
+                    KeyCode::Char('d') => Overlay::Picker {
+                        selected: 0,
+                        show_deprecated: !show_deprecated,
+                    },
+                    KeyCode::Down | KeyCode::Char('j') => Overlay::Picker {
+                        selected: (selected + 1).min(types.len().saturating_sub(1)),
+                        show_deprecated,
+                    },
+                    KeyCode::Up | KeyCode::Char('k') => Overlay::Picker {
+                        selected: selected.saturating_sub(1),
+                        show_deprecated,
+                    },
+                    KeyCode::Enter => {
+                        keep = false;
+                        if self.form_dirty() {
+                            self.ask_discard(After::Add(selected));
+                            return Vec::new();
+                        }
+                        if let Some(ty) = types.get(selected) {
+                            self.start_new(ty);
+                        }
+                        Overlay::Picker {
+                            selected,
+                            show_deprecated,
+                        }
+                    }
+                    _ => Overlay::Picker {
+                        selected,
+                        show_deprecated,
+                    },
+                }
+            }
+            Overlay::EnvPicker { selected } => {
+                let n = self.form.as_ref().map(|f| f.ty.env.len()).unwrap_or(0) + 1;
+                match key.code {
+                    KeyCode::Esc => {
+                        keep = false;
+                        Overlay::EnvPicker { selected }
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => Overlay::EnvPicker {
+                        selected: (selected + 1).min(n - 1),
+                    },
+                    KeyCode::Up | KeyCode::Char('k') => Overlay::EnvPicker {
+                        selected: selected.saturating_sub(1),
+                    },
+                    KeyCode::Enter => {
+                        keep = false;
+                        self.pick_env(selected);
+                        Overlay::EnvPicker { selected }
+                    }
+                    _ => Overlay::EnvPicker { selected },
+                }
+            }
+        };
+        if keep {
+            self.overlay = Some(overlay);
+        }
+        out
+    }
+
+    fn pick_env(&mut self, selected: usize) {
+        let Some(form) = &mut self.form else { return };
+        let (name, value) = match form.ty.env.get(selected) {
+            Some(spec) => (spec.name.clone(), spec.default.clone().unwrap_or_default()),
+            None => (String::new(), String::new()),
+        };
+        form.add_env(&name, &value);
+        self.focus = Focus::Fields;
+    }
+
+    fn confirmed(&mut self, action: ConfirmAction) -> Vec<Command> {
+        match action {
+            ConfirmAction::Delete(c) => {
+                self.set_busy("Deleting");
+                vec![Command::Delete(c)]
+            }
+            ConfirmAction::Discard(after) => {
+                if let Some(f) = &mut self.form {
+                    f.dirty = false;
+                }
+                match after {
+                    After::Quit => self.quit = true,
+                    After::LeavePanel => {
+                        self.form = None;
+                        self.leave_panel();
+                    }
+                    After::Add(i) => {
+                        if let Some(ty) = picker_types(false).get(i) {
+                            self.start_new(ty);
+                        }
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn on_mouse(&mut self, ev: MouseEvent) -> Vec<Command> {
+        let hit = self
+            .hits
+            .iter()
+            .rev()
+            .find(|(r, _)| r.contains(ratatui::layout::Position::new(ev.column, ev.row)))
+            .map(|(r, h)| (*r, *h));
+        let Some((rect, hit)) = hit else {
+            return Vec::new();
+        };
+        self.dirty = true;
+        match ev.kind {
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let delta = if ev.kind == MouseEventKind::ScrollDown {
+                    3
+                } else {
+                    -3
+                };
+                self.wheel(hit, delta)
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                self.click(hit, ev.row.saturating_sub(rect.y) as usize)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn wheel(&mut self, hit: Hit, delta: i32) -> Vec<Command> {
+        match hit {
+            Hit::LogsPane => {
+                self.logs.scroll(delta);
+                Vec::new()
+            }
+            Hit::Overlay => {
+                if let Some(Overlay::Help { scroll } | Overlay::Setup { scroll, .. }) =
+                    &mut self.overlay
+                {
+                    *scroll = (*scroll as i32 + delta).max(0) as u16;
+                }
+                Vec::new()
+            }
+            Hit::Form | Hit::Slot(_) => {
+                if let Some(f) = &mut self.form {
+                    f.scroll = (f.scroll as i32 + delta).max(0) as usize;
+                }
+                Vec::new()
+            }
+            _ if self.overlay.is_none() => {
+                let before = self.list.selected;
+                self.list.move_by(delta as isize);
+                if self.list.selected != before && self.focus == Focus::List {
+                    self.sync_form_to_selection();
+                    return self.follow_logs_to_selection().into_iter().collect();
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn click(&mut self, hit: Hit, _row_in_rect: usize) -> Vec<Command> {
+        match hit {
+            Hit::ConfirmYes => self.on_key(KeyEvent::from(KeyCode::Char('y'))),
+            Hit::ConfirmNo => self.on_key(KeyEvent::from(KeyCode::Esc)),
+            Hit::PickerRow(i) => {
+                if let Some(Overlay::Picker { selected, .. }) = &mut self.overlay {
+                    *selected = i;
+                }
+                self.on_key(KeyEvent::from(KeyCode::Enter))
+            }
+            _ if self.overlay.is_some() => Vec::new(),
+            Hit::ListRow(row) => {
+                if self.form_dirty() {
+                    self.flash(
+                        "Save (Ctrl-S) or discard (Esc) your changes first",
+                        FlashKind::Warn,
+                    );
+                    return Vec::new();
+                }
+                let before = self.list.selected;
+                self.focus = Focus::List;
+                if self.list.select_drawn_row(row) && self.list.selected != before {
+                    self.sync_form_to_selection();
+                    return self.follow_logs_to_selection().into_iter().collect();
+                }
+                Vec::new()
+            }
+            Hit::Slot(i) => {
+                if let Some(f) = &mut self.form {
+                    f.set_focus(Some(i));
+                    self.focus = Focus::Fields;
+                }
+                Vec::new()
+            }
+            Hit::StartStop => self.start_stop(),
+            Hit::Logs => self.toggle_logs(),
+            Hit::LogsPane => {
+                self.focus = Focus::Logs;
+                Vec::new()
+            }
+            Hit::Save => self.save(),
+            Hit::Delete => {
+                self.ask_delete();
+                Vec::new()
+            }
+            Hit::Add => self.open_picker(),
+            Hit::List | Hit::Form | Hit::Overlay => Vec::new(),
+        }
+    }
+}
+
+fn scrolled(scroll: u16, key: KeyEvent) -> u16 {
+    match key.code {
+        KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
+        KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
+        KeyCode::PageDown | KeyCode::Char(' ') => scroll.saturating_add(10),
+        KeyCode::PageUp => scroll.saturating_sub(10),
+        KeyCode::Home | KeyCode::Char('g') => 0,
+        _ => scroll,
+    }
+}

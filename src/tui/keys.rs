@@ -1,0 +1,86 @@
+//! Every key, as the `?` overlay lists it. The footer shows the subset that applies.
+
+/// (keys, what they do); an empty key starts a section.
+pub const HELP: &[(&str, &str)] = &[
+    ("", "Channel list"),
+    ("↑ ↓  j k", "move"),
+    ("g G  Home End", "first / last"),
+    ("PgUp PgDn", "move by 10"),
+    ("Enter  →", "open the selected connection (Details panel)"),
+    (
+        "/",
+        "search by name as you type; Enter keeps the filter, Esc clears it",
+    ),
+    ("o", "sort order A→Z / Z→A"),
+    (
+        "a",
+        "add a connection: pick a channel type (d shows deprecated types)",
+    ),
+    ("s", "Start when STOPPED or ERROR, Stop when RUNNING"),
+    (
+        "l",
+        "Logs of the selected connection (again: focus / close)",
+    ),
+    ("D  Delete", "delete the connection (asks first, naming it)"),
+    (
+        "m",
+        "mouse capture on/off (off: select text with the mouse)",
+    ),
+    ("?  F1", "this help"),
+    (
+        "q  Ctrl-C",
+        "quit (asks first if a form has unsaved changes)",
+    ),
+    ("", "Details panel"),
+    ("Tab  Enter  e", "go into the form's fields"),
+    ("s  l  D", "Start/Stop, Logs, Delete — as in the list"),
+    ("Ctrl-S", "save"),
+    (
+        "Ctrl-G",
+        "setup guide for this channel type: where to find each credential",
+    ),
+    (
+        "Esc  ←",
+        "back to the list (asks before discarding unsaved changes)",
+    ),
+    ("", "Form fields"),
+    ("Tab ↓ Enter", "next field"),
+    ("Shift-Tab ↑", "previous field"),
+    (
+        "typing",
+        "edits the field; secrets show masked and start empty:",
+    ),
+    (
+        "",
+        "  typing replaces a saved secret, leaving it empty keeps it",
+    ),
+    (
+        "Space",
+        "toggle Advanced mode (WhatsApp, Instagram, Facebook)",
+    ),
+    (
+        "Ctrl-N",
+        "add an environment variable (offers the type's variables)",
+    ),
+    (
+        "Ctrl-X",
+        "remove the variable row, or empty an optional saved secret",
+    ),
+    ("Ctrl-S", "save; errors appear next to their fields"),
+    ("Ctrl-G  F1", "setup guide  /  help"),
+    ("Esc", "leave the fields (the panel header keys work again)"),
+    ("", "Logs pane"),
+    ("↑ ↓  j k", "scroll; scrolling up pauses follow"),
+    ("G  End", "jump to the newest line and follow again"),
+    ("g  Home", "oldest line"),
+    ("PgUp PgDn  ^U ^D", "page / half page"),
+    ("/", "search; Enter keeps it; matches are highlighted"),
+    ("n  N", "next / previous match"),
+    ("v", "level filter: all → INFO+ → WARN+ → ERROR"),
+    ("w", "wrap long lines on/off"),
+    ("x", "save the lines shown to a file (mode 0600)"),
+    ("Esc", "back;  l closes the pane"),
+    ("", "Mouse (when capture is on)"),
+    ("click", "select a row, focus a field, press a [ button ]"),
+    ("wheel", "scroll the list, the form, the logs or a popup"),
+];

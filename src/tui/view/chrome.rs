@@ -1,0 +1,145 @@
+//! Header, database banner, message line and the keys that apply right now.
+
+use super::fit;
+use crate::model::format_millis;
+use crate::permission::Role;
+use crate::tui::app::{App, FlashKind, Focus};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+pub fn header(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let h = &app.header;
+    let role = match h.role {
+        Role::Editor => "editor".to_string(),
+        Role::Viewer => "viewer".to_string(),
+    };
+    let right = format!(
+        "tenant {} · {} · {} ({role})",
+        h.tenant, h.database, h.operator
+    );
+    let left = "Settings › Channels";
+    let width = area.width as usize;
+    let room = width.saturating_sub(left.chars().count() + 2);
+    let right = fit(&right, room);
+    let pad = width.saturating_sub(left.chars().count() + right.chars().count());
+    let line = Line::from(vec![
+        Span::styled(left, t.title()),
+        Span::raw(" ".repeat(pad)),
+        Span::styled(right, t.dim()),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
+}
+
+pub fn banner(f: &mut Frame, app: &App, area: Rect) {
+    let Some((since, err)) = &app.db_down else {
+        return;
+    };
+    let text = format!(
+        " Database unavailable since {}: {err} — showing the last data loaded; retrying every 2 s ",
+        format_millis(*since)
+    );
+    f.render_widget(
+        Paragraph::new(fit(&text, area.width as usize)).style(app.theme.banner()),
+        area,
+    );
+}
+
+pub fn message(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let width = area.width as usize;
+    let line = if let Some((what, since)) = &app.busy {
+        let waited = (app.now - since) / 1000;
+        let text = if waited >= 1 {
+            format!("{what}… waiting for the database ({waited} s)")
+        } else {
+            format!("{what}…")
+        };
+        Line::styled(fit(&text, width), t.warning())
+    } else if let Some((text, kind)) = &app.flash {
+        let style = match kind {
+            FlashKind::Info => t.ok(),
+            FlashKind::Warn => t.warning(),
+            FlashKind::Error => t.error(),
+        };
+        Line::styled(fit(text, width), style)
+    } else if !app.loaded {
+        Line::styled("Loading connections…", t.dim())
+    } else {
+        Line::raw("")
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// The footer: only the keys that work where the focus is.
+pub fn keys(f: &mut Frame, app: &App, area: Rect) {
+    let mut pairs: Vec<(&str, &str)> = match app.focus {
+        Focus::List => vec![
+            ("↑↓", "move"),
+            ("Enter", "open"),
+            ("/", "search"),
+            ("o", "sort"),
+            ("a", "add"),
+            ("s", "start/stop"),
+            ("l", "logs"),
+            ("D", "delete"),
+            ("q", "quit"),
+        ],
+        Focus::Search => vec![
+            ("type", "filter"),
+            ("Enter", "keep"),
+            ("Esc", "clear"),
+            ("↑↓", "move"),
+        ],
+        Focus::Panel => vec![
+            ("Tab", "fields"),
+            ("s", "start/stop"),
+            ("l", "logs"),
+            ("^S", "save"),
+            ("D", "delete"),
+            ("^G", "setup guide"),
+            ("Esc", "back"),
+        ],
+        Focus::Fields => vec![
+            ("Tab/↑↓", "next field"),
+            ("^S", "save"),
+            ("^N", "add variable"),
+            ("^X", "remove"),
+            ("^G", "setup guide"),
+            ("Esc", "leave fields"),
+        ],
+        Focus::Logs => vec![
+            ("/", "search"),
+            ("n/N", "next/prev"),
+            ("v", "level"),
+            ("w", "wrap"),
+            ("x", "save to file"),
+            ("G", "follow"),
+            ("Esc", "back"),
+            ("l", "close"),
+        ],
+    };
+    if !app.can_edit() {
+        pairs.retain(|(k, _)| !matches!(*k, "a" | "s" | "D" | "^S" | "^N" | "^X"));
+    }
+    // Help first: whatever a narrow terminal cuts off, `?` lists it.
+    let help = if app.focus == Focus::Fields {
+        ("F1", "help")
+    } else {
+        ("?", "help")
+    };
+    pairs.retain(|p| *p != help);
+    pairs.insert(0, help);
+    let t = &app.theme;
+    let mut spans = Vec::new();
+    if !app.can_edit() {
+        spans.push(Span::styled("READ-ONLY (viewer) ", t.warning()));
+    }
+    for (k, what) in pairs {
+        spans.push(Span::styled(k, t.key()));
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}

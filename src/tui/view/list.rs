@@ -1,0 +1,214 @@
+//! The channel list with its search box, sort order, groups and the selected row's
+//! status message (what hovering the dot shows in the portal).
+
+use super::short_time;
+use super::{fit, wrap};
+use crate::catalog::Catalog;
+use crate::model::{DesiredState, Status};
+use crate::tui::app::{App, Focus, Hit};
+use crate::tui::list::Row;
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
+    let t = app.theme;
+    let focused = matches!(app.focus, Focus::List | Focus::Search);
+    let counts = status_counts(app);
+    let title = format!(" Channels · {} ", app.list.sort.label());
+    let block = Block::bordered()
+        .title(Line::styled(title, t.title()))
+        .title_bottom(Line::styled(counts, t.dim()).right_aligned())
+        .border_style(if focused {
+            t.focused_border()
+        } else {
+            t.border()
+        });
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    app.hits.push((area, Hit::List));
+
+    let [search, rows_area, status_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(4),
+    ])
+    .areas(inner);
+    draw_search(f, app, search);
+    draw_rows(f, app, rows_area);
+    draw_selected_status(f, app, status_area);
+}
+
+fn status_counts(app: &App) -> String {
+    let running = app
+        .list
+        .all
+        .iter()
+        .filter(|c| c.status == Status::Running)
+        .count();
+    let errors = app
+        .list
+        .all
+        .iter()
+        .filter(|c| c.status == Status::Error)
+        .count();
+    let mut s = format!(" {running} running ");
+    if errors > 0 {
+        s = format!(" {running} running · {errors} error ");
+    }
+    s
+}
+
+fn draw_search(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let line = if app.focus == Focus::Search {
+        Line::from(vec![
+            Span::styled("/", t.key()),
+            Span::raw(app.list.query.clone()),
+            Span::styled("▏", t.key()),
+            Span::styled(format!("  {} match", app.list.visible_count()), t.dim()),
+        ])
+    } else if !app.list.query.is_empty() {
+        Line::from(vec![
+            Span::styled(format!("/{}", app.list.query), t.key()),
+            Span::styled(
+                format!("  {} match · Esc clears", app.list.visible_count()),
+                t.dim(),
+            ),
+        ])
+    } else {
+        Line::styled("/ to search by name", t.dim())
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
+    let t = app.theme;
+    let height = area.height as usize;
+    app.list.scroll_into_view(height);
+    if app.loaded && app.list.all.is_empty() {
+        let text = if app.can_edit() {
+            "No connections yet. Press a to add one."
+        } else {
+            "No connections yet."
+        };
+        f.render_widget(Paragraph::new(Line::styled(text, t.dim())), area);
+        return;
+    }
+    let width = area.width as usize;
+    let show_type = width >= 44;
+    let catalog = Catalog::get();
+    for (drawn, row) in app
+        .list
+        .rows
+        .iter()
+        .skip(app.list.offset)
+        .take(height)
+        .enumerate()
+    {
+        let y = area.y + drawn as u16;
+        let row_area = Rect::new(area.x, y, area.width, 1);
+        let line = match *row {
+            Row::Group { deprecated, count } => {
+                let name = if deprecated {
+                    "Deprecated Channels"
+                } else {
+                    "Channels"
+                };
+                let style = if deprecated {
+                    t.dim().add_modifier(Modifier::BOLD)
+                } else {
+                    t.title()
+                };
+                Line::styled(fit(&format!("{name} ({count})"), width), style)
+            }
+            Row::Item(i) => {
+                let c = &app.list.all[i];
+                let selected = app.list.selected == Some(c.id);
+                let status_word = status_word(c.status, c.desired);
+                let type_name = catalog
+                    .find(&c.type_key)
+                    .map(|ty| ty.display_name())
+                    .unwrap_or_default();
+                let type_col = if show_type { 16.min(width / 3) } else { 0 };
+                let name_width =
+                    width.saturating_sub(2 + 1 + status_word.chars().count() + type_col);
+                let mut spans = vec![
+                    Span::styled(
+                        format!("{} ", Theme::status_symbol(c.status)),
+                        t.status(c.status),
+                    ),
+                    Span::raw(format!("{:<name_width$}", fit(&c.name, name_width))),
+                ];
+                if show_type {
+                    spans.push(Span::styled(
+                        format!("{:<type_col$}", fit(&type_name, type_col.saturating_sub(1))),
+                        t.dim(),
+                    ));
+                }
+                spans.push(Span::raw(" "));
+                spans.push(Span::styled(status_word, t.status(c.status)));
+                let mut line = Line::from(spans);
+                if selected {
+                    line = line.patch_style(t.selected());
+                }
+                line
+            }
+        };
+        f.render_widget(Paragraph::new(line), row_area);
+        app.hits.push((row_area, Hit::ListRow(drawn)));
+    }
+}
+
+/// The status word, plus what was asked for when the runtime has not caught up.
+pub fn status_word(status: Status, desired: DesiredState) -> String {
+    match (status, desired) {
+        (Status::Stopped | Status::Error, DesiredState::Running) => format!("{status}→START"),
+        (Status::Running, DesiredState::Stopped) => format!("{status}→STOP"),
+        _ => status.to_string(),
+    }
+}
+
+fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let width = area.width as usize;
+    let mut lines = vec![Line::styled("─".repeat(width), t.border())];
+    if let Some(c) = app.list.selected_connection() {
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{} {}", Theme::status_symbol(c.status), c.status),
+                t.status(c.status),
+            ),
+            Span::styled(
+                fit(
+                    &format!(" since {}", short_time(c.status_since, app.now)),
+                    width.saturating_sub(10),
+                ),
+                t.dim(),
+            ),
+        ]));
+        let message = if c.status_message.is_empty() {
+            match (c.status, c.desired) {
+                (Status::Stopped, DesiredState::Running) => {
+                    "Start requested: waiting for the runtime to pick it up".to_string()
+                }
+                (Status::Stopped, _) => "Configured but not running. s starts it.".to_string(),
+                _ => String::new(),
+            }
+        } else {
+            c.status_message.clone()
+        };
+        let style = if c.status == Status::Error {
+            t.error()
+        } else {
+            ratatui::style::Style::default()
+        };
+        for l in wrap(&message, width, 2) {
+            lines.push(Line::styled(l, style));
+        }
+    }
+    f.render_widget(Paragraph::new(lines), area);
+}

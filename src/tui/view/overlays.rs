@@ -1,0 +1,197 @@
+//! Popups: the Add picker, confirmations, help, setup pages, the variable picker.
+
+use super::{fit, wrap};
+use crate::tui::app::{App, Hit, Overlay};
+use crate::tui::input::picker_types;
+use crate::tui::keys::HELP;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width.saturating_sub(2));
+    let h = height.min(area.height.saturating_sub(2));
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
+    let Some(overlay) = &app.overlay else { return };
+    let t = app.theme;
+    match overlay {
+        Overlay::Picker {
+            selected,
+            show_deprecated,
+        } => {
+            let types = picker_types(*show_deprecated);
+            let rect = centered(area, 76, types.len() as u16 + 6);
+            f.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .title(Line::styled(" Add a channel — pick its type ", t.title()))
+                .border_style(t.focused_border());
+            let inner = block.inner(rect);
+            f.render_widget(block, rect);
+            let width = inner.width as usize;
+            let name_w = types
+                .iter()
+                .map(|ty| ty.display_name().chars().count())
+                .max()
+                .unwrap_or(10)
+                + 2;
+            for (i, ty) in types
+                .iter()
+                .enumerate()
+                .take(inner.height.saturating_sub(2) as usize)
+            {
+                let row = Rect::new(inner.x, inner.y + i as u16, inner.width, 1);
+                let mut line = Line::from(vec![
+                    Span::raw(format!(" {:<name_w$}", ty.display_name())),
+                    Span::styled(fit(&ty.summary, width.saturating_sub(name_w + 1)), t.dim()),
+                ]);
+                if i == *selected {
+                    line = line.patch_style(t.selected());
+                }
+                f.render_widget(Paragraph::new(line), row);
+                app.hits.push((row, Hit::PickerRow(i)));
+            }
+            let toggle = format!(
+                " d Show deprecated: {}   Enter add   Esc cancel",
+                if *show_deprecated { "[x]" } else { "[ ]" }
+            );
+            let bottom = Rect::new(inner.x, inner.y + inner.height - 1, inner.width, 1);
+            f.render_widget(
+                Paragraph::new(Line::styled(fit(&toggle, width), t.key())),
+                bottom,
+            );
+            app.hits.push((rect, Hit::Overlay));
+        }
+        Overlay::Confirm(c) => {
+            let width = 64u16;
+            let body = wrap(&c.question, width as usize - 4, 6);
+            let rect = centered(area, width, body.len() as u16 + 5);
+            f.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .title(Line::styled(format!(" {} ", c.title), t.title()))
+                .border_style(t.error());
+            let inner = block.inner(rect);
+            f.render_widget(block, rect);
+            let mut lines: Vec<Line> = body
+                .into_iter()
+                .map(|l| Line::raw(format!(" {l}")))
+                .collect();
+            lines.push(Line::raw(""));
+            let yes = format!("[ y {} ]", c.yes);
+            let no = "[ n Cancel ]";
+            lines.push(Line::from(vec![
+                Span::raw(" "),
+                Span::styled(yes.clone(), t.error()),
+                Span::raw("   "),
+                Span::styled(no, t.key()),
+            ]));
+            let y = inner.y + lines.len() as u16 - 1;
+            f.render_widget(Paragraph::new(lines), inner);
+            let yes_w = yes.chars().count() as u16;
+            app.hits.push((rect, Hit::Overlay));
+            app.hits
+                .push((Rect::new(inner.x + 1, y, yes_w, 1), Hit::ConfirmYes));
+            app.hits
+                .push((Rect::new(inner.x + 4 + yes_w, y, 12, 1), Hit::ConfirmNo));
+        }
+        Overlay::Help { scroll } => {
+            let rect = centered(area, 78, area.height.saturating_sub(2));
+            let lines: Vec<Line> = HELP
+                .iter()
+                .map(|(k, what)| {
+                    if k.is_empty() {
+                        Line::styled(what.to_string(), t.title())
+                    } else {
+                        Line::from(vec![
+                            Span::styled(format!("  {k:<16}"), t.key()),
+                            Span::raw(what.to_string()),
+                        ])
+                    }
+                })
+                .collect();
+            text_box(f, app, rect, " Keys — Esc closes ", lines, *scroll);
+        }
+        Overlay::Setup { ty, scroll } => {
+            let rect = centered(area, 84, area.height.saturating_sub(2));
+            let lines: Vec<Line> = ty
+                .setup_text()
+                .lines()
+                .map(|l| {
+                    if l.starts_with('#') {
+                        Line::styled(l.trim_start_matches('#').trim().to_string(), t.title())
+                    } else {
+                        Line::raw(l.to_string())
+                    }
+                })
+                .collect();
+            let title = format!(
+                " Setup guide · {} — ↑↓ scroll · Esc closes ",
+                ty.display_name()
+            );
+            text_box(f, app, rect, &title, lines, *scroll);
+        }
+        Overlay::EnvPicker { selected } => {
+            let Some(form) = &app.form else { return };
+            let ty = form.ty;
+            let rect = centered(area, 80, ty.env.len() as u16 + 5);
+            f.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .title(Line::styled(
+                    format!(" Add a variable · {} ", ty.name),
+                    t.title(),
+                ))
+                .border_style(t.focused_border());
+            let inner = block.inner(rect);
+            f.render_widget(block, rect);
+            let width = inner.width as usize;
+            let mut lines = Vec::new();
+            for (i, spec) in ty.env.iter().enumerate() {
+                let default = spec
+                    .default
+                    .as_deref()
+                    .map(|d| format!(" (default {d})"))
+                    .unwrap_or_default();
+                let mut line = Line::from(vec![
+                    Span::styled(format!(" {:<28}", spec.name), t.key()),
+                    Span::raw(fit(
+                        &format!("{}{default}", spec.meaning),
+                        width.saturating_sub(29),
+                    )),
+                ]);
+                if i == *selected {
+                    line = line.patch_style(t.selected());
+                }
+                lines.push(line);
+            }
+            let mut custom = Line::raw(" Custom variable…");
+            if *selected == ty.env.len() {
+                custom = custom.patch_style(t.selected());
+            }
+            lines.push(custom);
+            lines.push(Line::styled(" Enter add · Esc cancel", t.dim()));
+            f.render_widget(Paragraph::new(lines), inner);
+            app.hits.push((rect, Hit::Overlay));
+        }
+    }
+}
+
+fn text_box(f: &mut Frame, app: &mut App, rect: Rect, title: &str, lines: Vec<Line>, scroll: u16) {
+    let t = app.theme;
+    f.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(Line::styled(title.to_string(), t.title()))
+        .border_style(t.focused_border());
+    let inner = block.inner(rect);
+    f.render_widget(block, rect);
+    let max = (lines.len() as u16).saturating_sub(inner.height);
+    f.render_widget(Paragraph::new(lines).scroll((scroll.min(max), 0)), inner);
+    app.hits.push((rect, Hit::Overlay));
+}

@@ -1,0 +1,334 @@
+//! The console driven key by key against a real SQLite store: every command the
+//! keys produce is executed by the worker and its messages fed back, as the event
+//! loop does.
+
+mod common;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use flametree::channels::Channels;
+use flametree::model::{DesiredState, Status};
+use flametree::permission::{Operator, Role};
+use flametree::secrets::{KeySource, MasterKey};
+use flametree::store;
+use flametree::tui::app::{App, Focus, HeaderInfo};
+use flametree::tui::theme::Theme;
+use flametree::tui::worker::{self, Command};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+struct Console {
+    app: App,
+    channels: Arc<Channels>,
+    _dir: tempfile::TempDir,
+}
+
+async fn console(role: Role) -> Console {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/flametree.db", dir.path().display());
+    let s = store::open(&url, 5, 2).await.unwrap();
+    let tenant = s.tenant("default").await.unwrap();
+    let operator = Operator {
+        name: "ann".into(),
+        role,
+        role_reason: "test".into(),
+    };
+    let key = MasterKey::from_bytes([9; 32], KeySource::Config);
+    let channels = Arc::new(Channels::new(s, tenant, operator, Ok(Arc::new(key))));
+    let header = HeaderInfo {
+        tenant: "default".into(),
+        database: "SQLite".into(),
+        operator: "ann".into(),
+        role,
+    };
+    let mut c = Console {
+        app: App::new(header, Theme::plain(), false, (1000, 1 << 20)),
+        channels,
+        _dir: dir,
+    };
+    c.run(vec![Command::Reload]).await;
+    c
+}
+
+impl Console {
+    async fn run(&mut self, commands: Vec<Command>) {
+        let mut queue: VecDeque<Command> = commands.into();
+        while let Some(cmd) = queue.pop_front() {
+            for msg in worker::execute(&self.channels, cmd).await {
+                queue.extend(self.app.on_msg(msg));
+            }
+        }
+    }
+
+    async fn key(&mut self, code: KeyCode) {
+        let cmds = self.app.on_key(KeyEvent::from(code));
+        self.run(cmds).await;
+    }
+
+    async fn ctrl(&mut self, c: char) {
+        let cmds = self
+            .app
+            .on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        self.run(cmds).await;
+    }
+
+    async fn type_text(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(KeyCode::Char(c)).await;
+        }
+    }
+
+    async fn add_telegram(&mut self, name: &str, token: &str) {
+        self.key(KeyCode::Char('a')).await;
+        self.key(KeyCode::Down).await; // WhatsApp → Telegram
+        self.key(KeyCode::Enter).await;
+        assert_eq!(self.app.focus, Focus::Fields);
+        self.type_text(name).await;
+        self.key(KeyCode::Tab).await; // description
+        self.key(KeyCode::Tab).await; // bot token
+        self.app.on_paste(token);
+        self.ctrl('s').await;
+    }
+
+    fn flash(&self) -> String {
+        self.app
+            .flash
+            .as_ref()
+            .map(|(t, _)| t.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn add_a_telegram_bot_then_start_it_from_the_keyboard() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    assert!(c.flash().contains("Saved 'Sales bot'"), "{}", c.flash());
+    let stored = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(stored.secrets["bot_token"].count, 1);
+    assert_eq!(
+        c.channels
+            .reveal(&stored, "bot_token")
+            .unwrap()
+            .unwrap()
+            .expose(),
+        common::TG_TOKEN
+    );
+    assert_eq!(c.app.list.selected_connection().unwrap().name, "Sales bot");
+    assert_eq!(c.app.focus, Focus::Panel);
+
+    c.key(KeyCode::Char('s')).await;
+    let after = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(
+        after.desired,
+        DesiredState::Running,
+        "Start recorded as desired state"
+    );
+    assert!(c.flash().contains("Start requested"), "{}", c.flash());
+}
+
+#[tokio::test]
+async fn save_errors_land_next_to_their_fields_and_nothing_is_stored() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("", "not a token").await;
+    let form = c.app.form.as_ref().unwrap();
+    assert_eq!(
+        form.errors.get("name").map(String::as_str),
+        Some("Name is required")
+    );
+    assert!(
+        form.errors["bot_token"].contains("does not look right"),
+        "{:?}",
+        form.errors
+    );
+    assert!(
+        c.flash().starts_with("Not saved: 2 problems"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(
+        c.app.focus,
+        Focus::Fields,
+        "focus lands on the first bad field"
+    );
+    assert!(c.channels.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn editing_keeps_an_untouched_secret_and_replaces_a_typed_one() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    // Panel → fields: Name, Description; change the description only.
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("EU customers").await;
+    c.ctrl('s').await;
+    let stored = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(stored.description, "EU customers");
+    assert_eq!(stored.version, 2);
+    assert_eq!(
+        c.channels
+            .reveal(&stored, "bot_token")
+            .unwrap()
+            .unwrap()
+            .expose(),
+        common::TG_TOKEN
+    );
+
+    let new_token = "555555555:AAEreplacementTokenValue55555555555";
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Tab).await;
+    c.key(KeyCode::Tab).await;
+    c.type_text(new_token).await;
+    c.ctrl('s').await;
+    let stored = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(
+        c.channels
+            .reveal(&stored, "bot_token")
+            .unwrap()
+            .unwrap()
+            .expose(),
+        new_token
+    );
+}
+
+#[tokio::test]
+async fn delete_asks_first_names_the_target_and_n_keeps_it() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Char('D')).await;
+    c.key(KeyCode::Char('n')).await;
+    assert_eq!(c.channels.list().await.unwrap().len(), 1, "n cancels");
+    c.key(KeyCode::Char('D')).await;
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => {
+            assert!(
+                confirm.question.contains("'Sales bot'"),
+                "{}",
+                confirm.question
+            )
+        }
+        _ => panic!("delete must ask first"),
+    }
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.channels.list().await.unwrap().is_empty());
+    assert!(c.flash().contains("Deleted 'Sales bot'"));
+    assert!(c.app.list.selected_connection().is_none());
+}
+
+#[tokio::test]
+async fn a_save_over_someone_elses_change_is_refused_and_the_input_kept() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("mine").await;
+    // Another operator saves meanwhile.
+    let theirs = c.channels.find("Sales bot").await.unwrap();
+    let mut draft = flametree::channels::Draft::from_connection(&theirs);
+    draft.description = "theirs".into();
+    c.channels.edit(&theirs, &draft).await.unwrap();
+    c.ctrl('s').await;
+    assert!(
+        c.flash().contains("your changes were not saved"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().description,
+        "theirs"
+    );
+    let form = c.app.form.as_ref().unwrap();
+    assert_eq!(form.value(&flametree::tui::form::Slot::Description), "mine");
+}
+
+#[tokio::test]
+async fn viewers_can_look_but_every_change_is_refused() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let mut v = console(Role::Viewer).await;
+    v.channels = c.channels.clone();
+    let viewer_channels = Channels::new(
+        c.channels.store().clone(),
+        c.channels.tenant().clone(),
+        Operator {
+            name: "bob".into(),
+            role: Role::Viewer,
+            role_reason: "test".into(),
+        },
+        Ok(Arc::new(MasterKey::from_bytes([9; 32], KeySource::Config))),
+    );
+    v.channels = Arc::new(viewer_channels);
+    v.run(vec![Command::Reload]).await;
+    assert_eq!(v.app.list.all.len(), 1);
+    for k in ['a', 's', 'D'] {
+        v.key(KeyCode::Char(k)).await;
+        assert!(v.app.overlay.is_none(), "{k} opened nothing");
+        assert!(v.flash().contains("Read-only"), "{k}: {}", v.flash());
+    }
+    v.key(KeyCode::Enter).await;
+    v.key(KeyCode::Tab).await;
+    v.type_text("x").await;
+    v.ctrl('s').await;
+    let stored = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.desired, DesiredState::Stopped);
+}
+
+#[tokio::test]
+async fn selection_follows_the_connection_when_another_process_adds_one_above_it() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Zulu bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Esc).await;
+    let mut draft = flametree::channels::Draft {
+        type_key: "telegram".into(),
+        name: "Alpha bot".into(),
+        ..Default::default()
+    };
+    draft.secrets.insert(
+        "bot_token".into(),
+        flametree::secrets::SecretString::new(common::TG_TOKEN),
+    );
+    c.channels.add(&draft).await.unwrap();
+    let marker_before = c.app.marker;
+    c.run(vec![Command::Poll {
+        last: marker_before,
+    }])
+    .await;
+    assert_eq!(
+        c.app.list.all.len(),
+        2,
+        "the poll saw the other process's change"
+    );
+    assert_eq!(c.app.list.selected_connection().unwrap().name, "Zulu bot");
+}
+
+#[tokio::test]
+async fn start_stop_offers_what_the_status_allows() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.channels
+        .store()
+        .set_status(id, Status::Starting, "")
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('s')).await;
+    assert!(
+        c.flash().contains("is STARTING: wait for it to finish"),
+        "{}",
+        c.flash()
+    );
+    c.channels
+        .store()
+        .set_status(id, Status::Running, "")
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Stopped
+    );
+}

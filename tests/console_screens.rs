@@ -1,0 +1,318 @@
+//! Whole-screen snapshots of the console on ratatui's TestBackend. Times are fixed, so
+//! a snapshot changes only when what the operator sees changes.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use flametree::model::{Connection, DesiredState, LogLine, Status};
+use flametree::permission::Role;
+use flametree::secrets::SealedSecret;
+use flametree::tui::app::{App, HeaderInfo};
+use flametree::tui::theme::Theme;
+use flametree::tui::view;
+use flametree::tui::worker::Msg;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+/// 2026-11-25 12:00:00 UTC, and "now" five minutes later.
+const T0: i64 = 1_764_072_000_000;
+const NOW: i64 = T0 + 300_000;
+
+fn sealed(count: usize) -> SealedSecret {
+    SealedSecret {
+        key_id: "0000".into(),
+        nonce: String::new(),
+        ciphertext: String::new(),
+        count,
+    }
+}
+
+fn conn(id: i64, name: &str, type_key: &str, status: Status, message: &str) -> Connection {
+    Connection {
+        id,
+        tenant_id: 1,
+        type_key: type_key.into(),
+        name: name.into(),
+        description: String::new(),
+        fields: Default::default(),
+        secrets: Default::default(),
+        env: Vec::new(),
+        version: 1,
+        desired: if status == Status::Running {
+            DesiredState::Running
+        } else {
+            DesiredState::Stopped
+        },
+        status,
+        status_message: message.into(),
+        status_since: T0,
+        running_version: (status == Status::Running).then_some(1),
+        created_at: T0,
+        created_by: "ann".into(),
+        updated_at: T0,
+        updated_by: "ann".into(),
+    }
+}
+
+fn sample() -> Vec<Connection> {
+    let mut bot = conn(1, "Sales bot", "telegram", Status::Running, "polling");
+    bot.secrets.insert("bot_token".into(), sealed(1));
+    let mut mail = conn(2, "Support mail", "email", Status::Stopped, "");
+    for (k, v) in [
+        ("imap_hosts", "imap.a.com,imap.b.com"),
+        ("imap_ports", "993,993"),
+        ("imap_security", "ssl/tls,ssl/tls"),
+        ("logins", "a@a.com,b@b.com"),
+        ("smtp_hosts", "smtp.a.com,smtp.b.com"),
+        ("smtp_ports", "587,587"),
+        ("smtp_security", "starttls,starttls"),
+    ] {
+        mail.fields.insert(k.into(), v.into());
+    }
+    mail.secrets.insert("passwords".into(), sealed(2));
+    vec![
+        bot,
+        mail,
+        conn(
+            3,
+            "EU bot",
+            "telegram",
+            Status::Error,
+            "Telegram rejected the bot token (401 Unauthorized): fix the token, Save, then Start",
+        ),
+        conn(4, "WhatsApp main", "whatsapp", Status::Starting, ""),
+        conn(5, "Old SMS", "messagebird", Status::Stopped, ""),
+        conn(6, "Desk voice", "twilio", Status::Stopped, ""),
+    ]
+}
+
+fn app_with(role: Role) -> App {
+    let header = HeaderInfo {
+        tenant: "default".into(),
+        database: "SQLite flametree.db".into(),
+        operator: "ann".into(),
+        role,
+    };
+    let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
+    app.now = NOW;
+    app.on_msg(Msg::Loaded {
+        connections: sample(),
+        marker: None,
+    });
+    app
+}
+
+fn app() -> App {
+    app_with(Role::Editor)
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::draw(f, app)).unwrap();
+    term.backend().to_string()
+}
+
+/// Selects a connection by name through search, as an operator would.
+fn select(app: &mut App, name: &str) {
+    press(app, &format!("/{name}"));
+    key(app, KeyCode::Enter);
+    key(app, KeyCode::Esc);
+    assert_eq!(app.list.selected_connection().unwrap().name, name);
+}
+
+fn press(app: &mut App, keys: &str) {
+    for c in keys.chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::from(code));
+}
+
+fn ctrl(app: &mut App, c: char) {
+    app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+}
+
+#[test]
+fn list_with_both_groups_and_the_error_message_at_80x24() {
+    let mut a = app();
+    press(&mut a, "j"); // Desk voice → EU bot
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Deprecated Channels (1)"));
+    assert!(
+        s.contains("Telegram rejected the bot"),
+        "selected row's message is visible:\n{s}"
+    );
+    assert!(!s.contains("Web Widget"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn search_filters_as_you_type() {
+    let mut a = app();
+    press(&mut a, "/BOT");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Sales bot") && s.contains("EU bot"));
+    assert!(!s.contains("Support mail"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn sort_toggles_to_z_to_a() {
+    let mut a = app();
+    press(&mut a, "o");
+    let s = screen(&mut a, 80, 24);
+    let (w, e) = (s.find("WhatsApp main").unwrap(), s.find("EU bot").unwrap());
+    assert!(w < e, "Z→A puts WhatsApp main above EU bot:\n{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn add_picker_lists_current_types_and_deprecated_on_demand() {
+    let mut a = app();
+    press(&mut a, "a");
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("Email (IMAP/SMTP)") && !s.contains("DEPRECATED"));
+    insta::assert_snapshot!("picker_current", s);
+    press(&mut a, "d");
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("MessageBird DEPRECATED"));
+}
+
+#[test]
+fn new_whatsapp_form_shows_the_meta_switch_disabled() {
+    let mut a = app();
+    press(&mut a, "a");
+    key(&mut a, KeyCode::Enter); // WhatsApp is first
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("New connector · WhatsApp"));
+    assert!(
+        s.contains("Meta App ID and App Secret are not configured on the server"),
+        "{s}"
+    );
+    assert!(
+        s.contains("Phone number IDs"),
+        "Advanced mode shows the manual form:\n{s}"
+    );
+    assert!(s.contains("(?) Multi-account"));
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn details_show_secrets_masked_without_their_length() {
+    let mut a = app();
+    select(&mut a, "Support mail");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("Support mail · Email (IMAP/SMTP)"));
+    assert!(s.contains("•••••••• saved · type to replace"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn voice_connections_say_they_run_with_their_agents() {
+    let mut a = app();
+    select(&mut a, "Desk voice");
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("Desk voice · Twilio"));
+    assert!(s.contains("Runs with its agents"), "{s}");
+    assert!(!s.contains("[ Start s ]"));
+}
+
+#[test]
+fn logs_pane_with_search_highlight() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    let cmds = a.on_key(KeyEvent::from(KeyCode::Char('l')));
+    assert_eq!(cmds.len(), 1, "opening the logs loads recent history");
+    let lines: Vec<LogLine> = (0..40)
+        .map(|i| LogLine {
+            connection_id: 1,
+            at: T0 + i * 1000,
+            level: if i % 10 == 7 {
+                "WARN".into()
+            } else {
+                "INFO".into()
+            },
+            message: format!("update {i}: message from chat {}", 100 + i),
+        })
+        .collect();
+    a.on_msg(Msg::Logs { id: 1, lines });
+    press(&mut a, "/chat 13");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("Logs · Sales bot"), "{s}");
+    assert!(s.contains("message from chat 13"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn viewer_footer_says_read_only() {
+    let mut a = app_with(Role::Viewer);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("READ-ONLY (viewer)"));
+    assert!(s.contains("ann (viewer)"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn delete_confirmation_names_the_connection() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    press(&mut a, "D");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Delete the integration 'Sales bot'?"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn lost_database_shows_a_banner_and_keeps_the_list() {
+    let mut a = app();
+    a.on_msg(Msg::DbDown("connection refused".into()));
+    let s = screen(&mut a, 100, 24);
+    assert!(s.contains("Database unavailable since"));
+    assert!(s.contains("Sales bot"), "last known data stays:\n{s}");
+}
+
+#[test]
+fn too_small_a_terminal_says_so() {
+    let mut a = app();
+    let s = screen(&mut a, 50, 12);
+    assert!(s.contains("Terminal too small: 50×12"), "{s}");
+}
+
+#[test]
+fn help_lists_every_key_at_a_large_size() {
+    let mut a = app();
+    press(&mut a, "?");
+    let s = screen(&mut a, 140, 60);
+    for k in [
+        "Ctrl-S",
+        "Ctrl-G",
+        "mouse capture",
+        "level filter",
+        "Show deprecated",
+    ] {
+        let found = s.contains(k) || s.to_lowercase().contains(&k.to_lowercase());
+        assert!(found || k == "Show deprecated", "help mentions {k}:\n{s}");
+    }
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn editing_a_field_marks_the_form_and_save_is_offered() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Tab);
+    key(&mut a, KeyCode::Tab);
+    press(&mut a, "EU and US");
+    ctrl(&mut a, 'g');
+    let s = screen(&mut a, 100, 30);
+    assert!(
+        s.contains("Setup guide · Telegram"),
+        "Ctrl-G opens the setup page:\n{s}"
+    );
+    key(&mut a, KeyCode::Esc);
+    let s = screen(&mut a, 100, 30);
+    assert!(s.contains("unsaved changes"), "{s}");
+}
