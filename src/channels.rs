@@ -2,8 +2,9 @@
 //! permission, save with an audit note. The CLI and the console both go through here.
 
 use crate::catalog::{Catalog, ChannelType};
+use crate::logbus::LogBus;
 use crate::model::validation::{self, FieldError, Form, Report, SecretInput};
-use crate::model::{Connection, DesiredState, EnvVar, NewConnection, Tenant};
+use crate::model::{Connection, DesiredState, EnvVar, LogLine, NewConnection, Tenant};
 use crate::permission::{Denied, Operator};
 use crate::secrets::{MasterKey, SecretString, SecretsError};
 use crate::store::{AuditNote, Store, StoreError};
@@ -76,6 +77,8 @@ pub struct Channels {
     tenant: Tenant,
     operator: Operator,
     key: Result<Arc<MasterKey>, SecretsError>,
+    bus: LogBus,
+    log_keep: u32,
 }
 
 impl Channels {
@@ -90,7 +93,38 @@ impl Channels {
             tenant,
             operator,
             key,
+            bus: LogBus::default(),
+            log_keep: 5000,
         }
+    }
+
+    /// How many log lines each connection keeps in the store (`logs.keep_per_connection`).
+    pub fn set_log_keep(&mut self, keep: u32) {
+        self.log_keep = keep.max(1);
+    }
+
+    pub fn bus(&self) -> &LogBus {
+        &self.bus
+    }
+
+    /// Writes one line to a connection's log (store and live bus). Operator actions go
+    /// here too, so the Logs pane tells the whole story of an incident. A failure to
+    /// log never fails the action itself.
+    pub async fn log(&self, connection_id: i64, level: &str, message: impl Into<String>) {
+        let line = LogLine {
+            connection_id,
+            at: crate::model::now_millis(),
+            level: level.to_string(),
+            message: message.into(),
+        };
+        if let Err(e) = self
+            .store
+            .append_logs(std::slice::from_ref(&line), self.log_keep)
+            .await
+        {
+            tracing::warn!("could not store a log line of connection {connection_id}: {e}");
+        }
+        self.bus.publish(line);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -160,6 +194,12 @@ impl Channels {
             .await
             .map_err(duplicate_as_field_error)?;
         self.note_key(&connection).await?;
+        self.log(
+            connection.id,
+            "INFO",
+            format!("Created by {} ({})", self.operator.name, ty.name),
+        )
+        .await;
         Ok(Saved {
             connection,
             warnings: report.warnings,
@@ -197,6 +237,22 @@ impl Channels {
             .await
             .map_err(duplicate_as_field_error)?;
         self.note_key(&connection).await?;
+        let restart = if connection.restart_pending() {
+            " — Stop, then Start to apply"
+        } else {
+            ""
+        };
+        self.log(
+            connection.id,
+            "INFO",
+            format!(
+                "Configuration saved by {} (version {}): changed {}{restart}",
+                self.operator.name,
+                connection.version,
+                changed.join(", ")
+            ),
+        )
+        .await;
         Ok(Saved {
             connection,
             warnings: report.warnings,

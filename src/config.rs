@@ -138,7 +138,7 @@ ring_bytes = 4194304
 
 [ui]
 mouse = true
-tick_ms = 250
+tick_ms = 1000
 "#;
 
 /// The built-in defaults as a table, so tests can check the example file names every key.
@@ -358,7 +358,7 @@ mod tests {
         .unwrap();
         assert_eq!(loaded.config.general.tenant, "acme");
         assert_eq!(loaded.config.logs.keep_per_connection, 20);
-        assert_eq!(loaded.config.ui.tick_ms, 250);
+        assert_eq!(loaded.config.ui.tick_ms, 1000);
         assert_eq!(
             loaded.env_overrides,
             vec!["FLAMETREE_LOGS_KEEP_PER_CONNECTION"]

@@ -39,7 +39,8 @@ impl Context {
         let tenant = store.tenant(loaded.config.general.tenant.trim()).await?;
         let operator = Operator::resolve(&loaded.config.access, os_user(), overrides.read_only);
         let key = load_key(&loaded, store.as_ref()).await?;
-        let channels = Channels::new(store, tenant, operator, key.map(Arc::new));
+        let mut channels = Channels::new(store, tenant, operator, key.map(Arc::new));
+        channels.set_log_keep(loaded.config.logs.keep_per_connection);
         Ok(Context { loaded, channels })
     }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod fsutil;
+pub mod logbus;
 pub mod model;
 pub mod permission;
 pub mod secrets;

@@ -332,3 +332,18 @@ async fn start_stop_offers_what_the_status_allows() {
         DesiredState::Stopped
     );
 }
+
+#[tokio::test]
+async fn an_idle_poll_asks_for_no_redraw() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    c.app.dirty = false;
+    let cmds = c.app.on_tick(c.app.last_poll + 5_000, 1_000);
+    assert_eq!(cmds.len(), 1, "a tick polls for changes");
+    c.run(cmds).await;
+    assert!(!c.app.dirty, "nothing changed, so nothing is redrawn");
+    assert!(
+        c.app.on_tick(c.app.last_poll + 10, 1_000).is_empty(),
+        "no second poll within the interval"
+    );
+}

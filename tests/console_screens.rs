@@ -45,8 +45,6 @@ fn conn(id: i64, name: &str, type_key: &str, status: Status, message: &str) -> C
         status_message: message.into(),
         status_since: T0,
         running_version: (status == Status::Running).then_some(1),
-        created_at: T0,
-        created_by: "ann".into(),
         updated_at: T0,
         updated_by: "ann".into(),
     }
@@ -96,6 +94,7 @@ fn app_with(role: Role) -> App {
     app.on_msg(Msg::Loaded {
         connections: sample(),
         marker: None,
+        complete: true,
     });
     app
 }
@@ -315,4 +314,68 @@ fn editing_a_field_marks_the_form_and_save_is_offered() {
     key(&mut a, KeyCode::Esc);
     let s = screen(&mut a, 100, 30);
     assert!(s.contains("unsaved changes"), "{s}");
+}
+
+#[test]
+fn a_running_connection_saved_since_its_start_shows_restart_pending() {
+    let mut a = app();
+    let mut all = sample();
+    all[0].version = 2; // Sales bot runs version 1
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    select(&mut a, "Sales bot");
+    let s = screen(&mut a, 100, 30);
+    assert!(
+        s.contains("Restart pending: saved changes apply after Stop, then Start"),
+        "{s}"
+    );
+}
+
+#[test]
+fn mouse_clicks_select_rows_and_press_buttons_and_the_wheel_scrolls() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut a = app();
+    let s = screen(&mut a, 100, 30);
+    let row = s.lines().position(|l| l.contains("Support mail")).unwrap() as u16;
+    let click = |column, row| MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    a.on_mouse(click(5, row));
+    assert_eq!(a.list.selected_connection().unwrap().name, "Support mail");
+    let s = screen(&mut a, 100, 30);
+    let (y, line) = s
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("[ Delete D ]"))
+        .unwrap();
+    let x = line.chars().position(|_| true).unwrap();
+    let col = line[..line.find("[ Delete D ]").unwrap()].chars().count() + x + 2;
+    a.on_mouse(click(col as u16, y as u16));
+    assert!(
+        matches!(a.overlay, Some(flametree::tui::app::Overlay::Confirm(_))),
+        "clicking Delete asks first"
+    );
+    a.on_key(KeyEvent::from(KeyCode::Esc));
+    a.on_mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 5,
+        row,
+        modifiers: KeyModifiers::NONE,
+    });
+    assert_eq!(
+        a.list.selected_connection().unwrap().name,
+        "Old SMS",
+        "wheel moves down the list"
+    );
+    press(&mut a, "m");
+    assert!(
+        !a.mouse,
+        "m turns mouse capture off so the terminal can select text"
+    );
 }

@@ -53,7 +53,7 @@ async fn story(url: &str, expected: Backend) {
     assert_eq!(sales.version, 1);
     assert_eq!(sales.status, Status::Stopped);
     assert_eq!(sales.desired, DesiredState::Stopped);
-    assert_eq!(sales.created_by, "ann");
+    assert_eq!(sales.updated_by, "ann");
     assert_eq!(sales.env[0].name, "TELEGRAM_POLL_TIMEOUT");
     let found = s
         .connection_by_name(acme.id, "SALES BOT")

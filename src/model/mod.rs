@@ -126,8 +126,6 @@ pub struct Connection {
     pub status_since: Millis,
     /// The config version the running task was started with, if any.
     pub running_version: Option<i64>,
-    pub created_at: Millis,
-    pub created_by: String,
     pub updated_at: Millis,
     pub updated_by: String,
 }

@@ -127,6 +127,8 @@ pub trait Store: Send + Sync {
     async fn tenant(&self, name: &str) -> StoreResult<Tenant>;
 
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
+    /// The first `limit` connections by name: enough to fill a screen while the rest loads.
+    async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>>;
     /// Changes whenever any connection of the tenant is written, added or deleted:
     /// one cheap query tells a watcher whether to reload.
     async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker>;

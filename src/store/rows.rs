@@ -8,9 +8,8 @@ use sqlx::any::AnyRow;
 /// The connection columns, as a macro so queries stay `&'static str` (sqlx checks that).
 macro_rules! connection_columns {
     () => {
-        "id, tenant_id, type_key, name, description, fields, \
-    secrets, env, version, desired_state, status, status_message, status_since, \
-    running_version, created_at, created_by, updated_at, updated_by"
+        "id, tenant_id, type_key, name, description, config, version, desired_state, \
+         status, status_message, status_since, running_version, updated_at, updated_by"
     };
 }
 pub(crate) use connection_columns;
@@ -38,8 +37,20 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row.try_get(col).map_err(|e| corrupt(col, e))
 }
 
+/// What the `config` column holds.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub struct ConfigColumn {
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::SealedSecret>,
+    #[serde(default)]
+    pub env: Vec<crate::model::EnvVar>,
+}
+
 pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
     let status: String = get(row, "status")?;
+    let config: ConfigColumn = json(row, "config")?;
     let desired: String = get(row, "desired_state")?;
     Ok(Connection {
         id: get(row, "id")?,
@@ -47,17 +58,15 @@ pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
         type_key: get(row, "type_key")?,
         name: get(row, "name")?,
         description: get(row, "description")?,
-        fields: json(row, "fields")?,
-        secrets: json(row, "secrets")?,
-        env: json(row, "env")?,
+        fields: config.fields,
+        secrets: config.secrets,
+        env: config.env,
         version: get(row, "version")?,
         desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         status_message: get(row, "status_message")?,
         status_since: get(row, "status_since")?,
         running_version: get(row, "running_version")?,
-        created_at: get(row, "created_at")?,
-        created_by: get(row, "created_by")?,
         updated_at: get(row, "updated_at")?,
         updated_by: get(row, "updated_by")?,
     })

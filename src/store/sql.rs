@@ -177,8 +177,17 @@ fn prepare_sqlite(url: &str) -> StoreResult<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("model values serialize to JSON")
+fn config_json(
+    fields: &std::collections::BTreeMap<String, String>,
+    secrets: &std::collections::BTreeMap<String, crate::secrets::SealedSecret>,
+    env: &[crate::model::EnvVar],
+) -> String {
+    let config = rows::ConfigColumn {
+        fields: fields.clone(),
+        secrets: secrets.clone(),
+        env: env.to_vec(),
+    };
+    serde_json::to_string(&config).expect("model values serialize to JSON")
 }
 
 #[async_trait]
@@ -219,6 +228,21 @@ impl Store for SqlStore {
         );
         let found = sqlx::query(sql)
             .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        found.iter().map(rows::connection).collect()
+    }
+
+    async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>> {
+        let sql = concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE tenant_id = $1 ORDER BY name_key LIMIT $2"
+        );
+        let found = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -273,18 +297,17 @@ impl Store for SqlStore {
         let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let inserted = sqlx::query(
-            "INSERT INTO connections (tenant_id, type_key, name, name_key, description, fields, \
-             secrets, env, status_since, created_at, created_by, updated_at, updated_by, changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9, $10, $9) RETURNING id",
+            "INSERT INTO connections (tenant_id, type_key, name, name_key, description, config, \
+             sealed_fields, status_since, created_at, created_by, updated_at, updated_by, changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $8, $9, $8) RETURNING id",
         )
         .bind(new.tenant_id)
         .bind(&new.type_key)
         .bind(new.name.trim())
         .bind(name_key(&new.name))
         .bind(&new.description)
-        .bind(to_json(&new.fields))
-        .bind(to_json(&new.secrets))
-        .bind(to_json(&new.env))
+        .bind(config_json(&new.fields, &new.secrets, &new.env))
+        .bind(new.secrets.len() as i64)
         .bind(now)
         .bind(&note.actor)
         .fetch_one(&mut *tx)
@@ -318,17 +341,16 @@ impl Store for SqlStore {
     async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let updated = sqlx::query(
-            "UPDATE connections SET name = $1, name_key = $2, description = $3, fields = $4, \
-             secrets = $5, env = $6, version = version + 1, updated_at = $7, updated_by = $8, \
-             changed_at = $7 \
-             WHERE id = $9 AND version = $10",
+            "UPDATE connections SET name = $1, name_key = $2, description = $3, config = $4, \
+             sealed_fields = $5, version = version + 1, updated_at = $6, updated_by = $7, \
+             changed_at = $6 \
+             WHERE id = $8 AND version = $9",
         )
         .bind(c.name.trim())
         .bind(name_key(&c.name))
         .bind(&c.description)
-        .bind(to_json(&c.fields))
-        .bind(to_json(&c.secrets))
-        .bind(to_json(&c.env))
+        .bind(config_json(&c.fields, &c.secrets, &c.env))
+        .bind(c.secrets.len() as i64)
         .bind(now_millis())
         .bind(&note.actor)
         .bind(c.id)
@@ -539,7 +561,7 @@ impl Store for SqlStore {
     }
 
     async fn count_sealed_secrets(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE secrets <> '{}'")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE sealed_fields > 0")
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;

@@ -115,6 +115,8 @@ pub struct App {
     /// Something changed since the last frame.
     pub dirty: bool,
     pub loaded: bool,
+    /// Only the first screenful is loaded; the rest is on its way.
+    pub partial: bool,
     pub marker: Option<ChangeMarker>,
     pub poll_in_flight: bool,
     pub last_poll: Millis,
@@ -148,6 +150,7 @@ impl App {
             quit: false,
             dirty: true,
             loaded: false,
+            partial: false,
             marker: None,
             poll_in_flight: false,
             last_poll: 0,
@@ -221,10 +224,13 @@ impl App {
             Msg::Loaded {
                 connections,
                 marker,
+                complete,
             } => {
-                self.poll_in_flight = false;
-                if let Some((since, _)) = self.db_down.take() {
-                    let _ = since;
+                self.partial = !complete;
+                if complete {
+                    self.poll_in_flight = false;
+                }
+                if self.db_down.take().is_some() {
                     self.flash(
                         "The database is back; the list is current again",
                         FlashKind::Info,

@@ -243,8 +243,6 @@ pub(crate) mod tests_support {
             status_message: String::new(),
             status_since: 0,
             running_version: None,
-            created_at: 0,
-            created_by: "t".into(),
             updated_at: 0,
             updated_by: "t".into(),
         }

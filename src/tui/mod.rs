@@ -14,6 +14,7 @@ pub mod worker;
 
 use crate::config::Loaded;
 use crate::context::{Context, Overrides};
+use crate::model::LogLine;
 use crate::model::now_millis;
 use app::{App, HeaderInfo};
 use crossterm::event::{
@@ -30,7 +31,7 @@ use ratatui::backend::CrosstermBackend;
 use std::io::Stdout;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use worker::Command;
 
 /// At most this often a frame is drawn, however fast events arrive.
@@ -58,16 +59,20 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     app.mouse = cfg.ui.mouse;
     app.export_dir = ctx.loaded.data_dir.join("exported-logs");
     let tick = Duration::from_millis(cfg.ui.tick_ms.max(50));
+    // Holding a sender keeps the bus open for as long as the loop reads it.
+    let bus = ctx.channels.bus().clone();
+    let log_lines = bus.subscribe();
     let channels = Arc::new(ctx.channels);
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
     tokio::spawn(worker::run(channels, cmd_rx, msg_tx));
-    let _ = cmd_tx.send(Command::Reload);
+    let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
 
     let mut terminal = TerminalGuard::enter(app.mouse)?;
-    let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, tick).await;
+    let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, log_lines, tick).await;
     drop(terminal);
+    drop(bus);
     result
 }
 
@@ -76,6 +81,7 @@ async fn event_loop(
     app: &mut App,
     commands: mpsc::UnboundedSender<Command>,
     mut messages: mpsc::UnboundedReceiver<worker::Msg>,
+    mut log_lines: broadcast::Receiver<LogLine>,
     tick: Duration,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
@@ -106,6 +112,18 @@ async fn event_loop(
                 None => return Ok(()),
             },
             Some(msg) = messages.recv() => app.on_msg(msg),
+            line = log_lines.recv() => {
+                // Take what has piled up since the last frame in one go.
+                let mut batch: Vec<LogLine> = line.into_iter().collect();
+                while batch.len() < 8192 {
+                    match log_lines.try_recv() {
+                        Ok(l) => batch.push(l),
+                        Err(_) => break,
+                    }
+                }
+                app.on_log_lines(&batch);
+                Vec::new()
+            }
             _ = ticker.tick() => app.on_tick(now_millis(), tick.as_millis() as i64),
             _ = tokio::time::sleep(frame_due) => Vec::new(),
         };

@@ -10,6 +10,11 @@ use tokio::sync::mpsc;
 
 #[derive(Debug)]
 pub enum Command {
+    /// The console's first load: a screenful first, so something useful shows at
+    /// once on a tenant with thousands of connections, then everything.
+    FirstLoad {
+        page: u32,
+    },
     /// Load the whole list.
     Reload,
     /// Check whether anything changed since `last`; reload if so.
@@ -36,6 +41,8 @@ pub enum Msg {
     Loaded {
         connections: Vec<Connection>,
         marker: Option<ChangeMarker>,
+        /// False for the first page of a FirstLoad: more is coming.
+        complete: bool,
     },
     Unchanged,
     Saved {
@@ -67,6 +74,18 @@ pub async fn run(
     out: mpsc::UnboundedSender<Msg>,
 ) {
     while let Some(cmd) = commands.recv().await {
+        // The first page goes out on its own, before the full list is read.
+        let cmd = match cmd {
+            Command::FirstLoad { page } => {
+                for msg in first_page(&channels, page).await {
+                    if out.send(msg).is_err() {
+                        return;
+                    }
+                }
+                Command::Reload
+            }
+            other => other,
+        };
         for msg in execute(&channels, cmd).await {
             if out.send(msg).is_err() {
                 return;
@@ -78,6 +97,11 @@ pub async fn run(
 /// One command's effect, as messages. Public so tests can drive the console step by step.
 pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
     match cmd {
+        Command::FirstLoad { page } => {
+            let mut out = first_page(ch, page).await;
+            out.push(reload(ch).await);
+            out
+        }
         Command::Reload => vec![reload(ch).await],
         Command::Poll { last } => match ch.store().change_marker(ch.tenant().id).await {
             Ok(m) if Some(m) == last => vec![Msg::Unchanged],
@@ -132,6 +156,20 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
     }
 }
 
+/// A screenful, when there is more than a screenful; nothing otherwise (the full
+/// list follows at once).
+async fn first_page(ch: &Channels, page: u32) -> Vec<Msg> {
+    match ch.store().first_connections(ch.tenant().id, page).await {
+        Ok(first) if first.len() == page as usize => vec![Msg::Loaded {
+            connections: first,
+            marker: None,
+            complete: false,
+        }],
+        Ok(_) => Vec::new(),
+        Err(e) => vec![store_failure(e)],
+    }
+}
+
 async fn reload(ch: &Channels) -> Msg {
     // The marker is read first: a change landing between the two reads is seen again
     // at the next poll instead of being missed.
@@ -143,6 +181,7 @@ async fn reload(ch: &Channels) -> Msg {
         Ok(connections) => Msg::Loaded {
             connections,
             marker,
+            complete: true,
         },
         Err(e) => service_failure(e),
     }

@@ -446,12 +446,16 @@ impl LogsPane {
                     self.min_level.as_str()
                 )
             };
-            let row = Rect {
-                y: inner.y + inner.height / 2,
-                height: 1,
-                ..inner
-            };
-            Line::styled(hint, theme.dim()).centered().render(row, buf);
+            let rows = crate::tui::view::wrap(&hint, usize::from(inner.width), 3);
+            let top = inner.y + (inner.height.saturating_sub(rows.len() as u16)) / 2;
+            for (y, text) in (top..inner.y + inner.height).zip(rows) {
+                let row = Rect {
+                    y,
+                    height: 1,
+                    ..inner
+                };
+                Line::styled(text, theme.dim()).centered().render(row, buf);
+            }
             return;
         }
         for (y, line) in (inner.y..).zip(self.visible_rows(theme)) {

@@ -202,7 +202,8 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
         .chain([16])
         .max()
         .unwrap_or(16)
-        .min(28);
+        .min(28)
+        .min((width * 2 / 5).max(12));
     let focused = form.focus;
     let slots = form.slots();
     let mut rows = Vec::new();

@@ -43,6 +43,9 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
 }
 
 fn status_counts(app: &App) -> String {
+    if app.partial {
+        return format!(" first {} shown · loading the rest… ", app.list.all.len());
+    }
     let running = app
         .list
         .all
@@ -95,12 +98,33 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
         } else {
             "No connections yet."
         };
-        f.render_widget(Paragraph::new(Line::styled(text, t.dim())), area);
+        let lines: Vec<Line> = wrap(text, area.width as usize, 3)
+            .into_iter()
+            .map(|l| Line::styled(l, t.dim()))
+            .collect();
+        f.render_widget(Paragraph::new(lines), area);
         return;
     }
     let width = area.width as usize;
     let show_type = width >= 44;
     let catalog = Catalog::get();
+    // One status column width for the rows on screen, so the columns line up.
+    let status_w = app
+        .list
+        .rows
+        .iter()
+        .skip(app.list.offset)
+        .take(height)
+        .filter_map(|r| match r {
+            Row::Item(i) => Some(
+                status_word(app.list.all[*i].status, app.list.all[*i].desired)
+                    .chars()
+                    .count(),
+            ),
+            Row::Group { .. } => None,
+        })
+        .max()
+        .unwrap_or(7);
     for (drawn, row) in app
         .list
         .rows
@@ -133,9 +157,8 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
                     .find(&c.type_key)
                     .map(|ty| ty.display_name())
                     .unwrap_or_default();
-                let type_col = if show_type { 16.min(width / 3) } else { 0 };
-                let name_width =
-                    width.saturating_sub(2 + 1 + status_word.chars().count() + type_col);
+                let type_col = if show_type { 24.min(width * 2 / 5) } else { 0 };
+                let name_width = width.saturating_sub(2 + 1 + status_w + type_col);
                 let mut spans = vec![
                     Span::styled(
                         format!("{} ", Theme::status_symbol(c.status)),
@@ -150,7 +173,10 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
                     ));
                 }
                 spans.push(Span::raw(" "));
-                spans.push(Span::styled(status_word, t.status(c.status)));
+                spans.push(Span::styled(
+                    format!("{status_word:>status_w$}"),
+                    t.status(c.status),
+                ));
                 let mut line = Line::from(spans);
                 if selected {
                     line = line.patch_style(t.selected());

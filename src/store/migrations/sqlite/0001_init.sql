@@ -14,9 +14,12 @@ CREATE TABLE connections (
     name            TEXT NOT NULL,
     name_key        TEXT NOT NULL,
     description     TEXT NOT NULL DEFAULT '',
-    fields          TEXT NOT NULL DEFAULT '{}',
-    secrets         TEXT NOT NULL DEFAULT '{}',
-    env             TEXT NOT NULL DEFAULT '[]',
+    -- {"fields": {...}, "secrets": {field: sealed}, "env": [...]} in one column: the
+    -- list loads every row, and each column read costs per row.
+    config          TEXT NOT NULL DEFAULT '{}',
+    -- How many secret fields are sealed in config: tells whether a new master key
+    -- may be created without reading every row.
+    sealed_fields   BIGINT NOT NULL DEFAULT 0,
     version         BIGINT NOT NULL DEFAULT 1,
     desired_state   TEXT NOT NULL DEFAULT 'STOPPED',
     status          TEXT NOT NULL DEFAULT 'STOPPED',

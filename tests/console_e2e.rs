@@ -1,0 +1,185 @@
+//! The real binary in a real terminal (tmux): add a connection, find it by search,
+//! open it, see its secret masked, change it, delete it, quit.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    session: &'static str,
+}
+
+impl Tmux {
+    fn start(data_dir: &Path, width: u16, height: u16) -> Tmux {
+        let socket = format!(
+            "flametree-e2e-{}-{}",
+            std::process::id(),
+            data_dir.file_name().unwrap().to_string_lossy()
+        );
+        let bin = env!("CARGO_BIN_EXE_flametree");
+        let cmd = format!(
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color HOME={dir} XDG_CONFIG_HOME={dir}/config \
+             FLAMETREE_GENERAL_DATA_DIR={dir} FLAMETREE_ACCESS_OPERATOR=tester {bin}; sleep 5",
+            dir = data_dir.display()
+        );
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-s", "ft"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string(), &cmd])
+            .status()
+            .expect("tmux is installed (apt-get install tmux; .ci/run does it)");
+        assert!(status.success());
+        Tmux {
+            socket,
+            session: "ft",
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", self.session])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(80));
+    }
+
+    fn type_text(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "send-keys",
+                "-t",
+                self.session,
+                "-l",
+                text,
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(80));
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text` (the console works asynchronously).
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("the screen never showed {text:?}; it shows:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+const NEW_TOKEN: &str = "222222222:AAEsecondTokenTypedInTheConsole2222";
+
+fn stored_token(dir: &Path) -> Option<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}/flametree.db", dir.display());
+        let s = flametree::store::open(&url, 5, 1).await.unwrap();
+        let t = s.tenant("default").await.unwrap();
+        let c = s.connection_by_name(t.id, "Sales bot").await.unwrap()?;
+        let key =
+            flametree::secrets::MasterKey::load_or_create_file(&dir.join("master.key"), false)
+                .unwrap();
+        Some(
+            key.open("bot_token", &c.secrets["bot_token"], "t")
+                .unwrap()
+                .expose()
+                .to_string(),
+        )
+    })
+}
+
+#[test]
+fn add_find_open_change_delete_in_a_real_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    t.wait_for("No connections yet.");
+
+    t.keys(&["a"]);
+    t.wait_for("Add a channel");
+    t.keys(&["Down", "Enter"]);
+    t.wait_for("New connector · Telegram");
+    t.type_text("Sales bot");
+    t.keys(&["Tab", "Tab"]);
+    t.type_text(common::TG_TOKEN);
+    let typing = t.screen();
+    assert!(
+        !typing.contains("AAEplanted"),
+        "a secret is masked while typed:\n{typing}"
+    );
+    t.keys(&["C-s"]);
+    t.wait_for("Saved 'Sales bot'");
+    assert_eq!(stored_token(dir.path()).as_deref(), Some(common::TG_TOKEN));
+
+    // Back to the list, search for it, open it.
+    t.keys(&["Escape"]);
+    t.keys(&["/"]);
+    t.type_text("SALES");
+    t.keys(&["Enter"]);
+    let found = t.wait_for("/SALES");
+    assert!(found.contains("Sales bot"), "{found}");
+    t.keys(&["Enter"]);
+    let opened = t.wait_for("•••••••• saved · type to replace");
+    assert!(!opened.contains("AAEplanted"), "{opened}");
+
+    // Change the token: Name, Description, Bot token.
+    t.keys(&["Tab", "Tab", "Tab"]);
+    t.type_text(NEW_TOKEN);
+    t.keys(&["C-s"]);
+    t.wait_for("Saved 'Sales bot'");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_token(dir.path()).as_deref() != Some(NEW_TOKEN) {
+        assert!(Instant::now() < deadline, "the new token was not stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!t.screen().contains("AAEsecond"));
+
+    // Delete: asks, naming it; y confirms.
+    t.keys(&["D"]);
+    t.wait_for("Delete the integration 'Sales bot'?");
+    t.keys(&["y"]);
+    t.wait_for("Deleted 'Sales bot'.");
+    assert_eq!(stored_token(dir.path()), None);
+
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.screen().contains("Settings › Channels") {
+        assert!(Instant::now() < deadline, "q did not quit:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_small_terminal_gets_a_message_not_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 50, 12);
+    t.wait_for("Terminal too small: 50×12");
+}
