@@ -79,6 +79,7 @@ pub struct Channels {
     key: Result<Arc<MasterKey>, SecretsError>,
     bus: LogBus,
     log_keep: u32,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Channels {
@@ -95,7 +96,13 @@ impl Channels {
             key,
             bus: LogBus::default(),
             log_keep: 5000,
+            wake: Arc::default(),
         }
+    }
+
+    /// Notified on every change a runtime in this process should look at now.
+    pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// How many log lines each connection keeps in the store (`logs.keep_per_connection`).
@@ -267,10 +274,11 @@ impl Channels {
             "delete",
             format!("type {}", existing.type_key),
         );
-        Ok(self
-            .store
+        self.store
             .delete_connection(existing.id, existing.version, &note)
-            .await?)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Records Start or Stop; the runtime reconciles the channel toward it.
@@ -286,10 +294,18 @@ impl Channels {
         self.operator
             .require_editor(&format!("{verb} connection '{}'", existing.name))?;
         let note = AuditNote::new(&self.operator.name, verb, "");
-        Ok(self
-            .store
+        self.store
             .set_desired_state(existing.id, desired, &note)
-            .await?)
+            .await?;
+        self.wake.notify_one();
+        let word = if verb == "start" { "Start" } else { "Stop" };
+        self.log(
+            existing.id,
+            "INFO",
+            format!("{word} requested by {}", self.operator.name),
+        )
+        .await;
+        Ok(())
     }
 
     /// Validation plus the checks that need the store's view (secrets kept from before).

@@ -1,9 +1,9 @@
 use clap::Parser;
-use flametree::cli::{self, Cli};
+use flametree::cli::{self, Cli, Command};
+use std::path::Path;
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let loaded = match flametree::config::load(cli.config.as_deref(), &env) {
         Ok(l) => l,
@@ -12,6 +12,13 @@ fn main() {
             std::process::exit(cli::exit::INVALID);
         }
     };
+    let full_screen = matches!(cli.command, None | Some(Command::Demo));
+    let default_level = if matches!(cli.command, Some(Command::Serve)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(full_screen, &loaded.data_dir, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -25,13 +32,48 @@ fn main() {
     }
 }
 
-/// Diagnostics go to stderr, quiet unless FLAMETREE_LOG (or RUST_LOG) asks for more.
-fn init_tracing() {
+/// Diagnostics go to stderr (to `<data_dir>/flametree.log` while the console owns the
+/// screen), at FLAMETREE_LOG or RUST_LOG, else `default_level`. Channel tasks' events
+/// also go to their connection's log, whatever that level.
+fn init_tracing(full_screen: bool, data_dir: &Path, default_level: &str) {
+    use flametree::runtime::logs::Redacting;
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let filter = std::env::var("FLAMETREE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .unwrap_or_else(|_| default_level.into());
+    let connection_logs = flametree::runtime::logs::ConnectionLogLayer.with_filter(
+        Targets::new()
+            .with_target("flametree", tracing::Level::DEBUG)
+            .with_default(tracing::Level::WARN),
+    );
+    let registry = tracing_subscriber::registry().with(connection_logs);
+    let file = full_screen
+        .then(|| {
+            flametree::fsutil::create_private_dir(data_dir).ok()?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data_dir.join("flametree.log"))
+                .ok()
+        })
+        .flatten();
+    let _ = match file {
+        Some(f) => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(Redacting(std::sync::Mutex::new(f)))
+                    .with_filter(EnvFilter::new(&filter)),
+            )
+            .try_init(),
+        None if full_screen => registry.try_init(),
+        None => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(Redacting(std::io::stderr))
+                    .with_filter(EnvFilter::new(&filter)),
+            )
+            .try_init(),
+    };
 }

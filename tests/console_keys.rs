@@ -347,3 +347,27 @@ async fn an_idle_poll_asks_for_no_redraw() {
         "no second poll within the interval"
     );
 }
+
+#[tokio::test]
+async fn quitting_with_channels_running_here_says_how_many_will_stop() {
+    let mut c = console(Role::Editor).await;
+    c.app
+        .running_here
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    c.key(KeyCode::Char('q')).await;
+    assert!(!c.app.quit, "q asks first");
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => {
+            assert!(
+                confirm
+                    .question
+                    .starts_with("2 channels are running in this console will stop"),
+                "{}",
+                confirm.question
+            )
+        }
+        _ => panic!("quit must ask when channels run here"),
+    }
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.app.quit);
+}

@@ -70,6 +70,7 @@ pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Fail
         }
         ChannelsCmd::Edit(args) => edit(ctx, args, json).await,
         ChannelsCmd::Delete { name, yes } => delete(ctx, &name, yes, json).await,
+        other => super::runtime_cmd::channels(ctx, other, json).await,
     }
 }
 

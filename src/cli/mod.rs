@@ -2,6 +2,9 @@
 
 mod channels_cmd;
 mod info;
+mod runtime_cmd;
+
+pub use runtime_cmd::wait_for_signal;
 mod input;
 mod view;
 
@@ -49,6 +52,11 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Run the channels without the console: every connection whose desired state is
+    /// RUNNING, picking up Start/Stop from other commands; stops cleanly on SIGTERM/Ctrl-C.
+    Serve,
+    /// Start a local Telegram sandbox with demo connections and open the console on them.
+    Demo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +77,22 @@ pub enum ChannelsCmd {
         /// Delete without asking.
         #[arg(long)]
         yes: bool,
+    },
+    /// Ask for a connection to run (a console or `flametree serve` runs it).
+    Start { name: String },
+    /// Ask for a connection to stop.
+    Stop { name: String },
+    /// Show status, message and since when; all connections without a name.
+    Status { name: Option<String> },
+    /// Print a connection's recent log.
+    Logs {
+        name: String,
+        /// Keep printing new lines as they are written (Ctrl-C ends).
+        #[arg(long, short)]
+        follow: bool,
+        /// How many recent lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: u32,
     },
 }
 
@@ -191,10 +215,23 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
     if let Command::Channels(ChannelsCmd::Types) = command {
         return channels_cmd::types(cli.json);
     }
+    if let Command::Demo = command {
+        return crate::demo::run(loaded, &overrides)
+            .await
+            .map_err(Failure::from);
+    }
     let ctx = Context::open(loaded, &overrides).await?;
     match command {
+        Command::Channels(
+            cmd @ (ChannelsCmd::Start { .. }
+            | ChannelsCmd::Stop { .. }
+            | ChannelsCmd::Status { .. }
+            | ChannelsCmd::Logs { .. }),
+        ) => runtime_cmd::channels(&ctx, cmd, cli.json).await,
         Command::Channels(cmd) => channels_cmd::run(&ctx, cmd, cli.json).await,
         Command::Info => info::info(&ctx, cli.json).await,
         Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
+        Command::Serve => runtime_cmd::serve(ctx).await,
+        Command::Demo => Ok(()),
     }
 }

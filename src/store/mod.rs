@@ -112,6 +112,39 @@ impl StoreError {
     }
 }
 
+/// Where an inbound event is: the ledger makes redelivery harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerState {
+    /// Seen, not yet handled.
+    Received,
+    /// A reply is being sent; after a crash nobody knows whether it went out, so it is
+    /// not sent again (never twice) and the log says so.
+    Sending,
+    Answered,
+    /// Nothing to answer (not a text message, or nobody may answer it).
+    Ignored,
+}
+
+impl LedgerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerState::Received => "received",
+            LedgerState::Sending => "sending",
+            LedgerState::Answered => "answered",
+            LedgerState::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> LedgerState {
+        match s {
+            "sending" => LedgerState::Sending,
+            "answered" => LedgerState::Answered,
+            "ignored" => LedgerState::Ignored,
+            _ => LedgerState::Received,
+        }
+    }
+}
+
 /// Count, newest change and a checksum of change times of a tenant's connections.
 pub type ChangeMarker = (i64, i64, i64);
 
@@ -163,6 +196,13 @@ pub trait Store: Send + Sync {
     async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()>;
     /// The newest `limit` lines, oldest first.
     async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>>;
+    /// Lines after the one with id `after`, oldest first, with their ids (for following).
+    async fn logs_after(
+        &self,
+        connection_id: i64,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, LogLine)>>;
 
     async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
@@ -171,6 +211,33 @@ pub trait Store: Send + Sync {
     /// How many connections hold at least one sealed secret; a new master key may be
     /// created only while this is zero.
     async fn count_sealed_secrets(&self) -> StoreResult<u64>;
+
+    /// Takes or renews the lease on a connection for `owner` until `now + ttl_ms`;
+    /// false when another owner holds an unexpired lease.
+    async fn acquire_lease(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> StoreResult<bool>;
+    async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()>;
+    /// Connections whose unexpired lease another owner holds.
+    async fn leased_elsewhere(&self, owner: &str) -> StoreResult<Vec<i64>>;
+
+    async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
+    async fn set_cursor(&self, connection_id: i64, cursor: &str) -> StoreResult<()>;
+    /// Records an inbound event as received unless it is known; returns its state.
+    async fn ledger_receive(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<LedgerState>;
+    async fn ledger_mark(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+        state: LedgerState,
+    ) -> StoreResult<()>;
 
     async fn create_agent(
         &self,

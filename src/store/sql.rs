@@ -4,7 +4,8 @@
 
 use super::rows::{self, agent_columns, connection_columns};
 use super::{
-    AuditNote, Backend, ChangeMarker, Store, StoreError, StoreResult, migrate, redact_url,
+    AuditNote, Backend, ChangeMarker, LedgerState, Store, StoreError, StoreResult, migrate,
+    redact_url,
 };
 use crate::model::{
     Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
@@ -526,6 +527,28 @@ impl Store for SqlStore {
         Ok(lines)
     }
 
+    async fn logs_after(
+        &self,
+        connection_id: i64,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, LogLine)>> {
+        let found = sqlx::query(
+            "SELECT id, connection_id, at, level, message FROM connection_logs \
+             WHERE connection_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(connection_id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        found
+            .iter()
+            .map(|r| Ok((r.try_get("id").map_err(classify)?, rows::log_line(r)?)))
+            .collect()
+    }
+
     async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let found = sqlx::query(
             "SELECT at, actor, action, target_kind, target_id, target_name, details FROM audit_log \
@@ -566,6 +589,117 @@ impl Store for SqlStore {
             .await
             .map_err(classify)?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn acquire_lease(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> StoreResult<bool> {
+        let now = now_millis();
+        let done = sqlx::query(
+            "INSERT INTO connection_leases (connection_id, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (connection_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE connection_leases.owner = excluded.owner OR connection_leases.expires_at < $4",
+        )
+        .bind(connection_id)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM connection_leases WHERE connection_id = $1 AND owner = $2")
+            .bind(connection_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn leased_elsewhere(&self, owner: &str) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT connection_id FROM connection_leases WHERE owner <> $1 AND expires_at >= $2",
+        )
+        .bind(owner)
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT cursor FROM connection_cursors WHERE connection_id = $1")
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn set_cursor(&self, connection_id: i64, cursor: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO connection_cursors (connection_id, cursor, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (connection_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )
+        .bind(connection_id)
+        .bind(cursor)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn ledger_receive(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<LedgerState> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO inbound_ledger (connection_id, provider_id, state, received_at, updated_at) \
+             VALUES ($1, $2, 'received', $3, $3) ON CONFLICT (connection_id, provider_id) DO NOTHING",
+        )
+        .bind(connection_id)
+        .bind(provider_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        let state: String = sqlx::query_scalar(
+            "SELECT state FROM inbound_ledger WHERE connection_id = $1 AND provider_id = $2",
+        )
+        .bind(connection_id)
+        .bind(provider_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(LedgerState::parse(&state))
+    }
+
+    async fn ledger_mark(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+        state: LedgerState,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE inbound_ledger SET state = $1, updated_at = $2 WHERE connection_id = $3 AND provider_id = $4",
+        )
+        .bind(state.as_str())
+        .bind(now_millis())
+        .bind(connection_id)
+        .bind(provider_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
     }
 
     async fn create_agent(

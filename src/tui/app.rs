@@ -35,6 +35,8 @@ pub enum Focus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
     Quit,
+    /// Quit even though channels run here (they stop, and resume at the next start).
+    QuitStopping,
     LeavePanel,
     Add(usize),
 }
@@ -123,6 +125,8 @@ pub struct App {
     pub now: Millis,
     pub export_dir: std::path::PathBuf,
     pub hits: Vec<(Rect, Hit)>,
+    /// Channels this process runs (its runtime keeps the count).
+    pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl App {
@@ -157,6 +161,7 @@ impl App {
             now: now_millis(),
             export_dir: std::env::temp_dir(),
             hits: Vec::new(),
+            running_here: std::sync::Arc::default(),
         }
     }
 

@@ -282,9 +282,27 @@ impl App {
         if self.form_dirty() {
             self.ask_discard(After::Quit);
         } else {
-            self.quit = true;
+            self.confirm_quit();
         }
         Vec::new()
+    }
+
+    /// Quitting stops the channels this console runs: say how many, and ask.
+    fn confirm_quit(&mut self) {
+        let n = self.running_here.load(std::sync::atomic::Ordering::Relaxed);
+        if n == 0 {
+            self.quit = true;
+            return;
+        }
+        self.overlay = Some(Overlay::Confirm(Confirm {
+            title: "Quit?",
+            question: format!(
+                "{n} channel{} running in this console will stop (STOPPING → STOPPED is recorded).                  They start again with the next console or `flametree serve`.",
+                if n == 1 { " is" } else { "s are" }
+            ),
+            yes: "Quit and stop them",
+            action: ConfirmAction::Discard(After::QuitStopping),
+        }));
     }
 
     fn open_picker(&mut self) -> Vec<Command> {
@@ -578,7 +596,8 @@ impl App {
                     f.dirty = false;
                 }
                 match after {
-                    After::Quit => self.quit = true,
+                    After::Quit => self.confirm_quit(),
+                    After::QuitStopping => self.quit = true,
                     After::LeavePanel => {
                         self.form = None;
                         self.leave_panel();

@@ -59,10 +59,13 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     app.mouse = cfg.ui.mouse;
     app.export_dir = ctx.loaded.data_dir.join("exported-logs");
     let tick = Duration::from_millis(cfg.ui.tick_ms.max(50));
+    let cfg_keep = cfg.logs.keep_per_connection;
     // Holding a sender keeps the bus open for as long as the loop reads it.
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
     let channels = Arc::new(ctx.channels);
+    let runtime = crate::runtime::Runtime::launch(channels.clone(), cfg_keep);
+    app.running_here = runtime.running_counter();
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
@@ -72,6 +75,11 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let mut terminal = TerminalGuard::enter(app.mouse)?;
     let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, log_lines, tick).await;
     drop(terminal);
+    let n = runtime.running_here();
+    if n > 0 {
+        eprintln!("flametree: stopping {n} running channel(s)…");
+    }
+    runtime.shutdown().await;
     drop(bus);
     result
 }
@@ -85,6 +93,8 @@ async fn event_loop(
     tick: Duration,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
+    let terminated = crate::cli::wait_for_signal();
+    tokio::pin!(terminated);
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_frame = Instant::now() - FRAME;
@@ -126,6 +136,8 @@ async fn event_loop(
             }
             _ = ticker.tick() => app.on_tick(now_millis(), tick.as_millis() as i64),
             _ = tokio::time::sleep(frame_due) => Vec::new(),
+            // SIGTERM: stop cleanly without asking, as `flametree serve` does.
+            _ = &mut terminated => { app.quit = true; Vec::new() }
         };
         for cmd in out {
             let _ = commands.send(cmd);

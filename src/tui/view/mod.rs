@@ -3,6 +3,8 @@
 mod chrome;
 mod details;
 mod list;
+
+pub use list::status_word as list_status_word;
 mod overlays;
 
 use super::app::{App, Focus, Hit};

@@ -1,0 +1,177 @@
+//! `flametree serve` and `flametree channels start|stop|status|logs`.
+
+use super::view::{print_json, table};
+use super::{ChannelsCmd, Failure};
+use crate::channels::ServiceError;
+use crate::context::Context;
+use crate::model::{DesiredState, format_millis, rfc3339};
+use crate::runtime::Runtime;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn serve(ctx: Context) -> Result<(), Failure> {
+    let keep = ctx.loaded.config.logs.keep_per_connection;
+    let channels = Arc::new(ctx.channels);
+    eprintln!(
+        "flametree serve: tenant '{}' on {} — running every connection whose desired state is RUNNING; \
+         SIGTERM or Ctrl-C stops them cleanly",
+        channels.tenant().name,
+        channels.store().describe()
+    );
+    let runtime = Runtime::launch(channels, keep);
+    wait_for_signal().await;
+    eprintln!(
+        "flametree serve: stopping {} running channel(s)…",
+        runtime.running_here()
+    );
+    runtime.shutdown().await;
+    eprintln!("flametree serve: stopped");
+    Ok(())
+}
+
+/// SIGTERM (service managers) or SIGINT (Ctrl-C).
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn channels(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Failure> {
+    match cmd {
+        ChannelsCmd::Start { name } => desire(ctx, &name, DesiredState::Running, json).await,
+        ChannelsCmd::Stop { name } => desire(ctx, &name, DesiredState::Stopped, json).await,
+        ChannelsCmd::Status { name } => status(ctx, name.as_deref(), json).await,
+        ChannelsCmd::Logs {
+            name,
+            follow,
+            lines,
+        } => logs(ctx, &name, follow, lines, json).await,
+        _ => Ok(()),
+    }
+}
+
+async fn desire(
+    ctx: &Context,
+    name: &str,
+    desired: DesiredState,
+    json: bool,
+) -> Result<(), Failure> {
+    let c = ctx.channels.find(name).await?;
+    let ty = crate::channels::channel_type(&c.type_key)?;
+    if !ty.has_start_stop() {
+        return Err(Failure::invalid(format!(
+            "{} connections have no Start/Stop: they start and stop with the agents they are attached to",
+            ty.name
+        )));
+    }
+    ctx.channels.set_desired(&c, desired).await?;
+    let verb = if desired == DesiredState::Running {
+        "Start"
+    } else {
+        "Stop"
+    };
+    if json {
+        print_json(
+            &json!({"name": c.name, "desired_state": desired.as_str(), "status": c.status.as_str()}),
+        );
+    } else {
+        println!(
+            "{verb} requested for '{}' (now {}). A running console or `flametree serve` acts on it within a second or two.",
+            c.name, c.status
+        );
+    }
+    Ok(())
+}
+
+async fn status(ctx: &Context, name: Option<&str>, json: bool) -> Result<(), Failure> {
+    let list = match name {
+        Some(n) => vec![ctx.channels.find(n).await?],
+        None => ctx.channels.list().await?,
+    };
+    if json {
+        let out: Vec<_> = list
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name, "status": c.status.as_str(), "status_message": c.status_message,
+                    "status_since": rfc3339(c.status_since), "desired_state": c.desired.as_str(),
+                    "restart_pending": c.restart_pending(),
+                })
+            })
+            .collect();
+        print_json(&out);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let mut message = c.status_message.clone();
+            if c.restart_pending() {
+                message = format!("restart pending. {message}");
+            }
+            vec![
+                c.name.clone(),
+                crate::tui::view::list_status_word(c.status, c.desired),
+                format_millis(c.status_since),
+                message,
+            ]
+        })
+        .collect();
+    println!("{}", table(&["NAME", "STATUS", "SINCE", "MESSAGE"], &rows));
+    Ok(())
+}
+
+async fn logs(
+    ctx: &Context,
+    name: &str,
+    follow: bool,
+    lines: u32,
+    json: bool,
+) -> Result<(), Failure> {
+    let c = ctx.channels.find(name).await?;
+    let store = ctx.channels.store();
+    let all = store
+        .logs_after(c.id, 0, u32::MAX)
+        .await
+        .map_err(ServiceError::from)?;
+    let skip = all.len().saturating_sub(lines as usize);
+    let mut last = all.last().map(|(id, _)| *id).unwrap_or(0);
+    for (_, line) in &all[skip..] {
+        print_line(line, json);
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let more = store
+            .logs_after(c.id, last, 1000)
+            .await
+            .map_err(ServiceError::from)?;
+        for (id, line) in &more {
+            print_line(line, json);
+            last = *id;
+        }
+    }
+}
+
+fn print_line(l: &crate::model::LogLine, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(l).expect("log lines serialize"));
+    } else {
+        println!("{} {:<5} {}", format_millis(l.at), l.level, l.message);
+    }
+}

@@ -1,0 +1,281 @@
+//! Per-connection logs through `tracing`. A channel task runs inside a span carrying
+//! its `connection_id`; this layer turns every event inside such a span into a log
+//! line: published live on the bus at once, and written to the store in batches.
+//! Secrets the connector registers are masked in every line before it goes anywhere.
+
+use crate::logbus::LogBus;
+use crate::model::{LogLine, now_millis};
+use crate::secrets::MASK;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The span name and fields a channel task runs under.
+pub const SPAN: &str = "connection";
+pub const FIELD: &str = "connection_id";
+pub const ROUTER_FIELD: &str = "router";
+
+/// Every runtime of the process registers its router here; a task's span names its
+/// router by index (tests and benchmarks run several runtimes in one process).
+static ROUTERS: RwLock<Vec<LogRouter>> = RwLock::new(Vec::new());
+
+/// Registers a router; the returned index goes into each task's span.
+pub fn install_router(router: LogRouter) -> usize {
+    let mut all = ROUTERS.write().expect("routers lock");
+    all.push(router);
+    all.len() - 1
+}
+
+fn router(index: usize) -> Option<LogRouter> {
+    ROUTERS.read().expect("routers lock").get(index).cloned()
+}
+
+/// For processes that set up no subscriber of their own (tests, benchmarks): installs
+/// one with just the connection log layer. Harmless if one is already set.
+pub fn install_layer() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("flametree", tracing::Level::DEBUG)
+        .with_default(tracing::Level::WARN);
+    let _ = tracing_subscriber::registry()
+        .with(ConnectionLogLayer.with_filter(filter))
+        .try_init();
+}
+
+#[derive(Clone)]
+pub struct LogRouter {
+    bus: LogBus,
+    secrets: Arc<Mutex<HashMap<i64, Vec<String>>>>,
+    to_store: mpsc::Sender<LogLine>,
+}
+
+impl LogRouter {
+    /// Starts the batch writer: lines are stored every 250 ms or 500 lines, whichever
+    /// comes first; each connection keeps `keep` lines.
+    pub fn start(store: Arc<dyn Store>, bus: LogBus, keep: u32) -> LogRouter {
+        let (tx, rx) = mpsc::channel(50_000);
+        tokio::spawn(write_batches(store, rx, keep));
+        LogRouter {
+            bus,
+            secrets: Arc::default(),
+            to_store: tx,
+        }
+    }
+
+    /// Masks `secret` in every later line of this connection, and in the process's
+    /// own diagnostics (a library logging a request URL at debug level must not leak
+    /// the bot token in it).
+    pub fn protect(&self, connection_id: i64, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        {
+            let mut all = PROTECTED.write().expect("protected lock");
+            if !all.iter().any(|s| s == secret) {
+                all.push(secret.to_string());
+            }
+        }
+        let mut map = self.secrets.lock().expect("secrets lock");
+        let list = map.entry(connection_id).or_default();
+        if !list.iter().any(|s| s == secret) {
+            list.push(secret.to_string());
+        }
+    }
+
+    pub fn forget(&self, connection_id: i64) {
+        self.secrets
+            .lock()
+            .expect("secrets lock")
+            .remove(&connection_id);
+    }
+
+    pub fn route(&self, connection_id: i64, level: &str, mut message: String) {
+        if let Some(list) = self
+            .secrets
+            .lock()
+            .expect("secrets lock")
+            .get(&connection_id)
+        {
+            for s in list {
+                if message.contains(s.as_str()) {
+                    message = message.replace(s.as_str(), MASK);
+                }
+            }
+        }
+        let line = LogLine {
+            connection_id,
+            at: now_millis(),
+            level: level.to_string(),
+            message,
+        };
+        self.bus.publish(line.clone());
+        // A full queue means the store is far behind: drop rather than block a channel.
+        let _ = self.to_store.try_send(line);
+    }
+}
+
+async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogLine>, keep: u32) {
+    let mut batch = Vec::with_capacity(500);
+    loop {
+        let first = rx.recv().await;
+        let Some(first) = first else { return };
+        batch.push(first);
+        let deadline = tokio::time::sleep(Duration::from_millis(250));
+        tokio::pin!(deadline);
+        while batch.len() < 500 {
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(l) => batch.push(l),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if let Err(e) = store.append_logs(&batch, keep).await {
+            // Not through tracing inside a connection span: that would loop back here.
+            eprintln!("flametree: could not store {} log lines: {e}", batch.len());
+        }
+        batch.clear();
+    }
+}
+
+/// Every secret a connector opened in this process.
+static PROTECTED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// `text` with every protected secret masked.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let all = PROTECTED.read().expect("protected lock");
+    if !all.iter().any(|s| text.contains(s.as_str())) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for s in all.iter() {
+        out = out.replace(s.as_str(), MASK);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Wraps a diagnostics writer so nothing it prints carries a protected secret.
+pub struct Redacting<M>(pub M);
+
+pub struct RedactingWriter<W>(W);
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Redacting<M>
+{
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    // The fmt layer writes each event with one call, so a secret is never split
+    // across two writes.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Stored in a span's extensions: the connection it belongs to, and its router.
+struct ConnectionOf(i64, usize);
+
+/// The tracing layer. Install it in the process's subscriber; it does nothing until a
+/// router is installed.
+pub struct ConnectionLogLayer;
+
+#[derive(Default)]
+struct IdVisitor {
+    connection: Option<i64>,
+    router: Option<usize>,
+}
+
+impl Visit for IdVisitor {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match field.name() {
+            FIELD => self.connection = Some(value),
+            ROUTER_FIELD => self.router = usize::try_from(value).ok(),
+            _ => {}
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            FIELD => self.connection = i64::try_from(value).ok(),
+            ROUTER_FIELD => self.router = usize::try_from(value).ok(),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// The event as one line: the message, then other fields as key=value.
+#[derive(Default)]
+struct LineVisitor {
+    message: String,
+    fields: String,
+}
+
+impl Visit for LineVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S> Layer<S> for ConnectionLogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != SPAN {
+            return;
+        }
+        let mut v = IdVisitor::default();
+        attrs.record(&mut v);
+        if let (Some(cid), Some(r), Some(span)) = (v.connection, v.router, ctx.span(id)) {
+            span.extensions_mut().insert(ConnectionOf(cid, r));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        let Some((cid, index)) = scope
+            .from_root()
+            .find_map(|span| span.extensions().get::<ConnectionOf>().map(|c| (c.0, c.1)))
+        else {
+            return;
+        };
+        let Some(router) = router(index) else { return };
+        let mut v = LineVisitor::default();
+        event.record(&mut v);
+        let level = event.metadata().level().as_str();
+        router.route(cid, level, format!("{}{}", v.message, v.fields));
+    }
+}

@@ -1,0 +1,398 @@
+//! The runtime running Telegram connections against the local Bot API sandbox.
+
+mod common;
+
+use flametree::channels::{Channels, Draft};
+use flametree::model::{Connection, DesiredState, EnvVar, Status};
+use flametree::permission::{Operator, Role};
+use flametree::runtime::Runtime;
+use flametree::sandbox::telegram::{Faults, TelegramSandbox};
+use flametree::secrets::{KeySource, MasterKey, SecretString};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const TOKEN_A: &str = "6000000001:AAEruntimeTestTokenAlphaValue00000001";
+const TOKEN_B: &str = "6000000002:AAEruntimeTestTokenBravoValue00000002";
+
+struct Env {
+    dir: tempfile::TempDir,
+    channels: Arc<Channels>,
+}
+
+async fn env() -> Env {
+    flametree::runtime::logs::install_layer();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/flametree.db", dir.path().display());
+    let store = flametree::store::open(&url, 5, 4).await.unwrap();
+    let tenant = store.tenant("default").await.unwrap();
+    let op = Operator {
+        name: "tester".into(),
+        role: Role::Editor,
+        role_reason: "test".into(),
+    };
+    let key = MasterKey::from_base64(KEY_B64, KeySource::Config).unwrap();
+    let channels = Arc::new(Channels::new(store, tenant, op, Ok(Arc::new(key))));
+    Env { dir, channels }
+}
+
+async fn add_bot(env: &Env, name: &str, token: &str, api: &str) -> Connection {
+    let mut draft = Draft {
+        type_key: "telegram".into(),
+        name: name.into(),
+        env: vec![
+            EnvVar {
+                name: "TELEGRAM_API_URL".into(),
+                value: api.into(),
+            },
+            EnvVar {
+                name: "TELEGRAM_POLL_TIMEOUT".into(),
+                value: "1".into(),
+            },
+        ],
+        ..Draft::default()
+    };
+    draft
+        .secrets
+        .insert("bot_token".into(), SecretString::new(token));
+    env.channels.add(&draft).await.unwrap().connection
+}
+
+async fn set(env: &Env, name: &str, desired: DesiredState) {
+    let c = env.channels.find(name).await.unwrap();
+    env.channels.set_desired(&c, desired).await.unwrap();
+}
+
+/// Waits (bounded) until the connection reaches `status`.
+async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = env.channels.find(name).await.unwrap();
+        if c.status == status {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{name}' never reached {status}: it is {} ({})",
+            c.status,
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn log_text(env: &Env, name: &str) -> String {
+    // Log lines reach the store in batches every 250 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let c = env.channels.find(name).await.unwrap();
+    let lines = env.channels.store().recent_logs(c.id, 1000).await.unwrap();
+    lines
+        .iter()
+        .map(|l| format!("{} {}\n", l.level, l.message))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_runs_the_bot_and_answers_a_customer() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    let running = wait_status(&env, "Alpha", Status::Running).await;
+    assert!(
+        running.status_message.contains("@alpha_bot"),
+        "{}",
+        running.status_message
+    );
+    assert_eq!(running.running_version, Some(running.version));
+
+    sandbox.inject_message(TOKEN_A, 42, "Ann", "hello there");
+    let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].chat_id, 42);
+    assert_eq!(sent[0].text, "You said: hello there");
+
+    let logs = log_text(&env, "Alpha").await;
+    assert!(logs.contains("connected as @alpha_bot"), "{logs}");
+    assert!(logs.contains("replied to chat 42"), "{logs}");
+    assert!(logs.contains("Start requested by tester"), "{logs}");
+    assert!(
+        !logs.contains("AAEruntime"),
+        "the token never reaches a log line:\n{logs}"
+    );
+
+    runtime.shutdown().await;
+    let stopped = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(stopped.status, Status::Stopped);
+    assert_eq!(
+        stopped.desired,
+        DesiredState::Running,
+        "a shutdown keeps the operator's wish"
+    );
+    let logs = log_text(&env, "Alpha").await;
+    assert!(
+        logs.contains("stopping: flametree is shutting down") && logs.contains("stopped"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_goes_to_error_with_a_message_to_act_on() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    let env = env().await;
+    add_bot(&env, "Wrong", TOKEN_B, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Wrong", DesiredState::Running).await;
+    let failed = wait_status(&env, "Wrong", Status::Error).await;
+    assert_eq!(
+        failed.status_message,
+        "Telegram rejected the bot token (401 Unauthorized): fix the token, Save, then Start"
+    );
+    assert_eq!(
+        failed.desired,
+        DesiredState::Stopped,
+        "not retried in a loop"
+    );
+    let logs = log_text(&env, "Wrong").await;
+    assert!(
+        logs.contains("ERROR Telegram rejected the bot token"),
+        "{logs}"
+    );
+    assert!(!logs.contains("AAEruntime"), "{logs}");
+
+    // Fixed on the provider's side: Start again works.
+    sandbox.add_bot(TOKEN_B, "bravo_bot");
+    set(&env, "Wrong", DesiredState::Running).await;
+    wait_status(&env, "Wrong", Status::Running).await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    for i in 0..5 {
+        sandbox.inject_message(TOKEN_A, 100 + i, "Ann", &format!("first {i}"));
+    }
+    assert_eq!(
+        sandbox
+            .wait_sent(TOKEN_A, 5, Duration::from_secs(10))
+            .await
+            .len(),
+        5
+    );
+
+    set(&env, "Alpha", DesiredState::Stopped).await;
+    wait_status(&env, "Alpha", Status::Stopped).await;
+    for i in 0..3 {
+        sandbox.inject_message(TOKEN_A, 200 + i, "Bob", &format!("while stopped {i}"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sandbox.sent(TOKEN_A).len(),
+        5,
+        "a stopped channel answers nobody"
+    );
+
+    set(&env, "Alpha", DesiredState::Running).await;
+    let sent = sandbox.wait_sent(TOKEN_A, 8, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent_after = sandbox.sent(TOKEN_A);
+    assert_eq!(
+        sent_after.len(),
+        8,
+        "exactly one reply per message: {sent:?}"
+    );
+    let mut texts: Vec<String> = sent_after.iter().map(|m| m.text.clone()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 8);
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_without_going_to_error() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    sandbox.set_faults(
+        TOKEN_A,
+        Faults {
+            fail_next_429: 2,
+            retry_after_secs: 1,
+            ..Faults::default()
+        },
+    );
+    sandbox.inject_message(TOKEN_A, 7, "Ann", "are you there?");
+    let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(15)).await;
+    assert_eq!(sent.len(), 1, "answered once the rate limit passed");
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(c.status, Status::Running, "{}", c.status_message);
+    let logs = log_text(&env, "Alpha").await;
+    assert!(
+        logs.contains("Telegram asked to slow down (429, retry after 1 s)"),
+        "{logs}"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_program_polling_the_bot_is_named() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    // A second poller on the same token: Telegram ends the older request with 409.
+    let thief =
+        teloxide::Bot::new(TOKEN_A).set_api_url(reqwest::Url::parse(&sandbox.url()).unwrap());
+    let steal = tokio::spawn(async move {
+        use teloxide::payloads::GetUpdatesSetters;
+        use teloxide::prelude::Requester;
+        for _ in 0..3 {
+            let _ = thief.get_updates().timeout(1).await;
+        }
+    });
+    let failed = wait_status(&env, "Alpha", Status::Error).await;
+    assert!(
+        failed
+            .status_message
+            .contains("another program is polling this bot"),
+        "{}",
+        failed.status_message
+    );
+    steal.abort();
+    runtime.shutdown().await;
+}
+
+/// `flametree serve` as a child process on the test's database.
+fn serve(dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flametree"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("FLAMETREE_GENERAL_DATA_DIR", dir)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .env("FLAMETREE_ACCESS_OPERATOR", "tester")
+        .env("FLAMETREE_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    set(&env, "Alpha", DesiredState::Running).await;
+    let mut first = serve(env.dir.path());
+    wait_status(&env, "Alpha", Status::Running).await;
+
+    // Ten messages arrive as one batch; each reply is slow, so the kill lands mid-batch.
+    sandbox.set_faults(
+        TOKEN_A,
+        Faults {
+            send_delay: Duration::from_millis(300),
+            ..Faults::default()
+        },
+    );
+    for i in 0..10 {
+        sandbox.inject_message(TOKEN_A, 300 + i, "Ann", &format!("batch {i}"));
+    }
+    sandbox.wait_sent(TOKEN_A, 4, Duration::from_secs(15)).await;
+    first.kill().unwrap();
+    let _ = first.wait();
+    let before = sandbox.sent(TOKEN_A).len();
+    assert!(before < 10, "the kill landed mid-batch ({before} answered)");
+
+    sandbox.set_faults(TOKEN_A, Faults::default());
+    let second = serve(env.dir.path());
+    // The lease of the killed process runs out before the new one may take over.
+    sandbox
+        .wait_sent(TOKEN_A, 10, Duration::from_secs(40))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = sandbox.sent(TOKEN_A);
+    sigterm(&second);
+    let out = second.wait_with_output().unwrap();
+    let mut texts: Vec<String> = sent.iter().map(|m| m.text.clone()).collect();
+    texts.sort();
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("You said: batch {i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        texts, expected,
+        "every message answered exactly once across the kill"
+    );
+    assert!(out.status.success(), "serve stops cleanly on SIGTERM");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("AAEruntime"),
+        "no token in serve's trace output"
+    );
+    assert!(stderr.contains("stopping 1 running channel"), "{stderr}");
+    assert_eq!(
+        env.channels.find("Alpha").await.unwrap().status,
+        Status::Stopped
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_picks_up_start_and_stop_from_the_cli() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let child = serve(env.dir.path());
+    let cli = common::Cli::new(env.dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    let out = cli.ok(&["channels", "start", "Alpha"], None);
+    assert!(out.contains("Start requested for 'Alpha'"), "{out}");
+    wait_status(&env, "Alpha", Status::Running).await;
+    let status = cli.ok(&["channels", "status", "Alpha"], None);
+    assert!(
+        status.contains("RUNNING") && status.contains("polling as @alpha_bot"),
+        "{status}"
+    );
+    cli.ok(&["channels", "stop", "Alpha"], None);
+    wait_status(&env, "Alpha", Status::Stopped).await;
+    // serve writes its log lines in batches: give the last one a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut logs = cli.ok(&["channels", "logs", "Alpha"], None);
+    while !logs.contains("INFO  stopped") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        logs = cli.ok(&["channels", "logs", "Alpha"], None);
+    }
+    assert!(
+        logs.contains("Stop requested by tester") && logs.contains("INFO  stopped"),
+        "{logs}"
+    );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
