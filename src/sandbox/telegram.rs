@@ -6,9 +6,11 @@
 //!
 //! Methods: `getMe`, `getUpdates` (long polling, offset confirmation, negative offsets,
 //! `allowed_updates`, and the 409 a newer poller inflicts on an older one), `sendMessage`,
-//! `getWebhookInfo`, `deleteWebhook`, `setWebhook` (stores the URL only; nothing is ever
-//! delivered to it). Method names are case-insensitive, as in Telegram. Parameters are read
-//! from the query string and from a JSON or url-encoded form body; multipart is refused.
+//! `getWebhookInfo`, `deleteWebhook`. A webhook can only be set with
+//! [`TelegramSandbox::set_webhook_url`] and nothing is ever delivered to it: it exists so that
+//! a client's "delete the webhook before polling" path can be exercised. Method names are
+//! case-insensitive, as in Telegram. Parameters come from the query string and a JSON or
+//! url-encoded form body; multipart is refused (teloxide only uses it to upload files).
 //!
 //! Besides the Rust API ([`TelegramSandbox::inject_message`], [`TelegramSandbox::sent`]) a
 //! person can play the user from a shell while a demo runs:
@@ -52,7 +54,6 @@ const METHODS: &[&str] = &[
     "sendmessage",
     "getwebhookinfo",
     "deletewebhook",
-    "setwebhook",
 ];
 const TERMINATED: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
@@ -75,11 +76,13 @@ pub struct Faults {
     /// The next N calls (after any 5xx ones) answer 429 with `retry_after_secs`.
     pub fail_next_429: u32,
     pub retry_after_secs: u32,
-    /// Extra delay for `sendMessage` before the message counts as sent; a client that
-    /// disconnects meanwhile has sent nothing, as with a real timeout before delivery.
+    /// Extra delay for `sendMessage` after the message is delivered and before the
+    /// answer comes back: a slow answer, the case where a client that gives up cannot
+    /// know whether its message went out (it did).
     pub send_delay: Duration,
 }
 
+#[derive(Default)]
 struct Bot {
     id: i64,
     username: String,
@@ -205,15 +208,8 @@ impl TelegramSandbox {
             username: username.to_owned(),
             next_update_id: FIRST_UPDATE_ID,
             next_message_id: 1,
-            updates: VecDeque::new(),
             accept_messages: true,
-            chats: HashMap::new(),
-            sent: Vec::new(),
-            faults: Faults::default(),
-            calls: HashMap::new(),
-            webhook_url: String::new(),
-            poller: 0,
-            changed: watch::Sender::new(()),
+            ..Bot::default()
         };
         hub.bots.insert(token.to_owned(), bot);
         id
@@ -234,11 +230,7 @@ impl TelegramSandbox {
     }
 
     pub fn sent(&self, token: &str) -> Vec<SentMessage> {
-        let hub = self.inner.shared.hub();
-        hub.bots
-            .get(token)
-            .map(|b| b.sent.clone())
-            .unwrap_or_default()
+        self.read(token, |bot| bot.sent.clone())
     }
 
     /// Waits until at least `n` messages were sent, or `timeout`; returns what was sent.
@@ -272,18 +264,15 @@ impl TelegramSandbox {
 
     /// Calls of `method` (case-insensitive) so far, faulted ones included.
     pub fn calls(&self, token: &str, method: &str) -> usize {
-        let hub = self.inner.shared.hub();
         let method = method.to_ascii_lowercase();
-        hub.bots
-            .get(token)
-            .and_then(|b| b.calls.iter().find(|(m, _)| **m == method).map(|(_, n)| *n))
-            .unwrap_or(0)
+        self.read(token, |bot| {
+            bot.calls.get(method.as_str()).copied().unwrap_or(0)
+        })
     }
 
     /// Updates not yet confirmed by a getUpdates offset.
     pub fn pending(&self, token: &str) -> usize {
-        let hub = self.inner.shared.hub();
-        hub.bots.get(token).map_or(0, |b| b.updates.len())
+        self.read(token, |bot| bot.updates.len())
     }
 
     /// # Panics
@@ -296,11 +285,7 @@ impl TelegramSandbox {
     }
 
     pub fn webhook_url(&self, token: &str) -> String {
-        let hub = self.inner.shared.hub();
-        hub.bots
-            .get(token)
-            .map(|b| b.webhook_url.clone())
-            .unwrap_or_default()
+        self.read(token, |bot| bot.webhook_url.clone())
     }
 
     /// Stops the server; open long polls are cut short.
@@ -321,6 +306,16 @@ impl TelegramSandbox {
                 task.abort();
             }
         }
+    }
+
+    fn read<R: Default>(&self, token: &str, f: impl FnOnce(&Bot) -> R) -> R {
+        self.inner
+            .shared
+            .hub()
+            .bots
+            .get(token)
+            .map(f)
+            .unwrap_or_default()
     }
 
     fn with_bot<R>(&self, token: &str, f: impl FnOnce(&mut Bot) -> R) -> R {
@@ -363,6 +358,7 @@ fn inject(bot: &mut Bot, chat_id: i64, first_name: &str, text: &str) -> i64 {
     update_id
 }
 
+/// A struct rather than `json!` so the keys keep Telegram's order on the wire.
 #[derive(Serialize)]
 struct Failure<'a> {
     ok: bool,
@@ -372,15 +368,19 @@ struct Failure<'a> {
     parameters: Option<Value>,
 }
 
-fn fail(code: u16, description: &str) -> Response {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+fn failure(error_code: u16, description: &str, parameters: Option<Value>) -> Response {
+    let status = StatusCode::from_u16(error_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = Failure {
         ok: false,
-        error_code: code,
+        error_code,
         description,
-        parameters: None,
+        parameters,
     };
     (status, Json(body)).into_response()
+}
+
+fn fail(code: u16, description: &str) -> Response {
+    failure(code, description, None)
 }
 
 fn success(result: Value) -> Response {
@@ -463,14 +463,7 @@ async fn bot_api(shared: &Shared, token: &str, method: &str, req: Request) -> Re
             bot.faults.fail_next_429 -= 1;
             let secs = bot.faults.retry_after_secs;
             let description = format!("Too Many Requests: retry after {secs}");
-            let parameters = Some(json!({"retry_after": secs}));
-            let body = Failure {
-                ok: false,
-                error_code: 429,
-                description: &description,
-                parameters,
-            };
-            return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            return failure(429, &description, Some(json!({"retry_after": secs})));
         }
     }
     let params = match read_params(req).await {
@@ -499,15 +492,6 @@ async fn bot_api(shared: &Shared, token: &str, method: &str, req: Request) -> Re
                 "Webhook is already deleted"
             };
             Json(json!({"ok": true, "result": true, "description": description})).into_response()
-        }),
-        "setwebhook" => with_bot(shared, token, |bot| {
-            bot.webhook_url = string(&params, "url").unwrap_or_default();
-            if flag(&params, "drop_pending_updates") {
-                bot.updates.clear();
-            }
-            bot.touch();
-            Json(json!({"ok": true, "result": true, "description": "Webhook was set"}))
-                .into_response()
         }),
         _ => not_found(),
     }
@@ -614,12 +598,7 @@ async fn send_message(
     if text.encode_utf16().count() > MAX_TEXT_UTF16 {
         return fail(400, "Bad Request: message is too long");
     }
-    // Recording happens after the await, so a client that gives up during the delay
-    // (axum drops this future) leaves nothing recorded.
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    with_bot(shared, token, |bot| {
+    let answer = with_bot(shared, token, |bot| {
         let message_id = bot.next_message_id;
         bot.next_message_id += 1;
         bot.sent.push(SentMessage {
@@ -639,7 +618,12 @@ async fn send_message(
             "date": unix_now(),
             "text": text,
         }))
-    })
+    });
+    // Delivered already: a client that gives up now has still sent its message.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    answer
 }
 
 async fn sandbox_api(shared: &Shared, token: &str, action: &str, req: Request) -> Response {

@@ -250,6 +250,8 @@ impl Store for SqlStore {
         found.iter().map(rows::connection).collect()
     }
 
+    // Every write moves its row's changed_at forward by at least 1, even within one
+    // millisecond, so the checksum changes on every write.
     async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
@@ -344,7 +346,7 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE connections SET name = $1, name_key = $2, description = $3, config = $4, \
              sealed_fields = $5, version = version + 1, updated_at = $6, updated_by = $7, \
-             changed_at = $6 \
+             changed_at = CASE WHEN changed_at >= $6 THEN changed_at + 1 ELSE $6 END \
              WHERE id = $8 AND version = $9",
         )
         .bind(c.name.trim())
@@ -431,7 +433,10 @@ impl Store for SqlStore {
             });
         };
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("UPDATE connections SET desired_state = $1, changed_at = $2 WHERE id = $3")
+        sqlx::query(
+            "UPDATE connections SET desired_state = $1, \
+             changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $3",
+        )
             .bind(desired.as_str())
             .bind(now_millis())
             .bind(id)
@@ -453,7 +458,8 @@ impl Store for SqlStore {
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()> {
         sqlx::query(
             "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
-             status = $1, status_message = $3, changed_at = $2 WHERE id = $4",
+             status = $1, status_message = $3, \
+             changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(now_millis())
@@ -466,7 +472,10 @@ impl Store for SqlStore {
     }
 
     async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()> {
-        sqlx::query("UPDATE connections SET running_version = $1, changed_at = $2 WHERE id = $3")
+        sqlx::query(
+            "UPDATE connections SET running_version = $1, \
+             changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $3",
+        )
             .bind(version)
             .bind(now_millis())
             .bind(id)

@@ -73,7 +73,6 @@ pub struct Form {
 
 fn single_line(text: &str) -> TextArea<'static> {
     let mut t = TextArea::new(vec![text.to_string()]);
-    t.move_cursor(ratatui_textarea::CursorMove::End);
     t.set_cursor_line_style(Style::default());
     t
 }
@@ -232,14 +231,23 @@ impl Form {
     pub fn set_focus(&mut self, i: Option<usize>) {
         let slots = self.slots();
         let i = i.filter(|i| *i < slots.len());
+        let previous = self.focus;
         for (n, slot) in slots.iter().enumerate() {
-            let style = if Some(n) == i {
+            let focused = Some(n) == i;
+            let style = if focused {
                 Style::default().add_modifier(Modifier::REVERSED)
             } else {
                 Style::default()
             };
             if let Some(t) = self.text_mut(slot) {
                 t.set_cursor_style(style);
+                // Unfocused inputs show their beginning; a newly focused one puts the
+                // cursor at the end, ready to append.
+                if !focused {
+                    t.move_cursor(ratatui_textarea::CursorMove::Head);
+                } else if previous != Some(n) {
+                    t.move_cursor(ratatui_textarea::CursorMove::End);
+                }
             }
         }
         self.focus = i;

@@ -398,7 +398,14 @@ fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
             hits.push((row_area, Hit::Slot(*i)));
             match slot {
                 Slot::EnvName(k) => {
-                    let name_w = (area.width / 3).clamp(12, 28);
+                    let longest = form
+                        .env
+                        .iter()
+                        .map(|(n, _)| n.lines().join("").chars().count())
+                        .chain(form.ty.env.iter().map(|e| e.name.chars().count()))
+                        .max()
+                        .unwrap_or(12) as u16;
+                    let name_w = (longest + 1).clamp(12, area.width / 2);
                     inputs.push((Rect::new(area.x, y, name_w, 1), slot.clone()));
                     f.render_widget(Paragraph::new(" = "), Rect::new(area.x + name_w, y, 3, 1));
                     let value_area = Rect::new(
