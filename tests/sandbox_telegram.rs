@@ -400,7 +400,11 @@ async fn a_slow_answer_still_delivers_the_message() {
         .send()
         .await;
     assert!(result.unwrap_err().is_timeout());
-    assert_eq!(sandbox.sent(TOKEN)[0].text, "delivered", "the client gave up, the message went out");
+    assert_eq!(
+        sandbox.sent(TOKEN)[0].text,
+        "delivered",
+        "the client gave up, the message went out"
+    );
 
     let started = Instant::now();
     let (status, _) = call(

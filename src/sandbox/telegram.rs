@@ -101,6 +101,8 @@ struct Bot {
     poller: u64,
     /// Ticks on every state change that a waiter (long poll, `wait_sent`) may care about.
     changed: watch::Sender<()>,
+    /// When each sent message arrived, for latency measurements.
+    sent_times: Vec<std::time::Instant>,
 }
 
 impl Bot {
@@ -227,6 +229,21 @@ impl TelegramSandbox {
         text: &str,
     ) -> i64 {
         self.with_bot(token, |bot| inject(bot, chat_id, from_first_name, text))
+    }
+
+    /// What the bot sent, each with the moment it arrived (for benchmarks).
+    pub fn sent_with_times(&self, token: &str) -> Vec<(SentMessage, std::time::Instant)> {
+        let hub = self.inner.shared.hub();
+        hub.bots
+            .get(token)
+            .map(|b| {
+                b.sent
+                    .iter()
+                    .cloned()
+                    .zip(b.sent_times.iter().copied())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn sent(&self, token: &str) -> Vec<SentMessage> {
@@ -601,6 +618,7 @@ async fn send_message(
     let answer = with_bot(shared, token, |bot| {
         let message_id = bot.next_message_id;
         bot.next_message_id += 1;
+        bot.sent_times.push(std::time::Instant::now());
         bot.sent.push(SentMessage {
             chat_id,
             text: text.clone(),

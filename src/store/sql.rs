@@ -63,8 +63,14 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                            .await?;
+                        // WAL with synchronous=NORMAL survives any process crash; only a
+                        // power cut can take back the last commits. FULL would fsync every
+                        // ledger write of every message.
+                        conn.execute(
+                            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -437,12 +443,12 @@ impl Store for SqlStore {
             "UPDATE connections SET desired_state = $1, \
              changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $3",
         )
-            .bind(desired.as_str())
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        .bind(desired.as_str())
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         Self::audit(
             &mut tx,
             current.tenant_id,
@@ -476,12 +482,12 @@ impl Store for SqlStore {
             "UPDATE connections SET running_version = $1, \
              changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $3",
         )
-            .bind(version)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        .bind(version)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 
@@ -671,21 +677,15 @@ impl Store for SqlStore {
         provider_id: &str,
     ) -> StoreResult<LedgerState> {
         let now = now_millis();
-        sqlx::query(
+        // One statement: inserts a new event, or touches nothing but returns the known one.
+        let state: String = sqlx::query_scalar(
             "INSERT INTO inbound_ledger (connection_id, provider_id, state, received_at, updated_at) \
-             VALUES ($1, $2, 'received', $3, $3) ON CONFLICT (connection_id, provider_id) DO NOTHING",
+             VALUES ($1, $2, 'received', $3, $3) ON CONFLICT (connection_id, provider_id) \
+             DO UPDATE SET state = inbound_ledger.state RETURNING state",
         )
         .bind(connection_id)
         .bind(provider_id)
         .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        let state: String = sqlx::query_scalar(
-            "SELECT state FROM inbound_ledger WHERE connection_id = $1 AND provider_id = $2",
-        )
-        .bind(connection_id)
-        .bind(provider_id)
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
