@@ -396,3 +396,84 @@ async fn serve_picks_up_start_and_stop_from_the_cli() {
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_unreachable_keeps_running_and_says_so_then_recovers() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+
+    let addr: std::net::SocketAddr = sandbox.url().trim_start_matches("http://").parse().unwrap();
+    sandbox.shutdown().await;
+    drop(sandbox);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let degraded = loop {
+        let c = env.channels.find("Alpha").await.unwrap();
+        if c.status_message.contains("cannot reach Telegram") {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reported the outage: {} {}",
+            c.status,
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        degraded.status,
+        Status::Running,
+        "a network error is not an ERROR"
+    );
+    assert!(
+        degraded.status_message.contains("retrying in"),
+        "{}",
+        degraded.status_message
+    );
+    assert!(
+        !degraded.status_message.contains("AAEruntime"),
+        "{}",
+        degraded.status_message
+    );
+
+    let back = TelegramSandbox::start_on(addr).await.unwrap();
+    back.add_bot(TOKEN_A, "alpha_bot");
+    back.inject_message(TOKEN_A, 9, "Ann", "still there?");
+    let sent = back.wait_sent(TOKEN_A, 1, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 1, "recovered by itself");
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(c.status_message, "polling as @alpha_bot");
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_left_on_the_bot_is_removed_before_polling() {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    sandbox.set_webhook_url(TOKEN_A, "https://old.example.com/hook");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    sandbox.inject_message(TOKEN_A, 5, "Ann", "hi");
+    assert_eq!(
+        sandbox
+            .wait_sent(TOKEN_A, 1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(sandbox.webhook_url(TOKEN_A), "");
+    assert_eq!(sandbox.calls(TOKEN_A, "deletewebhook"), 1);
+    let logs = log_text(&env, "Alpha").await;
+    assert!(
+        logs.contains("a webhook was set for this bot; removing it"),
+        "{logs}"
+    );
+    runtime.shutdown().await;
+}
