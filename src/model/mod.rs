@@ -177,12 +177,35 @@ pub struct Agent {
     pub tenant_id: i64,
     pub name: String,
     pub description: String,
-    /// Responder settings as JSON; the agents issue gives it a schema.
+    /// Responder settings as JSON (`agents::ResponderConfig`).
     pub responder: String,
+    /// Web Widget settings as JSON: the widget is configured on the agent's page.
+    pub widget: String,
     pub desired: DesiredState,
     pub status: Status,
     pub version: i64,
     pub running_version: Option<i64>,
+    pub updated_by: String,
+}
+
+impl Agent {
+    /// Saved or re-attached since it started: the spec's "restart the agent".
+    pub fn restart_pending(&self) -> bool {
+        self.status == Status::Running && self.running_version.is_some_and(|v| v < self.version)
+    }
+}
+
+/// One connection on an agent's Communication channels card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentChannel {
+    pub agent_id: i64,
+    pub connection_id: i64,
+    /// As saved.
+    pub inbound: bool,
+    /// As the running agent uses it (set when the agent starts).
+    pub applied_inbound: bool,
+    /// Detached, but the running agent keeps it until it restarts.
+    pub detached: bool,
 }
 
 /// A connection attached to an agent; `inbound` lets the agent answer incoming messages.

@@ -17,6 +17,10 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         sql: include_str!("migrations/postgres/0002_runtime.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("migrations/postgres/0003_agents.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -27,6 +31,10 @@ const SQLITE: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("migrations/sqlite/0002_runtime.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("migrations/sqlite/0003_agents.sql"),
     },
 ];
 

@@ -2,6 +2,7 @@
 //! backend: `postgres://` for production, `sqlite://` (the default, a file in the data
 //! directory) for a bare machine. Each backend has its own migrations, run at open.
 
+mod agents_sql;
 mod migrate;
 mod rows;
 mod sql;
@@ -9,7 +10,8 @@ mod sql;
 pub use sql::SqlStore;
 
 use crate::model::{
-    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status, Tenant,
+    Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
+    NewConnection, Status, Tenant,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -246,8 +248,17 @@ pub trait Store: Send + Sync {
         note: &AuditNote,
     ) -> StoreResult<Agent>;
     async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>>;
-    /// Attaches (or re-attaches) a connection; for exclusive-inbound types the database
-    /// refuses a second inbound agent.
+    async fn agent(&self, id: i64) -> StoreResult<Option<Agent>>;
+    /// Names match case-insensitively.
+    async fn agent_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Agent>>;
+    /// Saves name, description, responder and widget if the stored version is still `a.version`.
+    async fn update_agent(&self, a: &Agent, note: &AuditNote) -> StoreResult<Agent>;
+    async fn delete_agent(&self, id: i64, note: &AuditNote) -> StoreResult<()>;
+    /// The agent answers from now on, with the channels as saved.
+    async fn start_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent>;
+    async fn stop_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent>;
+    /// Attaches (or changes) a connection on the agent's card; applies when the agent
+    /// restarts. For exclusive-inbound types the database refuses a second inbound agent.
     async fn attach(
         &self,
         att: &Attachment,
@@ -255,7 +266,45 @@ pub trait Store: Send + Sync {
         note: &AuditNote,
     ) -> StoreResult<()>;
     async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()>;
+    /// Saved (not detached) attachments of a connection.
     async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>>;
+    async fn agent_channels(&self, agent_id: i64) -> StoreResult<Vec<AgentChannel>>;
+    /// Every agent with this connection on its card, detached-but-still-applied included.
+    async fn connection_agents(
+        &self,
+        connection_id: i64,
+    ) -> StoreResult<Vec<(Agent, AgentChannel)>>;
+    /// Appends a conversation turn, keeping the customer's last `keep`.
+    async fn add_turn(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        role: &str,
+        content: &str,
+        keep: u32,
+    ) -> StoreResult<()>;
+    async fn turns(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Keeps an inbound message nobody may answer, with the reason.
+    async fn record_unanswered(
+        &self,
+        connection_id: i64,
+        customer: &str,
+        text: &str,
+        reason: &str,
+    ) -> StoreResult<()>;
+    /// Newest first: (at, customer, text, reason).
+    async fn unanswered(
+        &self,
+        connection_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Millis, String, String, String)>>;
 }
 
 /// Opens the database the URL names, creating an SQLite file and its directory if needed,

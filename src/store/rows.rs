@@ -1,7 +1,7 @@
 //! Turning rows into model values; the column lists live next to the decoders.
 
 use super::StoreError;
-use crate::model::{Agent, AuditEntry, Connection, DesiredState, LogLine, Status};
+use crate::model::{Agent, AgentChannel, AuditEntry, Connection, DesiredState, LogLine, Status};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -16,7 +16,8 @@ pub(crate) use connection_columns;
 
 macro_rules! agent_columns {
     () => {
-        "id, tenant_id, name, description, responder, desired_state, status, version, running_version"
+        "id, tenant_id, name, description, responder, widget, desired_state, status, version, \
+         running_version, updated_by"
     };
 }
 pub(crate) use agent_columns;
@@ -81,6 +82,8 @@ pub fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
         name: get(row, "name")?,
         description: get(row, "description")?,
         responder: get(row, "responder")?,
+        widget: get(row, "widget")?,
+        updated_by: get(row, "updated_by")?,
         desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         version: get(row, "version")?,
@@ -106,5 +109,15 @@ pub fn audit(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         target_id: get(row, "target_id")?,
         target_name: get(row, "target_name")?,
         details: get(row, "details")?,
+    })
+}
+
+pub fn agent_channel(row: &AnyRow) -> Result<AgentChannel, StoreError> {
+    Ok(AgentChannel {
+        agent_id: get(row, "agent_id")?,
+        connection_id: get(row, "connection_id")?,
+        inbound: get::<i64>(row, "inbound")? != 0,
+        applied_inbound: get::<i64>(row, "applied_inbound")? != 0,
+        detached: get::<i64>(row, "detached")? != 0,
     })
 }

@@ -2,14 +2,14 @@
 //! placeholders, BIGINT columns, JSON as TEXT); what differs between them lives in
 //! their migrations and in `connect`.
 
-use super::rows::{self, agent_columns, connection_columns};
+use super::rows::{self, connection_columns};
 use super::{
     AuditNote, Backend, ChangeMarker, LedgerState, Store, StoreError, StoreResult, migrate,
     redact_url,
 };
 use crate::model::{
-    Agent, Attachment, AuditEntry, Connection, DesiredState, LogLine, NewConnection, Status,
-    Tenant, format_millis, now_millis,
+    Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
+    NewConnection, Status, Tenant, format_millis, now_millis,
 };
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -17,12 +17,12 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::time::Duration;
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     backend: Backend,
     described: String,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
+pub(super) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -41,7 +41,7 @@ fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -96,7 +96,7 @@ impl SqlStore {
         })
     }
 
-    async fn audit(
+    pub(super) async fn audit(
         tx: &mut Transaction<'_, Any>,
         tenant_id: i64,
         note: &AuditNote,
@@ -717,52 +717,35 @@ impl Store for SqlStore {
         name: &str,
         note: &AuditNote,
     ) -> StoreResult<Agent> {
-        let now = now_millis();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let inserted = sqlx::query(
-            "INSERT INTO agents (tenant_id, name, name_key, status_since, created_at, updated_at, updated_by) \
-             VALUES ($1, $2, $3, $4, $4, $4, $5) RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(name.trim())
-        .bind(name_key(name))
-        .bind(now)
-        .bind(&note.actor)
-        .fetch_one(&mut *tx)
-        .await;
-        let id: i64 = match inserted {
-            Ok(row) => row.try_get("id").map_err(classify)?,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Duplicate {
-                    kind: "agent",
-                    name: name.trim().to_string(),
-                });
-            }
-            Err(e) => return Err(classify(e)),
-        };
-        Self::audit(&mut tx, tenant_id, note, "agent", id, name.trim()).await?;
-        tx.commit().await.map_err(classify)?;
-        let sql = concat!("SELECT ", agent_columns!(), " FROM agents WHERE id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        rows::agent(&row)
+        self.create_agent_(tenant_id, name, note).await
     }
 
     async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>> {
-        let sql = concat!(
-            "SELECT ",
-            agent_columns!(),
-            " FROM agents WHERE tenant_id = $1 ORDER BY name_key"
-        );
-        let found = sqlx::query(sql)
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        found.iter().map(rows::agent).collect()
+        self.list_agents_(tenant_id).await
+    }
+
+    async fn agent(&self, id: i64) -> StoreResult<Option<Agent>> {
+        self.agent_(id).await
+    }
+
+    async fn agent_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Agent>> {
+        self.agent_by_name_(tenant_id, name).await
+    }
+
+    async fn update_agent(&self, a: &Agent, note: &AuditNote) -> StoreResult<Agent> {
+        self.update_agent_(a, note).await
+    }
+
+    async fn delete_agent(&self, id: i64, note: &AuditNote) -> StoreResult<()> {
+        self.delete_agent_(id, note).await
+    }
+
+    async fn start_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent> {
+        self.start_agent_(id, note).await
+    }
+
+    async fn stop_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent> {
+        self.stop_agent_(id, note).await
     }
 
     async fn attach(
@@ -771,109 +754,89 @@ impl Store for SqlStore {
         exclusive_inbound: bool,
         note: &AuditNote,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let done = sqlx::query(
-            "INSERT INTO agent_channels (agent_id, connection_id, inbound, exclusive_inbound, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, connection_id) \
-             DO UPDATE SET inbound = excluded.inbound, exclusive_inbound = excluded.exclusive_inbound",
+        self.attach_(
+            att.agent_id,
+            att.connection_id,
+            att.inbound,
+            exclusive_inbound,
+            note,
         )
-        .bind(att.agent_id)
-        .bind(att.connection_id)
-        .bind(i64::from(att.inbound))
-        .bind(i64::from(exclusive_inbound))
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = done {
-            if !is_unique_violation(&e) {
-                return Err(classify(e));
-            }
-            drop(tx);
-            return Err(self.inbound_taken(att.connection_id).await);
-        }
-        let row = sqlx::query(
-            "SELECT a.tenant_id AS tenant_id, a.name AS name FROM agents a WHERE a.id = $1",
-        )
-        .bind(att.agent_id)
-        .fetch_one(&mut *tx)
         .await
-        .map_err(classify)?;
-        let tenant_id: i64 = row.try_get("tenant_id").map_err(classify)?;
-        let name: String = row.try_get("name").map_err(classify)?;
-        Self::audit(&mut tx, tenant_id, note, "agent", att.agent_id, &name).await?;
-        tx.commit().await.map_err(classify)
     }
 
     async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("DELETE FROM agent_channels WHERE agent_id = $1 AND connection_id = $2")
-            .bind(agent_id)
-            .bind(connection_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let row = sqlx::query("SELECT tenant_id, name FROM agents WHERE id = $1")
-            .bind(agent_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let tenant_id: i64 = row.try_get("tenant_id").map_err(classify)?;
-        let name: String = row.try_get("name").map_err(classify)?;
-        Self::audit(&mut tx, tenant_id, note, "agent", agent_id, &name).await?;
-        tx.commit().await.map_err(classify)
+        self.detach_(agent_id, connection_id, note).await
     }
 
     async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>> {
-        let found = sqlx::query(
-            "SELECT agent_id, connection_id, inbound FROM agent_channels WHERE connection_id = $1 \
-             ORDER BY agent_id",
-        )
-        .bind(connection_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        found
-            .iter()
-            .map(|r| {
-                Ok(Attachment {
-                    agent_id: r.try_get("agent_id").map_err(classify)?,
-                    connection_id: r.try_get("connection_id").map_err(classify)?,
-                    inbound: r.try_get::<i64, _>("inbound").map_err(classify)? != 0,
-                })
+        Ok(self
+            .connection_agents_(connection_id)
+            .await?
+            .into_iter()
+            .filter(|(_, ch)| !ch.detached)
+            .map(|(_, ch)| Attachment {
+                agent_id: ch.agent_id,
+                connection_id: ch.connection_id,
+                inbound: ch.inbound,
             })
-            .collect()
+            .collect())
     }
-}
 
-impl SqlStore {
-    async fn inbound_taken(&self, connection_id: i64) -> StoreError {
-        let found = sqlx::query(
-            "SELECT a.name AS agent, c.name AS connection, c.type_key AS type_key FROM agent_channels ac \
-             JOIN agents a ON a.id = ac.agent_id JOIN connections c ON c.id = ac.connection_id \
-             WHERE ac.connection_id = $1 AND ac.inbound = 1 AND ac.exclusive_inbound = 1",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.pool)
-        .await;
-        match found {
-            Ok(Some(row)) => {
-                let type_key: String = row.try_get("type_key").unwrap_or_default();
-                StoreError::InboundTaken {
-                    connection: row.try_get("connection").unwrap_or_default(),
-                    agent: row.try_get("agent").unwrap_or_default(),
-                    type_name: crate::catalog::Catalog::get()
-                        .find(&type_key)
-                        .map(|t| t.name.clone())
-                        .unwrap_or(type_key),
-                }
-            }
-            Ok(None) => StoreError::Other("inbound attachment refused by the database".into()),
-            Err(e) => classify(e),
-        }
+    async fn agent_channels(&self, agent_id: i64) -> StoreResult<Vec<AgentChannel>> {
+        self.agent_channels_(agent_id).await
+    }
+
+    async fn connection_agents(
+        &self,
+        connection_id: i64,
+    ) -> StoreResult<Vec<(Agent, AgentChannel)>> {
+        self.connection_agents_(connection_id).await
+    }
+
+    async fn add_turn(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        role: &str,
+        content: &str,
+        keep: u32,
+    ) -> StoreResult<()> {
+        self.add_turn_(agent_id, connection_id, customer, role, content, keep)
+            .await
+    }
+
+    async fn turns(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.turns_(agent_id, connection_id, customer, limit).await
+    }
+
+    async fn record_unanswered(
+        &self,
+        connection_id: i64,
+        customer: &str,
+        text: &str,
+        reason: &str,
+    ) -> StoreResult<()> {
+        self.record_unanswered_(connection_id, customer, text, reason)
+            .await
+    }
+
+    async fn unanswered(
+        &self,
+        connection_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Millis, String, String, String)>> {
+        self.unanswered_(connection_id, limit).await
     }
 }
 
 /// Uniqueness is case-insensitive: "Sales bot" and "sales bot" are the same name.
-fn name_key(name: &str) -> String {
+pub(super) fn name_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
