@@ -59,6 +59,36 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
             value: "5".into(),
         },
     ];
+    let agent = ctx
+        .channels
+        .create_agent(
+            "Support",
+            crate::agents::service::AgentEdit {
+                description: Some("Demo agent answering both demo bots with built-in rules".into()),
+                responder: Some(crate::agents::ResponderConfig::Rules(
+                    crate::agents::Rules {
+                        greeting:
+                            "Hi! I'm the demo support agent. Ask me about an order or shipping."
+                                .into(),
+                        rules: vec![
+                            crate::agents::Rule {
+                                keyword: "order".into(),
+                                reply:
+                                    "Your order is on its way; you'll get a tracking link by email."
+                                        .into(),
+                            },
+                            crate::agents::Rule {
+                                keyword: "ship".into(),
+                                reply: "We ship to all EU countries within 3 working days.".into(),
+                            },
+                        ],
+                        fallback: "Thanks! A colleague will follow up on: \"{text}\"".into(),
+                    },
+                )),
+                ..Default::default()
+            },
+        )
+        .await?;
     let chat = dir.join("CHAT.txt");
     let mut how_to_chat = String::from(
         "Chat with the demo bots as a customer (the sandbox speaks the Telegram Bot API):\n\n",
@@ -88,6 +118,7 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
             ));
         }
     }
+    ctx.channels.run_agent(&agent, true).await?;
     let mut legacy = Draft {
         type_key: "messagebird".into(),
         name: "Legacy SMS".into(),

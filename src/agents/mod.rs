@@ -1,16 +1,9 @@
-//! Agents answer customers. Until agents can be attached to connections, every running
-//! channel answers with the built-in echo responder, so a round trip can be seen end
-//! to end.
+//! Agents answer customers. A connection's inbound message goes to the running agent
+//! that has it attached with Inbound on; the reply goes back through the connection.
 
-/// The built-in responder: says back what it was told.
-pub fn echo_reply(text: &str) -> String {
-    format!("You said: {text}")
-}
+pub mod responder;
+pub mod routing;
+pub mod service;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn echo_says_it_back() {
-        assert_eq!(super::echo_reply("hi"), "You said: hi");
-    }
-}
+pub use responder::{ResponderConfig, Rule, Rules};
+pub use routing::{Route, answer, diagnosis, inbound_route};

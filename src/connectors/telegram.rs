@@ -255,7 +255,11 @@ async fn handle(ctx: &TaskContext, bot: &Bot, update: &Update) -> Result<(), Con
         return Ok(());
     };
     info!("update {key}: message from chat {}", msg.chat.id);
-    let reply = crate::agents::echo_reply(text);
+    let customer = format!("telegram:{}", msg.chat.id);
+    let Some(reply) = crate::agents::answer(ctx, &customer, text).await else {
+        mark(ctx, &key, LedgerState::Ignored).await;
+        return Ok(());
+    };
     mark(ctx, &key, LedgerState::Sending).await;
     let mut attempt = 0u32;
     loop {
