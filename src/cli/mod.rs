@@ -1,5 +1,6 @@
 //! The command line: the console by default, and `channels …` for scripts and tests.
 
+mod agents_cmd;
 mod channels_cmd;
 mod info;
 mod runtime_cmd;
@@ -57,6 +58,104 @@ pub enum Command {
     Serve,
     /// Start a local Telegram sandbox with demo connections and open the console on them.
     Demo,
+    /// Manage AI agents and their Communication channels.
+    #[command(subcommand)]
+    Agents(AgentsCmd),
+    /// Send one outbound message through a connection (e.g. for an agent with Inbound off).
+    Send {
+        #[arg(long)]
+        connection: String,
+        /// The customer: a Telegram chat id.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// List agents with their status and channels.
+    List,
+    /// Create an agent (built-in rule responder unless --openai-base-url is given).
+    Create(AgentArgs),
+    /// Show an agent: status, responder, Communication channels.
+    Show { name: String },
+    /// Change an agent; responder options replace its responder.
+    Edit {
+        #[arg(value_name = "NAME")]
+        agent: String,
+        #[command(flatten)]
+        args: AgentArgs,
+    },
+    /// Delete an agent (pass --yes).
+    Delete {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Start agent: it answers, with its channels as saved.
+    Start { name: String },
+    /// Stop agent.
+    Stop { name: String },
+    /// Put a connection on the agent's Communication channels card.
+    Attach {
+        name: String,
+        #[arg(long)]
+        connection: String,
+        /// The agent answers incoming messages on it (one agent per connection for most types).
+        #[arg(long)]
+        inbound: bool,
+    },
+    /// Take a connection off the agent's card.
+    Detach {
+        name: String,
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's name (with edit: rename it).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub responder: ResponderArgs,
+    /// A Web Widget setting, FIELD=VALUE (repeatable): the widget is configured on the agent.
+    #[arg(long = "widget", value_name = "FIELD=VALUE")]
+    pub widget: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResponderArgs {
+    /// Rule responder: the answer to a hello.
+    #[arg(long)]
+    pub greeting: Option<String>,
+    /// Rule responder: KEYWORD=REPLY (repeatable; first match wins; {text} is the message).
+    #[arg(long = "rule", value_name = "KEYWORD=REPLY")]
+    pub rule: Vec<String>,
+    /// The answer when nothing else applies (rules), or when the model API fails.
+    #[arg(long)]
+    pub fallback: Option<String>,
+    /// OpenAI-compatible responder: the API base URL, e.g. https://api.openai.com/v1.
+    #[arg(long)]
+    pub openai_base_url: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Earlier turns of the same customer sent along (default 10).
+    #[arg(long)]
+    pub history: Option<u32>,
+    /// Seconds to wait for the model (default 20).
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// Read the model API key from standard input.
+    #[arg(long)]
+    pub api_key_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +289,9 @@ impl Failure {
             ServiceError::NotFound(_) | ServiceError::Store(StoreError::NotFound { .. }) => {
                 exit::NOT_FOUND
             }
-            ServiceError::Store(StoreError::Conflict { .. }) => exit::CONFLICT,
+            ServiceError::Store(StoreError::Conflict { .. } | StoreError::InboundTaken { .. }) => {
+                exit::CONFLICT
+            }
             _ => exit::FAILURE,
         };
         let message = match e {
@@ -232,6 +333,21 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         Command::Info => info::info(&ctx, cli.json).await,
         Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
         Command::Serve => runtime_cmd::serve(ctx).await,
+        Command::Agents(cmd) => agents_cmd::run(&ctx, cmd, cli.json).await,
+        Command::Send {
+            connection,
+            to,
+            text,
+        } => agents_cmd::send(&ctx, &connection, &to, &text, cli.json).await,
         Command::Demo => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -300,3 +300,35 @@ async fn mark(ctx: &TaskContext, key: &str, state: LedgerState) {
         warn!("could not record update {key} as {}: {e}", state.as_str());
     }
 }
+
+/// Sends one message outside any running task (`flametree send`). The error is worded
+/// for the operator and never carries the token.
+pub async fn send_one(
+    channels: &crate::channels::Channels,
+    c: &crate::model::Connection,
+    chat: i64,
+    text: &str,
+) -> Result<i32, String> {
+    let token = channels
+        .reveal(c, "bot_token")
+        .map_err(|e| e.to_string())?
+        .ok_or("the bot token is not set")?;
+    let api = c
+        .env
+        .iter()
+        .find(|e| e.name == "TELEGRAM_API_URL")
+        .map(|e| e.value.clone())
+        .unwrap_or_else(|| DEFAULT_API.into());
+    let url = reqwest::Url::parse(&api).map_err(|e| format!("TELEGRAM_API_URL '{api}': {e}"))?;
+    let bot = Bot::new(token.expose()).set_api_url(url);
+    match bot
+        .send_message(teloxide::types::ChatId(chat), text)
+        .send()
+        .await
+    {
+        Ok(m) => Ok(m.id.0),
+        Err(e) => Err(match classify(e) {
+            Failure::Fatal(why) | Failure::Retry { why, .. } => why,
+        }),
+    }
+}

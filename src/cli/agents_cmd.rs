@@ -1,0 +1,339 @@
+//! `flametree agents …` and `flametree send`.
+
+use super::view::{print_json, table};
+use super::{AgentArgs, AgentsCmd, Failure, ResponderArgs};
+use crate::agents::responder::OpenAi;
+use crate::agents::service::AgentEdit;
+use crate::agents::{ResponderConfig, Rule, Rules};
+use crate::catalog::Catalog;
+use crate::channels::ServiceError;
+use crate::context::Context;
+use crate::model::Agent;
+use crate::secrets::SecretString;
+use serde_json::json;
+use std::io::Read;
+
+pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failure> {
+    let ch = &ctx.channels;
+    match cmd {
+        AgentsCmd::List => {
+            let agents = ch.agents().await?;
+            if json {
+                let mut out = Vec::new();
+                for a in &agents {
+                    out.push(agent_json(ctx, a).await?);
+                }
+                print_json(&out);
+                return Ok(());
+            }
+            let mut rows = Vec::new();
+            for a in &agents {
+                let channels = ch.agent_connections(a).await?;
+                let live = channels.iter().filter(|(_, c)| !c.detached).count();
+                rows.push(vec![
+                    a.name.clone(),
+                    a.status.to_string(),
+                    if a.restart_pending() {
+                        "restart pending".into()
+                    } else {
+                        String::new()
+                    },
+                    format!("{live} channel(s)"),
+                    responder_summary(a),
+                ]);
+            }
+            println!(
+                "{}",
+                table(&["NAME", "STATUS", "", "CHANNELS", "RESPONDER"], &rows)
+            );
+            Ok(())
+        }
+        AgentsCmd::Create(args) => {
+            let edit = edit_from(&args, true)?;
+            let a = ch
+                .create_agent(&args.name.clone().unwrap_or_default(), edit)
+                .await?;
+            print_agent(ctx, &a, json, "Created").await
+        }
+        AgentsCmd::Show { name } => {
+            let a = ch.find_agent(&name).await?;
+            print_agent(ctx, &a, json, "").await
+        }
+        AgentsCmd::Edit { agent, args } => {
+            let a = ch.find_agent(&agent).await?;
+            let edit = edit_from(&args, false)?;
+            let a = ch.edit_agent(&a, edit).await?;
+            print_agent(ctx, &a, json, "Saved").await
+        }
+        AgentsCmd::Delete { name, yes } => {
+            let a = ch.find_agent(&name).await?;
+            if !yes {
+                return Err(Failure::invalid(format!(
+                    "'{}' was not deleted: pass --yes to delete the agent",
+                    a.name
+                )));
+            }
+            ch.delete_agent(&a).await?;
+            println!("Deleted agent '{}'.", a.name);
+            Ok(())
+        }
+        AgentsCmd::Start { name } => run_agent(ctx, &name, true, json).await,
+        AgentsCmd::Stop { name } => run_agent(ctx, &name, false, json).await,
+        AgentsCmd::Attach {
+            name,
+            connection,
+            inbound,
+        } => {
+            let a = ch.find_agent(&name).await?;
+            let c = ch.find(&connection).await?;
+            let warnings = ch.attach_connection(&a, &c, inbound).await?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "Attached '{}' to agent '{}' with Inbound {}. Restart the agent (stop, then start) for it to apply.",
+                c.name,
+                a.name,
+                if inbound { "on" } else { "off" }
+            );
+            Ok(())
+        }
+        AgentsCmd::Detach { name, connection } => {
+            let a = ch.find_agent(&name).await?;
+            let c = ch.find(&connection).await?;
+            ch.detach_connection(&a, &c).await?;
+            println!(
+                "Detached '{}' from agent '{}'. Restart the agent for it to apply.",
+                c.name, a.name
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn run_agent(ctx: &Context, name: &str, start: bool, json: bool) -> Result<(), Failure> {
+    let a = ctx.channels.find_agent(name).await?;
+    let a = ctx.channels.run_agent(&a, start).await?;
+    print_agent(ctx, &a, json, if start { "Started" } else { "Stopped" }).await
+}
+
+fn responder_summary(a: &Agent) -> String {
+    match serde_json::from_str::<ResponderConfig>(&a.responder) {
+        Ok(ResponderConfig::Rules(r)) => format!("rules ({} keyword rule(s))", r.rules.len()),
+        Ok(ResponderConfig::OpenAi(o)) => {
+            format!("OpenAI-compatible: {} at {}", o.model, o.base_url)
+        }
+        Err(_) => "rules (built-in defaults)".into(),
+    }
+}
+
+/// The responder as scripts see it: the API key only as set / not set.
+fn responder_json(a: &Agent) -> serde_json::Value {
+    match serde_json::from_str::<ResponderConfig>(&a.responder) {
+        Ok(ResponderConfig::OpenAi(o)) => json!({
+            "kind": "open_ai", "base_url": o.base_url, "model": o.model,
+            "api_key": o.api_key.as_ref().map(|_| crate::secrets::MASK),
+            "system_prompt": o.system_prompt, "history": o.history,
+            "timeout_secs": o.timeout_secs, "fallback": o.fallback,
+        }),
+        Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+        Err(_) => serde_json::to_value(ResponderConfig::default()).unwrap_or_default(),
+    }
+}
+
+async fn agent_json(ctx: &Context, a: &Agent) -> Result<serde_json::Value, ServiceError> {
+    let channels = ctx.channels.agent_connections(a).await?;
+    let list: Vec<_> = channels
+        .iter()
+        .map(|(c, ch)| {
+            json!({
+                "connection": c.name, "type": c.type_key, "inbound": ch.inbound,
+                "applied_inbound": ch.applied_inbound, "detached": ch.detached,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "name": a.name, "description": a.description, "status": a.status.as_str(),
+        "restart_pending": a.restart_pending(), "version": a.version,
+        "responder": responder_json(a),
+        "widget": serde_json::from_str::<serde_json::Value>(&a.widget).unwrap_or_default(),
+        "channels": list,
+    }))
+}
+
+async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result<(), Failure> {
+    if json {
+        print_json(&agent_json(ctx, a).await?);
+        return Ok(());
+    }
+    if !verb.is_empty() {
+        println!("{verb} agent '{}'.", a.name);
+    }
+    println!("Name:        {}", a.name);
+    println!("Description: {}", a.description);
+    println!(
+        "Status:      {}{}",
+        a.status,
+        if a.restart_pending() {
+            " — restart pending: Stop agent, then Start agent, for saved changes to apply"
+        } else {
+            ""
+        }
+    );
+    println!("Responder:   {}", responder_summary(a));
+    println!("Communication channels:");
+    let channels = ctx.channels.agent_connections(a).await?;
+    if channels.is_empty() {
+        println!(
+            "  none: `flametree agents attach \"{}\" --connection NAME --inbound`",
+            a.name
+        );
+    }
+    for (c, ch) in channels {
+        let ty = Catalog::get()
+            .find(&c.type_key)
+            .map(|t| t.display_name())
+            .unwrap_or_default();
+        let mut state = format!("Inbound {}", if ch.inbound { "on" } else { "off" });
+        if ch.detached {
+            state = "detached (until the agent restarts)".into();
+        } else if ch.inbound != ch.applied_inbound && a.status == crate::model::Status::Running {
+            state.push_str(" (applies at restart)");
+        }
+        println!("  {} · {ty} · {state} · {}", c.name, c.status);
+    }
+    let widget: serde_json::Value = serde_json::from_str(&a.widget).unwrap_or_default();
+    if widget.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("Web Widget:  {widget}");
+    }
+    Ok(())
+}
+
+/// Builds the change from the options; responder options replace the responder.
+fn edit_from(args: &AgentArgs, creating: bool) -> Result<AgentEdit, Failure> {
+    let mut edit = AgentEdit {
+        name: if creating { None } else { args.name.clone() },
+        description: args.description.clone(),
+        ..AgentEdit::default()
+    };
+    if creating && args.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(Failure::invalid("--name is required: the agent's name"));
+    }
+    edit.responder = responder_from(&args.responder)?;
+    if args.responder.api_key_stdin {
+        let mut key = String::new();
+        std::io::stdin().read_to_string(&mut key).map_err(|e| {
+            Failure::invalid(format!("cannot read the API key from standard input: {e}"))
+        })?;
+        edit.api_key = Some(SecretString::new(key.trim()));
+    }
+    if !args.widget.is_empty() {
+        let spec = Catalog::get().find("web_widget");
+        let mut obj = serde_json::Map::new();
+        for raw in &args.widget {
+            let (k, v) = raw
+                .split_once('=')
+                .ok_or_else(|| Failure::invalid(format!("--widget '{raw}' is not FIELD=VALUE")))?;
+            if spec.is_some_and(|t| t.field(k.trim()).is_none()) {
+                let keys: Vec<&str> = spec
+                    .map(|t| t.fields.iter().map(|f| f.key.as_str()).collect())
+                    .unwrap_or_default();
+                return Err(Failure::invalid(format!(
+                    "the Web Widget has no setting '{k}': its settings are {}",
+                    keys.join(", ")
+                )));
+            }
+            obj.insert(k.trim().to_string(), json!(v));
+        }
+        edit.widget = Some(serde_json::Value::Object(obj));
+    }
+    Ok(edit)
+}
+
+fn responder_from(r: &ResponderArgs) -> Result<Option<ResponderConfig>, Failure> {
+    if let Some(base) = &r.openai_base_url {
+        let model = r.model.clone().ok_or_else(|| {
+            Failure::invalid("--model is required with --openai-base-url (e.g. gpt-4o-mini)")
+        })?;
+        return Ok(Some(ResponderConfig::OpenAi(OpenAi {
+            base_url: base.clone(),
+            model,
+            api_key: None,
+            system_prompt: r.system_prompt.clone().unwrap_or_default(),
+            history: r.history.unwrap_or(10),
+            timeout_secs: r.timeout_secs.unwrap_or(20),
+            fallback: r.fallback.clone().unwrap_or_default(),
+        })));
+    }
+    if r.greeting.is_none() && r.rule.is_empty() && r.fallback.is_none() {
+        return Ok(None);
+    }
+    let mut rules = Rules::default();
+    if let Some(g) = &r.greeting {
+        rules.greeting = g.clone();
+    }
+    if let Some(f) = &r.fallback {
+        rules.fallback = f.clone();
+    }
+    for raw in &r.rule {
+        let (k, v) = raw.split_once('=').ok_or_else(|| {
+            Failure::invalid(format!(
+                "--rule '{raw}' is not KEYWORD=REPLY (e.g. --rule 'price=See example.com/prices')"
+            ))
+        })?;
+        rules.rules.push(Rule {
+            keyword: k.trim().to_string(),
+            reply: v.trim().to_string(),
+        });
+    }
+    Ok(Some(ResponderConfig::Rules(rules)))
+}
+
+/// `flametree send`: one outbound message through a connection.
+pub async fn send(
+    ctx: &Context,
+    connection: &str,
+    to: &str,
+    text: &str,
+    json: bool,
+) -> Result<(), Failure> {
+    let ch = &ctx.channels;
+    let c = ch.find(connection).await?;
+    let ty = crate::channels::channel_type(&c.type_key)?;
+    if ty.family != "telegram" {
+        return Err(Failure::invalid(format!(
+            "sending through {} is not part of this build yet (Telegram is)",
+            ty.name
+        )));
+    }
+    ch.operator()
+        .require_editor(&format!("send through '{}'", c.name))
+        .map_err(ServiceError::from)?;
+    let chat: i64 = to.trim().parse().map_err(|_| {
+        Failure::invalid(format!("--to '{to}' is not a Telegram chat id (a number)"))
+    })?;
+    let message_id = crate::connectors::telegram::send_one(ch, &c, chat, text)
+        .await
+        .map_err(|e| Failure {
+            code: super::exit::FAILURE,
+            message: e,
+        })?;
+    ch.log(
+        c.id,
+        "INFO",
+        format!(
+            "Outbound message to chat {chat} sent by {}",
+            ch.operator().name
+        ),
+    )
+    .await;
+    if json {
+        print_json(&json!({"connection": c.name, "to": chat, "message_id": message_id}));
+    } else {
+        println!(
+            "Sent to chat {chat} through '{}' (message {message_id}).",
+            c.name
+        );
+    }
+    Ok(())
+}

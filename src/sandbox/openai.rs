@@ -1,0 +1,152 @@
+//! A local OpenAI-compatible chat-completions API, for tests and the demo.
+//!
+//! `POST /v1/chat/completions` with `{"model": …, "messages": [{"role","content"}…]}`
+//! answers a chat completion whose content is predictable: "[model] You asked: <last
+//! user message>. Earlier messages from you: N." — so a test can see that the system
+//! prompt and the customer's history were sent along. A wrong bearer key gets OpenAI's
+//! 401 `invalid_api_key` error; failures and delays can be injected.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Inner {
+    key: Option<String>,
+    fail_next: u32,
+    delay: Duration,
+    requests: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct OpenAiSandbox {
+    url: String,
+    inner: Arc<Mutex<Inner>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl OpenAiSandbox {
+    /// Serves on 127.0.0.1:0; requests must carry `Bearer <key>` when a key is given.
+    pub async fn start(key: Option<&str>) -> std::io::Result<OpenAiSandbox> {
+        let inner = Arc::new(Mutex::new(Inner {
+            key: key.map(str::to_string),
+            ..Inner::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/v1", listener.local_addr()?);
+        let app = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(OpenAiSandbox {
+            url,
+            inner,
+            task: Arc::new(task),
+        })
+    }
+
+    /// The base URL to configure (`…/v1`).
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The next `n` requests answer 500.
+    pub fn fail_next(&self, n: u32) {
+        self.inner.lock().expect("sandbox lock").fail_next = n;
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.inner.lock().expect("sandbox lock").delay = d;
+    }
+
+    /// Every request body received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.inner.lock().expect("sandbox lock").requests.clone()
+    }
+}
+
+impl Drop for OpenAiSandbox {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str, code: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn complete(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let (key, delay, fail) = {
+        let mut g = inner.lock().expect("sandbox lock");
+        g.requests.push(body.clone());
+        let fail = g.fail_next > 0;
+        if fail {
+            g.fail_next -= 1;
+        }
+        (g.key.clone(), g.delay, fail)
+    };
+    if let Some(k) = key {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(k.as_str()) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided.",
+                "invalid_api_key",
+            );
+        }
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if fail {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server had an error while processing your request.",
+            "server_error",
+        );
+    }
+    let model = body["model"].as_str().unwrap_or("model").to_string();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let users: Vec<&Value> = messages.iter().filter(|m| m["role"] == "user").collect();
+    let Some(last) = users.last() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "messages must end with a user message",
+            "invalid_messages",
+        );
+    };
+    let content = format!(
+        "[{model}] You asked: {}. Earlier messages from you: {}.",
+        last["content"].as_str().unwrap_or(""),
+        users.len() - 1
+    );
+    Json(json!({
+        "id": "chatcmpl-sandbox",
+        "object": "chat.completion",
+        "created": chrono::Utc::now().timestamp(),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }))
+    .into_response()
+}
