@@ -339,7 +339,10 @@ async fn an_idle_poll_asks_for_no_redraw() {
     c.add_telegram("Sales bot", common::TG_TOKEN).await;
     c.app.dirty = false;
     let cmds = c.app.on_tick(c.app.last_poll + 5_000, 1_000);
-    assert_eq!(cmds.len(), 1, "a tick polls for changes");
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Poll { .. })),
+        "a tick polls for changes"
+    );
     c.run(cmds).await;
     assert!(!c.app.dirty, "nothing changed, so nothing is redrawn");
     assert!(
@@ -370,4 +373,37 @@ async fn quitting_with_channels_running_here_says_how_many_will_stop() {
     }
     c.key(KeyCode::Char('y')).await;
     assert!(c.app.quit);
+}
+
+#[tokio::test]
+async fn the_details_panel_says_why_a_channel_gets_no_replies() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let (_, text) = c.app.diagnosis.clone().expect("diagnosed");
+    assert!(text.starts_with("attached to no agent"), "{text}");
+
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    let agent = c
+        .channels
+        .create_agent("Support", Default::default())
+        .await
+        .unwrap();
+    c.channels
+        .attach_connection(&agent, &conn, true)
+        .await
+        .unwrap();
+    c.channels.run_agent(&agent, true).await.unwrap();
+    // Any change to the connection (here: Start) brings a fresh diagnosis.
+    c.key(KeyCode::Char('s')).await;
+    let (_, text) = c.app.diagnosis.clone().unwrap();
+    assert_eq!(text, "answered by agent 'Support'");
+
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+    term.draw(|f| flametree::tui::view::draw(f, &mut c.app))
+        .unwrap();
+    let screen = term.backend().to_string();
+    assert!(
+        screen.contains("Replies: answered by agent 'Support'"),
+        "{screen}"
+    );
 }

@@ -125,6 +125,9 @@ pub struct App {
     pub now: Millis,
     pub export_dir: std::path::PathBuf,
     pub hits: Vec<(Rect, Hit)>,
+    /// Why the shown connection's messages get (or do not get) an answer.
+    pub diagnosis: Option<(i64, String)>,
+    diagnosis_key: Option<(i64, i64, Status)>,
     /// Channels this process runs (its runtime keeps the count).
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -162,6 +165,8 @@ impl App {
             export_dir: std::env::temp_dir(),
             hits: Vec::new(),
             running_here: std::sync::Arc::default(),
+            diagnosis: None,
+            diagnosis_key: None,
         }
     }
 
@@ -223,6 +228,31 @@ impl App {
     }
 
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
+        if matches!(msg, Msg::Loaded { .. }) {
+            // Agents change without touching the connection: look again on every reload.
+            self.diagnosis_key = None;
+        }
+        let mut out = self.handle_msg(msg);
+        out.extend(self.follow_up());
+        out
+    }
+
+    /// Work that follows from the state: the reply diagnosis of the connection shown.
+    pub fn follow_up(&mut self) -> Vec<Command> {
+        let Some(c) = self.current() else {
+            return Vec::new();
+        };
+        let key = (c.id, c.version, c.status);
+        let id = c.id;
+        if self.diagnosis_key == Some(key) {
+            return Vec::new();
+        }
+        self.diagnosis_key = Some(key);
+        vec![Command::Diagnose { id }]
+    }
+
+    fn handle_msg(&mut self, msg: Msg) -> Vec<Command> {
+        let was_dirty = self.dirty;
         self.dirty = true;
         let mut out = Vec::new();
         match msg {
@@ -343,6 +373,12 @@ impl App {
                     self.db_down = Some((self.now, err));
                 }
             }
+            Msg::Diagnosis { id, text } => {
+                // The same answer again (every tick) must not cost a frame.
+                let changed = self.diagnosis.as_ref() != Some(&(id, text.clone()));
+                self.dirty = was_dirty || changed;
+                self.diagnosis = Some((id, text));
+            }
             Msg::Logs { id, lines } => {
                 if Some(id) == self.logs_for {
                     self.logs.push(lines.iter().map(entry));
@@ -413,11 +449,15 @@ impl App {
         }
         self.poll_in_flight = true;
         self.last_poll = now;
-        vec![if self.loaded {
+        let mut out = vec![if self.loaded {
             Command::Poll { last: self.marker }
         } else {
             Command::Reload
-        }]
+        }];
+        // Attachments can change in another process; the diagnosis follows within a tick.
+        self.diagnosis_key = None;
+        out.extend(self.follow_up());
+        out
     }
 
     pub fn set_busy(&mut self, what: &str) {

@@ -21,6 +21,12 @@ pub fn picker_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
 
 impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let mut out = self.handle_key(key);
+        out.extend(self.follow_up());
+        out
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Vec<Command> {
         if key.kind == KeyEventKind::Release {
             return Vec::new();
         }

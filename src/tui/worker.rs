@@ -34,6 +34,10 @@ pub enum Command {
         id: i64,
         limit: u32,
     },
+    /// Why the connection's messages get, or do not get, an answer.
+    Diagnose {
+        id: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -64,6 +68,10 @@ pub enum Msg {
     Logs {
         id: i64,
         lines: Vec<LogLine>,
+    },
+    Diagnosis {
+        id: i64,
+        text: String,
     },
 }
 
@@ -147,6 +155,10 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
                 },
                 reload(ch).await,
             ],
+            Err(e) => vec![service_failure(e)],
+        },
+        Command::Diagnose { id } => match ch.reply_diagnosis(id).await {
+            Ok(text) => vec![Msg::Diagnosis { id, text }],
             Err(e) => vec![service_failure(e)],
         },
         Command::LoadLogs { id, limit } => match ch.store().recent_logs(id, limit).await {

@@ -73,6 +73,18 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         for l in wrap(&c.status_message, width, 3) {
             lines.push(Line::styled(l, style));
         }
+        if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
+            && form.ty.lifecycle != Lifecycle::None
+        {
+            let (prefix, style) = if text.starts_with("answered by") {
+                ("Replies: ", t.ok())
+            } else {
+                ("No replies: ", t.warning())
+            };
+            for l in wrap(&format!("{prefix}{text}"), width, 3) {
+                lines.push(Line::styled(l, style));
+            }
+        }
         if c.desired == DesiredState::Running && matches!(c.status, Status::Stopped) {
             lines.push(Line::styled(
                 "Start requested: waiting for the runtime to pick it up",
