@@ -109,6 +109,9 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
             .insert("bot_token".into(), SecretString::new(token));
         let saved = ctx.channels.add(&draft).await?;
         ctx.channels
+            .attach_connection(&agent, &saved.connection, true)
+            .await?;
+        ctx.channels
             .set_desired(&saved.connection, DesiredState::Running)
             .await?;
         if !username.is_empty() {

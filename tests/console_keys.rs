@@ -407,3 +407,99 @@ async fn the_details_panel_says_why_a_channel_gets_no_replies() {
         "{screen}"
     );
 }
+
+#[tokio::test]
+async fn agents_screen_create_attach_start_and_simple_mode() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Char('A')).await;
+    assert_eq!(c.app.screen, flametree::tui::app::Screen::Agents);
+
+    // n: a new agent.
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    assert!(
+        c.flash().contains("Created agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(c.app.agents.selected_agent().unwrap().name, "Support");
+
+    // a: pick Telegram, tick Sales bot, Inbound stays on, Enter saves.
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Char(' ')).await;
+    c.key(KeyCode::Enter).await;
+    assert!(
+        c.flash()
+            .contains("Saved 'Sales bot' (Inbound on) on agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(c.app.agents.card.len(), 1);
+    assert!(c.app.agents.card[0].1.inbound);
+
+    // s: Start agent; the connection's messages now go to it.
+    c.key(KeyCode::Char('s')).await;
+    assert!(
+        c.flash().contains("Started agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(
+        c.channels.reply_diagnosis(conn.id).await.unwrap(),
+        "answered by agent 'Support'"
+    );
+
+    // Simple mode: a new Telegram bot created from the agent's page.
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Down).await; // past Sales bot, onto "+ New Telegram connection"
+    c.key(KeyCode::Enter).await;
+    c.type_text("Night bot").await;
+    c.key(KeyCode::Tab).await; // description
+    c.key(KeyCode::Tab).await; // bot token
+    c.app
+        .on_paste("777777777:AAEsimpleModeTokenValue777777777777");
+    c.ctrl('s').await;
+    assert!(
+        c.flash()
+            .contains("Created 'Night bot' and attached it to agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    let night = c.channels.find("Night bot").await.unwrap();
+    assert_eq!(
+        night.secrets["bot_token"].count, 1,
+        "created in Settings › Channels with its secret"
+    );
+    assert!(
+        c.app.list.all.iter().any(|x| x.name == "Night bot"),
+        "it appears in the channel list"
+    );
+    assert!(c.app.agents.selected_agent().unwrap().restart_pending());
+
+    // A second agent cannot take Sales bot's inbound slot: the refusal names the owner.
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Sales").await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Char(' ')).await;
+    c.key(KeyCode::Enter).await;
+    assert!(
+        c.flash()
+            .contains("already answers inbound messages for agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+
+    c.key(KeyCode::Char('A')).await;
+    assert_eq!(c.app.screen, flametree::tui::app::Screen::Channels);
+}

@@ -22,6 +22,13 @@ pub struct HeaderInfo {
     pub role: Role,
 }
 
+/// Settings › Channels, or AI Agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Channels,
+    Agents,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
     List,
@@ -125,6 +132,8 @@ pub struct App {
     pub now: Millis,
     pub export_dir: std::path::PathBuf,
     pub hits: Vec<(Rect, Hit)>,
+    pub screen: Screen,
+    pub agents: super::agents::AgentsScreen,
     /// Why the shown connection's messages get (or do not get) an answer.
     pub diagnosis: Option<(i64, String)>,
     diagnosis_key: Option<(i64, i64, Status)>,
@@ -167,6 +176,8 @@ impl App {
             running_here: std::sync::Arc::default(),
             diagnosis: None,
             diagnosis_key: None,
+            screen: Screen::Channels,
+            agents: Default::default(),
         }
     }
 
@@ -372,6 +383,40 @@ impl App {
                 if self.db_down.is_none() {
                     self.db_down = Some((self.now, err));
                 }
+            }
+            Msg::Agents(list) => {
+                self.agents.set_agents(list);
+                out.extend(self.agents.card_request());
+            }
+            Msg::Card { agent_id, rows } => {
+                if self.agents.selected == Some(agent_id) {
+                    self.agents.card = rows;
+                    self.agents.card_for = Some(agent_id);
+                    self.agents.card_sel = self
+                        .agents
+                        .card_sel
+                        .min(self.agents.card.len().saturating_sub(1));
+                }
+            }
+            Msg::AgentDone {
+                text,
+                warnings,
+                select,
+            } => {
+                self.busy = None;
+                self.agents.add = None;
+                if select.is_some() {
+                    self.agents.selected = select;
+                    self.agents.card_for = None;
+                }
+                match warnings.first() {
+                    Some(w) => self.flash(format!("{text} Warning: {w}"), FlashKind::Warn),
+                    None => self.flash(text, FlashKind::Info),
+                }
+            }
+            Msg::AgentRejected(text) => {
+                self.busy = None;
+                self.flash(text, FlashKind::Error);
             }
             Msg::Diagnosis { id, text } => {
                 // The same answer again (every tick) must not cost a frame.

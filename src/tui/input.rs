@@ -38,6 +38,9 @@ impl App {
         if self.overlay.is_some() {
             return self.overlay_key(key);
         }
+        if self.screen == super::app::Screen::Agents {
+            return self.agents_key(key);
+        }
         if ctrl && key.code == KeyCode::Char('s') {
             return self.save();
         }
@@ -52,6 +55,10 @@ impl App {
 
     pub fn on_paste(&mut self, text: &str) {
         self.dirty = true;
+        if self.screen == super::app::Screen::Agents {
+            self.agents.on_paste(text);
+            return;
+        }
         if self.focus == Focus::Fields
             && let Some(form) = &mut self.form
             && form.paste(text) == FormOutcome::ReadOnly
@@ -100,6 +107,10 @@ impl App {
             KeyCode::Char('s') => return self.start_stop(),
             KeyCode::Char('l') => return self.toggle_logs(),
             KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
+            KeyCode::Char('A') => {
+                self.screen = super::app::Screen::Agents;
+                return vec![Command::LoadAgents];
+            }
             KeyCode::Char('m') => {
                 self.mouse = !self.mouse;
                 let state = if self.mouse {
@@ -121,6 +132,36 @@ impl App {
             _ => {}
         }
         Vec::new()
+    }
+
+    fn agents_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        use super::agents::AgentsOutcome;
+        let can_edit = self.can_edit();
+        match self
+            .agents
+            .on_key(key, &self.list.all, can_edit, self.meta_configured)
+        {
+            AgentsOutcome::Commands(cmds) => {
+                if cmds.iter().any(|c| !matches!(c, Command::LoadCard { .. })) {
+                    self.set_busy("Saving");
+                }
+                cmds
+            }
+            AgentsOutcome::Flash(text) => {
+                self.flash(text, FlashKind::Warn);
+                Vec::new()
+            }
+            AgentsOutcome::SwitchToChannels => {
+                self.screen = super::app::Screen::Channels;
+                self.focus = Focus::List;
+                vec![Command::Reload]
+            }
+            AgentsOutcome::Quit => self.request_quit(),
+            AgentsOutcome::Help => {
+                self.overlay = Some(Overlay::Help { scroll: 0 });
+                Vec::new()
+            }
+        }
     }
 
     fn search_key(&mut self, key: KeyEvent) -> Vec<Command> {

@@ -80,6 +80,35 @@ pub const HELP: &[(&str, &str)] = &[
     ("w", "wrap long lines on/off"),
     ("x", "save the lines shown to a file (mode 0600)"),
     ("Esc", "back;  l closes the pane"),
+    ("", "AI Agents"),
+    (
+        "↑ ↓  j k",
+        "choose an agent, or a row of its Communication channels card",
+    ),
+    ("Tab", "between the agent list and the card"),
+    (
+        "n",
+        "new agent (built-in rule responder; `flametree agents edit` sets rules or a model)",
+    ),
+    (
+        "s",
+        "Start agent / Stop agent (saved changes apply at restart)",
+    ),
+    (
+        "a",
+        "add channels: pick the type (d: show deprecated), tick connections with",
+    ),
+    (
+        "",
+        "  Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram",
+    ),
+    ("", "  or WhatsApp connection right there"),
+    ("Space", "on a card row: Inbound on/off"),
+    (
+        "x",
+        "on a card row: detach (applies when the agent restarts)",
+    ),
+    ("A  Esc", "back to Channels  /  back to the agent list"),
     ("", "Mouse (when capture is on)"),
     ("click", "select a row, focus a field, press a [ button ]"),
     ("wheel", "scroll the list, the form, the logs or a popup"),

@@ -2,6 +2,7 @@
 //! the store worker and ticks; it draws only when something changed, at most once
 //! per frame interval, so an idle console costs nothing.
 
+pub mod agents;
 pub mod app;
 pub mod form;
 pub mod input;

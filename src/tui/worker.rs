@@ -3,7 +3,7 @@
 
 use crate::channels::{Channels, Draft, ServiceError};
 use crate::model::validation::Report;
-use crate::model::{Connection, DesiredState, LogLine};
+use crate::model::{Agent, AgentChannel, Connection, DesiredState, LogLine};
 use crate::store::{ChangeMarker, StoreError};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -37,6 +37,32 @@ pub enum Command {
     /// Why the connection's messages get, or do not get, an answer.
     Diagnose {
         id: i64,
+    },
+    LoadAgents,
+    LoadCard {
+        agent_id: i64,
+    },
+    CreateAgent {
+        name: String,
+    },
+    RunAgent {
+        agent: Box<Agent>,
+        run: bool,
+    },
+    /// Attach (or change Inbound of) connections on the agent's card.
+    Attach {
+        agent: Box<Agent>,
+        items: Vec<(Connection, bool)>,
+    },
+    Detach {
+        agent: Box<Agent>,
+        connection: Box<Connection>,
+    },
+    /// Simple mode: create the connection from the inline form, then attach it.
+    SimpleAttach {
+        agent: Box<Agent>,
+        draft: Draft,
+        inbound: bool,
     },
 }
 
@@ -73,6 +99,19 @@ pub enum Msg {
         id: i64,
         text: String,
     },
+    Agents(Vec<Agent>),
+    Card {
+        agent_id: i64,
+        rows: Vec<(Connection, AgentChannel)>,
+    },
+    /// An agent action went through: what to tell the operator.
+    AgentDone {
+        text: String,
+        warnings: Vec<String>,
+        select: Option<i64>,
+    },
+    /// An agent action was refused; the open dialog stays for a correction.
+    AgentRejected(String),
 }
 
 /// Runs commands one at a time until the console hangs up.
@@ -157,6 +196,100 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             ],
             Err(e) => vec![service_failure(e)],
         },
+        Command::LoadAgents => vec![agents_msg(ch).await],
+        Command::LoadCard { agent_id } => vec![card_msg(ch, agent_id).await],
+        Command::CreateAgent { name } => match ch.create_agent(&name, Default::default()).await {
+            Ok(a) => {
+                agent_done(
+                    ch,
+                    a.id,
+                    format!("Created agent '{}'. a adds a channel to it.", a.name),
+                    Vec::new(),
+                )
+                .await
+            }
+            Err(e) => vec![Msg::AgentRejected(e.to_string())],
+        },
+        Command::RunAgent { agent, run } => match ch.run_agent(&agent, run).await {
+            Ok(a) => {
+                let verb = if run { "Started" } else { "Stopped" };
+                let mut out =
+                    agent_done(ch, a.id, format!("{verb} agent '{}'.", a.name), Vec::new()).await;
+                out.push(reload(ch).await);
+                out
+            }
+            Err(e) => vec![Msg::AgentRejected(e.to_string())],
+        },
+        Command::Attach { agent, items } => {
+            let mut warnings = Vec::new();
+            let mut names = Vec::new();
+            for (c, inbound) in &items {
+                match ch.attach_connection(&agent, c, *inbound).await {
+                    Ok(w) => {
+                        warnings.extend(w);
+                        names.push(format!(
+                            "'{}' (Inbound {})",
+                            c.name,
+                            if *inbound { "on" } else { "off" }
+                        ));
+                    }
+                    Err(e) => {
+                        return vec![
+                            Msg::AgentRejected(e.to_string()),
+                            card_msg(ch, agent.id).await,
+                        ];
+                    }
+                }
+            }
+            let text = format!(
+                "Saved {} on agent '{}'. Restart the agent (s twice) for it to apply.",
+                names.join(", "),
+                agent.name
+            );
+            agent_done(ch, agent.id, text, warnings).await
+        }
+        Command::Detach { agent, connection } => {
+            match ch.detach_connection(&agent, &connection).await {
+                Ok(()) => {
+                    let text = format!(
+                        "Detached '{}' from agent '{}'; it applies when the agent restarts.",
+                        connection.name, agent.name
+                    );
+                    agent_done(ch, agent.id, text, Vec::new()).await
+                }
+                Err(e) => vec![Msg::AgentRejected(e.to_string())],
+            }
+        }
+        Command::SimpleAttach {
+            agent,
+            draft,
+            inbound,
+        } => {
+            let saved = match ch.add(&draft).await {
+                Ok(s) => s,
+                Err(ServiceError::Invalid(report)) => {
+                    let first = report
+                        .errors
+                        .first()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_default();
+                    return vec![Msg::AgentRejected(format!("Not saved: {first}"))];
+                }
+                Err(e) => return vec![Msg::AgentRejected(e.to_string())],
+            };
+            let c = saved.connection;
+            let warnings = match ch.attach_connection(&agent, &c, inbound).await {
+                Ok(w) => w,
+                Err(e) => return vec![Msg::AgentRejected(e.to_string())],
+            };
+            let text = format!(
+                "Created '{}' and attached it to agent '{}'; it is managed in Settings › Channels. Start it there, and restart the agent.",
+                c.name, agent.name
+            );
+            let mut out = agent_done(ch, agent.id, text, warnings).await;
+            out.push(reload(ch).await);
+            out
+        }
         Command::Diagnose { id } => match ch.reply_diagnosis(id).await {
             Ok(text) => vec![Msg::Diagnosis { id, text }],
             Err(e) => vec![service_failure(e)],
@@ -166,6 +299,42 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             Err(e) => vec![store_failure(e)],
         },
     }
+}
+
+async fn agents_msg(ch: &Channels) -> Msg {
+    match ch.agents().await {
+        Ok(list) => Msg::Agents(list),
+        Err(e) => service_failure(e),
+    }
+}
+
+async fn card_msg(ch: &Channels, agent_id: i64) -> Msg {
+    let agent = match ch.store().agent(agent_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return Msg::Card {
+                agent_id,
+                rows: Vec::new(),
+            };
+        }
+        Err(e) => return store_failure(e),
+    };
+    match ch.agent_connections(&agent).await {
+        Ok(rows) => Msg::Card { agent_id, rows },
+        Err(e) => service_failure(e),
+    }
+}
+
+async fn agent_done(ch: &Channels, agent_id: i64, text: String, warnings: Vec<String>) -> Vec<Msg> {
+    vec![
+        Msg::AgentDone {
+            text,
+            warnings,
+            select: Some(agent_id),
+        },
+        agents_msg(ch).await,
+        card_msg(ch, agent_id).await,
+    ]
 }
 
 /// A screenful, when there is more than a screenful; nothing otherwise (the full

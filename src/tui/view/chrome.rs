@@ -20,7 +20,11 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
         "tenant {} · {} · {} ({role})",
         h.tenant, h.database, h.operator
     );
-    let left = "Settings › Channels";
+    let left = if app.screen == crate::tui::app::Screen::Agents {
+        "AI Agents"
+    } else {
+        "Settings › Channels"
+    };
     let width = area.width as usize;
     let room = width.saturating_sub(left.chars().count() + 2);
     let right = fit(&right, room);
@@ -75,54 +79,75 @@ pub fn message(f: &mut Frame, app: &App, area: Rect) {
 
 /// The footer: only the keys that work where the focus is.
 pub fn keys(f: &mut Frame, app: &App, area: Rect) {
-    let mut pairs: Vec<(&str, &str)> = match app.focus {
-        Focus::List => vec![
-            ("↑↓", "move"),
-            ("Enter", "open"),
-            ("/", "search"),
-            ("o", "sort"),
-            ("a", "add"),
-            ("s", "start/stop"),
-            ("l", "logs"),
-            ("D", "delete"),
-            ("q", "quit"),
-        ],
-        Focus::Search => vec![
-            ("type", "filter"),
-            ("Enter", "keep"),
-            ("Esc", "clear"),
-            ("↑↓", "move"),
-        ],
-        Focus::Panel => vec![
-            ("Tab", "fields"),
-            ("s", "start/stop"),
-            ("l", "logs"),
-            ("^S", "save"),
-            ("D", "delete"),
-            ("^G", "setup guide"),
-            ("Esc", "back"),
-        ],
-        Focus::Fields => vec![
-            ("Tab/↑↓", "next field"),
-            ("^S", "save"),
-            ("^N", "add variable"),
-            ("^X", "remove"),
-            ("^G", "setup guide"),
-            ("Esc", "leave fields"),
-        ],
-        Focus::Logs => vec![
-            ("/", "search"),
-            ("n/N", "next/prev"),
-            ("v", "level"),
-            ("w", "wrap"),
-            ("x", "save to file"),
-            ("G", "follow"),
-            ("Esc", "back"),
-            ("l", "close"),
-        ],
+    let agents_keys = vec![
+        ("A", "channels"),
+        ("↑↓", "move"),
+        ("Tab", "card"),
+        ("n", "new agent"),
+        ("s", "start/stop agent"),
+        ("a", "add channel"),
+        ("Space", "inbound"),
+        ("x", "detach"),
+        ("q", "quit"),
+    ];
+    let mut pairs: Vec<(&str, &str)> = if app.screen == crate::tui::app::Screen::Agents {
+        agents_keys
+    } else {
+        match app.focus {
+            Focus::List => vec![
+                ("↑↓", "move"),
+                ("Enter", "open"),
+                ("/", "search"),
+                ("o", "sort"),
+                ("a", "add"),
+                ("s", "start/stop"),
+                ("l", "logs"),
+                ("D", "delete"),
+                ("A", "agents"),
+                ("q", "quit"),
+            ],
+            Focus::Search => vec![
+                ("type", "filter"),
+                ("Enter", "keep"),
+                ("Esc", "clear"),
+                ("↑↓", "move"),
+            ],
+            Focus::Panel => vec![
+                ("Tab", "fields"),
+                ("s", "start/stop"),
+                ("l", "logs"),
+                ("^S", "save"),
+                ("D", "delete"),
+                ("^G", "setup guide"),
+                ("Esc", "back"),
+            ],
+            Focus::Fields => vec![
+                ("Tab/↑↓", "next field"),
+                ("^S", "save"),
+                ("^N", "add variable"),
+                ("^X", "remove"),
+                ("^G", "setup guide"),
+                ("Esc", "leave fields"),
+            ],
+            Focus::Logs => vec![
+                ("/", "search"),
+                ("n/N", "next/prev"),
+                ("v", "level"),
+                ("w", "wrap"),
+                ("x", "save to file"),
+                ("G", "follow"),
+                ("Esc", "back"),
+                ("l", "close"),
+            ],
+        }
     };
     if !app.can_edit() {
-        pairs.retain(|(k, _)| !matches!(*k, "a" | "s" | "D" | "^S" | "^N" | "^X"));
+        pairs.retain(|(k, _)| {
+            !matches!(
+                *k,
+                "a" | "s" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
+            )
+        });
     }
     // Help first: whatever a narrow terminal cuts off, `?` lists it.
     let help = if app.focus == Focus::Fields {

@@ -1,5 +1,6 @@
 //! Drawing. Layout: header, optional banner, list | details (+ logs), message line, keys.
 
+mod agents;
 mod chrome;
 mod details;
 mod list;
@@ -36,11 +37,15 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     if banner > 0 {
         chrome::banner(f, app, banner_area);
     }
-    let list_width = list_width(area.width);
-    let [left, right] =
-        Layout::horizontal([Constraint::Length(list_width), Constraint::Min(30)]).areas(body);
-    list::draw(f, app, left);
-    draw_right(f, app, right);
+    if app.screen == super::app::Screen::Agents {
+        agents::draw(f, app, body);
+    } else {
+        let list_width = list_width(area.width);
+        let [left, right] =
+            Layout::horizontal([Constraint::Length(list_width), Constraint::Min(30)]).areas(body);
+        list::draw(f, app, left);
+        draw_right(f, app, right);
+    }
     chrome::message(f, app, message);
     chrome::keys(f, app, keys);
     overlays::draw(f, app, area);

@@ -1,0 +1,397 @@
+//! The AI Agents screen: agents on the left; on the right the selected agent with
+//! Start/Stop agent and its Communication channels card (Add → type → tick connections
+//! → Inbound → Save; Simple mode creates a Telegram or WhatsApp connection inline).
+
+use super::form::{Form, FormOutcome, Slot};
+use super::worker::Command;
+use crate::catalog::{Catalog, ChannelType};
+use crate::model::{Agent, AgentChannel, Connection};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentsFocus {
+    List,
+    Card,
+}
+
+pub enum AddFlow {
+    /// The channel type dropdown, with its Show deprecated toggle.
+    PickType { sel: usize, show_deprecated: bool },
+    /// Tick the connections of that type; Inbound applies to all ticked.
+    PickConnections {
+        ty: &'static ChannelType,
+        rows: Vec<(Connection, bool)>,
+        sel: usize,
+        inbound: bool,
+    },
+    /// Simple mode: the connection's credentials collected right here.
+    Simple { form: Box<Form>, inbound: bool },
+    /// A name for a new agent.
+    NewAgent { form: Box<Form> },
+}
+
+pub struct AgentsScreen {
+    pub agents: Vec<Agent>,
+    pub selected: Option<i64>,
+    pub card: Vec<(Connection, AgentChannel)>,
+    pub card_for: Option<i64>,
+    pub focus: AgentsFocus,
+    pub card_sel: usize,
+    pub add: Option<AddFlow>,
+    pub loaded: bool,
+}
+
+impl Default for AgentsScreen {
+    fn default() -> Self {
+        AgentsScreen {
+            agents: Vec::new(),
+            selected: None,
+            card: Vec::new(),
+            card_for: None,
+            focus: AgentsFocus::List,
+            card_sel: 0,
+            add: None,
+            loaded: false,
+        }
+    }
+}
+
+/// Types that may be attached from an agent's page.
+pub fn attachable_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
+    Catalog::get()
+        .listed()
+        .filter(|t| show_deprecated || !t.deprecated)
+        .collect()
+}
+
+/// Simple mode exists for WhatsApp and Telegram, as the spec says.
+pub fn has_simple_mode(ty: &ChannelType) -> bool {
+    matches!(ty.key.as_str(), "telegram" | "whatsapp")
+}
+
+/// What the agents screen asks of the app besides store commands.
+pub enum AgentsOutcome {
+    Commands(Vec<Command>),
+    Flash(String),
+    SwitchToChannels,
+    Quit,
+    Help,
+}
+
+impl AgentsScreen {
+    pub fn selected_agent(&self) -> Option<&Agent> {
+        self.selected
+            .and_then(|id| self.agents.iter().find(|a| a.id == id))
+    }
+
+    pub fn set_agents(&mut self, agents: Vec<Agent>) {
+        self.loaded = true;
+        self.agents = agents;
+        if self.selected_agent().is_none() {
+            self.selected = self.agents.first().map(|a| a.id);
+        }
+    }
+
+    /// The card of the selected agent is needed (or stale).
+    pub fn card_request(&self) -> Option<Command> {
+        let id = self.selected?;
+        (self.card_for != Some(id)).then_some(Command::LoadCard { agent_id: id })
+    }
+
+    fn move_list(&mut self, delta: isize) {
+        let Some(i) = self
+            .selected
+            .and_then(|id| self.agents.iter().position(|a| a.id == id))
+        else {
+            self.selected = self.agents.first().map(|a| a.id);
+            return;
+        };
+        let to = (i as isize + delta).clamp(0, self.agents.len() as isize - 1) as usize;
+        self.selected = Some(self.agents[to].id);
+        self.card_sel = 0;
+    }
+
+    pub fn on_key(
+        &mut self,
+        key: KeyEvent,
+        all: &[Connection],
+        can_edit: bool,
+        meta: bool,
+    ) -> AgentsOutcome {
+        if self.add.is_some() {
+            return self.add_key(key, all, meta);
+        }
+        let none = AgentsOutcome::Commands(Vec::new());
+        let ro = || AgentsOutcome::Flash("Read-only: viewers cannot change agents".into());
+        match key.code {
+            KeyCode::Char('A') | KeyCode::Char('C') => return AgentsOutcome::SwitchToChannels,
+            KeyCode::Char('q') => return AgentsOutcome::Quit,
+            KeyCode::Char('?') | KeyCode::F(1) => return AgentsOutcome::Help,
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.focus = match self.focus {
+                    AgentsFocus::List => AgentsFocus::Card,
+                    AgentsFocus::Card => AgentsFocus::List,
+                };
+            }
+            KeyCode::Esc => self.focus = AgentsFocus::List,
+            KeyCode::Down | KeyCode::Char('j') => match self.focus {
+                AgentsFocus::List => self.move_list(1),
+                AgentsFocus::Card => {
+                    self.card_sel = (self.card_sel + 1).min(self.card.len().saturating_sub(1))
+                }
+            },
+            KeyCode::Up | KeyCode::Char('k') => match self.focus {
+                AgentsFocus::List => self.move_list(-1),
+                AgentsFocus::Card => self.card_sel = self.card_sel.saturating_sub(1),
+            },
+            KeyCode::Char('n') if can_edit => {
+                let ty = Catalog::get().find("telegram").expect("telegram type");
+                let mut form = Form::new_connector(ty, meta, false);
+                form.name
+                    .set_placeholder_text("required · the agent's name");
+                form.set_focus(Some(0));
+                self.add = Some(AddFlow::NewAgent {
+                    form: Box::new(form),
+                });
+            }
+            KeyCode::Char('s') if can_edit => {
+                let Some(a) = self.selected_agent() else {
+                    return none;
+                };
+                let run = a.status != crate::model::Status::Running;
+                return AgentsOutcome::Commands(vec![Command::RunAgent {
+                    agent: Box::new(a.clone()),
+                    run,
+                }]);
+            }
+            KeyCode::Char('a') if can_edit => {
+                if self.selected_agent().is_none() {
+                    return AgentsOutcome::Flash("Create an agent first: n".into());
+                }
+                self.add = Some(AddFlow::PickType {
+                    sel: 0,
+                    show_deprecated: false,
+                });
+            }
+            KeyCode::Char(' ') if can_edit && self.focus == AgentsFocus::Card => {
+                let (Some(a), Some((c, ch))) =
+                    (self.selected_agent(), self.card.get(self.card_sel))
+                else {
+                    return none;
+                };
+                if ch.detached {
+                    return AgentsOutcome::Flash(format!(
+                        "'{}' is detached; add it again to change it",
+                        c.name
+                    ));
+                }
+                return AgentsOutcome::Commands(vec![Command::Attach {
+                    agent: Box::new(a.clone()),
+                    items: vec![(c.clone(), !ch.inbound)],
+                }]);
+            }
+            KeyCode::Char('x') | KeyCode::Char('D')
+                if can_edit && self.focus == AgentsFocus::Card =>
+            {
+                let (Some(a), Some((c, ch))) =
+                    (self.selected_agent(), self.card.get(self.card_sel))
+                else {
+                    return none;
+                };
+                if ch.detached {
+                    return none;
+                }
+                return AgentsOutcome::Commands(vec![Command::Detach {
+                    agent: Box::new(a.clone()),
+                    connection: Box::new(c.clone()),
+                }]);
+            }
+            KeyCode::Char('n' | 's' | 'a' | ' ' | 'x' | 'D') => return ro(),
+            _ => {}
+        }
+        match self.card_request() {
+            Some(cmd) => AgentsOutcome::Commands(vec![cmd]),
+            None => none,
+        }
+    }
+
+    fn add_key(&mut self, key: KeyEvent, all: &[Connection], meta: bool) -> AgentsOutcome {
+        let none = AgentsOutcome::Commands(Vec::new());
+        let Some(flow) = self.add.take() else {
+            return none;
+        };
+        let agent = self.selected_agent().cloned();
+        let ctrl_s =
+            key.code == KeyCode::Char('s') && key.modifiers.contains(KeyModifiers::CONTROL);
+        let next = match flow {
+            AddFlow::PickType {
+                sel,
+                show_deprecated,
+            } => {
+                let types = attachable_types(show_deprecated);
+                match key.code {
+                    KeyCode::Esc => None,
+                    KeyCode::Char('d') => Some(AddFlow::PickType {
+                        sel: 0,
+                        show_deprecated: !show_deprecated,
+                    }),
+                    KeyCode::Down | KeyCode::Char('j') => Some(AddFlow::PickType {
+                        sel: (sel + 1).min(types.len().saturating_sub(1)),
+                        show_deprecated,
+                    }),
+                    KeyCode::Up | KeyCode::Char('k') => Some(AddFlow::PickType {
+                        sel: sel.saturating_sub(1),
+                        show_deprecated,
+                    }),
+                    KeyCode::Enter => {
+                        let ty = types[sel.min(types.len() - 1)];
+                        let mut rows: Vec<(Connection, bool)> = all
+                            .iter()
+                            .filter(|c| c.type_key == ty.key)
+                            .map(|c| (c.clone(), false))
+                            .collect();
+                        rows.sort_by_key(|(c, _)| c.name.to_lowercase());
+                        Some(AddFlow::PickConnections {
+                            ty,
+                            rows,
+                            sel: 0,
+                            inbound: true,
+                        })
+                    }
+                    _ => Some(AddFlow::PickType {
+                        sel,
+                        show_deprecated,
+                    }),
+                }
+            }
+            AddFlow::PickConnections {
+                ty,
+                mut rows,
+                sel,
+                inbound,
+            } => {
+                // The last row is "new connection (Simple mode)" where it exists.
+                let extra = usize::from(has_simple_mode(ty));
+                let count = rows.len() + extra;
+                match key.code {
+                    KeyCode::Esc => None,
+                    KeyCode::Down | KeyCode::Char('j') => Some(AddFlow::PickConnections {
+                        ty,
+                        rows,
+                        sel: (sel + 1).min(count.saturating_sub(1)),
+                        inbound,
+                    }),
+                    KeyCode::Up | KeyCode::Char('k') => Some(AddFlow::PickConnections {
+                        ty,
+                        rows,
+                        sel: sel.saturating_sub(1),
+                        inbound,
+                    }),
+                    KeyCode::Char('i') => Some(AddFlow::PickConnections {
+                        ty,
+                        rows,
+                        sel,
+                        inbound: !inbound,
+                    }),
+                    KeyCode::Char(' ') | KeyCode::Enter if sel == rows.len() && extra == 1 => {
+                        let mut form = Form::new_connector(ty, meta, false);
+                        form.set_focus(Some(0));
+                        Some(AddFlow::Simple {
+                            form: Box::new(form),
+                            inbound,
+                        })
+                    }
+                    KeyCode::Char(' ') => {
+                        if let Some(row) = rows.get_mut(sel) {
+                            row.1 = !row.1;
+                        }
+                        Some(AddFlow::PickConnections {
+                            ty,
+                            rows,
+                            sel,
+                            inbound,
+                        })
+                    }
+                    KeyCode::Enter | KeyCode::Char('s') if key.code == KeyCode::Enter || ctrl_s => {
+                        let items: Vec<(Connection, bool)> = rows
+                            .iter()
+                            .filter(|(_, t)| *t)
+                            .map(|(c, _)| (c.clone(), inbound))
+                            .collect();
+                        let Some(agent) = agent else { return none };
+                        if items.is_empty() {
+                            self.add = Some(AddFlow::PickConnections {
+                                ty,
+                                rows,
+                                sel,
+                                inbound,
+                            });
+                            return AgentsOutcome::Flash(
+                                "Tick a connection with Space first".into(),
+                            );
+                        }
+                        return AgentsOutcome::Commands(vec![Command::Attach {
+                            agent: Box::new(agent),
+                            items,
+                        }]);
+                    }
+                    _ => Some(AddFlow::PickConnections {
+                        ty,
+                        rows,
+                        sel,
+                        inbound,
+                    }),
+                }
+            }
+            AddFlow::Simple { mut form, inbound } => {
+                if ctrl_s {
+                    let Some(agent) = agent else { return none };
+                    let draft = form.to_draft();
+                    self.add = Some(AddFlow::Simple { form, inbound });
+                    return AgentsOutcome::Commands(vec![Command::SimpleAttach {
+                        agent: Box::new(agent),
+                        draft,
+                        inbound,
+                    }]);
+                }
+                match form.handle_key(key) {
+                    FormOutcome::Left => None,
+                    _ => {
+                        // Simple mode skips the environment variables.
+                        if matches!(
+                            form.focused_slot(),
+                            Some(Slot::EnvName(_) | Slot::EnvValue(_) | Slot::AddEnv)
+                        ) {
+                            form.set_focus(Some(0));
+                        }
+                        Some(AddFlow::Simple { form, inbound })
+                    }
+                }
+            }
+            AddFlow::NewAgent { mut form } => {
+                if ctrl_s || key.code == KeyCode::Enter {
+                    let name = form.value(&Slot::Name);
+                    self.add = Some(AddFlow::NewAgent { form });
+                    return AgentsOutcome::Commands(vec![Command::CreateAgent { name }]);
+                }
+                if key.code == KeyCode::Esc {
+                    None
+                } else {
+                    form.set_focus(Some(0));
+                    form.handle_key(key);
+                    form.set_focus(Some(0));
+                    Some(AddFlow::NewAgent { form })
+                }
+            }
+        };
+        self.add = next;
+        none
+    }
+
+    /// Pasted text goes to the inline form (a token copied from BotFather).
+    pub fn on_paste(&mut self, text: &str) {
+        if let Some(AddFlow::Simple { form, .. } | AddFlow::NewAgent { form }) = &mut self.add {
+            form.paste(text);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The AI Agents screen: agent list, the agent's panel with its Communication channels
+//! card, and the Add dialog (type, connections, Inbound; or Simple mode).
+
+use super::{fit, wrap};
+use crate::agents::ResponderConfig;
+use crate::catalog::Catalog;
+use crate::model::Status;
+use crate::tui::agents::{AddFlow, AgentsFocus, attachable_types, has_simple_mode};
+use crate::tui::app::App;
+use crate::tui::form::{Form, Slot};
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+pub fn draw(f: &mut Frame, app: &mut App, body: Rect) {
+    let [left, right] = Layout::horizontal([
+        Constraint::Length(super::list_width(f.area().width)),
+        Constraint::Min(30),
+    ])
+    .areas(body);
+    draw_list(f, app, left);
+    draw_agent(f, app, right);
+    draw_add(f, app, f.area());
+}
+
+fn draw_list(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let focused = app.agents.focus == AgentsFocus::List;
+    let block = Block::bordered()
+        .title(Line::styled(" AI Agents ", t.title()))
+        .title_bottom(Line::styled(" A back to Channels ", t.dim()).right_aligned())
+        .border_style(if focused {
+            t.focused_border()
+        } else {
+            t.border()
+        });
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let width = inner.width as usize;
+    let mut lines = Vec::new();
+    if app.agents.loaded && app.agents.agents.is_empty() {
+        for l in wrap("No agents yet. Press n to create one.", width, 3) {
+            lines.push(Line::styled(l, t.dim()));
+        }
+    }
+    for a in &app.agents.agents {
+        let mark = if a.restart_pending() { " ↻" } else { "" };
+        let word = format!("{}{mark}", a.status);
+        let name_w = width.saturating_sub(3 + word.chars().count());
+        let mut line = Line::from(vec![
+            Span::styled(
+                format!("{} ", Theme::status_symbol(a.status)),
+                t.status(a.status),
+            ),
+            Span::raw(format!("{:<name_w$}", fit(&a.name, name_w))),
+            Span::raw(" "),
+            Span::styled(word, t.status(a.status)),
+        ]);
+        if app.agents.selected == Some(a.id) {
+            line = line.patch_style(t.selected());
+        }
+        lines.push(line);
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn responder_line(responder: &str) -> String {
+    match serde_json::from_str::<ResponderConfig>(responder) {
+        Ok(ResponderConfig::OpenAi(o)) => format!(
+            "Responder: OpenAI-compatible, {} at {}",
+            o.model, o.base_url
+        ),
+        Ok(ResponderConfig::Rules(r)) => format!(
+            "Responder: built-in rules — greeting, {} keyword rule(s), fallback",
+            r.rules.len()
+        ),
+        Err(_) => "Responder: built-in rules (defaults)".into(),
+    }
+}
+
+fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(a) = app.agents.selected_agent() else {
+        let block = Block::bordered().title(" Agent ").border_style(t.border());
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        f.render_widget(
+            Paragraph::new(Line::styled(" Select or create an agent (n).", t.dim())),
+            inner,
+        );
+        return;
+    };
+    let action = if a.status == Status::Running {
+        "[ Stop agent s ]"
+    } else {
+        "[ Start agent s ]"
+    };
+    let block = Block::bordered()
+        .title(Line::styled(format!(" {} ", a.name), t.title()))
+        .title(Line::styled(format!("{action} "), t.key()).right_aligned())
+        .border_style(if app.agents.focus == AgentsFocus::Card {
+            t.focused_border()
+        } else {
+            t.border()
+        });
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let width = inner.width as usize;
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{} {}", Theme::status_symbol(a.status), a.status),
+            t.status(a.status),
+        ),
+        Span::styled(
+            fit(&format!("  {}", a.description), width.saturating_sub(12)),
+            t.dim(),
+        ),
+    ])];
+    if a.restart_pending() {
+        lines.push(Line::styled(
+            "Restart pending: saved changes apply after Stop agent, then Start agent",
+            t.warning(),
+        ));
+    }
+    lines.push(Line::styled(
+        fit(&responder_line(&a.responder), width),
+        t.dim(),
+    ));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("Communication channels", t.title()));
+    if app.agents.card.is_empty() {
+        lines.push(Line::styled("  none yet — a adds one", t.dim()));
+    }
+    let catalog = Catalog::get();
+    for (i, (c, ch)) in app.agents.card.iter().enumerate() {
+        let ty = catalog
+            .find(&c.type_key)
+            .map(|t| t.display_name())
+            .unwrap_or_default();
+        let inbound = if ch.detached {
+            "[ detached until restart ]".to_string()
+        } else {
+            format!("[{}] Inbound", if ch.inbound { "x" } else { " " })
+        };
+        let pending =
+            if !ch.detached && ch.inbound != ch.applied_inbound && a.status == Status::Running {
+                " (applies at restart)"
+            } else {
+                ""
+            };
+        let mut line = Line::from(vec![
+            Span::raw(format!("  {inbound}  ")),
+            Span::raw(fit(
+                &format!("{} · {ty} · {}{pending}", c.name, c.status),
+                width.saturating_sub(inbound.len() + 4),
+            )),
+        ]);
+        if app.agents.focus == AgentsFocus::Card && i == app.agents.card_sel {
+            line = line.patch_style(t.selected());
+        }
+        lines.push(line);
+    }
+    lines.push(Line::raw(""));
+    for l in wrap(
+        "Channels do nothing on their own: attach them here with Inbound on for the agent that answers, then restart the agent.",
+        width,
+        3,
+    ) {
+        lines.push(Line::styled(l, t.dim()));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width.saturating_sub(2));
+    let h = h.min(area.height.saturating_sub(2));
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn dialog(f: &mut Frame, app: &App, area: Rect, title: &str, lines: Vec<Line>) -> Rect {
+    let t = &app.theme;
+    let rect = centered(area, 76, lines.len() as u16 + 2);
+    f.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(Line::styled(format!(" {title} "), t.title()))
+        .border_style(t.focused_border());
+    let inner = block.inner(rect);
+    f.render_widget(block, rect);
+    f.render_widget(Paragraph::new(lines), inner);
+    inner
+}
+
+fn draw_add(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(flow) = &app.agents.add else { return };
+    match flow {
+        AddFlow::PickType {
+            sel,
+            show_deprecated,
+        } => {
+            let mut lines: Vec<Line> = attachable_types(*show_deprecated)
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| {
+                    let l = Line::raw(format!(" {}", ty.display_name()));
+                    if i == *sel {
+                        l.patch_style(t.selected())
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            lines.push(Line::styled(
+                format!(
+                    " d Show deprecated: {}   Enter choose   Esc cancel",
+                    if *show_deprecated { "[x]" } else { "[ ]" }
+                ),
+                t.key(),
+            ));
+            dialog(f, app, area, "Add a channel — pick its type", lines);
+        }
+        AddFlow::PickConnections {
+            ty,
+            rows,
+            sel,
+            inbound,
+        } => {
+            let mut lines: Vec<Line> = Vec::new();
+            if rows.is_empty() {
+                lines.push(Line::styled(
+                    format!(" No {} connection yet.", ty.name),
+                    t.dim(),
+                ));
+            }
+            for (i, (c, ticked)) in rows.iter().enumerate() {
+                let l = Line::raw(format!(
+                    " [{}] {} · {}",
+                    if *ticked { "x" } else { " " },
+                    c.name,
+                    c.status
+                ));
+                lines.push(if i == *sel {
+                    l.patch_style(t.selected())
+                } else {
+                    l
+                });
+            }
+            if has_simple_mode(ty) {
+                let l = Line::raw(format!(" + New {} connection here (Simple mode)", ty.name));
+                lines.push(if *sel == rows.len() {
+                    l.patch_style(t.selected())
+                } else {
+                    l
+                });
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::raw(format!(
+                " Inbound: [{}] the agent answers incoming messages on them (i toggles)",
+                if *inbound { "x" } else { " " }
+            )));
+            lines.push(Line::styled(
+                " Space tick   Enter save   Esc cancel",
+                t.key(),
+            ));
+            dialog(f, app, area, &format!("Add {} connections", ty.name), lines);
+        }
+        AddFlow::Simple { form, inbound } => {
+            let mut lines = form_lines(app, form);
+            lines.push(Line::raw(format!(
+                " Inbound: [{}]",
+                if *inbound { "x" } else { " " }
+            )));
+            lines.push(Line::styled(
+                " Tab next field   Ctrl-S create and attach   Esc cancel",
+                t.key(),
+            ));
+            let inner = dialog(
+                f,
+                app,
+                area,
+                &format!("New {} connection (Simple mode)", form.ty.name),
+                lines,
+            );
+            render_inputs(f, form, inner);
+        }
+        AddFlow::NewAgent { form } => {
+            let lines = vec![
+                Line::raw(" Name*"),
+                Line::styled(" Enter create   Esc cancel", t.key()),
+            ];
+            let inner = dialog(f, app, area, "New agent", lines);
+            if let Some(text) = form.text(&Slot::Name) {
+                f.render_widget(
+                    text,
+                    Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
+                );
+            }
+        }
+    }
+}
+
+/// The Simple mode form: the name and the type's fields, one line each.
+fn simple_slots(form: &Form) -> Vec<(usize, Slot)> {
+    form.slots()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Slot::Name | Slot::Field(_)))
+        .collect()
+}
+
+fn label(form: &Form, slot: &Slot) -> String {
+    match slot {
+        Slot::Name => "Name*".into(),
+        Slot::Field(i) => {
+            let f = &form.ty.fields[*i];
+            format!("{}{}", f.label, if f.required { "*" } else { "" })
+        }
+        _ => String::new(),
+    }
+}
+
+fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
+    simple_slots(form)
+        .iter()
+        .map(|(i, slot)| {
+            let focused = form.focus == Some(*i);
+            let style = if focused {
+                app.theme.key()
+            } else {
+                ratatui::style::Style::default()
+            };
+            Line::styled(
+                format!(
+                    " {}{}",
+                    if focused { "▸" } else { " " },
+                    fit(&label(form, slot), 24)
+                ),
+                style,
+            )
+        })
+        .collect()
+}
+
+fn render_inputs(f: &mut Frame, form: &Form, inner: Rect) {
+    for (row, (_, slot)) in simple_slots(form).iter().enumerate() {
+        if let Some(text) = form.text(slot) {
+            let area = Rect::new(
+                inner.x + 28,
+                inner.y + row as u16,
+                inner.width.saturating_sub(29),
+                1,
+            );
+            f.render_widget(text, area);
+        }
+    }
+}
