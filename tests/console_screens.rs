@@ -379,3 +379,60 @@ fn mouse_clicks_select_rows_and_press_buttons_and_the_wheel_scrolls() {
         "m turns mouse capture off so the terminal can select text"
     );
 }
+
+#[test]
+fn agents_screen_shows_the_communication_channels_card() {
+    use flametree::model::{Agent, AgentChannel};
+    let mut a = app();
+    press(&mut a, "A");
+    let agent = |id, name: &str, status, version, running| {
+        Agent {
+        id,
+        tenant_id: 1,
+        name: name.into(),
+        description: "Answers the shop's customers".into(),
+        responder: r#"{"kind":"rules","greeting":"Hi","rules":[{"keyword":"price","reply":"See the site"}],"fallback":"Noted"}"#.into(),
+        widget: "{}".into(),
+        desired: DesiredState::Running,
+        status,
+        version,
+        running_version: running,
+        updated_by: "ann".into(),
+    }
+    };
+    a.on_msg(Msg::Agents(vec![
+        agent(1, "Support", Status::Running, 3, Some(2)),
+        agent(2, "Campaigns", Status::Stopped, 1, None),
+    ]));
+    let ch = |cid, inbound, applied| AgentChannel {
+        agent_id: 1,
+        connection_id: cid,
+        inbound,
+        applied_inbound: applied,
+        detached: false,
+    };
+    let conns = sample();
+    a.on_msg(Msg::Card {
+        agent_id: 2,
+        rows: vec![],
+    });
+    a.agents.selected = Some(1);
+    a.on_msg(Msg::Card {
+        agent_id: 1,
+        rows: vec![
+            (conns[0].clone(), ch(1, true, true)),
+            (conns[2].clone(), ch(3, true, false)),
+        ],
+    });
+    let s = screen(&mut a, 100, 24);
+    assert!(
+        s.contains("Restart pending: saved changes apply after Stop agent, then"),
+        "{s}"
+    );
+    assert!(
+        s.contains("[x] Inbound  EU bot · Telegram · ERROR (applies at restart)"),
+        "{s}"
+    );
+    assert!(s.contains("[ Stop agent s ]"));
+    insta::assert_snapshot!(s);
+}

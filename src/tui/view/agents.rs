@@ -119,10 +119,13 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         ),
     ])];
     if a.restart_pending() {
-        lines.push(Line::styled(
+        for l in wrap(
             "Restart pending: saved changes apply after Stop agent, then Start agent",
-            t.warning(),
-        ));
+            width,
+            2,
+        ) {
+            lines.push(Line::styled(l, t.warning()));
+        }
     }
     lines.push(Line::styled(
         fit(&responder_line(&a.responder), width),
