@@ -500,6 +500,23 @@ async fn agents_screen_create_attach_start_and_simple_mode() {
         c.flash()
     );
 
+    // D deletes the selected agent after a confirmation that names it.
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Char('D')).await;
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => {
+            assert!(
+                confirm.question.starts_with("Delete the agent 'Sales'?"),
+                "{}",
+                confirm.question
+            )
+        }
+        _ => panic!("deleting an agent asks first"),
+    }
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.flash().contains("Deleted agent 'Sales'"), "{}", c.flash());
+    assert_eq!(c.channels.agents().await.unwrap().len(), 1);
+
     c.key(KeyCode::Char('A')).await;
     assert_eq!(c.app.screen, flametree::tui::app::Screen::Channels);
 }

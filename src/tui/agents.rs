@@ -76,6 +76,7 @@ pub enum AgentsOutcome {
     SwitchToChannels,
     Quit,
     Help,
+    AskDelete(Box<Agent>),
 }
 
 impl AgentsScreen {
@@ -89,6 +90,8 @@ impl AgentsScreen {
         self.agents = agents;
         if self.selected_agent().is_none() {
             self.selected = self.agents.first().map(|a| a.id);
+            self.card.clear();
+            self.card_for = None;
         }
     }
 
@@ -205,6 +208,11 @@ impl AgentsScreen {
                     agent: Box::new(a.clone()),
                     connection: Box::new(c.clone()),
                 }]);
+            }
+            KeyCode::Char('D') | KeyCode::Delete if can_edit && self.focus == AgentsFocus::List => {
+                if let Some(a) = self.selected_agent() {
+                    return AgentsOutcome::AskDelete(Box::new(a.clone()));
+                }
             }
             KeyCode::Char('n' | 's' | 'a' | ' ' | 'x' | 'D') => return ro(),
             _ => {}

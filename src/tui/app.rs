@@ -50,6 +50,7 @@ pub enum After {
 
 pub enum ConfirmAction {
     Delete(Box<Connection>),
+    DeleteAgent(Box<crate::model::Agent>),
     Discard(After),
 }
 
@@ -405,10 +406,8 @@ impl App {
             } => {
                 self.busy = None;
                 self.agents.add = None;
-                if select.is_some() {
-                    self.agents.selected = select;
-                    self.agents.card_for = None;
-                }
+                self.agents.card_for = None;
+                self.agents.selected = select.or(self.agents.selected);
                 match warnings.first() {
                     Some(w) => self.flash(format!("{text} Warning: {w}"), FlashKind::Warn),
                     None => self.flash(text, FlashKind::Info),

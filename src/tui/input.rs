@@ -161,6 +161,18 @@ impl App {
                 self.overlay = Some(Overlay::Help { scroll: 0 });
                 Vec::new()
             }
+            AgentsOutcome::AskDelete(a) => {
+                self.overlay = Some(Overlay::Confirm(Confirm {
+                    title: "Delete the agent?",
+                    question: format!(
+                        "Delete the agent '{}'? Its Communication channels are detached; the connections stay in Settings › Channels.",
+                        a.name
+                    ),
+                    yes: "Delete",
+                    action: ConfirmAction::DeleteAgent(a),
+                }));
+                Vec::new()
+            }
         }
     }
 
@@ -637,6 +649,10 @@ impl App {
             ConfirmAction::Delete(c) => {
                 self.set_busy("Deleting");
                 vec![Command::Delete(c)]
+            }
+            ConfirmAction::DeleteAgent(a) => {
+                self.set_busy("Deleting");
+                vec![Command::DeleteAgent(a)]
             }
             ConfirmAction::Discard(after) => {
                 if let Some(f) = &mut self.form {

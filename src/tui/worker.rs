@@ -39,6 +39,7 @@ pub enum Command {
         id: i64,
     },
     LoadAgents,
+    DeleteAgent(Box<Agent>),
     LoadCard {
         agent_id: i64,
     },
@@ -197,6 +198,17 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             Err(e) => vec![service_failure(e)],
         },
         Command::LoadAgents => vec![agents_msg(ch).await],
+        Command::DeleteAgent(a) => match ch.delete_agent(&a).await {
+            Ok(()) => vec![
+                Msg::AgentDone {
+                    text: format!("Deleted agent '{}'.", a.name),
+                    warnings: Vec::new(),
+                    select: None,
+                },
+                agents_msg(ch).await,
+            ],
+            Err(e) => vec![Msg::AgentRejected(e.to_string())],
+        },
         Command::LoadCard { agent_id } => vec![card_msg(ch, agent_id).await],
         Command::CreateAgent { name } => match ch.create_agent(&name, Default::default()).await {
             Ok(a) => {

@@ -165,6 +165,17 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         }
         lines.push(line);
     }
+    let widget: serde_json::Value = serde_json::from_str(&a.widget).unwrap_or_default();
+    if let Some(w) = widget.as_object().filter(|w| !w.is_empty()) {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled("Web Widget", t.title()));
+        for (k, v) in w {
+            lines.push(Line::raw(fit(
+                &format!("  {k}: {}", v.as_str().unwrap_or_default()),
+                width,
+            )));
+        }
+    }
     lines.push(Line::raw(""));
     for l in wrap(
         "Channels do nothing on their own: attach them here with Inbound on for the agent that answers, then restart the agent.",
