@@ -56,7 +56,13 @@ async fn load(sandbox: &TelegramSandbox, tokens: &[String]) -> (f64, Duration, D
         }
     }
     let total = tokens.len() * MESSAGES_PER_BOT;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            std::env::var("BENCH_DEADLINE_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600),
+        );
     loop {
         let done: usize = tokens.iter().map(|t| sandbox.sent(t).len()).sum();
         if done >= total || Instant::now() > deadline {
@@ -74,7 +80,10 @@ async fn load(sandbox: &TelegramSandbox, tokens: &[String]) -> (f64, Duration, D
             }
         }
     }
-    assert_eq!(latencies.len(), total, "every message answered once");
+    if latencies.len() != total {
+        eprintln!("only {} of {total} messages answered", latencies.len());
+        return (0.0, Duration::ZERO, Duration::ZERO);
+    }
     latencies.sort();
     let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
     let throughput = total as f64 / last.duration_since(started).as_secs_f64();
@@ -139,7 +148,28 @@ async fn flametree_bots(sandbox: &TelegramSandbox, n: usize) -> Figures {
         op,
         Ok(Arc::new(key)),
     ));
+    let echo = channels
+        .create_agent(
+            "Echo",
+            flametree::agents::service::AgentEdit {
+                responder: Some(flametree::agents::ResponderConfig::Rules(
+                    flametree::agents::Rules {
+                        greeting: String::new(),
+                        rules: Vec::new(),
+                        fallback: "You said: {text}".into(),
+                    },
+                )),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for c in store.list_connections(tenant.id).await.unwrap() {
+        channels.attach_connection(&echo, &c, true).await.unwrap();
+    }
+    channels.run_agent(&echo, true).await.unwrap();
     let rss_before = rss_mib();
+    eprintln!("  connections and agent ready; starting the runtime");
     let t0 = Instant::now();
     let runtime = Runtime::launch(channels, 1000);
     loop {
@@ -154,8 +184,16 @@ async fn flametree_bots(sandbox: &TelegramSandbox, n: usize) -> Figures {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let start = t0.elapsed();
+    eprintln!("  all RUNNING in {start:?}; sending messages");
     let (throughput, p50, p99) = load(sandbox, &tokens).await;
     let rss_delta = rss_mib() - rss_before;
+    if throughput == 0.0 {
+        let c = &store.list_connections(tenant.id).await.unwrap()[0];
+        for l in store.recent_logs(c.id, 30).await.unwrap() {
+            eprintln!("    {} {}", l.level, l.message);
+        }
+    }
+    eprintln!("  done; shutting down");
     runtime.shutdown().await;
     Figures {
         start,
@@ -210,11 +248,16 @@ async fn bare_teloxide_bots(sandbox: &TelegramSandbox, n: usize) -> Figures {
     let start = t0.elapsed();
     let (throughput, p50, p99) = load(sandbox, &tokens).await;
     let rss_delta = rss_mib() - rss_before;
-    for s in shutdowns {
-        if let Ok(f) = s.shutdown() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), f).await;
-        }
-    }
+    // All at once: each dispatcher waits for its long poll to end.
+    let stops: Vec<_> = shutdowns
+        .into_iter()
+        .map(|s| async move {
+            if let Ok(f) = s.shutdown() {
+                f.await;
+            }
+        })
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(stops)).await;
     for h in handles {
         h.abort();
     }
@@ -238,7 +281,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let sandbox = TelegramSandbox::start().await.unwrap();
+    eprintln!("bare teloxide: {n} bots…");
     let bare = bare_teloxide_bots(&sandbox, n).await;
+    eprintln!("flametree runtime: {n} bots…");
     let ft = flametree_bots(&sandbox, n).await;
     println!();
     println!(

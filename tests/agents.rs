@@ -8,16 +8,15 @@ use flametree::agents::responder::OpenAi;
 use flametree::agents::service::AgentEdit;
 use flametree::agents::{ResponderConfig, Rule, Rules};
 use flametree::channels::{Channels, Draft};
-use flametree::model::{Agent, Connection, DesiredState, EnvVar, Status};
-use flametree::permission::{Operator, Role};
+use flametree::model::{Agent, Connection, DesiredState, Status};
 use flametree::runtime::Runtime;
 use flametree::sandbox::openai::OpenAiSandbox;
 use flametree::sandbox::telegram::TelegramSandbox;
-use flametree::secrets::{KeySource, MasterKey, SecretString};
+use flametree::secrets::SecretString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+use common::KEY_B64;
 const TOKEN: &str = "5000000001:AAEagentsTestTokenValue0000000000001";
 const MODEL_KEY: &str = "sk-test-plantedModelApiKey0123456789";
 
@@ -27,41 +26,15 @@ struct Env {
 }
 
 async fn env() -> Env {
-    flametree::runtime::logs::install_layer();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/flametree.db", dir.path().display());
-    let store = flametree::store::open(&url, 5, 4).await.unwrap();
-    let tenant = store.tenant("default").await.unwrap();
-    let op = Operator {
-        name: "tester".into(),
-        role: Role::Editor,
-        role_reason: "test".into(),
-    };
-    let key = MasterKey::from_base64(KEY_B64, KeySource::Config).unwrap();
+    let e = common::channels_env().await;
     Env {
-        dir,
-        ch: Arc::new(Channels::new(store, tenant, op, Ok(Arc::new(key)))),
+        dir: e.dir,
+        ch: e.channels,
     }
 }
 
 async fn bot(env: &Env, name: &str, api: &str) -> Connection {
-    let mut d = Draft {
-        type_key: "telegram".into(),
-        name: name.into(),
-        env: vec![
-            EnvVar {
-                name: "TELEGRAM_API_URL".into(),
-                value: api.into(),
-            },
-            EnvVar {
-                name: "TELEGRAM_POLL_TIMEOUT".into(),
-                value: "1".into(),
-            },
-        ],
-        ..Draft::default()
-    };
-    d.secrets
-        .insert("bot_token".into(), SecretString::new(TOKEN));
+    let d = common::telegram_draft(name, TOKEN, api);
     env.ch.add(&d).await.unwrap().connection
 }
 

@@ -2,60 +2,24 @@
 
 mod common;
 
-use flametree::channels::{Channels, Draft};
-use flametree::model::{Connection, DesiredState, EnvVar, Status};
-use flametree::permission::{Operator, Role};
+use flametree::model::{Connection, DesiredState, Status};
 use flametree::runtime::Runtime;
 use flametree::sandbox::telegram::{Faults, TelegramSandbox};
-use flametree::secrets::{KeySource, MasterKey, SecretString};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+use common::KEY_B64;
 const TOKEN_A: &str = "6000000001:AAEruntimeTestTokenAlphaValue00000001";
 const TOKEN_B: &str = "6000000002:AAEruntimeTestTokenBravoValue00000002";
 
-struct Env {
-    dir: tempfile::TempDir,
-    channels: Arc<Channels>,
-}
+type Env = common::ChannelsEnv;
 
 async fn env() -> Env {
-    flametree::runtime::logs::install_layer();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/flametree.db", dir.path().display());
-    let store = flametree::store::open(&url, 5, 4).await.unwrap();
-    let tenant = store.tenant("default").await.unwrap();
-    let op = Operator {
-        name: "tester".into(),
-        role: Role::Editor,
-        role_reason: "test".into(),
-    };
-    let key = MasterKey::from_base64(KEY_B64, KeySource::Config).unwrap();
-    let channels = Arc::new(Channels::new(store, tenant, op, Ok(Arc::new(key))));
-    Env { dir, channels }
+    common::channels_env().await
 }
 
 async fn add_bot(env: &Env, name: &str, token: &str, api: &str) -> Connection {
-    let mut draft = Draft {
-        type_key: "telegram".into(),
-        name: name.into(),
-        env: vec![
-            EnvVar {
-                name: "TELEGRAM_API_URL".into(),
-                value: api.into(),
-            },
-            EnvVar {
-                name: "TELEGRAM_POLL_TIMEOUT".into(),
-                value: "1".into(),
-            },
-        ],
-        ..Draft::default()
-    };
-    draft
-        .secrets
-        .insert("bot_token".into(), SecretString::new(token));
+    let draft = common::telegram_draft(name, token, api);
     let c = env.channels.add(&draft).await.unwrap().connection;
     let echo = echo_agent(env).await;
     env.channels

@@ -161,3 +161,60 @@ impl Run {
 }
 
 pub const TG_TOKEN: &str = "123456789:AAEplantedSecretTokenValue0123456789";
+
+/// The master key the runtime and agents tests share with the `flametree` processes
+/// they start (as FLAMETREE_SECRETS_MASTER_KEY).
+pub const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+/// A private SQLite store with the operations layer on it, as operator "tester".
+pub struct ChannelsEnv {
+    pub dir: tempfile::TempDir,
+    pub channels: std::sync::Arc<flametree::channels::Channels>,
+}
+
+pub async fn channels_env() -> ChannelsEnv {
+    use flametree::permission::{Operator, Role};
+    use flametree::secrets::{KeySource, MasterKey};
+    flametree::runtime::logs::install_layer();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/flametree.db", dir.path().display());
+    let store = flametree::store::open(&url, 5, 4).await.unwrap();
+    let tenant = store.tenant("default").await.unwrap();
+    let op = Operator {
+        name: "tester".into(),
+        role: Role::Editor,
+        role_reason: "test".into(),
+    };
+    let key = MasterKey::from_base64(KEY_B64, KeySource::Config).unwrap();
+    let channels =
+        flametree::channels::Channels::new(store, tenant, op, Ok(std::sync::Arc::new(key)));
+    ChannelsEnv {
+        dir,
+        channels: std::sync::Arc::new(channels),
+    }
+}
+
+/// A Telegram connection on the given Bot API (the sandbox), polling with a short timeout.
+pub fn telegram_draft(name: &str, token: &str, api: &str) -> flametree::channels::Draft {
+    use flametree::model::EnvVar;
+    let mut draft = flametree::channels::Draft {
+        type_key: "telegram".into(),
+        name: name.into(),
+        env: vec![
+            EnvVar {
+                name: "TELEGRAM_API_URL".into(),
+                value: api.into(),
+            },
+            EnvVar {
+                name: "TELEGRAM_POLL_TIMEOUT".into(),
+                value: "1".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    draft.secrets.insert(
+        "bot_token".into(),
+        flametree::secrets::SecretString::new(token),
+    );
+    draft
+}
