@@ -47,6 +47,18 @@ async fn echo_agent(env: &Env) -> flametree::model::Agent {
     env.channels.create_agent("Echo", edit).await.unwrap()
 }
 
+/// The sandbox with bot "alpha_bot", and connection "Alpha" RUNNING under a runtime.
+async fn alpha_running() -> (TelegramSandbox, Env, Runtime) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    (sandbox, env, runtime)
+}
+
 async fn set(env: &Env, name: &str, desired: DesiredState) {
     let c = env.channels.find(name).await.unwrap();
     env.channels.set_desired(&c, desired).await.unwrap();
@@ -83,13 +95,8 @@ async fn log_text(env: &Env, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_runs_the_bot_and_answers_a_customer() {
-    let sandbox = TelegramSandbox::start().await.unwrap();
-    sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
-    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let runtime = Runtime::launch(env.channels.clone(), 1000);
-    set(&env, "Alpha", DesiredState::Running).await;
-    let running = wait_status(&env, "Alpha", Status::Running).await;
+    let (sandbox, env, runtime) = alpha_running().await;
+    let running = env.channels.find("Alpha").await.unwrap();
     assert!(
         running.status_message.contains("@alpha_bot"),
         "{}",
@@ -160,13 +167,7 @@ async fn a_wrong_token_goes_to_error_with_a_message_to_act_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice() {
-    let sandbox = TelegramSandbox::start().await.unwrap();
-    sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
-    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let runtime = Runtime::launch(env.channels.clone(), 1000);
-    set(&env, "Alpha", DesiredState::Running).await;
-    wait_status(&env, "Alpha", Status::Running).await;
+    let (sandbox, env, runtime) = alpha_running().await;
     for i in 0..5 {
         sandbox.inject_message(TOKEN_A, 100 + i, "Ann", &format!("first {i}"));
     }
@@ -208,13 +209,7 @@ async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_without_going_to_error() {
-    let sandbox = TelegramSandbox::start().await.unwrap();
-    sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
-    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let runtime = Runtime::launch(env.channels.clone(), 1000);
-    set(&env, "Alpha", DesiredState::Running).await;
-    wait_status(&env, "Alpha", Status::Running).await;
+    let (sandbox, env, runtime) = alpha_running().await;
     sandbox.set_faults(
         TOKEN_A,
         Faults {
@@ -238,13 +233,7 @@ async fn transient_faults_are_retried_without_going_to_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_program_polling_the_bot_is_named() {
-    let sandbox = TelegramSandbox::start().await.unwrap();
-    sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
-    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let runtime = Runtime::launch(env.channels.clone(), 1000);
-    set(&env, "Alpha", DesiredState::Running).await;
-    wait_status(&env, "Alpha", Status::Running).await;
+    let (sandbox, env, runtime) = alpha_running().await;
     // A second poller on the same token: Telegram ends the older request with 409.
     let thief =
         teloxide::Bot::new(TOKEN_A).set_api_url(reqwest::Url::parse(&sandbox.url()).unwrap());
@@ -397,13 +386,7 @@ async fn serve_picks_up_start_and_stop_from_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_unreachable_keeps_running_and_says_so_then_recovers() {
-    let sandbox = TelegramSandbox::start().await.unwrap();
-    sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
-    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let runtime = Runtime::launch(env.channels.clone(), 1000);
-    set(&env, "Alpha", DesiredState::Running).await;
-    wait_status(&env, "Alpha", Status::Running).await;
+    let (sandbox, env, runtime) = alpha_running().await;
 
     let addr: std::net::SocketAddr = sandbox.url().trim_start_matches("http://").parse().unwrap();
     sandbox.shutdown().await;
