@@ -19,7 +19,8 @@ use std::path::PathBuf;
     name = "flametree",
     version,
     about = "Connect AI agents to WhatsApp, Telegram, email, Meta, SMS and voice — and run those channels",
-    long_about = None
+    long_about = None,
+    after_help = "Without a command, flametree opens the full-screen console (press ? there for every key)."
 )]
 pub struct Cli {
     /// Config file to read (default: the user's config directory, if present).
