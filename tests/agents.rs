@@ -273,8 +273,12 @@ async fn inbound_off_means_outbound_only_through_send() {
             .starts_with("Inbound is off for agent 'Campaigns'")
     );
 
-    let cli = Cli::new(env.dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
-    let out = cli.ok(
+    // Full tracing on: the HTTP client's own debug lines carry the request URL, which
+    // holds the bot token; the output must not.
+    let cli = Cli::new(env.dir.path())
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .env("FLAMETREE_LOG", "trace");
+    let r = cli.run(
         &[
             "send",
             "--connection",
@@ -286,7 +290,17 @@ async fn inbound_off_means_outbound_only_through_send() {
         ],
         None,
     );
-    assert!(out.contains("Sent to chat 77"), "{out}");
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(r.stdout().contains("Sent to chat 77"), "{}", r.all());
+    assert!(
+        r.stderr().contains("TRACE") || r.stderr().contains("DEBUG"),
+        "tracing was on"
+    );
+    assert!(
+        !r.all().contains("AAEagentsTest"),
+        "the token leaked:\n{}",
+        r.all()
+    );
     let sent = tg.sent(TOKEN);
     assert_eq!(
         (sent[0].chat_id, sent[0].text.as_str()),

@@ -458,3 +458,41 @@ async fn a_webhook_left_on_the_bot_is_removed_before_polling() {
     );
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted() {
+    use flametree::permission::{Operator, Role};
+    use flametree::secrets::{KeySource, MasterKey};
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env().await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    // Another process on the same database with another master key.
+    let other_key = MasterKey::from_bytes([42; 32], KeySource::Config);
+    let other = std::sync::Arc::new(flametree::channels::Channels::new(
+        env.channels.store().clone(),
+        env.channels.tenant().clone(),
+        Operator {
+            name: "tester".into(),
+            role: Role::Editor,
+            role_reason: "test".into(),
+        },
+        Ok(std::sync::Arc::new(other_key)),
+    ));
+    let runtime = Runtime::launch(other.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    let failed = wait_status(&env, "Alpha", Status::Error).await;
+    assert!(
+        failed
+            .status_message
+            .starts_with("cannot decrypt Bot token of 'Alpha': it was sealed with master key"),
+        "{}",
+        failed.status_message
+    );
+    assert_eq!(
+        sandbox.calls(TOKEN_A, "getme"),
+        0,
+        "nothing was sent with a garbled token"
+    );
+    runtime.shutdown().await;
+}

@@ -313,6 +313,7 @@ pub async fn send_one(
         .reveal(c, "bot_token")
         .map_err(|e| e.to_string())?
         .ok_or("the bot token is not set")?;
+    crate::runtime::logs::protect_in_diagnostics(token.expose());
     let api = c
         .env
         .iter()

@@ -77,12 +77,7 @@ impl LogRouter {
         if secret.len() < 4 {
             return;
         }
-        {
-            let mut all = PROTECTED.write().expect("protected lock");
-            if !all.iter().any(|s| s == secret) {
-                all.push(secret.to_string());
-            }
-        }
+        protect_in_diagnostics(secret);
         let mut map = self.secrets.lock().expect("secrets lock");
         let list = map.entry(connection_id).or_default();
         if !list.iter().any(|s| s == secret) {
@@ -149,6 +144,18 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogLine>, k
 
 /// Every secret a connector opened in this process.
 static PROTECTED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Masks `secret` in everything this process prints as diagnostics from now on; for
+/// code that opens a secret outside a channel task (`flametree send`).
+pub fn protect_in_diagnostics(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    let mut all = PROTECTED.write().expect("protected lock");
+    if !all.iter().any(|s| s == secret) {
+        all.push(secret.to_string());
+    }
+}
 
 /// `text` with every protected secret masked.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {

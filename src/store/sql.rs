@@ -136,6 +136,14 @@ impl SqlStore {
         row.as_ref().map(rows::connection).transpose()
     }
 
+    /// The stored connection, or NotFound when someone deleted it.
+    async fn existing(&self, id: i64) -> StoreResult<Connection> {
+        self.connection(id).await?.ok_or(StoreError::NotFound {
+            kind: "connection",
+            name: format!("#{id}"),
+        })
+    }
+
     /// After an UPDATE/DELETE matched nothing: was it deleted, or changed by someone?
     async fn explain_miss(&self, id: i64, name: &str) -> StoreError {
         match self.connection(id).await {
@@ -397,12 +405,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_connection(&self, id: i64, version: i64, note: &AuditNote) -> StoreResult<()> {
-        let Some(current) = self.connection(id).await? else {
-            return Err(StoreError::NotFound {
-                kind: "connection",
-                name: format!("#{id}"),
-            });
-        };
+        let current = self.existing(id).await?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND version = $2")
             .bind(id)
@@ -432,12 +435,7 @@ impl Store for SqlStore {
         desired: DesiredState,
         note: &AuditNote,
     ) -> StoreResult<()> {
-        let Some(current) = self.connection(id).await? else {
-            return Err(StoreError::NotFound {
-                kind: "connection",
-                name: format!("#{id}"),
-            });
-        };
+        let current = self.existing(id).await?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query(
             "UPDATE connections SET desired_state = $1, \
