@@ -15,6 +15,9 @@ pub struct Config {
     pub meta: Meta,
     pub logs: Logs,
     pub ui: Ui,
+    pub runtime: Runtime,
+    pub http: Http,
+    pub retention: Retention,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +111,48 @@ pub struct Ui {
     pub tick_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// After this long without reaching the provider, a starting connection shows
+    /// ERROR with the last cause while it keeps retrying.
+    pub start_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Address the webhook ingress listens on; empty turns the ingress off.
+    pub listen: String,
+    /// The address providers call; empty = derived from `listen`.
+    pub public_url: String,
+    /// Largest webhook body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Http {
+    /// `public_url`, or `http://<listen>` when it is empty, without a trailing slash.
+    pub fn public_base(&self, bound: Option<std::net::SocketAddr>) -> String {
+        let base = if self.public_url.trim().is_empty() {
+            match bound {
+                Some(a) => format!("http://{a}"),
+                None => format!("http://{}", self.listen.trim()),
+            }
+        } else {
+            self.public_url.trim().to_string()
+        };
+        base.trim_end_matches('/').to_string()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Ledger, unanswered messages, conversation turns and audit rows older than this
+    /// many days are pruned.
+    pub days: u32,
+}
+
 const DEFAULTS: &str = r#"
 [general]
 tenant = "default"
@@ -139,6 +184,17 @@ ring_bytes = 4194304
 [ui]
 mouse = true
 tick_ms = 1000
+
+[runtime]
+start_timeout_secs = 60
+
+[http]
+listen = "127.0.0.1:8787"
+public_url = ""
+max_body_bytes = 1048576
+
+[retention]
+days = 30
 "#;
 
 /// The built-in defaults as a table, so tests can check the example file names every key.
