@@ -72,6 +72,7 @@ pub struct Saved {
     pub warnings: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct Channels {
     store: Arc<dyn Store>,
     tenant: Tenant,

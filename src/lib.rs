@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod context;
 pub mod demo;
 pub mod fsutil;
+pub mod http;
 pub mod logbus;
 pub mod model;
 pub mod permission;

@@ -291,7 +291,7 @@ async fn inbound_off_means_outbound_only_through_send() {
         None,
     );
     assert_eq!(r.code(), 0, "{}", r.all());
-    assert!(r.stdout().contains("Sent to chat 77"), "{}", r.all());
+    assert!(r.stdout().contains("Sent to 77"), "{}", r.all());
     assert!(
         r.stderr().contains("TRACE") || r.stderr().contains("DEBUG"),
         "tracing was on"

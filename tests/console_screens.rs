@@ -47,6 +47,7 @@ fn conn(id: i64, name: &str, type_key: &str, status: Status, message: &str) -> C
         running_version: (status == Status::Running).then_some(1),
         updated_at: T0,
         updated_by: "ann".into(),
+        hook_id: String::new(),
     }
 }
 

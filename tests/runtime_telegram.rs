@@ -112,7 +112,7 @@ async fn start_runs_the_bot_and_answers_a_customer() {
 
     let logs = log_text(&env, "Alpha").await;
     assert!(logs.contains("connected as @alpha_bot"), "{logs}");
-    assert!(logs.contains("replied to chat 42"), "{logs}");
+    assert!(logs.contains("replied to 42"), "{logs}");
     assert!(logs.contains("Start requested by tester"), "{logs}");
     assert!(
         !logs.contains("AAEruntime"),
@@ -144,7 +144,7 @@ async fn a_wrong_token_goes_to_error_with_a_message_to_act_on() {
     let failed = wait_status(&env, "Wrong", Status::Error).await;
     assert_eq!(
         failed.status_message,
-        "Telegram rejected the bot token (401 Unauthorized): fix the token, Save, then Start"
+        "Telegram rejected the bot token (401 Unauthorized): fix the Bot token, Save, then Start"
     );
     assert_eq!(
         failed.desired,
@@ -411,7 +411,7 @@ async fn telegram_unreachable_keeps_running_and_says_so_then_recovers() {
         "a network error is not an ERROR"
     );
     assert!(
-        degraded.status_message.contains("retrying in"),
+        degraded.status_message.contains("; retry "),
         "{}",
         degraded.status_message
     );

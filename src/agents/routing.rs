@@ -2,7 +2,7 @@
 //! words of the spec's Common issues, so the operator sees the missing piece.
 
 use super::responder::ResponderConfig;
-use crate::connectors::TaskContext;
+use crate::channels::Channels;
 use crate::model::{Agent, AgentChannel, Status};
 use crate::store::{Store, StoreResult};
 use tracing::{info, warn};
@@ -66,11 +66,20 @@ pub fn diagnosis(list: &[(Agent, AgentChannel)]) -> String {
     format!("answered by agent '{}'", a.name)
 }
 
+/// What answering needs of the runtime.
+pub struct AnswerEnv<'a> {
+    pub channels: &'a Channels,
+    pub http: &'a reqwest::Client,
+    pub connection_id: i64,
+    /// Masks a secret in this connection's log from now on.
+    pub protect: &'a (dyn Fn(&str) + Send + Sync),
+}
+
 /// The reply to one inbound message, or `None` when nobody may answer it (then the
 /// message is kept as unanswered and the connection's log says why).
-pub async fn answer(ctx: &TaskContext, customer: &str, text: &str) -> Option<String> {
+pub async fn answer(ctx: &AnswerEnv<'_>, customer: &str, text: &str) -> Option<String> {
     let store = ctx.channels.store();
-    let id = ctx.id();
+    let id = ctx.connection_id;
     let agent = match inbound_route(store.as_ref(), id).await {
         Ok(Route::Agent(a)) => a,
         Ok(Route::Nobody(reason)) => {
@@ -112,9 +121,7 @@ pub async fn answer(ctx: &TaskContext, customer: &str, text: &str) -> Option<Str
                         &format!("API key of agent '{}'", agent.name),
                     ) {
                         Ok(v) => {
-                            if let Some(r) = &ctx.router {
-                                r.protect(id, v.expose());
-                            }
+                            (ctx.protect)(v.expose());
                             Some(v)
                         }
                         Err(e) => {
@@ -134,12 +141,7 @@ pub async fn answer(ctx: &TaskContext, customer: &str, text: &str) -> Option<Str
                 .await
                 .unwrap_or_default();
             match o
-                .complete(
-                    &ctx.shared.http,
-                    key.as_ref().map(|k| k.expose()),
-                    &history,
-                    text,
-                )
+                .complete(ctx.http, key.as_ref().map(|k| k.expose()), &history, text)
                 .await
             {
                 Ok(r) => {

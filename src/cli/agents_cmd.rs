@@ -12,6 +12,7 @@ use crate::model::Agent;
 use crate::secrets::SecretString;
 use serde_json::json;
 use std::io::Read;
+use tracing::Instrument;
 
 pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failure> {
     let ch = &ctx.channels;
@@ -289,50 +290,74 @@ fn responder_from(r: &ResponderArgs) -> Result<Option<ResponderConfig>, Failure>
     Ok(Some(ResponderConfig::Rules(rules)))
 }
 
-/// `flametree send`: one outbound message through a connection.
+/// `flametree send`: one outbound message through a connection, on the path the
+/// agents' replies take (the connector's send, the reply retry policy, the outbound
+/// record that later delivery reports are matched to).
 pub async fn send(
     ctx: &Context,
     connection: &str,
     to: &str,
+    account: Option<&str>,
     text: &str,
     json: bool,
 ) -> Result<(), Failure> {
     let ch = &ctx.channels;
     let c = ch.find(connection).await?;
     let ty = crate::channels::channel_type(&c.type_key)?;
-    if ty.family != "telegram" {
+    if !crate::connectors::can_send(&c.type_key) {
         return Err(Failure::invalid(format!(
-            "sending through {} is not part of this build yet (Telegram is)",
+            "sending through {} is not part of this build yet",
             ty.name
         )));
     }
     ch.operator()
         .require_editor(&format!("send through '{}'", c.name))
         .map_err(ServiceError::from)?;
-    let chat: i64 = to.trim().parse().map_err(|_| {
-        Failure::invalid(format!("--to '{to}' is not a Telegram chat id (a number)"))
-    })?;
-    let message_id = crate::connectors::telegram::send_one(ch, &c, chat, text)
-        .await
-        .map_err(|e| Failure {
-            code: super::exit::FAILURE,
-            message: e,
-        })?;
-    ch.log(
+    let fail = |message: String| Failure {
+        code: super::exit::FAILURE,
+        message,
+    };
+    let shared = std::sync::Arc::new(ch.clone());
+    let pipe = crate::runtime::Pipeline::start(shared, ctx.loaded.config.logs.keep_per_connection);
+    let public = ctx.loaded.config.http.public_base(None);
+    let cfg = crate::runtime::open_config_with(&pipe, &public, &c).map_err(fail)?;
+    for s in cfg.secret_values() {
+        crate::runtime::logs::protect_in_diagnostics(s.expose());
+    }
+    let connector = crate::connectors::open(cfg).map_err(|e| fail(e.to_string()))?;
+    let out = crate::connectors::Outbound {
+        account: account.unwrap_or(""),
+        to: to.trim(),
+        text,
+        in_reply_to: None,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sent = crate::runtime::pipeline::send(&pipe, c.id, connector.as_ref(), &out, &stop)
+        .instrument(pipe.span(c.id))
+        .await;
+    let message_id = match sent {
+        Ok(id) => id,
+        Err(e) => {
+            pipe.flush().await;
+            return Err(fail(e.to_string()));
+        }
+    };
+    pipe.log(
         c.id,
         "INFO",
         format!(
-            "Outbound message to chat {chat} sent by {}",
+            "outbound message to {} sent by {} (message {message_id})",
+            out.to,
             ch.operator().name
         ),
-    )
-    .await;
+    );
+    pipe.flush().await;
     if json {
-        print_json(&json!({"connection": c.name, "to": chat, "message_id": message_id}));
+        print_json(&json!({"connection": c.name, "to": out.to, "message_id": message_id}));
     } else {
         println!(
-            "Sent to chat {chat} through '{}' (message {message_id}).",
-            c.name
+            "Sent to {} through '{}' (message {message_id}).",
+            out.to, c.name
         );
     }
     Ok(())

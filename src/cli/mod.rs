@@ -66,9 +66,12 @@ pub enum Command {
     Send {
         #[arg(long)]
         connection: String,
-        /// The customer: a Telegram chat id.
+        /// The customer, as the channel names them: a Telegram chat id, a phone number, an address.
         #[arg(long)]
         to: String,
+        /// For multi-account types: the account it goes out from (a phone number id, a login).
+        #[arg(long)]
+        account: Option<String>,
         #[arg(long)]
         text: String,
     },
@@ -338,8 +341,9 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         Command::Send {
             connection,
             to,
+            account,
             text,
-        } => agents_cmd::send(&ctx, &connection, &to, &text, cli.json).await,
+        } => agents_cmd::send(&ctx, &connection, &to, account.as_deref(), &text, cli.json).await,
         Command::Demo => Ok(()),
     }
 }

@@ -5,13 +5,13 @@ use super::{ChannelsCmd, Failure};
 use crate::channels::ServiceError;
 use crate::context::Context;
 use crate::model::{DesiredState, format_millis, rfc3339};
-use crate::runtime::Runtime;
+use crate::runtime::host::Host;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn serve(ctx: Context) -> Result<(), Failure> {
-    let keep = ctx.loaded.config.logs.keep_per_connection;
+    let cfg = ctx.loaded.config.clone();
     let channels = Arc::new(ctx.channels);
     eprintln!(
         "flametree serve: tenant '{}' on {} — running every connection whose desired state is RUNNING; \
@@ -19,13 +19,21 @@ pub async fn serve(ctx: Context) -> Result<(), Failure> {
         channels.tenant().name,
         channels.store().describe()
     );
-    let runtime = Runtime::launch(channels, keep);
+    let host = Host::start(channels, &cfg).await;
+    match (&host.ingress, &host.ingress_problem) {
+        (Some(i), _) => eprintln!(
+            "flametree serve: webhooks on {} (public address {})",
+            i.addr, i.public_base
+        ),
+        (None, Some(p)) => eprintln!("flametree serve: {p}"),
+        (None, None) => {}
+    }
     wait_for_signal().await;
     eprintln!(
         "flametree serve: stopping {} running channel(s)…",
-        runtime.running_here()
+        host.runtime.running_here()
     );
-    runtime.shutdown().await;
+    host.shutdown().await;
     eprintln!("flametree serve: stopped");
     Ok(())
 }

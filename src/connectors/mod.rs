@@ -1,146 +1,246 @@
-//! Connectors: one module per channel family. A connector runs until told to stop,
-//! reports RUNNING once it is really connected, retries what is transient, and returns
-//! a permanent error — in words an operator can act on — for what is not.
+//! Connectors: one module per channel family, each only the provider mapping — check
+//! the credentials, receive (a poll loop, or webhook deliveries the ingress hands
+//! over), send a text, and say which of the provider's errors are transient. The
+//! runtime does the rest once for all: ledger, agents, replies, retries, logs, leases.
+//!
+//! Adding a type is a module here, a line in `registry`, and a catalog entry.
 
+mod config;
+pub mod event;
+pub mod retry;
 pub mod telegram;
+mod unavailable;
 
-use crate::channels::Channels;
-use crate::model::{Connection, Status};
-use crate::runtime::logs::LogRouter;
-use crate::secrets::SecretString;
+pub use config::ConnConfig;
+pub use event::{Delivery, Event, Inbound};
+
+use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The connector family a catalog type names (`family = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Telegram,
+    Email,
+    Meta,
+    Infobip,
+    Bird,
+    Intercom,
+    Sip,
+    Twilio,
+    Widget,
+    Push,
+}
+
+impl Family {
+    pub fn parse(s: &str) -> Option<Family> {
+        Some(match s {
+            "telegram" => Family::Telegram,
+            "email" => Family::Email,
+            "meta" => Family::Meta,
+            "infobip" => Family::Infobip,
+            "bird" => Family::Bird,
+            "intercom" => Family::Intercom,
+            "sip" => Family::Sip,
+            "twilio" => Family::Twilio,
+            "widget" => Family::Widget,
+            "push" => Family::Push,
+            _ => return None,
+        })
+    }
+
+    /// The family of a catalog type key.
+    pub fn of_type(type_key: &str) -> Option<Family> {
+        crate::catalog::Catalog::get()
+            .find(type_key)
+            .and_then(|t| Family::parse(&t.family))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    /// Bad or revoked credentials, a conflict only the operator can settle: ERROR.
+    /// Bad or revoked credentials, a wrong setting, a conflict only the operator can
+    /// settle: ERROR, in words that say what to fix.
     #[error("{0}")]
     Permanent(String),
+    /// The provider is unreachable, overloaded or asked to slow down: try again.
+    #[error("{why}")]
+    Transient {
+        why: String,
+        retry_after: Option<Duration>,
+    },
 }
 
-/// What a running connector may use and report.
-pub struct TaskContext {
-    pub connection: Connection,
-    pub channels: Arc<Channels>,
-    pub router: Option<LogRouter>,
-    pub stop: watch::Receiver<bool>,
-    pub shared: Shared,
-}
-
-/// Resources shared by every task in the process (one HTTP connection pool).
-#[derive(Clone)]
-pub struct Shared {
-    pub http: reqwest::Client,
-}
-
-impl Shared {
-    pub fn new() -> Shared {
-        // teloxide's own settings: its long-poll timeouts assume them.
-        let http = teloxide::net::default_reqwest_settings()
-            .build()
-            .expect("an HTTP client with rustls builds");
-        Shared { http }
+impl ConnectorError {
+    pub fn transient(why: impl Into<String>) -> ConnectorError {
+        ConnectorError::Transient {
+            why: why.into(),
+            retry_after: None,
+        }
     }
 }
 
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
-    }
+/// A text to a customer, from one of the connection's accounts.
+#[derive(Debug, Clone)]
+pub struct Outbound<'a> {
+    /// Which account it goes out from (multi-account types); empty: the only one.
+    pub account: &'a str,
+    /// The customer, as the connector reported it in `Inbound::customer`.
+    pub to: &'a str,
+    pub text: &'a str,
+    /// The provider id of the message this answers, if any.
+    pub in_reply_to: Option<&'a str>,
 }
 
-impl TaskContext {
-    pub fn id(&self) -> i64 {
-        self.connection.id
-    }
+/// Where a running connector hands what it receives: the runtime's inbound pipeline.
+#[async_trait]
+pub trait InboxSink: Send + Sync {
+    /// Records the events durably (and the connector's new resume point with them);
+    /// once this returns Ok, the provider may be told they were received.
+    async fn submit(
+        &self,
+        events: Vec<Event>,
+        cursor: Option<String>,
+    ) -> Result<(), ConnectorError>;
+    /// The resume point stored with the last submit, if any, and when it was stored.
+    async fn cursor(&self) -> Option<(String, crate::model::Millis)>;
+    /// The connection is connected for real and receiving; an empty message shows
+    /// what the credential check found ("polling as @sales_bot").
+    async fn running(&self, message: &str);
+    /// Still running, but something is wrong for now (shown as the status message).
+    async fn degraded(&self, message: &str);
+}
 
-    /// The connection's environment variable, or its catalog default.
-    pub fn env(&self, name: &str) -> Option<String> {
-        self.connection
-            .env
+/// What `receive` gets: where to put events, and when to stop.
+pub struct Receiver {
+    pub stop: CancellationToken,
+    pub inbox: Arc<dyn InboxSink>,
+}
+
+/// One webhook delivery, as it came: the raw body is what signatures cover.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub method: String,
+    /// The full URL the provider called (`<public_url>/hooks/<id>?…`): some providers
+    /// sign it.
+    pub url: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+}
+
+impl HookRequest {
+    /// The first header of that name, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
             .iter()
-            .find(|e| e.name == name)
-            .map(|e| e.value.clone())
-            .or_else(|| {
-                crate::catalog::Catalog::get()
-                    .find(&self.connection.type_key)
-                    .and_then(|t| t.env_var(name))
-                    .and_then(|e| e.default.clone())
-            })
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
-    /// Opens a secret field and masks it in this connection's logs from now on.
-    pub fn secret(&self, field: &str) -> Result<SecretString, ConnectorError> {
-        let value = self
-            .channels
-            .reveal(&self.connection, field)
-            .map_err(|e| ConnectorError::Permanent(format!("{e}")))?
-            .ok_or_else(|| {
-                ConnectorError::Permanent(format!(
-                    "{field} is not set: open the connection, fill it in, Save, then Start"
-                ))
-            })?;
-        if let Some(r) = &self.router {
-            r.protect(self.id(), value.expose());
-        }
-        Ok(value)
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
+}
 
-    pub async fn status(&self, status: Status, message: &str) {
-        if let Err(e) = self
-            .channels
-            .store()
-            .set_status(self.id(), status, message)
-            .await
-        {
-            tracing::warn!("could not record status {status}: {e}");
-        }
-    }
+/// The answer to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
 
-    /// Connected for real: RUNNING, and the config version this task runs.
-    pub async fn running(&self, message: &str) {
-        self.status(Status::Running, message).await;
-        if let Err(e) = self
-            .channels
-            .store()
-            .set_running_version(self.id(), Some(self.connection.version))
-            .await
-        {
-            tracing::warn!("could not record the running version: {e}");
-        }
-    }
-
-    pub fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Sleeps, or returns early (true) when asked to stop.
-    pub async fn pause(&mut self, d: Duration) -> bool {
-        if self.stopping() {
-            return true;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => self.stopping(),
-            _ = self.stop.changed() => true,
+impl HookResponse {
+    pub fn ok() -> HookResponse {
+        HookResponse {
+            status: 200,
+            content_type: "text/plain",
+            body: "ok".into(),
         }
     }
 }
 
-/// Capped exponential backoff: 1 s, 2 s, 4 s … 60 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60))
+/// What a connector made of a delivery.
+#[derive(Debug)]
+pub enum HookVerdict {
+    /// Authentic: these events go to the pipeline (durably) before `response` is sent.
+    Accept {
+        events: Vec<Event>,
+        response: HookResponse,
+    },
+    /// Refused with this status; `why` goes to the connection's log as a WARN.
+    Reject { status: u16, why: String },
 }
 
-/// Runs the connector for the connection's family until stopped or failed for good.
-pub async fn run(ctx: TaskContext) -> Result<(), ConnectorError> {
-    let ty = crate::catalog::Catalog::get().find(&ctx.connection.type_key);
-    match ty.map(|t| t.family.as_str()) {
-        Some("telegram") => telegram::run(ctx).await,
-        _ => Err(ConnectorError::Permanent(format!(
-            "the {} connector is not part of this build yet: the connection is saved, but it cannot run",
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// A cheap provider call proving the credentials; Ok carries what the status line
+    /// shows while running ("polling as @sales_bot"). A failure names the field to fix.
+    async fn verify(&self) -> Result<String, ConnectorError>;
+
+    /// Receives until `rx.stop` is cancelled: a poll loop submitting what arrives, or
+    /// (webhook-driven) registering the webhook with the provider, then waiting.
+    async fn receive(&self, rx: &Receiver) -> Result<(), ConnectorError>;
+
+    /// Sends a text; Ok carries the provider's id of the sent message.
+    async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError>;
+
+    /// Checks a webhook delivery (signature on the raw body) and turns it into events.
+    fn webhook(&self, _req: &HookRequest) -> HookVerdict {
+        HookVerdict::Reject {
+            status: 404,
+            why: "this connection takes no webhooks".into(),
+        }
+    }
+
+    /// Undoes what `receive` set up at the provider (a webhook registration) on Stop.
+    async fn release(&self) {}
+}
+
+/// Compares a secret a provider sent back with ours in constant time.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The process's HTTP client, shared by every connector (one connection pool).
+pub fn http_client() -> reqwest::Client {
+    // teloxide's own settings: its long-poll timeouts assume them.
+    teloxide::net::default_reqwest_settings()
+        .build()
+        .expect("an HTTP client with rustls builds")
+}
+
+type Factory = fn(ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError>;
+
+/// The connector of a family, if this build has one.
+fn factory(family: Family) -> Option<Factory> {
+    match family {
+        Family::Telegram => Some(telegram::open),
+        _ => None,
+    }
+}
+
+/// Opens the connector for a connection's decrypted configuration (no network yet).
+pub fn open(config: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let ty = crate::catalog::Catalog::get().find(&config.connection.type_key);
+    let family = ty.and_then(|t| Family::parse(&t.family));
+    match family.and_then(factory) {
+        Some(f) => f(config),
+        None => Err(unavailable::not_in_this_build(
             ty.map(|t| t.name.as_str())
-                .unwrap_or(&ctx.connection.type_key)
-        ))),
+                .unwrap_or(&config.connection.type_key),
+        )),
     }
+}
+
+/// Whether `flametree send` and replies can use this type in this build.
+pub fn can_send(type_key: &str) -> bool {
+    Family::of_type(type_key).and_then(factory).is_some()
 }

@@ -128,6 +128,8 @@ pub struct Connection {
     pub running_version: Option<i64>,
     pub updated_at: Millis,
     pub updated_by: String,
+    /// The unguessable path of its webhook URL (`<public_url>/hooks/<hook_id>`).
+    pub hook_id: String,
 }
 
 impl Connection {

@@ -3,15 +3,13 @@
 //! line: published live on the bus at once, and written to the store in batches.
 //! Secrets the connector registers are masked in every line before it goes anywhere.
 
+use super::writer::Writer;
 use crate::logbus::LogBus;
 use crate::model::{LogLine, now_millis};
 use crate::secrets::MASK;
-use crate::store::Store;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -54,19 +52,16 @@ pub fn install_layer() {
 pub struct LogRouter {
     bus: LogBus,
     secrets: Arc<Mutex<HashMap<i64, Vec<String>>>>,
-    to_store: mpsc::Sender<LogLine>,
+    to_store: Writer,
 }
 
 impl LogRouter {
-    /// Starts the batch writer: lines are stored every 250 ms or 500 lines, whichever
-    /// comes first; each connection keeps `keep` lines.
-    pub fn start(store: Arc<dyn Store>, bus: LogBus, keep: u32) -> LogRouter {
-        let (tx, rx) = mpsc::channel(50_000);
-        tokio::spawn(write_batches(store, rx, keep));
+    /// Lines go live on the bus at once and to the store through the group-commit writer.
+    pub fn new(bus: LogBus, writer: Writer) -> LogRouter {
         LogRouter {
             bus,
             secrets: Arc::default(),
-            to_store: tx,
+            to_store: writer,
         }
     }
 
@@ -112,33 +107,8 @@ impl LogRouter {
             message,
         };
         self.bus.publish(line.clone());
-        // A full queue means the store is far behind: drop rather than block a channel.
-        let _ = self.to_store.try_send(line);
-    }
-}
-
-async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::Receiver<LogLine>, keep: u32) {
-    let mut batch = Vec::with_capacity(500);
-    loop {
-        let first = rx.recv().await;
-        let Some(first) = first else { return };
-        batch.push(first);
-        let deadline = tokio::time::sleep(Duration::from_millis(250));
-        tokio::pin!(deadline);
-        while batch.len() < 500 {
-            tokio::select! {
-                more = rx.recv() => match more {
-                    Some(l) => batch.push(l),
-                    None => break,
-                },
-                _ = &mut deadline => break,
-            }
-        }
-        if let Err(e) = store.append_logs(&batch, keep).await {
-            // Not through tracing inside a connection span: that would loop back here.
-            eprintln!("flametree: could not store {} log lines: {e}", batch.len());
-        }
-        batch.clear();
+        // A full queue means the store is far behind: dropped rather than block a channel.
+        self.to_store.log(vec![line]);
     }
 }
 

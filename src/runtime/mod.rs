@@ -4,28 +4,67 @@
 //! The console and `flametree serve` run the same runtime. A connection is run by one
 //! process at a time: the one holding its lease, renewed every second while it runs.
 
+pub mod host;
 pub mod logs;
+pub mod pipeline;
+mod task;
+pub mod writer;
+
+pub use pipeline::Pipeline;
+pub use task::{open_config_with, webhook_url};
 
 use crate::channels::Channels;
-use crate::connectors::{self, ConnectorError, Shared, TaskContext};
-use crate::model::{Connection, DesiredState, Status};
-use crate::store::AuditNote;
+use crate::model::DesiredState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A lease outlives this many missed renewals before another process may take over.
 const LEASE_MS: i64 = 15_000;
 /// How long a task gets to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Recorded messages handed to their connection's task per sweep.
+const SWEEP: u32 = 1_000;
+
+/// What a runtime needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// After this long failing to reach the provider, a starting connection shows
+    /// ERROR with the cause while it keeps trying.
+    pub start_timeout: Duration,
+    /// `http.public_url` (or derived from the ingress address): webhook URLs live under it.
+    pub public_base: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            start_timeout: Duration::from_secs(60),
+            public_base: "http://127.0.0.1:8787".into(),
+        }
+    }
+}
+
+impl Options {
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        bound: Option<std::net::SocketAddr>,
+    ) -> Options {
+        Options {
+            start_timeout: Duration::from_secs(cfg.runtime.start_timeout_secs.max(1)),
+            public_base: cfg.http.public_base(bound),
+        }
+    }
+}
 
 struct Task {
     name: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     handle: JoinHandle<()>,
 }
 
@@ -36,48 +75,52 @@ pub struct Runtime {
 
 struct Inner {
     channels: Arc<Channels>,
+    pipe: Arc<Pipeline>,
+    options: Options,
     owner: String,
     tasks: Mutex<HashMap<i64, Task>>,
+    tracker: TaskTracker,
     running: Arc<AtomicUsize>,
     wake: Arc<Notify>,
-    shutdown: watch::Sender<bool>,
-    shared: Shared,
-    router: Option<(usize, logs::LogRouter)>,
+    shutdown: CancellationToken,
 }
 
 impl Runtime {
-    /// Starts the supervisor, with the tasks' log lines going to the connection logs
-    /// (store, in batches, keeping `keep` lines each; and the live bus).
+    /// Starts a runtime with its own pipeline (log lines kept: `keep` per connection)
+    /// and default options.
     pub fn launch(channels: Arc<Channels>, keep: u32) -> Runtime {
-        let router = logs::LogRouter::start(channels.store().clone(), channels.bus().clone(), keep);
-        let index = logs::install_router(router.clone());
-        Runtime::start(channels, Some((index, router)))
+        let pipe = Pipeline::start(channels, keep);
+        Runtime::start(pipe, Options::default())
     }
 
-    /// Starts the supervisor. `router` routes the tasks' log lines (None: not logged).
-    pub fn start(channels: Arc<Channels>, router: Option<(usize, logs::LogRouter)>) -> Runtime {
+    /// Starts the supervisor on a pipeline the webhook ingress may share.
+    pub fn start(pipe: Arc<Pipeline>, options: Options) -> Runtime {
         let owner = format!(
             "{}:{}:{}",
             whoami::hostname().unwrap_or_else(|_| "host".into()),
             std::process::id(),
             crate::model::now_millis()
         );
-        let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            wake: channels.wake_handle(),
-            channels,
+            wake: pipe.channels.wake_handle(),
+            channels: pipe.channels.clone(),
+            pipe,
+            options,
             owner,
             tasks: Mutex::default(),
+            tracker: TaskTracker::new(),
             running: Arc::default(),
-            shutdown,
-            shared: Shared::new(),
-            router,
+            shutdown: CancellationToken::new(),
         });
         let handle = tokio::spawn(supervise(inner.clone()));
         Runtime {
             inner,
             supervisor: Mutex::new(Some(handle)),
         }
+    }
+
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.inner.pipe.clone()
     }
 
     /// How many channels this process runs right now.
@@ -94,10 +137,11 @@ impl Runtime {
         self.inner.wake.notify_one();
     }
 
-    /// Stops every task this process runs (STOPPING → STOPPED recorded) and the
-    /// supervisor. Desired states are left alone, so the next start resumes them.
+    /// Stops every task this process runs (STOPPING → STOPPED recorded), waits for each,
+    /// and writes the last log lines. Desired states are left alone, so the next start
+    /// resumes them.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        self.inner.shutdown.cancel();
         let supervisor = self.supervisor.lock().expect("supervisor lock").take();
         if let Some(h) = supervisor {
             let _ = h.await;
@@ -114,31 +158,50 @@ impl Runtime {
             .into_iter()
             .map(|id| stop_task(self.inner.clone(), id, "flametree is shutting down"));
         futures::future::join_all(stops).await;
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+        self.inner.pipe.flush().await;
     }
 }
 
 async fn supervise(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
     loop {
-        if *shutdown.borrow() {
+        if inner.shutdown.is_cancelled() {
             return;
         }
         if let Err(e) = reconcile(&inner).await {
             tracing::warn!("runtime: {e}");
         }
+        if let Err(e) = sweep(&inner).await {
+            tracing::debug!("runtime: cannot look for recorded messages: {e}");
+        }
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.changed() => return,
+            _ = inner.shutdown.cancelled() => return,
         }
     }
+}
+
+/// Hands messages recorded by any process (a webhook received elsewhere, a crash
+/// before the answer) to the task of their connection, if it runs here.
+async fn sweep(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+    if inner.tasks.lock().expect("tasks lock").is_empty() {
+        return Ok(());
+    }
+    for (id, entry) in inner.channels.store().waiting_inbound(SWEEP).await? {
+        if let Some(inbox) = inner.pipe.inbox(id) {
+            inbox.dispatch(entry);
+        }
+    }
+    Ok(())
 }
 
 /// One pass: start what should run, stop what should not, renew leases, notice ends.
 async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     let store = inner.channels.store();
     let all = store.list_connections(inner.channels.tenant().id).await?;
-    let by_id: HashMap<i64, &Connection> = all.iter().map(|c| (c.id, c)).collect();
+    let by_id: HashMap<i64, &crate::model::Connection> = all.iter().map(|c| (c.id, c)).collect();
 
     let finished: Vec<i64> = {
         let tasks = inner.tasks.lock().expect("tasks lock");
@@ -149,7 +212,16 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
             .collect()
     };
     for id in finished {
-        inner.tasks.lock().expect("tasks lock").remove(&id);
+        if inner
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .remove(&id)
+            .is_some()
+        {
+            inner.running.fetch_sub(1, Ordering::Relaxed);
+        }
+        inner.pipe.unregister(id);
         let _ = store.release_lease(id, &inner.owner).await;
     }
     let running: Vec<i64> = inner
@@ -170,102 +242,59 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
                 }
             }
             Some(_) => {
-                tokio::spawn(stop_task(inner.clone(), id, "Stop requested"));
+                inner
+                    .tracker
+                    .spawn(stop_task(inner.clone(), id, "Stop requested"));
             }
             None => {
-                tokio::spawn(stop_task(inner.clone(), id, "the connection was deleted"));
+                inner
+                    .tracker
+                    .spawn(stop_task(inner.clone(), id, "the connection was deleted"));
             }
         }
     }
     for c in &all {
-        let wanted = c.desired == DesiredState::Running;
-        let has_lifecycle = crate::catalog::Catalog::get()
-            .find(&c.type_key)
-            .is_some_and(|t| t.has_start_stop());
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
-        if wanted
-            && has_lifecycle
+        if c.desired == DesiredState::Running
             && !here
+            && !inner.shutdown.is_cancelled()
             && store.acquire_lease(c.id, &inner.owner, LEASE_MS).await?
         {
             start_task(inner, c.clone()).await;
         }
     }
-    inner.running.store(
-        inner.tasks.lock().expect("tasks lock").len(),
-        Ordering::Relaxed,
-    );
     Ok(())
 }
 
-async fn start_task(inner: &Arc<Inner>, c: Connection) {
-    let ch = &inner.channels;
-    let _ = ch.store().set_status(c.id, Status::Starting, "").await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = TaskContext {
-        connection: c.clone(),
-        channels: ch.clone(),
-        router: inner.router.as_ref().map(|(_, r)| r.clone()),
-        stop: stop_rx,
-        shared: inner.shared.clone(),
-    };
-    let span = task_span(inner, c.id);
-    let task_inner = inner.clone();
-    let (id, version) = (c.id, c.version);
-    let handle = tokio::spawn(
-        async move {
-            tracing::info!("starting (configuration version {version})");
-            let result = connectors::run(ctx).await;
-            finish(&task_inner, id, result).await;
-        }
-        .instrument(span),
-    );
-    inner.tasks.lock().expect("tasks lock").insert(
-        c.id,
-        Task {
-            name: c.name.clone(),
-            stop: stop_tx,
-            handle,
+async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection) {
+    let stop = inner.shutdown.child_token();
+    let id = c.id;
+    let name = c.name.clone();
+    let handle = tokio::spawn(task::run(
+        task::TaskEnv {
+            pipe: inner.pipe.clone(),
+            start_timeout: inner.options.start_timeout,
+            public_base: inner.options.public_base.clone(),
         },
-    );
+        c,
+        stop.clone(),
+    ));
+    inner
+        .tasks
+        .lock()
+        .expect("tasks lock")
+        .insert(id, Task { name, stop, handle });
     inner.running.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A task ended by itself: a permanent error goes to ERROR and the desired state back
-/// to STOPPED, so it is not retried in a loop — the operator fixes it and starts it.
-async fn finish(inner: &Arc<Inner>, id: i64, result: Result<(), ConnectorError>) {
-    let store = inner.channels.store();
-    if let Err(ConnectorError::Permanent(why)) = result {
-        tracing::error!("{why}");
-        let _ = store.set_status(id, Status::Error, &why).await;
-        let _ = store.set_running_version(id, None).await;
-        let note = AuditNote::new("runtime", "stop", format!("failed: {why}"));
-        let _ = store
-            .set_desired_state(id, DesiredState::Stopped, &note)
-            .await;
-        if let Some((_, r)) = &inner.router {
-            r.forget(id);
-        }
-    }
-}
-
-/// The span a connection's task runs in: its events become the connection's log.
-fn task_span(inner: &Inner, id: i64) -> tracing::Span {
-    let router = inner
-        .router
-        .as_ref()
-        .map(|(i, _)| *i as u64)
-        .unwrap_or(u64::MAX);
-    tracing::info_span!(logs::SPAN, connection_id = id, router = router)
 }
 
 /// Lets go of a task that another process now owns, without touching its status.
 fn detach_task(inner: &Arc<Inner>, id: i64) {
     if let Some(task) = inner.tasks.lock().expect("tasks lock").remove(&id) {
-        let _ = task.stop.send(true);
+        task.stop.cancel();
         task.handle.abort();
         inner.running.fetch_sub(1, Ordering::Relaxed);
     }
+    inner.pipe.unregister(id);
 }
 
 /// STOPPING, ask the task to stop, wait (abort after the grace period), STOPPED.
@@ -274,20 +303,12 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
         return;
     };
     inner.running.fetch_sub(1, Ordering::Relaxed);
-    let store = inner.channels.store();
-    let span = task_span(&inner, id);
-    let errored = store
-        .connection(id)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|c| c.status == Status::Error);
-    if !task.handle.is_finished() {
-        let _ = store.set_status(id, Status::Stopping, "").await;
+    let span = inner.pipe.span(id);
+    task.stop.cancel();
+    let mut handle = task.handle;
+    if !handle.is_finished() {
         span.in_scope(|| tracing::info!("stopping: {why}"));
     }
-    let _ = task.stop.send(true);
-    let mut handle = task.handle;
     if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
         handle.abort();
         span.in_scope(|| {
@@ -297,14 +318,11 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
                 STOP_GRACE.as_secs()
             )
         });
+        task::record_stopped(&inner.pipe, id).await;
     }
-    if !errored {
-        let _ = store.set_status(id, Status::Stopped, "").await;
-        span.in_scope(|| tracing::info!("stopped"));
-    }
-    let _ = store.set_running_version(id, None).await;
-    let _ = store.release_lease(id, &inner.owner).await;
-    if let Some((_, r)) = &inner.router {
+    inner.pipe.unregister(id);
+    let _ = inner.channels.store().release_lease(id, &inner.owner).await;
+    if let Some(r) = &inner.pipe.router {
         r.forget(id);
     }
 }

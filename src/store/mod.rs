@@ -4,6 +4,7 @@
 
 mod agents_sql;
 mod migrate;
+mod pipeline_sql;
 mod rows;
 mod sql;
 
@@ -147,6 +148,67 @@ impl LedgerState {
     }
 }
 
+/// A normalized inbound message as the ledger keeps it until it is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The provider's own id, prefixed with the account for multi-account types.
+    pub key: String,
+    pub account: String,
+    pub customer: String,
+    pub display_name: String,
+    pub text: String,
+    /// The provider's payload, for diagnosis; never shown by default.
+    pub raw: String,
+}
+
+/// One write of the runtime; the group-commit writer applies many in one transaction.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Records messages as received unless known, and moves the connector's cursor, in
+    /// one transaction: the provider may be told "received" once this commits.
+    Receive {
+        connection_id: i64,
+        entries: Vec<LedgerEntry>,
+        cursor: Option<String>,
+    },
+    /// received → sending, only if it is still received: whoever claims it answers it.
+    Claim { connection_id: i64, key: String },
+    Mark {
+        connection_id: i64,
+        key: String,
+        state: LedgerState,
+    },
+    /// A message we sent, by the provider's id.
+    Outbound {
+        connection_id: i64,
+        provider_id: String,
+        account: String,
+        customer: String,
+        in_reply_to: String,
+    },
+    /// Log lines; lines of a connection deleted meanwhile are dropped, not fatal.
+    Logs(Vec<LogLine>),
+}
+
+/// What a `WriteOp` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    /// Per entry of a `Receive`: its state after the write (new ones are `Received`)
+    /// and whether it was new.
+    Received(Vec<(LedgerState, bool)>),
+    Claimed(bool),
+    Done,
+}
+
+/// A message we sent earlier, found by the provider's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecord {
+    pub account: String,
+    pub customer: String,
+    pub in_reply_to: String,
+    pub sent_at: Millis,
+}
+
 /// Count, newest change and a checksum of change times of a tenant's connections.
 pub type ChangeMarker = (i64, i64, i64);
 
@@ -227,6 +289,8 @@ pub trait Store: Send + Sync {
     async fn leased_elsewhere(&self, owner: &str) -> StoreResult<Vec<i64>>;
 
     async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
+    /// The cursor and when it was stored.
+    async fn cursor_since(&self, connection_id: i64) -> StoreResult<Option<(String, Millis)>>;
     async fn set_cursor(&self, connection_id: i64, cursor: &str) -> StoreResult<()>;
     /// Records an inbound event as received unless it is known; returns its state.
     async fn ledger_receive(
@@ -240,6 +304,20 @@ pub trait Store: Send + Sync {
         provider_id: &str,
         state: LedgerState,
     ) -> StoreResult<()>;
+    /// Applies the ops in one transaction; `log_keep` trims each logged connection.
+    async fn write_batch(&self, ops: &[WriteOp], log_keep: u32) -> StoreResult<Vec<WriteResult>>;
+    /// Messages recorded but not yet claimed, oldest first, across the tenant's
+    /// connections: (connection id, entry).
+    async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, LedgerEntry)>>;
+    async fn ledger_state(&self, connection_id: i64, key: &str)
+    -> StoreResult<Option<LedgerState>>;
+    async fn outbound(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<Option<OutboundRecord>>;
+    /// The connection whose webhook path is `hook_id`.
+    async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>>;
 
     async fn create_agent(
         &self,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 macro_rules! connection_columns {
     () => {
         "id, tenant_id, type_key, name, description, config, version, desired_state, \
-         status, status_message, status_since, running_version, updated_at, updated_by"
+         status, status_message, status_since, running_version, updated_at, updated_by, hook_id"
     };
 }
 pub(crate) use connection_columns;
@@ -70,6 +70,7 @@ pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
         running_version: get(row, "running_version")?,
         updated_at: get(row, "updated_at")?,
         updated_by: get(row, "updated_by")?,
+        hook_id: get::<Option<String>>(row, "hook_id")?.unwrap_or_default(),
     })
 }
 

@@ -89,6 +89,7 @@ impl SqlStore {
                 .map_err(classify)?;
         }
         migrate::run(&pool, backend).await?;
+        super::pipeline_sql::fill_hook_ids(&pool).await?;
         Ok(SqlStore {
             pool,
             backend,
@@ -315,8 +316,9 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let inserted = sqlx::query(
             "INSERT INTO connections (tenant_id, type_key, name, name_key, description, config, \
-             sealed_fields, status_since, created_at, created_by, updated_at, updated_by, changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $8, $9, $8) RETURNING id",
+             sealed_fields, status_since, created_at, created_by, updated_at, updated_by, changed_at, \
+             hook_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $8, $9, $8, $10) RETURNING id",
         )
         .bind(new.tenant_id)
         .bind(&new.type_key)
@@ -327,6 +329,7 @@ impl Store for SqlStore {
         .bind(new.secrets.len() as i64)
         .bind(now)
         .bind(&note.actor)
+        .bind(super::pipeline_sql::new_hook_id())
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {
@@ -655,6 +658,23 @@ impl Store for SqlStore {
             .map_err(classify)
     }
 
+    async fn cursor_since(&self, connection_id: i64) -> StoreResult<Option<(String, Millis)>> {
+        let row = sqlx::query(
+            "SELECT cursor, updated_at FROM connection_cursors WHERE connection_id = $1",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("cursor").map_err(classify)?,
+                r.try_get("updated_at").map_err(classify)?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn set_cursor(&self, connection_id: i64, cursor: &str) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO connection_cursors (connection_id, cursor, updated_at) VALUES ($1, $2, $3) \
@@ -707,6 +727,38 @@ impl Store for SqlStore {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    async fn write_batch(
+        &self,
+        ops: &[super::WriteOp],
+        log_keep: u32,
+    ) -> StoreResult<Vec<super::WriteResult>> {
+        self.write_batch_(ops, log_keep).await
+    }
+
+    async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, super::LedgerEntry)>> {
+        self.waiting_inbound_(limit).await
+    }
+
+    async fn ledger_state(
+        &self,
+        connection_id: i64,
+        key: &str,
+    ) -> StoreResult<Option<LedgerState>> {
+        self.ledger_state_(connection_id, key).await
+    }
+
+    async fn outbound(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<Option<super::OutboundRecord>> {
+        self.outbound_(connection_id, provider_id).await
+    }
+
+    async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>> {
+        self.connection_by_hook_(hook_id).await
     }
 
     async fn create_agent(

@@ -140,6 +140,8 @@ pub struct App {
     diagnosis_key: Option<(i64, i64, Status)>,
     /// Channels this process runs (its runtime keeps the count).
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Where providers deliver webhooks (`http.public_url`): webhook URLs live under it.
+    pub webhook_base: String,
 }
 
 impl App {
@@ -175,6 +177,7 @@ impl App {
             export_dir: std::env::temp_dir(),
             hits: Vec::new(),
             running_here: std::sync::Arc::default(),
+            webhook_base: "http://127.0.0.1:8787".into(),
             diagnosis: None,
             diagnosis_key: None,
             screen: Screen::Channels,

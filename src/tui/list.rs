@@ -245,6 +245,7 @@ pub(crate) mod tests_support {
             running_version: None,
             updated_at: 0,
             updated_by: "t".into(),
+            hook_id: String::new(),
         }
     }
 }

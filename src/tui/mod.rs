@@ -60,13 +60,20 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     app.mouse = cfg.ui.mouse;
     app.export_dir = ctx.loaded.data_dir.join("exported-logs");
     let tick = Duration::from_millis(cfg.ui.tick_ms.max(50));
-    let cfg_keep = cfg.logs.keep_per_connection;
     // Holding a sender keeps the bus open for as long as the loop reads it.
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
     let channels = Arc::new(ctx.channels);
-    let runtime = crate::runtime::Runtime::launch(channels.clone(), cfg_keep);
-    app.running_here = runtime.running_counter();
+    let host = crate::runtime::host::Host::start(channels.clone(), &cfg).await;
+    app.running_here = host.runtime.running_counter();
+    app.webhook_base = host
+        .ingress
+        .as_ref()
+        .map(|i| i.public_base.clone())
+        .unwrap_or_else(|| cfg.http.public_base(None));
+    if let Some(problem) = &host.ingress_problem {
+        app.flash(problem.clone(), app::FlashKind::Error);
+    }
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
@@ -76,11 +83,11 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let mut terminal = TerminalGuard::enter(app.mouse)?;
     let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, log_lines, tick).await;
     drop(terminal);
-    let n = runtime.running_here();
+    let n = host.runtime.running_here();
     if n > 0 {
         eprintln!("flametree: stopping {n} running channel(s)…");
     }
-    runtime.shutdown().await;
+    host.shutdown().await;
     drop(bus);
     result
 }

@@ -1,0 +1,98 @@
+//! A connection's decrypted configuration: all a connector knows of flametree.
+
+use super::ConnectorError;
+use crate::model::Connection;
+use crate::secrets::SecretString;
+use std::collections::BTreeMap;
+
+pub struct ConnConfig {
+    pub connection: Connection,
+    secrets: BTreeMap<String, SecretString>,
+    /// `<public_url>/hooks/<hook_id>`: where the provider delivers webhooks.
+    pub webhook_url: String,
+    /// The process's shared HTTP client (one connection pool).
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ConnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnConfig")
+            .field("connection", &self.connection.name)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("webhook_url", &"<hidden>")
+            .finish()
+    }
+}
+
+impl ConnConfig {
+    pub fn new(
+        connection: Connection,
+        secrets: BTreeMap<String, SecretString>,
+        webhook_url: String,
+        http: reqwest::Client,
+    ) -> ConnConfig {
+        ConnConfig {
+            connection,
+            secrets,
+            webhook_url,
+            http,
+        }
+    }
+
+    /// The connection's environment variable, or its catalog default.
+    pub fn env(&self, name: &str) -> Option<String> {
+        self.connection
+            .env
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.clone())
+            .or_else(|| {
+                crate::catalog::Catalog::get()
+                    .find(&self.connection.type_key)
+                    .and_then(|t| t.env_var(name))
+                    .and_then(|e| e.default.clone())
+            })
+    }
+
+    /// Whether the operator set the variable (a default does not count).
+    pub fn env_set(&self, name: &str) -> bool {
+        self.connection
+            .env
+            .iter()
+            .any(|e| e.name == name && !e.value.trim().is_empty())
+    }
+
+    /// A non-secret field, or its catalog default.
+    pub fn field(&self, key: &str) -> Option<String> {
+        self.connection
+            .fields
+            .get(key)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .or_else(|| {
+                crate::catalog::Catalog::get()
+                    .find(&self.connection.type_key)
+                    .and_then(|t| t.field(key))
+                    .and_then(|f| f.default.clone())
+            })
+    }
+
+    /// A secret field, opened at start; a missing one is a permanent error naming it.
+    pub fn secret(&self, key: &str) -> Result<&SecretString, ConnectorError> {
+        self.secrets.get(key).ok_or_else(|| {
+            let label = crate::catalog::Catalog::get()
+                .find(&self.connection.type_key)
+                .and_then(|t| t.field(key))
+                .map(|f| f.label.clone())
+                .unwrap_or_else(|| key.to_string());
+            ConnectorError::Permanent(format!(
+                "{label} is not set: open the connection, fill it in, Save, then Start"
+            ))
+        })
+    }
+
+    /// Every opened secret, for masking in logs.
+    pub fn secret_values(&self) -> impl Iterator<Item = &SecretString> {
+        self.secrets.values()
+    }
+}

@@ -1,0 +1,89 @@
+//! Telegram updates as pipeline events, and the settings that shape them.
+
+use crate::connectors::{ConnectorError, Event, Inbound};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+
+/// A message is identified by its chat and its id in the chat: unlike update ids,
+/// these never restart.
+pub fn event(update: &Update) -> Event {
+    let id = update.id.0;
+    let UpdateKind::Message(msg) = &update.kind else {
+        return Event::Ignored {
+            note: format!("update {id}: not a message; not answered"),
+        };
+    };
+    let Some(text) = msg.text() else {
+        return Event::Ignored {
+            note: format!(
+                "update {id}: a message without text from chat {}; not answered",
+                msg.chat.id
+            ),
+        };
+    };
+    let display_name = msg
+        .from
+        .as_ref()
+        .map(|u| u.full_name())
+        .or_else(|| msg.chat.title().map(str::to_string))
+        .unwrap_or_default();
+    Event::Message(Inbound {
+        account: String::new(),
+        provider_id: format!("{}:{}", msg.chat.id, msg.id.0),
+        customer: msg.chat.id.to_string(),
+        display_name,
+        text: text.to_string(),
+        raw: serde_json::to_string(update).unwrap_or_default(),
+    })
+}
+
+/// `TELEGRAM_ALLOWED_UPDATES`: comma-separated update types, as the Bot API names them.
+pub fn parse_allowed(list: &str) -> Result<Vec<AllowedUpdate>, ConnectorError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+                ConnectorError::Permanent(format!(
+                    "TELEGRAM_ALLOWED_UPDATES names '{name}', which is not a Telegram update type \
+                     (e.g. message, edited_message, callback_query)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The `secret_token` Telegram sends back with every delivery: derived from the bot
+/// token and the webhook path, so every process can check it and nobody else knows it.
+pub fn secret_token(bot_token: &str, hook_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(bot_token.as_bytes()).expect("any key length");
+    mac.update(b"flametree telegram webhook ");
+    mac.update(hook_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_token_is_what_telegram_accepts_and_differs_per_hook() {
+        let a = secret_token("123:abc", "hook1");
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, secret_token("123:abc", "hook2"));
+        assert_ne!(a, secret_token("123:abd", "hook1"));
+    }
+
+    #[test]
+    fn allowed_updates_are_checked() {
+        assert_eq!(parse_allowed("message, edited_message").unwrap().len(), 2);
+        let e = parse_allowed("message,mesage").unwrap_err().to_string();
+        assert!(e.contains("'mesage'"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! Everything a process runs for channels: the pipeline (group-commit writer and log
+//! routing), the webhook ingress, and the supervisor — started and stopped together.
+
+use super::{Options, Pipeline, Runtime};
+use crate::channels::Channels;
+use crate::config::Config;
+use crate::http::Ingress;
+use std::sync::Arc;
+
+pub struct Host {
+    pub pipe: Arc<Pipeline>,
+    pub ingress: Option<Ingress>,
+    pub runtime: Runtime,
+    /// Why the ingress is not running, when it is not.
+    pub ingress_problem: Option<String>,
+}
+
+impl Host {
+    /// Starts the ingress on `http.listen` (unless empty), then the supervisor. An
+    /// ingress that cannot listen is reported, not fatal: polling channels still run.
+    pub async fn start(channels: Arc<Channels>, cfg: &Config) -> Host {
+        let pipe = Pipeline::start(channels, cfg.logs.keep_per_connection);
+        let (ingress, ingress_problem) = if cfg.http.listen.trim().is_empty() {
+            (
+                None,
+                Some("the webhook ingress is off (http.listen is empty)".to_string()),
+            )
+        } else {
+            match Ingress::start(pipe.clone(), &cfg.http.listen, &cfg.http).await {
+                Ok(i) => (Some(i), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "the webhook ingress cannot listen on {} ({e}): webhook-driven channels run \
+                         here get no deliveries; set http.listen to a free address",
+                        cfg.http.listen
+                    )),
+                ),
+            }
+        };
+        if let Some(p) = &ingress_problem {
+            tracing::warn!("{p}");
+        }
+        let options = Options::from_config(cfg, ingress.as_ref().map(|i| i.addr));
+        let runtime = Runtime::start(pipe.clone(), options);
+        Host {
+            pipe,
+            ingress,
+            runtime,
+            ingress_problem,
+        }
+    }
+
+    /// Stops the channels (each stop awaited, last log lines written), then the ingress.
+    pub async fn shutdown(&self) {
+        self.runtime.shutdown().await;
+        if let Some(i) = &self.ingress {
+            i.shutdown().await;
+        }
+        self.pipe.flush().await;
+    }
+}

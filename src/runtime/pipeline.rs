@@ -1,0 +1,464 @@
+//! The inbound pipeline, once for every connector: record each message durably
+//! (deduplicated by the provider's id), route it to the inbound agent, send the reply
+//! through the connector, record the outcome. received → sending → answered: a reply
+//! is claimed in the ledger before it goes out, so a crash never answers twice.
+
+use super::logs::LogRouter;
+use super::writer::Writer;
+use crate::agents::routing::AnswerEnv;
+use crate::channels::Channels;
+use crate::connectors::retry::{self, Outcome, Policy};
+use crate::connectors::{Connector, ConnectorError, Event, InboxSink, Outbound};
+use crate::model::{Millis, Status};
+use crate::store::{LedgerEntry, LedgerState, WriteOp, WriteResult};
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// What every connection's pipeline shares in one process: the runtime and the
+/// webhook ingress both use it.
+pub struct Pipeline {
+    pub channels: Arc<Channels>,
+    pub writer: Writer,
+    pub http: reqwest::Client,
+    pub router: Option<LogRouter>,
+    /// Which router a task's span names (see `logs::install_router`).
+    pub router_index: Option<usize>,
+    /// The inboxes of the connections this process runs, for webhooks it receives.
+    inboxes: Mutex<HashMap<i64, Arc<ConnInbox>>>,
+}
+
+impl Pipeline {
+    /// Starts the group-commit writer and the log router (lines kept: `keep` per connection).
+    pub fn start(channels: Arc<Channels>, keep: u32) -> Arc<Pipeline> {
+        let (writer, _) = Writer::start(channels.store().clone(), keep);
+        let router = LogRouter::new(channels.bus().clone(), writer.clone());
+        let index = super::logs::install_router(router.clone());
+        Arc::new(Pipeline {
+            channels,
+            writer,
+            http: crate::connectors::http_client(),
+            router: Some(router),
+            router_index: Some(index),
+            inboxes: Mutex::default(),
+        })
+    }
+
+    pub fn register(&self, inbox: Arc<ConnInbox>) {
+        self.inboxes
+            .lock()
+            .expect("inboxes lock")
+            .insert(inbox.connection_id, inbox);
+    }
+
+    pub fn unregister(&self, connection_id: i64) {
+        self.inboxes
+            .lock()
+            .expect("inboxes lock")
+            .remove(&connection_id);
+    }
+
+    /// The inbox of a connection this process runs.
+    pub fn inbox(&self, connection_id: i64) -> Option<Arc<ConnInbox>> {
+        self.inboxes
+            .lock()
+            .expect("inboxes lock")
+            .get(&connection_id)
+            .cloned()
+    }
+
+    pub fn running_ids(&self) -> Vec<i64> {
+        self.inboxes
+            .lock()
+            .expect("inboxes lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// A line in a connection's log from outside its task (the ingress).
+    pub fn log(&self, connection_id: i64, level: &str, message: String) {
+        match &self.router {
+            Some(r) => r.route(connection_id, level, message),
+            None => tracing::warn!("connection {connection_id}: {message}"),
+        }
+    }
+
+    /// The span a connection's work runs in: its events become the connection's log.
+    pub fn span(&self, connection_id: i64) -> tracing::Span {
+        let router = self.router_index.map(|i| i as u64).unwrap_or(u64::MAX);
+        tracing::info_span!(
+            super::logs::SPAN,
+            connection_id = connection_id,
+            router = router
+        )
+    }
+
+    /// Waits until every queued write is committed.
+    pub async fn flush(&self) {
+        self.writer.flush().await;
+    }
+}
+
+/// One running connection's end of the pipeline: connectors submit here, and the
+/// runtime's sweeper hands over what other processes' webhooks recorded.
+pub struct ConnInbox {
+    pub connection_id: i64,
+    version: i64,
+    pipe: Arc<Pipeline>,
+    queue: mpsc::UnboundedSender<LedgerEntry>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// What the credential check found ("polling as @sales_bot"): the RUNNING message.
+    identity: Mutex<String>,
+}
+
+impl ConnInbox {
+    pub fn set_identity(&self, identity: &str) {
+        *self.identity.lock().expect("identity lock") = identity.to_string();
+    }
+
+    pub fn new(
+        connection_id: i64,
+        version: i64,
+        pipe: Arc<Pipeline>,
+    ) -> (Arc<ConnInbox>, mpsc::UnboundedReceiver<LedgerEntry>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let inbox = ConnInbox {
+            connection_id,
+            version,
+            pipe,
+            queue,
+            in_flight: Arc::default(),
+            identity: Mutex::default(),
+        };
+        (Arc::new(inbox), rx)
+    }
+
+    /// Queues a recorded message for an answer unless it is queued already.
+    pub fn dispatch(&self, entry: LedgerEntry) {
+        let fresh = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(entry.key.clone());
+        if fresh {
+            let _ = self.queue.send(entry);
+        }
+    }
+
+    fn done(&self, key: &str) {
+        self.in_flight.lock().expect("in-flight lock").remove(key);
+    }
+}
+
+fn entry(m: &crate::connectors::Inbound) -> LedgerEntry {
+    LedgerEntry {
+        key: m.key(),
+        account: m.account.clone(),
+        customer: m.customer.clone(),
+        display_name: m.display_name.clone(),
+        text: m.text.clone(),
+        raw: m.raw.clone(),
+    }
+}
+
+/// Records messages (and the cursor with them); returns the ones to answer now.
+pub async fn record(
+    writer: &Writer,
+    connection_id: i64,
+    events: &[Event],
+    cursor: Option<String>,
+) -> Result<Vec<LedgerEntry>, ConnectorError> {
+    let entries: Vec<LedgerEntry> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(entry(m)),
+            _ => None,
+        })
+        .collect();
+    if entries.is_empty() && cursor.is_none() {
+        return Ok(Vec::new());
+    }
+    let result = writer
+        .write(WriteOp::Receive {
+            connection_id,
+            entries: entries.clone(),
+            cursor,
+        })
+        .await
+        .map_err(|e| ConnectorError::transient(format!("cannot record incoming messages: {e}")))?;
+    let WriteResult::Received(states) = result else {
+        return Ok(Vec::new());
+    };
+    let mut fresh = Vec::new();
+    for (entry, (state, _new)) in entries.into_iter().zip(states) {
+        match state {
+            LedgerState::Received => fresh.push(entry),
+            LedgerState::Sending => {
+                warn!(
+                    "message {}: flametree stopped while sending its reply; it is not sent again, \
+                     so the customer may have no answer",
+                    entry.key
+                );
+            }
+            LedgerState::Answered | LedgerState::Ignored => {
+                debug!("message {} was handled before; skipped", entry.key);
+            }
+        }
+    }
+    Ok(fresh)
+}
+
+/// A provider event that is not a customer's message: one line, never an answer.
+/// Returns the level and the line, for callers outside a connection's span.
+pub async fn describe_event(
+    channels: &Channels,
+    connection_id: i64,
+    event: &Event,
+) -> Option<(&'static str, String)> {
+    match event {
+        Event::Message(_) => None,
+        Event::Echo { note } => Some(("INFO", format!("{note}; not answered"))),
+        Event::Ignored { note } => Some(("INFO", note.clone())),
+        Event::Delivery(d) if d.failed => {
+            let about = match channels
+                .store()
+                .outbound(connection_id, &d.provider_message_id)
+                .await
+            {
+                Ok(Some(o)) if !o.in_reply_to.is_empty() => format!(
+                    "the reply to {} (answering {}) sent at {}",
+                    o.customer,
+                    o.in_reply_to,
+                    crate::model::format_millis(o.sent_at)
+                ),
+                Ok(Some(o)) => format!(
+                    "the message to {} sent at {}",
+                    o.customer,
+                    crate::model::format_millis(o.sent_at)
+                ),
+                _ => "a message this connection has no record of".to_string(),
+            };
+            Some((
+                "WARN",
+                format!(
+                    "{about} was not delivered ({}, message {}): {}",
+                    d.status, d.provider_message_id, d.detail
+                ),
+            ))
+        }
+        Event::Delivery(d) => Some((
+            "DEBUG",
+            format!("message {}: {}", d.provider_message_id, d.status),
+        )),
+    }
+}
+
+#[async_trait]
+impl InboxSink for ConnInbox {
+    async fn submit(
+        &self,
+        events: Vec<Event>,
+        cursor: Option<String>,
+    ) -> Result<(), ConnectorError> {
+        let fresh = record(&self.pipe.writer, self.connection_id, &events, cursor).await?;
+        for e in &events {
+            if let Some((level, line)) =
+                describe_event(&self.pipe.channels, self.connection_id, e).await
+            {
+                match level {
+                    "WARN" => warn!("{line}"),
+                    "DEBUG" => debug!("{line}"),
+                    _ => info!("{line}"),
+                }
+            }
+        }
+        for entry in fresh {
+            self.dispatch(entry);
+        }
+        Ok(())
+    }
+
+    async fn cursor(&self) -> Option<(String, Millis)> {
+        self.pipe
+            .channels
+            .store()
+            .cursor_since(self.connection_id)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn running(&self, message: &str) {
+        let identity = self.identity.lock().expect("identity lock").clone();
+        let message = if message.is_empty() {
+            identity.as_str()
+        } else {
+            message
+        };
+        let store = self.pipe.channels.store();
+        if let Err(e) = store
+            .set_status(self.connection_id, Status::Running, message)
+            .await
+        {
+            warn!("could not record status RUNNING: {e}");
+        }
+        if let Err(e) = store
+            .set_running_version(self.connection_id, Some(self.version))
+            .await
+        {
+            warn!("could not record the running version: {e}");
+        }
+    }
+
+    async fn degraded(&self, message: &str) {
+        if let Err(e) = self
+            .pipe
+            .channels
+            .store()
+            .set_status(self.connection_id, Status::Running, message)
+            .await
+        {
+            warn!("could not record the status message: {e}");
+        }
+    }
+}
+
+/// Answers what is queued for one connection, one message at a time, until stopped.
+pub async fn answer_loop(
+    inbox: Arc<ConnInbox>,
+    type_key: String,
+    connector: Arc<dyn Connector>,
+    mut rx: mpsc::UnboundedReceiver<LedgerEntry>,
+    stop: CancellationToken,
+) {
+    loop {
+        let entry = tokio::select! {
+            e = rx.recv() => match e { Some(e) => e, None => return },
+            _ = stop.cancelled() => return,
+        };
+        answer_one(&inbox, &type_key, connector.as_ref(), &entry, &stop).await;
+        inbox.done(&entry.key);
+    }
+}
+
+async fn answer_one(
+    inbox: &ConnInbox,
+    type_key: &str,
+    connector: &dyn Connector,
+    e: &LedgerEntry,
+    stop: &CancellationToken,
+) {
+    let pipe = &inbox.pipe;
+    let id = inbox.connection_id;
+    let who = if e.account.is_empty() {
+        e.customer.clone()
+    } else {
+        format!("{} (to {})", e.customer, e.account)
+    };
+    info!("message {} from {who}", e.key);
+    let router = pipe.router.clone();
+    let protect = move |secret: &str| {
+        if let Some(r) = &router {
+            r.protect(id, secret);
+        }
+    };
+    let env = AnswerEnv {
+        channels: &pipe.channels,
+        http: &pipe.http,
+        connection_id: id,
+        protect: &protect,
+    };
+    let customer_key = format!("{type_key}:{}", e.customer);
+    let Some(reply) = crate::agents::answer(&env, &customer_key, &e.text).await else {
+        let mark = WriteOp::Mark {
+            connection_id: id,
+            key: e.key.clone(),
+            state: LedgerState::Ignored,
+        };
+        if let Err(err) = pipe.writer.write(mark).await {
+            warn!("could not record message {} as not answered: {err}", e.key);
+        }
+        return;
+    };
+    let claim = WriteOp::Claim {
+        connection_id: id,
+        key: e.key.clone(),
+    };
+    match pipe.writer.write(claim).await {
+        Ok(WriteResult::Claimed(true)) => {}
+        Ok(_) => {
+            debug!("message {} is answered by another process", e.key);
+            return;
+        }
+        Err(err) => {
+            // Still `received`: it is picked up again once the database answers.
+            warn!(
+                "message {}: cannot record the reply as sending ({err}); will try again",
+                e.key
+            );
+            return;
+        }
+    }
+    let out = Outbound {
+        account: &e.account,
+        to: &e.customer,
+        text: &reply,
+        in_reply_to: Some(&e.key),
+    };
+    match send(pipe, id, connector, &out, stop).await {
+        Ok(sent) => {
+            info!("replied to {who} (message {sent})");
+            pipe.writer.submit(WriteOp::Mark {
+                connection_id: id,
+                key: e.key.clone(),
+                state: LedgerState::Answered,
+            });
+        }
+        Err(err) => {
+            warn!("message {}: the reply to {who} was not sent: {err}", e.key);
+            pipe.writer.submit(WriteOp::Mark {
+                connection_id: id,
+                key: e.key.clone(),
+                state: LedgerState::Ignored,
+            });
+        }
+    }
+}
+
+/// Sends a text through a connector with the reply retry policy and records the
+/// provider's id of what went out: the one path of agents' replies and `flametree send`.
+pub async fn send(
+    pipe: &Pipeline,
+    connection_id: i64,
+    connector: &dyn Connector,
+    out: &Outbound<'_>,
+    stop: &CancellationToken,
+) -> Result<String, ConnectorError> {
+    let outcome = retry::retry(
+        stop,
+        Policy::REPLY,
+        |w| warn!("reply to {}: {w}", out.to),
+        || connector.send(out),
+    )
+    .await;
+    match outcome {
+        Outcome::Done(sent) => {
+            pipe.writer.submit(WriteOp::Outbound {
+                connection_id,
+                provider_id: sent.clone(),
+                account: out.account.to_string(),
+                customer: out.to.to_string(),
+                in_reply_to: out.in_reply_to.unwrap_or("").to_string(),
+            });
+            Ok(sent)
+        }
+        Outcome::Stopped => Err(ConnectorError::Permanent(
+            "stopped before the reply could be sent".into(),
+        )),
+        Outcome::Failed(e) => Err(e),
+    }
+}

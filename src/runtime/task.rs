@@ -1,0 +1,205 @@
+//! One running connection, from STARTING to STOPPED or ERROR: open its configuration,
+//! check the credentials (retrying what is transient, and saying so), then receive
+//! and answer until stopped.
+
+use super::pipeline::{ConnInbox, Pipeline, answer_loop};
+use crate::connectors::retry::{self, Outcome, Policy};
+use crate::connectors::{self, ConnConfig, ConnectorError, Receiver};
+use crate::model::{Connection, DesiredState, Status};
+use crate::store::AuditNote;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, warn};
+
+/// How long a connector gets to undo its provider-side setup on Stop.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
+
+pub struct TaskEnv {
+    pub pipe: Arc<Pipeline>,
+    pub start_timeout: Duration,
+    pub public_base: String,
+}
+
+/// Runs the connection; a panic in its connector ends as ERROR, never a restart loop.
+pub async fn run(env: TaskEnv, c: Connection, stop: CancellationToken) {
+    let pipe = env.pipe.clone();
+    let id = c.id;
+    let span = pipe.span(id);
+    let inner = tokio::spawn(lifecycle(env, c, stop).instrument(span.clone()));
+    match inner.await {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let why = format!("the connector crashed: {what}");
+            fail(&pipe, id, &why).instrument(span).await;
+        }
+        Err(_) => {}
+    }
+}
+
+async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
+    let pipe = env.pipe.clone();
+    let store = pipe.channels.store().clone();
+    let id = c.id;
+    let _ = store.set_status(id, Status::Starting, "").await;
+    info!("starting (configuration version {})", c.version);
+    let cfg = match open_config(&env, &c) {
+        Ok(cfg) => cfg,
+        Err(why) => return fail(&pipe, id, &why).await,
+    };
+    if let Some(r) = &pipe.router {
+        for s in cfg.secret_values() {
+            r.protect(id, s.expose());
+        }
+    }
+    let connector = match connectors::open(cfg) {
+        Ok(c) => c,
+        Err(e) => return fail(&pipe, id, &e.to_string()).await,
+    };
+
+    let began = Instant::now();
+    let timeout = env.start_timeout;
+    let verified = retry::retry(
+        &stop,
+        Policy::FOREVER,
+        |w| {
+            warn!("{w}");
+            let (status, message) = if began.elapsed() >= timeout {
+                (
+                    Status::Error,
+                    format!("{w} (still trying; it starts by itself once this works)"),
+                )
+            } else {
+                (Status::Starting, w.to_string())
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let _ = store.set_status(id, status, &message).await;
+            });
+        },
+        || connector.verify(),
+    )
+    .await;
+    let identity = match verified {
+        Outcome::Done(identity) => identity,
+        Outcome::Stopped => return record_stopped(&pipe, id).await,
+        Outcome::Failed(e) => return fail(&pipe, id, &e.to_string()).await,
+    };
+
+    let (inbox, queue) = ConnInbox::new(id, c.version, pipe.clone());
+    inbox.set_identity(&identity);
+    pipe.register(inbox.clone());
+    let answers = tokio::spawn(
+        answer_loop(
+            inbox.clone(),
+            c.type_key.clone(),
+            connector.clone(),
+            queue,
+            stop.clone(),
+        )
+        .in_current_span(),
+    );
+    let receiver = Receiver {
+        stop: stop.clone(),
+        inbox: inbox.clone(),
+    };
+    let received = retry::retry(
+        &stop,
+        Policy::FOREVER,
+        |w| {
+            warn!("{w}");
+            let inbox = inbox.clone();
+            let message = w.to_string();
+            tokio::spawn(async move {
+                use crate::connectors::InboxSink;
+                inbox.degraded(&message).await;
+            });
+        },
+        || async {
+            connector.receive(&receiver).await?;
+            if stop.is_cancelled() {
+                Ok(())
+            } else {
+                Err(ConnectorError::transient("the connector stopped receiving"))
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    let _ = answers.await;
+    pipe.unregister(id);
+    if tokio::time::timeout(RELEASE_GRACE, connector.release())
+        .await
+        .is_err()
+    {
+        warn!(
+            "the provider did not confirm the cleanup within {} s",
+            RELEASE_GRACE.as_secs()
+        );
+    }
+    match received {
+        Outcome::Failed(e) => fail(&pipe, id, &e.to_string()).await,
+        _ => record_stopped(&pipe, id).await,
+    }
+}
+
+fn open_config(env: &TaskEnv, c: &Connection) -> Result<ConnConfig, String> {
+    open_config_with(&env.pipe, &env.public_base, c)
+}
+
+/// Every secret field opened, each failure naming the field; the webhook URL built.
+pub fn open_config_with(
+    pipe: &Pipeline,
+    public_base: &str,
+    c: &Connection,
+) -> Result<ConnConfig, String> {
+    let mut secrets = BTreeMap::new();
+    for field in c.secrets.keys() {
+        match pipe.channels.reveal(c, field) {
+            Ok(Some(v)) => {
+                secrets.insert(field.clone(), v);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(ConnConfig::new(
+        c.clone(),
+        secrets,
+        webhook_url(public_base, &c.hook_id),
+        pipe.http.clone(),
+    ))
+}
+
+/// Where a connection's webhooks are delivered.
+pub fn webhook_url(public_base: &str, hook_id: &str) -> String {
+    format!("{}/hooks/{hook_id}", public_base.trim_end_matches('/'))
+}
+
+pub async fn record_stopped(pipe: &Pipeline, id: i64) {
+    let store = pipe.channels.store();
+    let _ = store.set_status(id, Status::Stopped, "").await;
+    let _ = store.set_running_version(id, None).await;
+    info!("stopped");
+}
+
+/// A permanent failure: ERROR with the reason, and the desired state back to STOPPED
+/// so it is not retried in a loop — the operator fixes it and starts it again.
+async fn fail(pipe: &Pipeline, id: i64, why: &str) {
+    error!("{why}");
+    let store = pipe.channels.store();
+    let _ = store.set_status(id, Status::Error, why).await;
+    let _ = store.set_running_version(id, None).await;
+    let note = AuditNote::new("runtime", "stop", format!("failed: {why}"));
+    let _ = store
+        .set_desired_state(id, DesiredState::Stopped, &note)
+        .await;
+    pipe.unregister(id);
+}

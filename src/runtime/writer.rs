@@ -1,0 +1,195 @@
+//! Group commit: every connection's ledger, cursor and log writes go through one
+//! writer that applies whatever has queued up in one transaction, so durability costs
+//! one commit per batch, not several per message.
+
+use crate::model::LogLine;
+use crate::store::{Store, StoreError, StoreResult, WriteOp, WriteResult};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most ops in one transaction.
+const MAX_BATCH: usize = 2_000;
+/// Log lines alone wait this long for company: nobody waits on them.
+const LOG_LINGER: Duration = Duration::from_millis(100);
+/// Queue depth; awaited writes wait for room, log lines beyond it are dropped (counted).
+const QUEUE: usize = 100_000;
+/// Log lines kept for a retry while the database is unreachable.
+const HELD_LOGS: usize = 50_000;
+
+struct Request {
+    op: WriteOp,
+    reply: Option<oneshot::Sender<StoreResult<WriteResult>>>,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer task; it ends when every `Writer` clone is dropped, after
+    /// writing what was queued.
+    pub fn start(store: Arc<dyn Store>, log_keep: u32) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = tokio::spawn(run(store, rx, log_keep));
+        (
+            Writer {
+                tx,
+                dropped: Arc::default(),
+            },
+            handle,
+        )
+    }
+
+    /// Applies `op` and returns once it is committed.
+    pub async fn write(&self, op: WriteOp) -> StoreResult<WriteResult> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                op,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Queues `op` without waiting for it (an outbound record, a final ledger mark).
+    pub fn submit(&self, op: WriteOp) {
+        if self.tx.try_send(Request { op, reply: None }).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues log lines; dropped (and counted) when the database is far behind, rather
+    /// than slowing a channel down.
+    pub fn log(&self, lines: Vec<LogLine>) {
+        self.submit(WriteOp::Logs(lines));
+    }
+
+    /// Returns once everything queued before it is committed.
+    pub async fn flush(&self) {
+        let _ = self.write(WriteOp::Logs(Vec::new())).await;
+    }
+
+    /// Writes lost because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) {
+    let mut held: Vec<LogLine> = Vec::new();
+    let mut batch: Vec<Request> = Vec::with_capacity(256);
+    loop {
+        let Some(first) = rx.recv().await else {
+            flush_held(store.as_ref(), &mut held, keep).await;
+            return;
+        };
+        batch.push(first);
+        drain(&mut rx, &mut batch);
+        if batch
+            .iter()
+            .all(|r| r.reply.is_none() && matches!(r.op, WriteOp::Logs(_)))
+        {
+            let linger = tokio::time::sleep(LOG_LINGER);
+            tokio::pin!(linger);
+            loop {
+                tokio::select! {
+                    more = rx.recv() => match more {
+                        Some(r) => {
+                            let awaited = r.reply.is_some();
+                            batch.push(r);
+                            drain(&mut rx, &mut batch);
+                            if awaited || batch.len() >= MAX_BATCH { break; }
+                        }
+                        None => break,
+                    },
+                    _ = &mut linger => break,
+                }
+            }
+        }
+        commit(store.as_ref(), &mut batch, &mut held, keep).await;
+    }
+}
+
+fn drain(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
+async fn commit(store: &dyn Store, batch: &mut Vec<Request>, held: &mut Vec<LogLine>, keep: u32) {
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.len() + 1);
+    if !held.is_empty() {
+        ops.push(WriteOp::Logs(std::mem::take(held)));
+    }
+    let offset = ops.len();
+    ops.extend(batch.iter().map(|r| r.op.clone()));
+    match store.write_batch(&ops, keep).await {
+        Ok(results) => {
+            for (req, result) in batch.drain(..).zip(results.into_iter().skip(offset)) {
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+        }
+        Err(e) if e.is_unavailable() => {
+            // Nothing was written: callers hear it and retry; log lines wait for the
+            // database to come back.
+            for (i, req) in batch.drain(..).enumerate() {
+                match (req.reply, &ops[offset + i]) {
+                    (Some(reply), _) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    }
+                    (None, WriteOp::Logs(lines)) => held.extend(lines.iter().cloned()),
+                    (None, _) => {}
+                }
+            }
+            if offset > 0
+                && let WriteOp::Logs(lines) = &ops[0]
+            {
+                held.splice(0..0, lines.iter().cloned());
+            }
+            if held.len() > HELD_LOGS {
+                let extra = held.len() - HELD_LOGS;
+                held.drain(..extra);
+            }
+        }
+        Err(_) => {
+            // One bad op must not cost the others their write: apply each on its own.
+            if offset > 0 {
+                let _ = store.write_batch(&ops[..offset], keep).await;
+            }
+            for req in batch.drain(..) {
+                let result = store
+                    .write_batch(std::slice::from_ref(&req.op), keep)
+                    .await
+                    .map(|mut r| r.pop().unwrap_or(WriteResult::Done));
+                if let Err(e) = &result
+                    && req.reply.is_none()
+                {
+                    tracing::warn!(target: "flametree::writer", "a runtime write failed: {e}");
+                }
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn flush_held(store: &dyn Store, held: &mut Vec<LogLine>, keep: u32) {
+    if !held.is_empty() {
+        let _ = store
+            .write_batch(&[WriteOp::Logs(std::mem::take(held))], keep)
+            .await;
+    }
+}
