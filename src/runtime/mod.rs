@@ -5,6 +5,7 @@
 //! process at a time: the one holding its lease, renewed every second while it runs.
 
 pub mod logs;
+pub mod retention;
 
 use crate::channels::Channels;
 use crate::connectors::{self, ConnectorError, Shared, TaskContext};
