@@ -3,6 +3,7 @@
 
 use crate::secrets::SealedSecret;
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -100,12 +101,53 @@ impl Rules {
             return self.greeting.replace("{text}", text.trim());
         }
         for r in &self.rules {
-            if !r.keyword.trim().is_empty() && lower.contains(&r.keyword.trim().to_lowercase()) {
+            if keyword_matches(&r.keyword, text) {
                 return r.reply.replace("{text}", text.trim());
             }
         }
         self.fallback.replace("{text}", text.trim())
     }
+}
+
+/// Whether `text` contains `keyword` as whole words, case-insensitively: "Hi!" and
+/// "oh, hi there" match `hi`, "this" and "while" do not. A keyword of several words
+/// matches them in order with any whitespace between. Words are Unicode words (letters
+/// with their accents and marks, digits, `_`); a keyword's own punctuation must be there
+/// as written ("/start", "e-mail"). In scripts written without spaces between words
+/// (Chinese, Japanese, Thai…) there is no boundary to find, so an edge of the keyword
+/// in such a script matches inside a run of text.
+fn keyword_matches(keyword: &str, text: &str) -> bool {
+    let words: Vec<&str> = keyword.split_whitespace().collect();
+    let (Some(first), Some(last)) = (
+        words.first().and_then(|w| w.chars().next()),
+        words.last().and_then(|w| w.chars().next_back()),
+    ) else {
+        return false;
+    };
+    // \b{start-half} and \b{end-half} ask only that the neighbour is not a word
+    // character, so a keyword that begins or ends with punctuation works too.
+    let start = if unspaced_script(first) {
+        ""
+    } else {
+        r"\b{start-half}"
+    };
+    let end = if unspaced_script(last) {
+        ""
+    } else {
+        r"\b{end-half}"
+    };
+    let body: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+    let pattern = format!(r"(?i){start}{}{end}", body.join(r"\s+"));
+    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(text))
+}
+
+/// Letters of scripts that do not separate words with spaces.
+fn unspaced_script(c: char) -> bool {
+    static UNSPACED: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]$")
+            .expect("valid pattern")
+    });
+    UNSPACED.is_match(c.encode_utf8(&mut [0; 4]))
 }
 
 #[derive(Serialize)]
@@ -244,6 +286,93 @@ mod tests {
             "Hi! I'm the shop assistant."
         );
         assert_eq!(r.answer("thanks"), "You said: thanks");
+    }
+
+    fn keyword_rules(keywords: &[&str]) -> Rules {
+        Rules {
+            greeting: String::new(),
+            rules: keywords
+                .iter()
+                .map(|k| Rule {
+                    keyword: (*k).into(),
+                    reply: format!("rule {k}"),
+                })
+                .collect(),
+            fallback: "fallback".into(),
+        }
+    }
+
+    #[test]
+    fn keywords_match_whole_words_only() {
+        let r = keyword_rules(&["hi"]);
+        assert_eq!(r.answer("Hi!"), "rule hi");
+        assert_eq!(r.answer("oh, HI there"), "rule hi");
+        assert_eq!(r.answer("(hi)"), "rule hi");
+        assert_eq!(r.answer("while you are here"), "fallback");
+        assert_eq!(r.answer("this is it"), "fallback");
+        assert_eq!(
+            r.answer("hi5 hi_there"),
+            "fallback",
+            "digits and _ are word characters"
+        );
+        assert_eq!(
+            r.answer("this, then hi."),
+            "rule hi",
+            "a later whole word counts"
+        );
+    }
+
+    #[test]
+    fn a_keyword_of_several_words_matches_them_in_order() {
+        let r = keyword_rules(&["opening hours"]);
+        assert_eq!(
+            r.answer("What are your Opening Hours?"),
+            "rule opening hours"
+        );
+        assert_eq!(r.answer("opening\n  hours"), "rule opening hours");
+        assert_eq!(r.answer("reopening hours"), "fallback");
+        assert_eq!(r.answer("opening hourslong"), "fallback");
+        assert_eq!(r.answer("hours opening"), "fallback");
+        assert_eq!(r.answer("opening"), "fallback");
+    }
+
+    #[test]
+    fn keywords_are_unicode_aware() {
+        assert!(keyword_matches("über", "Alles ÜBER uns"));
+        assert!(!keyword_matches("über", "überall"));
+        assert!(keyword_matches("цена", "Какая ЦЕНА?"));
+        assert!(!keyword_matches("цена", "с ценами"));
+        assert!(keyword_matches("café", "Le CAFÉ, svp"));
+        assert!(!keyword_matches("café", "cafés"));
+        assert!(
+            !keyword_matches("cafe", "café"),
+            "a precomposed accent continues the word"
+        );
+        assert!(
+            !keyword_matches("cafe", "cafe\u{301}"),
+            "a combining accent continues the word"
+        );
+        // No spaces between words: the keyword is found inside the sentence.
+        assert!(keyword_matches("价格", "请问价格是多少"));
+        assert!(keyword_matches("営業時間", "営業時間は？"));
+    }
+
+    #[test]
+    fn punctuation_in_or_around_a_keyword() {
+        assert!(keyword_matches("/help", "/help please"));
+        assert!(!keyword_matches("/help", "x/help"));
+        assert!(keyword_matches("e-mail", "Your E-Mail?"));
+        assert!(keyword_matches("c++", "I write C++."));
+        assert!(!keyword_matches("c++", "c++x"));
+        assert!(keyword_matches("price", "price?!"));
+        assert!(
+            !keyword_matches("   ", "anything"),
+            "a blank keyword matches nothing"
+        );
+        assert!(
+            !keyword_matches("a.b", "axb"),
+            "the keyword is literal text, not a pattern"
+        );
     }
 
     #[test]

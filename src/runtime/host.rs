@@ -43,6 +43,12 @@ impl Host {
         }
         let options = Options::from_config(cfg, ingress.as_ref().map(|i| i.addr));
         let runtime = Runtime::start(pipe.clone(), options);
+        // Outside any connection's span: its lines are the process's, not a channel's.
+        tokio::spawn(super::retention::prune_loop(
+            pipe.channels.store().clone(),
+            cfg.retention.days,
+            runtime.stopping(),
+        ));
         Host {
             pipe,
             ingress,

@@ -12,6 +12,7 @@ pub mod writer;
 
 pub use pipeline::Pipeline;
 pub use task::{open_config_with, webhook_url};
+pub mod retention;
 
 use crate::channels::Channels;
 use crate::model::DesiredState;
@@ -117,6 +118,11 @@ impl Runtime {
             inner,
             supervisor: Mutex::new(Some(handle)),
         }
+    }
+
+    /// Cancelled when the runtime shuts down: for work that lives as long as it.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.shutdown.child_token()
     }
 
     pub fn pipeline(&self) -> Arc<Pipeline> {

@@ -22,6 +22,10 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("migrations/postgres/0003_agents.sql"),
     },
     Migration {
+        version: 4,
+        sql: include_str!("migrations/postgres/0004_retention.sql"),
+    },
+    Migration {
         version: 5,
         sql: include_str!("migrations/postgres/0005_pipeline.sql"),
     },
@@ -39,6 +43,10 @@ const SQLITE: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("migrations/sqlite/0003_agents.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/sqlite/0004_retention.sql"),
     },
     Migration {
         version: 5,

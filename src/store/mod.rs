@@ -5,6 +5,7 @@
 mod agents_sql;
 mod migrate;
 mod pipeline_sql;
+mod retention;
 mod rows;
 mod sql;
 
@@ -209,6 +210,24 @@ pub struct OutboundRecord {
     pub sent_at: Millis,
 }
 
+/// How many rows one retention call deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    /// Inbound ledger rows (answered or ignored only).
+    pub ledger: u64,
+    pub unanswered: u64,
+    pub turns: u64,
+    pub audit: u64,
+    /// Records of sent messages (matched to delivery reports).
+    pub outbound: u64,
+}
+
+impl PruneCounts {
+    pub fn total(&self) -> u64 {
+        self.ledger + self.unanswered + self.turns + self.audit + self.outbound
+    }
+}
+
 /// Count, newest change and a checksum of change times of a tenant's connections.
 pub type ChangeMarker = (i64, i64, i64);
 
@@ -383,6 +402,16 @@ pub trait Store: Send + Sync {
         connection_id: i64,
         limit: u32,
     ) -> StoreResult<Vec<(Millis, String, String, String)>>;
+
+    /// Retention: deletes at most `limit_per_table` rows from each of the inbound ledger
+    /// (answered or ignored events only, by when they were last updated), unanswered
+    /// messages, conversation turns and the audit log that are older than `cutoff_ms`
+    /// (strictly). A table whose count equals the limit may hold more: call again.
+    async fn prune_older_than(
+        &self,
+        cutoff_ms: i64,
+        limit_per_table: u32,
+    ) -> StoreResult<PruneCounts>;
 }
 
 /// Opens the database the URL names, creating an SQLite file and its directory if needed,

@@ -4,8 +4,8 @@
 
 use super::rows::{self, connection_columns};
 use super::{
-    AuditNote, Backend, ChangeMarker, LedgerState, Store, StoreError, StoreResult, migrate,
-    redact_url,
+    AuditNote, Backend, ChangeMarker, LedgerState, PruneCounts, Store, StoreError, StoreResult,
+    migrate, redact_url,
 };
 use crate::model::{
     Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
@@ -883,6 +883,14 @@ impl Store for SqlStore {
         limit: u32,
     ) -> StoreResult<Vec<(Millis, String, String, String)>> {
         self.unanswered_(connection_id, limit).await
+    }
+
+    async fn prune_older_than(
+        &self,
+        cutoff_ms: i64,
+        limit_per_table: u32,
+    ) -> StoreResult<PruneCounts> {
+        self.prune_older_than_(cutoff_ms, limit_per_table).await
     }
 }
 
