@@ -8,14 +8,14 @@ use flametree::sandbox::telegram::{Faults, TelegramSandbox};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::KEY_B64;
+use common::{Be, KEY_B64};
 const TOKEN_A: &str = "6000000001:AAEruntimeTestTokenAlphaValue00000001";
 const TOKEN_B: &str = "6000000002:AAEruntimeTestTokenBravoValue00000002";
 
 type Env = common::ChannelsEnv;
 
-async fn env() -> Env {
-    common::channels_env().await
+async fn env(be: Be) -> Env {
+    common::channels_env_on(be).await
 }
 
 async fn add_bot(env: &Env, name: &str, token: &str, api: &str) -> Connection {
@@ -48,10 +48,10 @@ async fn echo_agent(env: &Env) -> flametree::model::Agent {
 }
 
 /// The sandbox with bot "alpha_bot", and connection "Alpha" RUNNING under a runtime.
-async fn alpha_running() -> (TelegramSandbox, Env, Runtime) {
+async fn alpha_running(be: Be) -> (TelegramSandbox, Env, Runtime) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     let runtime = Runtime::launch(env.channels.clone(), 1000);
     set(&env, "Alpha", DesiredState::Running).await;
@@ -93,9 +93,8 @@ async fn log_text(env: &Env, name: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_runs_the_bot_and_answers_a_customer() {
-    let (sandbox, env, runtime) = alpha_running().await;
+async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
     let running = env.channels.find("Alpha").await.unwrap();
     assert!(
         running.status_message.contains("@alpha_bot"),
@@ -134,10 +133,9 @@ async fn start_runs_the_bot_and_answers_a_customer() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_token_goes_to_error_with_a_message_to_act_on() {
+async fn a_wrong_token_goes_to_error_with_a_message_to_act_on(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Wrong", TOKEN_B, &sandbox.url()).await;
     let runtime = Runtime::launch(env.channels.clone(), 1000);
     set(&env, "Wrong", DesiredState::Running).await;
@@ -165,9 +163,8 @@ async fn a_wrong_token_goes_to_error_with_a_message_to_act_on() {
     runtime.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice() {
-    let (sandbox, env, runtime) = alpha_running().await;
+async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
     for i in 0..5 {
         sandbox.inject_message(TOKEN_A, 100 + i, "Ann", &format!("first {i}"));
     }
@@ -207,9 +204,8 @@ async fn stop_and_start_again_lose_nothing_and_answer_nothing_twice() {
     runtime.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_faults_are_retried_without_going_to_error() {
-    let (sandbox, env, runtime) = alpha_running().await;
+async fn transient_faults_are_retried_without_going_to_error(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
     sandbox.set_faults(
         TOKEN_A,
         Faults {
@@ -231,9 +227,8 @@ async fn transient_faults_are_retried_without_going_to_error() {
     runtime.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_program_polling_the_bot_is_named() {
-    let (sandbox, env, runtime) = alpha_running().await;
+async fn another_program_polling_the_bot_is_named(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
     // A second poller on the same token: Telegram ends the older request with 409.
     let thief =
         teloxide::Bot::new(TOKEN_A).set_api_url(reqwest::Url::parse(&sandbox.url()).unwrap());
@@ -258,7 +253,8 @@ async fn another_program_polling_the_bot_is_named() {
 
 /// `flametree serve` as a child process on the test's database. Its trace output goes
 /// to a file: an unread pipe would fill up and stall the process.
-fn serve(dir: &std::path::Path) -> Child {
+fn serve(env: &Env) -> Child {
+    let dir = env.dir.path();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -270,6 +266,8 @@ fn serve(dir: &std::path::Path) -> Child {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("FLAMETREE_GENERAL_DATA_DIR", dir)
+        .env("FLAMETREE_DATABASE_URL", &env.url)
+        .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0")
         .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
         .env("FLAMETREE_ACCESS_OPERATOR", "tester")
         .env("FLAMETREE_LOG", "trace")
@@ -290,14 +288,13 @@ fn sigterm(child: &Child) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
+async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     set(&env, "Alpha", DesiredState::Running).await;
-    let mut first = serve(env.dir.path());
+    let mut first = serve(&env);
     wait_status(&env, "Alpha", Status::Running).await;
 
     // Ten messages arrive as one batch; each reply is slow, so the kill lands mid-batch.
@@ -318,7 +315,7 @@ async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
     assert!(before < 10, "the kill landed mid-batch ({before} answered)");
 
     sandbox.set_faults(TOKEN_A, Faults::default());
-    let second = serve(env.dir.path());
+    let second = serve(&env);
     // The lease of the killed process runs out before the new one may take over.
     sandbox
         .wait_sent(TOKEN_A, 10, Duration::from_secs(40))
@@ -351,14 +348,13 @@ async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_picks_up_start_and_stop_from_the_cli() {
+async fn serve_picks_up_start_and_stop_from_the_cli(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let child = serve(env.dir.path());
-    let cli = common::Cli::new(env.dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    let child = serve(&env);
+    let cli = common::Cli::new(env.dir.path()).with_database(&env.url).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
     let out = cli.ok(&["channels", "start", "Alpha"], None);
     assert!(out.contains("Start requested for 'Alpha'"), "{out}");
     wait_status(&env, "Alpha", Status::Running).await;
@@ -384,9 +380,8 @@ async fn serve_picks_up_start_and_stop_from_the_cli() {
     assert!(child.wait_with_output().unwrap().status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telegram_unreachable_keeps_running_and_says_so_then_recovers() {
-    let (sandbox, env, runtime) = alpha_running().await;
+async fn telegram_unreachable_keeps_running_and_says_so_then_recovers(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
 
     let addr: std::net::SocketAddr = sandbox.url().trim_start_matches("http://").parse().unwrap();
     sandbox.shutdown().await;
@@ -431,12 +426,11 @@ async fn telegram_unreachable_keeps_running_and_says_so_then_recovers() {
     runtime.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_left_on_the_bot_is_removed_before_polling() {
+async fn a_webhook_left_on_the_bot_is_removed_before_polling(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
     sandbox.set_webhook_url(TOKEN_A, "https://old.example.com/hook");
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     let runtime = Runtime::launch(env.channels.clone(), 1000);
     set(&env, "Alpha", DesiredState::Running).await;
@@ -459,13 +453,12 @@ async fn a_webhook_left_on_the_bot_is_removed_before_polling() {
     runtime.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted() {
+async fn a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted(be: Be) {
     use flametree::permission::{Operator, Role};
     use flametree::secrets::{KeySource, MasterKey};
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
-    let env = env().await;
+    let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     // Another process on the same database with another master key.
     let other_key = MasterKey::from_bytes([42; 32], KeySource::Config);
@@ -496,3 +489,16 @@ async fn a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted() {
     );
     runtime.shutdown().await;
 }
+
+on_both!(
+    start_runs_the_bot_and_answers_a_customer,
+    a_wrong_token_goes_to_error_with_a_message_to_act_on,
+    stop_and_start_again_lose_nothing_and_answer_nothing_twice,
+    transient_faults_are_retried_without_going_to_error,
+    another_program_polling_the_bot_is_named,
+    a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing,
+    serve_picks_up_start_and_stop_from_the_cli,
+    telegram_unreachable_keeps_running_and_says_so_then_recovers,
+    a_webhook_left_on_the_bot_is_removed_before_polling,
+    a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted,
+);

@@ -325,6 +325,9 @@ pub async fn send(
         crate::runtime::logs::protect_in_diagnostics(s.expose());
     }
     let connector = crate::connectors::open(cfg).map_err(|e| fail(e.to_string()))?;
+    connector
+        .check_recipient(to)
+        .map_err(|why| Failure::invalid(format!("--to: {why}")))?;
     let out = crate::connectors::Outbound {
         account: account.unwrap_or(""),
         to: to.trim(),

@@ -188,6 +188,11 @@ pub trait Connector: Send + Sync {
     /// (webhook-driven) registering the webhook with the provider, then waiting.
     async fn receive(&self, rx: &Receiver) -> Result<(), ConnectorError>;
 
+    /// Whether `to` names a customer the way this provider does; Err says how it should look.
+    fn check_recipient(&self, _to: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Sends a text; Ok carries the provider's id of the sent message.
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError>;
 

@@ -100,6 +100,9 @@ impl Connector for Telegram {
                     Mode::Webhook => format!("webhook for @{}", me.username()),
                 })
             }
+            Err(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)) => {
+                Err(self.explain_rejection().await)
+            }
             Err(e) => Err(classify_verify(e, self.custom_api)),
         }
     }
@@ -111,13 +114,12 @@ impl Connector for Telegram {
         }
     }
 
+    fn check_recipient(&self, to: &str) -> Result<(), String> {
+        chat_id(to).map(|_| ())
+    }
+
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
-        let chat: i64 = out.to.trim().parse().map_err(|_| {
-            ConnectorError::Permanent(format!(
-                "'{}' is not a Telegram chat id (a number, e.g. 123456789)",
-                out.to
-            ))
-        })?;
+        let chat = chat_id(out.to).map_err(ConnectorError::Permanent)?;
         let sent = self
             .bot
             .send_message(ChatId(chat), out.text)
@@ -171,7 +173,45 @@ impl Connector for Telegram {
     }
 }
 
+fn chat_id(to: &str) -> Result<i64, String> {
+    to.trim()
+        .parse()
+        .map_err(|_| format!("'{to}' is not a Telegram chat id (a number, e.g. 123456789)"))
+}
+
 impl Telegram {
+    /// teloxide reports 401 and 404 alike as an invalid token; which one it was tells a
+    /// wrong token from a `TELEGRAM_API_URL` that is not a Bot API server.
+    async fn explain_rejection(&self) -> ConnectorError {
+        let url = format!(
+            "{}/bot{}/getMe",
+            self.bot.api_url().as_str().trim_end_matches('/'),
+            self.bot.token()
+        );
+        let status = self
+            .bot
+            .client()
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok();
+        match status {
+            Some(404) if self.custom_api => ConnectorError::Permanent(
+                "TELEGRAM_API_URL does not point at a Telegram Bot API server (404 Not Found for \
+                 getMe): fix TELEGRAM_API_URL or remove it to use https://api.telegram.org, Save, \
+                 then Start"
+                    .into(),
+            ),
+            Some(404) => ConnectorError::Permanent(
+                "Telegram does not know this bot token (404 Not Found): copy it again from \
+                 @BotFather, Save, then Start"
+                    .into(),
+            ),
+            _ => classify(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)),
+        }
+    }
+
     async fn poll(&self, rx: &Receiver) -> Result<(), ConnectorError> {
         self.remove_leftover_webhook().await?;
         let (mut offset, mut last_seen) = match rx.inbox.cursor().await {

@@ -75,7 +75,7 @@ impl SqlStore {
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect_with(quiet_options(&url)?)
             .await
             .map_err(|e| match classify(e) {
                 StoreError::Other(m) => StoreError::Unavailable(m),
@@ -160,6 +160,20 @@ impl SqlStore {
             Err(e) => e,
         }
     }
+}
+
+/// Connect options without sqlx's statement logging. Its logger asks `tracing` whether
+/// each level is enabled without emitting an event, which leaves tracing-subscriber's
+/// per-layer filter state stale on that thread: the next event on it (a channel's log
+/// line) is then dropped. On PostgreSQL the queries run on the runtime's own threads,
+/// so every connection log line of the runtime went missing.
+fn quiet_options(url: &str) -> StoreResult<sqlx::any::AnyConnectOptions> {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(|e| {
+        StoreError::Config(format!("database URL '{}': {e}", redact_url(url)))
+    })?;
+    Ok(options.disable_statement_logging())
 }
 
 fn prepare_sqlite(url: &str) -> StoreResult<String> {

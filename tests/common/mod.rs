@@ -166,18 +166,57 @@ pub const TG_TOKEN: &str = "123456789:AAEplantedSecretTokenValue0123456789";
 /// they start (as FLAMETREE_SECRETS_MASTER_KEY).
 pub const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
-/// A private SQLite store with the operations layer on it, as operator "tester".
+/// Which database a test runs on: whatever touches the store or the runtime runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Be {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Be)` as two tests, `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::common::Be::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::common::Be::Postgres).await;
+            }
+        }
+    )*};
+}
+
+/// A private store with the operations layer on it, as operator "tester".
 pub struct ChannelsEnv {
     pub dir: tempfile::TempDir,
     pub channels: std::sync::Arc<flametree::channels::Channels>,
+    /// The database URL, for `flametree` processes the test starts.
+    pub url: String,
+    pub pg: Option<PgDb>,
 }
 
 pub async fn channels_env() -> ChannelsEnv {
+    channels_env_on(Be::Sqlite).await
+}
+
+pub async fn channels_env_on(be: Be) -> ChannelsEnv {
     use flametree::permission::{Operator, Role};
     use flametree::secrets::{KeySource, MasterKey};
     flametree::runtime::logs::install_layer();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/flametree.db", dir.path().display());
+    let pg = match be {
+        Be::Sqlite => None,
+        Be::Postgres => Some(PgDb::create().await),
+    };
+    let url = match &pg {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/flametree.db", dir.path().display()),
+    };
     let store = flametree::store::open(&url, 5, 4).await.unwrap();
     let tenant = store.tenant("default").await.unwrap();
     let op = Operator {
@@ -191,6 +230,8 @@ pub async fn channels_env() -> ChannelsEnv {
     ChannelsEnv {
         dir,
         channels: std::sync::Arc::new(channels),
+        url,
+        pg,
     }
 }
 

@@ -30,11 +30,6 @@ pub fn classify(e: RequestError) -> ConnectorError {
 /// `TELEGRAM_API_URL`, an HTML page) is a setting to fix, not something to retry.
 pub fn classify_verify(e: RequestError, custom_api: bool) -> ConnectorError {
     match e {
-        RequestError::Api(ApiError::InvalidToken) if custom_api => ConnectorError::Permanent(
-            "Telegram rejected the bot token, or TELEGRAM_API_URL does not point at a Bot API \
-             server (401/404 Not Found): check the Bot token and TELEGRAM_API_URL, Save, then Start"
-                .into(),
-        ),
         RequestError::InvalidJson { .. } if custom_api => ConnectorError::Permanent(
             "TELEGRAM_API_URL does not answer like the Telegram Bot API (not JSON): fix \
              TELEGRAM_API_URL or remove it to use https://api.telegram.org, Save, then Start"
