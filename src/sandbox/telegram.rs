@@ -6,11 +6,28 @@
 //!
 //! Methods: `getMe`, `getUpdates` (long polling, offset confirmation, negative offsets,
 //! `allowed_updates`, and the 409 a newer poller inflicts on an older one), `sendMessage`,
-//! `getWebhookInfo`, `deleteWebhook`. A webhook can only be set with
-//! [`TelegramSandbox::set_webhook_url`] and nothing is ever delivered to it: it exists so that
-//! a client's "delete the webhook before polling" path can be exercised. Method names are
-//! case-insensitive, as in Telegram. Parameters come from the query string and a JSON or
-//! url-encoded form body; multipart is refused (teloxide only uses it to upload files).
+//! `setWebhook`, `deleteWebhook`, `getWebhookInfo`. Method names are case-insensitive, as in
+//! Telegram; an unknown method, or a path that is not `/bot<token>/<method>`, answers 404
+//! `"Not Found"`. Parameters come from the query string and a JSON or url-encoded form body;
+//! multipart is refused (teloxide only uses it to upload files, e.g. a webhook certificate).
+//!
+//! Offsets follow telegram-bot-api: a call with offset N forgets the pending updates below N
+//! and answers from N; no offset (or 0) answers from the oldest pending update; a negative
+//! one keeps only the newest -N. An offset more than 10 past the next update_id to be
+//! assigned is "in the future": the server ignores it, answers from the oldest pending update
+//! and forgets nothing. That is what lets a client with a stale offset carry on after
+//! Telegram restarted its update_ids lower ([`TelegramSandbox::restart_update_ids`]).
+//!
+//! While a webhook is set, getUpdates answers 409 and the sandbox itself POSTs each pending
+//! update, oldest first and one at a time, to the webhook URL (`Content-Type:
+//! application/json`, plus `X-Telegram-Bot-Api-Secret-Token` when a secret token was set). A
+//! 2xx answer confirms the update; anything else is recorded in getWebhookInfo's
+//! `last_error_*` and retried after 50 ms, doubling up to 1 s; after 50 failed attempts the
+//! update is dropped, as Telegram drops one it could not deliver in time. Unlike Telegram the
+//! sandbox accepts `http://` and any port (as a `--local` Bot API server does), does not
+//! check that the host resolves, and only ever connects to IP addresses and `localhost`:
+//! deliveries to any other host fail without a DNS lookup, so nothing leaves the machine.
+//! [`TelegramSandbox::webhook_deliveries`] lists every attempt.
 //!
 //! Besides the Rust API ([`TelegramSandbox::inject_message`], [`TelegramSandbox::sent`]) a
 //! person can play the user from a shell while a demo runs:
@@ -26,8 +43,9 @@
 //! Both answer 401 for a token that was not registered with [`TelegramSandbox::add_bot`].
 
 use std::collections::{HashMap, VecDeque};
+use std::error::Error as _;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +55,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -52,11 +71,57 @@ const METHODS: &[&str] = &[
     "getme",
     "getupdates",
     "sendmessage",
+    "setwebhook",
     "getwebhookinfo",
     "deletewebhook",
 ];
 const TERMINATED: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+const TERMINATED_BY_SET_WEBHOOK: &str = "Conflict: terminated by setWebhook request";
 const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
+/// telegram-bot-api ignores an offset further than this past the next update_id.
+const FUTURE_OFFSET_SLACK: i64 = 10;
+/// Update kinds in telegram-bot-api's order, which is the order getWebhookInfo lists them in.
+const UPDATE_TYPES: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "custom_event",
+    "custom_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+    "message_reaction",
+    "message_reaction_count",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "purchased_paid_media",
+    "managed_bot",
+    "guest_message",
+];
+/// Internal kinds that can be subscribed to but that getWebhookInfo never names.
+const HIDDEN_UPDATE_TYPES: &[&str] = &["custom_event", "custom_query"];
+/// Every kind except these three is delivered unless `allowed_updates` says otherwise.
+const NOT_DEFAULT_UPDATE_TYPES: &[&str] =
+    &["chat_member", "message_reaction", "message_reaction_count"];
+/// Telegram's default for `setWebhook`'s `max_connections` (1..=100).
+const DEFAULT_MAX_CONNECTIONS: i64 = 40;
+const MAX_SECRET_TOKEN_LEN: usize = 256;
+const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+const DELIVERY_ATTEMPTS: u32 = 50;
+const DELIVERY_FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const DELIVERY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A message the bot sent with `sendMessage`.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +129,27 @@ pub struct SentMessage {
     pub chat_id: i64,
     pub text: String,
     pub message_id: i64,
+}
+
+/// One attempt of the sandbox to POST an update to the bot's webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub update_id: i64,
+    /// The webhook URL as it was set.
+    pub url: String,
+    /// The `X-Telegram-Bot-Api-Secret-Token` header that was sent; `None` without a secret token.
+    pub secret_token: Option<String>,
+    /// The receiver's HTTP status; `None` when no answer came (refused, timed out…).
+    pub status: Option<u16>,
+    /// Why the attempt failed, worded as getWebhookInfo's `last_error_message`; `None` for a 2xx.
+    pub error: Option<String>,
+}
+
+impl WebhookDelivery {
+    /// The receiver answered 2xx, which confirms the update.
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 /// Per-bot fault injection; `Faults::default()` injects nothing.
@@ -88,21 +174,39 @@ struct Bot {
     username: String,
     next_update_id: i64,
     next_message_id: i64,
+    /// Pending updates, ascending update_id.
     updates: VecDeque<(i64, Value)>,
-    /// Telegram keeps the last `allowed_updates` and discards updates of other kinds.
-    accept_messages: bool,
+    /// Telegram keeps the last `allowed_updates` (a bit per [`UPDATE_TYPES`] entry) and
+    /// discards new updates of other kinds.
+    allowed_updates: u32,
     /// First names of users who wrote, so replies carry the same chat object.
     chats: HashMap<i64, String>,
     sent: Vec<SentMessage>,
     faults: Faults,
     calls: HashMap<&'static str, usize>,
-    webhook_url: String,
+    webhook: Webhook,
+    deliveries: Vec<WebhookDelivery>,
     /// Generation of the newest getUpdates; an older poller that sees a newer one yields.
     poller: u64,
+    /// What a poller that was cut short answers: a newer getUpdates, or a setWebhook.
+    poller_cut_by: &'static str,
     /// Ticks on every state change that a waiter (long poll, `wait_sent`) may care about.
     changed: watch::Sender<()>,
     /// When each sent message arrived, for latency measurements.
     sent_times: Vec<std::time::Instant>,
+}
+
+/// The webhook settings; an empty `url` means none is set.
+#[derive(Default)]
+struct Webhook {
+    url: String,
+    secret_token: String,
+    /// 0 while no webhook is set, as telegram-bot-api keeps it.
+    max_connections: i64,
+    /// Unix time and message of the last failed delivery since the webhook was set.
+    last_error: Option<(i64, String)>,
+    /// Bumped on every change; the delivery task of an older generation stops.
+    generation: u64,
 }
 
 impl Bot {
@@ -112,6 +216,34 @@ impl Bot {
 
     fn touch(&self) {
         self.changed.send_replace(());
+    }
+
+    /// A long poll in progress ends with 409 `reason` (telegram-bot-api's `abort_long_poll`).
+    fn cut_poller(&mut self, reason: &'static str) {
+        self.poller += 1;
+        self.poller_cut_by = reason;
+        self.touch();
+    }
+
+    /// Closes the current webhook, if any; true if there was one.
+    fn remove_webhook(&mut self) -> bool {
+        let generation = self.webhook.generation + 1;
+        let was_set = !self.webhook.url.is_empty();
+        self.webhook = Webhook {
+            generation,
+            ..Webhook::default()
+        };
+        self.touch();
+        was_set
+    }
+
+    /// Replaces the webhook; returns the generation its delivery task must carry.
+    fn install_webhook(&mut self, url: &str, secret_token: &str, max_connections: i64) -> u64 {
+        self.remove_webhook();
+        self.webhook.url = url.to_owned();
+        self.webhook.secret_token = secret_token.to_owned();
+        self.webhook.max_connections = max_connections;
+        self.webhook.generation
     }
 }
 
@@ -124,12 +256,22 @@ struct Hub {
 struct Shared {
     hub: Mutex<Hub>,
     stop: watch::Receiver<bool>,
+    /// Where webhook delivery tasks run (the runtime the sandbox was started on).
+    runtime: Handle,
+    /// For webhook deliveries: no proxy, no redirects.
+    http: reqwest::Client,
 }
 
 impl Shared {
     fn hub(&self) -> MutexGuard<'_, Hub> {
         // A panic elsewhere must not turn every later call into a second panic.
         self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves once the server stops (or the last handle is dropped).
+    async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
     }
 }
 
@@ -157,9 +299,18 @@ impl TelegramSandbox {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(io::Error::other)?;
         let shared = Arc::new(Shared {
             hub: Mutex::default(),
             stop: stop_rx.clone(),
+            runtime: Handle::current(),
+            http,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -210,7 +361,8 @@ impl TelegramSandbox {
             username: username.to_owned(),
             next_update_id: FIRST_UPDATE_ID,
             next_message_id: 1,
-            accept_messages: true,
+            allowed_updates: default_update_types(),
+            poller_cut_by: TERMINATED,
             ..Bot::default()
         };
         hub.bots.insert(token.to_owned(), bot);
@@ -252,15 +404,27 @@ impl TelegramSandbox {
 
     /// Waits until at least `n` messages were sent, or `timeout`; returns what was sent.
     pub async fn wait_sent(&self, token: &str, n: usize, timeout: Duration) -> Vec<SentMessage> {
+        self.wait_until(token, timeout, |bot| bot.sent.len() >= n)
+            .await;
+        self.sent(token)
+    }
+
+    /// Waits until `done` holds for the bot, or `timeout`; false on timeout or unknown token.
+    async fn wait_until(
+        &self,
+        token: &str,
+        timeout: Duration,
+        done: impl Fn(&Bot) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             let mut changed = {
                 let hub = self.inner.shared.hub();
                 let Some(bot) = hub.bots.get(token) else {
-                    return Vec::new();
+                    return false;
                 };
-                if bot.sent.len() >= n {
-                    return bot.sent.clone();
+                if done(bot) {
+                    return true;
                 }
                 bot.changed.subscribe()
             };
@@ -268,7 +432,7 @@ impl TelegramSandbox {
                 .await
                 .is_err()
             {
-                return self.sent(token);
+                return false;
             }
         }
     }
@@ -292,17 +456,73 @@ impl TelegramSandbox {
         self.read(token, |bot| bot.updates.len())
     }
 
+    /// Sets the webhook as another program's `setWebhook` with only a `url` would (no secret
+    /// token, default max_connections, no validation), e.g. to leave one behind for a client
+    /// that must delete it before polling; `""` removes it. Pending updates are delivered
+    /// to it from now on (a host other than an IP address or `localhost` never answers).
+    ///
     /// # Panics
     /// If `token` was not registered.
     pub fn set_webhook_url(&self, token: &str, url: &str) {
-        self.with_bot(token, |bot| {
-            bot.webhook_url = url.to_owned();
-            bot.touch();
+        let shared = &self.inner.shared;
+        let generation = self.with_bot(token, |bot| {
+            if url.is_empty() {
+                bot.remove_webhook();
+                return None;
+            }
+            bot.cut_poller(TERMINATED_BY_SET_WEBHOOK);
+            Some(bot.install_webhook(url, "", DEFAULT_MAX_CONNECTIONS))
         });
+        if let Some(generation) = generation {
+            spawn_delivery(shared, token, generation);
+        }
     }
 
     pub fn webhook_url(&self, token: &str) -> String {
-        self.read(token, |bot| bot.webhook_url.clone())
+        self.read(token, |bot| bot.webhook.url.clone())
+    }
+
+    /// The secret token of the current webhook; `None` without a webhook or a token.
+    pub fn webhook_secret(&self, token: &str) -> Option<String> {
+        self.read(token, |bot| {
+            Some(bot.webhook.secret_token.clone()).filter(|s| !s.is_empty())
+        })
+    }
+
+    /// Every attempt to deliver an update to a webhook of this bot, oldest first.
+    pub fn webhook_deliveries(&self, token: &str) -> Vec<WebhookDelivery> {
+        self.read(token, |bot| bot.deliveries.clone())
+    }
+
+    /// Waits until at least `n` delivery attempts were made, or `timeout`; returns them all.
+    pub async fn wait_webhook_deliveries(
+        &self,
+        token: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<WebhookDelivery> {
+        self.wait_until(token, timeout, |bot| bot.deliveries.len() >= n)
+            .await;
+        self.webhook_deliveries(token)
+    }
+
+    /// Simulates Telegram picking the next update_id at random after a week without updates:
+    /// the next injected update gets `next_id`, typically lower than the ids seen before.
+    /// Pending updates are discarded first: after a week they would have expired (Telegram
+    /// keeps them 24 h), and ids are only restarted once the queue is gone.
+    ///
+    /// # Panics
+    /// If `token` was not registered, or `next_id` is not a valid update_id (1..=2³¹-1).
+    pub fn restart_update_ids(&self, token: &str, next_id: i64) {
+        assert!(
+            (1..=i64::from(i32::MAX)).contains(&next_id),
+            "update_id {next_id} out of range"
+        );
+        self.with_bot(token, |bot| {
+            bot.updates.clear();
+            bot.next_update_id = next_id;
+            bot.touch();
+        });
     }
 
     /// Stops the server; open long polls are cut short.
@@ -358,7 +578,7 @@ fn inject(bot: &mut Bot, chat_id: i64, first_name: &str, text: &str) -> i64 {
     let message_id = bot.next_message_id;
     bot.next_message_id += 1;
     bot.chats.insert(chat_id, first_name.to_owned());
-    if bot.accept_messages {
+    if bot.allowed_updates & update_type_bit("message") != 0 {
         let update = json!({
             "update_id": update_id,
             "message": {
@@ -400,13 +620,29 @@ fn fail(code: u16, description: &str) -> Response {
     failure(code, description, None)
 }
 
-fn success(result: Value) -> Response {
+fn success(result: impl Serialize) -> Response {
     #[derive(Serialize)]
-    struct Success {
+    struct Success<T> {
         ok: bool,
-        result: Value,
+        result: T,
     }
     Json(Success { ok: true, result }).into_response()
+}
+
+/// `true` with a description, as setWebhook and deleteWebhook answer.
+fn success_described(description: &str) -> Response {
+    #[derive(Serialize)]
+    struct Described<'a> {
+        ok: bool,
+        result: bool,
+        description: &'a str,
+    }
+    let body = Described {
+        ok: true,
+        result: true,
+        description,
+    };
+    Json(body).into_response()
 }
 
 fn not_found() -> Response {
@@ -433,7 +669,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
-async fn route(shared: &Shared, req: Request) -> Response {
+async fn route(shared: &Arc<Shared>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -449,7 +685,7 @@ async fn route(shared: &Shared, req: Request) -> Response {
     }
 }
 
-async fn bot_api(shared: &Shared, token: &str, method: &str, req: Request) -> Response {
+async fn bot_api(shared: &Arc<Shared>, token: &str, method: &str, req: Request) -> Response {
     let method = method.to_ascii_lowercase();
     let known = METHODS.iter().copied().find(|m| *m == method);
     let faults = {
@@ -491,27 +727,131 @@ async fn bot_api(shared: &Shared, token: &str, method: &str, req: Request) -> Re
         "getme" => get_me(shared, token),
         "getupdates" => get_updates(shared, token, &params).await,
         "sendmessage" => send_message(shared, token, &params, faults.send_delay).await,
-        "getwebhookinfo" => with_bot(shared, token, |bot| {
-            let count = bot.updates.len();
-            success(
-                json!({"url": bot.webhook_url, "has_custom_certificate": false, "pending_update_count": count}),
-            )
-        }),
-        "deletewebhook" => with_bot(shared, token, |bot| {
-            if flag(&params, "drop_pending_updates") {
-                bot.updates.clear();
+        "setwebhook" => set_webhook(shared, token, &params, true),
+        "deletewebhook" => set_webhook(shared, token, &params, false),
+        "getwebhookinfo" => with_bot(shared, token, |bot| success(webhook_info(bot))),
+        _ => not_found(),
+    }
+}
+
+/// getWebhookInfo, with telegram-bot-api's field order and omissions.
+fn webhook_info(bot: &Bot) -> impl Serialize + '_ {
+    #[derive(Serialize)]
+    struct WebhookInfo<'a> {
+        url: &'a str,
+        has_custom_certificate: bool,
+        pending_update_count: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error_date: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_error_message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_connections: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ip_address: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        allowed_updates: Option<Vec<&'static str>>,
+    }
+    let hook = &bot.webhook;
+    let allowed = bot.allowed_updates;
+    WebhookInfo {
+        url: &hook.url,
+        has_custom_certificate: false,
+        pending_update_count: bot.updates.len(),
+        last_error_date: hook.last_error.as_ref().map(|(date, _)| *date),
+        last_error_message: hook.last_error.as_ref().map(|(_, m)| m.as_str()),
+        max_connections: Some(hook.max_connections).filter(|n| *n > 0),
+        // Telegram shows the address it resolved; the sandbox resolves nothing, so it can
+        // only name a literal one (teloxide rejects Telegram's "<unknown>" placeholder).
+        ip_address: webhook_target(&hook.url)
+            .ok()
+            .and_then(|url| loopback_or_literal_ip(&url))
+            .map(|ip| ip.to_string()),
+        allowed_updates: (allowed != default_update_types()).then(|| update_type_names(allowed)),
+    }
+}
+
+/// setWebhook, and deleteWebhook (`set` false, which ignores `url`), in telegram-bot-api's
+/// order: an unchanged webhook answers "already"; otherwise the old webhook is closed and
+/// pending updates dropped if asked *before* the new URL and secret token are checked, so
+/// a rejected setWebhook still leaves no webhook behind.
+fn set_webhook(
+    shared: &Arc<Shared>,
+    token: &str,
+    params: &Map<String, Value>,
+    set: bool,
+) -> Response {
+    let url = if set {
+        string(params, "url").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let (secret_token, max_connections) = if url.is_empty() {
+        (String::new(), 0)
+    } else {
+        let max = match string(params, "max_connections").filter(|s| !s.trim().is_empty()) {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(s) => s.trim().parse::<i64>().unwrap_or(0).clamp(1, 100),
+        };
+        (string(params, "secret_token").unwrap_or_default(), max)
+    };
+    let drop_pending = flag(params, "drop_pending_updates");
+    let generation = {
+        let mut hub = shared.hub();
+        let Some(bot) = hub.bots.get_mut(token) else {
+            return fail(401, "Unauthorized");
+        };
+        let hook = &bot.webhook;
+        if hook.url == url
+            && hook.secret_token == secret_token
+            && hook.max_connections == max_connections
+            && !drop_pending
+        {
+            if let Some(mask) = allowed_update_types(params) {
+                bot.allowed_updates = mask;
             }
-            let was_set = !std::mem::take(&mut bot.webhook_url).is_empty();
-            bot.touch();
-            let description = if was_set {
+            return success_described(if url.is_empty() {
+                "Webhook is already deleted"
+            } else {
+                "Webhook is already set"
+            });
+        }
+        if !url.is_empty() {
+            bot.cut_poller(TERMINATED_BY_SET_WEBHOOK);
+        }
+        let was_set = bot.remove_webhook();
+        if drop_pending {
+            bot.updates.clear();
+        }
+        if url.is_empty() {
+            return success_described(if was_set {
                 "Webhook was deleted"
             } else {
                 "Webhook is already deleted"
-            };
-            Json(json!({"ok": true, "result": true, "description": description})).into_response()
-        }),
-        _ => not_found(),
-    }
+            });
+        }
+        if webhook_target(&url).is_err() {
+            return fail(400, "Bad Request: invalid webhook URL specified");
+        }
+        if secret_token.len() > MAX_SECRET_TOKEN_LEN {
+            return fail(400, "Bad Request: secret token is too long");
+        }
+        if !secret_token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return fail(
+                400,
+                "Bad Request: secret token contains unallowed characters",
+            );
+        }
+        if let Some(mask) = allowed_update_types(params) {
+            bot.allowed_updates = mask;
+        }
+        bot.install_webhook(&url, &secret_token, max_connections)
+    };
+    spawn_delivery(shared, token, generation);
+    success_described("Webhook was set")
 }
 
 fn with_bot(shared: &Shared, token: &str, f: impl FnOnce(&mut Bot) -> Response) -> Response {
@@ -548,43 +888,31 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
         let Some(bot) = hub.bots.get_mut(token) else {
             return fail(401, "Unauthorized");
         };
-        if !bot.webhook_url.is_empty() {
+        if !bot.webhook.url.is_empty() {
             return fail(409, WEBHOOK_ACTIVE);
         }
-        if let Some(kinds) = allowed_updates(params) {
-            bot.accept_messages = kinds.is_empty() || kinds.iter().any(|k| k == "message");
+        if let Some(mask) = allowed_update_types(params) {
+            bot.allowed_updates = mask;
         }
-        if offset < 0 {
-            let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);
-            let excess = bot.updates.len().saturating_sub(keep);
-            bot.updates.drain(..excess);
-        } else {
-            bot.updates.retain(|(id, _)| *id >= offset);
-        }
-        bot.poller += 1;
         // Wake the previous poller (if any) before subscribing, so it sees it was superseded.
-        bot.touch();
+        bot.cut_poller(TERMINATED);
         (bot.poller, bot.changed.subscribe())
     };
     loop {
         {
-            let hub = shared.hub();
-            let Some(bot) = hub.bots.get(token) else {
+            let mut hub = shared.hub();
+            let Some(bot) = hub.bots.get_mut(token) else {
                 return fail(401, "Unauthorized");
             };
             if bot.poller != me {
-                return fail(409, TERMINATED);
+                return fail(409, bot.poller_cut_by);
             }
-            if !bot.webhook_url.is_empty() {
+            if !bot.webhook.url.is_empty() {
                 return fail(409, WEBHOOK_ACTIVE);
             }
-            if !bot.updates.is_empty() || Instant::now() >= deadline {
-                let batch = bot
-                    .updates
-                    .iter()
-                    .take(limit)
-                    .map(|(_, u)| u.clone())
-                    .collect();
+            // Like telegram-bot-api, the offset is applied again when a long poll wakes up.
+            let batch = confirm_and_take(bot, offset, limit);
+            if !batch.is_empty() || Instant::now() >= deadline {
                 return success(Value::Array(batch));
             }
         }
@@ -593,6 +921,27 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
             return fail(502, "Bad Gateway");
         }
     }
+}
+
+/// telegram-bot-api's `do_get_updates`: a negative offset keeps only the newest -offset
+/// updates; a positive one forgets the updates below it ("An update is considered confirmed
+/// as soon as getUpdates is called with an offset higher than its update_id") unless it lies
+/// more than 10 past the next update_id, where TQueue refuses it as "in the future" and the
+/// answer starts at the oldest pending update with nothing forgotten. (An offset far in the
+/// past falls back the same way, which forgets nothing either.)
+fn confirm_and_take(bot: &mut Bot, offset: i64, limit: usize) -> Vec<Value> {
+    if offset < 0 {
+        let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);
+        let excess = bot.updates.len().saturating_sub(keep);
+        bot.updates.drain(..excess);
+    } else if offset > 0 && offset <= bot.next_update_id + FUTURE_OFFSET_SLACK {
+        bot.updates.retain(|(id, _)| *id >= offset);
+    }
+    bot.updates
+        .iter()
+        .take(limit)
+        .map(|(_, u)| u.clone())
+        .collect()
 }
 
 async fn send_message(
@@ -740,16 +1089,253 @@ fn flag(params: &Map<String, Value>, key: &str) -> bool {
     }
 }
 
-/// A JSON array, or (in forms and query strings) a JSON-serialized one.
-fn allowed_updates(params: &Map<String, Value>) -> Option<Vec<String>> {
+/// `allowed_updates` as telegram-bot-api reads it: a JSON array (or, in forms and query
+/// strings, a JSON-serialized one) of kind names, case-insensitive. `None` (keep the current
+/// setting) when absent or malformed; a list naming no known kind (`[]` included) means
+/// the default set.
+fn allowed_update_types(params: &Map<String, Value>) -> Option<u32> {
     let list = match params.get("allowed_updates")? {
         Value::Array(list) => list.clone(),
         Value::String(s) => serde_json::from_str::<Vec<Value>>(s).ok()?,
         _ => return None,
     };
-    Some(
-        list.iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-    )
+    let mut mask = 0;
+    for name in &list {
+        mask |= update_type_bit(&name.as_str()?.to_ascii_lowercase());
+    }
+    Some(if mask == 0 {
+        default_update_types()
+    } else {
+        mask
+    })
+}
+
+/// The bit of a kind in an `allowed_updates` mask; 0 for an unknown name.
+fn update_type_bit(name: &str) -> u32 {
+    UPDATE_TYPES
+        .iter()
+        .position(|t| *t == name)
+        .map_or(0, |i| 1 << i)
+}
+
+fn default_update_types() -> u32 {
+    let all = (1u32 << UPDATE_TYPES.len()) - 1;
+    NOT_DEFAULT_UPDATE_TYPES
+        .iter()
+        .fold(all, |mask, t| mask & !update_type_bit(t))
+}
+
+fn update_type_names(mask: u32) -> Vec<&'static str> {
+    UPDATE_TYPES
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| mask & (1 << i) != 0 && !HIDDEN_UPDATE_TYPES.contains(t))
+        .map(|(_, t)| *t)
+        .collect()
+}
+
+/// The URL deliveries go to, as telegram-bot-api parses a webhook URL (https when no
+/// scheme is given; only http and https). Err: "invalid webhook URL specified".
+fn webhook_target(url: &str) -> Result<reqwest::Url, ()> {
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("https://{url}")
+    };
+    let parsed = reqwest::Url::parse(&full).map_err(|_| ())?;
+    let http = matches!(parsed.scheme(), "http" | "https");
+    let host = parsed.host_str().is_some_and(|h| !h.is_empty());
+    if http && host { Ok(parsed) } else { Err(()) }
+}
+
+/// The address the sandbox may deliver to: a literal IP, or `localhost` as 127.0.0.1.
+fn loopback_or_literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
+            Some(IpAddr::from([127, 0, 0, 1]))
+        }
+        url::Host::Domain(_) => None,
+    }
+}
+
+fn spawn_delivery(shared: &Arc<Shared>, token: &str, generation: u64) {
+    let task = deliver_updates(shared.clone(), token.to_owned(), generation);
+    shared.runtime.spawn(task);
+}
+
+/// Resolves once the bot's webhook is no longer the one of `generation`.
+async fn superseded(shared: &Shared, token: &str, generation: u64) {
+    loop {
+        let mut changed = {
+            let hub = shared.hub();
+            match hub.bots.get(token) {
+                Some(bot) if bot.webhook.generation == generation => bot.changed.subscribe(),
+                _ => return,
+            }
+        };
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The delivery task of one webhook generation: POSTs the oldest pending update until it is
+/// confirmed (2xx) or given up, then the next, and waits when none is pending.
+async fn deliver_updates(shared: Arc<Shared>, token: String, generation: u64) {
+    let mut failures = 0u32;
+    let mut failing_id = None;
+    loop {
+        let next = {
+            let hub = shared.hub();
+            let Some(bot) = hub.bots.get(&token) else {
+                return;
+            };
+            if bot.webhook.generation != generation {
+                return;
+            }
+            match bot.updates.front() {
+                Some((id, update)) => Ok((
+                    *id,
+                    update.to_string(),
+                    bot.webhook.url.clone(),
+                    bot.webhook.secret_token.clone(),
+                )),
+                None => Err(bot.changed.subscribe()),
+            }
+        };
+        let (update_id, body, url, secret_token) = match next {
+            Ok(next) => next,
+            Err(mut changed) => {
+                tokio::select! {
+                    _ = changed.changed() => continue,
+                    _ = shared.stopped() => return,
+                }
+            }
+        };
+        if failing_id != Some(update_id) {
+            failing_id = Some(update_id);
+            failures = 0;
+        }
+        let outcome = tokio::select! {
+            outcome = post_update(&shared.http, &url, &secret_token, body) => outcome,
+            _ = superseded(&shared, &token, generation) => return,
+            _ = shared.stopped() => return,
+        };
+        let (status, error) = match outcome {
+            Ok(status) if (200..300).contains(&status) => (Some(status), None),
+            Ok(status) => {
+                let reason = reqwest::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or_default();
+                let message = format!("Wrong response from the webhook: {status} {reason}");
+                (Some(status), Some(message.trim_end().to_owned()))
+            }
+            Err(message) => (None, Some(message)),
+        };
+        let backoff = {
+            let mut hub = shared.hub();
+            let Some(bot) = hub.bots.get_mut(&token) else {
+                return;
+            };
+            bot.deliveries.push(WebhookDelivery {
+                update_id,
+                url,
+                secret_token: Some(secret_token).filter(|s| !s.is_empty()),
+                status,
+                error: error.clone(),
+            });
+            bot.touch();
+            if bot.webhook.generation != generation {
+                return;
+            }
+            match error {
+                None => {
+                    bot.updates.retain(|(id, _)| *id != update_id);
+                    None
+                }
+                Some(message) => {
+                    tracing::debug!(
+                        bot = bot.id,
+                        update_id,
+                        "webhook delivery failed: {message}"
+                    );
+                    bot.webhook.last_error = Some((unix_now(), message));
+                    failures += 1;
+                    if failures >= DELIVERY_ATTEMPTS {
+                        tracing::warn!(
+                            bot = bot.id,
+                            update_id,
+                            "webhook: update dropped after {failures} failed deliveries"
+                        );
+                        bot.updates.retain(|(id, _)| *id != update_id);
+                        None
+                    } else {
+                        let factor = 1u32 << (failures - 1).min(10);
+                        Some((DELIVERY_FIRST_BACKOFF * factor).min(DELIVERY_MAX_BACKOFF))
+                    }
+                }
+            }
+        };
+        if let Some(backoff) = backoff {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = superseded(&shared, &token, generation) => return,
+                _ = shared.stopped() => return,
+            }
+        }
+    }
+}
+
+/// One POST of an update; the HTTP status, or the failure as getWebhookInfo words it.
+async fn post_update(
+    http: &reqwest::Client,
+    url: &str,
+    secret_token: &str,
+    body: String,
+) -> Result<u16, String> {
+    let target = webhook_target(url)
+        .map_err(|()| "Failed to resolve host: invalid webhook URL".to_owned())?;
+    if loopback_or_literal_ip(&target).is_none() {
+        return Err(format!(
+            "Failed to resolve host: the sandbox delivers only to IP addresses and localhost, not {}",
+            target.host_str().unwrap_or_default()
+        ));
+    }
+    let mut request = http
+        .post(target)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body);
+    if !secret_token.is_empty() {
+        request = request.header(SECRET_HEADER, secret_token);
+    }
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    let status = response.status().as_u16();
+    // Read the answer so that the connection can be reused; its content is ignored.
+    let _ = response.bytes().await;
+    Ok(status)
+}
+
+fn transport_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "Read timeout expired".to_owned();
+    }
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => return "Connection refused".to_owned(),
+                io::ErrorKind::ConnectionReset => return "Connection reset by peer".to_owned(),
+                _ => {}
+            }
+        }
+        source = cause.source();
+    }
+    if e.is_connect() {
+        "Can't connect to the webhook".to_owned()
+    } else {
+        "Webhook connection closed".to_owned()
+    }
 }
