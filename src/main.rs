@@ -37,16 +37,12 @@ fn main() {
 /// also go to their connection's log, whatever that level.
 fn init_tracing(full_screen: bool, data_dir: &Path, default_level: &str) {
     use flametree::runtime::logs::Redacting;
-    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::filter::EnvFilter;
     use tracing_subscriber::prelude::*;
     let filter = std::env::var("FLAMETREE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default_level.into());
-    let connection_logs = flametree::runtime::logs::ConnectionLogLayer.with_filter(
-        Targets::new()
-            .with_target("flametree", tracing::Level::DEBUG)
-            .with_default(tracing::Level::WARN),
-    );
+    let connection_logs = flametree::runtime::logs::ConnectionLogLayer;
     let registry = tracing_subscriber::registry().with(connection_logs);
     let file = full_screen
         .then(|| {

@@ -82,15 +82,22 @@ async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
     }
 }
 
-async fn log_text(env: &Env, name: &str) -> String {
-    // Log lines reach the store in batches every 250 ms.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let c = env.channels.find(name).await.unwrap();
-    let lines = env.channels.store().recent_logs(c.id, 1000).await.unwrap();
-    lines
-        .iter()
-        .map(|l| format!("{} {}\n", l.level, l.message))
-        .collect()
+/// The connection's stored log once it holds `until` (log lines reach the store in
+/// batches), or as it is after 10 s.
+async fn log_text(env: &Env, name: &str, until: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = env.channels.find(name).await.unwrap();
+        let lines = env.channels.store().recent_logs(c.id, 1000).await.unwrap();
+        let text: String = lines
+            .iter()
+            .map(|l| format!("{} {}\n", l.level, l.message))
+            .collect();
+        if text.contains(until) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
@@ -109,7 +116,7 @@ async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
     assert_eq!(sent[0].chat_id, 42);
     assert_eq!(sent[0].text, "You said: hello there");
 
-    let logs = log_text(&env, "Alpha").await;
+    let logs = log_text(&env, "Alpha", "replied to 42").await;
     assert!(logs.contains("connected as @alpha_bot"), "{logs}");
     assert!(logs.contains("replied to 42"), "{logs}");
     assert!(logs.contains("Start requested by tester"), "{logs}");
@@ -126,7 +133,7 @@ async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
         DesiredState::Running,
         "a shutdown keeps the operator's wish"
     );
-    let logs = log_text(&env, "Alpha").await;
+    let logs = log_text(&env, "Alpha", "INFO stopped").await;
     assert!(
         logs.contains("stopping: flametree is shutting down") && logs.contains("stopped"),
         "{logs}"
@@ -149,7 +156,7 @@ async fn a_wrong_token_goes_to_error_with_a_message_to_act_on(be: Be) {
         DesiredState::Stopped,
         "not retried in a loop"
     );
-    let logs = log_text(&env, "Wrong").await;
+    let logs = log_text(&env, "Wrong", "ERROR Telegram rejected the bot token").await;
     assert!(
         logs.contains("ERROR Telegram rejected the bot token"),
         "{logs}"
@@ -219,7 +226,12 @@ async fn transient_faults_are_retried_without_going_to_error(be: Be) {
     assert_eq!(sent.len(), 1, "answered once the rate limit passed");
     let c = env.channels.find("Alpha").await.unwrap();
     assert_eq!(c.status, Status::Running, "{}", c.status_message);
-    let logs = log_text(&env, "Alpha").await;
+    let logs = log_text(
+        &env,
+        "Alpha",
+        "Telegram asked to slow down (429, retry after 1 s)",
+    )
+    .await;
     assert!(
         logs.contains("Telegram asked to slow down (429, retry after 1 s)"),
         "{logs}"
@@ -354,7 +366,9 @@ async fn serve_picks_up_start_and_stop_from_the_cli(be: Be) {
     let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     let child = serve(&env);
-    let cli = common::Cli::new(env.dir.path()).with_database(&env.url).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    let cli = common::Cli::new(env.dir.path())
+        .with_database(&env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
     let out = cli.ok(&["channels", "start", "Alpha"], None);
     assert!(out.contains("Start requested for 'Alpha'"), "{out}");
     wait_status(&env, "Alpha", Status::Running).await;
@@ -445,7 +459,7 @@ async fn a_webhook_left_on_the_bot_is_removed_before_polling(be: Be) {
     );
     assert_eq!(sandbox.webhook_url(TOKEN_A), "");
     assert_eq!(sandbox.calls(TOKEN_A, "deletewebhook"), 1);
-    let logs = log_text(&env, "Alpha").await;
+    let logs = log_text(&env, "Alpha", "a webhook was set for this bot; removing it").await;
     assert!(
         logs.contains("a webhook was set for this bot; removing it"),
         "{logs}"

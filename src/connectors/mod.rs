@@ -245,6 +245,23 @@ pub fn open(config: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     }
 }
 
+/// Whether the provider delivers this connection's messages to its webhook URL (so the
+/// operator may need to see or paste that URL).
+pub fn uses_webhook(c: &crate::model::Connection) -> bool {
+    let env = |name: &str| {
+        c.env
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.trim().to_ascii_lowercase())
+    };
+    match Family::of_type(&c.type_key) {
+        Some(Family::Telegram) => env("TELEGRAM_MODE").as_deref() == Some("webhook"),
+        Some(Family::Infobip) => env("INFOBIP_INBOUND_MODE").as_deref() != Some("pull"),
+        Some(Family::Meta | Family::Bird | Family::Intercom | Family::Twilio) => true,
+        _ => false,
+    }
+}
+
 /// Whether `flametree send` and replies can use this type in this build.
 pub fn can_send(type_key: &str) -> bool {
     Family::of_type(type_key).and_then(factory).is_some()

@@ -208,7 +208,9 @@ impl Telegram {
                  @BotFather, Save, then Start"
                     .into(),
             ),
-            _ => classify(teloxide::RequestError::Api(teloxide::ApiError::InvalidToken)),
+            _ => classify(teloxide::RequestError::Api(
+                teloxide::ApiError::InvalidToken,
+            )),
         }
     }
 

@@ -40,11 +40,8 @@ fn router(index: usize) -> Option<LogRouter> {
 /// one with just the connection log layer. Harmless if one is already set.
 pub fn install_layer() {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("flametree", tracing::Level::DEBUG)
-        .with_default(tracing::Level::WARN);
     let _ = tracing_subscriber::registry()
-        .with(ConnectionLogLayer.with_filter(filter))
+        .with(ConnectionLogLayer)
         .try_init();
 }
 
@@ -174,7 +171,21 @@ struct ConnectionOf(i64, usize);
 
 /// The tracing layer. Install it in the process's subscriber; it does nothing until a
 /// router is installed.
+///
+/// It filters by itself (flametree's DEBUG and up, others' WARN and up) rather than
+/// through a per-layer filter: a library that asks whether a level is enabled without
+/// then emitting an event (sqlx and the `log` bridge do) leaves a per-layer filter's
+/// state stale on that thread, and the next connection log line there was lost.
 pub struct ConnectionLogLayer;
+
+fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+    let level = *meta.level();
+    if meta.target().starts_with("flametree") {
+        level <= tracing::Level::DEBUG
+    } else {
+        level <= tracing::Level::WARN
+    }
+}
 
 #[derive(Default)]
 struct IdVisitor {
@@ -240,6 +251,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if !wanted(event.metadata()) {
+            return;
+        }
         let Some(scope) = ctx.event_scope(event) else {
             return;
         };

@@ -273,7 +273,8 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
 }
 
 async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection) {
-    let stop = inner.shutdown.child_token();
+    // Not a child of `shutdown`: shutdown stops each task itself, saying why.
+    let stop = CancellationToken::new();
     let id = c.id;
     let name = c.name.clone();
     let handle = tokio::spawn(task::run(
@@ -310,11 +311,16 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
     };
     inner.running.fetch_sub(1, Ordering::Relaxed);
     let span = inner.pipe.span(id);
-    task.stop.cancel();
     let mut handle = task.handle;
     if !handle.is_finished() {
+        let _ = inner
+            .channels
+            .store()
+            .set_status(id, crate::model::Status::Stopping, "")
+            .await;
         span.in_scope(|| tracing::info!("stopping: {why}"));
     }
+    task.stop.cancel();
     if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
         handle.abort();
         span.in_scope(|| {

@@ -81,8 +81,8 @@ async fn prune_pass(
             chunk.audit,
             chunk.outbound,
         ]
-            .iter()
-            .any(|n| *n >= u64::from(CHUNK));
+        .iter()
+        .any(|n| *n >= u64::from(CHUNK));
         if !full {
             return (total, None);
         }

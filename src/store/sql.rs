@@ -170,9 +170,8 @@ impl SqlStore {
 fn quiet_options(url: &str) -> StoreResult<sqlx::any::AnyConnectOptions> {
     use sqlx::ConnectOptions;
     use std::str::FromStr;
-    let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(|e| {
-        StoreError::Config(format!("database URL '{}': {e}", redact_url(url)))
-    })?;
+    let options = sqlx::any::AnyConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("database URL '{}': {e}", redact_url(url))))?;
     Ok(options.disable_statement_logging())
 }
 
