@@ -256,7 +256,7 @@ pub fn uses_webhook(c: &crate::model::Connection) -> bool {
     };
     match Family::of_type(&c.type_key) {
         Some(Family::Telegram) => env("TELEGRAM_MODE").as_deref() == Some("webhook"),
-        Some(Family::Infobip) => env("INFOBIP_INBOUND_MODE").as_deref() != Some("pull"),
+        Some(Family::Infobip) => env("INFOBIP_INBOUND_MODE").as_deref() == Some("webhook"),
         Some(Family::Meta | Family::Bird | Family::Intercom | Family::Twilio) => true,
         _ => false,
     }
