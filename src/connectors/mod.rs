@@ -222,7 +222,9 @@ pub fn http_client() -> reqwest::Client {
         .expect("an HTTP client with rustls builds")
 }
 
-type Factory = fn(ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError>;
+/// Opens a connector for a connection's decrypted configuration.
+pub type Opener = fn(ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError>;
+type Factory = Opener;
 
 /// The connector of a family, if this build has one.
 fn factory(family: Family) -> Option<Factory> {

@@ -319,7 +319,20 @@ impl Telegram {
             if let Some(a) = &self.allowed {
                 req = req.allowed_updates(a.clone());
             }
-            req.send().await.map_err(classify)
+            req.send().await.map_err(|e| match e {
+                // Telegram's word on the URL (not HTTPS, unreachable, bad port): a
+                // setting to fix, not a blip.
+                teloxide::RequestError::Api(teloxide::ApiError::Unknown(text))
+                    if text.starts_with("Bad Request") =>
+                {
+                    ConnectorError::Permanent(format!(
+                        "Telegram refused the webhook URL {url} ({text}): set http.public_url to \
+                         this server's public HTTPS address, or TELEGRAM_WEBHOOK_URL on the \
+                         connection, then Start"
+                    ))
+                }
+                other => classify(other),
+            })
         };
         match retry::retry(&rx.stop, Policy::FOREVER, |w| warn!("{w}"), register).await {
             Outcome::Done(_) => {}

@@ -40,6 +40,8 @@ pub struct Options {
     pub start_timeout: Duration,
     /// `http.public_url` (or derived from the ingress address): webhook URLs live under it.
     pub public_base: String,
+    /// Opens a connection's connector: the registry (tests put other connectors here).
+    pub open: crate::connectors::Opener,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
         Options {
             start_timeout: Duration::from_secs(60),
             public_base: "http://127.0.0.1:8787".into(),
+            open: crate::connectors::open,
         }
     }
 }
@@ -59,6 +62,7 @@ impl Options {
         Options {
             start_timeout: Duration::from_secs(cfg.runtime.start_timeout_secs.max(1)),
             public_base: cfg.http.public_base(bound),
+            open: crate::connectors::open,
         }
     }
 }
@@ -282,6 +286,7 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection) {
             pipe: inner.pipe.clone(),
             start_timeout: inner.options.start_timeout,
             public_base: inner.options.public_base.clone(),
+            open: inner.options.open,
         },
         c,
         stop.clone(),

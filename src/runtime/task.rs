@@ -20,6 +20,7 @@ pub struct TaskEnv {
     pub pipe: Arc<Pipeline>,
     pub start_timeout: Duration,
     pub public_base: String,
+    pub open: connectors::Opener,
 }
 
 /// Runs the connection; a panic in its connector ends as ERROR, never a restart loop.
@@ -59,7 +60,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
             r.protect(id, s.expose());
         }
     }
-    let connector = match connectors::open(cfg) {
+    let connector = match (env.open)(cfg) {
         Ok(c) => c,
         Err(e) => return fail(&pipe, id, &e.to_string()).await,
     };

@@ -1040,10 +1040,26 @@ async fn read_params(req: Request) -> Result<Map<String, Value>, Response> {
         .unwrap_or("")
         .to_ascii_lowercase();
     if content_type.starts_with("multipart/") {
-        return Err(fail(
-            400,
-            "Bad Request: multipart requests are not supported by the sandbox",
-        ));
+        // teloxide sends setWebhook (which may carry a certificate) as multipart; arrays
+        // such as allowed_updates arrive JSON-encoded in a text part, as Telegram takes them.
+        let mut form = axum::extract::Multipart::from_request(req, &())
+            .await
+            .map_err(|_| fail(400, "Bad Request: can't parse multipart form"))?;
+        while let Ok(Some(field)) = form.next_field().await {
+            let Some(name) = field.name().map(str::to_string) else {
+                continue;
+            };
+            let text = field
+                .text()
+                .await
+                .map_err(|_| fail(400, "Bad Request: can't parse multipart form"))?;
+            let value = match serde_json::from_str::<Value>(&text) {
+                Ok(v @ (Value::Array(_) | Value::Object(_))) => v,
+                _ => Value::String(text),
+            };
+            params.insert(name, value);
+        }
+        return Ok(params);
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
         let Form(form) = Form::<HashMap<String, String>>::from_request(req, &())

@@ -20,7 +20,9 @@ pub fn classify(e: RequestError) -> ConnectorError {
             retry_after: Some(s.duration()),
         },
         RequestError::Network(e) => {
-            ConnectorError::transient(format!("cannot reach Telegram ({})", strip_url(&e)))
+            // The status line gets the root cause; the whole chain goes to the log.
+            tracing::debug!("Telegram request failed: {}", strip_url(&e));
+            ConnectorError::transient(format!("cannot reach Telegram ({})", root_cause(&e)))
         }
         other => ConnectorError::transient(format!("Telegram answered with an error: {other}")),
     }
@@ -41,6 +43,31 @@ pub fn classify_verify(e: RequestError, custom_api: bool) -> ConnectorError {
             ))
         }
         other => classify(other),
+    }
+}
+
+/// The innermost cause in a few words: "connection refused", "operation timed out".
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    if std::ptr::addr_eq(last, e as &dyn std::error::Error) {
+        return if e.is_timeout() {
+            "timed out".into()
+        } else {
+            "no answer".into()
+        };
+    }
+    let text = last.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "no answer".into(),
     }
 }
 
