@@ -22,7 +22,7 @@ impl Tmux {
         let bin = env!("CARGO_BIN_EXE_flametree");
         let cmd = format!(
             "env -i PATH=/usr/bin:/bin TERM=xterm-256color HOME={dir} XDG_CONFIG_HOME={dir}/config \
-             FLAMETREE_GENERAL_DATA_DIR={dir} FLAMETREE_ACCESS_OPERATOR=tester {bin}; sleep 5",
+             FLAMETREE_GENERAL_DATA_DIR={dir} FLAMETREE_ACCESS_OPERATOR=tester FLAMETREE_HTTP_LISTEN=127.0.0.1:0 {bin}; sleep 5",
             dir = data_dir.display()
         );
         let status = Command::new("tmux")

@@ -28,13 +28,16 @@ pub struct Ingress {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A connector opened for webhooks, with the configuration version it was opened from.
+type Opened = (i64, Arc<dyn Connector>);
+
 struct Shared {
     pipe: Arc<Pipeline>,
     public_base: String,
     max_body: usize,
     /// Opened connectors by webhook path, with the configuration version they were
     /// opened from (an edit opens a fresh one).
-    opened: Mutex<HashMap<String, (i64, Arc<dyn Connector>)>>,
+    opened: Mutex<HashMap<String, Opened>>,
 }
 
 impl Ingress {

@@ -105,7 +105,9 @@ impl Cli {
             .env("HOME", &self.data_dir)
             .env("XDG_CONFIG_HOME", self.data_dir.join("config"))
             .env("FLAMETREE_GENERAL_DATA_DIR", &self.data_dir)
-            .env("FLAMETREE_ACCESS_OPERATOR", "tester");
+            .env("FLAMETREE_ACCESS_OPERATOR", "tester")
+            // Tests run side by side: each ingress on a port of its own.
+            .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0");
         if let Some(url) = &self.database_url {
             cmd.env("FLAMETREE_DATABASE_URL", url);
         }
