@@ -762,7 +762,46 @@ async fn send_goes_through_the_connector_and_keeps_the_provider_id(be: Be) {
     assert_eq!(rec.map(|r| r.customer), Some("55".to_string()));
 }
 
+async fn allowed_updates_are_honoured_and_checked(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = common::channels_env_on(be).await;
+    let vars = [("TELEGRAM_ALLOWED_UPDATES", "message, edited_message")];
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url(), &vars).await;
+    add_bot(
+        &env,
+        "Typo",
+        TOKEN_B,
+        &sandbox.url(),
+        &[("TELEGRAM_ALLOWED_UPDATES", "mesage")],
+    )
+    .await;
+    let host = host(&env).await;
+    set(&env, "Alpha", DesiredState::Running).await;
+    set(&env, "Typo", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+    let info_url = format!("{}/bot{TOKEN_A}/getWebhookInfo", sandbox.url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let allowed = loop {
+        let info: serde_json::Value = reqwest::get(&info_url).await.unwrap().json().await.unwrap();
+        let allowed = info["result"]["allowed_updates"].clone();
+        if !allowed.is_null() || Instant::now() > deadline {
+            break allowed;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(allowed, serde_json::json!(["message", "edited_message"]));
+    let typo = wait_status(&env, "Typo", Status::Error).await;
+    assert!(
+        typo.status_message.contains("'mesage'"),
+        "{}",
+        typo.status_message
+    );
+    host.shutdown().await;
+}
+
 on_both!(
+    allowed_updates_are_honoured_and_checked,
     webhook_mode_registers_answers_through_the_ingress_and_removes_the_webhook_on_stop,
     a_redelivered_webhook_is_answered_once,
     the_ingress_refuses_bad_secrets_unknown_urls_and_oversized_bodies,
