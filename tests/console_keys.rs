@@ -304,32 +304,69 @@ async fn selection_follows_the_connection_when_another_process_adds_one_above_it
 }
 
 #[tokio::test]
-async fn start_stop_offers_what_the_status_allows() {
+async fn stop_is_accepted_in_every_state_and_only_records_the_desired_state() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("Sales bot", common::TG_TOKEN).await;
     let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await; // Start
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Running
+    );
+
+    // The provider cannot be reached: STARTING, retrying. `s` stops it, as the CLI would.
     c.channels
         .store()
-        .set_status(id, Status::Starting, "")
+        .set_status(
+            id,
+            Status::Starting,
+            "cannot reach Telegram: connection refused; retrying in 4 s (attempt 3)",
+        )
         .await
         .unwrap();
     c.run(vec![Command::Reload]).await;
+    assert_eq!(
+        c.app.current().unwrap().status,
+        Status::Starting,
+        "the console sees STARTING"
+    );
     c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Stopped,
+        "Stop recorded while STARTING"
+    );
     assert!(
-        c.flash().contains("is STARTING: wait for it to finish"),
+        c.flash().contains("Stop requested for 'Sales bot'"),
         "{}",
         c.flash()
     );
+
+    // ERROR while it keeps retrying (desired still RUNNING): `s` is Stop too.
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Running)
+        .await
+        .unwrap();
     c.channels
         .store()
-        .set_status(id, Status::Running, "")
+        .set_status(id, Status::Error, "cannot reach Telegram: timed out")
         .await
         .unwrap();
     c.run(vec![Command::Reload]).await;
     c.key(KeyCode::Char('s')).await;
     assert_eq!(
         c.channels.find("Sales bot").await.unwrap().desired,
-        DesiredState::Stopped
+        DesiredState::Stopped,
+        "Stop recorded for ERROR while retrying"
+    );
+
+    // Stopped for good (ERROR, desired STOPPED): `s` is Start again.
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Running
     );
 }
 

@@ -512,6 +512,21 @@ impl App {
     }
 }
 
+/// What `s` asks for: Stop whenever the connection runs, is on its way up or down, or is
+/// wanted running (a pending Start, or ERROR while it retries); Start otherwise. Stop is
+/// therefore always reachable, as with `flametree channels stop`.
+pub fn start_stop_target(c: &Connection) -> DesiredState {
+    let busy = matches!(
+        c.status,
+        Status::Running | Status::Starting | Status::Stopping
+    );
+    if busy || c.desired == DesiredState::Running {
+        DesiredState::Stopped
+    } else {
+        DesiredState::Running
+    }
+}
+
 fn entry(l: &LogLine) -> LogEntry {
     LogEntry {
         at: l.at,

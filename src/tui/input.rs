@@ -6,7 +6,7 @@ use super::form::{Form, FormOutcome};
 use super::logs::pane::PaneOutcome;
 use super::worker::Command;
 use crate::catalog::{Catalog, ChannelType};
-use crate::model::{DesiredState, Status};
+use crate::model::DesiredState;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
@@ -412,7 +412,8 @@ impl App {
         vec![Command::Save { draft, existing }]
     }
 
-    /// `s`: Start when STOPPED or ERROR, Stop when RUNNING; says why when neither.
+    /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI
+    /// allows), Start otherwise. It only records the desired state; the runtime acts.
     pub fn start_stop(&mut self) -> Vec<Command> {
         let Some(c) = self.current().cloned() else {
             self.flash("Select a connection first", FlashKind::Info);
@@ -433,24 +434,7 @@ impl App {
             );
             return Vec::new();
         }
-        let desired = match c.status {
-            Status::Stopped | Status::Error => DesiredState::Running,
-            Status::Running => DesiredState::Stopped,
-            Status::Starting | Status::Stopping => {
-                self.flash(
-                    format!("'{}' is {}: wait for it to finish", c.name, c.status),
-                    FlashKind::Info,
-                );
-                return Vec::new();
-            }
-        };
-        if c.desired == desired && desired == DesiredState::Running {
-            self.flash(
-                format!("Start is already requested for '{}'", c.name),
-                FlashKind::Info,
-            );
-            return Vec::new();
-        }
+        let desired = super::app::start_stop_target(&c);
         self.set_busy(if desired == DesiredState::Running {
             "Starting"
         } else {

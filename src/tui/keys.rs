@@ -16,7 +16,7 @@ pub const HELP: &[(&str, &str)] = &[
         "a",
         "add a connection: pick a channel type (d shows deprecated types)",
     ),
-    ("s", "Start when STOPPED or ERROR, Stop when RUNNING"),
+    ("s", "Stop when running, starting or retrying; else Start"),
     (
         "l",
         "Logs of the selected connection (again: focus / close)",

@@ -4,7 +4,7 @@ use super::short_time;
 use super::{fit, wrap};
 use crate::catalog::Lifecycle;
 use crate::model::{DesiredState, Status};
-use crate::tui::app::{App, Focus, Hit};
+use crate::tui::app::{App, Focus, Hit, start_stop_target};
 use crate::tui::form::{Form, Slot};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
@@ -151,10 +151,9 @@ fn header_buttons(app: &App, _area: Rect, is_new: bool) -> Option<Line<'static>>
         return None;
     }
     let c = app.current()?;
-    let action = match c.status {
-        Status::Running => "Stop",
-        Status::Stopped | Status::Error => "Start",
-        Status::Starting | Status::Stopping => "…",
+    let action = match start_stop_target(c) {
+        DesiredState::Stopped => "Stop",
+        DesiredState::Running => "Start",
     };
     Some(Line::from(vec![
         Span::styled(format!("[ {action} s ]"), t.key()),
