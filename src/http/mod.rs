@@ -28,13 +28,17 @@ pub struct Ingress {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A connector opened for webhook deliveries, with the configuration version it was
+/// opened from.
+type OpenedConnector = (i64, Arc<dyn Connector>);
+
 struct Shared {
     pipe: Arc<Pipeline>,
     public_base: String,
     max_body: usize,
     /// Opened connectors by webhook path, with the configuration version they were
     /// opened from (an edit opens a fresh one).
-    opened: Mutex<HashMap<String, (i64, Arc<dyn Connector>)>>,
+    opened: Mutex<HashMap<String, OpenedConnector>>,
 }
 
 impl Ingress {

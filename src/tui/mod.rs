@@ -64,7 +64,7 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
     let channels = Arc::new(ctx.channels);
-    let host = crate::runtime::host::Host::start(channels.clone(), &cfg).await;
+    let host = crate::runtime::host::Host::start(channels.clone(), cfg).await;
     app.running_here = host.runtime.running_counter();
     app.webhook_base = host
         .ingress
