@@ -371,6 +371,49 @@ async fn stop_is_accepted_in_every_state_and_only_records_the_desired_state() {
 }
 
 #[tokio::test]
+async fn c_copies_the_whole_webhook_url_and_a_polling_bot_has_none() {
+    let mut c = console(Role::Editor).await;
+    c.app.webhook_base = "https://hooks.example.com".into();
+    c.add_telegram("Polling bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Char('c')).await;
+    assert!(c.app.clipboard.is_none());
+    assert!(
+        c.flash()
+            .contains("'Polling bot' has no webhook URL: it does not receive webhooks (set TELEGRAM_MODE=webhook"),
+        "{}",
+        c.flash()
+    );
+
+    let mut draft =
+        flametree::channels::Draft::from_connection(&c.channels.find("Polling bot").await.unwrap());
+    draft.env.push(flametree::model::EnvVar {
+        name: "TELEGRAM_MODE".into(),
+        value: "webhook".into(),
+    });
+    let existing = c.channels.find("Polling bot").await.unwrap();
+    c.channels.edit(&existing, &draft).await.unwrap();
+    c.run(vec![Command::Reload]).await;
+    let hook_id = c.channels.find("Polling bot").await.unwrap().hook_id;
+    assert_eq!(
+        hook_id.len(),
+        32,
+        "the store gives every connection a hook id"
+    );
+    c.key(KeyCode::Char('c')).await;
+    assert_eq!(
+        c.app.clipboard.as_deref(),
+        Some(format!("https://hooks.example.com/hooks/{hook_id}").as_str()),
+        "the copy is the whole URL, however the panel cuts it"
+    );
+    assert!(
+        c.flash()
+            .contains("Copied the webhook URL of 'Polling bot' to the clipboard"),
+        "{}",
+        c.flash()
+    );
+}
+
+#[tokio::test]
 async fn an_idle_poll_asks_for_no_redraw() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("Sales bot", common::TG_TOKEN).await;

@@ -106,6 +106,9 @@ impl App {
             KeyCode::Char('a') => return self.open_picker(),
             KeyCode::Char('s') => return self.start_stop(),
             KeyCode::Char('l') => return self.toggle_logs(),
+            KeyCode::Char('c') if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.copy_webhook_url()
+            }
             KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
             KeyCode::Char('A') => {
                 self.screen = super::app::Screen::Agents;
@@ -446,6 +449,36 @@ impl App {
         }]
     }
 
+    /// `c`: the connection's webhook URL to the terminal's clipboard (OSC 52), whole,
+    /// however narrowly the panel shows it.
+    pub fn copy_webhook_url(&mut self) {
+        let Some(c) = self.current().cloned() else {
+            self.flash("Select a connection first", FlashKind::Info);
+            return;
+        };
+        let Some(url) = self.webhook_url_of(&c) else {
+            let hint = crate::connectors::webhook_switch(&c.type_key)
+                .map(|v| format!(" (set {v}=webhook to use one)"))
+                .unwrap_or_default();
+            self.flash(
+                format!(
+                    "'{}' has no webhook URL: it does not receive webhooks{hint}",
+                    c.name
+                ),
+                FlashKind::Info,
+            );
+            return;
+        };
+        self.clipboard = Some(url);
+        self.flash(
+            format!(
+                "Copied the webhook URL of '{}' to the clipboard (OSC 52)",
+                c.name
+            ),
+            FlashKind::Info,
+        );
+    }
+
     pub fn toggle_logs(&mut self) -> Vec<Command> {
         let Some(c) = self.current() else {
             self.flash("Select a connection first", FlashKind::Info);
@@ -755,6 +788,10 @@ impl App {
                 Vec::new()
             }
             Hit::StartStop => self.start_stop(),
+            Hit::CopyWebhook => {
+                self.copy_webhook_url();
+                Vec::new()
+            }
             Hit::Logs => self.toggle_logs(),
             Hit::LogsPane => {
                 self.focus = Focus::Logs;
