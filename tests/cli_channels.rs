@@ -131,6 +131,65 @@ async fn lifecycle_on_postgres_by_setting_the_url() {
 }
 
 #[test]
+fn show_gives_the_webhook_url_of_a_webhook_bot_and_null_for_a_polling_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path()).env("FLAMETREE_HTTP_PUBLIC_URL", "https://hooks.example.com/");
+    add_bot(&cli, "Polling bot");
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Hooks bot",
+            "--env",
+            "TELEGRAM_MODE=webhook",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={OTHER_TOKEN}\n")),
+    );
+
+    let polling = cli.json(&["channels", "show", "Polling bot"]);
+    assert!(
+        polling.as_object().unwrap().contains_key("webhook_url"),
+        "always present: {polling}"
+    );
+    assert_eq!(polling["webhook_url"], serde_json::Value::Null);
+    let text = cli.ok(&["channels", "show", "Polling bot"], None);
+    assert!(!text.contains("Webhook URL"), "{text}");
+
+    let hooked = cli.json(&["channels", "show", "Hooks bot"]);
+    let url = hooked["webhook_url"].as_str().expect("a URL").to_string();
+    let id = url
+        .strip_prefix("https://hooks.example.com/hooks/")
+        .unwrap_or_else(|| panic!("under the configured public URL: {url}"));
+    assert!(
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "an unguessable id: {url}"
+    );
+    let text = cli.ok(&["channels", "show", "Hooks bot"], None);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Webhook URL:") && l.ends_with(&url)),
+        "{text}"
+    );
+
+    // The URL is stable, and the list gives it too.
+    let list = cli.json(&["channels", "list"]);
+    let row = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("Hooks bot")["webhook_url"], url.as_str());
+    assert_eq!(row("Polling bot")["webhook_url"], serde_json::Value::Null);
+}
+
+#[test]
 fn list_groups_deprecated_channels_and_types_lists_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli::new(dir.path());

@@ -14,15 +14,21 @@ struct Tmux {
 
 impl Tmux {
     fn start(data_dir: &Path, width: u16, height: u16) -> Tmux {
+        Tmux::start_with(data_dir, width, height, &[])
+    }
+
+    /// With extra `NAME=value` settings in the console's environment.
+    fn start_with(data_dir: &Path, width: u16, height: u16, env: &[(&str, &str)]) -> Tmux {
         let socket = format!(
             "flametree-e2e-{}-{}",
             std::process::id(),
             data_dir.file_name().unwrap().to_string_lossy()
         );
         let bin = env!("CARGO_BIN_EXE_flametree");
+        let extra: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         let cmd = format!(
             "env -i PATH=/usr/bin:/bin TERM=xterm-256color HOME={dir} XDG_CONFIG_HOME={dir}/config \
-             FLAMETREE_GENERAL_DATA_DIR={dir} FLAMETREE_ACCESS_OPERATOR=tester FLAMETREE_HTTP_LISTEN=127.0.0.1:0 {bin}; sleep 5",
+             FLAMETREE_GENERAL_DATA_DIR={dir} FLAMETREE_ACCESS_OPERATOR=tester FLAMETREE_HTTP_LISTEN=127.0.0.1:0 {extra}{bin}; sleep 5",
             dir = data_dir.display()
         );
         let status = Command::new("tmux")
@@ -62,6 +68,14 @@ impl Tmux {
             .unwrap();
         assert!(status.success());
         std::thread::sleep(Duration::from_millis(80));
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn screen(&self) -> String {
@@ -182,4 +196,61 @@ fn a_small_terminal_gets_a_message_not_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(dir.path(), 50, 12);
     t.wait_for("Terminal too small: 50×12");
+}
+
+#[test]
+fn c_puts_the_whole_webhook_url_on_the_clipboard_through_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = "https://hooks.example.com";
+    let env = [
+        ("FLAMETREE_HTTP_PUBLIC_URL", public),
+        ("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0"),
+    ];
+    let mut cli = common::Cli::new(dir.path());
+    for (k, v) in env {
+        cli = cli.env(k, v);
+    }
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Hooks bot",
+            "--env",
+            "TELEGRAM_MODE=webhook",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={}\n", common::TG_TOKEN)),
+    );
+    let url = cli.json(&["channels", "show", "Hooks bot"])["webhook_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 80×24: the panel cuts the URL in the middle; the copy is whole.
+    let t = Tmux::start_with(dir.path(), 80, 24, &env);
+    // tmux takes OSC 52 from the program into its paste buffer with set-clipboard on.
+    assert!(
+        t.tmux(&["set-option", "-g", "set-clipboard", "on"])
+            .status
+            .success()
+    );
+    let shown = t.wait_for("Webhook URL");
+    assert!(shown.contains("https://hooks.example.co"), "{shown}");
+    t.keys(&["c"]);
+    t.wait_for("Copied the webhook URL of 'Hooks bot'");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let buffer = String::from_utf8_lossy(&t.tmux(&["show-buffer"]).stdout).into_owned();
+        if buffer == url {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clipboard never got {url:?}; tmux's buffer holds {buffer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -304,32 +304,112 @@ async fn selection_follows_the_connection_when_another_process_adds_one_above_it
 }
 
 #[tokio::test]
-async fn start_stop_offers_what_the_status_allows() {
+async fn stop_is_accepted_in_every_state_and_only_records_the_desired_state() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("Sales bot", common::TG_TOKEN).await;
     let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await; // Start
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Running
+    );
+
+    // The provider cannot be reached: STARTING, retrying. `s` stops it, as the CLI would.
     c.channels
         .store()
-        .set_status(id, Status::Starting, "")
+        .set_status(
+            id,
+            Status::Starting,
+            "cannot reach Telegram: connection refused; retrying in 4 s (attempt 3)",
+        )
         .await
         .unwrap();
     c.run(vec![Command::Reload]).await;
+    assert_eq!(
+        c.app.current().unwrap().status,
+        Status::Starting,
+        "the console sees STARTING"
+    );
     c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Stopped,
+        "Stop recorded while STARTING"
+    );
     assert!(
-        c.flash().contains("is STARTING: wait for it to finish"),
+        c.flash().contains("Stop requested for 'Sales bot'"),
         "{}",
         c.flash()
     );
+
+    // ERROR while it keeps retrying (desired still RUNNING): `s` is Stop too.
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Running)
+        .await
+        .unwrap();
     c.channels
         .store()
-        .set_status(id, Status::Running, "")
+        .set_status(id, Status::Error, "cannot reach Telegram: timed out")
         .await
         .unwrap();
     c.run(vec![Command::Reload]).await;
     c.key(KeyCode::Char('s')).await;
     assert_eq!(
         c.channels.find("Sales bot").await.unwrap().desired,
-        DesiredState::Stopped
+        DesiredState::Stopped,
+        "Stop recorded for ERROR while retrying"
+    );
+
+    // Stopped for good (ERROR, desired STOPPED): `s` is Start again.
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        c.channels.find("Sales bot").await.unwrap().desired,
+        DesiredState::Running
+    );
+}
+
+#[tokio::test]
+async fn c_copies_the_whole_webhook_url_and_a_polling_bot_has_none() {
+    let mut c = console(Role::Editor).await;
+    c.app.webhook_base = "https://hooks.example.com".into();
+    c.add_telegram("Polling bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Char('c')).await;
+    assert!(c.app.clipboard.is_none());
+    assert!(
+        c.flash()
+            .contains("'Polling bot' has no webhook URL: it does not receive webhooks (set TELEGRAM_MODE=webhook"),
+        "{}",
+        c.flash()
+    );
+
+    let mut draft =
+        flametree::channels::Draft::from_connection(&c.channels.find("Polling bot").await.unwrap());
+    draft.env.push(flametree::model::EnvVar {
+        name: "TELEGRAM_MODE".into(),
+        value: "webhook".into(),
+    });
+    let existing = c.channels.find("Polling bot").await.unwrap();
+    c.channels.edit(&existing, &draft).await.unwrap();
+    c.run(vec![Command::Reload]).await;
+    let hook_id = c.channels.find("Polling bot").await.unwrap().hook_id;
+    assert_eq!(
+        hook_id.len(),
+        32,
+        "the store gives every connection a hook id"
+    );
+    c.key(KeyCode::Char('c')).await;
+    assert_eq!(
+        c.app.clipboard.as_deref(),
+        Some(format!("https://hooks.example.com/hooks/{hook_id}").as_str()),
+        "the copy is the whole URL, however the panel cuts it"
+    );
+    assert!(
+        c.flash()
+            .contains("Copied the webhook URL of 'Polling bot' to the clipboard"),
+        "{}",
+        c.flash()
     );
 }
 

@@ -209,6 +209,72 @@ fn details_show_secrets_masked_without_their_length() {
 }
 
 #[test]
+fn details_of_a_webhook_telegram_bot_show_its_url_at_80x24() {
+    let mut a = app();
+    a.webhook_base = "https://hooks.example.com".into();
+    let mut hooked = conn(
+        7,
+        "Hooks bot",
+        "telegram",
+        Status::Running,
+        "webhook for @hooks_bot",
+    );
+    hooked.secrets.insert("bot_token".into(), sealed(1));
+    hooked.env.push(flametree::model::EnvVar {
+        name: "TELEGRAM_MODE".into(),
+        value: "webhook".into(),
+    });
+    hooked.hook_id = "3f9c2a7b5e1d4c6a8b0e2f4d6c8a0b1e".into();
+    let mut all = sample();
+    all.push(hooked);
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    select(&mut a, "Hooks bot");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Hooks bot · Telegram"), "{s}");
+    assert!(s.contains("Webhook URL"), "{s}");
+    assert!(
+        s.contains("https://hooks.example") && s.contains("…") && s.contains("8a0b1e"),
+        "the URL is cut in the middle, both ends readable:\n{s}"
+    );
+    assert!(s.contains("c copy"), "the footer offers the copy key:\n{s}");
+    insta::assert_snapshot!(s);
+
+    press(&mut a, "c");
+    assert_eq!(
+        a.clipboard.as_deref(),
+        Some("https://hooks.example.com/hooks/3f9c2a7b5e1d4c6a8b0e2f4d6c8a0b1e"),
+        "the copy is the whole URL"
+    );
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Copied the webhook URL of 'Hooks bot'"), "{s}");
+
+    // Where the panel is wide enough, the URL and its key share one line, uncut.
+    let s = screen(&mut a, 160, 30);
+    assert!(
+        s.contains(
+            "Webhook URL https://hooks.example.com/hooks/3f9c2a7b5e1d4c6a8b0e2f4d6c8a0b1e  c copy"
+        ),
+        "{s}"
+    );
+
+    // A polling bot has no such line.
+    select_from_panel(&mut a, "Sales bot");
+    let s = screen(&mut a, 80, 24);
+    assert!(!s.contains("Webhook URL"), "{s}");
+}
+
+/// Back to the list, then select by name.
+fn select_from_panel(app: &mut App, name: &str) {
+    key(app, KeyCode::Esc);
+    select(app, name);
+}
+
+#[test]
 fn voice_connections_say_they_run_with_their_agents() {
     let mut a = app();
     select(&mut a, "Desk voice");
@@ -284,12 +350,14 @@ fn too_small_a_terminal_says_so() {
 fn help_lists_every_key_at_a_large_size() {
     let mut a = app();
     press(&mut a, "?");
-    let s = screen(&mut a, 140, 60);
+    let s = screen(&mut a, 140, 62);
     for k in [
         "Ctrl-S",
         "Ctrl-G",
         "mouse capture",
         "level filter",
+        "copy the webhook URL",
+        "wheel",
         "Show deprecated",
     ] {
         let found = s.contains(k) || s.to_lowercase().contains(&k.to_lowercase());

@@ -61,10 +61,11 @@ pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Fail
         ChannelsCmd::Add(args) => add(ctx, args, json).await,
         ChannelsCmd::Show { name } => {
             let c = ctx.channels.find(&name).await?;
+            let base = public_base(ctx);
             if json {
-                print_json(&connection_view(&c));
+                print_json(&connection_view(&c, &base));
             } else {
-                println!("{}", view::show_text(&c));
+                println!("{}", view::show_text(&c, &base));
             }
             Ok(())
         }
@@ -74,17 +75,23 @@ pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Fail
     }
 }
 
+/// Where webhook URLs live: `http.public_url`, or derived from `http.listen`.
+fn public_base(ctx: &Context) -> String {
+    ctx.loaded.config.http.public_base(None)
+}
+
 async fn list(ctx: &Context, json: bool) -> Result<(), Failure> {
     let all = ctx.channels.list().await?;
+    let base = public_base(ctx);
     if json {
-        let views: Vec<_> = all.iter().map(connection_view).collect();
+        let views: Vec<_> = all.iter().map(|c| connection_view(c, &base)).collect();
         print_json(&views);
         return Ok(());
     }
     let catalog = Catalog::get();
     let deprecated = |type_key: &str| catalog.find(type_key).is_some_and(|t| t.deprecated);
     let row = |c: &crate::model::Connection| {
-        let v = connection_view(c);
+        let v = connection_view(c, &base);
         vec![
             c.name.clone(),
             v.type_name,
@@ -125,15 +132,19 @@ async fn list(ctx: &Context, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_saved(saved: &Saved, verb: &str, json: bool) {
+fn print_saved(ctx: &Context, saved: &Saved, verb: &str, json: bool) {
     for w in &saved.warnings {
         eprintln!("warning: {w}");
     }
     if json {
-        print_json(&connection_view(&saved.connection));
+        print_json(&connection_view(&saved.connection, &public_base(ctx)));
     } else {
         let c = &saved.connection;
-        println!("{verb} '{}' ({}).", c.name, connection_view(c).type_name);
+        let v = connection_view(c, &public_base(ctx));
+        println!("{verb} '{}' ({}).", c.name, v.type_name);
+        if let Some(url) = &v.webhook_url {
+            println!("Webhook URL: {url}");
+        }
         if c.restart_pending() {
             println!("It is running: Stop, then Start it for the changes to take effect.");
         }
@@ -149,7 +160,7 @@ async fn add(ctx: &Context, args: AddArgs, json: bool) -> Result<(), Failure> {
     };
     apply_form(ty, &args.form, &mut draft)?;
     let saved = ctx.channels.add(&draft).await?;
-    print_saved(&saved, "Added", json);
+    print_saved(ctx, &saved, "Added", json);
     Ok(())
 }
 
@@ -175,7 +186,7 @@ async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> 
         .clear_secrets
         .extend(args.clear_secret.iter().cloned());
     let saved = ctx.channels.edit(&existing, &draft).await?;
-    print_saved(&saved, "Saved", json);
+    print_saved(ctx, &saved, "Saved", json);
     Ok(())
 }
 

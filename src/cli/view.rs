@@ -28,6 +28,9 @@ pub struct ConnectionView {
     pub version: i64,
     pub updated_at: String,
     pub updated_by: String,
+    /// Where the provider delivers webhooks (`<http.public_url>/hooks/<id>`); null when
+    /// the connection does not receive webhooks (e.g. a polling Telegram bot).
+    pub webhook_url: Option<String>,
 }
 
 /// A secret field's shown value: the fixed mask when set, null when not.
@@ -39,7 +42,9 @@ pub fn masked(c: &Connection, key: &str) -> Value {
     }
 }
 
-pub fn connection_view(c: &Connection) -> ConnectionView {
+/// `public_base` is `http.public_url` (or derived from `http.listen`): webhook URLs live
+/// under it.
+pub fn connection_view(c: &Connection, public_base: &str) -> ConnectionView {
     let ty = Catalog::get().find(&c.type_key);
     let mut fields = serde_json::Map::new();
     if let Some(ty) = ty {
@@ -74,6 +79,7 @@ pub fn connection_view(c: &Connection) -> ConnectionView {
         version: c.version,
         updated_at: rfc3339(c.updated_at),
         updated_by: c.updated_by.clone(),
+        webhook_url: crate::connectors::webhook_url_for(c, public_base),
     }
 }
 
@@ -143,8 +149,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-pub fn show_text(c: &Connection) -> String {
-    let v = connection_view(c);
+pub fn show_text(c: &Connection, public_base: &str) -> String {
+    let v = connection_view(c, public_base);
     let ty = Catalog::get().find(&c.type_key);
     let mut out = vec![
         format!("Name:         {}", c.name),
@@ -165,6 +171,9 @@ pub fn show_text(c: &Connection) -> String {
         out.push(
             "              restart pending: saved changes apply after Stop, then Start".into(),
         );
+    }
+    if let Some(url) = &v.webhook_url {
+        out.push(format!("Webhook URL:  {url}"));
     }
     out.push(String::new());
     if let Some(ty) = ty {

@@ -264,6 +264,22 @@ pub fn uses_webhook(c: &crate::model::Connection) -> bool {
     }
 }
 
+/// The URL the operator gives the provider (`<public_base>/hooks/<hook_id>`), for a
+/// connection whose provider delivers to it; `None` otherwise.
+pub fn webhook_url_for(c: &crate::model::Connection, public_base: &str) -> Option<String> {
+    (uses_webhook(c) && !c.hook_id.is_empty())
+        .then(|| crate::runtime::webhook_url(public_base, &c.hook_id))
+}
+
+/// The environment variable that switches a type to webhook delivery, when it has one.
+pub fn webhook_switch(type_key: &str) -> Option<&'static str> {
+    match Family::of_type(type_key) {
+        Some(Family::Telegram) => Some("TELEGRAM_MODE"),
+        Some(Family::Infobip) => Some("INFOBIP_INBOUND_MODE"),
+        _ => None,
+    }
+}
+
 /// Whether `flametree send` and replies can use this type in this build.
 pub fn can_send(type_key: &str) -> bool {
     Family::of_type(type_key).and_then(factory).is_some()

@@ -94,6 +94,8 @@ pub enum Hit {
     Slot(usize),
     Form,
     StartStop,
+    /// The Webhook URL line: a click copies it.
+    CopyWebhook,
     Logs,
     LogsPane,
     Save,
@@ -142,6 +144,8 @@ pub struct App {
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Where providers deliver webhooks (`http.public_url`): webhook URLs live under it.
     pub webhook_base: String,
+    /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
+    pub clipboard: Option<String>,
 }
 
 impl App {
@@ -178,6 +182,7 @@ impl App {
             hits: Vec::new(),
             running_here: std::sync::Arc::default(),
             webhook_base: "http://127.0.0.1:8787".into(),
+            clipboard: None,
             diagnosis: None,
             diagnosis_key: None,
             screen: Screen::Channels,
@@ -200,6 +205,16 @@ impl App {
             Some(f) => f.base.as_ref().and_then(|b| self.list.get(b.id)),
             None => self.list.selected_connection(),
         }
+    }
+
+    /// The webhook URL of a saved connection whose provider delivers to it.
+    pub fn webhook_url_of(&self, c: &Connection) -> Option<String> {
+        crate::connectors::webhook_url_for(c, &self.webhook_base)
+    }
+
+    /// The webhook URL of the connection the panel is about, if it has one.
+    pub fn current_webhook_url(&self) -> Option<String> {
+        self.current().and_then(|c| self.webhook_url_of(c))
     }
 
     pub fn current_type(&self) -> Option<&'static ChannelType> {
@@ -509,6 +524,21 @@ impl App {
 
     pub fn set_busy(&mut self, what: &str) {
         self.busy = Some((what.to_string(), self.now));
+    }
+}
+
+/// What `s` asks for: Stop whenever the connection runs, is on its way up or down, or is
+/// wanted running (a pending Start, or ERROR while it retries); Start otherwise. Stop is
+/// therefore always reachable, as with `flametree channels stop`.
+pub fn start_stop_target(c: &Connection) -> DesiredState {
+    let busy = matches!(
+        c.status,
+        Status::Running | Status::Starting | Status::Stopping
+    );
+    if busy || c.desired == DesiredState::Running {
+        DesiredState::Stopped
+    } else {
+        DesiredState::Running
     }
 }
 

@@ -6,7 +6,7 @@ use super::form::{Form, FormOutcome};
 use super::logs::pane::PaneOutcome;
 use super::worker::Command;
 use crate::catalog::{Catalog, ChannelType};
-use crate::model::{DesiredState, Status};
+use crate::model::DesiredState;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
@@ -106,6 +106,9 @@ impl App {
             KeyCode::Char('a') => return self.open_picker(),
             KeyCode::Char('s') => return self.start_stop(),
             KeyCode::Char('l') => return self.toggle_logs(),
+            KeyCode::Char('c') if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.copy_webhook_url()
+            }
             KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
             KeyCode::Char('A') => {
                 self.screen = super::app::Screen::Agents;
@@ -412,7 +415,8 @@ impl App {
         vec![Command::Save { draft, existing }]
     }
 
-    /// `s`: Start when STOPPED or ERROR, Stop when RUNNING; says why when neither.
+    /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI
+    /// allows), Start otherwise. It only records the desired state; the runtime acts.
     pub fn start_stop(&mut self) -> Vec<Command> {
         let Some(c) = self.current().cloned() else {
             self.flash("Select a connection first", FlashKind::Info);
@@ -433,24 +437,7 @@ impl App {
             );
             return Vec::new();
         }
-        let desired = match c.status {
-            Status::Stopped | Status::Error => DesiredState::Running,
-            Status::Running => DesiredState::Stopped,
-            Status::Starting | Status::Stopping => {
-                self.flash(
-                    format!("'{}' is {}: wait for it to finish", c.name, c.status),
-                    FlashKind::Info,
-                );
-                return Vec::new();
-            }
-        };
-        if c.desired == desired && desired == DesiredState::Running {
-            self.flash(
-                format!("Start is already requested for '{}'", c.name),
-                FlashKind::Info,
-            );
-            return Vec::new();
-        }
+        let desired = super::app::start_stop_target(&c);
         self.set_busy(if desired == DesiredState::Running {
             "Starting"
         } else {
@@ -460,6 +447,36 @@ impl App {
             connection: Box::new(c),
             desired,
         }]
+    }
+
+    /// `c`: the connection's webhook URL to the terminal's clipboard (OSC 52), whole,
+    /// however narrowly the panel shows it.
+    pub fn copy_webhook_url(&mut self) {
+        let Some(c) = self.current().cloned() else {
+            self.flash("Select a connection first", FlashKind::Info);
+            return;
+        };
+        let Some(url) = self.webhook_url_of(&c) else {
+            let hint = crate::connectors::webhook_switch(&c.type_key)
+                .map(|v| format!(" (set {v}=webhook to use one)"))
+                .unwrap_or_default();
+            self.flash(
+                format!(
+                    "'{}' has no webhook URL: it does not receive webhooks{hint}",
+                    c.name
+                ),
+                FlashKind::Info,
+            );
+            return;
+        };
+        self.clipboard = Some(url);
+        self.flash(
+            format!(
+                "Copied the webhook URL of '{}' to the clipboard (OSC 52)",
+                c.name
+            ),
+            FlashKind::Info,
+        );
     }
 
     pub fn toggle_logs(&mut self) -> Vec<Command> {
@@ -771,6 +788,10 @@ impl App {
                 Vec::new()
             }
             Hit::StartStop => self.start_stop(),
+            Hit::CopyWebhook => {
+                self.copy_webhook_url();
+                Vec::new()
+            }
             Hit::Logs => self.toggle_logs(),
             Hit::LogsPane => {
                 self.focus = Focus::Logs;

@@ -16,10 +16,14 @@ pub const HELP: &[(&str, &str)] = &[
         "a",
         "add a connection: pick a channel type (d shows deprecated types)",
     ),
-    ("s", "Start when STOPPED or ERROR, Stop when RUNNING"),
+    ("s", "Stop when running, starting or retrying; else Start"),
     (
         "l",
         "Logs of the selected connection (again: focus / close)",
+    ),
+    (
+        "c",
+        "copy the webhook URL, whole, to the clipboard (OSC 52)",
     ),
     ("D  Delete", "delete the connection (asks first, naming it)"),
     (
@@ -33,7 +37,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("", "Details panel"),
     ("Tab  Enter  e", "go into the form's fields"),
-    ("s  l  D", "Start/Stop, Logs, Delete — as in the list"),
+    (
+        "s  l  c  D",
+        "Start/Stop, Logs, copy URL, Delete — as in the list",
+    ),
     ("Ctrl-S", "save"),
     (
         "Ctrl-G",

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod clipboard;
 pub mod form;
 pub mod input;
 pub mod keys;
@@ -153,6 +154,9 @@ async fn event_loop(
         if app.quit {
             return Ok(());
         }
+        if let Some(text) = app.clipboard.take() {
+            term.copy(&text)?;
+        }
         if app.mouse != mouse_on {
             mouse_on = app.mouse;
             term.set_mouse(mouse_on)?;
@@ -206,6 +210,15 @@ impl TerminalGuard {
         }
         let terminal = Terminal::new(CrosstermBackend::new(stdout))?;
         Ok(TerminalGuard { terminal })
+    }
+
+    /// Puts `text` on the clipboard through the terminal (OSC 52).
+    fn copy(&mut self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let out = self.terminal.backend_mut();
+        out.write_all(clipboard::osc52(text).as_bytes())?;
+        out.flush()?;
+        Ok(())
     }
 
     fn set_mouse(&mut self, on: bool) -> anyhow::Result<()> {

@@ -141,6 +141,14 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
             ],
         }
     };
+    // `c` copies the webhook URL: offered where the panel shows one.
+    if app.screen == crate::tui::app::Screen::Channels
+        && matches!(app.focus, Focus::List | Focus::Panel)
+        && app.current_webhook_url().is_some()
+        && let Some(at) = pairs.iter().position(|(k, _)| *k == "l")
+    {
+        pairs.insert(at + 1, ("c", "copy URL"));
+    }
     if !app.can_edit() {
         pairs.retain(|(k, _)| {
             !matches!(

@@ -1,10 +1,10 @@
 //! The Details panel: header with Start/Stop and Logs, status, the form, Save/Delete.
 
 use super::short_time;
-use super::{fit, wrap};
+use super::{fit, fit_middle, wrap};
 use crate::catalog::Lifecycle;
 use crate::model::{DesiredState, Status};
-use crate::tui::app::{App, Focus, Hit};
+use crate::tui::app::{App, Focus, Hit, start_stop_target};
 use crate::tui::form::{Form, Slot};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
@@ -52,6 +52,8 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     register_header_hits(app, area, buttons.as_ref());
 
     let mut lines: Vec<Line> = Vec::new();
+    // First line and number of lines of the Webhook URL, clickable to copy.
+    let mut webhook_rows: Option<(usize, usize)> = None;
     let width = inner.width as usize;
     let form = app.form.as_ref().expect("checked above");
     if let Some(c) = &current {
@@ -97,6 +99,11 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 t.warning(),
             ));
         }
+        if let Some(url) = app.webhook_url_of(c) {
+            let shown = webhook_lines(&t, &url, width);
+            webhook_rows = Some((lines.len(), shown.len()));
+            lines.extend(shown);
+        }
     } else {
         for l in wrap(&form.ty.summary, width, 2) {
             lines.push(Line::styled(l, t.dim()));
@@ -120,6 +127,18 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
     }
     let head_height = lines.len() as u16 + 1;
+    if let Some((first, n)) = webhook_rows {
+        let drawn = (head_height.min(inner.height) as usize).saturating_sub(first);
+        if drawn > 0 {
+            let rect = Rect::new(
+                inner.x,
+                inner.y + first as u16,
+                inner.width,
+                n.min(drawn) as u16,
+            );
+            app.hits.push((rect, Hit::CopyWebhook));
+        }
+    }
     f.render_widget(
         Paragraph::new(lines),
         Rect {
@@ -144,6 +163,32 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     draw_footer_buttons(f, app, footer);
 }
 
+/// "Webhook URL <url>  c copy" on one line when it fits; otherwise the label and key on
+/// one line and the URL, cut in the middle if it must be, on the next. `c` copies it whole.
+fn webhook_lines(t: &Theme, url: &str, width: usize) -> Vec<Line<'static>> {
+    const LABEL: &str = "Webhook URL";
+    const KEY: &str = "c copy";
+    let one = LABEL.len() + 1 + unicode_width::UnicodeWidthStr::width(url) + 2 + KEY.len();
+    if one <= width {
+        return vec![Line::from(vec![
+            Span::styled(LABEL, t.title()),
+            Span::raw(" "),
+            Span::raw(url.to_string()),
+            Span::raw("  "),
+            Span::styled(KEY, t.key()),
+        ])];
+    }
+    vec![
+        Line::from(vec![
+            Span::styled(LABEL, t.title()),
+            Span::raw("  "),
+            Span::styled("c", t.key()),
+            Span::styled(" copies it whole", t.dim()),
+        ]),
+        Line::raw(fit_middle(url, width)),
+    ]
+}
+
 fn header_buttons(app: &App, _area: Rect, is_new: bool) -> Option<Line<'static>> {
     let t = &app.theme;
     let form = app.form.as_ref()?;
@@ -151,10 +196,9 @@ fn header_buttons(app: &App, _area: Rect, is_new: bool) -> Option<Line<'static>>
         return None;
     }
     let c = app.current()?;
-    let action = match c.status {
-        Status::Running => "Stop",
-        Status::Stopped | Status::Error => "Start",
-        Status::Starting | Status::Stopping => "…",
+    let action = match start_stop_target(c) {
+        DesiredState::Stopped => "Stop",
+        DesiredState::Running => "Start",
     };
     Some(Line::from(vec![
         Span::styled(format!("[ {action} s ]"), t.key()),

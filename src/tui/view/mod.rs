@@ -129,6 +129,40 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+/// Cuts `s` to `width` display columns by dropping its middle ("https://ho…89abcdef"),
+/// so both the host and the distinctive end stay visible.
+pub fn fit_middle(s: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let w = |c: &char| c.width().unwrap_or(0);
+    if s.chars().map(|c| w(&c)).sum::<usize>() <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let room = width - 1;
+    let tail_room = room / 2;
+    let head_room = room - tail_room;
+    let (mut head, mut used) = (String::new(), 0);
+    for c in s.chars() {
+        if used + w(&c) > head_room {
+            break;
+        }
+        used += w(&c);
+        head.push(c);
+    }
+    let (mut tail, mut used) = (Vec::new(), 0);
+    for c in s.chars().rev() {
+        if used + w(&c) > tail_room {
+            break;
+        }
+        used += w(&c);
+        tail.push(c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
 /// Greedy word wrap to `width` columns, at most `max_lines` lines (the last cut with "…").
 pub fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -167,5 +201,19 @@ pub fn short_time(ms: crate::model::Millis, now: crate::model::Millis) -> String
         t.format("%H:%M:%S").to_string()
     } else {
         t.format("%b %d %H:%M").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_middle;
+
+    #[test]
+    fn fit_middle_keeps_both_ends() {
+        let url = "https://hooks.example.com/hooks/0123456789abcdef0123456789abcdef";
+        assert_eq!(fit_middle(url, 200), url);
+        assert_eq!(fit_middle(url, 21), "https://ho…6789abcdef");
+        assert_eq!(fit_middle(url, 1), "…");
+        assert_eq!(fit_middle(url, 0), "");
     }
 }
