@@ -117,6 +117,8 @@ pub struct Runtime {
     /// After this long without reaching the provider, a starting connection shows
     /// ERROR with the last cause while it keeps retrying.
     pub start_timeout_secs: u64,
+    /// `auto` (a console runs channels only while no `serve` is alive), `always`, `never`.
+    pub run_channels: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +189,7 @@ tick_ms = 1000
 
 [runtime]
 start_timeout_secs = 60
+run_channels = "auto"
 
 [http]
 listen = "127.0.0.1:8787"

@@ -379,11 +379,11 @@ async fn a_recorded_message_is_answered_once_after_start(be: Be) {
         text: "waiting since yesterday".into(),
         raw: "{}".into(),
     });
-    let fresh = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None)
+    let fresh = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None, None)
         .await
         .unwrap();
     assert_eq!(fresh.len(), 1);
-    let again = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None)
+    let again = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -411,7 +411,9 @@ async fn a_recorded_message_is_answered_once_after_start(be: Be) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(state, Some(LedgerState::Answered));
-    let after = record(&pipe.writer, c.id, &[msg], None).await.unwrap();
+    let after = record(&pipe.writer, c.id, &[msg], None, None)
+        .await
+        .unwrap();
     assert!(
         after.is_empty(),
         "redelivered after the answer: recognised, not answered"
@@ -459,7 +461,9 @@ async fn delivery_reports_and_echoes_are_logged_never_answered(be: Be) {
             note: "a reaction; not answered".into(),
         },
     ];
-    let fresh = record(&pipe.writer, c.id, &events, None).await.unwrap();
+    let fresh = record(&pipe.writer, c.id, &events, None, None)
+        .await
+        .unwrap();
     assert!(fresh.is_empty(), "nothing to answer");
     assert!(
         env.channels

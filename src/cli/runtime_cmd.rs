@@ -5,6 +5,7 @@ use super::{ChannelsCmd, Failure};
 use crate::channels::ServiceError;
 use crate::context::Context;
 use crate::model::{DesiredState, format_millis, rfc3339};
+use crate::runtime::RunChannels;
 use crate::runtime::host::Host;
 use serde_json::json;
 use std::sync::Arc;
@@ -19,7 +20,15 @@ pub async fn serve(ctx: Context) -> Result<(), Failure> {
         channels.tenant().name,
         channels.store().describe()
     );
-    let host = Host::start(channels, &cfg).await;
+    let mode = match RunChannels::parse(&cfg.runtime.run_channels) {
+        Ok(RunChannels::Never) => RunChannels::Never,
+        Ok(_) => RunChannels::Always,
+        Err(e) => return Err(Failure::invalid(e)),
+    };
+    let host = Host::start(channels, &cfg, "serve", mode).await;
+    if mode == RunChannels::Never {
+        eprintln!("flametree serve: runtime.run_channels = never: receiving webhooks only");
+    }
     match (&host.ingress, &host.ingress_problem) {
         (Some(i), _) => eprintln!(
             "flametree serve: webhooks on {} (public address {})",
@@ -106,14 +115,27 @@ async fn status(ctx: &Context, name: Option<&str>, json: bool) -> Result<(), Fai
         Some(n) => vec![ctx.channels.find(n).await?],
         None => ctx.channels.list().await?,
     };
+    let store = ctx.channels.store();
+    let leases = store
+        .leases(ctx.channels.tenant().id)
+        .await
+        .map_err(ServiceError::from)?
+        .into_iter()
+        .map(|l| (l.connection_id, l))
+        .collect();
+    let db_now = store.db_now().await.map_err(ServiceError::from)?;
+    let gone =
+        |c: &crate::model::Connection| crate::runtime::presence::owner_gone(c, &leases, db_now);
     if json {
         let out: Vec<_> = list
             .iter()
             .map(|c| {
+                let owner_gone = gone(c);
                 json!({
                     "name": c.name, "status": c.status.as_str(), "status_message": c.status_message,
                     "status_since": rfc3339(c.status_since), "desired_state": c.desired.as_str(),
                     "restart_pending": c.restart_pending(),
+                    "owner_gone_since": owner_gone.map(rfc3339),
                 })
             })
             .collect();
@@ -123,7 +145,10 @@ async fn status(ctx: &Context, name: Option<&str>, json: bool) -> Result<(), Fai
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|c| {
-            let mut message = c.status_message.clone();
+            let mut message = match gone(c) {
+                Some(since) => crate::runtime::presence::owner_gone_message(since),
+                None => c.status_message.clone(),
+            };
             if c.restart_pending() {
                 message = format!("restart pending. {message}");
             }

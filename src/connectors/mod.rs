@@ -65,6 +65,9 @@ pub enum ConnectorError {
     /// settle: ERROR, in words that say what to fix.
     #[error("{0}")]
     Permanent(String),
+    /// Another process took the connection over (its lease moved on): stop quietly.
+    #[error("{0}")]
+    Superseded(String),
     /// The provider is unreachable, overloaded or asked to slow down: try again.
     #[error("{why}")]
     Transient {

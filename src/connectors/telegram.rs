@@ -21,6 +21,8 @@ const DEFAULT_API: &str = "https://api.telegram.org";
 /// Telegram picks update ids at random after a week without updates; polling once
 /// without an offset then is the only way not to confirm (drop) the new, lower ids.
 const ID_RESET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
+/// This many 409s in a row mean a rival program, not a previous owner letting go.
+const CONFLICTS_BEFORE_ERROR: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -221,6 +223,9 @@ impl Telegram {
             None => (0, crate::model::now_millis()),
         };
         rx.inbox.running("").await;
+        // Consecutive 409s: one or two are the previous owner's last long poll (after a
+        // takeover, or when a paused process wakes up); more are a rival program.
+        let conflicts = std::sync::atomic::AtomicU32::new(0);
         let mut degraded = false;
         loop {
             let stale = offset > 0 && crate::model::now_millis() - last_seen > ID_RESET_AFTER_MS;
@@ -238,7 +243,24 @@ impl Telegram {
                 if let Some(a) = &self.allowed {
                     req = req.allowed_updates(a.clone());
                 }
-                req.send().await.map_err(classify)
+                let result = req.send().await;
+                match result {
+                    Ok(b) => {
+                        conflicts.store(0, std::sync::atomic::Ordering::Relaxed);
+                        Ok(b)
+                    }
+                    Err(teloxide::RequestError::Api(
+                        teloxide::ApiError::TerminatedByOtherGetUpdates,
+                    )) if conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+                        < CONFLICTS_BEFORE_ERROR =>
+                    {
+                        Err(ConnectorError::transient(
+                            "another program polled this bot (409), perhaps the process that ran \
+                             it before; waiting for it to let go",
+                        ))
+                    }
+                    Err(e) => Err(classify(e)),
+                }
             };
             let batch = match retry::retry(
                 &rx.stop,

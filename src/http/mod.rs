@@ -180,7 +180,7 @@ async fn hook(
             )
         }
         HookVerdict::Accept { events, response } => {
-            let recorded = record(&pipe.writer, id, &events, None)
+            let recorded = record(&pipe.writer, id, &events, None, None)
                 .instrument(pipe.span(id))
                 .await;
             let fresh = match recorded {

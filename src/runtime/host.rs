@@ -18,7 +18,12 @@ pub struct Host {
 impl Host {
     /// Starts the ingress on `http.listen` (unless empty), then the supervisor. An
     /// ingress that cannot listen is reported, not fatal: polling channels still run.
-    pub async fn start(channels: Arc<Channels>, cfg: &Config) -> Host {
+    pub async fn start(
+        channels: Arc<Channels>,
+        cfg: &Config,
+        role: &'static str,
+        run_channels: super::RunChannels,
+    ) -> Host {
         let pipe = Pipeline::start(channels, cfg.logs.keep_per_connection);
         let (ingress, ingress_problem) = if cfg.http.listen.trim().is_empty() {
             (
@@ -41,7 +46,8 @@ impl Host {
         if let Some(p) = &ingress_problem {
             tracing::warn!("{p}");
         }
-        let options = Options::from_config(cfg, ingress.as_ref().map(|i| i.addr));
+        let options =
+            Options::from_config(cfg, ingress.as_ref().map(|i| i.addr), role, run_channels);
         let runtime = Runtime::start(pipe.clone(), options);
         // Outside any connection's span: its lines are the process's, not a channel's.
         tokio::spawn(super::retention::prune_loop(

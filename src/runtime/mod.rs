@@ -2,35 +2,45 @@
 //! task, records every transition, and stops everything cleanly on shutdown.
 //!
 //! The console and `flametree serve` run the same runtime. A connection is run by one
-//! process at a time: the one holding its lease, renewed every second while it runs.
+//! process at a time: the one holding its lease — granted, renewed and expired on the
+//! database's clock, with a generation every write of the task carries, so a process
+//! that lost its lease can write nothing more.
 
 pub mod host;
 pub mod logs;
 pub mod pipeline;
+pub mod presence;
+pub mod retention;
 mod task;
 pub mod writer;
 
 pub use pipeline::Pipeline;
+pub use presence::{Presence, RunChannels};
 pub use task::{open_config_with, webhook_url};
-pub mod retention;
 
 use crate::channels::Channels;
 use crate::model::DesiredState;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::store::{Fence, ProcessInfo};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Notify;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A lease outlives this many missed renewals before another process may take over.
+/// How long a lease lasts without renewal; another process may take over after it.
 const LEASE_MS: i64 = 15_000;
+/// A task stops itself when its lease could not be renewed for this long: before
+/// anyone else may take the connection over.
+const SELF_STOP: Duration = Duration::from_millis(LEASE_MS as u64 - 5_000);
 /// How long a task gets to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Recorded messages handed to their connection's task per sweep.
 const SWEEP: u32 = 1_000;
+/// Heartbeats and the look at the other processes, every so many passes.
+const PRESENCE_EVERY: u32 = 3;
 
 /// What a runtime needs besides the store.
 #[derive(Debug, Clone)]
@@ -42,6 +52,9 @@ pub struct Options {
     pub public_base: String,
     /// Opens a connection's connector: the registry (tests put other connectors here).
     pub open: crate::connectors::Opener,
+    /// `console` or `serve`, as other processes see this one.
+    pub role: &'static str,
+    pub run_channels: RunChannels,
 }
 
 impl Default for Options {
@@ -50,6 +63,8 @@ impl Default for Options {
             start_timeout: Duration::from_secs(60),
             public_base: "http://127.0.0.1:8787".into(),
             open: crate::connectors::open,
+            role: "serve",
+            run_channels: RunChannels::Always,
         }
     }
 }
@@ -58,11 +73,15 @@ impl Options {
     pub fn from_config(
         cfg: &crate::config::Config,
         bound: Option<std::net::SocketAddr>,
+        role: &'static str,
+        run_channels: RunChannels,
     ) -> Options {
         Options {
             start_timeout: Duration::from_secs(cfg.runtime.start_timeout_secs.max(1)),
             public_base: cfg.http.public_base(bound),
             open: crate::connectors::open,
+            role,
+            run_channels,
         }
     }
 }
@@ -70,6 +89,8 @@ impl Options {
 struct Task {
     name: String,
     stop: CancellationToken,
+    /// Set when another process takes over: the task ends without recording a status.
+    quiet: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
@@ -83,11 +104,14 @@ struct Inner {
     pipe: Arc<Pipeline>,
     options: Options,
     owner: String,
+    host: String,
     tasks: Mutex<HashMap<i64, Task>>,
     tracker: TaskTracker,
     running: Arc<AtomicUsize>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    presence: watch::Sender<Presence>,
+    started_at: crate::model::Millis,
 }
 
 impl Runtime {
@@ -100,22 +124,22 @@ impl Runtime {
 
     /// Starts the supervisor on a pipeline the webhook ingress may share.
     pub fn start(pipe: Arc<Pipeline>, options: Options) -> Runtime {
-        let owner = format!(
-            "{}:{}:{}",
-            whoami::hostname().unwrap_or_else(|_| "host".into()),
-            std::process::id(),
-            crate::model::now_millis()
-        );
+        let host = whoami::hostname().unwrap_or_else(|_| "host".into());
+        let owner = presence::owner_name(&host);
+        let (presence, _) = watch::channel(Presence::default());
         let inner = Arc::new(Inner {
             wake: pipe.channels.wake_handle(),
             channels: pipe.channels.clone(),
             pipe,
             options,
             owner,
+            host,
             tasks: Mutex::default(),
             tracker: TaskTracker::new(),
             running: Arc::default(),
             shutdown: CancellationToken::new(),
+            presence,
+            started_at: crate::model::now_millis(),
         });
         let handle = tokio::spawn(supervise(inner.clone()));
         Runtime {
@@ -140,6 +164,16 @@ impl Runtime {
 
     pub fn running_counter(&self) -> Arc<AtomicUsize> {
         self.inner.running.clone()
+    }
+
+    /// Whether channels run here, and which other processes work on the database.
+    pub fn presence(&self) -> watch::Receiver<Presence> {
+        self.inner.presence.subscribe()
+    }
+
+    /// This process's name as a lease owner (`host:pid:started`).
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
     }
 
     /// Looks at the desired states now instead of at the next tick.
@@ -170,16 +204,51 @@ impl Runtime {
         futures::future::join_all(stops).await;
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        let _ = self
+            .inner
+            .channels
+            .store()
+            .forget_process(&self.inner.owner)
+            .await;
         self.inner.pipe.flush().await;
     }
 }
 
 async fn supervise(inner: Arc<Inner>) {
+    let mut last_renewed = Instant::now();
+    let mut pass: u32 = 0;
+    let mut runs = false;
     loop {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        if let Err(e) = reconcile(&inner).await {
+        if pass % PRESENCE_EVERY == 0 {
+            match look_around(&inner, runs).await {
+                Ok(r) => {
+                    if runs && !r {
+                        hand_over(&inner, "a `flametree serve` runs the channels now").await;
+                    }
+                    runs = r;
+                }
+                Err(e) => tracing::debug!("runtime: cannot look at the other processes: {e}"),
+            }
+        }
+        pass = pass.wrapping_add(1);
+        match renew(&inner).await {
+            Ok(()) => last_renewed = Instant::now(),
+            Err(e) => {
+                tracing::warn!("runtime: cannot renew the leases: {e}");
+                if last_renewed.elapsed() >= SELF_STOP {
+                    hand_over(
+                        &inner,
+                        "the lease could not be renewed for 10 s (is the database reachable?); \
+                         stopping here before another process may take over",
+                    )
+                    .await;
+                }
+            }
+        }
+        if runs && let Err(e) = reconcile(&inner).await {
             tracing::warn!("runtime: {e}");
         }
         if let Err(e) = sweep(&inner).await {
@@ -190,6 +259,126 @@ async fn supervise(inner: Arc<Inner>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = inner.shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Heartbeat, the other processes, dead owners on this host; returns whether channels
+/// should run here.
+async fn look_around(inner: &Arc<Inner>, runs: bool) -> Result<bool, crate::store::StoreError> {
+    let store = inner.channels.store();
+    let tenant = inner.channels.tenant().name.clone();
+    let all = store.processes().await?;
+    let runs_now = match inner.options.run_channels {
+        RunChannels::Always => true,
+        RunChannels::Never => false,
+        RunChannels::Auto => !presence::serve_alive(&all, &inner.owner, &tenant),
+    };
+    store
+        .heartbeat(&ProcessInfo {
+            id: inner.owner.clone(),
+            host: inner.host.clone(),
+            pid: i64::from(std::process::id()),
+            role: inner.options.role.to_string(),
+            tenant,
+            runs_channels: runs_now,
+            started_at: inner.started_at,
+            seen_ms_ago: 0,
+        })
+        .await?;
+    if runs_now && !runs {
+        reclaim_dead(inner).await?;
+    }
+    let others = all
+        .into_iter()
+        .filter(|p| p.id != inner.owner && presence::alive(p))
+        .collect();
+    let leases = store
+        .leases(inner.channels.tenant().id)
+        .await?
+        .into_iter()
+        .map(|l| (l.connection_id, l))
+        .collect();
+    let db_now = store.db_now().await?;
+    inner.presence.send_replace(Presence {
+        runs_here: runs_now,
+        others,
+        leases,
+        db_now,
+    });
+    Ok(runs_now)
+}
+
+/// A process that died on this host (its pid is gone) gives its leases back at once,
+/// instead of leaving its customers unanswered for the whole lease time.
+async fn reclaim_dead(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+    let store = inner.channels.store();
+    let owners: HashSet<String> = store
+        .leases(inner.channels.tenant().id)
+        .await?
+        .into_iter()
+        .filter(|l| l.expires_in_ms >= 0)
+        .map(|l| l.owner)
+        .collect();
+    for owner in owners {
+        if presence::dead_on_this_host(&owner, &inner.host, &inner.owner) {
+            let n = store.expire_leases_of(&owner).await?;
+            tracing::info!(
+                "runtime: took back {n} lease(s) of {owner}, a flametree process on this host that is gone"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Renews every lease of this process in one statement; a task whose lease was not
+/// renewed (another process took over) stops without a word to the store.
+async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+    let ours: Vec<i64> = inner
+        .tasks
+        .lock()
+        .expect("tasks lock")
+        .keys()
+        .copied()
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let renewed: HashSet<i64> = inner
+        .channels
+        .store()
+        .renew_leases(&inner.owner, LEASE_MS)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    for id in ours {
+        if !renewed.contains(&id) {
+            inner.pipe.span(id).in_scope(|| {
+                tracing::warn!("lost the lease: another process runs this connection now")
+            });
+            detach_task(inner, id);
+        }
+    }
+    Ok(())
+}
+
+/// Stops every task here without recording a status, and gives the leases back, so
+/// another process takes over at once.
+async fn hand_over(inner: &Arc<Inner>, why: &str) {
+    let ids: Vec<i64> = inner
+        .tasks
+        .lock()
+        .expect("tasks lock")
+        .keys()
+        .copied()
+        .collect();
+    for id in ids {
+        inner
+            .pipe
+            .span(id)
+            .in_scope(|| tracing::info!("handing over: {why}"));
+        detach_task(inner, id);
+        let _ = inner.channels.store().release_lease(id, &inner.owner).await;
     }
 }
 
@@ -207,7 +396,7 @@ async fn sweep(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     Ok(())
 }
 
-/// One pass: start what should run, stop what should not, renew leases, notice ends.
+/// One pass: start what should run, stop what should not, notice ends.
 async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     let store = inner.channels.store();
     let all = store.list_connections(inner.channels.tenant().id).await?;
@@ -243,14 +432,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
         .collect();
     for id in running {
         match by_id.get(&id) {
-            Some(c) if c.desired == DesiredState::Running => {
-                if !store.acquire_lease(id, &inner.owner, LEASE_MS).await? {
-                    tracing::warn!(
-                        "runtime: lost the lease on connection {id}; another process runs it now"
-                    );
-                    detach_task(inner, id);
-                }
-            }
+            Some(c) if c.desired == DesiredState::Running => {}
             Some(_) => {
                 inner
                     .tracker
@@ -265,20 +447,24 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     }
     for c in &all {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
-        if c.desired == DesiredState::Running
-            && !here
-            && !inner.shutdown.is_cancelled()
-            && store.acquire_lease(c.id, &inner.owner, LEASE_MS).await?
-        {
-            start_task(inner, c.clone()).await;
+        if c.desired != DesiredState::Running || here || inner.shutdown.is_cancelled() {
+            continue;
+        }
+        if let Some(generation) = store.acquire_lease(c.id, &inner.owner, LEASE_MS).await? {
+            let fence = Fence {
+                owner: inner.owner.clone(),
+                generation,
+            };
+            start_task(inner, c.clone(), fence).await;
         }
     }
     Ok(())
 }
 
-async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection) {
+async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fence) {
     // Not a child of `shutdown`: shutdown stops each task itself, saying why.
     let stop = CancellationToken::new();
+    let quiet = Arc::new(AtomicBool::new(false));
     let id = c.id;
     let name = c.name.clone();
     let handle = tokio::spawn(task::run(
@@ -287,24 +473,42 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection) {
             start_timeout: inner.options.start_timeout,
             public_base: inner.options.public_base.clone(),
             open: inner.options.open,
+            fence,
+            quiet: quiet.clone(),
         },
         c,
         stop.clone(),
     ));
-    inner
-        .tasks
-        .lock()
-        .expect("tasks lock")
-        .insert(id, Task { name, stop, handle });
+    inner.tasks.lock().expect("tasks lock").insert(
+        id,
+        Task {
+            name,
+            stop,
+            quiet,
+            handle,
+        },
+    );
     inner.running.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Lets go of a task that another process now owns, without touching its status.
+/// Lets go of a task that another process takes over: it stops without recording a
+/// status (the new owner records its own).
 fn detach_task(inner: &Arc<Inner>, id: i64) {
     if let Some(task) = inner.tasks.lock().expect("tasks lock").remove(&id) {
+        task.quiet.store(true, Ordering::SeqCst);
         task.stop.cancel();
-        task.handle.abort();
         inner.running.fetch_sub(1, Ordering::Relaxed);
+        let name = task.name;
+        let mut handle = task.handle;
+        inner.tracker.spawn(async move {
+            if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
+                handle.abort();
+                tracing::warn!(
+                    "'{name}' did not stop within {} s; it was aborted",
+                    STOP_GRACE.as_secs()
+                );
+            }
+        });
     }
     inner.pipe.unregister(id);
 }

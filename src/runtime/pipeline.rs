@@ -10,7 +10,7 @@ use crate::channels::Channels;
 use crate::connectors::retry::{self, Outcome, Policy};
 use crate::connectors::{Connector, ConnectorError, Event, InboxSink, Outbound};
 use crate::model::{Millis, Status};
-use crate::store::{LedgerEntry, LedgerState, WriteOp, WriteResult};
+use crate::store::{Fence, LedgerEntry, LedgerState, WriteOp, WriteResult};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -113,6 +113,8 @@ pub struct ConnInbox {
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// What the credential check found ("polling as @sales_bot"): the RUNNING message.
     identity: Mutex<String>,
+    /// The lease this process was granted; every ledger write carries it.
+    fence: Option<Fence>,
 }
 
 impl ConnInbox {
@@ -124,6 +126,7 @@ impl ConnInbox {
         connection_id: i64,
         version: i64,
         pipe: Arc<Pipeline>,
+        fence: Option<Fence>,
     ) -> (Arc<ConnInbox>, mpsc::UnboundedReceiver<LedgerEntry>) {
         let (queue, rx) = mpsc::unbounded_channel();
         let inbox = ConnInbox {
@@ -133,6 +136,7 @@ impl ConnInbox {
             queue,
             in_flight: Arc::default(),
             identity: Mutex::default(),
+            fence,
         };
         (Arc::new(inbox), rx)
     }
@@ -171,6 +175,7 @@ pub async fn record(
     connection_id: i64,
     events: &[Event],
     cursor: Option<String>,
+    fence: Option<Fence>,
 ) -> Result<Vec<LedgerEntry>, ConnectorError> {
     let entries: Vec<LedgerEntry> = events
         .iter()
@@ -187,11 +192,19 @@ pub async fn record(
             connection_id,
             entries: entries.clone(),
             cursor,
+            fence,
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("cannot record incoming messages: {e}")))?;
-    let WriteResult::Received(states) = result else {
-        return Ok(Vec::new());
+    let states = match result {
+        WriteResult::Received(states) => states,
+        WriteResult::Fenced => {
+            return Err(ConnectorError::Superseded(
+                "another process took this connection over (its lease moved on); stopping here"
+                    .into(),
+            ));
+        }
+        _ => return Ok(Vec::new()),
     };
     let mut fresh = Vec::new();
     for (entry, (state, _new)) in entries.into_iter().zip(states) {
@@ -264,7 +277,14 @@ impl InboxSink for ConnInbox {
         events: Vec<Event>,
         cursor: Option<String>,
     ) -> Result<(), ConnectorError> {
-        let fresh = record(&self.pipe.writer, self.connection_id, &events, cursor).await?;
+        let fresh = record(
+            &self.pipe.writer,
+            self.connection_id,
+            &events,
+            cursor,
+            self.fence.clone(),
+        )
+        .await?;
         for e in &events {
             if let Some((level, line)) =
                 describe_event(&self.pipe.channels, self.connection_id, e).await
@@ -387,9 +407,17 @@ async fn answer_one(
     let claim = WriteOp::Claim {
         connection_id: id,
         key: e.key.clone(),
+        fence: inbox.fence.clone(),
     };
     match pipe.writer.write(claim).await {
         Ok(WriteResult::Claimed(true)) => {}
+        Ok(WriteResult::Fenced) => {
+            info!(
+                "message {}: another process runs this connection now; it answers",
+                e.key
+            );
+            return;
+        }
         Ok(_) => {
             debug!("message {} is answered by another process", e.key);
             return;

@@ -21,6 +21,10 @@ pub struct TaskEnv {
     pub start_timeout: Duration,
     pub public_base: String,
     pub open: connectors::Opener,
+    /// The lease this task runs under; every ledger write carries it.
+    pub fence: crate::store::Fence,
+    /// Set when another process takes over: end without recording a status.
+    pub quiet: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the connection; a panic in its connector ends as ERROR, never a restart loop.
@@ -88,13 +92,15 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         || connector.verify(),
     )
     .await;
+    let quiet = || env.quiet.load(std::sync::atomic::Ordering::SeqCst);
     let identity = match verified {
         Outcome::Done(identity) => identity,
+        Outcome::Stopped if quiet() => return,
         Outcome::Stopped => return record_stopped(&pipe, id).await,
         Outcome::Failed(e) => return fail(&pipe, id, &e.to_string()).await,
     };
 
-    let (inbox, queue) = ConnInbox::new(id, c.version, pipe.clone());
+    let (inbox, queue) = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
     inbox.set_identity(&identity);
     pipe.register(inbox.clone());
     let answers = tokio::spawn(
@@ -146,6 +152,8 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         );
     }
     match received {
+        Outcome::Failed(ConnectorError::Superseded(why)) => warn!("{why}"),
+        _ if quiet() => {}
         Outcome::Failed(e) => fail(&pipe, id, &e.to_string()).await,
         _ => record_stopped(&pipe, id).await,
     }

@@ -29,6 +29,10 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         sql: include_str!("migrations/postgres/0005_pipeline.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("migrations/postgres/0006_processes.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -51,6 +55,10 @@ const SQLITE: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("migrations/sqlite/0005_pipeline.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("migrations/sqlite/0006_processes.sql"),
     },
 ];
 

@@ -3,6 +3,7 @@
 //! directory) for a bare machine. Each backend has its own migrations, run at open.
 
 mod agents_sql;
+mod leases_sql;
 mod migrate;
 mod pipeline_sql;
 mod retention;
@@ -171,9 +172,15 @@ pub enum WriteOp {
         connection_id: i64,
         entries: Vec<LedgerEntry>,
         cursor: Option<String>,
+        /// The writer's lease, when a running task writes (the ingress writes without).
+        fence: Option<Fence>,
     },
     /// received → sending, only if it is still received: whoever claims it answers it.
-    Claim { connection_id: i64, key: String },
+    Claim {
+        connection_id: i64,
+        key: String,
+        fence: Option<Fence>,
+    },
     Mark {
         connection_id: i64,
         key: String,
@@ -198,7 +205,45 @@ pub enum WriteResult {
     /// and whether it was new.
     Received(Vec<(LedgerState, bool)>),
     Claimed(bool),
+    /// Refused: the fence's lease is no longer the writer's (another process took over).
+    Fenced,
     Done,
+}
+
+/// A lease, as the database's clock sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub connection_id: i64,
+    pub owner: String,
+    pub generation: i64,
+    /// Negative once expired.
+    pub expires_in_ms: i64,
+    /// When it expires (or expired), on the database's clock.
+    pub expires_at: Millis,
+}
+
+/// A flametree process working on this database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The lease owner name: `host:pid:started`.
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    /// `console` or `serve`.
+    pub role: String,
+    /// The tenant it works on (`*` for every tenant).
+    pub tenant: String,
+    pub runs_channels: bool,
+    pub started_at: Millis,
+    /// How long ago its last heartbeat was (database clock); 0 when writing one.
+    pub seen_ms_ago: i64,
+}
+
+/// The lease a task was granted: its writes are refused once another process took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub generation: i64,
 }
 
 /// A message we sent earlier, found by the provider's id.
@@ -295,17 +340,31 @@ pub trait Store: Send + Sync {
     /// created only while this is zero.
     async fn count_sealed_secrets(&self) -> StoreResult<u64>;
 
-    /// Takes or renews the lease on a connection for `owner` until `now + ttl_ms`;
-    /// false when another owner holds an unexpired lease.
+    /// The database's clock, in milliseconds: leases and heartbeats use it, never the
+    /// clocks of the machines flametree runs on.
+    async fn db_now(&self) -> StoreResult<Millis>;
+    /// Takes the lease on a connection for `owner` until the database's now + `ttl_ms`
+    /// when it is free, expired or already `owner`'s; returns its generation (bumped on
+    /// every change of owner), or None when another owner holds it.
     async fn acquire_lease(
         &self,
         connection_id: i64,
         owner: &str,
         ttl_ms: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<i64>>;
+    /// Renews every unexpired lease of `owner` in one statement; returns the renewed
+    /// connections with their generations.
+    async fn renew_leases(&self, owner: &str, ttl_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
     async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()>;
-    /// Connections whose unexpired lease another owner holds.
-    async fn leased_elsewhere(&self, owner: &str) -> StoreResult<Vec<i64>>;
+    /// Expires every lease of `owner` (a process known to be dead).
+    async fn expire_leases_of(&self, owner: &str) -> StoreResult<u64>;
+    /// The tenant's leases as the database's clock sees them now.
+    async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>>;
+    /// Records that a process is alive (on the database's clock).
+    async fn heartbeat(&self, p: &ProcessInfo) -> StoreResult<()>;
+    /// Every process that sent a heartbeat, with how long ago.
+    async fn processes(&self) -> StoreResult<Vec<ProcessInfo>>;
+    async fn forget_process(&self, id: &str) -> StoreResult<()>;
 
     async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
     /// The cursor and when it was stored.

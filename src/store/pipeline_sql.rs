@@ -4,7 +4,8 @@
 use super::rows::{self, connection_columns};
 use super::sql::classify;
 use super::{
-    LedgerEntry, LedgerState, OutboundRecord, SqlStore, StoreResult, WriteOp, WriteResult,
+    Fence, LedgerEntry, LedgerState, OutboundRecord, SqlStore, Store, StoreResult, WriteOp,
+    WriteResult,
 };
 use crate::model::{Connection, LogLine, now_millis};
 use rand::RngCore;
@@ -46,7 +47,7 @@ impl SqlStore {
         let mut results = Vec::with_capacity(ops.len());
         let mut logged: Vec<i64> = Vec::new();
         for op in ops {
-            results.push(apply(&mut tx, op, &mut logged).await?);
+            results.push(apply(&mut tx, self.backend(), op, &mut logged).await?);
         }
         logged.sort_unstable();
         logged.dedup();
@@ -145,14 +146,46 @@ impl SqlStore {
     }
 }
 
-async fn apply(tx: &mut Tx<'_>, op: &WriteOp, logged: &mut Vec<i64>) -> StoreResult<WriteResult> {
+/// Whether the fence's lease is still the writer's: same owner, same generation, not
+/// expired on the database's clock.
+async fn holds(
+    tx: &mut Tx<'_>,
+    backend: super::Backend,
+    connection_id: i64,
+    fence: Option<&Fence>,
+) -> StoreResult<bool> {
+    let Some(f) = fence else { return Ok(true) };
+    let found: Option<i64> = sqlx::query_scalar(super::leases_sql::with_now(
+        backend,
+        "SELECT 1 FROM connection_leases WHERE connection_id = $1 AND owner = $2 \
+         AND generation = $3 AND expires_at >= {now}",
+    ))
+    .bind(connection_id)
+    .bind(&f.owner)
+    .bind(f.generation)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(found.is_some())
+}
+
+async fn apply(
+    tx: &mut Tx<'_>,
+    backend: super::Backend,
+    op: &WriteOp,
+    logged: &mut Vec<i64>,
+) -> StoreResult<WriteResult> {
     let now = now_millis();
     match op {
         WriteOp::Receive {
             connection_id,
             entries,
             cursor,
+            fence,
         } => {
+            if !holds(tx, backend, *connection_id, fence.as_ref()).await? {
+                return Ok(WriteResult::Fenced);
+            }
             let mut states = Vec::with_capacity(entries.len());
             for e in entries {
                 let inserted = sqlx::query(
@@ -200,7 +233,14 @@ async fn apply(tx: &mut Tx<'_>, op: &WriteOp, logged: &mut Vec<i64>) -> StoreRes
             }
             Ok(WriteResult::Received(states))
         }
-        WriteOp::Claim { connection_id, key } => {
+        WriteOp::Claim {
+            connection_id,
+            key,
+            fence,
+        } => {
+            if !holds(tx, backend, *connection_id, fence.as_ref()).await? {
+                return Ok(WriteResult::Fenced);
+            }
             let done = sqlx::query(
                 "UPDATE inbound_ledger SET state = 'sending', updated_at = $1 \
                  WHERE connection_id = $2 AND provider_id = $3 AND state = 'received'",

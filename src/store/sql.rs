@@ -620,26 +620,21 @@ impl Store for SqlStore {
         Ok(n.max(0) as u64)
     }
 
+    async fn db_now(&self) -> StoreResult<Millis> {
+        self.db_now_().await
+    }
+
     async fn acquire_lease(
         &self,
         connection_id: i64,
         owner: &str,
         ttl_ms: i64,
-    ) -> StoreResult<bool> {
-        let now = now_millis();
-        let done = sqlx::query(
-            "INSERT INTO connection_leases (connection_id, owner, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (connection_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE connection_leases.owner = excluded.owner OR connection_leases.expires_at < $4",
-        )
-        .bind(connection_id)
-        .bind(owner)
-        .bind(now + ttl_ms)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(done.rows_affected() == 1)
+    ) -> StoreResult<Option<i64>> {
+        self.acquire_lease_(connection_id, owner, ttl_ms).await
+    }
+
+    async fn renew_leases(&self, owner: &str, ttl_ms: i64) -> StoreResult<Vec<(i64, i64)>> {
+        self.renew_leases_(owner, ttl_ms).await
     }
 
     async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()> {
@@ -652,15 +647,24 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn leased_elsewhere(&self, owner: &str) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT connection_id FROM connection_leases WHERE owner <> $1 AND expires_at >= $2",
-        )
-        .bind(owner)
-        .bind(now_millis())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+    async fn expire_leases_of(&self, owner: &str) -> StoreResult<u64> {
+        self.expire_leases_of_(owner).await
+    }
+
+    async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<super::LeaseInfo>> {
+        self.leases_(tenant_id).await
+    }
+
+    async fn heartbeat(&self, p: &super::ProcessInfo) -> StoreResult<()> {
+        self.heartbeat_(p).await
+    }
+
+    async fn processes(&self) -> StoreResult<Vec<super::ProcessInfo>> {
+        self.processes_().await
+    }
+
+    async fn forget_process(&self, id: &str) -> StoreResult<()> {
+        self.forget_process_(id).await
     }
 
     async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>> {

@@ -144,6 +144,8 @@ pub struct App {
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Where providers deliver webhooks (`http.public_url`): webhook URLs live under it.
     pub webhook_base: String,
+    /// Where channels run and which processes work on this database.
+    pub presence: Option<crate::runtime::Presence>,
     /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
     pub clipboard: Option<String>,
 }
@@ -182,6 +184,7 @@ impl App {
             hits: Vec::new(),
             running_here: std::sync::Arc::default(),
             webhook_base: "http://127.0.0.1:8787".into(),
+            presence: None,
             clipboard: None,
             diagnosis: None,
             diagnosis_key: None,

@@ -65,7 +65,12 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
     let channels = Arc::new(ctx.channels);
-    let host = crate::runtime::host::Host::start(channels.clone(), cfg).await;
+    let mode = match crate::runtime::RunChannels::parse(&cfg.runtime.run_channels) {
+        _ if !channels.operator().can_edit() => crate::runtime::RunChannels::Never,
+        Ok(m) => m,
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let host = crate::runtime::host::Host::start(channels.clone(), cfg, "console", mode).await;
     app.running_here = host.runtime.running_counter();
     app.webhook_base = host
         .ingress
@@ -82,7 +87,17 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
 
     let mut terminal = TerminalGuard::enter(app.mouse)?;
-    let result = event_loop(&mut terminal, &mut app, cmd_tx, msg_rx, log_lines, tick).await;
+    let presence = host.runtime.presence();
+    let result = event_loop(
+        &mut terminal,
+        &mut app,
+        cmd_tx,
+        msg_rx,
+        log_lines,
+        tick,
+        presence,
+    )
+    .await;
     drop(terminal);
     let n = host.runtime.running_here();
     if n > 0 {
@@ -100,6 +115,7 @@ async fn event_loop(
     mut messages: mpsc::UnboundedReceiver<worker::Msg>,
     mut log_lines: broadcast::Receiver<LogLine>,
     tick: Duration,
+    mut presence: tokio::sync::watch::Receiver<crate::runtime::Presence>,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
@@ -143,7 +159,13 @@ async fn event_loop(
                 app.on_log_lines(&batch);
                 Vec::new()
             }
-            _ = ticker.tick() => app.on_tick(now_millis(), tick.as_millis() as i64),
+            _ = ticker.tick() => {
+                if presence.has_changed().unwrap_or(false) {
+                    app.presence = Some(presence.borrow_and_update().clone());
+                    app.dirty = true;
+                }
+                app.on_tick(now_millis(), tick.as_millis() as i64)
+            }
             _ = tokio::time::sleep(frame_due) => Vec::new(),
             // SIGTERM: stop cleanly without asking, as `flametree serve` does.
             _ = &mut terminated => { app.quit = true; Vec::new() }

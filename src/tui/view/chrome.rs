@@ -16,8 +16,20 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
         Role::Editor => "editor".to_string(),
         Role::Viewer => "viewer".to_string(),
     };
+    let channels = app
+        .presence
+        .as_ref()
+        .map(|p| {
+            let others = p.others.len();
+            match others {
+                0 => format!("{} · ", p.summary()),
+                1 => format!("{} (+1 process) · ", p.summary()),
+                n => format!("{} (+{n} processes) · ", p.summary()),
+            }
+        })
+        .unwrap_or_default();
     let right = format!(
-        "tenant {} · {} · {} ({role})",
+        "tenant {} · {channels}{} · {} ({role})",
         h.tenant, h.database, h.operator
     );
     let left = if app.screen == crate::tui::app::Screen::Agents {

@@ -72,7 +72,15 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         } else {
             Style::default()
         };
-        for l in wrap(&c.status_message, width, 3) {
+        let gone = app
+            .presence
+            .as_ref()
+            .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
+        let message = match gone {
+            Some(since) => crate::runtime::presence::owner_gone_message(since),
+            None => c.status_message.clone(),
+        };
+        for l in wrap(&message, width, 3) {
             lines.push(Line::styled(l, style));
         }
         if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)

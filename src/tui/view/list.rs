@@ -216,7 +216,13 @@ fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
                 t.dim(),
             ),
         ]));
-        let message = if c.status_message.is_empty() {
+        let gone = app
+            .presence
+            .as_ref()
+            .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
+        let message = if let Some(since) = gone {
+            crate::runtime::presence::owner_gone_message(since)
+        } else if c.status_message.is_empty() {
             match (c.status, c.desired) {
                 (Status::Stopped, DesiredState::Running) => {
                     "Start requested: waiting for the runtime to pick it up".to_string()

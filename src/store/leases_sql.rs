@@ -1,0 +1,170 @@
+//! Leases and process heartbeats on the database's clock.
+
+use super::sql::classify;
+use super::{Backend, LeaseInfo, ProcessInfo, SqlStore, Store, StoreResult};
+use crate::model::Millis;
+use sqlx::Row;
+
+/// The database's current time in milliseconds, as SQL.
+pub(super) fn now_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "(CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))",
+        Backend::Sqlite => "(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))",
+    }
+}
+
+/// `sql` with `{now}` replaced by the backend's clock.
+pub(super) fn with_now(backend: Backend, sql: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql.replace("{now}", now_sql(backend)))
+}
+
+impl SqlStore {
+    pub(super) async fn db_now_(&self) -> StoreResult<Millis> {
+        sqlx::query_scalar(with_now(self.backend(), "SELECT {now}"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    pub(super) async fn acquire_lease_(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> StoreResult<Option<i64>> {
+        let sql = with_now(
+            self.backend(),
+            "INSERT INTO connection_leases (connection_id, owner, expires_at, generation) \
+             VALUES ($1, $2, {now} + $3, 1) ON CONFLICT (connection_id) DO UPDATE SET \
+             generation = connection_leases.generation + \
+               CASE WHEN connection_leases.owner = excluded.owner THEN 0 ELSE 1 END, \
+             owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE connection_leases.owner = excluded.owner OR connection_leases.expires_at < {now} \
+             RETURNING generation",
+        );
+        sqlx::query_scalar(sql)
+            .bind(connection_id)
+            .bind(owner)
+            .bind(ttl_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    pub(super) async fn renew_leases_(
+        &self,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        let sql = with_now(
+            self.backend(),
+            "UPDATE connection_leases SET expires_at = {now} + $2 \
+             WHERE owner = $1 AND expires_at >= {now} RETURNING connection_id, generation",
+        );
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(ttl_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("connection_id").map_err(classify)?,
+                    r.try_get("generation").map_err(classify)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub(super) async fn expire_leases_of_(&self, owner: &str) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE connection_leases SET expires_at = 0 WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn leases_(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>> {
+        let sql = with_now(
+            self.backend(),
+            "SELECT l.connection_id, l.owner, l.generation, l.expires_at, \
+             l.expires_at - {now} AS expires_in FROM connection_leases l \
+             JOIN connections c ON c.id = l.connection_id WHERE c.tenant_id = $1",
+        );
+        let rows = sqlx::query(sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(LeaseInfo {
+                    connection_id: r.try_get("connection_id").map_err(classify)?,
+                    owner: r.try_get("owner").map_err(classify)?,
+                    generation: r.try_get("generation").map_err(classify)?,
+                    expires_at: r.try_get("expires_at").map_err(classify)?,
+                    expires_in_ms: r.try_get("expires_in").map_err(classify)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn heartbeat_(&self, p: &ProcessInfo) -> StoreResult<()> {
+        let sql = with_now(
+            self.backend(),
+            "INSERT INTO flametree_processes (id, host, pid, role, tenant, runs_channels, \
+             started_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) \
+             ON CONFLICT (id) DO UPDATE SET role = excluded.role, tenant = excluded.tenant, \
+             runs_channels = excluded.runs_channels, seen_at = excluded.seen_at",
+        );
+        sqlx::query(sql)
+            .bind(&p.id)
+            .bind(&p.host)
+            .bind(p.pid)
+            .bind(&p.role)
+            .bind(&p.tenant)
+            .bind(i64::from(p.runs_channels))
+            .bind(p.started_at)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub(super) async fn processes_(&self) -> StoreResult<Vec<ProcessInfo>> {
+        let sql = with_now(
+            self.backend(),
+            "SELECT id, host, pid, role, tenant, runs_channels, started_at, \
+             {now} - seen_at AS ago FROM flametree_processes ORDER BY started_at",
+        );
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProcessInfo {
+                    id: r.try_get("id").map_err(classify)?,
+                    host: r.try_get("host").map_err(classify)?,
+                    pid: r.try_get("pid").map_err(classify)?,
+                    role: r.try_get("role").map_err(classify)?,
+                    tenant: r.try_get("tenant").map_err(classify)?,
+                    runs_channels: r.try_get::<i64, _>("runs_channels").map_err(classify)? != 0,
+                    started_at: r.try_get("started_at").map_err(classify)?,
+                    seen_ms_ago: r.try_get("ago").map_err(classify)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn forget_process_(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM flametree_processes WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
