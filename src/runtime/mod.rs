@@ -222,7 +222,7 @@ async fn supervise(inner: Arc<Inner>) {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        if pass % PRESENCE_EVERY == 0 {
+        if pass.is_multiple_of(PRESENCE_EVERY) {
             match look_around(&inner, runs).await {
                 Ok(r) => {
                     if runs && !r {
