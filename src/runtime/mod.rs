@@ -223,7 +223,7 @@ async fn supervise(inner: Arc<Inner>) {
             return;
         }
         if pass.is_multiple_of(PRESENCE_EVERY) {
-            match look_around(&inner, runs).await {
+            match look_around(&inner).await {
                 Ok(r) => {
                     if runs && !r {
                         hand_over(&inner, "a `flametree serve` runs the channels now").await;
@@ -264,7 +264,7 @@ async fn supervise(inner: Arc<Inner>) {
 
 /// Heartbeat, the other processes, dead owners on this host; returns whether channels
 /// should run here.
-async fn look_around(inner: &Arc<Inner>, runs: bool) -> Result<bool, crate::store::StoreError> {
+async fn look_around(inner: &Arc<Inner>) -> Result<bool, crate::store::StoreError> {
     let store = inner.channels.store();
     let tenant = inner.channels.tenant().name.clone();
     let all = store.processes().await?;
@@ -285,19 +285,15 @@ async fn look_around(inner: &Arc<Inner>, runs: bool) -> Result<bool, crate::stor
             seen_ms_ago: 0,
         })
         .await?;
-    if runs_now && !runs {
-        reclaim_dead(inner).await?;
+    let leases = store.leases(inner.channels.tenant().id).await?;
+    if runs_now {
+        reclaim_dead(inner, &leases).await?;
     }
     let others = all
         .into_iter()
         .filter(|p| p.id != inner.owner && presence::alive(p))
         .collect();
-    let leases = store
-        .leases(inner.channels.tenant().id)
-        .await?
-        .into_iter()
-        .map(|l| (l.connection_id, l))
-        .collect();
+    let leases = leases.into_iter().map(|l| (l.connection_id, l)).collect();
     let db_now = store.db_now().await?;
     inner.presence.send_replace(Presence {
         runs_here: runs_now,
@@ -310,18 +306,19 @@ async fn look_around(inner: &Arc<Inner>, runs: bool) -> Result<bool, crate::stor
 
 /// A process that died on this host (its pid is gone) gives its leases back at once,
 /// instead of leaving its customers unanswered for the whole lease time.
-async fn reclaim_dead(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+async fn reclaim_dead(
+    inner: &Arc<Inner>,
+    leases: &[crate::store::LeaseInfo],
+) -> Result<(), crate::store::StoreError> {
     let store = inner.channels.store();
-    let owners: HashSet<String> = store
-        .leases(inner.channels.tenant().id)
-        .await?
-        .into_iter()
+    let owners: HashSet<&str> = leases
+        .iter()
         .filter(|l| l.expires_in_ms >= 0)
-        .map(|l| l.owner)
+        .map(|l| l.owner.as_str())
         .collect();
     for owner in owners {
-        if presence::dead_on_this_host(&owner, &inner.host, &inner.owner) {
-            let n = store.expire_leases_of(&owner).await?;
+        if presence::dead_on_this_host(owner, &inner.host, &inner.owner) {
+            let n = store.expire_leases_of(owner).await?;
             tracing::info!(
                 "runtime: took back {n} lease(s) of {owner}, a flametree process on this host that is gone"
             );

@@ -1,0 +1,478 @@
+//! Several flametree processes on one database: fenced leases on the database's clock,
+//! dead owners, consoles that hand channels to `serve`, and connections nobody runs —
+//! on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Be, KEY_B64};
+use flametree::model::{Connection, DesiredState, Status};
+use flametree::runtime::{Options, Pipeline, RunChannels, Runtime};
+use flametree::sandbox::telegram::TelegramSandbox;
+use flametree::store::{AuditNote, Fence, LedgerEntry, ProcessInfo, WriteOp, WriteResult};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "7100000001:AAEmanyProcessesTokenValue0000000001";
+
+type Env = common::ChannelsEnv;
+
+async fn add_bot(env: &Env, api: &str) -> Connection {
+    let draft = common::telegram_draft("Alpha", TOKEN, api);
+    let c = env.channels.add(&draft).await.unwrap().connection;
+    let rules = flametree::agents::Rules {
+        greeting: String::new(),
+        rules: Vec::new(),
+        fallback: "You said: {text}".into(),
+    };
+    let edit = flametree::agents::service::AgentEdit {
+        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
+        ..Default::default()
+    };
+    let echo = env.channels.create_agent("Echo", edit).await.unwrap();
+    env.channels
+        .attach_connection(&echo, &c, true)
+        .await
+        .unwrap();
+    env.channels.run_agent(&echo, true).await.unwrap();
+    c
+}
+
+async fn start(env: &Env) {
+    let c = env.channels.find("Alpha").await.unwrap();
+    env.channels
+        .set_desired(&c, DesiredState::Running)
+        .await
+        .unwrap();
+}
+
+async fn wait_for(
+    env: &Env,
+    what: &str,
+    secs: u64,
+    ok: impl Fn(&Connection) -> bool,
+) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let c = env.channels.find("Alpha").await.unwrap();
+        if ok(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: {} {:?} '{}'",
+            c.status,
+            c.desired,
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn until(what: &str, secs: u64, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "never {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn entry(key: &str) -> LedgerEntry {
+    LedgerEntry {
+        key: key.into(),
+        account: String::new(),
+        customer: "1".into(),
+        display_name: String::new(),
+        text: "hi".into(),
+        raw: String::new(),
+    }
+}
+
+async fn a_takeover_bumps_the_generation_and_fences_the_old_owner(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let c = add_bot(&env, "http://127.0.0.1:9").await;
+    let store = env.channels.store().clone();
+    assert_eq!(
+        store.acquire_lease(c.id, "web1:1:1", 200).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store.acquire_lease(c.id, "web1:1:1", 200).await.unwrap(),
+        Some(1),
+        "a renewal"
+    );
+    assert_eq!(
+        store.acquire_lease(c.id, "web2:2:2", 15_000).await.unwrap(),
+        None,
+        "held"
+    );
+    until(
+        "the lease expired on the database's clock",
+        10,
+        async || store.leases(env.channels.tenant().id).await.unwrap()[0].expires_in_ms < 0,
+    )
+    .await;
+    assert!(
+        store
+            .renew_leases("web1:1:1", 15_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "too late"
+    );
+    assert_eq!(
+        store.acquire_lease(c.id, "web2:2:2", 15_000).await.unwrap(),
+        Some(2)
+    );
+
+    let pipe = Pipeline::start(env.channels.clone(), 100);
+    let write = |owner: &str, generation: i64, key: &str| WriteOp::Receive {
+        connection_id: c.id,
+        entries: vec![entry(key)],
+        cursor: Some("5".into()),
+        fence: Some(Fence {
+            owner: owner.into(),
+            generation,
+        }),
+    };
+    let late = pipe
+        .writer
+        .write(write("web1:1:1", 1, "late"))
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        WriteResult::Fenced,
+        "the old owner's late write is refused"
+    );
+    assert_eq!(store.ledger_state(c.id, "late").await.unwrap(), None);
+    assert_eq!(store.cursor(c.id).await.unwrap(), None, "nor its cursor");
+    let now = pipe
+        .writer
+        .write(write("web2:2:2", 2, "now"))
+        .await
+        .unwrap();
+    assert!(matches!(now, WriteResult::Received(_)), "{now:?}");
+    let claim = WriteOp::Claim {
+        connection_id: c.id,
+        key: "now".into(),
+        fence: Some(Fence {
+            owner: "web1:1:1".into(),
+            generation: 1,
+        }),
+    };
+    assert_eq!(pipe.writer.write(claim).await.unwrap(), WriteResult::Fenced);
+    assert_eq!(
+        store.renew_leases("web2:2:2", 15_000).await.unwrap(),
+        vec![(c.id, 2)],
+        "all of a process's leases in one statement"
+    );
+}
+
+async fn a_dead_process_on_this_host_gives_its_leases_back_at_once(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    let env = common::channels_env_on(be).await;
+    let c = add_bot(&env, &sandbox.url()).await;
+    start(&env).await;
+    // A predecessor on this host crashed a moment ago, its lease good for another minute.
+    let host = whoami::hostname().unwrap();
+    let dead = format!("{host}:4000000:1");
+    let store = env.channels.store();
+    assert!(
+        store
+            .acquire_lease(c.id, &dead, 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .set_status(c.id, Status::Running, "polling as @alpha_bot")
+        .await
+        .unwrap();
+    let runtime = Runtime::launch(env.channels.clone(), 100);
+    let took = Instant::now();
+    wait_for(&env, "taken over", 10, |c| {
+        c.status == Status::Running && c.running_version.is_some()
+    })
+    .await;
+    assert!(
+        took.elapsed() < Duration::from_secs(10),
+        "not the whole minute"
+    );
+    sandbox.inject_message(TOKEN, 3, "Ann", "anyone there?");
+    assert_eq!(
+        sandbox
+            .wait_sent(TOKEN, 1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+    let lease = &store.leases(env.channels.tenant().id).await.unwrap()[0];
+    assert_eq!(lease.owner, runtime.owner());
+    assert_eq!(lease.generation, 2);
+    runtime.shutdown().await;
+}
+
+fn serve_heartbeat(id: &str) -> ProcessInfo {
+    ProcessInfo {
+        id: id.into(),
+        host: "web9".into(),
+        pid: 77,
+        role: "serve".into(),
+        tenant: "default".into(),
+        runs_channels: true,
+        started_at: 0,
+        seen_ms_ago: 0,
+    }
+}
+
+fn console(env: &Env) -> Runtime {
+    let pipe = Pipeline::start(env.channels.clone(), 100);
+    Runtime::start(
+        pipe,
+        Options {
+            role: "console",
+            run_channels: RunChannels::Auto,
+            ..Options::default()
+        },
+    )
+}
+
+async fn a_console_in_auto_mode_leaves_channels_to_a_live_serve(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    let env = common::channels_env_on(be).await;
+    add_bot(&env, &sandbox.url()).await;
+    let store = env.channels.store().clone();
+    store
+        .heartbeat(&serve_heartbeat("web9:77:1"))
+        .await
+        .unwrap();
+    start(&env).await;
+    let runtime = console(&env);
+    let mut presence = runtime.presence();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        presence.wait_for(|p| p.others.iter().any(|o| o.role == "serve")),
+    )
+    .await
+    .expect("the console sees the serve")
+    .unwrap()
+    .clone();
+    assert!(!seen.runs_here);
+    assert_eq!(seen.summary(), "channels run in serve@web9");
+    runtime.wake();
+    assert_eq!(runtime.running_here(), 0);
+    assert_eq!(
+        sandbox.calls(TOKEN, "getme"),
+        0,
+        "the console touched nothing"
+    );
+
+    // The serve goes away: the console runs the channel itself.
+    store.forget_process("web9:77:1").await.unwrap();
+    wait_for(&env, "RUNNING in the console", 15, |c| {
+        c.status == Status::Running
+    })
+    .await;
+    assert!(runtime.presence().borrow().runs_here);
+
+    // A serve appears: the console hands over without recording a stop.
+    store
+        .heartbeat(&serve_heartbeat("web9:78:2"))
+        .await
+        .unwrap();
+    until("handed over", 15, async || runtime.running_here() == 0).await;
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(
+        c.status,
+        Status::Running,
+        "no STOPPED flash while handing over"
+    );
+    assert_eq!(c.desired, DesiredState::Running);
+    let leases = store.leases(env.channels.tenant().id).await.unwrap();
+    assert!(
+        leases.iter().all(|l| l.owner != runtime.owner()),
+        "the lease was given back"
+    );
+    runtime.shutdown().await;
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(
+        c.status,
+        Status::Running,
+        "quitting a console that runs nothing stops nothing"
+    );
+}
+
+async fn a_running_connection_nobody_runs_says_so(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let c = add_bot(&env, "http://127.0.0.1:9").await;
+    start(&env).await;
+    let store = env.channels.store();
+    store.acquire_lease(c.id, "web1:1:1", 1).await.unwrap();
+    store
+        .set_status(c.id, Status::Running, "polling as @alpha_bot")
+        .await
+        .unwrap();
+    until("the lease expired", 10, async || {
+        store.leases(env.channels.tenant().id).await.unwrap()[0].expires_in_ms < 0
+    })
+    .await;
+    let cli = common::Cli::new(env.dir.path())
+        .with_database(&env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    let text = cli.ok(&["channels", "status"], None);
+    assert!(
+        text.contains("RUNNING wanted · no process is running it since"),
+        "{text}"
+    );
+    assert!(
+        text.contains("start `flametree serve` or a console"),
+        "{text}"
+    );
+    let json = cli.json(&["channels", "status"]);
+    assert!(json[0]["owner_gone_since"].is_string(), "{json}");
+    store
+        .set_desired_state(
+            c.id,
+            DesiredState::Stopped,
+            &AuditNote::new("t", "stop", ""),
+        )
+        .await
+        .unwrap();
+    let json = cli.json(&["channels", "status"]);
+    assert!(
+        json[0]["owner_gone_since"].is_null(),
+        "not wanted: not missing"
+    );
+}
+
+/// `flametree serve` on the test's database; its diagnostics go to a file.
+fn serve(env: &Env, name: &str) -> Child {
+    let dir = env.dir.path();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_flametree"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("FLAMETREE_GENERAL_DATA_DIR", dir)
+        .env("FLAMETREE_DATABASE_URL", &env.url)
+        .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0")
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .env("FLAMETREE_ACCESS_OPERATOR", "tester")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+async fn owner_pid(env: &Env) -> Option<u32> {
+    let leases = env
+        .channels
+        .store()
+        .leases(env.channels.tenant().id)
+        .await
+        .unwrap();
+    let l = leases.iter().find(|l| l.expires_in_ms >= 0)?;
+    l.owner.rsplitn(3, ':').nth(1)?.parse().ok()
+}
+
+async fn kill_9_of_the_owner_hands_the_bot_to_the_other_serve_losing_nothing(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    let env = common::channels_env_on(be).await;
+    add_bot(&env, &sandbox.url()).await;
+    start(&env).await;
+    let mut a = serve(&env, "a");
+    let mut b = serve(&env, "b");
+    wait_for(&env, "RUNNING", 20, |c| c.status == Status::Running).await;
+    for i in 0..5 {
+        sandbox.inject_message(TOKEN, 8, "Ann", &format!("before {i}"));
+    }
+    sandbox.wait_sent(TOKEN, 5, Duration::from_secs(10)).await;
+    let owner = owner_pid(&env).await.expect("an owner");
+    let (victim, survivor) = if owner == a.id() {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    signal(victim, "-KILL");
+    let _ = victim.wait();
+    let killed = Instant::now();
+    for i in 0..5 {
+        sandbox.inject_message(TOKEN, 8, "Ann", &format!("after {i}"));
+    }
+    let sent = sandbox.wait_sent(TOKEN, 10, Duration::from_secs(25)).await;
+    assert_eq!(sent.len(), 10, "every message answered");
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "taken over within 20 s"
+    );
+    let mut texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 10, "none answered twice");
+    assert_eq!(owner_pid(&env).await, Some(survivor.id()));
+    signal(survivor, "-TERM");
+    let _ = survivor.wait();
+}
+
+async fn a_paused_owner_stops_instead_of_polling_alongside_the_new_one(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    let env = common::channels_env_on(be).await;
+    add_bot(&env, &sandbox.url()).await;
+    start(&env).await;
+    let mut a = serve(&env, "a");
+    wait_for(&env, "RUNNING", 20, |c| c.status == Status::Running).await;
+    let mut b = serve(&env, "b");
+    signal(&a, "-STOP");
+    // b takes over once a's lease expires (15 s on the database's clock).
+    until("b owns the bot", 30, async || {
+        owner_pid(&env).await == Some(b.id())
+    })
+    .await;
+    sandbox.inject_message(TOKEN, 9, "Ann", "who answers?");
+    sandbox.wait_sent(TOKEN, 1, Duration::from_secs(10)).await;
+    signal(&a, "-CONT");
+    // a notices it lost the lease and stops its task; b keeps the bot.
+    let a_log = env.dir.path().join("a.log");
+    for i in 0..3 {
+        sandbox.inject_message(TOKEN, 9, "Ann", &format!("after {i}"));
+    }
+    let sent = sandbox.wait_sent(TOKEN, 4, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 4, "each answered once");
+    let c = env.channels.find("Alpha").await.unwrap();
+    let lines = env.channels.store().recent_logs(c.id, 500).await.unwrap();
+    let log: String = lines.iter().map(|l| format!("{}\n", l.message)).collect();
+    assert!(
+        log.contains("lost the lease") || log.contains("another process took this connection over"),
+        "the paused owner says why it stopped:\n{log}\n{}",
+        std::fs::read_to_string(&a_log).unwrap_or_default()
+    );
+    assert_eq!(owner_pid(&env).await, Some(b.id()));
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(c.status, Status::Running);
+    assert_eq!(c.desired, DesiredState::Running, "nobody stopped the bot");
+    for p in [&mut a, &mut b] {
+        signal(p, "-TERM");
+        let _ = p.wait();
+    }
+}
+
+on_both!(
+    a_takeover_bumps_the_generation_and_fences_the_old_owner,
+    a_dead_process_on_this_host_gives_its_leases_back_at_once,
+    a_console_in_auto_mode_leaves_channels_to_a_live_serve,
+    a_running_connection_nobody_runs_says_so,
+    kill_9_of_the_owner_hands_the_bot_to_the_other_serve_losing_nothing,
+    a_paused_owner_stops_instead_of_polling_alongside_the_new_one,
+);
