@@ -374,8 +374,9 @@ async fn hand_over(inner: &Arc<Inner>, why: &str) {
             .pipe
             .span(id)
             .in_scope(|| tracing::info!("handing over: {why}"));
-        detach_task(inner, id);
+        // Given back first: whoever watches this process sees no task without a lease.
         let _ = inner.channels.store().release_lease(id, &inner.owner).await;
+        detach_task(inner, id);
     }
 }
 
