@@ -302,7 +302,11 @@ fn logs_pane_with_search_highlight() {
             message: format!("update {i}: message from chat {}", 100 + i),
         })
         .collect();
-    a.on_msg(Msg::Logs { id: 1, lines });
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines,
+        last_id: 0,
+    });
     press(&mut a, "/chat 13");
     key(&mut a, KeyCode::Enter);
     let s = screen(&mut a, 100, 30);

@@ -382,7 +382,7 @@ async fn owner_pid(env: &Env) -> Option<u32> {
         .await
         .unwrap();
     let l = leases.iter().find(|l| l.expires_in_ms >= 0)?;
-    l.owner.rsplitn(3, ':').nth(1)?.parse().ok()
+    l.owner.rsplit(':').nth(1)?.parse().ok()
 }
 
 async fn kill_9_of_the_owner_hands_the_bot_to_the_other_serve_losing_nothing(be: Be) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub async fn serve(ctx: Context) -> Result<(), Failure> {
     let cfg = ctx.loaded.config.clone();
+    let ctx_url = ctx.loaded.database_url.clone();
     let channels = Arc::new(ctx.channels);
     eprintln!(
         "flametree serve: tenant '{}' on {} — running every connection whose desired state is RUNNING; \
@@ -25,7 +26,8 @@ pub async fn serve(ctx: Context) -> Result<(), Failure> {
         Ok(_) => RunChannels::Always,
         Err(e) => return Err(Failure::invalid(e)),
     };
-    let host = Host::start(channels, &cfg, "serve", mode).await;
+    let feed = crate::store::feed::ChangeFeed::start(&ctx_url).await;
+    let host = Host::start(channels, &cfg, "serve", mode, feed).await;
     if mode == RunChannels::Never {
         eprintln!("flametree serve: runtime.run_channels = never: receiving webhooks only");
     }
@@ -185,9 +187,27 @@ async fn logs(
     if !follow {
         return Ok(());
     }
+    // PostgreSQL announces new lines; elsewhere (or if the feed is gone) look every
+    // 500 ms.
+    let feed = crate::store::feed::ChangeFeed::start(&ctx.loaded.database_url).await;
+    let mut changes = feed.as_ref().map(|f| f.subscribe());
     loop {
+        let wait = match changes.as_mut() {
+            Some(rx) => Duration::from_secs(30).min(loop {
+                tokio::select! {
+                    change = rx.recv() => match change {
+                        Ok(crate::store::feed::Change::Log { connection_id }) if connection_id == c.id => break Duration::ZERO,
+                        Ok(crate::store::feed::Change::Log { .. }) | Ok(crate::store::feed::Change::Connection { .. }) | Ok(crate::store::feed::Change::Agents { .. }) => continue,
+                        Ok(crate::store::feed::Change::Resync) | Err(_) => break Duration::ZERO,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => break Duration::ZERO,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }),
+            None => Duration::from_millis(500),
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
         let more = store

@@ -23,6 +23,7 @@ impl Host {
         cfg: &Config,
         role: &'static str,
         run_channels: super::RunChannels,
+        feed: Option<crate::store::feed::ChangeFeed>,
     ) -> Host {
         let pipe = Pipeline::start(channels, cfg.logs.keep_per_connection);
         let (ingress, ingress_problem) = if cfg.http.listen.trim().is_empty() {
@@ -46,8 +47,10 @@ impl Host {
         if let Some(p) = &ingress_problem {
             tracing::warn!("{p}");
         }
-        let options =
-            Options::from_config(cfg, ingress.as_ref().map(|i| i.addr), role, run_channels);
+        let options = Options {
+            feed,
+            ..Options::from_config(cfg, ingress.as_ref().map(|i| i.addr), role, run_channels)
+        };
         let runtime = Runtime::start(pipe.clone(), options);
         // Outside any connection's span: its lines are the process's, not a channel's.
         tokio::spawn(super::retention::prune_loop(

@@ -41,6 +41,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const SWEEP: u32 = 1_000;
 /// Heartbeats and the look at the other processes, every so many passes.
 const PRESENCE_EVERY: u32 = 3;
+/// A full look at every connection at least this often, changes or not.
+const FULL_PASS: Duration = Duration::from_secs(30);
 
 /// What a runtime needs besides the store.
 #[derive(Debug, Clone)]
@@ -55,6 +57,9 @@ pub struct Options {
     /// `console` or `serve`, as other processes see this one.
     pub role: &'static str,
     pub run_channels: RunChannels,
+    /// Changes announced by the database (PostgreSQL); without it, a cheap change check
+    /// every second tells the supervisor when to look at the connections again.
+    pub feed: Option<crate::store::feed::ChangeFeed>,
 }
 
 impl Default for Options {
@@ -65,6 +70,7 @@ impl Default for Options {
             open: crate::connectors::open,
             role: "serve",
             run_channels: RunChannels::Always,
+            feed: None,
         }
     }
 }
@@ -82,6 +88,7 @@ impl Options {
             open: crate::connectors::open,
             role,
             run_channels,
+            feed: None,
         }
     }
 }
@@ -218,6 +225,12 @@ async fn supervise(inner: Arc<Inner>) {
     let mut last_renewed = Instant::now();
     let mut pass: u32 = 0;
     let mut runs = false;
+    let mut changes = inner.options.feed.as_ref().map(|f| f.subscribe());
+    let tenant_id = inner.channels.tenant().id;
+    // Whether the connections must be read again: at start, on a change, on a wake.
+    let mut dirty = true;
+    let mut marker = None;
+    let mut last_full = Instant::now();
     loop {
         if inner.shutdown.is_cancelled() {
             return;
@@ -227,6 +240,9 @@ async fn supervise(inner: Arc<Inner>) {
                 Ok(r) => {
                     if runs && !r {
                         hand_over(&inner, "a `flametree serve` runs the channels now").await;
+                    }
+                    if r && !runs {
+                        dirty = true;
                     }
                     runs = r;
                 }
@@ -245,19 +261,57 @@ async fn supervise(inner: Arc<Inner>) {
                          stopping here before another process may take over",
                     )
                     .await;
+                    dirty = true;
                 }
             }
         }
-        if runs && let Err(e) = reconcile(&inner).await {
-            tracing::warn!("runtime: {e}");
+        if runs {
+            if changes.is_none() && !dirty {
+                // SQLite: one cheap query says whether anything changed.
+                match inner.channels.store().change_marker(tenant_id).await {
+                    Ok(m) if Some(m) != marker => {
+                        marker = Some(m);
+                        dirty = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("runtime: {e}"),
+                }
+            }
+            let ended = inner
+                .tasks
+                .lock()
+                .expect("tasks lock")
+                .values()
+                .any(|t| t.handle.is_finished());
+            if dirty || ended || last_full.elapsed() >= FULL_PASS {
+                match reconcile(&inner).await {
+                    Ok(()) => {
+                        dirty = false;
+                        last_full = Instant::now();
+                    }
+                    Err(e) => tracing::warn!("runtime: {e}"),
+                }
+            }
         }
         if let Err(e) = sweep(&inner).await {
             tracing::debug!("runtime: cannot look for recorded messages: {e}");
         }
-        tokio::select! {
-            _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = inner.shutdown.cancelled() => return,
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                _ = inner.wake.notified() => { dirty = true; break; }
+                _ = &mut tick => break,
+                _ = inner.shutdown.cancelled() => return,
+                change = crate::store::feed::next(&mut changes) => match change {
+                    Some(crate::store::feed::Change::Connection { tenant_id: t, .. }) if t == tenant_id => {
+                        dirty = true;
+                    }
+                    Some(crate::store::feed::Change::Resync) => dirty = true,
+                    Some(_) => {}
+                    None => changes = None,
+                },
+            }
         }
     }
 }

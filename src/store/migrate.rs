@@ -33,6 +33,10 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         sql: include_str!("migrations/postgres/0006_processes.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("migrations/postgres/0007_notify.sql"),
+    },
 ];
 
 const SQLITE: &[Migration] = &[
@@ -59,6 +63,10 @@ const SQLITE: &[Migration] = &[
     Migration {
         version: 6,
         sql: include_str!("migrations/sqlite/0006_processes.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("migrations/sqlite/0007_notify.sql"),
     },
 ];
 

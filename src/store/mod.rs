@@ -3,6 +3,7 @@
 //! directory) for a bare machine. Each backend has its own migrations, run at open.
 
 mod agents_sql;
+pub mod feed;
 mod leases_sql;
 mod migrate;
 mod pipeline_sql;
@@ -324,6 +325,8 @@ pub trait Store: Send + Sync {
     async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()>;
     /// The newest `limit` lines, oldest first.
     async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>>;
+    /// The id of the connection's newest log line (0 when it has none).
+    async fn last_log_id(&self, connection_id: i64) -> StoreResult<i64>;
     /// Lines after the one with id `after`, oldest first, with their ids (for following).
     async fn logs_after(
         &self,

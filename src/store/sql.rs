@@ -538,6 +538,16 @@ impl Store for SqlStore {
         tx.commit().await.map_err(classify)
     }
 
+    async fn last_log_id(&self, connection_id: i64) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM connection_logs WHERE connection_id = $1",
+        )
+        .bind(connection_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>> {
         let found = sqlx::query(
             "SELECT connection_id, at, level, message FROM connection_logs WHERE connection_id = $1 \

@@ -146,6 +146,14 @@ pub struct App {
     pub webhook_base: String,
     /// Where channels run and which processes work on this database.
     pub presence: Option<crate::runtime::Presence>,
+    /// The database announces changes (PostgreSQL): no polling for them.
+    pub live: bool,
+    pub tenant_id: i64,
+    /// The newest stored log line of the open Logs pane, and lines it shows already.
+    pub log_after: i64,
+    pub log_seen: std::collections::HashSet<(Millis, String)>,
+    /// A MoreLogs is under way; another is due when it returns.
+    pub more_logs: (bool, bool),
     /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
     pub clipboard: Option<String>,
 }
@@ -185,6 +193,11 @@ impl App {
             running_here: std::sync::Arc::default(),
             webhook_base: "http://127.0.0.1:8787".into(),
             presence: None,
+            live: false,
+            tenant_id: 0,
+            log_after: 0,
+            log_seen: Default::default(),
+            more_logs: (false, false),
             clipboard: None,
             diagnosis: None,
             diagnosis_key: None,
@@ -253,6 +266,8 @@ impl App {
         }
         let (id, name) = (c.id, c.name.clone());
         self.logs.reset(&name);
+        self.log_after = 0;
+        self.log_seen.clear();
         self.logs_for = Some(id);
         Some(Command::LoadLogs {
             id,
@@ -444,9 +459,38 @@ impl App {
                 self.dirty = was_dirty || changed;
                 self.diagnosis = Some((id, text));
             }
-            Msg::Logs { id, lines } => {
+            Msg::Logs { id, lines, last_id } => {
                 if Some(id) == self.logs_for {
+                    self.log_after = last_id;
+                    self.remember_lines(&lines);
                     self.logs.push(lines.iter().map(entry));
+                }
+            }
+            Msg::One { id, connection } => {
+                self.list.upsert(id, connection.map(|c| *c));
+                self.refresh_form_after_reload();
+                if self.form.is_none() {
+                    self.sync_form_to_selection();
+                }
+            }
+            Msg::MoreLogs { id, lines } => {
+                self.more_logs.0 = false;
+                if Some(id) == self.logs_for {
+                    if let Some((last, _)) = lines.last() {
+                        self.log_after = self.log_after.max(*last);
+                    }
+                    let fresh: Vec<LogLine> = lines
+                        .into_iter()
+                        .map(|(_, l)| l)
+                        .filter(|l| !self.log_seen.contains(&(l.at, l.message.clone())))
+                        .collect();
+                    self.remember_lines(&fresh);
+                    if !fresh.is_empty() {
+                        self.logs.push(fresh.iter().map(entry));
+                    }
+                    if std::mem::take(&mut self.more_logs.1) {
+                        out.extend(self.more_logs_request(id));
+                    }
                 }
             }
         }
@@ -486,10 +530,64 @@ impl App {
     /// Live lines from the runtime's log bus.
     pub fn on_log_lines(&mut self, lines: &[LogLine]) {
         let Some(id) = self.logs_for else { return };
-        let mut mine = lines.iter().filter(|l| l.connection_id == id).peekable();
-        if mine.peek().is_some() {
-            self.logs.push(mine.map(entry));
+        let mine: Vec<LogLine> = lines
+            .iter()
+            .filter(|l| l.connection_id == id)
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            self.remember_lines(&mine);
+            self.logs.push(mine.iter().map(entry));
             self.dirty = true;
+        }
+    }
+
+    /// Lines shown in the pane, so the same line read back from the store (written by
+    /// this process) is not shown twice. Bounded: only recent lines can come back.
+    fn remember_lines(&mut self, lines: &[LogLine]) {
+        if self.log_seen.len() > 20_000 {
+            self.log_seen.clear();
+        }
+        for l in lines {
+            self.log_seen.insert((l.at, l.message.clone()));
+        }
+    }
+
+    fn more_logs_request(&mut self, id: i64) -> Option<Command> {
+        if self.more_logs.0 {
+            self.more_logs.1 = true;
+            return None;
+        }
+        self.more_logs.0 = true;
+        Some(Command::MoreLogs {
+            id,
+            after: self.log_after,
+        })
+    }
+
+    /// A change another process made, as the database announced it.
+    pub fn on_change(
+        &mut self,
+        change: crate::store::feed::Change,
+        tenant_id: i64,
+    ) -> Vec<Command> {
+        use crate::store::feed::Change;
+        match change {
+            Change::Connection { tenant_id: t, id } if t == tenant_id => {
+                vec![Command::ReloadOne { id }]
+            }
+            Change::Log { connection_id } if Some(connection_id) == self.logs_for => {
+                self.more_logs_request(connection_id).into_iter().collect()
+            }
+            Change::Agents { tenant_id: t } if t == tenant_id => vec![Command::LoadAgents],
+            Change::Resync => {
+                let mut out = vec![Command::Reload];
+                if let Some(id) = self.logs_for {
+                    out.extend(self.more_logs_request(id));
+                }
+                out
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -509,7 +607,11 @@ impl App {
         } else {
             every
         };
-        if self.poll_in_flight || now - self.last_poll < interval {
+        // With the database announcing changes, polling is only for a lost database.
+        if self.poll_in_flight
+            || now - self.last_poll < interval
+            || (self.live && self.db_down.is_none() && self.loaded)
+        {
             return Vec::new();
         }
         self.poll_in_flight = true;

@@ -512,6 +512,8 @@ impl App {
         }
         let (id, name) = (c.id, c.name.clone());
         self.logs.reset(&name);
+        self.log_after = 0;
+        self.log_seen.clear();
         self.logs_for = Some(id);
         self.focus = Focus::Logs;
         vec![Command::LoadLogs {

@@ -75,6 +75,20 @@ impl ChannelList {
         self.rebuild(previous);
     }
 
+    /// One connection as it is now (`None`: deleted), keeping the selection.
+    pub fn upsert(&mut self, id: i64, latest: Option<Connection>) {
+        let mut all = self.all.clone();
+        match (all.iter().position(|c| c.id == id), latest) {
+            (Some(i), Some(c)) => all[i] = c,
+            (Some(i), None) => {
+                all.remove(i);
+            }
+            (None, Some(c)) => all.push(c),
+            (None, None) => {}
+        }
+        self.set(all);
+    }
+
     pub fn set_query(&mut self, query: &str) {
         let previous = self.selected_row();
         self.query = query.to_string();

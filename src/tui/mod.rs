@@ -64,13 +64,18 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     // Holding a sender keeps the bus open for as long as the loop reads it.
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
+    let ctx_url = ctx.loaded.database_url.clone();
+    app.tenant_id = ctx.channels.tenant().id;
     let channels = Arc::new(ctx.channels);
     let mode = match crate::runtime::RunChannels::parse(&cfg.runtime.run_channels) {
         _ if !channels.operator().can_edit() => crate::runtime::RunChannels::Never,
         Ok(m) => m,
         Err(e) => anyhow::bail!("{e}"),
     };
-    let host = crate::runtime::host::Host::start(channels.clone(), cfg, "console", mode).await;
+    let feed = crate::store::feed::ChangeFeed::start(&ctx_url).await;
+    let host =
+        crate::runtime::host::Host::start(channels.clone(), cfg, "console", mode, feed.clone())
+            .await;
     app.running_here = host.runtime.running_counter();
     app.webhook_base = host
         .ingress
@@ -95,7 +100,10 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         msg_rx,
         log_lines,
         tick,
-        presence,
+        Watches {
+            presence,
+            changes: feed.map(|f| f.subscribe()),
+        },
     )
     .await;
     drop(terminal);
@@ -108,6 +116,12 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     result
 }
 
+/// What tells the console about changes made elsewhere.
+struct Watches {
+    presence: tokio::sync::watch::Receiver<crate::runtime::Presence>,
+    changes: Option<broadcast::Receiver<crate::store::feed::Change>>,
+}
+
 async fn event_loop(
     term: &mut TerminalGuard,
     app: &mut App,
@@ -115,8 +129,13 @@ async fn event_loop(
     mut messages: mpsc::UnboundedReceiver<worker::Msg>,
     mut log_lines: broadcast::Receiver<LogLine>,
     tick: Duration,
-    mut presence: tokio::sync::watch::Receiver<crate::runtime::Presence>,
+    watches: Watches,
 ) -> anyhow::Result<()> {
+    let Watches {
+        mut presence,
+        mut changes,
+    } = watches;
+    app.live = changes.is_some();
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
     tokio::pin!(terminated);
@@ -159,6 +178,10 @@ async fn event_loop(
                 app.on_log_lines(&batch);
                 Vec::new()
             }
+            change = crate::store::feed::next(&mut changes) => match change {
+                Some(c) => app.on_change(c, app.tenant_id),
+                None => { changes = None; app.live = false; Vec::new() }
+            },
             _ = ticker.tick() => {
                 if presence.has_changed().unwrap_or(false) {
                     app.presence = Some(presence.borrow_and_update().clone());

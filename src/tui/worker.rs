@@ -34,6 +34,15 @@ pub enum Command {
         id: i64,
         limit: u32,
     },
+    /// One connection changed (another process said so): read just it.
+    ReloadOne {
+        id: i64,
+    },
+    /// New stored log lines of a connection, after the one with id `after`.
+    MoreLogs {
+        id: i64,
+        after: i64,
+    },
     /// Why the connection's messages get, or do not get, an answer.
     Diagnose {
         id: i64,
@@ -95,6 +104,16 @@ pub enum Msg {
     Logs {
         id: i64,
         lines: Vec<LogLine>,
+        /// The newest stored line's id when they were read: following goes on from it.
+        last_id: i64,
+    },
+    One {
+        id: i64,
+        connection: Option<Box<Connection>>,
+    },
+    MoreLogs {
+        id: i64,
+        lines: Vec<(i64, LogLine)>,
     },
     Diagnosis {
         id: i64,
@@ -306,8 +325,27 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             Ok(text) => vec![Msg::Diagnosis { id, text }],
             Err(e) => vec![service_failure(e)],
         },
-        Command::LoadLogs { id, limit } => match ch.store().recent_logs(id, limit).await {
-            Ok(lines) => vec![Msg::Logs { id, lines }],
+        Command::LoadLogs { id, limit } => {
+            // The id first: a line stored between the two reads comes again, and the
+            // console drops what it already shows.
+            let last_id = match ch.store().last_log_id(id).await {
+                Ok(n) => n,
+                Err(e) => return vec![store_failure(e)],
+            };
+            match ch.store().recent_logs(id, limit).await {
+                Ok(lines) => vec![Msg::Logs { id, lines, last_id }],
+                Err(e) => vec![store_failure(e)],
+            }
+        }
+        Command::ReloadOne { id } => match ch.store().connection(id).await {
+            Ok(c) => vec![Msg::One {
+                id,
+                connection: c.filter(|c| c.tenant_id == ch.tenant().id).map(Box::new),
+            }],
+            Err(e) => vec![store_failure(e)],
+        },
+        Command::MoreLogs { id, after } => match ch.store().logs_after(id, after, 2000).await {
+            Ok(lines) => vec![Msg::MoreLogs { id, lines }],
             Err(e) => vec![store_failure(e)],
         },
     }

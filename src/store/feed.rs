@@ -1,0 +1,148 @@
+//! Changes made by any process, as they happen: PostgreSQL's LISTEN/NOTIFY (triggers
+//! in migration 0007 announce them). SQLite has none; its readers use the cheap change
+//! check instead.
+
+use sqlx::postgres::PgListener;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// What changed; the data itself is read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Connection {
+        tenant_id: i64,
+        id: i64,
+    },
+    Log {
+        connection_id: i64,
+    },
+    Agents {
+        tenant_id: i64,
+    },
+    /// Notifications may have been lost (the connection dropped): read everything again.
+    Resync,
+}
+
+impl Change {
+    fn parse(payload: &str) -> Option<Change> {
+        let mut parts = payload.split(':');
+        match (parts.next()?, parts.next(), parts.next()) {
+            ("c", Some(t), Some(id)) => Some(Change::Connection {
+                tenant_id: t.parse().ok()?,
+                id: id.parse().ok()?,
+            }),
+            ("l", Some(id), None) => Some(Change::Log {
+                connection_id: id.parse().ok()?,
+            }),
+            ("a", Some(t), None) => Some(Change::Agents {
+                tenant_id: t.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A process's subscription to changes; clone the sender's receivers freely.
+#[derive(Clone, Debug)]
+pub struct ChangeFeed {
+    tx: broadcast::Sender<Change>,
+}
+
+impl ChangeFeed {
+    /// Listens on PostgreSQL; `None` for SQLite. The listener reconnects by itself
+    /// and announces `Resync` after each reconnection.
+    pub async fn start(database_url: &str) -> Option<ChangeFeed> {
+        let backend = super::Backend::from_url(database_url).ok()?;
+        if backend != super::Backend::Postgres {
+            return None;
+        }
+        let (tx, _) = broadcast::channel(4096);
+        let feed = ChangeFeed { tx: tx.clone() };
+        let url = database_url.to_string();
+        tokio::spawn(async move { listen(url, tx).await });
+        Some(feed)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+}
+
+/// The next announced change; never without a feed (`None` receiver), and `None` once
+/// the feed is gone. A reader that fell behind gets `Resync`.
+pub async fn next(changes: &mut Option<broadcast::Receiver<Change>>) -> Option<Change> {
+    use broadcast::error::RecvError;
+    match changes {
+        Some(rx) => match rx.recv().await {
+            Ok(c) => Some(c),
+            Err(RecvError::Lagged(_)) => Some(Change::Resync),
+            Err(RecvError::Closed) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn listen(url: String, tx: broadcast::Sender<Change>) {
+    let mut first = true;
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!("change feed: cannot connect: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen("flametree").await {
+            tracing::debug!("change feed: LISTEN failed: {e}");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        if !first {
+            let _ = tx.send(Change::Resync);
+        }
+        first = false;
+        loop {
+            // try_recv: Ok(None) when the connection was lost (sqlx reconnects on the
+            // next call, but what was sent meanwhile is gone — hence Resync).
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Some(c) = Change::parse(n.payload()) {
+                        let _ = tx.send(c);
+                    }
+                }
+                Ok(None) => {
+                    let _ = tx.send(Change::Resync);
+                }
+                Err(e) => {
+                    tracing::debug!("change feed: {e}; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_say_what_changed() {
+        assert_eq!(
+            Change::parse("c:1:42"),
+            Some(Change::Connection {
+                tenant_id: 1,
+                id: 42
+            })
+        );
+        assert_eq!(
+            Change::parse("l:42"),
+            Some(Change::Log { connection_id: 42 })
+        );
+        assert_eq!(Change::parse("a:3"), Some(Change::Agents { tenant_id: 3 }));
+        assert_eq!(Change::parse("x:1"), None);
+        assert_eq!(Change::parse("c:1"), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! Changes made by other processes reach a console live: PostgreSQL announces them
+//! (LISTEN/NOTIFY) and the console reads only what changed; SQLite consoles look with a
+//! cheap change check every tick instead.
+
+mod common;
+
+use flametree::channels::Channels;
+use flametree::model::{Status, now_millis};
+use flametree::permission::{Operator, Role};
+use flametree::secrets::{KeySource, MasterKey};
+use flametree::store::feed::{Change, ChangeFeed};
+use flametree::tui::app::{App, HeaderInfo};
+use flametree::tui::theme::Theme;
+use flametree::tui::worker::{self, Command};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn channels_on(url: &str) -> Arc<Channels> {
+    let s = flametree::store::open(url, 5, 2).await.unwrap();
+    let tenant = s.tenant("default").await.unwrap();
+    let operator = Operator {
+        name: "ann".into(),
+        role: Role::Editor,
+        role_reason: "test".into(),
+    };
+    let key = MasterKey::from_base64(common::KEY_B64, KeySource::Config).unwrap();
+    Arc::new(Channels::new(s, tenant, operator, Ok(Arc::new(key))))
+}
+
+/// A console's state and worker, fed by the database's announcements like the real
+/// event loop.
+struct Console {
+    app: App,
+    channels: Arc<Channels>,
+    changes: tokio::sync::broadcast::Receiver<Change>,
+}
+
+impl Console {
+    async fn run(&mut self, commands: Vec<Command>) -> usize {
+        let mut queue: VecDeque<Command> = commands.into();
+        let mut ran = 0;
+        while let Some(cmd) = queue.pop_front() {
+            ran += 1;
+            for msg in worker::execute(&self.channels, cmd).await {
+                queue.extend(self.app.on_msg(msg));
+            }
+        }
+        ran
+    }
+
+    /// Handles announcements until `ok` holds, or fails after `within`.
+    async fn until(&mut self, within: Duration, ok: impl Fn(&Console) -> bool) {
+        let deadline = Instant::now() + within;
+        while !ok(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let change = tokio::time::timeout(left, self.changes.recv())
+                .await
+                .expect("in time")
+                .unwrap();
+            let cmds = self.app.on_change(change, self.channels.tenant().id);
+            self.run(cmds).await;
+        }
+    }
+
+    fn pane(&self) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pane.log");
+        self.app.logs.export(&path).unwrap();
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
+async fn console(url: &str, feed: &ChangeFeed) -> Console {
+    let channels = channels_on(url).await;
+    let header = HeaderInfo {
+        tenant: "default".into(),
+        database: "PostgreSQL".into(),
+        operator: "ann".into(),
+        role: Role::Editor,
+    };
+    let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
+    app.live = true;
+    app.tenant_id = channels.tenant().id;
+    let mut c = Console {
+        app,
+        channels,
+        changes: feed.subscribe(),
+    };
+    c.run(vec![Command::Reload]).await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_s_log_lines_and_status_reach_the_console_within_a_second() {
+    let db = common::PgDb::create().await;
+    // "serve": another process on the same database.
+    let serve = channels_on(&db.url).await;
+    let draft = common::telegram_draft("Alpha", common::TG_TOKEN, "http://127.0.0.1:9");
+    let alpha = serve.add(&draft).await.unwrap().connection;
+    let feed = ChangeFeed::start(&db.url)
+        .await
+        .expect("PostgreSQL has a feed");
+    let mut c = console(&db.url, &feed).await;
+    assert_eq!(c.app.list.get(alpha.id).unwrap().status, Status::Stopped);
+    // Open the Logs pane on Alpha.
+    let open = c.app.follow_logs_to_selection().into_iter().collect();
+    c.run(open).await;
+    assert_eq!(c.app.logs_for, Some(alpha.id));
+
+    // No polling: a tick asks the database nothing while it announces changes.
+    assert!(c.app.on_tick(now_millis() + 60_000, 1000).is_empty());
+
+    let t0 = Instant::now();
+    serve
+        .log(alpha.id, "INFO", "message 42:7 from 42 (written by serve)")
+        .await;
+    c.until(Duration::from_secs(1), |c| {
+        c.pane().contains("written by serve")
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+
+    let t0 = Instant::now();
+    serve
+        .store()
+        .set_status(alpha.id, Status::Running, "polling as @alpha_bot")
+        .await
+        .unwrap();
+    c.until(Duration::from_secs(1), |c| {
+        c.app.list.get(alpha.id).unwrap().status == Status::Running
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!(
+        c.app.list.get(alpha.id).unwrap().status_message,
+        "polling as @alpha_bot"
+    );
+
+    // A line this console already shows (its own process's) is not shown twice when
+    // the store announces it.
+    let own = flametree::model::LogLine {
+        connection_id: alpha.id,
+        at: now_millis(),
+        level: "INFO".into(),
+        message: "written here".into(),
+    };
+    c.app.on_log_lines(std::slice::from_ref(&own));
+    serve.store().append_logs(&[own], 100).await.unwrap();
+    serve.log(alpha.id, "INFO", "and a marker after it").await;
+    c.until(Duration::from_secs(2), |c| {
+        c.pane().contains("and a marker after it")
+    })
+    .await;
+    assert_eq!(c.pane().matches("written here").count(), 1, "{}", c.pane());
+
+    // A connection deleted elsewhere leaves the list.
+    serve
+        .delete(&serve.find("Alpha").await.unwrap())
+        .await
+        .unwrap();
+    c.until(Duration::from_secs(1), |c| {
+        c.app.list.get(alpha.id).is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_has_no_feed_and_the_console_polls_its_cheap_change_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/flametree.db", dir.path().display());
+    assert!(ChangeFeed::start(&url).await.is_none());
+    let channels = channels_on(&url).await;
+    let header = HeaderInfo {
+        tenant: "default".into(),
+        database: "SQLite".into(),
+        operator: "ann".into(),
+        role: Role::Editor,
+    };
+    let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
+    for m in worker::execute(&channels, Command::Reload).await {
+        app.on_msg(m);
+    }
+    let polls = app.on_tick(now_millis() + 60_000, 1000);
+    assert!(
+        polls.iter().any(|c| matches!(c, Command::Poll { .. })),
+        "{polls:?}"
+    );
+}
