@@ -101,6 +101,15 @@ impl Channels {
         }
     }
 
+    /// The same service for another tenant (its own wake-up signal).
+    pub fn for_tenant(&self, tenant: Tenant) -> Channels {
+        Channels {
+            tenant,
+            wake: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// Notified on every change a runtime in this process should look at now.
     pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
         self.wake.clone()

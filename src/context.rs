@@ -13,6 +13,9 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub tenant: Option<String>,
     pub read_only: bool,
+    /// Whether the command may create its tenant. Commands that only read (and `serve`)
+    /// may not: a mistyped `--tenant` is an error naming the known tenants.
+    pub create_tenant: bool,
 }
 
 pub struct Context {
@@ -36,13 +39,39 @@ impl Context {
         )
         .await
         .map_err(|e| explain_open(e, &loaded))?;
-        let tenant = store.tenant(loaded.config.general.tenant.trim()).await?;
+        let wanted = loaded.config.general.tenant.trim().to_string();
+        let tenant = if overrides.create_tenant {
+            store.tenant(&wanted).await?
+        } else {
+            existing_tenant(store.as_ref(), &wanted).await?
+        };
         let operator = Operator::resolve(&loaded.config.access, os_user(), overrides.read_only);
         let key = load_key(&loaded, store.as_ref()).await?;
         let mut channels = Channels::new(store, tenant, operator, key.map(Arc::new));
         channels.set_log_keep(loaded.config.logs.keep_per_connection);
         Ok(Context { loaded, channels })
     }
+}
+
+/// The named tenant, without creating it — unless the database has no tenant at all
+/// yet (a fresh database: the first command meets an empty default, not an error).
+async fn existing_tenant(
+    store: &dyn store::Store,
+    name: &str,
+) -> anyhow::Result<crate::model::Tenant> {
+    let all = store.tenants().await?;
+    if let Some(t) = all.iter().find(|t| t.name == name) {
+        return Ok(t.clone());
+    }
+    if all.is_empty() {
+        return Ok(store.tenant(name).await?);
+    }
+    let known: Vec<String> = all.iter().map(|t| format!("'{}'", t.name)).collect();
+    anyhow::bail!(
+        "there is no tenant '{name}' on this database; known tenants: {} (check --tenant or \
+         general.tenant)",
+        known.join(", ")
+    )
 }
 
 fn explain_open(e: StoreError, loaded: &Loaded) -> anyhow::Error {

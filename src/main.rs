@@ -13,7 +13,7 @@ fn main() {
         }
     };
     let full_screen = matches!(cli.command, None | Some(Command::Demo));
-    let default_level = if matches!(cli.command, Some(Command::Serve)) {
+    let default_level = if matches!(cli.command, Some(Command::Serve { .. })) {
         "info"
     } else {
         "warn"

@@ -56,7 +56,12 @@ pub enum Command {
     },
     /// Run the channels without the console: every connection whose desired state is
     /// RUNNING, picking up Start/Stop from other commands; stops cleanly on SIGTERM/Ctrl-C.
-    Serve,
+    Serve {
+        /// Run the connections of every tenant on the database, not just `--tenant`'s
+        /// (tenants created later are picked up within 30 s).
+        #[arg(long)]
+        all_tenants: bool,
+    },
     /// Start a local Telegram sandbox with demo connections and open the console on them.
     Demo,
     /// Manage AI agents and their Communication channels.
@@ -306,11 +311,32 @@ impl Failure {
     }
 }
 
+impl Command {
+    /// Whether the command changes something (and may create its tenant).
+    fn writes(&self) -> bool {
+        match self {
+            Command::Channels(c) => matches!(
+                c,
+                ChannelsCmd::Add(_)
+                    | ChannelsCmd::Edit(_)
+                    | ChannelsCmd::Delete { .. }
+                    | ChannelsCmd::Start { .. }
+                    | ChannelsCmd::Stop { .. }
+            ),
+            Command::Agents(a) => !matches!(a, AgentsCmd::List | AgentsCmd::Show { .. }),
+            Command::Send { .. } | Command::Demo => true,
+            Command::Info | Command::Audit { .. } | Command::Serve { .. } => false,
+        }
+    }
+}
+
 pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure> {
     let overrides = Overrides {
         database_url: cli.database.clone(),
         tenant: cli.tenant.clone(),
         read_only: cli.read_only,
+        // The console and the commands that change something may create their tenant.
+        create_tenant: cli.command.as_ref().is_none_or(Command::writes),
     };
     let Some(command) = cli.command else {
         return crate::tui::run(loaded, &overrides)
@@ -336,7 +362,7 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         Command::Channels(cmd) => channels_cmd::run(&ctx, cmd, cli.json).await,
         Command::Info => info::info(&ctx, cli.json).await,
         Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
-        Command::Serve => runtime_cmd::serve(ctx).await,
+        Command::Serve { all_tenants } => runtime_cmd::serve(ctx, all_tenants).await,
         Command::Agents(cmd) => agents_cmd::run(&ctx, cmd, cli.json).await,
         Command::Send {
             connection,

@@ -11,7 +11,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub async fn serve(ctx: Context) -> Result<(), Failure> {
+pub async fn serve(ctx: Context, all_tenants: bool) -> Result<(), Failure> {
     let cfg = ctx.loaded.config.clone();
     let ctx_url = ctx.loaded.database_url.clone();
     let channels = Arc::new(ctx.channels);
@@ -39,14 +39,65 @@ pub async fn serve(ctx: Context) -> Result<(), Failure> {
         (None, Some(p)) => eprintln!("flametree serve: {p}"),
         (None, None) => {}
     }
-    wait_for_signal().await;
-    eprintln!(
-        "flametree serve: stopping {} running channel(s)…",
-        host.runtime.running_here()
-    );
+    let mut others: Vec<(i64, crate::runtime::Runtime)> = Vec::new();
+    if all_tenants && mode != RunChannels::Never {
+        let signal = wait_for_signal();
+        tokio::pin!(signal);
+        loop {
+            start_other_tenants(&host, &cfg, &mut others).await;
+            tokio::select! {
+                _ = &mut signal => break,
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
+    } else {
+        wait_for_signal().await;
+    }
+    let running =
+        host.runtime.running_here() + others.iter().map(|(_, r)| r.running_here()).sum::<usize>();
+    eprintln!("flametree serve: stopping {running} running channel(s)…");
+    futures::future::join_all(others.iter().map(|(_, r)| r.shutdown())).await;
     host.shutdown().await;
     eprintln!("flametree serve: stopped");
     Ok(())
+}
+
+/// `serve --all-tenants`: a supervisor for every tenant besides the first one's, on
+/// the same pipeline and ingress.
+async fn start_other_tenants(
+    host: &Host,
+    cfg: &crate::config::Config,
+    others: &mut Vec<(i64, crate::runtime::Runtime)>,
+) {
+    let base = host.pipe.channels.clone();
+    let tenants = match base.store().tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flametree serve: cannot list the tenants: {e}");
+            return;
+        }
+    };
+    for t in tenants {
+        if t.id == base.tenant().id || others.iter().any(|(id, _)| *id == t.id) {
+            continue;
+        }
+        eprintln!("flametree serve: running tenant '{}' too", t.name);
+        let id = t.id;
+        let channels = Arc::new(base.for_tenant(t));
+        let options = crate::runtime::Options {
+            feed: host.feed.clone(),
+            ..crate::runtime::Options::from_config(
+                cfg,
+                host.ingress.as_ref().map(|i| i.addr),
+                "serve",
+                RunChannels::Always,
+            )
+        };
+        others.push((
+            id,
+            crate::runtime::Runtime::start_for(host.pipe.clone(), channels, options),
+        ));
+    }
 }
 
 /// SIGTERM (service managers) or SIGINT (Ctrl-C).

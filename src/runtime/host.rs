@@ -13,6 +13,7 @@ pub struct Host {
     pub runtime: Runtime,
     /// Why the ingress is not running, when it is not.
     pub ingress_problem: Option<String>,
+    pub feed: Option<crate::store::feed::ChangeFeed>,
 }
 
 impl Host {
@@ -48,7 +49,7 @@ impl Host {
             tracing::warn!("{p}");
         }
         let options = Options {
-            feed,
+            feed: feed.clone(),
             ..Options::from_config(cfg, ingress.as_ref().map(|i| i.addr), role, run_channels)
         };
         let runtime = Runtime::start(pipe.clone(), options);
@@ -63,6 +64,7 @@ impl Host {
             ingress,
             runtime,
             ingress_problem,
+            feed,
         }
     }
 

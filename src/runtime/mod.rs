@@ -131,12 +131,19 @@ impl Runtime {
 
     /// Starts the supervisor on a pipeline the webhook ingress may share.
     pub fn start(pipe: Arc<Pipeline>, options: Options) -> Runtime {
+        let channels = pipe.channels.clone();
+        Runtime::start_for(pipe, channels, options)
+    }
+
+    /// Starts a supervisor for `channels`' tenant on a shared pipeline (`serve
+    /// --all-tenants` runs one per tenant).
+    pub fn start_for(pipe: Arc<Pipeline>, channels: Arc<Channels>, options: Options) -> Runtime {
         let host = whoami::hostname().unwrap_or_else(|_| "host".into());
         let owner = presence::owner_name(&host);
         let (presence, _) = watch::channel(Presence::default());
         let inner = Arc::new(Inner {
-            wake: pipe.channels.wake_handle(),
-            channels: pipe.channels.clone(),
+            wake: channels.wake_handle(),
+            channels,
             pipe,
             options,
             owner,
@@ -231,6 +238,8 @@ async fn supervise(inner: Arc<Inner>) {
     let mut dirty = true;
     let mut marker = None;
     let mut last_full = Instant::now();
+    // Wanted here but leased by another process: looked at again when that lease lapses.
+    let mut held_elsewhere: HashSet<i64> = HashSet::new();
     loop {
         if inner.shutdown.is_cancelled() {
             return;
@@ -238,6 +247,15 @@ async fn supervise(inner: Arc<Inner>) {
         if pass.is_multiple_of(PRESENCE_EVERY) {
             match look_around(&inner).await {
                 Ok(r) => {
+                    if !held_elsewhere.is_empty() {
+                        let p = inner.presence.borrow();
+                        let lapsed = held_elsewhere
+                            .iter()
+                            .any(|id| p.leases.get(id).is_none_or(|l| l.expires_in_ms < 0));
+                        if lapsed {
+                            dirty = true;
+                        }
+                    }
                     if runs && !r {
                         hand_over(&inner, "a `flametree serve` runs the channels now").await;
                     }
@@ -285,7 +303,8 @@ async fn supervise(inner: Arc<Inner>) {
                 .any(|t| t.handle.is_finished());
             if dirty || ended || last_full.elapsed() >= FULL_PASS {
                 match reconcile(&inner).await {
-                    Ok(()) => {
+                    Ok(elsewhere) => {
+                        held_elsewhere = elsewhere;
                         dirty = false;
                         last_full = Instant::now();
                     }
@@ -448,8 +467,9 @@ async fn sweep(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     Ok(())
 }
 
-/// One pass: start what should run, stop what should not, notice ends.
-async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+/// One pass: start what should run, stop what should not, notice ends. Returns the
+/// connections wanted running that another process holds.
+async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::StoreError> {
     let store = inner.channels.store();
     let all = store.list_connections(inner.channels.tenant().id).await?;
     let by_id: HashMap<i64, &crate::model::Connection> = all.iter().map(|c| (c.id, c)).collect();
@@ -497,20 +517,26 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
             }
         }
     }
+    let mut elsewhere = HashSet::new();
     for c in &all {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
         if c.desired != DesiredState::Running || here || inner.shutdown.is_cancelled() {
             continue;
         }
-        if let Some(generation) = store.acquire_lease(c.id, &inner.owner, LEASE_MS).await? {
-            let fence = Fence {
-                owner: inner.owner.clone(),
-                generation,
-            };
-            start_task(inner, c.clone(), fence).await;
+        match store.acquire_lease(c.id, &inner.owner, LEASE_MS).await? {
+            Some(generation) => {
+                let fence = Fence {
+                    owner: inner.owner.clone(),
+                    generation,
+                };
+                start_task(inner, c.clone(), fence).await;
+            }
+            None => {
+                elsewhere.insert(c.id);
+            }
         }
     }
-    Ok(())
+    Ok(elsewhere)
 }
 
 async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fence) {

@@ -287,6 +287,8 @@ pub trait Store: Send + Sync {
 
     /// Returns the tenant, creating it on first use.
     async fn tenant(&self, name: &str) -> StoreResult<Tenant>;
+    /// Every tenant, by name.
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
 
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
     /// The first `limit` connections by name: enough to fill a screen while the rest loads.

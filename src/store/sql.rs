@@ -249,6 +249,21 @@ impl Store for SqlStore {
         })
     }
 
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tenant {
+                    id: r.try_get("id").map_err(classify)?,
+                    name: r.try_get("name").map_err(classify)?,
+                })
+            })
+            .collect()
+    }
+
     async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>> {
         let sql = concat!(
             "SELECT ",
