@@ -476,3 +476,86 @@ on_both!(
     kill_9_of_the_owner_hands_the_bot_to_the_other_serve_losing_nothing,
     a_paused_owner_stops_instead_of_polling_alongside_the_new_one,
 );
+
+async fn a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    let second = "7100000002:AAEmanyProcessesTokenValue0000000002";
+    sandbox.add_bot(second, "beta_bot");
+    let env = common::channels_env_on(be).await;
+    add_bot(&env, &sandbox.url()).await;
+    start(&env).await;
+    let cli = common::Cli::new(env.dir.path())
+        .with_database(&env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    // Another tenant with a bot of its own, made the way an operator would.
+    let draft = common::telegram_draft("Beta", second, &sandbox.url());
+    let beta_env = env
+        .channels
+        .for_tenant(env.channels.store().tenant("emea").await.unwrap());
+    let beta = beta_env.add(&draft).await.unwrap().connection;
+    let rules = flametree::agents::Rules {
+        greeting: String::new(),
+        rules: Vec::new(),
+        fallback: "Hej: {text}".into(),
+    };
+    let edit = flametree::agents::service::AgentEdit {
+        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
+        ..Default::default()
+    };
+    let agent = beta_env.create_agent("Nordic", edit).await.unwrap();
+    beta_env
+        .attach_connection(&agent, &beta, true)
+        .await
+        .unwrap();
+    beta_env.run_agent(&agent, true).await.unwrap();
+    let beta = beta_env.find("Beta").await.unwrap();
+    beta_env
+        .set_desired(&beta, DesiredState::Running)
+        .await
+        .unwrap();
+
+    let r = cli.run(&["channels", "list", "--tenant", "emae"], None);
+    assert_ne!(r.code(), 0);
+    assert!(
+        r.stderr().contains("there is no tenant 'emae'"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr().contains("'default', 'emea'"), "{}", r.all());
+    let tenants = env.channels.store().tenants().await.unwrap();
+    assert_eq!(tenants.len(), 2, "nothing was created");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flametree"))
+        .args(["serve", "--all-tenants"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("FLAMETREE_GENERAL_DATA_DIR", env.dir.path())
+        .env("FLAMETREE_DATABASE_URL", &env.url)
+        .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0")
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&env, "RUNNING", 20, |c| c.status == Status::Running).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while beta_env.find("Beta").await.unwrap().status != Status::Running {
+        assert!(
+            Instant::now() < deadline,
+            "the second tenant's bot never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    sandbox.inject_message(second, 4, "Bo", "hej");
+    let sent = sandbox.wait_sent(second, 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        sent[0].text, "Hej: hej",
+        "answered by its own tenant's agent"
+    );
+    signal(&child, "-TERM");
+    let _ = child.wait();
+}
+
+on_both!(a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant);
