@@ -559,3 +559,101 @@ async fn a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant(be: Be) {
 }
 
 on_both!(a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant);
+
+async fn fifty_bots_two_serves_and_a_console_each_message_answered_once_by_one_poller(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    let env = common::channels_env_on(be).await;
+    let rules = flametree::agents::Rules {
+        greeting: String::new(),
+        rules: Vec::new(),
+        fallback: "You said: {text}".into(),
+    };
+    let edit = flametree::agents::service::AgentEdit {
+        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
+        ..Default::default()
+    };
+    let echo = env.channels.create_agent("Echo", edit).await.unwrap();
+    let tokens: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "{}:AAEfiftyBotsTestTokenValue0000{i:06}",
+                7_200_000_000u64 + i
+            )
+        })
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        sandbox.add_bot(t, &format!("bot{i}"));
+        let draft = common::telegram_draft(&format!("Bot {i:02}"), t, &sandbox.url());
+        let c = env.channels.add(&draft).await.unwrap().connection;
+        env.channels
+            .attach_connection(&echo, &c, true)
+            .await
+            .unwrap();
+        env.channels
+            .set_desired(&c, DesiredState::Running)
+            .await
+            .unwrap();
+    }
+    env.channels.run_agent(&echo, true).await.unwrap();
+    let mut a = serve(&env, "a");
+    let mut b = serve(&env, "b");
+    let store = env.channels.store().clone();
+    until("both serves announced themselves", 20, async || {
+        let all = store.processes().await.unwrap();
+        all.iter()
+            .filter(|p| p.role == "serve" && p.runs_channels)
+            .count()
+            == 2
+    })
+    .await;
+    let console = console(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = env.channels.list().await.unwrap();
+        if all.iter().all(|c| c.status == Status::Running) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all bots started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for round in 0..3 {
+        for (i, t) in tokens.iter().enumerate() {
+            sandbox.inject_message(t, 1000 + i as i64, "Ann", &format!("m{round}"));
+        }
+    }
+    for t in &tokens {
+        let sent = sandbox.wait_sent(t, 3, Duration::from_secs(30)).await;
+        let mut texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            ["You said: m0", "You said: m1", "You said: m2"],
+            "{t}"
+        );
+    }
+    let overlaps: usize = tokens.iter().map(|t| sandbox.overlapping_polls(t)).sum();
+    assert_eq!(overlaps, 0, "no bot was polled by two processes at once");
+    assert_eq!(
+        console.running_here(),
+        0,
+        "the console left the bots to serve"
+    );
+    let leases = env
+        .channels
+        .store()
+        .leases(env.channels.tenant().id)
+        .await
+        .unwrap();
+    let owners: std::collections::HashSet<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    assert!(
+        owners.len() <= 2 && !owners.contains(console.owner()),
+        "{owners:?}"
+    );
+    console.shutdown().await;
+    for p in [&mut a, &mut b] {
+        signal(p, "-TERM");
+        let _ = p.wait();
+    }
+}
+
+on_both!(fifty_bots_two_serves_and_a_console_each_message_answered_once_by_one_poller);

@@ -190,6 +190,10 @@ struct Bot {
     poller: u64,
     /// What a poller that was cut short answers: a newer getUpdates, or a setWebhook.
     poller_cut_by: &'static str,
+    /// getUpdates requests open right now, and how often one arrived while another was
+    /// open (two programs polling one bot).
+    open_polls: usize,
+    overlapping_polls: usize,
     /// Ticks on every state change that a waiter (long poll, `wait_sent`) may care about.
     changed: watch::Sender<()>,
     /// When each sent message arrived, for latency measurements.
@@ -363,6 +367,8 @@ impl TelegramSandbox {
             next_message_id: 1,
             allowed_updates: default_update_types(),
             poller_cut_by: TERMINATED,
+            open_polls: 0,
+            overlapping_polls: 0,
             ..Bot::default()
         };
         hub.bots.insert(token.to_owned(), bot);
@@ -449,6 +455,12 @@ impl TelegramSandbox {
         self.read(token, |bot| {
             bot.calls.get(method.as_str()).copied().unwrap_or(0)
         })
+    }
+
+    /// How many times a getUpdates arrived while another one for the same bot was still
+    /// open: two pollers at once (each such overlap ends the older with 409).
+    pub fn overlapping_polls(&self, token: &str) -> usize {
+        self.read(token, |bot| bot.overlapping_polls)
     }
 
     /// Updates not yet confirmed by a getUpdates offset.
@@ -894,10 +906,15 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
         if let Some(mask) = allowed_update_types(params) {
             bot.allowed_updates = mask;
         }
+        if bot.open_polls > 0 {
+            bot.overlapping_polls += 1;
+        }
+        bot.open_polls += 1;
         // Wake the previous poller (if any) before subscribing, so it sees it was superseded.
         bot.cut_poller(TERMINATED);
         (bot.poller, bot.changed.subscribe())
     };
+    let _open = OpenPoll { shared, token };
     loop {
         {
             let mut hub = shared.hub();
@@ -919,6 +936,20 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
         // A timeout just loops back to answer with the (empty) batch.
         if let Ok(Err(_)) = tokio::time::timeout_at(deadline, changed.changed()).await {
             return fail(502, "Bad Gateway");
+        }
+    }
+}
+
+/// Counts a getUpdates as open until its answer is sent (or the client hangs up).
+struct OpenPoll<'a> {
+    shared: &'a Shared,
+    token: &'a str,
+}
+
+impl Drop for OpenPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(bot) = self.shared.hub().bots.get_mut(self.token) {
+            bot.open_polls = bot.open_polls.saturating_sub(1);
         }
     }
 }
