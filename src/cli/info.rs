@@ -18,6 +18,13 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
         Err(e) => (format!("unavailable: {e}"), None),
     };
     let problems = ch.undecryptable().await?;
+    let processes: Vec<_> = store
+        .processes()
+        .await
+        .map_err(crate::channels::ServiceError::from)?
+        .into_iter()
+        .filter(crate::runtime::presence::alive)
+        .collect();
     let config_file = loaded
         .file
         .as_ref()
@@ -38,6 +45,11 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
             "key": key_line,
             "undecryptable_secrets": problems,
             "meta_app_configured": loaded.config.meta.configured(),
+            "processes": processes.iter().map(|p| json!({
+                "host": p.host, "pid": p.pid, "role": p.role, "tenant": p.tenant,
+                "runs_channels": p.runs_channels,
+                "since": crate::model::rfc3339(p.started_at),
+            })).collect::<Vec<_>>(),
         }));
         return Ok(());
     }
@@ -55,6 +67,22 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
     println!("Operator:       {}", ch.operator());
     println!("Key file:       {}", loaded.key_file.display());
     println!("Master key:     {key_line}");
+    if processes.is_empty() {
+        println!("Processes:      none alive (no console or `flametree serve` runs channels)");
+    } else {
+        println!("Processes:      {} alive on this database:", processes.len());
+        for p in &processes {
+            println!(
+                "  - {} on {} (pid {}), tenant {}, since {}{}",
+                p.role,
+                p.host,
+                p.pid,
+                p.tenant,
+                format_millis(p.started_at),
+                if p.runs_channels { ", runs channels" } else { "" }
+            );
+        }
+    }
     if problems.is_empty() {
         println!("Secrets:        all stored secrets can be decrypted");
     } else {
