@@ -82,8 +82,46 @@ impl Writer {
     }
 }
 
+/// Lines written per connection since its log was last trimmed.
+struct Trims {
+    every: u32,
+    since: std::collections::HashMap<i64, u32>,
+}
+
+impl Trims {
+    fn new(keep: u32) -> Trims {
+        Trims {
+            // A log over its limit by a tenth at most, trimmed in one statement.
+            every: (keep / 10).clamp(20, 500),
+            since: Default::default(),
+        }
+    }
+
+    /// The connections whose logs are due for trimming after this batch.
+    fn due(&mut self, batch: &[Request]) -> Vec<i64> {
+        for r in batch {
+            if let WriteOp::Logs(lines) = &r.op {
+                for l in lines {
+                    *self.since.entry(l.connection_id).or_default() += 1;
+                }
+            }
+        }
+        let due: Vec<i64> = self
+            .since
+            .iter()
+            .filter(|(_, n)| **n >= self.every)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.since.remove(id);
+        }
+        due
+    }
+}
+
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) {
     let mut held: Vec<LogLine> = Vec::new();
+    let mut trims = Trims::new(keep);
     let mut batch: Vec<Request> = Vec::with_capacity(256);
     loop {
         let Some(first) = rx.recv().await else {
@@ -112,6 +150,13 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) 
                     _ = &mut linger => break,
                 }
             }
+        }
+        let due = trims.due(&batch);
+        if !due.is_empty() {
+            batch.push(Request {
+                op: WriteOp::TrimLogs(due),
+                reply: None,
+            });
         }
         commit(store.as_ref(), &mut batch, &mut held, keep).await;
     }

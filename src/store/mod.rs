@@ -197,6 +197,8 @@ pub enum WriteOp {
     },
     /// Log lines; lines of a connection deleted meanwhile are dropped, not fatal.
     Logs(Vec<LogLine>),
+    /// Trims these connections' logs to the kept number of lines.
+    TrimLogs(Vec<i64>),
 }
 
 /// What a `WriteOp` found.
@@ -387,7 +389,7 @@ pub trait Store: Send + Sync {
         provider_id: &str,
         state: LedgerState,
     ) -> StoreResult<()>;
-    /// Applies the ops in one transaction; `log_keep` trims each logged connection.
+    /// Applies the ops in one transaction; `TrimLogs` keeps `log_keep` lines.
     async fn write_batch(&self, ops: &[WriteOp], log_keep: u32) -> StoreResult<Vec<WriteResult>>;
     /// Messages recorded but not yet claimed, oldest first, across the tenant's
     /// connections: (connection id, entry).

@@ -45,14 +45,12 @@ impl SqlStore {
     ) -> StoreResult<Vec<WriteResult>> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let mut results = Vec::with_capacity(ops.len());
-        let mut logged: Vec<i64> = Vec::new();
+        let mut lines: Vec<&LogLine> = Vec::new();
         for op in ops {
-            results.push(apply(&mut tx, self.backend(), op, &mut logged).await?);
+            results.push(apply(&mut tx, self.backend(), op, &mut lines, log_keep).await?);
         }
-        logged.sort_unstable();
-        logged.dedup();
-        for id in logged {
-            trim_logs(&mut tx, id, log_keep).await?;
+        for chunk in lines.chunks(LOG_ROWS_PER_INSERT) {
+            insert_logs(&mut tx, chunk).await?;
         }
         tx.commit().await.map_err(classify)?;
         Ok(results)
@@ -169,11 +167,12 @@ async fn holds(
     Ok(found.is_some())
 }
 
-async fn apply(
+async fn apply<'o>(
     tx: &mut Tx<'_>,
     backend: super::Backend,
-    op: &WriteOp,
-    logged: &mut Vec<i64>,
+    op: &'o WriteOp,
+    lines: &mut Vec<&'o LogLine>,
+    log_keep: u32,
 ) -> StoreResult<WriteResult> {
     let now = now_millis();
     match op {
@@ -296,28 +295,46 @@ async fn apply(
             .map_err(classify)?;
             Ok(WriteResult::Done)
         }
-        WriteOp::Logs(lines) => {
-            for line in lines {
-                insert_log(tx, line).await?;
-                logged.push(line.connection_id);
+        WriteOp::Logs(batch) => {
+            // Inserted together at the end of the transaction.
+            lines.extend(batch.iter());
+            Ok(WriteResult::Done)
+        }
+        WriteOp::TrimLogs(ids) => {
+            for id in ids {
+                trim_logs(tx, *id, log_keep).await?;
             }
             Ok(WriteResult::Done)
         }
     }
 }
 
-async fn insert_log(tx: &mut Tx<'_>, line: &LogLine) -> StoreResult<()> {
-    sqlx::query(
+/// Rows per INSERT statement: 4 parameters each, well under SQLite's and PostgreSQL's
+/// limits.
+const LOG_ROWS_PER_INSERT: usize = 250;
+
+/// Many lines in one statement; lines of a connection deleted meanwhile are dropped.
+async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from(
         "INSERT INTO connection_logs (connection_id, at, level, message) \
-         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1)",
-    )
-    .bind(line.connection_id)
-    .bind(line.at)
-    .bind(&line.level)
-    .bind(&line.message)
-    .execute(&mut **tx)
-    .await
-    .map_err(classify)?;
+         SELECT column1, column2, column3, column4 FROM (VALUES ",
+    );
+    for i in 0..lines.len() {
+        let n = i * 4;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+    }
+    sql.push_str(") AS v WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = v.column1)");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for l in lines {
+        q = q.bind(l.connection_id).bind(l.at).bind(&l.level).bind(&l.message);
+    }
+    q.execute(&mut **tx).await.map_err(classify)?;
     Ok(())
 }
 
