@@ -1,12 +1,12 @@
-//! The PostgreSQL under the tests: the harness's private cluster when no server answers
-//! at the test URL.
+//! The PostgreSQL under the tests and under flametree: the harness's private cluster when
+//! no server answers at the test URL, and connections over TLS by sslmode.
 
 mod common;
 
-use common::PgDb;
 use common::pg_cluster::{self, ClusterOptions, PgCluster};
+use common::{Cli, PgDb};
 use sqlx::Connection;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -184,4 +184,202 @@ fn a_chosen_server_that_refuses_the_tests_fails_them_in_one_line_without_fallbac
         "{line}"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("CLUSTER "));
+}
+
+/// A private CA, and a server certificate it signed for localhost and 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    server_pem: String,
+    server_key_pem: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "flametree test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut server =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_pem: server_cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    }
+}
+
+/// A private cluster offering TLS with a certificate from `pki`, and the CA in a file.
+struct TlsServer {
+    cluster: PgCluster,
+    ca_file: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let pki = pki();
+        let cluster = PgCluster::start(ClusterOptions {
+            tls: Some((pki.server_pem, pki.server_key_pem)),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let files = tempfile::tempdir().unwrap();
+        let ca_file = files.path().join("ca.pem");
+        std::fs::write(&ca_file, pki.ca_pem).unwrap();
+        TlsServer {
+            cluster,
+            ca_file,
+            _files: files,
+        }
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!("{}?{query}", self.cluster.admin_url())
+    }
+
+    fn ca(&self) -> &Path {
+        &self.ca_file
+    }
+}
+
+/// Whether this connection's session is encrypted, as the server sees it.
+async fn encrypted(conn: &mut sqlx::PgConnection) -> bool {
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+async fn connect(url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    sqlx::PgConnection::connect(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_by_sslmode() {
+    let server = TlsServer::start();
+    let ca = server.ca().display().to_string();
+
+    // require: encrypted, the certificate is not checked.
+    let mut c = connect(&server.url("sslmode=require")).await.unwrap();
+    assert!(encrypted(&mut c).await, "require encrypts");
+
+    // verify-full with the private CA: encrypted, certificate and host name checked.
+    let mut c = connect(&server.url(&format!("sslmode=verify-full&sslrootcert={ca}")))
+        .await
+        .unwrap();
+    assert!(encrypted(&mut c).await);
+    let mut c = connect(&format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={ca}",
+        server.cluster.port
+    ))
+    .await
+    .unwrap();
+    assert!(encrypted(&mut c).await);
+
+    // verify-ca with the private CA: the certificate is checked, not the host name.
+    let mut c = connect(&server.url(&format!("sslmode=verify-ca&sslrootcert={ca}")))
+        .await
+        .unwrap();
+    assert!(encrypted(&mut c).await);
+
+    // prefer (also what a URL without sslmode means): encrypted when the server offers
+    // TLS, the certificate not checked.
+    let mut c = connect(&server.url("sslmode=prefer")).await.unwrap();
+    assert!(
+        encrypted(&mut c).await,
+        "prefer encrypts when the server offers TLS"
+    );
+    let mut c = connect(&server.cluster.admin_url()).await.unwrap();
+    assert!(encrypted(&mut c).await, "no sslmode is prefer");
+
+    // disable: plain text.
+    let mut c = connect(&server.url("sslmode=disable")).await.unwrap();
+    assert!(!encrypted(&mut c).await);
+
+    // verify-full without the CA: Mozilla's roots do not know it, and it says so.
+    let err = connect(&server.url("sslmode=verify-full"))
+        .await
+        .expect_err("an unknown CA is refused")
+        .to_string();
+    assert!(
+        err.contains("invalid peer certificate") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    let err = connect(&server.url("sslmode=verify-ca"))
+        .await
+        .expect_err("an unknown CA is refused")
+        .to_string();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_and_the_binary_connect_over_tls_and_refuse_an_unknown_ca() {
+    let server = TlsServer::start();
+    let ca = server.ca().display().to_string();
+    let verify_full = server.url(&format!("sslmode=verify-full&sslrootcert={ca}"));
+    let store = flametree::store::open(&verify_full, 5, 4).await.unwrap();
+    let tenant = store.tenant("default").await.unwrap();
+    assert!(store.list_connections(tenant.id).await.unwrap().is_empty());
+    drop(store);
+
+    let Err(err) = flametree::store::open(&server.url("sslmode=verify-full"), 5, 4).await else {
+        panic!("an unknown CA is refused");
+    };
+    let err = err.to_string();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    // The binary, on verify-ca (whose verifier takes rustls's process-wide crypto
+    // provider) and on require.
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let verify_ca = server.url(&format!("sslmode=verify-ca&sslrootcert={ca}"));
+    let require = server.url("sslmode=require");
+    let unknown = server.url("sslmode=verify-full");
+    let missing_ca = server.url("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
+    tokio::task::spawn_blocking(move || {
+        for url in [&verify_ca, &require] {
+            let cli = Cli::new(&dir_path).with_database(url);
+            let info = cli.json(&["info"]);
+            assert_eq!(info["backend"], "PostgreSQL", "{url}");
+        }
+        // An unknown CA, and a CA file that is not there: each says what to do.
+        let run = Cli::new(&dir_path)
+            .with_database(&unknown)
+            .run(&["channels", "list"], None);
+        assert_ne!(run.code(), 0);
+        let said = run.stderr();
+        assert!(
+            said.contains("the server's TLS certificate was refused")
+                && said.contains("UnknownIssuer")
+                && said.contains("add sslrootcert=/path/to/ca.pem to the database URL")
+                && !said.contains("check that it is running"),
+            "{}",
+            run.all()
+        );
+        let run = Cli::new(&dir_path)
+            .with_database(&missing_ca)
+            .run(&["channels", "list"], None);
+        assert_ne!(run.code(), 0);
+        assert!(
+            run.stderr()
+                .contains("cannot read sslrootcert /nonexistent/ca.pem: No such file"),
+            "{}",
+            run.all()
+        );
+    })
+    .await
+    .unwrap();
 }
