@@ -76,7 +76,40 @@ async fn existing_tenant(
 
 fn explain_open(e: StoreError, loaded: &Loaded) -> anyhow::Error {
     let url = store::redact_url(&loaded.database_url);
-    anyhow::anyhow!("cannot open the database {url}: {e}")
+    match &e {
+        StoreError::Unavailable(m) => match tls_trouble(m, &loaded.database_url) {
+            Some(why) => anyhow::anyhow!("cannot open the database {url}: {why}"),
+            None => anyhow::anyhow!("cannot open the database {url}: {e}"),
+        },
+        _ => anyhow::anyhow!("cannot open the database {url}: {e}"),
+    }
+}
+
+/// What to do about a TLS failure, which "check that it is running" would not fix.
+fn tls_trouble(message: &str, url: &str) -> Option<String> {
+    if message.contains("invalid peer certificate") {
+        let hint = if message.contains("UnknownIssuer") {
+            ": to trust the private CA that signed it, add sslrootcert=/path/to/ca.pem to the \
+             database URL"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "the server's TLS certificate was refused ({message}){hint}"
+        ));
+    }
+    // A missing sslrootcert file surfaces as a bare "No such file or directory".
+    let parsed = url::Url::parse(url).ok()?;
+    let (_, root) = parsed
+        .query_pairs()
+        .find(|(k, _)| matches!(k.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca"))?;
+    let inline = root.trim_start().starts_with("-----BEGIN");
+    match std::fs::metadata(root.as_ref()) {
+        Err(e) if !inline && message.contains(&e.to_string()) => {
+            Some(format!("cannot read sslrootcert {root}: {e}"))
+        }
+        _ => None,
+    }
 }
 
 /// The key comes from config when set there, else from the key file. A missing key

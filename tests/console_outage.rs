@@ -14,14 +14,15 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// Relays 127.0.0.1:<port> to PostgreSQL until aborted; aborting drops every connection.
+/// Relays 127.0.0.1:<port> to PostgreSQL at `target` until aborted; aborting drops every
+/// connection.
 struct Relay {
     port: u16,
     task: JoinHandle<()>,
 }
 
 impl Relay {
-    async fn start(port: u16) -> Relay {
+    async fn start(port: u16, target: String) -> Relay {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -30,8 +31,9 @@ impl Relay {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
+                let target = target.clone();
                 conns.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
@@ -63,10 +65,10 @@ async fn run(app: &mut App, ch: &Channels, cmd: Command) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_survives_losing_the_database_and_recovers_by_itself() {
     let db = common::PgDb::create().await;
-    let relay = Relay::start(0).await;
+    let relay = Relay::start(0, db.addr()).await;
     let url = db
         .url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port));
+        .replace(&db.addr(), &format!("127.0.0.1:{}", relay.port));
     let s = store::open(&url, 1, 2).await.unwrap();
     let tenant = s.tenant("default").await.unwrap();
     let op = Operator {
@@ -119,7 +121,7 @@ async fn the_console_survives_losing_the_database_and_recovers_by_itself() {
     .await;
     assert_eq!(kinds, ["down"]);
 
-    let _relay = Relay::start(port).await;
+    let _relay = Relay::start(port, db.addr()).await;
     let mut recovered = false;
     for _ in 0..20 {
         let poll = Command::Poll { last: app.marker };

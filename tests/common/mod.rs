@@ -6,10 +6,86 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The machine's PostgreSQL, as an admin URL; override with FLAMETREE_TEST_POSTGRES_URL.
-pub fn postgres_admin_url() -> String {
+pub mod pg_cluster;
+
+/// The test URL: FLAMETREE_TEST_POSTGRES_URL, else the machine's PostgreSQL.
+pub fn configured_postgres_url() -> String {
     std::env::var("FLAMETREE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The admin URL of the PostgreSQL the tests use: the server at the test URL when one
+/// answers there, else a private cluster that this test binary starts once from the
+/// installed server binaries and stops when it exits (see `pg_cluster`). The machine's
+/// server is also passed over when it answers but refuses the tests (a stock install wants
+/// a password); a server named by FLAMETREE_TEST_POSTGRES_URL is not. Panics with one line
+/// when none can be had.
+pub fn postgres_admin_url() -> String {
+    static RESOLVED: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    RESOLVED
+        .get_or_init(resolve_postgres)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn resolve_postgres() -> Result<String, String> {
+    let url = configured_postgres_url();
+    let chosen = std::env::var_os("FLAMETREE_TEST_POSTGRES_URL").is_some();
+    let why = match probe_postgres(&url) {
+        Ok(()) => return Ok(url),
+        Err(Ok(why)) => why,
+        Err(Err(e)) if chosen => {
+            return Err(format!(
+                "PostgreSQL at {url} (FLAMETREE_TEST_POSTGRES_URL) answered but the tests \
+                 cannot use it: {e}"
+            ));
+        }
+        Err(Err(e)) => format!("it refused the tests: {e}"),
+    };
+    let cluster = pg_cluster::shared()
+        .map_err(|e| format!("no usable PostgreSQL at {url} ({why}), and {e}"))?;
+    eprintln!(
+        "note: no usable PostgreSQL at {url} ({why}): the tests use a private {} cluster at {}",
+        cluster.version,
+        cluster.admin_url()
+    );
+    Ok(cluster.admin_url())
+}
+
+/// A connection error meaning no server is there (as opposed to one that refused us).
+fn nobody_there(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | NotFound | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+    )
+}
+
+/// Ok when a server at `url` accepts a connection; Err(Ok(why)) when nothing answers there,
+/// Err(Err(error)) when a server answered but refused.
+fn probe_postgres(url: &str) -> Result<(), Result<String, String>> {
+    let url = url.to_string();
+    // Called from inside tests' runtimes: probe on a thread and runtime of its own.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let limit = std::time::Duration::from_secs(10);
+            match tokio::time::timeout(limit, sqlx::PgConnection::connect(&url)).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Ok(())
+                }
+                Ok(Err(sqlx::Error::Io(e))) if nobody_there(&e) => Err(Ok(e.to_string())),
+                Ok(Err(e)) => Err(Err(e.to_string())),
+                Err(_) => Err(Ok(format!("no answer in {} s", limit.as_secs()))),
+            }
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 /// A database created for one test and dropped when it ends.
@@ -34,6 +110,14 @@ impl PgDb {
             url: format!("{base}/{name}"),
             name,
         }
+    }
+}
+
+impl PgDb {
+    /// The server's "host:port", for a test that relays or cuts the connection.
+    pub fn addr(&self) -> String {
+        let url = url::Url::parse(&self.url).unwrap();
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
     }
 }
 
