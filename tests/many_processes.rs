@@ -657,3 +657,69 @@ async fn fifty_bots_two_serves_and_a_console_each_message_answered_once_by_one_p
 }
 
 on_both!(fifty_bots_two_serves_and_a_console_each_message_answered_once_by_one_poller);
+
+/// A private cluster of this test's own, restarted while messages keep coming: `serve`
+/// and a console recover by themselves, and every message is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_traffic_is_survived_without_an_operator() {
+    use sqlx::Connection as _;
+    let cluster = common::pg_cluster::PgCluster::start(Default::default()).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&cluster.admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE DATABASE flametree")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop(admin);
+    let url = format!("postgres://postgres@127.0.0.1:{}/flametree", cluster.port);
+    let env = common::channels_env_at(tempfile::tempdir().unwrap(), url, None).await;
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN, "alpha_bot");
+    add_bot(&env, &sandbox.url()).await;
+    start(&env).await;
+    let mut serve = serve(&env, "a");
+    wait_for(&env, "RUNNING", 20, |c| c.status == Status::Running).await;
+    for i in 0..5 {
+        sandbox.inject_message(TOKEN, 5, "Ann", &format!("before {i}"));
+    }
+    sandbox.wait_sent(TOKEN, 5, Duration::from_secs(10)).await;
+
+    // A 17 s outage: longer than the lease, the case that once stopped a bot for good.
+    let restart = {
+        let cluster = &cluster;
+        let sandbox = &sandbox;
+        async move {
+            let down =
+                tokio::task::block_in_place(|| cluster.restart_after(Duration::from_secs(17)));
+            down.unwrap();
+            let _ = sandbox;
+        }
+    };
+    let traffic = async {
+        for i in 0..10 {
+            sandbox.inject_message(TOKEN, 5, "Ann", &format!("during {i}"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::join!(restart, traffic);
+    for i in 0..5 {
+        sandbox.inject_message(TOKEN, 5, "Ann", &format!("after {i}"));
+    }
+    let sent = sandbox.wait_sent(TOKEN, 20, Duration::from_secs(60)).await;
+    let mut texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    texts.sort();
+    let total = texts.len();
+    texts.dedup();
+    assert_eq!(total, 20, "every message answered: {texts:?}");
+    assert_eq!(texts.len(), 20, "none twice");
+    let c = env.channels.find("Alpha").await.unwrap();
+    assert_eq!(
+        c.desired,
+        DesiredState::Running,
+        "nobody had to press Start"
+    );
+    wait_for(&env, "RUNNING again", 20, |c| c.status == Status::Running).await;
+    signal(&serve, "-TERM");
+    let _ = serve.wait();
+}

@@ -70,7 +70,10 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
     if processes.is_empty() {
         println!("Processes:      none alive (no console or `flametree serve` runs channels)");
     } else {
-        println!("Processes:      {} alive on this database:", processes.len());
+        println!(
+            "Processes:      {} alive on this database:",
+            processes.len()
+        );
         for p in &processes {
             println!(
                 "  - {} on {} (pid {}), tenant {}, since {}{}",
@@ -79,7 +82,11 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
                 p.pid,
                 p.tenant,
                 format_millis(p.started_at),
-                if p.runs_channels { ", runs channels" } else { "" }
+                if p.runs_channels {
+                    ", runs channels"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -332,7 +332,11 @@ async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
     sql.push_str(") AS v WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = v.column1)");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for l in lines {
-        q = q.bind(l.connection_id).bind(l.at).bind(&l.level).bind(&l.message);
+        q = q
+            .bind(l.connection_id)
+            .bind(l.at)
+            .bind(&l.level)
+            .bind(&l.message);
     }
     q.execute(&mut **tx).await.map_err(classify)?;
     Ok(())

@@ -291,9 +291,6 @@ pub async fn channels_env() -> ChannelsEnv {
 }
 
 pub async fn channels_env_on(be: Be) -> ChannelsEnv {
-    use flametree::permission::{Operator, Role};
-    use flametree::secrets::{KeySource, MasterKey};
-    flametree::runtime::logs::install_layer();
     let dir = tempfile::tempdir().unwrap();
     let pg = match be {
         Be::Sqlite => None,
@@ -303,6 +300,14 @@ pub async fn channels_env_on(be: Be) -> ChannelsEnv {
         Some(db) => db.url.clone(),
         None => format!("sqlite://{}/flametree.db", dir.path().display()),
     };
+    channels_env_at(dir, url, pg).await
+}
+
+/// The same on a database the test made itself (e.g. on a private cluster).
+pub async fn channels_env_at(dir: tempfile::TempDir, url: String, pg: Option<PgDb>) -> ChannelsEnv {
+    use flametree::permission::{Operator, Role};
+    use flametree::secrets::{KeySource, MasterKey};
+    flametree::runtime::logs::install_layer();
     let store = flametree::store::open(&url, 5, 4).await.unwrap();
     let tenant = store.tenant("default").await.unwrap();
     let op = Operator {

@@ -32,6 +32,8 @@ pub struct PgCluster {
     /// e.g. "PostgreSQL 15", from the bin dir.
     pub version: String,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
+    /// The server settings it was started with (`pg_ctl -o`), to start it again.
+    settings: Mutex<String>,
 }
 
 impl PgCluster {
@@ -59,6 +61,7 @@ impl PgCluster {
             dir,
             port: 0,
             version,
+            settings: Mutex::default(),
         };
         match cluster.init_and_start(&bindir, &runner, &options) {
             Ok(port) => {
@@ -126,6 +129,8 @@ impl PgCluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port()?;
+            let line = format!("-c port={port} {}", settings.join(" "));
+            *self.settings.lock().unwrap() = line.clone();
             let out = runner
                 .command(&bindir.join("pg_ctl"))
                 .arg("-D")
@@ -133,7 +138,7 @@ impl PgCluster {
                 .arg("-l")
                 .arg(&log)
                 .args(["-w", "-t", "60", "-o"])
-                .arg(format!("-c port={port} {}", settings.join(" ")))
+                .arg(line)
                 .arg("start")
                 .stdin(Stdio::null())
                 .output()
@@ -165,6 +170,35 @@ impl PgCluster {
         {
             let _ = writeln!(stdin, "{state}");
         }
+    }
+
+    /// Stops the server (fast: clients are disconnected), waits `down`, and starts it
+    /// again on the same port with the same data: a database restart as operators see it.
+    pub fn restart_after(&self, down: std::time::Duration) -> Result<(), String> {
+        let bindir = find_bindir()?;
+        let runner = Runner::for_this_process()?;
+        let data = self.dir.join("data");
+        let ctl = |args: &[&str]| -> Result<(), String> {
+            let out = runner
+                .command(&bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(self.dir.join("postgres.log"))
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(one_line(&String::from_utf8_lossy(&out.stderr)))
+            }
+        };
+        ctl(&["-w", "-m", "fast", "stop"])?;
+        std::thread::sleep(down);
+        let settings = self.settings.lock().unwrap().clone();
+        ctl(&["-w", "-t", "60", "-o", &settings, "start"])
     }
 
     /// Stops the server at once and removes its files; waits until both are done.
