@@ -451,13 +451,24 @@ async fn a_paused_owner_stops_instead_of_polling_alongside_the_new_one(be: Be) {
     let sent = sandbox.wait_sent(TOKEN, 4, Duration::from_secs(20)).await;
     assert_eq!(sent.len(), 4, "each answered once");
     let c = env.channels.find("Alpha").await.unwrap();
-    let lines = env.channels.store().recent_logs(c.id, 500).await.unwrap();
-    let log: String = lines.iter().map(|l| format!("{}\n", l.message)).collect();
-    assert!(
-        log.contains("lost the lease") || log.contains("another process took this connection over"),
-        "the paused owner says why it stopped:\n{log}\n{}",
-        std::fs::read_to_string(&a_log).unwrap_or_default()
-    );
+    let store = env.channels.store().clone();
+    let said = async || {
+        let lines = store.recent_logs(c.id, 500).await.unwrap();
+        lines.iter().any(|l| {
+            l.message.contains("lost the lease")
+                || l.message
+                    .contains("another process took this connection over")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !said().await {
+        assert!(
+            Instant::now() < deadline,
+            "the paused owner never said why it stopped:\n{}",
+            std::fs::read_to_string(&a_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(owner_pid(&env).await, Some(b.id()));
     let c = env.channels.find("Alpha").await.unwrap();
     assert_eq!(c.status, Status::Running);
