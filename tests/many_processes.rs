@@ -19,16 +19,7 @@ type Env = common::ChannelsEnv;
 async fn add_bot(env: &Env, api: &str) -> Connection {
     let draft = common::telegram_draft("Alpha", TOKEN, api);
     let c = env.channels.add(&draft).await.unwrap().connection;
-    let rules = flametree::agents::Rules {
-        greeting: String::new(),
-        rules: Vec::new(),
-        fallback: "You said: {text}".into(),
-    };
-    let edit = flametree::agents::service::AgentEdit {
-        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
-        ..Default::default()
-    };
-    let echo = env.channels.create_agent("Echo", edit).await.unwrap();
+    let echo = common::runtime::echo_agent(env).await;
     env.channels
         .attach_connection(&echo, &c, true)
         .await
@@ -347,32 +338,11 @@ async fn a_running_connection_nobody_runs_says_so(be: Be) {
     );
 }
 
-/// `flametree serve` on the test's database; its diagnostics go to a file.
 fn serve(env: &Env, name: &str) -> Child {
-    let dir = env.dir.path();
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_flametree"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("FLAMETREE_GENERAL_DATA_DIR", dir)
-        .env("FLAMETREE_DATABASE_URL", &env.url)
-        .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0")
-        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
-        .env("FLAMETREE_ACCESS_OPERATOR", "tester")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    common::runtime::serve(env, name, false)
 }
 
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-}
+use common::runtime::signal;
 
 async fn owner_pid(env: &Env) -> Option<u32> {
     let leases = env
@@ -505,16 +475,10 @@ async fn a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant(be: Be) {
         .channels
         .for_tenant(env.channels.store().tenant("emea").await.unwrap());
     let beta = beta_env.add(&draft).await.unwrap().connection;
-    let rules = flametree::agents::Rules {
-        greeting: String::new(),
-        rules: Vec::new(),
-        fallback: "Hej: {text}".into(),
-    };
-    let edit = flametree::agents::service::AgentEdit {
-        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
-        ..Default::default()
-    };
-    let agent = beta_env.create_agent("Nordic", edit).await.unwrap();
+    let agent = beta_env
+        .create_agent("Nordic", common::runtime::echo_edit("Hej: "))
+        .await
+        .unwrap();
     beta_env
         .attach_connection(&agent, &beta, true)
         .await
@@ -574,16 +538,7 @@ on_both!(a_mistyped_tenant_is_an_error_and_serve_can_run_every_tenant);
 async fn fifty_bots_two_serves_and_a_console_each_message_answered_once_by_one_poller(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     let env = common::channels_env_on(be).await;
-    let rules = flametree::agents::Rules {
-        greeting: String::new(),
-        rules: Vec::new(),
-        fallback: "You said: {text}".into(),
-    };
-    let edit = flametree::agents::service::AgentEdit {
-        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
-        ..Default::default()
-    };
-    let echo = env.channels.create_agent("Echo", edit).await.unwrap();
+    let echo = common::runtime::echo_agent(&env).await;
     let tokens: Vec<String> = (0..50)
         .map(|i| {
             format!(

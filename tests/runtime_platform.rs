@@ -71,20 +71,9 @@ impl Host {
     }
 }
 
+/// The echo agent, started.
 async fn echo_agent(env: &Env) -> flametree::model::Agent {
-    if let Ok(a) = env.channels.find_agent("Echo").await {
-        return a;
-    }
-    let rules = flametree::agents::Rules {
-        greeting: String::new(),
-        rules: Vec::new(),
-        fallback: "You said: {text}".into(),
-    };
-    let edit = flametree::agents::service::AgentEdit {
-        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
-        ..Default::default()
-    };
-    let a = env.channels.create_agent("Echo", edit).await.unwrap();
+    let a = common::runtime::echo_agent(env).await;
     env.channels.run_agent(&a, true).await.unwrap()
 }
 
@@ -153,23 +142,6 @@ async fn wait_for(
 
 async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
     wait_for(env, name, status.as_str(), |c| c.status == status).await
-}
-
-/// The stored log once it holds `until`, or as it is after 10 s.
-async fn log_text(env: &Env, name: &str, until: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = env.channels.find(name).await.unwrap();
-        let lines = env.channels.store().recent_logs(c.id, 1000).await.unwrap();
-        let text: String = lines
-            .iter()
-            .map(|l| format!("{} {}\n", l.level, l.message))
-            .collect();
-        if text.contains(until) || Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn update(update_id: i64, chat: i64, message_id: i64, text: &str) -> serde_json::Value {
@@ -250,7 +222,7 @@ async fn webhook_mode_registers_answers_through_the_ingress_and_removes_the_webh
     set(&env, "Alpha", DesiredState::Stopped).await;
     wait_status(&env, "Alpha", Status::Stopped).await;
     assert_eq!(sandbox.webhook_url(TOKEN_A), "", "deleteWebhook on Stop");
-    let logs = log_text(&env, "Alpha", "webhook removed").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "webhook removed").await;
     assert!(
         logs.contains("webhook set: Telegram delivers updates to"),
         "{logs}"
@@ -326,7 +298,7 @@ async fn the_ingress_refuses_bad_secrets_unknown_urls_and_oversized_bodies(be: B
     let garbage = b"{not json".to_vec();
     assert_eq!(post(&url, Some(&secret), garbage).await.status(), 400);
 
-    let logs = log_text(&env, "Alpha", "larger than 2048 bytes").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "larger than 2048 bytes").await;
     assert!(
         logs.contains("WARN webhook refused (401): a webhook delivery with a wrong"),
         "{logs}"
@@ -647,7 +619,7 @@ async fn deleting_a_running_connection_stops_it_and_spares_the_others(be: Be) {
     let polls = sandbox.calls(TOKEN_B, "getupdates");
     sandbox.inject_message(TOKEN_A, 5, "Ann", "still there?");
     sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
-    let logs = log_text(&env, "Alpha", "replied to 5").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "replied to 5").await;
     assert!(
         logs.contains("replied to 5"),
         "the others' log lines are kept:\n{logs}"
@@ -735,7 +707,7 @@ async fn update_ids_going_back_are_followed_without_answering_twice(be: Be) {
     sandbox.inject_message(TOKEN_A, 9, "Ann", "and the next");
     let sent = sandbox.wait_sent(TOKEN_A, 5, Duration::from_secs(10)).await;
     assert_eq!(sent.len(), 5, "each answered once");
-    let logs = log_text(&env, "Alpha", "update ids went back").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "update ids went back").await;
     assert!(logs.contains("update ids went back"), "{logs}");
     host.shutdown().await;
 }

@@ -5,7 +5,6 @@ mod common;
 use flametree::model::{Connection, DesiredState, Status};
 use flametree::runtime::Runtime;
 use flametree::sandbox::telegram::{Faults, TelegramSandbox};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Be, KEY_B64};
@@ -21,30 +20,13 @@ async fn env(be: Be) -> Env {
 async fn add_bot(env: &Env, name: &str, token: &str, api: &str) -> Connection {
     let draft = common::telegram_draft(name, token, api);
     let c = env.channels.add(&draft).await.unwrap().connection;
-    let echo = echo_agent(env).await;
+    let echo = common::runtime::echo_agent(env).await;
     env.channels
         .attach_connection(&echo, &c, true)
         .await
         .unwrap();
     env.channels.run_agent(&echo, true).await.unwrap();
     c
-}
-
-/// An agent whose rules say back what they were told.
-async fn echo_agent(env: &Env) -> flametree::model::Agent {
-    if let Ok(a) = env.channels.find_agent("Echo").await {
-        return a;
-    }
-    let rules = flametree::agents::Rules {
-        greeting: String::new(),
-        rules: Vec::new(),
-        fallback: "You said: {text}".into(),
-    };
-    let edit = flametree::agents::service::AgentEdit {
-        responder: Some(flametree::agents::ResponderConfig::Rules(rules)),
-        ..Default::default()
-    };
-    env.channels.create_agent("Echo", edit).await.unwrap()
 }
 
 /// The sandbox with bot "alpha_bot", and connection "Alpha" RUNNING under a runtime.
@@ -82,24 +64,6 @@ async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
     }
 }
 
-/// The connection's stored log once it holds `until` (log lines reach the store in
-/// batches), or as it is after 10 s.
-async fn log_text(env: &Env, name: &str, until: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = env.channels.find(name).await.unwrap();
-        let lines = env.channels.store().recent_logs(c.id, 1000).await.unwrap();
-        let text: String = lines
-            .iter()
-            .map(|l| format!("{} {}\n", l.level, l.message))
-            .collect();
-        if text.contains(until) || Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
     let (sandbox, env, runtime) = alpha_running(be).await;
     let running = env.channels.find("Alpha").await.unwrap();
@@ -116,7 +80,7 @@ async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
     assert_eq!(sent[0].chat_id, 42);
     assert_eq!(sent[0].text, "You said: hello there");
 
-    let logs = log_text(&env, "Alpha", "replied to 42").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "replied to 42").await;
     assert!(logs.contains("connected as @alpha_bot"), "{logs}");
     assert!(logs.contains("replied to 42"), "{logs}");
     assert!(logs.contains("Start requested by tester"), "{logs}");
@@ -133,7 +97,7 @@ async fn start_runs_the_bot_and_answers_a_customer(be: Be) {
         DesiredState::Running,
         "a shutdown keeps the operator's wish"
     );
-    let logs = log_text(&env, "Alpha", "INFO stopped").await;
+    let logs = common::runtime::log_text(&env, "Alpha", "INFO stopped").await;
     assert!(
         logs.contains("stopping: flametree is shutting down") && logs.contains("stopped"),
         "{logs}"
@@ -156,7 +120,8 @@ async fn a_wrong_token_goes_to_error_with_a_message_to_act_on(be: Be) {
         DesiredState::Stopped,
         "not retried in a loop"
     );
-    let logs = log_text(&env, "Wrong", "ERROR Telegram rejected the bot token").await;
+    let logs =
+        common::runtime::log_text(&env, "Wrong", "ERROR Telegram rejected the bot token").await;
     assert!(
         logs.contains("ERROR Telegram rejected the bot token"),
         "{logs}"
@@ -226,7 +191,7 @@ async fn transient_faults_are_retried_without_going_to_error(be: Be) {
     assert_eq!(sent.len(), 1, "answered once the rate limit passed");
     let c = env.channels.find("Alpha").await.unwrap();
     assert_eq!(c.status, Status::Running, "{}", c.status_message);
-    let logs = log_text(
+    let logs = common::runtime::log_text(
         &env,
         "Alpha",
         "Telegram asked to slow down (429, retry after 1 s)",
@@ -264,50 +229,13 @@ async fn another_program_polling_the_bot_is_named(be: Be) {
     runtime.shutdown().await;
 }
 
-/// `flametree serve` as a child process on the test's database. Its trace output goes
-/// to a file: an unread pipe would fill up and stall the process.
-fn serve(env: &Env) -> Child {
-    let dir = env.dir.path();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("serve.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_flametree"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("FLAMETREE_GENERAL_DATA_DIR", dir)
-        .env("FLAMETREE_DATABASE_URL", &env.url)
-        .env("FLAMETREE_HTTP_LISTEN", "127.0.0.1:0")
-        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
-        .env("FLAMETREE_ACCESS_OPERATOR", "tester")
-        .env("FLAMETREE_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn serve_output(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-}
-
-fn sigterm(child: &Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
 async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
     let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
     set(&env, "Alpha", DesiredState::Running).await;
-    let mut first = serve(&env);
+    let mut first = common::runtime::serve(&env, "serve", true);
     wait_status(&env, "Alpha", Status::Running).await;
 
     // Ten messages arrive as one batch; each reply is slow, so the kill lands mid-batch.
@@ -328,14 +256,14 @@ async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing(be: Be) {
     assert!(before < 10, "the kill landed mid-batch ({before} answered)");
 
     sandbox.set_faults(TOKEN_A, Faults::default());
-    let second = serve(&env);
+    let second = common::runtime::serve(&env, "serve", true);
     // The lease of the killed process runs out before the new one may take over.
     sandbox
         .wait_sent(TOKEN_A, 10, Duration::from_secs(40))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = sandbox.sent(TOKEN_A);
-    sigterm(&second);
+    common::runtime::signal(&second, "-TERM");
     let out = second.wait_with_output().unwrap();
     let mut texts: Vec<String> = sent.iter().map(|m| m.text.clone()).collect();
     texts.sort();
@@ -349,7 +277,7 @@ async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing(be: Be) {
         "every message answered exactly once across the kill"
     );
     assert!(out.status.success(), "serve stops cleanly on SIGTERM");
-    let stderr = serve_output(env.dir.path());
+    let stderr = common::runtime::serve_output(&env, "serve");
     assert!(
         !stderr.contains("AAEruntime"),
         "no token in serve's trace output"
@@ -366,7 +294,7 @@ async fn serve_picks_up_start_and_stop_from_the_cli(be: Be) {
     sandbox.add_bot(TOKEN_A, "alpha_bot");
     let env = env(be).await;
     add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
-    let child = serve(&env);
+    let child = common::runtime::serve(&env, "serve", true);
     let cli = common::Cli::new(env.dir.path())
         .with_database(&env.url)
         .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
@@ -391,7 +319,7 @@ async fn serve_picks_up_start_and_stop_from_the_cli(be: Be) {
         logs.contains("Stop requested by tester") && logs.contains("INFO  stopped"),
         "{logs}"
     );
-    sigterm(&child);
+    common::runtime::signal(&child, "-TERM");
     assert!(child.wait_with_output().unwrap().status.success());
 }
 
@@ -460,7 +388,9 @@ async fn a_webhook_left_on_the_bot_is_removed_before_polling(be: Be) {
     );
     assert_eq!(sandbox.webhook_url(TOKEN_A), "");
     assert_eq!(sandbox.calls(TOKEN_A, "deletewebhook"), 1);
-    let logs = log_text(&env, "Alpha", "a webhook was set for this bot; removing it").await;
+    let logs =
+        common::runtime::log_text(&env, "Alpha", "a webhook was set for this bot; removing it")
+            .await;
     assert!(
         logs.contains("a webhook was set for this bot; removing it"),
         "{logs}"

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod pg_cluster;
+pub mod runtime;
 
 /// The test URL: FLAMETREE_TEST_POSTGRES_URL, else the machine's PostgreSQL.
 pub fn configured_postgres_url() -> String {
