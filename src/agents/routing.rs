@@ -5,11 +5,12 @@ use super::responder::ResponderConfig;
 use crate::channels::Channels;
 use crate::model::{Agent, AgentChannel, Status};
 use crate::store::{Store, StoreResult};
-use tracing::{info, warn};
+use tracing::warn;
 
 /// How many turns of a customer's conversation are kept per agent and connection.
 const KEEP_TURNS: u32 = 40;
 
+#[derive(Clone)]
 pub enum Route {
     Agent(Agent),
     Nobody(String),
@@ -66,8 +67,29 @@ pub fn diagnosis(list: &[(Agent, AgentChannel)]) -> String {
     format!("answered by agent '{}'", a.name)
 }
 
+/// A connection's route, remembered for a second: a burst of messages costs one
+/// lookup, and a change of agent applies within a second.
+#[derive(Default)]
+pub struct RouteCache(std::sync::Mutex<Option<(std::time::Instant, Route)>>);
+
+const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl RouteCache {
+    async fn route(&self, store: &dyn Store, connection_id: i64) -> StoreResult<Route> {
+        if let Some((at, route)) = self.0.lock().expect("route cache lock").as_ref()
+            && at.elapsed() < ROUTE_TTL
+        {
+            return Ok(route.clone());
+        }
+        let route = inbound_route(store, connection_id).await?;
+        *self.0.lock().expect("route cache lock") = Some((std::time::Instant::now(), route.clone()));
+        Ok(route)
+    }
+}
+
 /// What answering needs of the runtime.
 pub struct AnswerEnv<'a> {
+    pub routes: &'a RouteCache,
     pub channels: &'a Channels,
     pub http: &'a reqwest::Client,
     pub connection_id: i64,
@@ -75,12 +97,13 @@ pub struct AnswerEnv<'a> {
     pub protect: &'a (dyn Fn(&str) + Send + Sync),
 }
 
-/// The reply to one inbound message, or `None` when nobody may answer it (then the
-/// message is kept as unanswered and the connection's log says why).
-pub async fn answer(ctx: &AnswerEnv<'_>, customer: &str, text: &str) -> Option<String> {
+/// The reply to one inbound message and the agent that gave it, or `None` when nobody
+/// may answer it (then the message is kept as unanswered and the connection's log says
+/// why).
+pub async fn answer(ctx: &AnswerEnv<'_>, customer: &str, text: &str) -> Option<(String, String)> {
     let store = ctx.channels.store();
     let id = ctx.connection_id;
-    let agent = match inbound_route(store.as_ref(), id).await {
+    let agent = match ctx.routes.route(store.as_ref(), id).await {
         Ok(Route::Agent(a)) => a,
         Ok(Route::Nobody(reason)) => {
             warn!("message from {customer} not answered: {reason}");
@@ -164,8 +187,7 @@ pub async fn answer(ctx: &AnswerEnv<'_>, customer: &str, text: &str) -> Option<S
             }
         }
     };
-    info!("agent '{}' answers {customer}", agent.name);
-    Some(reply)
+    Some((reply, agent.name))
 }
 
 #[cfg(test)]

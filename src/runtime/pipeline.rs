@@ -115,6 +115,7 @@ pub struct ConnInbox {
     identity: Mutex<String>,
     /// The lease this process was granted; every ledger write carries it.
     fence: Option<Fence>,
+    routes: crate::agents::routing::RouteCache,
 }
 
 impl ConnInbox {
@@ -137,6 +138,7 @@ impl ConnInbox {
             in_flight: Arc::default(),
             identity: Mutex::default(),
             fence,
+            routes: Default::default(),
         };
         (Arc::new(inbox), rx)
     }
@@ -387,13 +389,14 @@ async fn answer_one(
         }
     };
     let env = AnswerEnv {
+        routes: &inbox.routes,
         channels: &pipe.channels,
         http: &pipe.http,
         connection_id: id,
         protect: &protect,
     };
     let customer_key = format!("{type_key}:{}", e.customer);
-    let Some(reply) = crate::agents::answer(&env, &customer_key, &e.text).await else {
+    let Some((reply, agent)) = crate::agents::answer(&env, &customer_key, &e.text).await else {
         let mark = WriteOp::Mark {
             connection_id: id,
             key: e.key.clone(),
@@ -439,7 +442,7 @@ async fn answer_one(
     };
     match send(pipe, id, connector, &out, stop).await {
         Ok(sent) => {
-            info!("replied to {who} (message {sent})");
+            info!("agent '{agent}' replied to {who} (message {sent})");
             pipe.writer.submit(WriteOp::Mark {
                 connection_id: id,
                 key: e.key.clone(),
