@@ -82,7 +82,8 @@ impl RouteCache {
             return Ok(route.clone());
         }
         let route = inbound_route(store, connection_id).await?;
-        *self.0.lock().expect("route cache lock") = Some((std::time::Instant::now(), route.clone()));
+        *self.0.lock().expect("route cache lock") =
+            Some((std::time::Instant::now(), route.clone()));
         Ok(route)
     }
 }

@@ -44,10 +44,82 @@ impl SqlStore {
         log_keep: u32,
     ) -> StoreResult<Vec<WriteResult>> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
+        let backend = self.backend();
+        let leases = fences_held(&mut tx, backend, ops).await?;
         let mut results = Vec::with_capacity(ops.len());
         let mut lines: Vec<&LogLine> = Vec::new();
-        for op in ops {
-            results.push(apply(&mut tx, self.backend(), op, &mut lines, log_keep).await?);
+        // Claims, marks and outbound records are applied many per statement, after the
+        // loop; their results are filled in then.
+        let mut claims: Vec<(usize, i64, &str)> = Vec::new();
+        let mut marks: Vec<(LedgerState, i64, &str)> = Vec::new();
+        let mut outbound: Vec<&WriteOp> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let fenced = |id: i64, f: &Option<Fence>| {
+                f.as_ref()
+                    .is_some_and(|f| leases.get(&id) != Some(&(f.owner.clone(), f.generation)))
+            };
+            match op {
+                WriteOp::Receive {
+                    connection_id,
+                    fence,
+                    ..
+                } if fenced(*connection_id, fence) => {
+                    results.push(WriteResult::Fenced);
+                }
+                WriteOp::Claim {
+                    connection_id,
+                    fence,
+                    ..
+                } if fenced(*connection_id, fence) => {
+                    results.push(WriteResult::Fenced);
+                }
+                WriteOp::Claim {
+                    connection_id, key, ..
+                } => {
+                    claims.push((i, *connection_id, key.as_str()));
+                    results.push(WriteResult::Claimed(false));
+                }
+                WriteOp::Mark {
+                    connection_id,
+                    key,
+                    state,
+                } => {
+                    marks.push((*state, *connection_id, key.as_str()));
+                    results.push(WriteResult::Done);
+                }
+                WriteOp::Outbound { .. } => {
+                    outbound.push(op);
+                    results.push(WriteResult::Done);
+                }
+                _ => results.push(apply(&mut tx, op, &mut lines, log_keep).await?),
+            }
+        }
+        for chunk in claims.chunks(PAIRS_PER_STATEMENT) {
+            let pairs: Vec<(i64, &str)> = chunk.iter().map(|(_, c, k)| (*c, *k)).collect();
+            let claimed = claim_many(&mut tx, &pairs).await?;
+            for (i, c, k) in chunk {
+                if claimed.contains(&(*c, k.to_string())) {
+                    results[*i] = WriteResult::Claimed(true);
+                }
+            }
+        }
+        for state in [
+            LedgerState::Answered,
+            LedgerState::Ignored,
+            LedgerState::Sending,
+            LedgerState::Received,
+        ] {
+            let pairs: Vec<(i64, &str)> = marks
+                .iter()
+                .filter(|(s, _, _)| *s == state)
+                .map(|(_, c, k)| (*c, *k))
+                .collect();
+            for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+                mark_many(&mut tx, state, chunk).await?;
+            }
+        }
+        for chunk in outbound.chunks(PAIRS_PER_STATEMENT) {
+            insert_outbound(&mut tx, chunk).await?;
         }
         for chunk in lines.chunks(LOG_ROWS_PER_INSERT) {
             insert_logs(&mut tx, chunk).await?;
@@ -144,32 +216,165 @@ impl SqlStore {
     }
 }
 
-/// Whether the fence's lease is still the writer's: same owner, same generation, not
-/// expired on the database's clock.
-async fn holds(
+/// The unexpired leases (owner, generation) of the connections the batch's fenced ops
+/// write for, read once for the whole batch.
+async fn fences_held(
     tx: &mut Tx<'_>,
     backend: super::Backend,
-    connection_id: i64,
-    fence: Option<&Fence>,
-) -> StoreResult<bool> {
-    let Some(f) = fence else { return Ok(true) };
-    let found: Option<i64> = sqlx::query_scalar(super::leases_sql::with_now(
-        backend,
-        "SELECT 1 FROM connection_leases WHERE connection_id = $1 AND owner = $2 \
-         AND generation = $3 AND expires_at >= {now}",
-    ))
-    .bind(connection_id)
-    .bind(&f.owner)
-    .bind(f.generation)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(classify)?;
-    Ok(found.is_some())
+    ops: &[WriteOp],
+) -> StoreResult<std::collections::HashMap<i64, (String, i64)>> {
+    let mut ids: Vec<i64> = ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Receive {
+                connection_id,
+                fence: Some(_),
+                ..
+            }
+            | WriteOp::Claim {
+                connection_id,
+                fence: Some(_),
+                ..
+            } => Some(*connection_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut held = std::collections::HashMap::new();
+    for chunk in ids.chunks(PAIRS_PER_STATEMENT) {
+        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = super::leases_sql::with_now(
+            backend,
+            &format!(
+                "SELECT connection_id, owner, generation FROM connection_leases \
+                 WHERE expires_at >= {{now}} AND connection_id IN ({})",
+                list.join(", ")
+            ),
+        );
+        let mut q = sqlx::query(sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut **tx).await.map_err(classify)? {
+            held.insert(
+                r.try_get::<i64, _>("connection_id").map_err(classify)?,
+                (
+                    r.try_get::<String, _>("owner").map_err(classify)?,
+                    r.try_get::<i64, _>("generation").map_err(classify)?,
+                ),
+            );
+        }
+    }
+    Ok(held)
+}
+
+/// Pairs (connection, key) per statement: two parameters each.
+const PAIRS_PER_STATEMENT: usize = 200;
+
+/// `(connection_id = $a AND provider_id = $b) OR …`, numbering from `first`.
+fn pairs_condition(n: usize, first: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "(connection_id = ${} AND provider_id = ${})",
+                first + 2 * i,
+                first + 2 * i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// received → sending for each pair still received; returns the ones claimed.
+async fn claim_many(
+    tx: &mut Tx<'_>,
+    pairs: &[(i64, &str)],
+) -> StoreResult<std::collections::HashSet<(i64, String)>> {
+    let sql = format!(
+        "UPDATE inbound_ledger SET state = 'sending', updated_at = $1 \
+         WHERE state = 'received' AND ({}) RETURNING connection_id, provider_id",
+        pairs_condition(pairs.len(), 2)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_millis());
+    for (c, k) in pairs {
+        q = q.bind(c).bind(*k);
+    }
+    let rows = q.fetch_all(&mut **tx).await.map_err(classify)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>("connection_id").map_err(classify)?,
+                r.try_get::<String, _>("provider_id").map_err(classify)?,
+            ))
+        })
+        .collect()
+}
+
+async fn mark_many(tx: &mut Tx<'_>, state: LedgerState, pairs: &[(i64, &str)]) -> StoreResult<()> {
+    let sql = format!(
+        "UPDATE inbound_ledger SET state = $1, updated_at = $2 WHERE {}",
+        pairs_condition(pairs.len(), 3)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.as_str())
+        .bind(now_millis());
+    for (c, k) in pairs {
+        q = q.bind(c).bind(*k);
+    }
+    q.execute(&mut **tx).await.map_err(classify)?;
+    Ok(())
+}
+
+/// Records of sent messages, many per statement; a deleted connection's are dropped.
+async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
+    let rows: Vec<String> = (0..ops.len())
+        .map(|i| {
+            let n = i * 6;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO outbound_messages (connection_id, provider_id, account, customer, \
+         in_reply_to, sent_at) SELECT column1, column2, column3, column4, column5, column6 \
+         FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = v.column1) \
+         ON CONFLICT (connection_id, provider_id) DO NOTHING",
+        rows.join(", ")
+    );
+    let now = now_millis();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for op in ops {
+        if let WriteOp::Outbound {
+            connection_id,
+            provider_id,
+            account,
+            customer,
+            in_reply_to,
+        } = op
+        {
+            q = q
+                .bind(connection_id)
+                .bind(provider_id)
+                .bind(account)
+                .bind(customer)
+                .bind(in_reply_to)
+                .bind(now);
+        }
+    }
+    q.execute(&mut **tx).await.map_err(classify)?;
+    Ok(())
 }
 
 async fn apply<'o>(
     tx: &mut Tx<'_>,
-    backend: super::Backend,
     op: &'o WriteOp,
     lines: &mut Vec<&'o LogLine>,
     log_keep: u32,
@@ -180,11 +385,8 @@ async fn apply<'o>(
             connection_id,
             entries,
             cursor,
-            fence,
+            fence: _,
         } => {
-            if !holds(tx, backend, *connection_id, fence.as_ref()).await? {
-                return Ok(WriteResult::Fenced);
-            }
             let mut states = Vec::with_capacity(entries.len());
             for e in entries {
                 let inserted = sqlx::query(
@@ -232,67 +434,8 @@ async fn apply<'o>(
             }
             Ok(WriteResult::Received(states))
         }
-        WriteOp::Claim {
-            connection_id,
-            key,
-            fence,
-        } => {
-            if !holds(tx, backend, *connection_id, fence.as_ref()).await? {
-                return Ok(WriteResult::Fenced);
-            }
-            let done = sqlx::query(
-                "UPDATE inbound_ledger SET state = 'sending', updated_at = $1 \
-                 WHERE connection_id = $2 AND provider_id = $3 AND state = 'received'",
-            )
-            .bind(now)
-            .bind(connection_id)
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(classify)?;
-            Ok(WriteResult::Claimed(done.rows_affected() == 1))
-        }
-        WriteOp::Mark {
-            connection_id,
-            key,
-            state,
-        } => {
-            sqlx::query(
-                "UPDATE inbound_ledger SET state = $1, updated_at = $2 \
-                 WHERE connection_id = $3 AND provider_id = $4",
-            )
-            .bind(state.as_str())
-            .bind(now)
-            .bind(connection_id)
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(classify)?;
-            Ok(WriteResult::Done)
-        }
-        WriteOp::Outbound {
-            connection_id,
-            provider_id,
-            account,
-            customer,
-            in_reply_to,
-        } => {
-            // A deleted connection's late record is dropped rather than failing the batch.
-            sqlx::query(
-                "INSERT INTO outbound_messages (connection_id, provider_id, account, customer, \
-                 in_reply_to, sent_at) SELECT $1, $2, $3, $4, $5, $6 \
-                 WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1) \
-                 ON CONFLICT (connection_id, provider_id) DO NOTHING",
-            )
-            .bind(connection_id)
-            .bind(provider_id)
-            .bind(account)
-            .bind(customer)
-            .bind(in_reply_to)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .map_err(classify)?;
+        // Applied many per statement by the caller.
+        WriteOp::Claim { .. } | WriteOp::Mark { .. } | WriteOp::Outbound { .. } => {
             Ok(WriteResult::Done)
         }
         WriteOp::Logs(batch) => {
