@@ -140,10 +140,10 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) 
                 tokio::select! {
                     more = rx.recv() => match more {
                         Some(r) => {
-                            let awaited = r.reply.is_some();
                             batch.push(r);
                             drain(&mut rx, &mut batch);
-                            if awaited || batch.len() >= MAX_BATCH { break; }
+                            // Somebody waits on this batch: commit now.
+                            if batch.iter().any(|r| r.reply.is_some()) || batch.len() >= MAX_BATCH { break; }
                         }
                         None => break,
                     },

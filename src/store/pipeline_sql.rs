@@ -43,8 +43,15 @@ impl SqlStore {
         ops: &[WriteOp],
         log_keep: u32,
     ) -> StoreResult<Vec<WriteResult>> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
         let backend = self.backend();
+        // SQLite: take the write lock up front. A deferred transaction that reads the
+        // leases first is refused at once ("database is locked", no busy wait) when
+        // another connection commits before it writes.
+        let mut tx = match backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            super::Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(classify)?;
         let leases = fences_held(&mut tx, backend, ops).await?;
         let mut results = Vec::with_capacity(ops.len());
         let mut lines: Vec<&LogLine> = Vec::new();
@@ -269,8 +276,10 @@ async fn fences_held(
     Ok(held)
 }
 
-/// Pairs (connection, key) per statement: two parameters each.
-const PAIRS_PER_STATEMENT: usize = 200;
+/// Rows per statement. Small enough that a statement's parameters stay under ~16 KiB:
+/// sqlx 0.9.0 leaves Nagle on, and a larger message waits ~40 ms for PostgreSQL's
+/// delayed ACK.
+const PAIRS_PER_STATEMENT: usize = 60;
 
 /// `(connection_id = $a AND provider_id = $b) OR …`, numbering from `first`.
 fn pairs_condition(n: usize, first: usize) -> String {
@@ -452,9 +461,9 @@ async fn apply<'o>(
     }
 }
 
-/// Rows per INSERT statement: 4 parameters each, well under SQLite's and PostgreSQL's
-/// limits.
-const LOG_ROWS_PER_INSERT: usize = 250;
+/// Log rows per INSERT statement (4 parameters each): kept small for the same reason as
+/// `PAIRS_PER_STATEMENT`.
+const LOG_ROWS_PER_INSERT: usize = 60;
 
 /// Many lines in one statement; lines of a connection deleted meanwhile are dropped.
 async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
