@@ -1,0 +1,121 @@
+//! Small helpers: environment knobs, /proc readings, percentiles, formatting.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// `name` parsed, or `default` when unset or unreadable.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The sandbox token of bot `i` of a set whose bot ids start at `base`.
+pub fn token(base: u64, i: usize) -> String {
+    format!(
+        "{}:AAEbenchTokenForBotNumber{i:08}xxxxxxxxxx",
+        base + i as u64
+    )
+}
+
+/// One reading of a process's CPU time and memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStat {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_kib: u64,
+    /// Peak RSS so far.
+    pub hwm_kib: u64,
+}
+
+impl ProcStat {
+    /// Reads /proc/self/stat (CPU time) and /proc/self/status (RSS).
+    pub fn read_self() -> ProcStat {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name: state is the first, then
+        // utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+        let cpu_ticks = field(11).unwrap_or(0) + field(12).unwrap_or(0);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
+        ProcStat {
+            cpu_ticks,
+            rss_kib: kib("VmRSS:"),
+            hwm_kib: kib("VmHWM:"),
+        }
+    }
+
+    pub fn to_line(self) -> String {
+        format!("{} {} {}", self.cpu_ticks, self.rss_kib, self.hwm_kib)
+    }
+
+    pub fn parse(words: &[&str]) -> ProcStat {
+        let n = |i: usize| words.get(i).and_then(|w| w.parse().ok()).unwrap_or(0);
+        ProcStat {
+            cpu_ticks: n(0),
+            rss_kib: n(1),
+            hwm_kib: n(2),
+        }
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every common Linux).
+pub fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The `q` quantile of sorted samples (nearest rank below).
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
+}
+
+pub fn ms(d: Duration) -> String {
+    let v = d.as_secs_f64() * 1000.0;
+    if v >= 100.0 {
+        format!("{} ms", thousands(v.round() as u64))
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+pub fn mib(kib: f64) -> String {
+    format!("{:.0} MiB", kib / 1024.0)
+}
+
+/// 12345 → "12,345".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
