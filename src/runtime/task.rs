@@ -204,11 +204,12 @@ pub async fn record_stopped(pipe: &Pipeline, id: i64) {
 async fn fail(pipe: &Pipeline, id: i64, why: &str) {
     error!("{why}");
     let store = pipe.channels.store();
-    let _ = store.set_status(id, Status::Error, why).await;
-    let _ = store.set_running_version(id, None).await;
+    // The desired state first: whoever sees ERROR also sees that it is not retried.
     let note = AuditNote::new("runtime", "stop", format!("failed: {why}"));
     let _ = store
         .set_desired_state(id, DesiredState::Stopped, &note)
         .await;
+    let _ = store.set_running_version(id, None).await;
+    let _ = store.set_status(id, Status::Error, why).await;
     pipe.unregister(id);
 }
