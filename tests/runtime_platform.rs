@@ -206,7 +206,10 @@ async fn webhook_mode_registers_answers_through_the_ingress_and_removes_the_webh
     let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].text, "You said: hello by webhook");
-    let deliveries = sandbox.webhook_deliveries(TOKEN_A);
+    // The reply can go out before the sandbox has recorded the 200 it got back.
+    let deliveries = sandbox
+        .wait_webhook_deliveries(TOKEN_A, 1, Duration::from_secs(10))
+        .await;
     assert!(
         deliveries
             .iter()
