@@ -206,14 +206,7 @@ impl Runtime {
         if let Some(h) = supervisor {
             let _ = h.await;
         }
-        let ids: Vec<i64> = self
-            .inner
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .keys()
-            .copied()
-            .collect();
+        let ids = task_ids(&self.inner);
         let stops = ids
             .into_iter()
             .map(|id| stop_task(self.inner.clone(), id, "flametree is shutting down"));
@@ -411,16 +404,21 @@ async fn reclaim_dead(
     Ok(())
 }
 
-/// Renews every lease of this process in one statement; a task whose lease was not
-/// renewed (another process took over) stops without a word to the store.
-async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
-    let ours: Vec<i64> = inner
+/// The connections this process runs now.
+fn task_ids(inner: &Inner) -> Vec<i64> {
+    inner
         .tasks
         .lock()
         .expect("tasks lock")
         .keys()
         .copied()
-        .collect();
+        .collect()
+}
+
+/// Renews every lease of this process in one statement; a task whose lease was not
+/// renewed (another process took over) stops without a word to the store.
+async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+    let ours = task_ids(inner);
     if ours.is_empty() {
         return Ok(());
     }
@@ -446,13 +444,7 @@ async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
 /// Stops every task here without recording a status, and gives the leases back, so
 /// another process takes over at once.
 async fn hand_over(inner: &Arc<Inner>, why: &str) {
-    let ids: Vec<i64> = inner
-        .tasks
-        .lock()
-        .expect("tasks lock")
-        .keys()
-        .copied()
-        .collect();
+    let ids = task_ids(inner);
     for id in ids {
         inner
             .pipe
@@ -506,13 +498,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
         inner.pipe.unregister(id);
         let _ = store.release_lease(id, &inner.owner).await;
     }
-    let running: Vec<i64> = inner
-        .tasks
-        .lock()
-        .expect("tasks lock")
-        .keys()
-        .copied()
-        .collect();
+    let running = task_ids(inner);
     for id in running {
         match by_id.get(&id) {
             Some(c) if c.desired == DesiredState::Running => {}
@@ -587,19 +573,28 @@ fn detach_task(inner: &Arc<Inner>, id: i64) {
         task.quiet.store(true, Ordering::SeqCst);
         task.stop.cancel();
         inner.running.fetch_sub(1, Ordering::Relaxed);
-        let name = task.name;
-        let mut handle = task.handle;
+        let span = inner.pipe.span(id);
         inner.tracker.spawn(async move {
-            if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
-                handle.abort();
-                tracing::warn!(
-                    "'{name}' did not stop within {} s; it was aborted",
-                    STOP_GRACE.as_secs()
-                );
-            }
+            end_within_grace(task.handle, &task.name, &span).await;
         });
     }
     inner.pipe.unregister(id);
+}
+
+/// Waits for a task told to stop; aborts it (and says so in its log) after the grace
+/// period. False when it had to be aborted.
+async fn end_within_grace(mut handle: JoinHandle<()>, name: &str, span: &tracing::Span) -> bool {
+    if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_ok() {
+        return true;
+    }
+    handle.abort();
+    span.in_scope(|| {
+        tracing::warn!(
+            "'{name}' did not stop within {} s; it was aborted",
+            STOP_GRACE.as_secs()
+        )
+    });
+    false
 }
 
 /// STOPPING, ask the task to stop, wait (abort after the grace period), STOPPED.
@@ -609,7 +604,7 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
     };
     inner.running.fetch_sub(1, Ordering::Relaxed);
     let span = inner.pipe.span(id);
-    let mut handle = task.handle;
+    let handle = task.handle;
     if !handle.is_finished() {
         let _ = inner
             .channels
@@ -619,15 +614,7 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
         span.in_scope(|| tracing::info!("stopping: {why}"));
     }
     task.stop.cancel();
-    if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
-        handle.abort();
-        span.in_scope(|| {
-            tracing::warn!(
-                "'{}' did not stop within {} s; it was aborted",
-                task.name,
-                STOP_GRACE.as_secs()
-            )
-        });
+    if !end_within_grace(handle, &task.name, &span).await {
         task::record_stopped(&inner.pipe, id).await;
     }
     inner.pipe.unregister(id);
