@@ -333,6 +333,7 @@ pub async fn send(
         to: to.trim(),
         text,
         in_reply_to: None,
+        context: None,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let sent = crate::runtime::pipeline::send(&pipe, c.id, connector.as_ref(), &out, &stop)

@@ -6,6 +6,7 @@
 //! Adding a type is a module here, a line in `registry`, and a catalog entry.
 
 mod config;
+pub mod email;
 pub mod event;
 pub mod retry;
 pub mod telegram;
@@ -95,6 +96,9 @@ pub struct Outbound<'a> {
     pub text: &'a str,
     /// The provider id of the message this answers, if any.
     pub in_reply_to: Option<&'a str>,
+    /// The raw payload the connector recorded with that message (what a reply needs of
+    /// it: an email's subject and references).
+    pub context: Option<&'a str>,
 }
 
 /// Where a running connector hands what it receives: the runtime's inbound pipeline.
@@ -233,6 +237,7 @@ type Factory = Opener;
 fn factory(family: Family) -> Option<Factory> {
     match family {
         Family::Telegram => Some(telegram::open),
+        Family::Email => Some(email::open),
         _ => None,
     }
 }

@@ -439,6 +439,7 @@ async fn answer_one(
         to: &e.customer,
         text: &reply,
         in_reply_to: Some(&e.key),
+        context: Some(&e.raw),
     };
     match send(pipe, id, connector, &out, stop).await {
         Ok(sent) => {
