@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::Be;
 use common::mail::{Ca, Dovecot, Smtp};
+use common::{Be, KEY_B64};
 use flametree::model::{Connection, DesiredState, EnvVar, Status};
 use flametree::runtime::Runtime;
 use std::time::{Duration, Instant};
@@ -638,6 +638,198 @@ async fn a_server_restart_is_ridden_out(be: Be) {
     runtime.shutdown().await;
 }
 
+async fn a_kill_mid_batch_answers_nothing_twice_and_names_what_it_interrupted(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let ca = Ca::new(env.dir.path());
+    let dovecot = Dovecot::start(env.dir.path(), &ca, &[ALICE, BOB]);
+    // Each reply takes a quarter second, so the kill lands in the middle of the batch.
+    let smtp = Smtp::start_slow(env.dir.path(), &ca, "starttls", &[ALICE, BOB], 250);
+    let m = Mail {
+        env,
+        ca,
+        dovecot,
+        smtp,
+    };
+    add(&m.env, &draft(&m, "starttls", "starttls", &[])).await;
+    set(&m.env, DesiredState::Running).await;
+    let mut first = common::runtime::serve(&m.env, "serve", false);
+    wait_status(&m.env, Status::Running).await;
+    wait_watching(&m.env, "IDLE on INBOX").await;
+    const N: usize = 12;
+    for i in 0..N {
+        m.dovecot.deliver(
+            ALICE.0,
+            "INBOX",
+            &mail(
+                "lee@example.org",
+                ALICE.0,
+                "Batch",
+                &format!("b{i}@x"),
+                "",
+                &format!("batch {i}"),
+            ),
+        );
+    }
+    m.smtp.wait_sent(3).await;
+    first.kill().unwrap();
+    let _ = first.wait();
+    let before = m.smtp.sent().len();
+    assert!(before < N, "the kill landed mid-batch ({before} answered)");
+
+    let mut second = common::runtime::serve(&m.env, "serve", false);
+    // Every mail ends answered, or — the one reply that was leaving when the process died —
+    // logged as possibly unanswered; none is answered twice.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (answered, lost) = loop {
+        let answered: Vec<String> = m
+            .smtp
+            .sent()
+            .iter()
+            .filter_map(|s| s.header("In-Reply-To"))
+            .collect();
+        let logs = common::runtime::log_text(&m.env, "Support mail", "").await;
+        let lost = logs
+            .matches("flametree stopped while sending its reply")
+            .count();
+        if answered.len() + lost >= N || Instant::now() > deadline {
+            break (answered, lost);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut unique = answered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        answered.len(),
+        "a mail was answered twice: {answered:?}"
+    );
+    assert!(lost <= 1, "{lost} replies lost");
+    assert_eq!(
+        answered.len() + lost,
+        N,
+        "answered {answered:?}, lost {lost}"
+    );
+    common::runtime::signal(&second, "-TERM");
+    let _ = second.wait();
+}
+
+async fn an_oversized_mail_is_noted_and_skipped(be: Be) {
+    let m = servers(be, "starttls").await;
+    let runtime = running(
+        &m,
+        "starttls",
+        "starttls",
+        &[("EMAIL_MAX_ATTACHMENT_MB", "1")],
+    )
+    .await;
+    wait_watching(&m.env, "IDLE on INBOX").await;
+    let big = "A".repeat(76);
+    let lines: String = (0..20_000).map(|_| format!("{big}\n")).collect();
+    let attached = |id: &str, name: &str, payload: &str| {
+        mail(
+            "max@example.org",
+            ALICE.0,
+            "Files",
+            id,
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XX\"",
+            &format!(
+                "--XX\nContent-Type: text/plain\n\nsee attached\n--XX\nContent-Type: application/octet-stream\n\
+                 Content-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding: base64\n\n{payload}--XX--"
+            ),
+        )
+    };
+    m.dovecot
+        .deliver(ALICE.0, "INBOX", &attached("big@x", "huge.bin", &lines));
+    m.dovecot.deliver(
+        ALICE.0,
+        "INBOX",
+        &attached("small@x", "note.txt", "aGVsbG8=\n"),
+    );
+    let sent = m.smtp.wait_sent(1).await;
+    let logs = common::runtime::log_text(&m.env, "Support mail", "replied to max").await;
+    assert_eq!(sent.len(), 1, "{logs}");
+    assert_eq!(sent[0].header("In-Reply-To").as_deref(), Some("<small@x>"));
+    assert!(
+        logs.contains("mail from max@example.org (\"Files\") is 1.5 MB, over EMAIL_MAX_ATTACHMENT_MB (1 MB); skipped, not answered"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("has an attachment 'note.txt' (1 KB)"),
+        "{logs}"
+    );
+    runtime.shutdown().await;
+}
+
+async fn flametree_send_goes_out_from_the_chosen_account(be: Be) {
+    let m = servers(be, "starttls").await;
+    add(&m.env, &draft(&m, "starttls", "starttls", &[])).await;
+    let cli = common::Cli::new(m.env.dir.path())
+        .with_database(&m.env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    let r = cli.run(
+        &[
+            "send",
+            "--connection",
+            "Support mail",
+            "--account",
+            BOB.0,
+            "--to",
+            "nia@example.org",
+            "--text",
+            "Your parcel left today",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let sent = m.smtp.wait_sent(1).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].mail_from, BOB.0);
+    assert_eq!(
+        sent[0].header("Subject").as_deref(),
+        Some("Your parcel left today")
+    );
+    let r = cli.run(
+        &[
+            "send",
+            "--connection",
+            "Support mail",
+            "--to",
+            "not an address",
+            "--text",
+            "x",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("is not a mail address"), "{}", r.all());
+    let r = cli.run(
+        &[
+            "send",
+            "--connection",
+            "Support mail",
+            "--account",
+            "zoe@example.com",
+            "--to",
+            "nia@example.org",
+            "--text",
+            "x",
+        ],
+        None,
+    );
+    assert_ne!(r.code(), 0);
+    assert!(
+        r.all().contains(
+            "no mail account 'zoe@example.com': its accounts are alice@example.com, bob@example.com"
+        ),
+        "{}",
+        r.all()
+    );
+    for pw in [ALICE.1, BOB.1] {
+        assert!(!r.all().contains(pw));
+    }
+}
+
 on_both!(
     each_account_answers_from_its_own_address,
     automatic_list_bounce_and_own_mail_are_not_answered,
@@ -648,4 +840,7 @@ on_both!(
     plain_text_servers_and_polling_work,
     a_refused_reply_is_logged_against_the_message_and_not_retried,
     a_server_restart_is_ridden_out,
+    a_kill_mid_batch_answers_nothing_twice_and_names_what_it_interrupted,
+    an_oversized_mail_is_noted_and_skipped,
+    flametree_send_goes_out_from_the_chosen_account,
 );

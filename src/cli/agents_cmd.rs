@@ -321,8 +321,8 @@ pub async fn send(
     let pipe = crate::runtime::Pipeline::start(shared, ctx.loaded.config.logs.keep_per_connection);
     let public = ctx.loaded.config.http.public_base(None);
     let cfg = crate::runtime::open_config_with(&pipe, &public, &c).map_err(fail)?;
-    for s in cfg.secret_values() {
-        crate::runtime::logs::protect_in_diagnostics(s.expose());
+    for s in cfg.masked() {
+        crate::runtime::logs::protect_in_diagnostics(s);
     }
     let connector = crate::connectors::open(cfg).map_err(|e| fail(e.to_string()))?;
     connector

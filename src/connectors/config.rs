@@ -91,8 +91,18 @@ impl ConnConfig {
         })
     }
 
-    /// Every opened secret, for masking in logs.
-    pub fn secret_values(&self) -> impl Iterator<Item = &SecretString> {
-        self.secrets.values()
+    /// What must never be shown: every secret, and each account's part of a
+    /// multi-account secret (one password of several may reach an error on its own).
+    pub fn masked(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for s in self.secrets.values() {
+            let whole = s.expose();
+            out.push(whole);
+            if whole.contains(',') {
+                // Very short parts would mask ordinary words; they are no secret alone.
+                out.extend(whole.split(',').map(str::trim).filter(|p| p.len() >= 4));
+            }
+        }
+        out
     }
 }

@@ -227,8 +227,8 @@ fn connector_for(
     }
     let cfg = crate::runtime::open_config_with(&shared.pipe, &shared.public_base, c)?;
     if let Some(r) = &shared.pipe.router {
-        for s in cfg.secret_values() {
-            r.protect(c.id, s.expose());
+        for s in cfg.masked() {
+            r.protect(c.id, s);
         }
     }
     let k = connectors::open(cfg).map_err(|e| e.to_string())?;

@@ -60,8 +60,8 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         Err(why) => return fail(&pipe, id, &why).await,
     };
     if let Some(r) = &pipe.router {
-        for s in cfg.secret_values() {
-            r.protect(id, s.expose());
+        for s in cfg.masked() {
+            r.protect(id, s);
         }
     }
     let connector = match (env.open)(cfg) {
@@ -103,6 +103,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
     let (inbox, queue) = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
     inbox.set_identity(&identity);
     pipe.register(inbox.clone());
+    report_interrupted(&pipe, id).await;
     let answers = tokio::spawn(
         answer_loop(
             inbox.clone(),
@@ -156,6 +157,23 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         _ if quiet() => {}
         Outcome::Failed(e) => fail(&pipe, id, &e.to_string()).await,
         _ => record_stopped(&pipe, id).await,
+    }
+}
+
+/// A reply claimed by a process that died while sending it may or may not have reached
+/// the customer; it is not sent again (that could answer twice), but it is not silent
+/// either: each gets a warning the operator can act on.
+async fn report_interrupted(pipe: &Pipeline, id: i64) {
+    match pipe.channels.store().settle_interrupted(id).await {
+        Ok(left) => {
+            for (key, customer) in left {
+                warn!(
+                    "message {key} from {customer}: flametree stopped while sending its reply; \
+                     it is not sent again, so the customer may have no answer"
+                );
+            }
+        }
+        Err(e) => warn!("could not look for replies interrupted by a crash: {e}"),
     }
 }
 

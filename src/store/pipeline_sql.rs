@@ -164,6 +164,29 @@ impl SqlStore {
             .collect()
     }
 
+    pub(super) async fn settle_interrupted_(
+        &self,
+        connection_id: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "UPDATE inbound_ledger SET state = 'ignored', updated_at = $2 \
+             WHERE connection_id = $1 AND state = 'sending' RETURNING provider_id, customer",
+        )
+        .bind(connection_id)
+        .bind(now_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("provider_id").map_err(classify)?,
+                    r.try_get("customer").map_err(classify)?,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) async fn ledger_state_(
         &self,
         connection_id: i64,

@@ -783,6 +783,10 @@ impl Store for SqlStore {
         self.waiting_inbound_(limit).await
     }
 
+    async fn settle_interrupted(&self, connection_id: i64) -> StoreResult<Vec<(String, String)>> {
+        self.settle_interrupted_(connection_id).await
+    }
+
     async fn ledger_state(
         &self,
         connection_id: i64,

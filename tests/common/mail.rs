@@ -290,6 +290,17 @@ pub struct Smtp {
 impl Smtp {
     /// `mode`: "none", "starttls" or "ssl/tls".
     pub fn start(dir: &Path, ca: &Ca, mode: &str, users: &[(&str, &str)]) -> Smtp {
+        Smtp::start_slow(dir, ca, mode, users, 0)
+    }
+
+    /// The same, accepting each mail only `delay_ms` after its data arrived.
+    pub fn start_slow(
+        dir: &Path,
+        ca: &Ca,
+        mode: &str,
+        users: &[(&str, &str)],
+        delay_ms: u64,
+    ) -> Smtp {
         let out = dir.join(format!("smtp-{}", rand_id()));
         std::fs::create_dir_all(&out).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_capture.py");
@@ -303,6 +314,7 @@ impl Smtp {
             .arg("--key")
             .arg(&ca.key_pem)
             .args(["--users", &users.join(",")])
+            .args(["--delay-ms", &delay_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -16,8 +16,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Capture:
-    def __init__(self, out):
+    def __init__(self, out, delay):
         self.out = out
+        self.delay = delay
         self.n = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -27,6 +28,9 @@ class Capture:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        # A slow server: the mail is accepted only after the delay.
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.n += 1
         base = os.path.join(self.out, "%06d" % self.n)
         with open(base + ".eml.part", "wb") as f:
@@ -64,13 +68,14 @@ async def main():
     p.add_argument("--key")
     p.add_argument("--users", default="", help="login:password,login:password")
     p.add_argument("--out", required=True)
+    p.add_argument("--delay-ms", type=int, default=0)
     a = p.parse_args()
     users = dict(u.split(":", 1) for u in a.users.split(",") if u)
     ctx = None
     if a.mode != "none":
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
-    handler = Capture(a.out)
+    handler = Capture(a.out, a.delay_ms / 1000.0)
 
     def factory():
         return SMTP(
