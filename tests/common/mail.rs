@@ -235,6 +235,19 @@ impl Dovecot {
     }
 }
 
+impl Dovecot {
+    /// Drops a mail straight into a user's Maildir, as a local delivery agent does
+    /// (no process per mail: for the benchmark). The Maildir exists once the user has
+    /// logged in.
+    pub fn drop_in(&self, user: &str, mail: &str) {
+        let maildir = self.dir.join("home").join(user).join("Maildir");
+        let name = format!("{}.{}.bench", std::process::id(), rand_id());
+        let tmp = maildir.join("tmp").join(&name);
+        std::fs::write(&tmp, mail.replace('\n', "\r\n").replace("\r\r\n", "\r\n")).unwrap();
+        std::fs::rename(&tmp, maildir.join("new").join(&name)).unwrap();
+    }
+}
+
 fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -305,7 +318,7 @@ impl Smtp {
         std::fs::create_dir_all(&out).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_capture.py");
         let users: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python_with_aiosmtpd())
             .arg(script)
             .args(["--mode", mode, "--out"])
             .arg(&out)
@@ -377,6 +390,46 @@ impl Smtp {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// python3 when it has aiosmtpd; else a virtualenv under the build's temp directory with
+/// aiosmtpd installed from PyPI (once), so `cargo test` needs no set-up for it.
+fn python_with_aiosmtpd() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let has = |py: &Path| {
+                Command::new(py)
+                    .args(["-c", "import aiosmtpd"])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let system = PathBuf::from("python3");
+            if has(&system) {
+                return system;
+            }
+            let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("aiosmtpd-venv");
+            let py = venv.join("bin/python3");
+            if !has(&py) {
+                let made = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success())
+                    && Command::new(&py)
+                        .args(["-m", "pip", "install", "-q", "aiosmtpd"])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                assert!(
+                    made && has(&py),
+                    "the Email tests need aiosmtpd: pip install aiosmtpd (python3 with venv and \
+                     pip, and PyPI reachable)"
+                );
+            }
+            py
+        })
+        .clone()
 }
 
 impl Drop for Smtp {
