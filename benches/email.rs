@@ -5,7 +5,7 @@
 //! BENCH_BACKEND=sqlite|postgres (default sqlite). Needs dovecot-imapd and aiosmtpd.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use common::mail::{Ca, Dovecot, Smtp};
