@@ -330,7 +330,11 @@ impl Smtp {
             .args(["--delay-ms", &delay_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(
+                std::fs::File::create(out.with_extension("stderr"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .expect("python3 runs");
         use std::io::BufRead;
