@@ -77,8 +77,9 @@ pub fn event(mail: &Incoming<'_>, own: &[String], label: &str) -> Event {
         .to_string();
     let message_id = msg.message_id().unwrap_or("").to_string();
     let provider_id = if message_id.is_empty() {
-        // Without a Message-ID only the mailbox position tells mails apart.
-        format!("uid:{}:{}", mail.uidvalidity, mail.uid)
+        // Without a Message-ID, what the mail says of itself tells it apart (and survives
+        // the server renumbering its folder, which a UID would not).
+        fingerprint(&msg, &from, &subject, mail.bytes.len())
     } else {
         message_id.clone()
     };
@@ -102,6 +103,14 @@ pub fn event(mail: &Incoming<'_>, own: &[String], label: &str) -> Event {
         },
         raw: serde_json::to_string(&thread).unwrap_or_default(),
     })
+}
+
+fn fingerprint(msg: &Message<'_>, from: &str, subject: &str, size: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let date = msg.date().map(|d| d.to_rfc3339()).unwrap_or_default();
+    let digest = Sha256::digest(format!("{date}\n{from}\n{subject}\n{size}").as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("no-message-id:{hex}")
 }
 
 /// The attachments' names and sizes, for the log.
@@ -314,10 +323,22 @@ mod tests {
     }
 
     #[test]
-    fn a_mail_without_message_id_is_known_by_its_mailbox_position() {
-        let Event::Message(m) = ev("From: c@example.org\r\nSubject: s\r\n\r\nbody\r\n") else {
-            panic!()
+    fn a_mail_without_message_id_is_known_by_what_it_says_of_itself() {
+        let raw = "From: c@example.org\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nSubject: s\r\n\r\nbody\r\n";
+        let id = |raw: &str, uid: u32| {
+            let mail = Incoming {
+                account: "alice@example.com",
+                uidvalidity: 9,
+                uid,
+                bytes: raw.as_bytes(),
+            };
+            match event(&mail, &[], "account 1") {
+                Event::Message(m) => m.provider_id,
+                other => panic!("{other:?}"),
+            }
         };
-        assert_eq!(m.provider_id, "uid:7:3");
+        assert!(id(raw, 3).starts_with("no-message-id:"));
+        assert_eq!(id(raw, 3), id(raw, 40), "the same mail after a renumbering");
+        assert_ne!(id(raw, 3), id(&raw.replace("Subject: s", "Subject: t"), 3));
     }
 }
