@@ -8,6 +8,7 @@
 mod config;
 pub mod email;
 pub mod event;
+pub mod meta;
 pub mod retry;
 pub mod telegram;
 mod unavailable;
@@ -238,6 +239,7 @@ fn factory(family: Family) -> Option<Factory> {
     match family {
         Family::Telegram => Some(telegram::open),
         Family::Email => Some(email::open),
+        Family::Meta => Some(meta::open),
         _ => None,
     }
 }

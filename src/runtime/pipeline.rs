@@ -212,10 +212,11 @@ pub async fn record(
     for (entry, (state, _new)) in entries.into_iter().zip(states) {
         match state {
             LedgerState::Received => fresh.push(entry),
+            // Its reply is on its way (a redelivery crossed it). One a crash interrupted
+            // is reported when the connection's task starts (`task::report_interrupted`).
             LedgerState::Sending => {
-                warn!(
-                    "message {}: flametree stopped while sending its reply; it is not sent again, \
-                     so the customer may have no answer",
+                debug!(
+                    "message {} arrived again while its reply is being sent; answered once",
                     entry.key
                 );
             }

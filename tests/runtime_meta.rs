@@ -1,0 +1,382 @@
+//! WhatsApp, Messenger and Instagram through the webhook ingress and the Graph API
+//! sandbox, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::Be;
+use flametree::channels::Draft;
+use flametree::config::Http;
+use flametree::http::Ingress;
+use flametree::model::{Connection, DesiredState, EnvVar, Status};
+use flametree::runtime::{Options, Pipeline, Runtime};
+use flametree::sandbox::meta::{self, MetaSandbox};
+use flametree::secrets::SecretString;
+use std::time::{Duration, Instant};
+
+type Env = common::ChannelsEnv;
+
+const TOKEN: &str = "EAAGsandboxTokenForWhatsAppTests0001";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const VERIFY: &str = "verify-me-please-42";
+const N1: &str = "114896151713920";
+const N2: &str = "114896151713921";
+const WABA: &str = "122951744235903";
+
+struct Host {
+    ingress: Ingress,
+    runtime: Runtime,
+}
+
+async fn host(env: &Env) -> Host {
+    let pipe = Pipeline::start(env.channels.clone(), 1000);
+    let http = Http {
+        listen: "127.0.0.1:0".into(),
+        public_url: String::new(),
+        max_body_bytes: 1 << 20,
+    };
+    let ingress = Ingress::start(pipe.clone(), "127.0.0.1:0", &http)
+        .await
+        .unwrap();
+    let runtime = Runtime::start(
+        pipe,
+        Options {
+            public_base: ingress.public_base.clone(),
+            ..Options::default()
+        },
+    );
+    Host { ingress, runtime }
+}
+
+impl Host {
+    fn url(&self, c: &Connection) -> String {
+        flametree::runtime::webhook_url(&self.ingress.public_base, &c.hook_id)
+    }
+    async fn shutdown(&self) {
+        self.runtime.shutdown().await;
+        self.ingress.shutdown().await;
+    }
+}
+
+fn draft(
+    type_key: &str,
+    name: &str,
+    fields: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+    env: &[(&str, String)],
+) -> Draft {
+    let mut d = Draft {
+        type_key: type_key.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    for (k, v) in fields {
+        d.fields.insert(k.to_string(), v.to_string());
+    }
+    for (k, v) in secrets {
+        d.secrets.insert(k.to_string(), SecretString::new(*v));
+    }
+    for (k, v) in env {
+        d.env.push(EnvVar {
+            name: k.to_string(),
+            value: v.clone(),
+        });
+    }
+    d
+}
+
+async fn add_running(env: &Env, d: &Draft) -> Connection {
+    let c = env.channels.add(d).await.unwrap().connection;
+    let echo = common::runtime::echo_agent(env).await;
+    env.channels
+        .attach_connection(&echo, &c, true)
+        .await
+        .unwrap();
+    env.channels.run_agent(&echo, true).await.unwrap();
+    env.channels
+        .set_desired(&c, DesiredState::Running)
+        .await
+        .unwrap();
+    c
+}
+
+async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = env.channels.find(name).await.unwrap();
+        if c.status == status {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{name}' is {} ({}), not {status}",
+            c.status,
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+fn whatsapp_draft(sandbox: &MetaSandbox, token: &str) -> Draft {
+    draft(
+        "whatsapp",
+        "Shop WhatsApp",
+        &[
+            ("phone_number_ids", &format!("{N1},{N2}")),
+            ("business_account_id", WABA),
+        ],
+        &[
+            ("access_token", token),
+            ("app_secret", SECRET),
+            ("verify_token", VERIFY),
+        ],
+        &[("WHATSAPP_GRAPH_API_URL", sandbox.url())],
+    )
+}
+
+async fn whatsapp_answers_each_number_from_itself(be: Be) {
+    let sandbox = MetaSandbox::start().await.unwrap();
+    sandbox.add_whatsapp(
+        TOKEN,
+        SECRET,
+        WABA,
+        &[(N1, "+1 555-0001"), (N2, "+1 555-0002")],
+    );
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    add_running(&env, &whatsapp_draft(&sandbox, TOKEN)).await;
+    let c = wait_status(&env, "Shop WhatsApp", Status::Running).await;
+    assert!(
+        c.status_message
+            .contains("WhatsApp +1 555-0001, +1 555-0002"),
+        "{}",
+        c.status_message
+    );
+    assert!(
+        sandbox.subscribed(WABA),
+        "WHATSAPP_CHECK_SUBSCRIPTION subscribed the app"
+    );
+    let url = host.url(&c);
+
+    // Meta's handshake: the challenge echoed for the right verify token only.
+    assert_eq!(
+        sandbox.handshake(&url, VERIFY, "1158201444").await,
+        (200, "1158201444".into())
+    );
+    assert_eq!(sandbox.handshake(&url, "not-it", "1").await.0, 403);
+
+    let (to_n1, wamid1) = meta::whatsapp_text(N1, "60173526233", "Lee", "hi one", 1);
+    let (to_n2, _) = meta::whatsapp_text(N2, "60173526234", "Kim", "hi two", 2);
+    assert_eq!(sandbox.deliver(&url, SECRET, &to_n1).await.0, 200);
+    assert_eq!(sandbox.deliver(&url, SECRET, &to_n2).await.0, 200);
+    // Meta redelivers: answered once all the same.
+    assert_eq!(sandbox.deliver(&url, SECRET, &to_n1).await.0, 200);
+    let sent = sandbox.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let one = sent.iter().find(|s| s.to == "60173526233").unwrap();
+    assert_eq!(
+        (one.from.as_str(), one.text.as_str()),
+        (N1, "You said: hi one")
+    );
+    let two = sent.iter().find(|s| s.to == "60173526234").unwrap();
+    assert_eq!(
+        two.from, N2,
+        "the reply goes out from the number that received it"
+    );
+    // Meta reports on a message after answering its send; so does this test.
+    common::runtime::log_text(&env, "Shop WhatsApp", "replied to 60173526234").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sandbox.read().contains(&wamid1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sandbox.read().contains(&wamid1), "WHATSAPP_MARK_AS_READ");
+
+    // A number not in the connection, statuses, a failed status matched to our reply.
+    let (stray, _) = meta::whatsapp_text("999000999", "60173526235", "Zed", "hello?", 3);
+    assert_eq!(sandbox.deliver(&url, SECRET, &stray).await.0, 200);
+    let ok = meta::whatsapp_status(N1, &one.id, "delivered", None);
+    assert_eq!(sandbox.deliver(&url, SECRET, &ok).await.0, 200);
+    let failed = meta::whatsapp_status(
+        N2,
+        &two.id,
+        "failed",
+        Some((131047, "Re-engagement message")),
+    );
+    assert_eq!(sandbox.deliver(&url, SECRET, &failed).await.0, 200);
+    let logs = common::runtime::log_text(&env, "Shop WhatsApp", "was not delivered").await;
+    assert!(
+        logs.contains("for phone number id 999000999, which is not in this connection"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("the reply to 60173526234 (answering {N2}/wamid."))
+            && logs.contains("was not delivered (failed")
+            && logs.contains("131047 Re-engagement message")
+            && logs.contains("24 hours"),
+        "{logs}"
+    );
+    assert_eq!(sandbox.sent().len(), 2, "nothing else answered");
+
+    // Signatures: missing or wrong is 401, with a WARN.
+    let raw = to_n1.to_string();
+    assert_eq!(sandbox.post_raw(&url, None, raw.clone()).await.0, 401);
+    assert_eq!(
+        sandbox.post_raw(&url, Some("sha256=00ff"), raw).await.0,
+        401
+    );
+    let logs = common::runtime::log_text(&env, "Shop WhatsApp", "does not match").await;
+    assert!(logs.contains("without X-Hub-Signature-256"), "{logs}");
+    assert!(
+        logs.contains("X-Hub-Signature-256 does not match"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("stopped while sending"),
+        "a redelivery is not a crash:\n{logs}"
+    );
+    for secret in [TOKEN, SECRET, VERIFY] {
+        assert!(!logs.contains(secret), "a secret reached the log:\n{logs}");
+    }
+    host.shutdown().await;
+}
+
+async fn messenger_and_instagram_answer_and_skip_their_echoes(be: Be) {
+    let sandbox = MetaSandbox::start().await.unwrap();
+    sandbox.add_page("EAAGpageToken0001", SECRET, "111111", "Sandbox Page");
+    sandbox.add_instagram(
+        "IGQsandboxToken0001",
+        SECRET,
+        "17841400000000001",
+        "sandbox.shop",
+    );
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let fb = draft(
+        "facebook",
+        "Shop page",
+        &[("page_id", "111111")],
+        &[
+            ("page_access_token", "EAAGpageToken0001"),
+            ("app_secret", SECRET),
+            ("verify_token", VERIFY),
+        ],
+        &[("FACEBOOK_GRAPH_API_URL", sandbox.url())],
+    );
+    let ig = draft(
+        "instagram",
+        "Shop insta",
+        &[
+            ("instagram_account_id", "17841400000000001"),
+            ("page_id", "111111"),
+        ],
+        &[
+            ("access_token", "IGQsandboxToken0001"),
+            ("app_secret", SECRET),
+            ("verify_token", VERIFY),
+        ],
+        &[("INSTAGRAM_GRAPH_API_URL", sandbox.url())],
+    );
+    add_running(&env, &fb).await;
+    add_running(&env, &ig).await;
+    let fb = wait_status(&env, "Shop page", Status::Running).await;
+    let ig = wait_status(&env, "Shop insta", Status::Running).await;
+    assert!(
+        fb.status_message.contains("page Sandbox Page"),
+        "{}",
+        fb.status_message
+    );
+    assert!(
+        ig.status_message.contains("@sandbox.shop"),
+        "{}",
+        ig.status_message
+    );
+
+    let m = meta::messaging_text(
+        "page",
+        "111111",
+        "2400000000000001",
+        "hello page",
+        "m_in_1",
+        false,
+    );
+    let echo = meta::messaging_text("page", "111111", "111111", "You said: x", "m_echo_1", true);
+    assert_eq!(sandbox.deliver(&host.url(&fb), SECRET, &m).await.0, 200);
+    assert_eq!(sandbox.deliver(&host.url(&fb), SECRET, &echo).await.0, 200);
+    let i = meta::messaging_text(
+        "instagram",
+        "17841400000000001",
+        "6300000000000002",
+        "hello insta",
+        "aWdf_in_1",
+        false,
+    );
+    let iecho = meta::messaging_text(
+        "instagram",
+        "17841400000000001",
+        "17841400000000001",
+        "hi",
+        "aWdf_echo",
+        true,
+    );
+    assert_eq!(sandbox.deliver(&host.url(&ig), SECRET, &i).await.0, 200);
+    assert_eq!(sandbox.deliver(&host.url(&ig), SECRET, &iecho).await.0, 200);
+    let sent = sandbox.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().any(|s| s.from == "111111"
+        && s.to == "2400000000000001"
+        && s.text == "You said: hello page"));
+    assert!(
+        sent.iter()
+            .any(|s| s.from == "17841400000000001" && s.text == "You said: hello insta")
+    );
+    let logs = common::runtime::log_text(&env, "Shop page", "(echo)").await;
+    assert!(
+        logs.contains("our own Messenger message m_echo_1 came back (echo); not answered"),
+        "{logs}"
+    );
+    // An Instagram payload is refused by a Messenger connection's signature only if wrong;
+    // a signed one for the wrong object is logged, not answered.
+    assert_eq!(sandbox.deliver(&host.url(&fb), SECRET, &i).await.0, 200);
+    assert_eq!(sandbox.sent().len(), 2);
+    host.shutdown().await;
+}
+
+async fn a_rejected_token_is_error_190_and_throttling_is_waited_out(be: Be) {
+    let sandbox = MetaSandbox::start().await.unwrap();
+    sandbox.add_whatsapp(
+        TOKEN,
+        SECRET,
+        WABA,
+        &[(N1, "+1 555-0001"), (N2, "+1 555-0002")],
+    );
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let mut d = whatsapp_draft(&sandbox, "EAAGrevokedToken");
+    d.name = "Revoked".into();
+    add_running(&env, &d).await;
+    let c = wait_status(&env, "Revoked", Status::Error).await;
+    assert!(
+        c.status_message.starts_with(
+            "Meta rejected the access token (190): sign in again or paste a new Access token"
+        ),
+        "{}",
+        c.status_message
+    );
+    assert!(!c.status_message.contains("EAAGrevoked"));
+
+    add_running(&env, &whatsapp_draft(&sandbox, TOKEN)).await;
+    let c = wait_status(&env, "Shop WhatsApp", Status::Running).await;
+    sandbox.throttle(130429, 2);
+    let (m, _) = meta::whatsapp_text(N1, "60173526233", "Lee", "busy?", 9);
+    assert_eq!(sandbox.deliver(&host.url(&c), SECRET, &m).await.0, 200);
+    let sent = sandbox.wait_sent(1, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 1, "answered once Meta stopped throttling");
+    let logs = common::runtime::log_text(&env, "Shop WhatsApp", "replied").await;
+    assert!(logs.contains("Meta asks to slow down (130429"), "{logs}");
+    host.shutdown().await;
+}
+
+on_both!(
+    whatsapp_answers_each_number_from_itself,
+    messenger_and_instagram_answer_and_skip_their_echoes,
+    a_rejected_token_is_error_190_and_throttling_is_waited_out,
+);
