@@ -71,12 +71,20 @@ pub struct Access {
 pub struct Meta {
     pub app_id: String,
     pub app_secret: String,
+    /// App Settings › Advanced › Client token: what Facebook Login for Devices asks for.
+    pub client_token: String,
+    /// Where the Graph API is (a sandbox in tests and the demo).
+    pub graph_api_url: String,
+    pub graph_api_version: String,
 }
 
 impl Meta {
-    /// Advanced mode off (Meta sign-in) needs both; without them only Advanced mode works.
+    /// Advanced mode off (Meta sign-in) needs all three; without them only Advanced mode
+    /// works.
     pub fn configured(&self) -> bool {
-        !self.app_id.trim().is_empty() && !self.app_secret.trim().is_empty()
+        !self.app_id.trim().is_empty()
+            && !self.app_secret.trim().is_empty()
+            && !self.client_token.trim().is_empty()
     }
 }
 
@@ -84,6 +92,8 @@ impl std::fmt::Debug for Meta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Meta")
             .field("app_id", &self.app_id)
+            .field("graph_api_url", &self.graph_api_url)
+            .field("graph_api_version", &self.graph_api_version)
             .field(
                 "app_secret",
                 &if self.app_secret.is_empty() {
@@ -177,6 +187,9 @@ roles = {}
 [meta]
 app_id = ""
 app_secret = ""
+client_token = ""
+graph_api_url = "https://graph.facebook.com"
+graph_api_version = "v21.0"
 
 [logs]
 keep_per_connection = 5000

@@ -375,8 +375,216 @@ async fn a_rejected_token_is_error_190_and_throttling_is_waited_out(be: Be) {
     host.shutdown().await;
 }
 
+const APP_ID: &str = "4000000000001";
+const APP_SECRET: &str = "fedcba9876543210fedcba9876543210";
+const CLIENT_TOKEN: &str = "c1i3nt70k3n00000000000000000000a";
+
+/// `flametree channels add --meta-sign-in` against the sandbox: the test approves the
+/// code the CLI shows, as the operator would on facebook.com/device.
+async fn sign_in_from_the_cli(env: &Env, sandbox: &MetaSandbox, args: Vec<String>) -> common::Run {
+    let cli = common::Cli::new(env.dir.path())
+        .with_database(&env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", common::KEY_B64)
+        .env("FLAMETREE_META_APP_ID", APP_ID)
+        .env("FLAMETREE_META_APP_SECRET", APP_SECRET)
+        .env("FLAMETREE_META_CLIENT_TOKEN", CLIENT_TOKEN)
+        .env("FLAMETREE_META_GRAPH_API_URL", &sandbox.url());
+    let before = sandbox.user_codes().len();
+    let run = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli.run(&args, None)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        let codes = sandbox.user_codes();
+        if codes.len() > before {
+            break codes.into_iter().max().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI never asked Meta for a code"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(sandbox.approve(&code, "EAAshortLivedUserToken01"));
+    run.await.unwrap()
+}
+
+async fn signing_in_with_meta_fills_a_whatsapp_connection(be: Be) {
+    let sandbox = MetaSandbox::start().await.unwrap();
+    sandbox.set_app(APP_ID, APP_SECRET, CLIENT_TOKEN, 1);
+    sandbox.add_whatsapp(
+        TOKEN,
+        SECRET,
+        WABA,
+        &[(N1, "+1 555-0001"), (N2, "+1 555-0002")],
+    );
+    sandbox.add_page("EAAGpageToken0001", APP_SECRET, "111111", "Sandbox Page");
+    sandbox.add_user(
+        "EAAshortLivedUserToken01",
+        "EAAlongLivedUserToken001",
+        &[("111111", "EAAGpageToken0001")],
+        &[WABA],
+    );
+    let env = common::channels_env_on(be).await;
+    let args: Vec<String> = [
+        "channels",
+        "add",
+        "--type",
+        "whatsapp",
+        "--name",
+        "Signed in",
+        "--meta-sign-in",
+        "--pick",
+        "1",
+        "--env",
+        &format!("WHATSAPP_GRAPH_API_URL={}", sandbox.url()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let r = sign_in_from_the_cli(&env, &sandbox, args).await;
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("open https://www.facebook.com/device and enter the code SB"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr().contains(&format!(
+            "1) WhatsApp Business Account {WABA}: +1 555-0001, +1 555-0002"
+        )),
+        "{}",
+        r.all()
+    );
+    for secret in [APP_SECRET, CLIENT_TOKEN, "EAAshortLived", "EAAlongLived"] {
+        assert!(!r.all().contains(secret), "{secret} printed:\n{}", r.all());
+    }
+    let c = env.channels.find("Signed in").await.unwrap();
+    assert_eq!(
+        c.fields.get("phone_number_ids").map(String::as_str),
+        Some(&*format!("{N1},{N2}"))
+    );
+    assert_eq!(
+        c.fields.get("business_account_id").map(String::as_str),
+        Some(WABA)
+    );
+    for s in ["access_token", "app_secret", "verify_token"] {
+        assert!(
+            c.secrets.contains_key(s),
+            "{s} filled: {:?}",
+            c.secrets.keys().collect::<Vec<_>>()
+        );
+    }
+    // The long-lived token and the server's app secret run it for real.
+    let host = host(&env).await;
+    let echo = common::runtime::echo_agent(&env).await;
+    env.channels
+        .attach_connection(&echo, &c, true)
+        .await
+        .unwrap();
+    env.channels.run_agent(&echo, true).await.unwrap();
+    env.channels
+        .set_desired(&c, DesiredState::Running)
+        .await
+        .unwrap();
+    let c = wait_status(&env, "Signed in", Status::Running).await;
+    let (m, _) = meta::whatsapp_text(N2, "60173526299", "Ola", "signed in?", 7);
+    assert_eq!(sandbox.deliver(&host.url(&c), APP_SECRET, &m).await.0, 200);
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].from, N2);
+    host.shutdown().await;
+}
+
+async fn signing_in_for_a_page_and_refusals(be: Be) {
+    let sandbox = MetaSandbox::start().await.unwrap();
+    sandbox.set_app(APP_ID, APP_SECRET, CLIENT_TOKEN, 1);
+    sandbox.add_page("EAAGpageToken0001", APP_SECRET, "111111", "Sandbox Page");
+    sandbox.add_page("EAAGpageToken0002", APP_SECRET, "222222", "Second Page");
+    sandbox.add_user(
+        "EAAshortLivedUserToken01",
+        "EAAlongLivedUserToken001",
+        &[
+            ("111111", "EAAGpageToken0001"),
+            ("222222", "EAAGpageToken0002"),
+        ],
+        &[],
+    );
+    let env = common::channels_env_on(be).await;
+    let args: Vec<String> = [
+        "channels",
+        "add",
+        "--type",
+        "facebook",
+        "--name",
+        "Page two",
+        "--meta-sign-in",
+        "--pick",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let r = sign_in_from_the_cli(&env, &sandbox, args).await;
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("1) Facebook page Sandbox Page (111111)"),
+        "{}",
+        r.all()
+    );
+    let c = env.channels.find("Page two").await.unwrap();
+    assert_eq!(c.fields.get("page_id").map(String::as_str), Some("222222"));
+    assert!(c.secrets.contains_key("page_access_token"));
+
+    // Without the app configured: the spec's words, and what to do instead.
+    let cli = common::Cli::new(env.dir.path()).with_database(&env.url);
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "facebook",
+            "--name",
+            "X",
+            "--meta-sign-in",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("Meta App ID and App Secret are not configured on the server"),
+        "{}",
+        r.all()
+    );
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "X",
+            "--meta-sign-in",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("--meta-sign-in is for WhatsApp, Instagram and Facebook"),
+        "{}",
+        r.all()
+    );
+}
+
 on_both!(
     whatsapp_answers_each_number_from_itself,
     messenger_and_instagram_answer_and_skip_their_echoes,
     a_rejected_token_is_error_190_and_throttling_is_waited_out,
+    signing_in_with_meta_fills_a_whatsapp_connection,
+    signing_in_for_a_page_and_refusals,
 );

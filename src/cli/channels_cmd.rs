@@ -159,6 +159,9 @@ async fn add(ctx: &Context, args: AddArgs, json: bool) -> Result<(), Failure> {
         ..Draft::default()
     };
     apply_form(ty, &args.form, &mut draft)?;
+    if args.meta_sign_in {
+        super::meta_sign_in::fill_draft(ctx, ty, args.pick, &mut draft).await?;
+    }
     let saved = ctx.channels.add(&draft).await?;
     print_saved(ctx, &saved, "Added", json);
     Ok(())

@@ -7,6 +7,7 @@ mod runtime_cmd;
 
 pub use runtime_cmd::wait_for_signal;
 mod input;
+mod meta_sign_in;
 mod view;
 
 use crate::channels::ServiceError;
@@ -230,6 +231,14 @@ pub struct AddArgs {
     pub name: String,
     #[command(flatten)]
     pub form: FormArgs,
+    /// WhatsApp, Instagram, Facebook: sign in with Meta (a code to approve on
+    /// facebook.com/device) and fill the credentials from what the account reaches.
+    #[arg(long)]
+    pub meta_sign_in: bool,
+    /// With --meta-sign-in: take the N-th of what the account reaches (1-based) without
+    /// asking.
+    #[arg(long, value_name = "N", requires = "meta_sign_in")]
+    pub pick: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod graph;
 mod inbound;
+pub mod signin;
 
 use super::{
     ConnConfig, Connector, ConnectorError, HookRequest, HookResponse, HookVerdict, Outbound,

@@ -50,6 +50,20 @@ struct Hub {
     /// The next sends answer with this throttling code, this many times.
     throttle: Option<(i64, u32)>,
     next: u64,
+    /// The app's `app_id|client_token` and `app_id|app_secret` (device login, debug_token).
+    app: Option<(String, String, String)>,
+    /// Device logins: device code → (user code, the user token once approved).
+    devices: HashMap<String, (String, Option<String>)>,
+    /// Seconds a device should wait between polls.
+    interval: u64,
+    /// User token → its WhatsApp Business Accounts (debug_token's granular scopes).
+    user_wabas: HashMap<String, Vec<String>>,
+    /// User token → the pages it manages: (page id, page token, linked Instagram account).
+    user_pages: HashMap<String, Vec<(String, String, Option<String>)>>,
+    /// WABA → its phone number ids.
+    waba_numbers: HashMap<String, Vec<String>>,
+    /// Short-lived user token → the long-lived one it is exchanged for.
+    long_lived: HashMap<String, String>,
 }
 
 pub struct MetaSandbox {
@@ -71,6 +85,22 @@ impl MetaSandbox {
         let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub::default()));
         let app = Router::new()
+            .route("/{version}/device/login", axum::routing::post(device_login))
+            .route(
+                "/{version}/device/login_status",
+                axum::routing::post(device_status),
+            )
+            .route("/{version}/me/accounts", axum::routing::get(me_accounts))
+            .route("/{version}/debug_token", axum::routing::get(debug_token))
+            .route(
+                "/{version}/oauth/access_token",
+                axum::routing::get(exchange),
+            )
+            .route(
+                "/{version}/{id}/phone_numbers",
+                axum::routing::get(phone_numbers),
+            )
+            .route("/sandbox/device/approve", axum::routing::post(approve_http))
             .route("/{version}/{id}", axum::routing::get(get_object))
             .route(
                 "/{version}/{id}/messages",
@@ -126,6 +156,10 @@ impl MetaSandbox {
         ids.push(waba);
         self.grant(token, app_secret, &ids);
         let mut h = self.lock();
+        h.waba_numbers.insert(
+            waba.to_string(),
+            numbers.iter().map(|(id, _)| id.to_string()).collect(),
+        );
         for (id, phone) in numbers {
             h.objects.insert(
                 id.to_string(),
@@ -157,6 +191,65 @@ impl MetaSandbox {
             json!({"id": account_id, "username": username}),
         );
         h.me.insert(token.to_string(), account_id.to_string());
+    }
+
+    /// The Meta app flametree signs in with (Facebook Login for Devices).
+    pub fn set_app(&self, app_id: &str, app_secret: &str, client_token: &str, interval_secs: u64) {
+        let mut h = self.lock();
+        h.app = Some((app_id.into(), app_secret.into(), client_token.into()));
+        h.interval = interval_secs;
+    }
+
+    /// A Meta user: `short` is the token device login hands out, `long` the long-lived one
+    /// it is exchanged for; both reach the given pages (with their page tokens) and WABAs.
+    pub fn add_user(&self, short: &str, long: &str, pages: &[(&str, &str)], wabas: &[&str]) {
+        let mut h = self.lock();
+        let mut page_list = Vec::new();
+        for (page, page_token) in pages {
+            page_list.push((page.to_string(), page_token.to_string(), None));
+        }
+        for t in [short, long] {
+            let mut grants: HashSet<String> = wabas.iter().map(|w| w.to_string()).collect();
+            for w in wabas {
+                grants.extend(h.waba_numbers.get(*w).cloned().unwrap_or_default());
+            }
+            h.tokens.insert(t.to_string(), grants);
+            h.user_wabas
+                .insert(t.to_string(), wabas.iter().map(|w| w.to_string()).collect());
+            h.user_pages.insert(t.to_string(), page_list.clone());
+        }
+        h.long_lived.insert(short.to_string(), long.to_string());
+    }
+
+    /// Links an Instagram account to a page, as Meta shows it in `/me/accounts`.
+    pub fn link_instagram(&self, page_id: &str, account_id: &str) {
+        let mut h = self.lock();
+        for pages in h.user_pages.values_mut() {
+            for p in pages.iter_mut().filter(|p| p.0 == page_id) {
+                p.2 = Some(account_id.to_string());
+            }
+        }
+    }
+
+    /// The operator approves the device code `user_code` on facebook.com/device.
+    pub fn approve(&self, user_code: &str, user_token: &str) -> bool {
+        let mut h = self.lock();
+        match h.devices.values_mut().find(|(u, _)| u == user_code) {
+            Some(d) => {
+                d.1 = Some(user_token.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The user codes handed out so far (what the console or CLI shows).
+    pub fn user_codes(&self) -> Vec<String> {
+        self.lock()
+            .devices
+            .values()
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// The next `times` sends answer with Meta's throttling error `code` (e.g. 130429).
@@ -468,4 +561,210 @@ async fn post_subscribed(
     }
     hub.subscribed.insert(id, true);
     Json(json!({"success": true})).into_response()
+}
+
+fn param(q: &HashMap<String, String>, form: &HashMap<String, String>, k: &str) -> String {
+    form.get(k).or(q.get(k)).cloned().unwrap_or_default()
+}
+
+fn app_token_ok(hub: &Hub, given: &str, with_secret: bool) -> bool {
+    hub.app.as_ref().is_some_and(|(id, secret, client)| {
+        let expected = if with_secret { secret } else { client };
+        given == format!("{id}|{expected}")
+    })
+}
+
+async fn device_login(
+    State(hub): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
+) -> Response {
+    let mut hub = hub.lock().expect("meta sandbox lock");
+    if !app_token_ok(&hub, &param(&q, &form, "access_token"), false) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            "Invalid OAuth access token - app_id|client_token expected",
+        );
+    }
+    hub.next += 1;
+    let n = hub.next;
+    let code = format!("sandbox-device-code-{n:06}-0123456789abcdef");
+    let user_code = format!("SB{n:04}");
+    hub.devices.insert(code.clone(), (user_code.clone(), None));
+    Json(json!({
+        "code": code,
+        "user_code": user_code,
+        "verification_uri": "https://www.facebook.com/device",
+        "expires_in": 420,
+        "interval": hub.interval.max(1),
+    }))
+    .into_response()
+}
+
+fn device_error(subcode: i64, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error":{"message":message,"type":"OAuthException","code":31,"error_subcode":subcode,"fbtrace_id":"AsandboxTrace02"}})),
+    )
+        .into_response()
+}
+
+async fn device_status(
+    State(hub): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>,
+) -> Response {
+    let hub = hub.lock().expect("meta sandbox lock");
+    if !app_token_ok(&hub, &param(&q, &form, "access_token"), false) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            "Invalid OAuth access token - app_id|client_token expected",
+        );
+    }
+    match hub.devices.get(&param(&q, &form, "code")) {
+        None => device_error(1349152, "The device code has expired"),
+        Some((_, None)) => device_error(1349174, "User has not yet authorized your application"),
+        Some((_, Some(token))) => {
+            Json(json!({"access_token": token, "expires_in": 5183944})).into_response()
+        }
+    }
+}
+
+async fn approve_http(
+    State(hub): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut hub = hub.lock().expect("meta sandbox lock");
+    let user_code = q.get("user_code").cloned().unwrap_or_default();
+    let token = q.get("user_token").cloned().unwrap_or_default();
+    match hub.devices.values_mut().find(|(u, _)| *u == user_code) {
+        Some(d) => {
+            d.1 = Some(token);
+            Json(json!({"success": true})).into_response()
+        }
+        None => graph_error(StatusCode::NOT_FOUND, 100, "unknown user code"),
+    }
+}
+
+fn bearer_or_query(headers: &HeaderMap, q: &HashMap<String, String>) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| q.get("access_token").cloned())
+        .unwrap_or_default()
+}
+
+async fn me_accounts(
+    State(hub): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let hub = hub.lock().expect("meta sandbox lock");
+    let token = bearer_or_query(&headers, &q);
+    let Some(pages) = hub.user_pages.get(&token) else {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    };
+    let data: Vec<Value> = pages
+        .iter()
+        .map(|(id, page_token, ig)| {
+            let name = hub.objects.get(id).and_then(|o| o["name"].as_str()).unwrap_or("");
+            let mut p = json!({"id": id, "name": name, "access_token": page_token, "tasks": ["MESSAGING", "MODERATE"]});
+            if let Some(ig) = ig {
+                p["instagram_business_account"] = json!({"id": ig});
+            }
+            p
+        })
+        .collect();
+    Json(json!({"data": data})).into_response()
+}
+
+async fn debug_token(
+    State(hub): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let hub = hub.lock().expect("meta sandbox lock");
+    if !app_token_ok(
+        &hub,
+        q.get("access_token").map(String::as_str).unwrap_or(""),
+        true,
+    ) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            "Invalid OAuth access token - app_id|app_secret expected",
+        );
+    }
+    let input = q.get("input_token").cloned().unwrap_or_default();
+    let Some(wabas) = hub.user_wabas.get(&input) else {
+        return Json(json!({"data": {"is_valid": false}})).into_response();
+    };
+    let app_id = hub.app.as_ref().map(|a| a.0.clone()).unwrap_or_default();
+    Json(json!({"data": {
+        "app_id": app_id, "type": "USER", "is_valid": true,
+        "scopes": ["whatsapp_business_management", "whatsapp_business_messaging", "pages_show_list", "pages_messaging"],
+        "granular_scopes": [
+            {"scope": "whatsapp_business_management", "target_ids": wabas},
+            {"scope": "whatsapp_business_messaging", "target_ids": wabas}
+        ]
+    }}))
+    .into_response()
+}
+
+async fn exchange(State(hub): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let hub = hub.lock().expect("meta sandbox lock");
+    let ok = hub.app.as_ref().is_some_and(|(id, secret, _)| {
+        q.get("client_id") == Some(id) && q.get("client_secret") == Some(secret)
+    });
+    if !ok || q.get("grant_type").map(String::as_str) != Some("fb_exchange_token") {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            101,
+            "Error validating application. Invalid application ID or secret",
+        );
+    }
+    match hub
+        .long_lived
+        .get(q.get("fb_exchange_token").map(String::as_str).unwrap_or(""))
+    {
+        Some(long) => {
+            Json(json!({"access_token": long, "token_type": "bearer", "expires_in": 5183944}))
+                .into_response()
+        }
+        None => graph_error(
+            StatusCode::BAD_REQUEST,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        ),
+    }
+}
+
+async fn phone_numbers(
+    State(hub): State<Shared>,
+    Path((_v, waba)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let hub = hub.lock().expect("meta sandbox lock");
+    let token = match token(&hub, &headers, &q) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    match hub.waba_numbers.get(&waba) {
+        Some(ids) if hub.tokens[&token].contains(&waba) => {
+            let data: Vec<Value> = ids
+                .iter()
+                .filter_map(|i| hub.objects.get(i).cloned())
+                .collect();
+            Json(json!({"data": data})).into_response()
+        }
+        _ => unreachable_object(&waba),
+    }
 }
