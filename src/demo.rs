@@ -1,12 +1,15 @@
-//! `flametree demo`: a local Telegram sandbox, a few connections on it — healthy ones,
-//! one with a wrong token that goes to ERROR, a deprecated one — a simulated customer,
-//! and the console on top, so a newcomer sees channels RUNNING and logs flowing at once.
+//! `flametree demo`: local Telegram and Meta sandboxes, a few connections on them —
+//! healthy Telegram bots, a WhatsApp connection with two numbers and a Messenger page
+//! (webhooks through the console's ingress), one bot with a wrong token that goes to
+//! ERROR, a deprecated one — simulated customers, and the console on top, so a newcomer
+//! sees channels RUNNING and logs flowing at once.
 //! Everything lives in `<data_dir>/demo/`, apart from the operator's own data.
 
 use crate::channels::Draft;
 use crate::config::Loaded;
 use crate::context::{Context, Overrides};
 use crate::model::{DesiredState, EnvVar};
+use crate::sandbox::meta::{self, MetaSandbox};
 use crate::sandbox::telegram::TelegramSandbox;
 use crate::secrets::SecretString;
 use std::time::Duration;
@@ -29,6 +32,76 @@ const REVOKED: (&str, &str) = (
     "7000000003:AAEdemoRevokedTokenNobodyKnowsAnyMore0",
 );
 
+const META_TOKEN: &str = "EAAGdemoWhatsAppSystemUserTokenOnTheSandbox";
+const META_APP_SECRET: &str = "de30de30de30de30de30de30de30de30";
+const WABA: &str = "102290129340398";
+const WA_NUMBERS: [(&str, &str); 2] = [
+    ("106540352242922", "+351 21 000 0001"),
+    ("106540352242923", "+351 21 000 0002"),
+];
+/// (page id, name, page token)
+const META_PAGE: (&str, &str, &str) = ("109876543210987", "Demo Shop", "EAAGdemoPageTokenOnTheSandbox");
+
+/// The WhatsApp connection and the Messenger page; returns their webhook URLs.
+async fn add_meta(
+    ctx: &Context,
+    agent: &crate::model::Agent,
+    sandbox: &MetaSandbox,
+    ingress: &str,
+) -> anyhow::Result<(String, String)> {
+    let numbers: Vec<(&str, &str)> = WA_NUMBERS.to_vec();
+    sandbox.add_whatsapp(META_TOKEN, META_APP_SECRET, WABA, &numbers);
+    sandbox.add_page(META_PAGE.2, META_APP_SECRET, META_PAGE.0, META_PAGE.1);
+    let env = |name: &str| {
+        vec![EnvVar {
+            name: name.into(),
+            value: sandbox.url(),
+        }]
+    };
+    let mut wa = Draft {
+        type_key: "whatsapp".into(),
+        name: "Shop WhatsApp".into(),
+        description: "Demo WhatsApp connection with two numbers on the local Meta sandbox".into(),
+        env: env("WHATSAPP_GRAPH_API_URL"),
+        ..Draft::default()
+    };
+    let ids: Vec<&str> = WA_NUMBERS.iter().map(|(i, _)| *i).collect();
+    wa.fields.insert("phone_number_ids".into(), ids.join(","));
+    wa.fields.insert("business_account_id".into(), WABA.into());
+    let mut page = Draft {
+        type_key: "facebook".into(),
+        name: "Shop page".into(),
+        description: "Demo Messenger page on the local Meta sandbox".into(),
+        env: env("FACEBOOK_GRAPH_API_URL"),
+        ..Draft::default()
+    };
+    page.fields.insert("page_id".into(), META_PAGE.0.into());
+    let secrets = [
+        ("access_token", META_TOKEN),
+        ("page_access_token", META_PAGE.2),
+        ("app_secret", META_APP_SECRET),
+        ("verify_token", "demo-verify-token"),
+    ];
+    let mut hooks = Vec::new();
+    for mut d in [wa, page] {
+        let ty = crate::channels::channel_type(&d.type_key)?;
+        for (k, v) in secrets {
+            if ty.field(k).is_some() {
+                d.secrets.insert(k.into(), SecretString::new(v));
+            }
+        }
+        let saved = ctx.channels.add(&d).await?;
+        ctx.channels
+            .attach_connection(agent, &saved.connection, true)
+            .await?;
+        ctx.channels
+            .set_desired(&saved.connection, DesiredState::Running)
+            .await?;
+        hooks.push(crate::runtime::webhook_url(ingress, &saved.connection.hook_id));
+    }
+    Ok((hooks[0].clone(), hooks[1].clone()))
+}
+
 pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let dir = loaded.data_dir.join("demo");
     crate::fsutil::create_private_dir(&dir)?;
@@ -43,6 +116,11 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         database_url: None,
         ..overrides.clone()
     };
+    // Meta delivers to the ingress: the demo needs to know its address before it starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    loaded.config.http.listen = format!("127.0.0.1:{port}");
+    loaded.config.http.public_url = String::new();
+    let ingress = format!("http://127.0.0.1:{port}");
 
     let sandbox = TelegramSandbox::start().await?;
     for (_, username, token) in BOTS {
@@ -121,6 +199,12 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
             ));
         }
     }
+    let meta_sandbox = std::sync::Arc::new(MetaSandbox::start().await?);
+    let meta_hooks = add_meta(&ctx, &agent, &meta_sandbox, &ingress).await?;
+    how_to_chat.push_str(
+        "Shop WhatsApp (two numbers) and Shop page (Messenger) get signed webhooks from the \
+         local Meta sandbox: a simulated customer writes to each every few seconds.\n",
+    );
     ctx.channels.run_agent(&agent, true).await?;
     let mut legacy = Draft {
         type_key: "messagebird".into(),
@@ -146,7 +230,7 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         })
         .and_then(|mut f| std::io::Write::write_all(&mut f, how_to_chat.as_bytes()))?;
 
-    // A customer who keeps writing to the sales bot, so the logs have something to show.
+    // Customers who keep writing, so the logs have something to show.
     let customer = sandbox.clone();
     let talk = tokio::spawn(async move {
         let lines = [
@@ -158,6 +242,16 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         for n in 0usize.. {
             tokio::time::sleep(Duration::from_secs(6)).await;
             customer.inject_message(BOTS[0].2, 4242, "Ann", lines[n % lines.len()]);
+            let text = lines[(n + 1) % lines.len()];
+            let (number, from) = if n % 2 == 0 {
+                (WA_NUMBERS[0].0, "351912345678")
+            } else {
+                (WA_NUMBERS[1].0, "351934567890")
+            };
+            let (m, _) = meta::whatsapp_text(number, from, "Rui", text, n as u64);
+            let _ = meta_sandbox.deliver(&meta_hooks.0, META_APP_SECRET, &m).await;
+            let m = meta::messaging_text("page", META_PAGE.0, "24000000000042", text, &format!("m_demo_{n}"), false);
+            let _ = meta_sandbox.deliver(&meta_hooks.1, META_APP_SECRET, &m).await;
         }
     });
     drop(ctx);
