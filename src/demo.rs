@@ -35,12 +35,19 @@ const REVOKED: (&str, &str) = (
 const META_TOKEN: &str = "EAAGdemoWhatsAppSystemUserTokenOnTheSandbox";
 const META_APP_SECRET: &str = "de30de30de30de30de30de30de30de30";
 const WABA: &str = "102290129340398";
+/// The demo Meta app (app id, client token) and the user who signs in with it.
+const DEMO_APP: (&str, &str) = ("1234567890123", "demo-client-token");
+const DEMO_USER: &str = "EAAdemoUserTokenOnTheSandbox";
 const WA_NUMBERS: [(&str, &str); 2] = [
     ("106540352242922", "+351 21 000 0001"),
     ("106540352242923", "+351 21 000 0002"),
 ];
 /// (page id, name, page token)
-const META_PAGE: (&str, &str, &str) = ("109876543210987", "Demo Shop", "EAAGdemoPageTokenOnTheSandbox");
+const META_PAGE: (&str, &str, &str) = (
+    "109876543210987",
+    "Demo Shop",
+    "EAAGdemoPageTokenOnTheSandbox",
+);
 
 /// The WhatsApp connection and the Messenger page; returns their webhook URLs.
 async fn add_meta(
@@ -97,7 +104,10 @@ async fn add_meta(
         ctx.channels
             .set_desired(&saved.connection, DesiredState::Running)
             .await?;
-        hooks.push(crate::runtime::webhook_url(ingress, &saved.connection.hook_id));
+        hooks.push(crate::runtime::webhook_url(
+            ingress,
+            &saved.connection.hook_id,
+        ));
     }
     Ok((hooks[0].clone(), hooks[1].clone()))
 }
@@ -117,7 +127,9 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         ..overrides.clone()
     };
     // Meta delivers to the ingress: the demo needs to know its address before it starts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     loaded.config.http.listen = format!("127.0.0.1:{port}");
     loaded.config.http.public_url = String::new();
     let ingress = format!("http://127.0.0.1:{port}");
@@ -201,10 +213,23 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
     }
     let meta_sandbox = std::sync::Arc::new(MetaSandbox::start().await?);
     let meta_hooks = add_meta(&ctx, &agent, &meta_sandbox, &ingress).await?;
-    how_to_chat.push_str(
+    // Signing in with Meta works too, against the sandbox's app and user.
+    meta_sandbox.set_app(DEMO_APP.0, META_APP_SECRET, DEMO_APP.1, 2);
+    meta_sandbox.add_user(DEMO_USER, DEMO_USER, &[(META_PAGE.0, META_PAGE.2)], &[WABA]);
+    meta_sandbox.add_instagram(META_PAGE.2, META_APP_SECRET, "17841400000000042", "demo.shop");
+    meta_sandbox.link_instagram(META_PAGE.0, "17841400000000042");
+    loaded.config.meta.app_id = DEMO_APP.0.into();
+    loaded.config.meta.app_secret = META_APP_SECRET.into();
+    loaded.config.meta.client_token = DEMO_APP.1.into();
+    loaded.config.meta.graph_api_url = meta_sandbox.url();
+    how_to_chat.push_str(&format!(
         "Shop WhatsApp (two numbers) and Shop page (Messenger) get signed webhooks from the \
-         local Meta sandbox: a simulated customer writes to each every few seconds.\n",
-    );
+         local Meta sandbox: a simulated customer writes to each every few seconds.\n\n\
+         Sign in with Meta (add a WhatsApp, Instagram or Facebook connection, Enter on \
+         \"Advanced mode\" while it is off) shows a code; approve it as the operator would on \
+         facebook.com/device:\n  curl -s -X POST '{}/sandbox/device/approve?user_code=CODE&user_token={DEMO_USER}'\n",
+        meta_sandbox.url()
+    ));
     ctx.channels.run_agent(&agent, true).await?;
     let mut legacy = Draft {
         type_key: "messagebird".into(),
@@ -249,9 +274,20 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
                 (WA_NUMBERS[1].0, "351934567890")
             };
             let (m, _) = meta::whatsapp_text(number, from, "Rui", text, n as u64);
-            let _ = meta_sandbox.deliver(&meta_hooks.0, META_APP_SECRET, &m).await;
-            let m = meta::messaging_text("page", META_PAGE.0, "24000000000042", text, &format!("m_demo_{n}"), false);
-            let _ = meta_sandbox.deliver(&meta_hooks.1, META_APP_SECRET, &m).await;
+            let _ = meta_sandbox
+                .deliver(&meta_hooks.0, META_APP_SECRET, &m)
+                .await;
+            let m = meta::messaging_text(
+                "page",
+                META_PAGE.0,
+                "24000000000042",
+                text,
+                &format!("m_demo_{n}"),
+                false,
+            );
+            let _ = meta_sandbox
+                .deliver(&meta_hooks.1, META_APP_SECRET, &m)
+                .await;
         }
     });
     drop(ctx);

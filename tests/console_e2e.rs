@@ -254,3 +254,96 @@ fn c_puts_the_whole_webhook_url_on_the_clipboard_through_the_terminal() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn signing_in_with_meta_in_the_console_fills_the_form() {
+    use flametree::sandbox::meta::MetaSandbox;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = rt.block_on(MetaSandbox::start()).unwrap();
+    sandbox.set_app(
+        "4000000000001",
+        "fedcba9876543210fedcba9876543210",
+        "c1i3nt70k3n",
+        1,
+    );
+    sandbox.add_whatsapp(
+        "EAAsystemToken",
+        "fedcba9876543210fedcba9876543210",
+        "122951744235903",
+        &[
+            ("114896151713920", "+1 555-0001"),
+            ("114896151713921", "+1 555-0002"),
+        ],
+    );
+    sandbox.add_user(
+        "EAAshortUserToken",
+        "EAAlongUserToken",
+        &[],
+        &["122951744235903"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = sandbox.url();
+    let env = [
+        ("FLAMETREE_META_APP_ID", "4000000000001"),
+        (
+            "FLAMETREE_META_APP_SECRET",
+            "fedcba9876543210fedcba9876543210",
+        ),
+        ("FLAMETREE_META_CLIENT_TOKEN", "c1i3nt70k3n"),
+        ("FLAMETREE_META_GRAPH_API_URL", url.as_str()),
+    ];
+    let t = Tmux::start_with(dir.path(), 100, 30, &env);
+    t.wait_for("No connections yet.");
+    t.keys(&["a"]);
+    t.wait_for("Add a channel");
+    t.keys(&["Enter"]);
+    t.wait_for("New connector · WhatsApp");
+    t.type_text("Signed shop");
+    t.keys(&["Tab", "Tab"]);
+    t.wait_for("Enter: sign in with Meta");
+    t.keys(&["Enter"]);
+    let shown = t.wait_for("and enter the code");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(c) = sandbox.user_codes().pop() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no code was asked for");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(shown.contains(&code), "the code is on screen:\n{shown}");
+    assert!(shown.contains("https://www.facebook.com/device"), "{shown}");
+    assert!(sandbox.approve(&code, "EAAshortUserToken"));
+    let picks = t.wait_for("Pick what this connection uses");
+    assert!(
+        picks.contains("1) WhatsApp Business Account 122951744235903: +1 555-0001"),
+        "{picks}"
+    );
+    t.keys(&["Enter"]);
+    let filled = t.wait_for("Filled from Meta");
+    assert!(
+        filled.contains("114896151713920,114896151713921"),
+        "{filled}"
+    );
+    for secret in ["EAAlongUserToken", "fedcba9876543210", "c1i3nt70k3n"] {
+        assert!(!filled.contains(secret), "{secret} on screen:\n{filled}");
+    }
+    t.keys(&["C-s"]);
+    t.wait_for("Saved 'Signed shop'");
+    let stored = rt.block_on(async {
+        let url = format!("sqlite://{}/flametree.db", dir.path().display());
+        let s = flametree::store::open(&url, 5, 1).await.unwrap();
+        let tenant = s.tenant("default").await.unwrap();
+        s.connection_by_name(tenant.id, "Signed shop")
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(
+        stored.fields.get("business_account_id").map(String::as_str),
+        Some("122951744235903")
+    );
+    for k in ["access_token", "app_secret", "verify_token"] {
+        assert!(stored.secrets.contains_key(k), "{k} stored");
+    }
+}

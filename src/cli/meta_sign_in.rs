@@ -56,7 +56,7 @@ pub async fn fill_draft(
         .map_err(fail)?;
     if choices.is_empty() {
         return Err(fail(format!(
-            "the Meta account you approved with reaches nothing a {} connection can use: check \
+            "the Meta account you approved with reaches nothing this {} connection can use: check \
              that it manages the page or WhatsApp Business Account, and that the app asked for \
              the permissions ({})",
             ty.name,

@@ -77,6 +77,7 @@ pub enum Overlay {
         selected: usize,
     },
     Confirm(Confirm),
+    SignIn(super::signin::SignIn),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub struct App {
     pub flash: Option<(String, FlashKind)>,
     pub mouse: bool,
     pub meta_configured: bool,
+    /// The server's Meta app, when sign-in with Meta is configured.
+    pub meta_app: Option<crate::connectors::meta::signin::App>,
     pub quit: bool,
     /// Something changed since the last frame.
     pub dirty: bool,
@@ -180,6 +183,7 @@ impl App {
             flash: None,
             mouse: true,
             meta_configured,
+            meta_app: None,
             quit: false,
             dirty: true,
             loaded: false,
@@ -452,6 +456,12 @@ impl App {
             Msg::AgentRejected(text) => {
                 self.busy = None;
                 self.flash(text, FlashKind::Error);
+            }
+            Msg::SignIn(update) => {
+                // Ignored once the operator closed the dialog.
+                if let Some(Overlay::SignIn(s)) = &mut self.overlay {
+                    s.apply(update);
+                }
             }
             Msg::Diagnosis { id, text } => {
                 // The same answer again (every tick) must not cost a frame.

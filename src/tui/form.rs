@@ -47,6 +47,8 @@ pub enum FormOutcome {
     Left,
     OpenEnvPicker,
     ReadOnly,
+    /// Enter on Advanced mode while it is off: sign in with Meta.
+    SignIn,
 }
 
 pub struct Form {
@@ -310,6 +312,29 @@ impl Form {
         true
     }
 
+    /// Fills fields and secrets (what signing in with Meta found), then shows them.
+    pub fn fill(
+        &mut self,
+        fields: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, SecretString>,
+    ) {
+        for (i, spec) in self.ty.fields.iter().enumerate() {
+            let value = if spec.secret {
+                secrets.get(&spec.key).map(|s| s.expose().to_string())
+            } else {
+                fields.get(&spec.key).cloned()
+            };
+            if let Some(v) = value {
+                let t = &mut self.fields[i];
+                t.select_all();
+                t.cut();
+                t.insert_str(v);
+                self.dirty = true;
+            }
+        }
+        self.advanced = true;
+    }
+
     pub fn add_env(&mut self, name: &str, value: &str) {
         self.env.push((single_line(name), single_line(value)));
         self.dirty = true;
@@ -393,6 +418,9 @@ impl Form {
             KeyCode::Enter | KeyCode::Char(' ') if slot == Some(Slot::Advanced) => {
                 if self.read_only {
                     return FormOutcome::ReadOnly;
+                }
+                if key.code == KeyCode::Enter && !self.advanced && self.advanced_switchable {
+                    return FormOutcome::SignIn;
                 }
                 self.toggle_advanced();
             }

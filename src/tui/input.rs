@@ -245,6 +245,7 @@ impl App {
                 }
             }
             FormOutcome::OpenEnvPicker => self.overlay = Some(Overlay::EnvPicker { selected: 0 }),
+            FormOutcome::SignIn => return self.start_sign_in(),
             FormOutcome::ReadOnly => {
                 self.flash("Read-only: viewers cannot change settings", FlashKind::Warn);
             }
@@ -544,6 +545,38 @@ impl App {
         }));
     }
 
+    /// Enter on "Advanced mode: off": the sign-in dialog, and the flow behind it.
+    fn start_sign_in(&mut self) -> Vec<Command> {
+        let (Some(app), Some(form)) = (self.meta_app.clone(), &self.form) else {
+            self.flash(
+                "Meta App ID and App Secret are not configured on the server",
+                FlashKind::Warn,
+            );
+            return Vec::new();
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.overlay = Some(Overlay::SignIn(super::signin::SignIn {
+            type_name: form.ty.name.clone(),
+            stage: super::signin::Stage::Starting,
+            stop: stop.clone(),
+        }));
+        vec![Command::MetaSignIn {
+            app: Box::new(app),
+            type_key: form.ty.key.clone(),
+            stop,
+        }]
+    }
+
+    fn apply_pick(&mut self, pick: super::signin::Pick) {
+        if let Some(form) = &mut self.form {
+            form.fill(&pick.fields, &pick.secrets);
+            self.flash(
+                format!("Filled from Meta: {}. Review, then Save (^S)", pick.label),
+                FlashKind::Info,
+            );
+        }
+    }
+
     fn overlay_key(&mut self, key: KeyEvent) -> Vec<Command> {
         let Some(overlay) = self.overlay.take() else {
             return Vec::new();
@@ -551,6 +584,29 @@ impl App {
         let mut keep = true;
         let mut out = Vec::new();
         let overlay = match overlay {
+            Overlay::SignIn(mut s) => {
+                use super::signin::Stage;
+                match (&mut s.stage, key.code) {
+                    (_, KeyCode::Esc | KeyCode::Char('q')) => {
+                        s.stop.cancel();
+                        keep = false;
+                    }
+                    (Stage::Failed(_), KeyCode::Enter) => keep = false,
+                    (Stage::Choose { picks, selected }, KeyCode::Down | KeyCode::Char('j')) => {
+                        *selected = (*selected + 1).min(picks.len().saturating_sub(1));
+                    }
+                    (Stage::Choose { selected, .. }, KeyCode::Up | KeyCode::Char('k')) => {
+                        *selected = selected.saturating_sub(1);
+                    }
+                    (Stage::Choose { picks, selected }, KeyCode::Enter) => {
+                        let pick = picks[*selected].clone();
+                        keep = false;
+                        self.apply_pick(pick);
+                    }
+                    _ => {}
+                }
+                Overlay::SignIn(s)
+            }
             Overlay::Confirm(confirm) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     keep = false;

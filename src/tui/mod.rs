@@ -10,6 +10,7 @@ pub mod input;
 pub mod keys;
 pub mod list;
 pub mod logs;
+pub mod signin;
 pub mod theme;
 pub mod view;
 pub mod worker;
@@ -59,6 +60,9 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         (cfg.logs.ring_lines as usize, cfg.logs.ring_bytes as usize),
     );
     app.mouse = cfg.ui.mouse;
+    if cfg.meta.configured() {
+        app.meta_app = Some(crate::connectors::meta::signin::App::from_config(&cfg.meta));
+    }
     app.export_dir = ctx.loaded.data_dir.join("exported-logs");
     let tick = Duration::from_millis(cfg.ui.tick_ms.max(50));
     // Holding a sender keeps the bus open for as long as the loop reads it.

@@ -74,6 +74,13 @@ pub enum Command {
         draft: Draft,
         inbound: bool,
     },
+    /// Sign in with Meta for a connection of this type (runs beside the other commands:
+    /// it waits for the operator for minutes).
+    MetaSignIn {
+        app: Box<crate::connectors::meta::signin::App>,
+        type_key: String,
+        stop: tokio_util::sync::CancellationToken,
+    },
 }
 
 #[derive(Debug)]
@@ -132,6 +139,7 @@ pub enum Msg {
     },
     /// An agent action was refused; the open dialog stays for a correction.
     AgentRejected(String),
+    SignIn(super::signin::Update),
 }
 
 /// Runs commands one at a time until the console hangs up.
@@ -150,6 +158,14 @@ pub async fn run(
                     }
                 }
                 Command::Reload
+            }
+            Command::MetaSignIn {
+                app,
+                type_key,
+                stop,
+            } => {
+                tokio::spawn(super::signin::run(*app, type_key, stop, out.clone()));
+                continue;
             }
             other => other,
         };
@@ -291,6 +307,8 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
                 Err(e) => vec![Msg::AgentRejected(e.to_string())],
             }
         }
+        // Started by `run` beside the queue.
+        Command::MetaSignIn { .. } => Vec::new(),
         Command::SimpleAttach {
             agent,
             draft,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The server's Meta app (`[meta]` in the config).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct App {
     pub api: String,
     pub version: String,

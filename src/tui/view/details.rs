@@ -318,7 +318,7 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                 } else if form.advanced {
                     "[x] on — paste credentials by hand (Space toggles)"
                 } else {
-                    "[ ] off — sign in with your Meta account (Space toggles)"
+                    "[ ] off — sign in with your Meta account (Enter signs in, Space toggles)"
                 };
                 rows.push(FormRow {
                     slot: Some((i, slot.clone())),
@@ -338,7 +338,7 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                     }
                 }
                 if !form.advanced {
-                    let note = "Signing in with Meta needs a browser: it is not available in the terminal yet. Turn Advanced mode on to paste the credentials.";
+                    let note = "Enter: sign in with Meta — a code to approve on facebook.com/device, then pick the page, Instagram account or WhatsApp numbers. Space: Advanced mode, to paste the credentials.";
                     for l in wrap(note, width.saturating_sub(2), 3) {
                         rows.push(plain(Line::styled(format!("  {l}"), t.warning())));
                     }

@@ -70,6 +70,83 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             );
             app.hits.push((rect, Hit::Overlay));
         }
+        Overlay::SignIn(s) => {
+            use crate::tui::signin::Stage;
+            let width = area.width.saturating_sub(6).clamp(40, 100);
+            let inner_w = width as usize - 4;
+            let mut lines: Vec<Line> = Vec::new();
+            match &s.stage {
+                Stage::Starting => lines.push(Line::raw("Asking Meta for a sign-in code…")),
+                Stage::Waiting {
+                    user_code,
+                    uri,
+                    minutes,
+                } => {
+                    lines.push(Line::raw("On your phone or computer, open"));
+                    lines.push(Line::styled(format!("  {uri}"), t.key()));
+                    lines.push(Line::raw("and enter the code"));
+                    lines.push(Line::styled(format!("  {user_code}"), t.title()));
+                    lines.push(Line::raw(""));
+                    for l in wrap(
+                        &format!(
+                            "Waiting for you to approve (the code expires in {minutes} minutes)…"
+                        ),
+                        inner_w,
+                        2,
+                    ) {
+                        lines.push(Line::styled(l, t.dim()));
+                    }
+                }
+                Stage::Choose { picks, selected } => {
+                    lines.push(Line::raw("Signed in. Pick what this connection uses:"));
+                    for (i, p) in picks.iter().enumerate().take(12) {
+                        let mut line = Line::raw(fit(&format!(" {}) {}", i + 1, p.label), inner_w));
+                        if i == *selected {
+                            line = line.patch_style(t.selected());
+                        }
+                        lines.push(line);
+                    }
+                }
+                Stage::Failed(why) => {
+                    for l in wrap(why, inner_w, 6) {
+                        lines.push(Line::styled(l, t.error()));
+                    }
+                }
+            }
+            let keys = match &s.stage {
+                Stage::Choose { .. } => " ↑↓ move   Enter fill the form   Esc cancel",
+                Stage::Failed(_) => " Enter or Esc close",
+                _ => " Esc cancel",
+            };
+            let rect = centered(area, width, lines.len() as u16 + 4);
+            f.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .title(Line::styled(
+                    format!(" Sign in with Meta · {} ", s.type_name),
+                    t.title(),
+                ))
+                .border_style(t.focused_border());
+            let inner = block.inner(rect);
+            f.render_widget(block, rect);
+            let body = Rect::new(
+                inner.x,
+                inner.y,
+                inner.width,
+                inner.height.saturating_sub(1),
+            );
+            f.render_widget(Paragraph::new(lines), body);
+            let bottom = Rect::new(
+                inner.x,
+                inner.y + inner.height.saturating_sub(1),
+                inner.width,
+                1,
+            );
+            f.render_widget(
+                Paragraph::new(Line::styled(fit(keys, inner_w), t.key())),
+                bottom,
+            );
+            app.hits.push((rect, Hit::Overlay));
+        }
         Overlay::Confirm(c) => {
             let width = 64u16;
             let body = wrap(&c.question, width as usize - 4, 6);
