@@ -216,7 +216,12 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
     // Signing in with Meta works too, against the sandbox's app and user.
     meta_sandbox.set_app(DEMO_APP.0, META_APP_SECRET, DEMO_APP.1, 2);
     meta_sandbox.add_user(DEMO_USER, DEMO_USER, &[(META_PAGE.0, META_PAGE.2)], &[WABA]);
-    meta_sandbox.add_instagram(META_PAGE.2, META_APP_SECRET, "17841400000000042", "demo.shop");
+    meta_sandbox.add_instagram(
+        META_PAGE.2,
+        META_APP_SECRET,
+        "17841400000000042",
+        "demo.shop",
+    );
     meta_sandbox.link_instagram(META_PAGE.0, "17841400000000042");
     loaded.config.meta.app_id = DEMO_APP.0.into();
     loaded.config.meta.app_secret = META_APP_SECRET.into();

@@ -363,6 +363,19 @@ async fn a_rejected_token_is_error_190_and_throttling_is_waited_out(be: Be) {
     );
     assert!(!c.status_message.contains("EAAGrevoked"));
 
+    // A phone number id the token cannot reach: the field and the value are named.
+    let mut d = whatsapp_draft(&sandbox, TOKEN);
+    d.name = "Wrong number".into();
+    d.fields
+        .insert("phone_number_ids".into(), format!("{N1},999000999"));
+    add_running(&env, &d).await;
+    let c = wait_status(&env, "Wrong number", Status::Error).await;
+    assert!(
+        c.status_message.starts_with("Phone number IDs value 2 '999000999' is not something this Access token can reach (Meta 100"),
+        "{}",
+        c.status_message
+    );
+
     add_running(&env, &whatsapp_draft(&sandbox, TOKEN)).await;
     let c = wait_status(&env, "Shop WhatsApp", Status::Running).await;
     sandbox.throttle(130429, 2);

@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_without_a_phone_number_is_known_by_user_id() {
+        let bsuid = WA_TEXT
+            .replace(
+                r#""wa_id":"60173526233""#,
+                r#""user_id":"IN.2081978709342942""#,
+            )
+            .replace(
+                r#""from":"60173526233","#,
+                r#""from_user_id":"IN.2081978709342942","#,
+            );
+        let ev = whatsapp(&json(&bsuid), &["114896151713920".into()]);
+        let [Event::Message(m)] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(m.customer, "IN.2081978709342942");
+        assert_eq!(m.display_name, "Lee Jen Ling");
+    }
+
+    #[test]
     fn a_status_is_a_delivery_report() {
         let ev = whatsapp(&json(WA_STATUS), &["114896151713920".into()]);
         assert!(matches!(ev.as_slice(), [Event::Delivery(d)] if d.status == "sent" && !d.failed));
