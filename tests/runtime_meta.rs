@@ -4,13 +4,10 @@
 mod common;
 
 use common::Be;
+use common::hooks::{add_running, draft, host, wait_status};
 use flametree::channels::Draft;
-use flametree::config::Http;
-use flametree::http::Ingress;
-use flametree::model::{Connection, DesiredState, EnvVar, Status};
-use flametree::runtime::{Options, Pipeline, Runtime};
+use flametree::model::{DesiredState, Status};
 use flametree::sandbox::meta::{self, MetaSandbox};
-use flametree::secrets::SecretString;
 use std::time::{Duration, Instant};
 
 type Env = common::ChannelsEnv;
@@ -21,100 +18,6 @@ const VERIFY: &str = "verify-me-please-42";
 const N1: &str = "114896151713920";
 const N2: &str = "114896151713921";
 const WABA: &str = "122951744235903";
-
-struct Host {
-    ingress: Ingress,
-    runtime: Runtime,
-}
-
-async fn host(env: &Env) -> Host {
-    let pipe = Pipeline::start(env.channels.clone(), 1000);
-    let http = Http {
-        listen: "127.0.0.1:0".into(),
-        public_url: String::new(),
-        max_body_bytes: 1 << 20,
-    };
-    let ingress = Ingress::start(pipe.clone(), "127.0.0.1:0", &http)
-        .await
-        .unwrap();
-    let runtime = Runtime::start(
-        pipe,
-        Options {
-            public_base: ingress.public_base.clone(),
-            ..Options::default()
-        },
-    );
-    Host { ingress, runtime }
-}
-
-impl Host {
-    fn url(&self, c: &Connection) -> String {
-        flametree::runtime::webhook_url(&self.ingress.public_base, &c.hook_id)
-    }
-    async fn shutdown(&self) {
-        self.runtime.shutdown().await;
-        self.ingress.shutdown().await;
-    }
-}
-
-fn draft(
-    type_key: &str,
-    name: &str,
-    fields: &[(&str, &str)],
-    secrets: &[(&str, &str)],
-    env: &[(&str, String)],
-) -> Draft {
-    let mut d = Draft {
-        type_key: type_key.into(),
-        name: name.into(),
-        ..Default::default()
-    };
-    for (k, v) in fields {
-        d.fields.insert(k.to_string(), v.to_string());
-    }
-    for (k, v) in secrets {
-        d.secrets.insert(k.to_string(), SecretString::new(*v));
-    }
-    for (k, v) in env {
-        d.env.push(EnvVar {
-            name: k.to_string(),
-            value: v.clone(),
-        });
-    }
-    d
-}
-
-async fn add_running(env: &Env, d: &Draft) -> Connection {
-    let c = env.channels.add(d).await.unwrap().connection;
-    let echo = common::runtime::echo_agent(env).await;
-    env.channels
-        .attach_connection(&echo, &c, true)
-        .await
-        .unwrap();
-    env.channels.run_agent(&echo, true).await.unwrap();
-    env.channels
-        .set_desired(&c, DesiredState::Running)
-        .await
-        .unwrap();
-    c
-}
-
-async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = env.channels.find(name).await.unwrap();
-        if c.status == status {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "'{name}' is {} ({}), not {status}",
-            c.status,
-            c.status_message
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
 
 fn whatsapp_draft(sandbox: &MetaSandbox, token: &str) -> Draft {
     draft(

@@ -8,6 +8,7 @@
 mod config;
 pub mod email;
 pub mod event;
+pub mod intercom;
 pub mod meta;
 pub mod retry;
 pub mod telegram;
@@ -240,6 +241,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::Telegram => Some(telegram::open),
         Family::Email => Some(email::open),
         Family::Meta => Some(meta::open),
+        Family::Intercom => Some(intercom::open),
         _ => None,
     }
 }

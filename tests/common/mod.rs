@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod hooks;
 pub mod mail;
 pub mod pg_cluster;
 pub mod runtime;
