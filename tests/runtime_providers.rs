@@ -6,6 +6,7 @@ mod common;
 use common::Be;
 use common::hooks::{add_running, draft, host, wait_status};
 use flametree::model::Status;
+use flametree::sandbox::bird::{self, BirdSandbox};
 use flametree::sandbox::intercom::{self, IntercomSandbox};
 use std::time::Duration;
 
@@ -137,7 +138,153 @@ async fn intercom_names_a_wrong_token_or_admin(be: Be) {
     host.shutdown().await;
 }
 
+const BIRD_KEY: &str = "birdAccessKeySandbox0001";
+const BIRD_SIGNING: &str = "bird-signing-key-0001";
+const WS: &str = "2b8f2b7a-0000-4000-8000-000000000001";
+const CH: &str = "614208aa-b153-4d5d-9989-2fddfc0ce4c3";
+
+fn bird_draft(
+    sandbox: &BirdSandbox,
+    name: &str,
+    channel: &str,
+    org: Option<&str>,
+) -> flametree::channels::Draft {
+    let mut env = vec![("BIRD_API_URL", sandbox.url())];
+    if let Some(o) = org {
+        env.push(("BIRD_ORGANIZATION_ID", o.to_string()));
+    }
+    draft(
+        "bird",
+        name,
+        &[("workspace_id", WS), ("channel_id", channel)],
+        &[("access_key", BIRD_KEY), ("signing_key", BIRD_SIGNING)],
+        &env,
+    )
+}
+
+async fn bird_answers_signed_sms_and_refuses_stale_ones(be: Be) {
+    let sandbox = BirdSandbox::start(BIRD_KEY, WS, &[(CH, "Sandbox SMS")])
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    add_running(&env, &bird_draft(&sandbox, "Bird SMS", CH, Some("org-1"))).await;
+    let c = wait_status(&env, "Bird SMS", Status::Running).await;
+    assert!(
+        c.status_message.contains("Bird channel Sandbox SMS"),
+        "{}",
+        c.status_message
+    );
+    let url = host.url(&c);
+    let subs = sandbox.subscriptions();
+    assert_eq!(subs.len(), 1, "Start registered the subscription");
+    assert_eq!(subs[0]["url"], url.as_str());
+    assert_eq!(subs[0]["event"], "sms.inbound");
+    assert_eq!(subs[0]["eventFilters"][0]["value"], CH);
+
+    let m = bird::sms_inbound(
+        CH,
+        "+31612345678",
+        "hello bird",
+        "96a0b5fa-0000-4000-8000-000000000001",
+    );
+    assert_eq!(sandbox.deliver(&url, BIRD_SIGNING, &m).await, 200);
+    assert_eq!(
+        sandbox.deliver(&url, BIRD_SIGNING, &m).await,
+        200,
+        "a redelivery"
+    );
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].to.as_str(), sent[0].text.as_str()),
+        ("+31612345678", "You said: hello bird")
+    );
+
+    // A replay of a signed delivery from ten minutes ago, a wrong key, a status report.
+    let old = (chrono::Utc::now().timestamp() - 600).to_string();
+    let m2 = bird::sms_inbound(
+        CH,
+        "+31612345679",
+        "old news",
+        "96a0b5fa-0000-4000-8000-000000000002",
+    );
+    assert_eq!(sandbox.deliver_at(&url, BIRD_SIGNING, &m2, &old).await, 401);
+    assert_eq!(sandbox.deliver(&url, "not-the-key", &m2).await, 401);
+    let failed = bird::sms_status(CH, &sent[0].id, "failed");
+    assert_eq!(sandbox.deliver(&url, BIRD_SIGNING, &failed).await, 200);
+    // Bird is busy, then answers: the reply goes out.
+    sandbox.fail_sends(429, 1);
+    let m3 = bird::sms_inbound(
+        CH,
+        "+31612345670",
+        "busy?",
+        "96a0b5fa-0000-4000-8000-000000000003",
+    );
+    assert_eq!(sandbox.deliver(&url, BIRD_SIGNING, &m3).await, 200);
+    assert_eq!(sandbox.wait_sent(2, Duration::from_secs(10)).await.len(), 2);
+    let logs = common::runtime::log_text(&env, "Bird SMS", "was not delivered").await;
+    assert!(
+        logs.contains("older than BIRD_WEBHOOK_MAX_AGE (300 s)"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("MessageBird-Signature does not match"),
+        "{logs}"
+    );
+    assert!(logs.contains("the reply to +31612345678"), "{logs}");
+    assert!(
+        logs.contains("registered Bird's webhook subscription"),
+        "{logs}"
+    );
+    assert_eq!(sandbox.sent().len(), 2, "nothing else answered");
+
+    // Started again: the subscription is there, not registered twice.
+    let c = env.channels.find("Bird SMS").await.unwrap();
+    env.channels
+        .set_desired(&c, flametree::model::DesiredState::Stopped)
+        .await
+        .unwrap();
+    wait_status(&env, "Bird SMS", Status::Stopped).await;
+    env.channels
+        .set_desired(&c, flametree::model::DesiredState::Running)
+        .await
+        .unwrap();
+    wait_status(&env, "Bird SMS", Status::Running).await;
+    assert_eq!(sandbox.subscriptions().len(), 1);
+    host.shutdown().await;
+}
+
+async fn bird_names_a_channel_that_is_not_in_the_workspace(be: Be) {
+    let sandbox = BirdSandbox::start(BIRD_KEY, WS, &[(CH, "Sandbox SMS")])
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    add_running(
+        &env,
+        &bird_draft(
+            &sandbox,
+            "Wrong channel",
+            "00000000-1111-4000-8000-000000000000",
+            None,
+        ),
+    )
+    .await;
+    let c = wait_status(&env, "Wrong channel", Status::Error).await;
+    assert!(
+        c.status_message.starts_with(
+            "Channel ID '00000000-1111-4000-8000-000000000000' is not a channel of workspace"
+        ) && c.status_message.contains(CH),
+        "{}",
+        c.status_message
+    );
+    host.shutdown().await;
+}
+
 on_both!(
     intercom_answers_customers_as_the_admin,
     intercom_names_a_wrong_token_or_admin,
+    bird_answers_signed_sms_and_refuses_stale_ones,
+    bird_names_a_channel_that_is_not_in_the_workspace,
 );

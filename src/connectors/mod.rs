@@ -5,6 +5,7 @@
 //!
 //! Adding a type is a module here, a line in `registry`, and a catalog entry.
 
+pub mod bird;
 mod config;
 pub mod email;
 pub mod event;
@@ -242,6 +243,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::Email => Some(email::open),
         Family::Meta => Some(meta::open),
         Family::Intercom => Some(intercom::open),
+        Family::Bird => Some(bird::open),
         _ => None,
     }
 }
