@@ -7,6 +7,7 @@ use common::Be;
 use common::hooks::{add_running, draft, host, wait_status};
 use flametree::model::Status;
 use flametree::sandbox::bird::{self, BirdSandbox};
+use flametree::sandbox::infobip::{self, InfobipSandbox};
 use flametree::sandbox::intercom::{self, IntercomSandbox};
 use std::time::Duration;
 
@@ -211,6 +212,7 @@ async fn bird_answers_signed_sms_and_refuses_stale_ones(be: Be) {
     );
     assert_eq!(sandbox.deliver_at(&url, BIRD_SIGNING, &m2, &old).await, 401);
     assert_eq!(sandbox.deliver(&url, "not-the-key", &m2).await, 401);
+    common::runtime::log_text(&env, "Bird SMS", "replied to +31612345678").await;
     let failed = bird::sms_status(CH, &sent[0].id, "failed");
     assert_eq!(sandbox.deliver(&url, BIRD_SIGNING, &failed).await, 200);
     // Bird is busy, then answers: the reply goes out.
@@ -282,9 +284,153 @@ async fn bird_names_a_channel_that_is_not_in_the_workspace(be: Be) {
     host.shutdown().await;
 }
 
+const IB_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0-sandbox";
+
+fn infobip_draft(
+    sandbox: &InfobipSandbox,
+    name: &str,
+    key: &str,
+    env: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+) -> flametree::channels::Draft {
+    let mut all: Vec<(&str, String)> = vec![("INFOBIP_PULL_INTERVAL", "1".into())];
+    all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+    let mut s = vec![("api_key", key)];
+    s.extend_from_slice(secrets);
+    draft(
+        "infobip",
+        name,
+        &[("base_url", &sandbox.url()), ("sender", "+447860099299")],
+        &s,
+        &all,
+    )
+}
+
+async fn infobip_pulls_the_inbox_and_answers_each_sms_once(be: Be) {
+    let sandbox = InfobipSandbox::start(IB_KEY).await.unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    add_running(
+        &env,
+        &infobip_draft(
+            &sandbox,
+            "SMS line",
+            IB_KEY,
+            &[("INFOBIP_SMS_API", "v2")],
+            &[],
+        ),
+    )
+    .await;
+    let c = wait_status(&env, "SMS line", Status::Running).await;
+    assert!(
+        c.status_message
+            .contains("SMS from +447860099299 (pulling, balance 47.79 EUR)"),
+        "{}",
+        c.status_message
+    );
+    sandbox.queue_mo("385916242493", "447860099299", "KEYWORD hello");
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "385916242493");
+    assert_eq!(sent[0].from, "+447860099299");
+    assert_eq!(sent[0].text, "You said: KEYWORD hello");
+    assert_eq!(sent[0].api, "v2", "INFOBIP_SMS_API=v2");
+    // A 5xx on the reply is retried; the inbox keeps being pulled.
+    sandbox.fail_sends(503, 1);
+    sandbox.queue_mo("385916242494", "447860099299", "second");
+    let sent = sandbox.wait_sent(2, Duration::from_secs(15)).await;
+    assert_eq!(sent.len(), 2);
+    assert!(sandbox.pulls() >= 2);
+    let logs = common::runtime::log_text(&env, "SMS line", "Infobip answered 503").await;
+    assert!(
+        logs.contains("pulling incoming SMS from Infobip every 1 s"),
+        "{logs}"
+    );
+    assert!(!logs.contains(IB_KEY));
+    host.shutdown().await;
+}
+
+async fn infobip_webhook_mode_with_basic_auth(be: Be) {
+    let sandbox = InfobipSandbox::start(IB_KEY).await.unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let d = infobip_draft(
+        &sandbox,
+        "SMS hook",
+        IB_KEY,
+        &[
+            ("INFOBIP_INBOUND_MODE", "webhook"),
+            ("INFOBIP_WEBHOOK_USER", "ib"),
+        ],
+        &[("webhook_password", "hook-pass-123")],
+    );
+    add_running(&env, &d).await;
+    let c = wait_status(&env, "SMS hook", Status::Running).await;
+    let url = host.url(&c);
+    let m = infobip::mo_forward("mo-1", "385916242493", "447860099299", "via webhook");
+    assert_eq!(
+        sandbox
+            .forward(&url, &m, Some(("ib", "hook-pass-123")))
+            .await,
+        200
+    );
+    assert_eq!(
+        sandbox
+            .forward(&url, &m, Some(("ib", "hook-pass-123")))
+            .await,
+        200,
+        "redelivery"
+    );
+    assert_eq!(sandbox.forward(&url, &m, None).await, 401);
+    assert_eq!(sandbox.forward(&url, &m, Some(("ib", "wrong"))).await, 401);
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].api, "v3");
+    // Infobip reports on a message after answering its send; so does this test.
+    common::runtime::log_text(&env, "SMS hook", "replied to 385916242493").await;
+    let dlr = infobip::delivery_report(&sent[0].id, "385916242493", "UNDELIVERABLE");
+    assert_eq!(
+        sandbox
+            .forward(&url, &dlr, Some(("ib", "hook-pass-123")))
+            .await,
+        200
+    );
+    let logs = common::runtime::log_text(&env, "SMS hook", "was not delivered").await;
+    assert!(
+        logs.contains("without the right Basic-auth credentials"),
+        "{logs}"
+    );
+    assert!(logs.contains("the reply to 385916242493"), "{logs}");
+    assert_eq!(sandbox.sent().len(), 1, "the report is not answered");
+    assert!(!logs.contains("hook-pass-123"));
+    host.shutdown().await;
+}
+
+async fn infobip_names_a_rejected_key(be: Be) {
+    let sandbox = InfobipSandbox::start(IB_KEY).await.unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    add_running(
+        &env,
+        &infobip_draft(&sandbox, "Bad key", "wrong-key", &[], &[]),
+    )
+    .await;
+    let c = wait_status(&env, "Bad key", Status::Error).await;
+    assert!(
+        c.status_message
+            .starts_with("Infobip rejected the API key (401 UNAUTHORIZED: Invalid login details)"),
+        "{}",
+        c.status_message
+    );
+    host.shutdown().await;
+}
+
 on_both!(
     intercom_answers_customers_as_the_admin,
     intercom_names_a_wrong_token_or_admin,
     bird_answers_signed_sms_and_refuses_stale_ones,
     bird_names_a_channel_that_is_not_in_the_workspace,
+    infobip_pulls_the_inbox_and_answers_each_sms_once,
+    infobip_webhook_mode_with_basic_auth,
+    infobip_names_a_rejected_key,
 );

@@ -9,6 +9,7 @@ pub mod bird;
 mod config;
 pub mod email;
 pub mod event;
+pub mod infobip;
 pub mod intercom;
 pub mod meta;
 pub mod retry;
@@ -244,6 +245,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::Meta => Some(meta::open),
         Family::Intercom => Some(intercom::open),
         Family::Bird => Some(bird::open),
+        Family::Infobip => Some(infobip::open),
         _ => None,
     }
 }

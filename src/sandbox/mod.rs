@@ -2,6 +2,7 @@
 //! documented wire formats on 127.0.0.1: for the tests and `flametree demo`.
 
 pub mod bird;
+pub mod infobip;
 pub mod intercom;
 pub mod meta;
 pub mod openai;
