@@ -9,6 +9,7 @@ use flametree::model::Status;
 use flametree::sandbox::bird::{self, BirdSandbox};
 use flametree::sandbox::infobip::{self, InfobipSandbox};
 use flametree::sandbox::intercom::{self, IntercomSandbox};
+use flametree::sandbox::legacy::{self, LegacySandbox};
 use std::time::Duration;
 
 const IC_TOKEN: &str = "dG9rOmludGVyY29tU2FuZGJveFRva2VuMDAx";
@@ -150,7 +151,10 @@ fn bird_draft(
     channel: &str,
     org: Option<&str>,
 ) -> flametree::channels::Draft {
-    let mut env = vec![("BIRD_API_URL", sandbox.url())];
+    let mut env = vec![
+        ("BIRD_API_URL", sandbox.url()),
+        ("BIRD_WEBHOOK_MAX_AGE", "300".into()),
+    ];
     if let Some(o) = org {
         env.push(("BIRD_ORGANIZATION_ID", o.to_string()));
     }
@@ -425,6 +429,131 @@ async fn infobip_names_a_rejected_key(be: Be) {
     host.shutdown().await;
 }
 
+const MB_KEY: &str = "live_sandboxMessageBirdKey0001";
+const MB_SIGNING: &str = "mb-signing-key-0001";
+const MB_CHANNEL: &str = "0123456789abcdef0123456789abcdef";
+
+async fn deprecated_messagebird_keeps_running(be: Be) {
+    let sandbox = LegacySandbox::start(MB_KEY, ("admin", "op-pass"))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let d = draft(
+        "messagebird",
+        "Legacy SMS",
+        &[("channel_id", MB_CHANNEL)],
+        &[("access_key", MB_KEY), ("signing_key", MB_SIGNING)],
+        &[("MESSAGEBIRD_API_URL", sandbox.messagebird_url())],
+    );
+    add_running(&env, &d).await;
+    let c = wait_status(&env, "Legacy SMS", Status::Running).await;
+    assert!(
+        c.status_message.contains("(deprecated)"),
+        "{}",
+        c.status_message
+    );
+    let url = host.url(&c);
+    let m = legacy::messagebird_text(MB_CHANNEL, "31612345678", "still there?", "mbin0001");
+    assert_eq!(
+        sandbox
+            .messagebird_deliver(&url, Some(MB_SIGNING), &m)
+            .await,
+        200
+    );
+    assert_eq!(
+        sandbox
+            .messagebird_deliver(&url, Some(MB_SIGNING), &m)
+            .await,
+        200,
+        "redelivery"
+    );
+    assert_eq!(
+        sandbox.messagebird_deliver(&url, Some("wrong"), &m).await,
+        401
+    );
+    assert_eq!(sandbox.messagebird_deliver(&url, None, &m).await, 401);
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0.as_str(), sent[0].1.as_str()),
+        ("+31612345678", "You said: still there?")
+    );
+    let logs =
+        common::runtime::log_text(&env, "Legacy SMS", "MessageBird-Signature does not match").await;
+    assert!(logs.contains("MessageBird is a deprecated channel type: it keeps running, but plan its migration to Bird"), "{logs}");
+    assert_eq!(
+        logs.matches("deprecated channel type").count(),
+        1,
+        "said once per start"
+    );
+    host.shutdown().await;
+}
+
+async fn deprecated_whatsapp_on_premises_keeps_running(be: Be) {
+    let sandbox = LegacySandbox::start(MB_KEY, ("admin", "op-pass"))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let d = draft(
+        "whatsapp_on_premises",
+        "Old WhatsApp",
+        &[
+            ("base_url", &sandbox.onprem_url()),
+            ("username", "admin"),
+            ("phone_number", "+16315551234"),
+        ],
+        &[("password", "op-pass")],
+        &[],
+    );
+    add_running(&env, &d).await;
+    let c = wait_status(&env, "Old WhatsApp", Status::Running).await;
+    assert_eq!(
+        sandbox.onprem_webhook(),
+        host.url(&c),
+        "Start pointed the client's webhook here"
+    );
+    let m = legacy::onprem_text(
+        "16315551234",
+        "hello on-prem",
+        "ABGGFlA5FpafAgo6EhgH-9CMLJ5N",
+    );
+    assert_eq!(sandbox.onprem_deliver(&m).await, 200);
+    let sent = sandbox.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        (sent[0].0.as_str(), sent[0].1.as_str()),
+        ("16315551234", "You said: hello on-prem")
+    );
+    // The client's token lapses: the next reply logs in again and goes out.
+    sandbox.expire_tokens();
+    let m = legacy::onprem_text("16315551234", "again", "ABGGFlA5FpafAgo6EhgH-9CMLJ5O");
+    assert_eq!(sandbox.onprem_deliver(&m).await, 200);
+    assert_eq!(sandbox.wait_sent(2, Duration::from_secs(10)).await.len(), 2);
+    assert!(sandbox.onprem_logins() >= 2);
+    let logs = common::runtime::log_text(&env, "Old WhatsApp", "deprecated").await;
+    assert!(
+        logs.contains("WhatsApp On-Premises API is a deprecated channel type"),
+        "{logs}"
+    );
+    assert!(!logs.contains("op-pass"));
+    let mut bad = d.clone();
+    bad.name = "Bad password".into();
+    bad.secrets.insert(
+        "password".into(),
+        flametree::secrets::SecretString::new("nope"),
+    );
+    add_running(&env, &bad).await;
+    let e = wait_status(&env, "Bad password", Status::Error).await;
+    assert!(
+        e.status_message
+            .contains("refused Username and Password (401 1005 Access denied"),
+        "{}",
+        e.status_message
+    );
+    host.shutdown().await;
+}
+
 on_both!(
     intercom_answers_customers_as_the_admin,
     intercom_names_a_wrong_token_or_admin,
@@ -433,4 +562,6 @@ on_both!(
     infobip_pulls_the_inbox_and_answers_each_sms_once,
     infobip_webhook_mode_with_basic_auth,
     infobip_names_a_rejected_key,
+    deprecated_messagebird_keeps_running,
+    deprecated_whatsapp_on_premises_keeps_running,
 );

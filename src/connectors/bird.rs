@@ -28,6 +28,9 @@ pub struct Bird {
 }
 
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
+    if cfg.connection.type_key == "messagebird" {
+        return super::messagebird::open(cfg);
+    }
     let api = cfg
         .env("BIRD_API_URL")
         .unwrap_or_else(|| "https://api.bird.com".into());
@@ -41,7 +44,7 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     };
     let max_age = cfg
         .env("BIRD_WEBHOOK_MAX_AGE")
-        .unwrap_or_else(|| "300".into())
+        .unwrap_or_else(|| "86400".into())
         .trim()
         .parse::<i64>()
         .map_err(|_| {

@@ -41,6 +41,9 @@ pub struct Meta {
 }
 
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
+    if cfg.connection.type_key == "whatsapp_on_premises" {
+        return super::onprem::open(cfg);
+    }
     let ty = cfg.connection.type_key.clone();
     let (prefix, token_key, token_label) = match ty.as_str() {
         "whatsapp" => ("WHATSAPP", "access_token", "Access token"),

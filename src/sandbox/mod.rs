@@ -4,6 +4,7 @@
 pub mod bird;
 pub mod infobip;
 pub mod intercom;
+pub mod legacy;
 pub mod meta;
 pub mod openai;
 pub mod telegram;
