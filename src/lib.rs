@@ -12,6 +12,7 @@ pub mod demo;
 pub mod fsutil;
 pub mod http;
 pub mod logbus;
+pub mod migrate;
 pub mod model;
 pub mod permission;
 pub mod runtime;

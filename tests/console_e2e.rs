@@ -347,3 +347,50 @@ fn signing_in_with_meta_in_the_console_fills_the_form() {
         assert!(stored.secrets.contains_key(k), "{k} stored");
     }
 }
+
+#[test]
+fn migrating_a_deprecated_connection_in_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = common::Cli::new(dir.path());
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "messagebird",
+            "--name",
+            "Legacy SMS",
+            "--set",
+            "channel_id=0123456789abcdef0123456789abcdef",
+            "--secrets-stdin",
+        ],
+        Some("access_key=live_legacyKeyForTheConsoleTest\n"),
+    );
+    cli.ok(&["agents", "create", "--name", "Support"], None);
+    cli.ok(
+        &["agents", "attach", "Support", "--connection", "Legacy SMS", "--inbound"],
+        None,
+    );
+    let t = Tmux::start(dir.path(), 100, 30);
+    let shown = t.wait_for("Legacy SMS");
+    assert!(shown.contains("Deprecated Channels"), "{shown}");
+    t.keys(&["Enter"]);
+    t.wait_for("Deprecated: it still works; migrate it to Bird");
+    t.keys(&["M"]);
+    t.wait_for("Replaces 'Legacy SMS'");
+    t.keys(&["Tab", "Tab"]);
+    t.type_text("2b8f2b7a-0000-4000-8000-000000000001");
+    t.keys(&["Tab"]);
+    t.type_text("614208aa-b153-4d5d-9989-2fddfc0ce4c3");
+    t.keys(&["Tab"]);
+    t.type_text("birdAccessKeyTypedInTheConsole");
+    t.keys(&["Tab"]);
+    t.type_text("bird-signing-key-typed");
+    t.keys(&["C-s"]);
+    let saved = t.wait_for("moved from 'Legacy SMS'");
+    assert!(!saved.contains("birdAccessKey"), "{saved}");
+    let out = cli.ok(&["agents", "show", "Support"], None);
+    assert!(out.contains("Legacy SMS (Bird)"), "{out}");
+    let status = cli.json(&["channels", "show", "Legacy SMS"]);
+    assert_eq!(status["desired_state"], "STOPPED", "{status}");
+}

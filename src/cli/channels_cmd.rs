@@ -2,7 +2,7 @@
 
 use super::input::apply_form;
 use super::view::{self, connection_view, print_json, table};
-use super::{AddArgs, ChannelsCmd, EditArgs, Failure};
+use super::{AddArgs, ChannelsCmd, EditArgs, Failure, MigrateArgs};
 use crate::catalog::Catalog;
 use crate::channels::{Draft, Saved, channel_type};
 use crate::context::Context;
@@ -70,6 +70,7 @@ pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Fail
             Ok(())
         }
         ChannelsCmd::Edit(args) => edit(ctx, args, json).await,
+        ChannelsCmd::Migrate(args) => migrate(ctx, args, json).await,
         ChannelsCmd::Delete { name, yes } => delete(ctx, &name, yes, json).await,
         other => super::runtime_cmd::channels(ctx, other, json).await,
     }
@@ -190,6 +191,34 @@ async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> 
         .extend(args.clear_secret.iter().cloned());
     let saved = ctx.channels.edit(&existing, &draft).await?;
     print_saved(ctx, &saved, "Saved", json);
+    Ok(())
+}
+
+async fn migrate(ctx: &Context, args: MigrateArgs, json: bool) -> Result<(), Failure> {
+    let old = ctx.channels.find(&args.name).await?;
+    let mut draft = ctx.channels.migration_draft(&old)?;
+    if let Some(n) = &args.new_name {
+        draft.name = n.clone();
+    }
+    let ty = channel_type(&draft.type_key)?;
+    apply_form(ty, &args.form, &mut draft)?;
+    let done = ctx.channels.migrate(&old, &draft).await?;
+    print_saved(ctx, &done.saved, "Added", json);
+    if !json {
+        if done.agents.is_empty() {
+            println!("'{}' was attached to no agent.", old.name);
+        } else {
+            println!(
+                "Moved to it from '{}': agent(s) {} (restart them to apply).",
+                old.name,
+                done.agents.join(", ")
+            );
+        }
+        println!(
+            "'{}' is stopped and stays in Deprecated Channels; delete it once the new one works.",
+            old.name
+        );
+    }
     Ok(())
 }
 

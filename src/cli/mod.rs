@@ -180,6 +180,10 @@ pub enum ChannelsCmd {
     Show { name: String },
     /// Change a connection; what you don't mention stays as it is.
     Edit(EditArgs),
+    /// Replace a deprecated connection with one of the type it migrates to: what fits is
+    /// carried over, the rest given with --set/--secrets-stdin; the agents' attachments
+    /// move to the new connection and the old one is stopped (not deleted).
+    Migrate(MigrateArgs),
     /// Delete a connection (asks first, or pass --yes).
     Delete {
         name: String,
@@ -239,6 +243,17 @@ pub struct AddArgs {
     /// asking.
     #[arg(long, value_name = "N", requires = "meta_sign_in")]
     pub pick: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The deprecated connection.
+    pub name: String,
+    /// The new connection's name (default: the old name with the new type in brackets).
+    #[arg(long = "name", value_name = "NEW_NAME")]
+    pub new_name: Option<String>,
+    #[command(flatten)]
+    pub form: FormArgs,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +343,7 @@ impl Command {
                 c,
                 ChannelsCmd::Add(_)
                     | ChannelsCmd::Edit(_)
+                    | ChannelsCmd::Migrate(_)
                     | ChannelsCmd::Delete { .. }
                     | ChannelsCmd::Start { .. }
                     | ChannelsCmd::Stop { .. }

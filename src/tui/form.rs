@@ -71,6 +71,8 @@ pub struct Form {
     pub read_only: bool,
     /// First form row drawn, so the focused input stays in view.
     pub scroll: usize,
+    /// The deprecated connection this new one replaces (Migrate…): saving migrates.
+    pub migrate_from: Option<Box<Connection>>,
 }
 
 fn single_line(text: &str) -> TextArea<'static> {
@@ -167,6 +169,7 @@ impl Form {
             dirty: false,
             read_only,
             scroll: 0,
+            migrate_from: None,
         }
     }
 
@@ -333,6 +336,21 @@ impl Form {
             }
         }
         self.advanced = true;
+    }
+
+    /// Sets a plain field's text (a prefilled form).
+    pub fn set_field(&mut self, key: &str, value: &str) {
+        if let Some(i) = self
+            .ty
+            .fields
+            .iter()
+            .position(|f| f.key == key && !f.secret)
+        {
+            let t = &mut self.fields[i];
+            t.select_all();
+            t.cut();
+            t.insert_str(value);
+        }
     }
 
     pub fn add_env(&mut self, name: &str, value: &str) {

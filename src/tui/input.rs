@@ -110,6 +110,7 @@ impl App {
                 self.copy_webhook_url()
             }
             KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
+            KeyCode::Char('M') => self.start_migrate(),
             KeyCode::Char('A') => {
                 self.screen = super::app::Screen::Agents;
                 return vec![Command::LoadAgents];
@@ -412,8 +413,59 @@ impl App {
         }
         let draft = form.to_draft();
         let existing = form.base.clone().map(Box::new);
+        let migrate_from = form.migrate_from.clone();
         self.set_busy("Saving");
+        if let Some(old) = migrate_from {
+            return vec![Command::Migrate { old, draft }];
+        }
         vec![Command::Save { draft, existing }]
+    }
+
+    /// `M` on a deprecated connection: the new type's form, prefilled; saving it migrates.
+    fn start_migrate(&mut self) {
+        let Some(old) = self.current().cloned() else {
+            return;
+        };
+        if !self.can_edit() {
+            self.flash(
+                "Read-only: viewers cannot migrate connections",
+                FlashKind::Warn,
+            );
+            return;
+        }
+        let draft = match crate::migrate::draft_for(&old) {
+            Ok(d) => d,
+            Err(why) => return self.flash(why, FlashKind::Info),
+        };
+        let Ok(ty) = crate::channels::channel_type(&draft.type_key) else {
+            return;
+        };
+        let mut form = Form::new_connector(ty, self.meta_configured, false);
+        // Carried credentials belong to the form, not to a sign-in.
+        form.advanced = true;
+        form.name.select_all();
+        form.name.cut();
+        form.name.insert_str(&draft.name);
+        form.description.insert_str(&draft.description);
+        for (k, v) in &draft.fields {
+            form.set_field(k, v);
+        }
+        for e in &draft.env {
+            form.add_env(&e.name, &e.value);
+        }
+        form.dirty = true;
+        form.migrate_from = Some(Box::new(old.clone()));
+        form.set_focus(Some(0));
+        self.form = Some(form);
+        self.focus = Focus::Fields;
+        self.flash(
+            format!(
+                "Migrating '{}' to {}: fill in the new credentials, then Save (^S) — the agents \
+                 move over and '{}' stops; Esc cancels and changes nothing",
+                old.name, ty.name, old.name
+            ),
+            FlashKind::Info,
+        );
     }
 
     /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI

@@ -27,6 +27,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("D  Delete", "delete the connection (asks first, naming it)"),
     (
+        "M",
+        "migrate a deprecated connection: the new type's form, prefilled",
+    ),
+    (
         "m",
         "mouse capture on/off (off: select text with the mouse)",
     ),

@@ -26,6 +26,11 @@ pub enum Command {
         existing: Option<Box<Connection>>,
     },
     Delete(Box<Connection>),
+    /// Save a new connection replacing a deprecated one, moving its agents over.
+    Migrate {
+        old: Box<Connection>,
+        draft: Draft,
+    },
     SetDesired {
         connection: Box<Connection>,
         desired: DesiredState,
@@ -210,6 +215,31 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
                 Err(e) => vec![service_failure(e)],
             }
         }
+        Command::Migrate { old, draft } => match ch.migrate(&old, &draft).await {
+            Ok(done) => {
+                let mut warnings = done.saved.warnings;
+                warnings.push(if done.agents.is_empty() {
+                    format!("'{}' was attached to no agent; it is stopped", old.name)
+                } else {
+                    format!(
+                        "agent(s) {} moved from '{}' (restart them to apply); '{}' is stopped — delete it once this one works",
+                        done.agents.join(", "),
+                        old.name,
+                        old.name
+                    )
+                });
+                vec![
+                    Msg::Saved {
+                        connection: Box::new(done.saved.connection),
+                        warnings,
+                        created: true,
+                    },
+                    reload(ch).await,
+                ]
+            }
+            Err(ServiceError::Invalid(report)) => vec![Msg::SaveRejected(report)],
+            Err(e) => vec![service_failure(e)],
+        },
         Command::Delete(c) => match ch.delete(&c).await {
             Ok(()) => vec![
                 Msg::Deleted {

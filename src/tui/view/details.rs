@@ -123,6 +123,28 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             t.dim(),
         ));
     }
+    if let (Some(target), false) = (&form.ty.migrates_to, form.is_new()) {
+        let to = crate::catalog::Catalog::get()
+            .find(target)
+            .map(|t| t.name.as_str())
+            .unwrap_or(target);
+        let note = format!(
+            "Deprecated: it still works; migrate it to {to} — M opens the {to} form prefilled, \
+             and saving moves its agents over"
+        );
+        for l in wrap(&note, width, 2) {
+            lines.push(Line::styled(l, t.warning()));
+        }
+    }
+    if let Some(old) = &form.migrate_from {
+        let note = format!(
+            "Replaces '{}': saving moves its agents here and stops it; Esc cancels, nothing changes",
+            old.name
+        );
+        for l in wrap(&note, width, 2) {
+            lines.push(Line::styled(l, t.warning()));
+        }
+    }
     if form.ty.is_multi_account() {
         let hint = "(?) Multi-account: give each account's values separated by commas, in the same order in every field (login1,login2 · password1,password2)";
         for l in wrap(hint, width, 2) {
