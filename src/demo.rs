@@ -1,7 +1,8 @@
 //! `flametree demo`: local Telegram and Meta sandboxes, a few connections on them —
 //! healthy Telegram bots, a WhatsApp connection with two numbers and a Messenger page
 //! (webhooks through the console's ingress), one bot with a wrong token that goes to
-//! ERROR, a deprecated one — simulated customers, and the console on top, so a newcomer
+//! ERROR, SMS lines on Infobip and Bird, a deprecated MessageBird one still running —
+//! simulated customers, and the console on top, so a newcomer
 //! sees channels RUNNING and logs flowing at once.
 //! Everything lives in `<data_dir>/demo/`, apart from the operator's own data.
 
@@ -10,6 +11,8 @@ use crate::config::Loaded;
 use crate::context::{Context, Overrides};
 use crate::model::{DesiredState, EnvVar};
 use crate::sandbox::meta::{self, MetaSandbox};
+
+mod sms;
 use crate::sandbox::telegram::TelegramSandbox;
 use crate::secrets::SecretString;
 use std::time::Duration;
@@ -235,22 +238,12 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
          facebook.com/device:\n  curl -s -X POST '{}/sandbox/device/approve?user_code=CODE&user_token={DEMO_USER}'\n",
         meta_sandbox.url()
     ));
+    let sms = std::sync::Arc::new(sms::add(&ctx, &agent, &ingress).await?);
+    how_to_chat.push_str(
+        "\nSMS line (Infobip), Bird SMS and Legacy SMS (deprecated MessageBird) get a customer's \
+         message every few seconds from their local sandboxes.\n",
+    );
     ctx.channels.run_agent(&agent, true).await?;
-    let mut legacy = Draft {
-        type_key: "messagebird".into(),
-        name: "Legacy SMS".into(),
-        description: "A deprecated MessageBird connection: plan its migration to Bird".into(),
-        ..Draft::default()
-    };
-    legacy.fields.insert(
-        "channel_id".into(),
-        "0123456789abcdef0123456789abcdef".into(),
-    );
-    legacy.secrets.insert(
-        "access_key".into(),
-        SecretString::new("live_demoAccessKeyForTheLegacyType"),
-    );
-    ctx.channels.add(&legacy).await?;
     crate::fsutil::create_private_file(&chat)
         .or_else(|_| {
             std::fs::OpenOptions::new()
@@ -272,6 +265,7 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         for n in 0usize.. {
             tokio::time::sleep(Duration::from_secs(6)).await;
             customer.inject_message(BOTS[0].2, 4242, "Ann", lines[n % lines.len()]);
+            sms.customers_write(n, lines[(n + 2) % lines.len()]).await;
             let text = lines[(n + 1) % lines.len()];
             let (number, from) = if n % 2 == 0 {
                 (WA_NUMBERS[0].0, "351912345678")
