@@ -288,7 +288,47 @@ impl Channels {
             .delete_connection(existing.id, existing.version, &note)
             .await?;
         self.wake.notify_one();
+        self.forget_at_provider(existing).await;
         Ok(())
+    }
+
+    /// What Start registered at the provider for a connection now deleted (Bird's webhook
+    /// subscription): removed, best effort; a failure is a warning, not a lost delete.
+    async fn forget_at_provider(&self, c: &Connection) {
+        let env = |name: &str| {
+            c.env
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| e.value.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(org) = env("BIRD_ORGANIZATION_ID").filter(|_| c.type_key == "bird") else {
+            return;
+        };
+        let Ok(Some(key)) = self.reveal(c, "access_key") else {
+            return;
+        };
+        let api = env("BIRD_API_URL").unwrap_or_else(|| "https://api.bird.com".into());
+        let workspace = c.fields.get("workspace_id").cloned().unwrap_or_default();
+        let http = crate::connectors::http_client();
+        match crate::connectors::bird::forget_subscriptions(
+            &http,
+            &api,
+            &org,
+            &workspace,
+            key.expose(),
+            &c.hook_id,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("'{}': removed {n} Bird webhook subscription(s)", c.name),
+            Err(e) => tracing::warn!(
+                "'{}' was deleted, but its Bird webhook subscription could not be removed ({e}): \
+                 remove it in Bird's dashboard",
+                c.name
+            ),
+        }
     }
 
     /// Records Start or Stop; the runtime reconciles the channel toward it.

@@ -368,7 +368,14 @@ fn migrating_a_deprecated_connection_in_the_console() {
     );
     cli.ok(&["agents", "create", "--name", "Support"], None);
     cli.ok(
-        &["agents", "attach", "Support", "--connection", "Legacy SMS", "--inbound"],
+        &[
+            "agents",
+            "attach",
+            "Support",
+            "--connection",
+            "Legacy SMS",
+            "--inbound",
+        ],
         None,
     );
     let t = Tmux::start(dir.path(), 100, 30);

@@ -258,6 +258,13 @@ async fn bird_answers_signed_sms_and_refuses_stale_ones(be: Be) {
         .unwrap();
     wait_status(&env, "Bird SMS", Status::Running).await;
     assert_eq!(sandbox.subscriptions().len(), 1);
+    // Deleting the connection removes what Start registered at Bird.
+    let c = env.channels.find("Bird SMS").await.unwrap();
+    env.channels.delete(&c).await.unwrap();
+    assert!(
+        sandbox.subscriptions().is_empty(),
+        "the subscription went with the connection"
+    );
     host.shutdown().await;
 }
 

@@ -277,6 +277,48 @@ impl Connector for Bird {
     }
 }
 
+/// Removes the webhook subscriptions Start registered for a deleted connection (those
+/// whose URL ends in its webhook path); returns how many went.
+pub async fn forget_subscriptions(
+    http: &reqwest::Client,
+    api: &str,
+    organization: &str,
+    workspace: &str,
+    key: &str,
+    hook_id: &str,
+) -> Result<usize, String> {
+    let base = format!(
+        "{}/organizations/{organization}/workspaces/{workspace}/webhook-subscriptions",
+        api.trim().trim_end_matches('/')
+    );
+    let auth = format!("AccessKey {key}");
+    let list: Value = http
+        .get(&base)
+        .header("Authorization", &auth)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach Bird ({e})"))?
+        .json()
+        .await
+        .map_err(|e| format!("Bird's answer is not JSON ({e})"))?;
+    let suffix = format!("/hooks/{hook_id}");
+    let mut gone = 0;
+    for s in list["results"].as_array().into_iter().flatten() {
+        let ours = s["url"].as_str().is_some_and(|u| u.ends_with(&suffix));
+        if let (true, Some(id)) = (ours, s["id"].as_str()) {
+            http.delete(format!("{base}/{id}"))
+                .header("Authorization", &auth)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach Bird ({e})"))?;
+            gone += 1;
+        }
+    }
+    Ok(gone)
+}
+
 /// A Bird event turned into events for the pipeline.
 pub fn events(v: &Value, channel: &str) -> Vec<Event> {
     let event = v["event"].as_str().unwrap_or("");

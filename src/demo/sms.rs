@@ -61,7 +61,8 @@ pub async fn add(ctx: &Context, agent: &Agent, ingress: &str) -> anyhow::Result<
     };
     ib.fields.insert("base_url".into(), infobip.url());
     ib.fields.insert("sender".into(), "+447860099299".into());
-    ib.secrets.insert("api_key".into(), SecretString::new(INFOBIP_KEY));
+    ib.secrets
+        .insert("api_key".into(), SecretString::new(INFOBIP_KEY));
     add_one(ctx, agent, ib, true).await?;
 
     let mut b = Draft {
@@ -73,8 +74,10 @@ pub async fn add(ctx: &Context, agent: &Agent, ingress: &str) -> anyhow::Result<
     };
     b.fields.insert("workspace_id".into(), BIRD_WS.into());
     b.fields.insert("channel_id".into(), BIRD_CH.into());
-    b.secrets.insert("access_key".into(), SecretString::new(BIRD_KEY));
-    b.secrets.insert("signing_key".into(), SecretString::new(BIRD_SIGNING));
+    b.secrets
+        .insert("access_key".into(), SecretString::new(BIRD_KEY));
+    b.secrets
+        .insert("signing_key".into(), SecretString::new(BIRD_SIGNING));
     let bird_hook = add_one(ctx, agent, b, true).await?;
 
     let mut mb = Draft {
@@ -86,8 +89,10 @@ pub async fn add(ctx: &Context, agent: &Agent, ingress: &str) -> anyhow::Result<
         ..Draft::default()
     };
     mb.fields.insert("channel_id".into(), MB_CHANNEL.into());
-    mb.secrets.insert("access_key".into(), SecretString::new(MB_KEY));
-    mb.secrets.insert("signing_key".into(), SecretString::new(MB_SIGNING));
+    mb.secrets
+        .insert("access_key".into(), SecretString::new(MB_KEY));
+    mb.secrets
+        .insert("signing_key".into(), SecretString::new(MB_SIGNING));
     let legacy_hook = add_one(ctx, agent, mb, true).await?;
 
     Ok(SmsDemo {

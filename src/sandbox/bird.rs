@@ -75,6 +75,10 @@ impl BirdSandbox {
                 "/organizations/{org}/workspaces/{ws}/webhook-subscriptions",
                 axum::routing::get(list_subs).post(add_sub),
             )
+            .route(
+                "/organizations/{org}/workspaces/{ws}/webhook-subscriptions/{id}",
+                axum::routing::delete(delete_sub),
+            )
             .with_state(hub.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -268,4 +272,26 @@ async fn add_sub(
     sub["id"] = json!(format!("sub-{}", hub.subscriptions.len() + 1));
     hub.subscriptions.push(sub.clone());
     (StatusCode::CREATED, Json(sub)).into_response()
+}
+
+async fn delete_sub(
+    State(hub): State<Shared>,
+    Path((_org, _ws, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut hub = hub.lock().expect("bird sandbox lock");
+    if !authorized(&hub, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The access key is not valid",
+        );
+    }
+    let before = hub.subscriptions.len();
+    hub.subscriptions
+        .retain(|s| s["id"].as_str() != Some(id.as_str()));
+    if hub.subscriptions.len() == before {
+        return error(StatusCode::NOT_FOUND, "NotFound", "Subscription not found");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
