@@ -6,6 +6,7 @@
 //! database's clock, with a generation every write of the task carries, so a process
 //! that lost its lease can write nothing more.
 
+mod answer;
 pub mod host;
 pub mod logs;
 pub mod pipeline;

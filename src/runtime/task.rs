@@ -2,7 +2,8 @@
 //! check the credentials (retrying what is transient, and saying so), then receive
 //! and answer until stopped.
 
-use super::pipeline::{ConnInbox, Pipeline, answer_loop};
+use super::answer::answer_loop;
+use super::pipeline::{ConnInbox, Pipeline};
 use crate::connectors::retry::{self, Outcome, Policy};
 use crate::connectors::{self, ConnConfig, ConnectorError, Receiver};
 use crate::model::{Connection, DesiredState, Status};
@@ -100,7 +101,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         Outcome::Failed(e) => return fail(&pipe, id, &e.to_string()).await,
     };
 
-    let (inbox, queue) = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
+    let inbox = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
     inbox.set_identity(&identity);
     pipe.register(inbox.clone());
     let answers = tokio::spawn(
@@ -108,7 +109,6 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
             inbox.clone(),
             c.type_key.clone(),
             connector.clone(),
-            queue,
             stop.clone(),
         )
         .in_current_span(),

@@ -7,6 +7,7 @@ pub mod feed;
 mod leases_sql;
 mod migrate;
 mod pipeline_sql;
+mod receive_sql;
 mod retention;
 mod rows;
 mod sql;
