@@ -39,26 +39,38 @@ pub async fn answer_loop(
             b = inbox.next_batch(MAX_CLAIM) => b,
             _ = stop.cancelled() => return,
         };
-        let mut began = Instant::now();
-        let mut ready = Vec::new();
-        for entry in batch {
-            match prepare(&inbox, &type_key, entry).await {
-                Ok(r) => ready.push(r),
-                Err(key) => inbox.done(&key),
-            }
-            if began.elapsed() >= GATHER {
-                deliver(
-                    &inbox,
-                    connector.as_ref(),
-                    std::mem::take(&mut ready),
-                    &stop,
-                )
-                .await;
-                began = Instant::now();
-            }
-        }
-        deliver(&inbox, connector.as_ref(), ready, &stop).await;
+        // Boxed: answering's state is large, and the loop waits idle most of its life.
+        Box::pin(answer_batch(
+            &inbox,
+            &type_key,
+            connector.as_ref(),
+            batch,
+            &stop,
+        ))
+        .await;
     }
+}
+
+async fn answer_batch(
+    inbox: &ConnInbox,
+    type_key: &str,
+    connector: &dyn Connector,
+    batch: Vec<LedgerEntry>,
+    stop: &CancellationToken,
+) {
+    let mut began = Instant::now();
+    let mut ready = Vec::new();
+    for entry in batch {
+        match prepare(inbox, type_key, entry).await {
+            Ok(r) => ready.push(r),
+            Err(key) => inbox.done(&key),
+        }
+        if began.elapsed() >= GATHER {
+            deliver(inbox, connector, std::mem::take(&mut ready), stop).await;
+            began = Instant::now();
+        }
+    }
+    deliver(inbox, connector, ready, stop).await;
 }
 
 /// The reply to one message; when nobody answers it, it is recorded as ignored and its
