@@ -43,6 +43,8 @@ pub struct Telegram {
     /// getUpdates' own lightweight client; None keeps polling on teloxide (a proxy set
     /// in the environment, which only reqwest honours).
     wire: Option<wire::Endpoint>,
+    /// `allowed` as getUpdates' JSON, written once.
+    allowed_json: Option<String>,
 }
 
 /// A getUpdates that failed: a 409 is counted by the poll loop, the rest classified.
@@ -85,6 +87,7 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     };
     let secret_token = updates::secret_token(token.expose(), &cfg.connection.hook_id);
     let wire = wire::Endpoint::parse(&api);
+    let allowed_json = allowed.as_ref().and_then(|a| serde_json::to_string(a).ok());
     Ok(Arc::new(Telegram {
         bot: Bot::with_client(token.expose(), cfg.http.clone()).set_api_url(api_url),
         custom_api: api.trim_end_matches('/') != DEFAULT_API,
@@ -95,6 +98,7 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         webhook_url,
         secret_token,
         wire,
+        allowed_json,
     }))
 }
 
@@ -337,8 +341,7 @@ impl Telegram {
         if let Some(o) = offset {
             body.push_str(&format!(",\"offset\":{o}"));
         }
-        if let Some(a) = &self.allowed {
-            let list = serde_json::to_string(a).unwrap_or_else(|_| "[]".into());
+        if let Some(list) = &self.allowed_json {
             body.push_str(&format!(",\"allowed_updates\":{list}"));
         }
         body.push('}');

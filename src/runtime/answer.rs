@@ -1,23 +1,19 @@
 //! Answering one connection's recorded messages: route each to the inbound agent,
 //! claim it in the ledger (received → sending, so a crash never answers twice), send
-//! the reply, record the outcome. The messages waiting together are claimed together:
-//! one group commit for all of them instead of one each before every reply.
+//! the reply, record the outcome. Each message is claimed just before its reply
+//! leaves: claiming a connection's waiting messages together would leave every one
+//! not yet sent unanswered after a kill (a test kills `serve` mid-batch).
 
 use super::pipeline::{ConnInbox, send};
 use crate::agents::routing::AnswerEnv;
 use crate::connectors::{Connector, Outbound};
 use crate::store::{LedgerEntry, LedgerState, WriteOp, WriteResult};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Most messages claimed at once. A kill between a claim and its reply leaves the
-/// message unanswered (never answered twice), so this bounds what one kill can cost.
-const MAX_CLAIM: usize = 16;
-/// Replies are gathered for a joint claim only while they come this fast; a slow
-/// responder (a language model) sends each reply as soon as it has it.
-const GATHER: Duration = Duration::from_millis(50);
+/// Most messages taken from the queue at once.
+const TAKE: usize = 16;
 
 /// A message with its reply, ready to be claimed and sent.
 struct Ready {
@@ -36,7 +32,7 @@ pub async fn answer_loop(
 ) {
     loop {
         let batch = tokio::select! {
-            b = inbox.next_batch(MAX_CLAIM) => b,
+            b = inbox.next_batch(TAKE) => b,
             _ = stop.cancelled() => return,
         };
         // Boxed: answering's state is large, and the loop waits idle most of its life.
@@ -58,19 +54,12 @@ async fn answer_batch(
     batch: Vec<LedgerEntry>,
     stop: &CancellationToken,
 ) {
-    let mut began = Instant::now();
-    let mut ready = Vec::new();
     for entry in batch {
         match prepare(inbox, type_key, entry).await {
-            Ok(r) => ready.push(r),
+            Ok(r) => deliver(inbox, connector, r, stop).await,
             Err(key) => inbox.done(&key),
         }
-        if began.elapsed() >= GATHER {
-            deliver(inbox, connector, std::mem::take(&mut ready), stop).await;
-            began = Instant::now();
-        }
     }
-    deliver(inbox, connector, ready, stop).await;
 }
 
 /// The reply to one message; when nobody answers it, it is recorded as ignored and its
@@ -119,39 +108,30 @@ async fn prepare(inbox: &ConnInbox, type_key: &str, e: LedgerEntry) -> Result<Re
     }
 }
 
-/// Claims every message of `ready` at once (the writer commits the claims together),
-/// then sends the replies of those claimed, in order.
-async fn deliver(
-    inbox: &ConnInbox,
-    connector: &dyn Connector,
-    ready: Vec<Ready>,
-    stop: &CancellationToken,
-) {
-    let pipe = &inbox.pipe;
-    let id = inbox.connection_id;
-    let claims = ready.iter().map(|r| {
-        pipe.writer.write(WriteOp::Claim {
-            connection_id: id,
-            key: r.entry.key.clone(),
+/// Claims the message, then sends its reply if the claim was granted.
+async fn deliver(inbox: &ConnInbox, connector: &dyn Connector, r: Ready, stop: &CancellationToken) {
+    let key = &r.entry.key;
+    let claim = inbox
+        .pipe
+        .writer
+        .write(WriteOp::Claim {
+            connection_id: inbox.connection_id,
+            key: key.clone(),
             fence: inbox.fence.clone(),
         })
-    });
-    let claimed = futures::future::join_all(claims).await;
-    for (r, claim) in ready.into_iter().zip(claimed) {
-        let key = &r.entry.key;
-        match claim {
-            Ok(WriteResult::Claimed(true)) => reply(inbox, connector, &r, stop).await,
-            Ok(WriteResult::Fenced) => {
-                info!("message {key}: another process runs this connection now; it answers")
-            }
-            Ok(_) => debug!("message {key} is answered by another process"),
-            // Still `received`: it is picked up again once the database answers.
-            Err(err) => {
-                warn!("message {key}: cannot record the reply as sending ({err}); will try again")
-            }
+        .await;
+    match claim {
+        Ok(WriteResult::Claimed(true)) => reply(inbox, connector, &r, stop).await,
+        Ok(WriteResult::Fenced) => {
+            info!("message {key}: another process runs this connection now; it answers")
         }
-        inbox.done(key);
+        Ok(_) => debug!("message {key} is answered by another process"),
+        // Still `received`: it is picked up again once the database answers.
+        Err(err) => {
+            warn!("message {key}: cannot record the reply as sending ({err}); will try again")
+        }
     }
+    inbox.done(key);
 }
 
 /// Sends one claimed reply and records how it went.

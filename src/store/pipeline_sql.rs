@@ -359,6 +359,11 @@ async fn mark_many(tx: &mut Tx<'_>, state: LedgerState, pairs: &[(i64, &str)]) -
     Ok(())
 }
 
+/// The row's connection still exists. A correlated lookup by primary key: PostgreSQL
+/// planned `EXISTS (…)` as a hash semi-join over a sequential scan of every connection,
+/// once per statement (40 connection rows read per message in a burst of 1,000 bots).
+const LIVE_CONNECTION: &str = "(SELECT c.id FROM connections c WHERE c.id = v.column1) IS NOT NULL";
+
 /// Records of sent messages, many per statement; a deleted connection's are dropped.
 async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
     let rows: Vec<String> = (0..ops.len())
@@ -378,7 +383,7 @@ async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO outbound_messages (connection_id, provider_id, account, customer, \
          in_reply_to, sent_at) SELECT column1, column2, column3, column4, column5, column6 \
-         FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = v.column1) \
+         FROM (VALUES {}) AS v WHERE {LIVE_CONNECTION} \
          ON CONFLICT (connection_id, provider_id) DO NOTHING",
         rows.join(", ")
     );
@@ -452,7 +457,8 @@ async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
         }
         sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
     }
-    sql.push_str(") AS v WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = v.column1)");
+    sql.push_str(") AS v WHERE ");
+    sql.push_str(LIVE_CONNECTION);
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for l in lines {
         q = q
