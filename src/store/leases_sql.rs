@@ -114,6 +114,19 @@ impl SqlStore {
             .collect()
     }
 
+    pub(super) async fn lease_holders_(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
+        let sql = with_now(
+            self.backend(),
+            "SELECT DISTINCT owner FROM connection_leases WHERE expires_at >= {now} \
+             AND connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
+        );
+        sqlx::query_scalar(sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
     pub(super) async fn heartbeat_(&self, p: &ProcessInfo) -> StoreResult<()> {
         let sql = with_now(
             self.backend(),

@@ -689,6 +689,10 @@ impl Store for SqlStore {
         self.leases_(tenant_id).await
     }
 
+    async fn lease_holders(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
+        self.lease_holders_(tenant_id).await
+    }
+
     async fn heartbeat(&self, p: &super::ProcessInfo) -> StoreResult<()> {
         self.heartbeat_(p).await
     }
