@@ -19,7 +19,8 @@
 //! BENCH_CONFIGS (bare,sqlite,postgres) picks the rows of burst and steady;
 //! BENCH_POLL_TIMEOUT (10) is every bot's long-poll timeout; BENCH_PG_URL the
 //! PostgreSQL server (a database is created per row and dropped at the end);
-//! BENCH_PG_STATS=1 prints the database's counters per message for PostgreSQL rows;
+//! BENCH_PG_STATS=1 prints the database's counters per message for PostgreSQL rows,
+//! and the CPU time of the PostgreSQL processes on this machine over the load;
 //! BENCH_CHILD_WRAPPER runs each bots' process under a profiler (e.g. `heaptrack`).
 
 mod child;
@@ -102,9 +103,17 @@ impl Bench {
             _ => None,
         };
         let (before, _) = bots.stat().await;
+        let pg_before = util::cpu_ticks_named("postgres");
         let tokens = bots.tokens.clone();
         let load = run(&self.sandbox, &tokens).await;
         let (after, dropped) = bots.stat().await;
+        if stats && db.is_some() {
+            let ticks = util::cpu_ticks_named("postgres") - pg_before;
+            eprintln!(
+                "  PostgreSQL's processes on this machine used {:.2} s of CPU over the load",
+                ticks as f64 / self.tck
+            );
+        }
         if let (Some(url), Some(before_db)) = (&db, before_db) {
             // Backends report their counters about once a second.
             tokio::time::sleep(Duration::from_secs(2)).await;

@@ -68,6 +68,24 @@ impl ProcStat {
     }
 }
 
+/// CPU time (utime + stime, in clock ticks) of every process named `comm` on this
+/// machine: a local PostgreSQL server's share of a load.
+pub fn cpu_ticks_named(comm: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == comm))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+            field(11).unwrap_or(0) + field(12).unwrap_or(0)
+        })
+        .sum()
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on every common Linux).
 pub fn clk_tck() -> f64 {
     std::process::Command::new("getconf")

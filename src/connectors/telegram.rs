@@ -4,6 +4,7 @@
 
 mod classify;
 mod updates;
+mod wire;
 
 use super::retry::{self, Outcome, Policy};
 use super::{
@@ -39,6 +40,17 @@ pub struct Telegram {
     allowed: Option<Vec<AllowedUpdate>>,
     webhook_url: String,
     secret_token: String,
+    /// getUpdates' own lightweight client; None keeps polling on teloxide (a proxy set
+    /// in the environment, which only reqwest honours).
+    wire: Option<wire::Endpoint>,
+    /// `allowed` as getUpdates' JSON, written once.
+    allowed_json: Option<String>,
+}
+
+/// A getUpdates that failed: a 409 is counted by the poll loop, the rest classified.
+enum PollFailure {
+    Conflict,
+    Other(ConnectorError),
 }
 
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
@@ -74,6 +86,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         _ => cfg.webhook_url.clone(),
     };
     let secret_token = updates::secret_token(token.expose(), &cfg.connection.hook_id);
+    let wire = wire::Endpoint::parse(&api);
+    let allowed_json = allowed.as_ref().and_then(|a| serde_json::to_string(a).ok());
     Ok(Arc::new(Telegram {
         bot: Bot::with_client(token.expose(), cfg.http.clone()).set_api_url(api_url),
         custom_api: api.trim_end_matches('/') != DEFAULT_API,
@@ -83,6 +97,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         allowed,
         webhook_url,
         secret_token,
+        wire,
+        allowed_json,
     }))
 }
 
@@ -227,6 +243,8 @@ impl Telegram {
         // takeover, or when a paused process wakes up); more are a rival program.
         let conflicts = std::sync::atomic::AtomicU32::new(0);
         let mut degraded = false;
+        // The kept-alive connection of the lightweight client, between polls.
+        let conn = std::sync::Mutex::new(None);
         loop {
             let stale = offset > 0 && crate::model::now_millis() - last_seen > ID_RESET_AFTER_MS;
             if stale {
@@ -236,30 +254,24 @@ impl Telegram {
                 );
             }
             let fetch = || async {
-                let mut req = self.bot.get_updates().limit(100).timeout(self.poll_timeout);
-                if !stale {
-                    req = req.offset(offset);
-                }
-                if let Some(a) = &self.allowed {
-                    req = req.allowed_updates(a.clone());
-                }
-                let result = req.send().await;
-                match result {
+                match self.get_updates(&conn, (!stale).then_some(offset)).await {
                     Ok(b) => {
                         conflicts.store(0, std::sync::atomic::Ordering::Relaxed);
                         Ok(b)
                     }
-                    Err(teloxide::RequestError::Api(
-                        teloxide::ApiError::TerminatedByOtherGetUpdates,
-                    )) if conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-                        < CONFLICTS_BEFORE_ERROR =>
+                    Err(PollFailure::Conflict)
+                        if conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+                            < CONFLICTS_BEFORE_ERROR =>
                     {
                         Err(ConnectorError::transient(
                             "another program polled this bot (409), perhaps the process that ran \
                              it before; waiting for it to let go",
                         ))
                     }
-                    Err(e) => Err(classify(e)),
+                    Err(PollFailure::Conflict) => Err(classify(teloxide::RequestError::Api(
+                        teloxide::ApiError::TerminatedByOtherGetUpdates,
+                    ))),
+                    Err(PollFailure::Other(e)) => Err(e),
                 }
             };
             let batch = match retry::retry(
@@ -300,6 +312,55 @@ impl Telegram {
             last_seen = crate::model::now_millis();
             // Recorded before the next getUpdates confirms the batch to Telegram.
             rx.inbox.submit(events, Some(offset.to_string())).await?;
+        }
+    }
+
+    /// One getUpdates from `offset` (none: without one).
+    async fn get_updates(
+        &self,
+        conn: &std::sync::Mutex<Option<wire::Stream>>,
+        offset: Option<i32>,
+    ) -> Result<Vec<teloxide::types::Update>, PollFailure> {
+        let Some(endpoint) = &self.wire else {
+            let mut req = self.bot.get_updates().limit(100).timeout(self.poll_timeout);
+            if let Some(o) = offset {
+                req = req.offset(o);
+            }
+            if let Some(a) = &self.allowed {
+                req = req.allowed_updates(a.clone());
+            }
+            return req.send().await.map_err(|e| match e {
+                teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates) => {
+                    PollFailure::Conflict
+                }
+                e => PollFailure::Other(classify(e)),
+            });
+        };
+        // Written directly: a thousand polls a second (10,000 idle bots) add up.
+        let mut body = format!("{{\"limit\":100,\"timeout\":{}", self.poll_timeout);
+        if let Some(o) = offset {
+            body.push_str(&format!(",\"offset\":{o}"));
+        }
+        if let Some(list) = &self.allowed_json {
+            body.push_str(&format!(",\"allowed_updates\":{list}"));
+        }
+        body.push('}');
+        let body = body.into_bytes();
+        // Taken out while in use: a poll abandoned on Stop drops its connection with it.
+        let mut stream = conn.lock().expect("poll connection lock").take();
+        let timeout = std::time::Duration::from_secs(u64::from(self.poll_timeout) + 10);
+        let answer = endpoint
+            .post(&mut stream, self.bot.token(), "getUpdates", &body, timeout)
+            .await;
+        *conn.lock().expect("poll connection lock") = stream;
+        match answer {
+            Ok(r) => updates::parse_answer(r.status, &r.body),
+            Err(wire::WireError::Network(cause)) => Err(PollFailure::Other(
+                ConnectorError::transient(format!("cannot reach Telegram ({cause})")),
+            )),
+            Err(wire::WireError::Protocol(why)) => Err(PollFailure::Other(
+                ConnectorError::transient(format!("Telegram's answer was not understood ({why})")),
+            )),
         }
     }
 

@@ -6,6 +6,7 @@
 //! database's clock, with a generation every write of the task carries, so a process
 //! that lost its lease can write nothing more.
 
+mod answer;
 pub mod host;
 pub mod logs;
 pub mod pipeline;
@@ -240,7 +241,7 @@ async fn supervise(inner: Arc<Inner>) {
             return;
         }
         if pass.is_multiple_of(PRESENCE_EVERY) {
-            match look_around(&inner).await {
+            match look_around(&inner, !held_elsewhere.is_empty()).await {
                 Ok(r) => {
                     if !held_elsewhere.is_empty() {
                         let p = inner.presence.borrow();
@@ -340,8 +341,13 @@ async fn supervise(inner: Arc<Inner>) {
 }
 
 /// Heartbeat, the other processes, dead owners on this host; returns whether channels
-/// should run here.
-async fn look_around(inner: &Arc<Inner>) -> Result<bool, crate::store::StoreError> {
+/// should run here. Every lease is read only when somebody looks at them (a console's
+/// header and list, or `held_elsewhere` waiting for a lease to lapse); otherwise just
+/// their owners: with 10,000 connections that read was most of an idle pass.
+async fn look_around(
+    inner: &Arc<Inner>,
+    need_leases: bool,
+) -> Result<bool, crate::store::StoreError> {
     let store = inner.channels.store();
     let tenant = inner.channels.tenant().name.clone();
     let all = store.processes().await?;
@@ -362,9 +368,23 @@ async fn look_around(inner: &Arc<Inner>) -> Result<bool, crate::store::StoreErro
             seen_ms_ago: 0,
         })
         .await?;
-    let leases = store.leases(inner.channels.tenant().id).await?;
+    let tenant_id = inner.channels.tenant().id;
+    let leases = if need_leases || inner.presence.receiver_count() > 0 {
+        store.leases(tenant_id).await?
+    } else {
+        Vec::new()
+    };
     if runs_now {
-        reclaim_dead(inner, &leases).await?;
+        let owners: HashSet<String> = if leases.is_empty() {
+            store.lease_holders(tenant_id).await?.into_iter().collect()
+        } else {
+            leases
+                .iter()
+                .filter(|l| l.expires_in_ms >= 0)
+                .map(|l| l.owner.clone())
+                .collect()
+        };
+        reclaim_dead(inner, owners).await?;
     }
     let others = all
         .into_iter()
@@ -385,17 +405,12 @@ async fn look_around(inner: &Arc<Inner>) -> Result<bool, crate::store::StoreErro
 /// instead of leaving its customers unanswered for the whole lease time.
 async fn reclaim_dead(
     inner: &Arc<Inner>,
-    leases: &[crate::store::LeaseInfo],
+    owners: HashSet<String>,
 ) -> Result<(), crate::store::StoreError> {
     let store = inner.channels.store();
-    let owners: HashSet<&str> = leases
-        .iter()
-        .filter(|l| l.expires_in_ms >= 0)
-        .map(|l| l.owner.as_str())
-        .collect();
     for owner in owners {
-        if presence::dead_on_this_host(owner, &inner.host, &inner.owner) {
-            let n = store.expire_leases_of(owner).await?;
+        if presence::dead_on_this_host(&owner, &inner.host, &inner.owner) {
+            let n = store.expire_leases_of(&owner).await?;
             tracing::info!(
                 "runtime: took back {n} lease(s) of {owner}, a flametree process on this host that is gone"
             );

@@ -5,16 +5,15 @@
 
 use super::logs::LogRouter;
 use super::writer::Writer;
-use crate::agents::routing::AnswerEnv;
 use crate::channels::Channels;
 use crate::connectors::retry::{self, Outcome, Policy};
 use crate::connectors::{Connector, ConnectorError, Event, InboxSink, Outbound};
 use crate::model::{Millis, Status};
 use crate::store::{Fence, LedgerEntry, LedgerState, WriteOp, WriteResult};
 use async_trait::async_trait;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -29,7 +28,15 @@ pub struct Pipeline {
     pub router_index: Option<usize>,
     /// The inboxes of the connections this process runs, for webhooks it receives.
     inboxes: Mutex<HashMap<i64, Arc<ConnInbox>>>,
+    /// Permits for messages on their way to a provider (`SENDS_AT_ONCE`).
+    sending: tokio::sync::Semaphore,
 }
+
+/// Messages sent at once by one process. Each needs an HTTP connection of its own while
+/// it is in flight (~25 KiB in hyper), and the pool keeps them: a burst to 1,000 bots
+/// opened ~800 and kept them all. At a provider 100 ms away this still allows 2,500
+/// messages a second.
+const SENDS_AT_ONCE: usize = 256;
 
 impl Pipeline {
     /// Starts the group-commit writer and the log router (lines kept: `keep` per connection).
@@ -44,6 +51,7 @@ impl Pipeline {
             router: Some(router),
             router_index: Some(index),
             inboxes: Mutex::default(),
+            sending: tokio::sync::Semaphore::new(SENDS_AT_ONCE),
         })
     }
 
@@ -108,14 +116,25 @@ impl Pipeline {
 pub struct ConnInbox {
     pub connection_id: i64,
     version: i64,
-    pipe: Arc<Pipeline>,
-    queue: mpsc::UnboundedSender<LedgerEntry>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    pub(super) pipe: Arc<Pipeline>,
+    /// Recorded messages waiting for an answer. A queue that allocates nothing until
+    /// used: a tokio channel's first block (32 entries) cost ~5 KiB per idle connection.
+    waiting: Mutex<Waiting>,
+    /// Wakes the answer loop when `waiting` gets an entry.
+    ready: Notify,
     /// What the credential check found ("polling as @sales_bot"): the RUNNING message.
     identity: Mutex<String>,
     /// The lease this process was granted; every ledger write carries it.
-    fence: Option<Fence>,
-    routes: crate::agents::routing::RouteCache,
+    pub(super) fence: Option<Fence>,
+    pub(super) routes: crate::agents::routing::RouteCache,
+}
+
+/// Queued entries, and the keys of every entry queued or being answered (so the
+/// sweeper's redelivery of a message already in hand is not answered twice here).
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<LedgerEntry>,
+    keys: HashSet<String>,
 }
 
 impl ConnInbox {
@@ -128,35 +147,47 @@ impl ConnInbox {
         version: i64,
         pipe: Arc<Pipeline>,
         fence: Option<Fence>,
-    ) -> (Arc<ConnInbox>, mpsc::UnboundedReceiver<LedgerEntry>) {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let inbox = ConnInbox {
+    ) -> Arc<ConnInbox> {
+        Arc::new(ConnInbox {
             connection_id,
             version,
             pipe,
-            queue,
-            in_flight: Arc::default(),
+            waiting: Mutex::default(),
+            ready: Notify::new(),
             identity: Mutex::default(),
             fence,
             routes: Default::default(),
-        };
-        (Arc::new(inbox), rx)
+        })
     }
 
     /// Queues a recorded message for an answer unless it is queued already.
     pub fn dispatch(&self, entry: LedgerEntry) {
-        let fresh = self
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(entry.key.clone());
-        if fresh {
-            let _ = self.queue.send(entry);
+        let mut w = self.waiting.lock().expect("waiting lock");
+        if w.keys.insert(entry.key.clone()) {
+            w.queue.push_back(entry);
+            drop(w);
+            self.ready.notify_one();
         }
     }
 
-    fn done(&self, key: &str) {
-        self.in_flight.lock().expect("in-flight lock").remove(key);
+    /// Everything queued (at most `max`), waiting until there is something.
+    pub(super) async fn next_batch(&self, max: usize) -> Vec<LedgerEntry> {
+        loop {
+            {
+                let mut w = self.waiting.lock().expect("waiting lock");
+                if !w.queue.is_empty() {
+                    let n = w.queue.len().min(max);
+                    return w.queue.drain(..n).collect();
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
+            self.ready.notified().await;
+        }
+    }
+
+    /// The entry is answered (or given up): a later redelivery may queue it again.
+    pub(super) fn done(&self, key: &str) {
+        self.waiting.lock().expect("waiting lock").keys.remove(key);
     }
 }
 
@@ -350,118 +381,6 @@ impl InboxSink for ConnInbox {
     }
 }
 
-/// Answers what is queued for one connection, one message at a time, until stopped.
-pub async fn answer_loop(
-    inbox: Arc<ConnInbox>,
-    type_key: String,
-    connector: Arc<dyn Connector>,
-    mut rx: mpsc::UnboundedReceiver<LedgerEntry>,
-    stop: CancellationToken,
-) {
-    loop {
-        let entry = tokio::select! {
-            e = rx.recv() => match e { Some(e) => e, None => return },
-            _ = stop.cancelled() => return,
-        };
-        answer_one(&inbox, &type_key, connector.as_ref(), &entry, &stop).await;
-        inbox.done(&entry.key);
-    }
-}
-
-async fn answer_one(
-    inbox: &ConnInbox,
-    type_key: &str,
-    connector: &dyn Connector,
-    e: &LedgerEntry,
-    stop: &CancellationToken,
-) {
-    let pipe = &inbox.pipe;
-    let id = inbox.connection_id;
-    let who = if e.account.is_empty() {
-        e.customer.clone()
-    } else {
-        format!("{} (to {})", e.customer, e.account)
-    };
-    info!("message {} from {who}", e.key);
-    let router = pipe.router.clone();
-    let protect = move |secret: &str| {
-        if let Some(r) = &router {
-            r.protect(id, secret);
-        }
-    };
-    let env = AnswerEnv {
-        routes: &inbox.routes,
-        channels: &pipe.channels,
-        http: &pipe.http,
-        connection_id: id,
-        protect: &protect,
-    };
-    let customer_key = format!("{type_key}:{}", e.customer);
-    let Some((reply, agent)) = crate::agents::answer(&env, &customer_key, &e.text).await else {
-        let mark = WriteOp::Mark {
-            connection_id: id,
-            key: e.key.clone(),
-            state: LedgerState::Ignored,
-        };
-        if let Err(err) = pipe.writer.write(mark).await {
-            warn!("could not record message {} as not answered: {err}", e.key);
-        }
-        return;
-    };
-    let claim = WriteOp::Claim {
-        connection_id: id,
-        key: e.key.clone(),
-        fence: inbox.fence.clone(),
-    };
-    match pipe.writer.write(claim).await {
-        Ok(WriteResult::Claimed(true)) => {}
-        Ok(WriteResult::Fenced) => {
-            info!(
-                "message {}: another process runs this connection now; it answers",
-                e.key
-            );
-            return;
-        }
-        Ok(_) => {
-            debug!("message {} is answered by another process", e.key);
-            return;
-        }
-        Err(err) => {
-            // Still `received`: it is picked up again once the database answers.
-            warn!(
-                "message {}: cannot record the reply as sending ({err}); will try again",
-                e.key
-            );
-            return;
-        }
-    }
-    let out = Outbound {
-        account: &e.account,
-        to: &e.customer,
-        text: &reply,
-        in_reply_to: Some(&e.key),
-        context: Some(&e.raw),
-    };
-    match send(pipe, id, connector, &out, stop).await {
-        Ok(sent) => {
-            info!("agent '{agent}' replied to {who} (message {sent})");
-            pipe.writer.submit(WriteOp::Mark {
-                connection_id: id,
-                key: e.key.clone(),
-                state: LedgerState::Answered,
-            });
-        }
-        Err(err) => {
-            warn!("message {}: the reply to {who} was not sent: {err}", e.key);
-            pipe.writer.submit(WriteOp::Mark {
-                connection_id: id,
-                key: e.key.clone(),
-                state: LedgerState::Ignored,
-            });
-        }
-    }
-}
-
 /// Sends a text through a connector with the reply retry policy and records the
 /// provider's id of what went out: the one path of agents' replies and `flametree send`.
 pub async fn send(
@@ -475,7 +394,11 @@ pub async fn send(
         stop,
         Policy::REPLY,
         |w| warn!("reply to {}: {w}", out.to),
-        || connector.send(out),
+        // A permit per try: nobody holds one while waiting to try again.
+        || async {
+            let _permit = pipe.sending.acquire().await;
+            connector.send(out).await
+        },
     )
     .await;
     match outcome {

@@ -4,6 +4,7 @@
 
 use crate::model::LogLine;
 use crate::store::{Store, StoreError, StoreResult, WriteOp, WriteResult};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,6 +18,11 @@ const LOG_LINGER: Duration = Duration::from_millis(100);
 const QUEUE: usize = 100_000;
 /// Log lines kept for a retry while the database is unreachable.
 const HELD_LOGS: usize = 50_000;
+/// Ops nobody waits for (log lines, final marks, outbound records) that go into a
+/// transaction carrying awaited ones (claims, received messages); the rest follow in
+/// the next. In a burst the background ops were most of a batch, and every claim, each
+/// of which a reply waits for, waited for them to be written first.
+const BACKGROUND_WITH_AWAITED: usize = 120;
 
 struct Request {
     op: WriteOp,
@@ -123,16 +129,21 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) 
     let mut held: Vec<LogLine> = Vec::new();
     let mut trims = Trims::new(keep);
     let mut batch: Vec<Request> = Vec::with_capacity(256);
+    // Background ops held over for a later transaction, oldest first.
+    let mut later: VecDeque<Request> = VecDeque::new();
     loop {
-        let Some(first) = rx.recv().await else {
-            flush_held(store.as_ref(), &mut held, keep).await;
-            return;
-        };
-        batch.push(first);
+        if later.is_empty() {
+            let Some(first) = rx.recv().await else {
+                flush_held(store.as_ref(), &mut held, keep).await;
+                return;
+            };
+            batch.push(first);
+        }
         drain(&mut rx, &mut batch);
-        if batch
-            .iter()
-            .all(|r| r.reply.is_none() && matches!(r.op, WriteOp::Logs(_)))
+        if later.is_empty()
+            && batch
+                .iter()
+                .all(|r| r.reply.is_none() && matches!(r.op, WriteOp::Logs(_)))
         {
             let linger = tokio::time::sleep(LOG_LINGER);
             tokio::pin!(linger);
@@ -151,6 +162,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) 
                 }
             }
         }
+        choose(&mut batch, &mut later);
         let due = trims.due(&batch);
         if !due.is_empty() {
             batch.push(Request {
@@ -160,6 +172,28 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) 
         }
         commit(store.as_ref(), &mut batch, &mut held, keep).await;
     }
+}
+
+/// What this transaction writes: when somebody waits, every awaited op and the oldest
+/// background ones (`BACKGROUND_WITH_AWAITED`, more when many are held over), the rest
+/// held over in `later`; otherwise the oldest ops, up to `MAX_BATCH`. Background ops
+/// keep their order. A flush (awaited, empty `Logs`) writes everything before it.
+fn choose(batch: &mut Vec<Request>, later: &mut VecDeque<Request>) {
+    let barrier = batch
+        .iter()
+        .any(|r| r.reply.is_some() && matches!(r.op, WriteOp::Logs(_)));
+    let (awaited, background): (Vec<Request>, Vec<Request>) =
+        batch.drain(..).partition(|r| r.reply.is_some());
+    later.extend(background);
+    let take = if barrier {
+        later.len()
+    } else if awaited.is_empty() {
+        later.len().min(MAX_BATCH)
+    } else {
+        BACKGROUND_WITH_AWAITED.max(later.len().saturating_sub(MAX_BATCH))
+    };
+    batch.extend(later.drain(..take.min(later.len())));
+    batch.extend(awaited);
 }
 
 fn drain(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {

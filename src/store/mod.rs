@@ -7,6 +7,7 @@ pub mod feed;
 mod leases_sql;
 mod migrate;
 mod pipeline_sql;
+mod receive_sql;
 mod retention;
 mod rows;
 mod sql;
@@ -367,6 +368,9 @@ pub trait Store: Send + Sync {
     async fn expire_leases_of(&self, owner: &str) -> StoreResult<u64>;
     /// The tenant's leases as the database's clock sees them now.
     async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>>;
+    /// The owners of the tenant's unexpired leases: all a process without a console
+    /// needs to know every few seconds (one row each, not one per connection).
+    async fn lease_holders(&self, tenant_id: i64) -> StoreResult<Vec<String>>;
     /// Records that a process is alive (on the database's clock).
     async fn heartbeat(&self, p: &ProcessInfo) -> StoreResult<()>;
     /// Every process that sent a heartbeat, with how long ago.

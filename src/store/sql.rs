@@ -18,6 +18,9 @@ use std::time::Duration;
 
 pub struct SqlStore {
     pub(super) pool: AnyPool,
+    /// The group-commit writer's own connection: in a burst it queued for the shared
+    /// pool behind hundreds of answer tasks' reads, and every channel waits on it.
+    pub(super) writer_pool: AnyPool,
     backend: Backend,
     described: String,
 }
@@ -57,24 +60,27 @@ impl SqlStore {
             Backend::Sqlite => prepare_sqlite(url)?,
             Backend::Postgres => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL with synchronous=NORMAL survives any process crash; only a
-                        // power cut can take back the last commits. FULL would fsync every
-                        // ledger write of every message.
-                        conn.execute(
-                            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                             PRAGMA synchronous = NORMAL;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL with synchronous=NORMAL survives any process crash; only
+                            // a power cut can take back the last commits. FULL would fsync
+                            // every ledger write of every message.
+                            conn.execute(
+                                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                                 PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
+        };
+        let pool = options(max_connections.max(1))
             .connect_with(quiet_options(&url)?)
             .await
             .map_err(|e| match classify(e) {
@@ -90,8 +96,11 @@ impl SqlStore {
         }
         migrate::run(&pool, backend).await?;
         super::pipeline_sql::fill_hook_ids(&pool).await?;
+        // Opened on first use: processes that never run channels never open it.
+        let writer_pool = options(1).connect_lazy_with(quiet_options(&url)?);
         Ok(SqlStore {
             pool,
+            writer_pool,
             backend,
             described: redact_url(&url),
         })
@@ -678,6 +687,10 @@ impl Store for SqlStore {
 
     async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<super::LeaseInfo>> {
         self.leases_(tenant_id).await
+    }
+
+    async fn lease_holders(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
+        self.lease_holders_(tenant_id).await
     }
 
     async fn heartbeat(&self, p: &super::ProcessInfo) -> StoreResult<()> {

@@ -5,6 +5,38 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 
+/// The Bot API's answer to a getUpdates, as teloxide would read it.
+#[derive(serde::Deserialize)]
+struct Answer {
+    ok: bool,
+    result: Option<Vec<Update>>,
+    description: Option<teloxide::ApiError>,
+    parameters: Option<teloxide::types::ResponseParameters>,
+}
+
+/// The updates of a getUpdates answer (HTTP `status`, `body`), or its error classified.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Update>, super::PollFailure> {
+    use super::PollFailure;
+    use teloxide::types::ResponseParameters;
+    use teloxide::{ApiError, RequestError};
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| {
+        PollFailure::Other(ConnectorError::transient(format!(
+            "Telegram answered HTTP {status} with something that is not the Bot API's JSON"
+        )))
+    })?;
+    if answer.ok {
+        return Ok(answer.result.unwrap_or_default());
+    }
+    let error = match (answer.parameters, answer.description) {
+        (Some(ResponseParameters::RetryAfter(s)), _) => RequestError::RetryAfter(s),
+        (Some(ResponseParameters::MigrateToChatId(c)), _) => RequestError::MigrateToChatId(c),
+        (None, Some(ApiError::TerminatedByOtherGetUpdates)) => return Err(PollFailure::Conflict),
+        (None, Some(e)) => RequestError::Api(e),
+        (None, None) => RequestError::Api(ApiError::Unknown(format!("HTTP {status}"))),
+    };
+    Err(PollFailure::Other(super::classify::classify(error)))
+}
+
 /// A message is identified by its chat and its id in the chat: unlike update ids,
 /// these never restart.
 pub fn event(update: &Update) -> Event {
