@@ -3,8 +3,8 @@
 //! replies go out through the channel's `messages` endpoint.
 
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
-    Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookVerdict, Inbound,
+    Outbound, Receiver,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -199,14 +199,7 @@ impl Connector for Bird {
     }
 
     fn check_recipient(&self, to: &str) -> Result<(), String> {
-        let d = to.trim().trim_start_matches('+');
-        if (6..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "'{to}' is not a phone number (+ and digits, e.g. +31612345678)"
-            ))
-        }
+        super::phone_recipient(to)
     }
 
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
@@ -264,16 +257,7 @@ impl Connector for Bird {
                 ),
             };
         }
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(v) => HookVerdict::Accept {
-                events: events(&v, &self.channel),
-                response: HookResponse::ok(),
-            },
-            Err(e) => HookVerdict::Reject {
-                status: 400,
-                why: format!("a signed delivery is not JSON: {e}"),
-            },
-        }
+        super::accept_json(&req.body, |v| events(v, &self.channel))
     }
 }
 

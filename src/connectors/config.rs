@@ -62,6 +62,24 @@ impl ConnConfig {
             .any(|e| e.name == name && !e.value.trim().is_empty())
     }
 
+    /// A true/false environment variable (its default when unset); anything else is an
+    /// error naming it.
+    pub fn flag(&self, name: &str) -> Result<bool, ConnectorError> {
+        match self
+            .env(name)
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "" | "false" | "no" | "0" => Ok(false),
+            "true" | "yes" | "1" => Ok(true),
+            other => Err(ConnectorError::Permanent(format!(
+                "{name} is '{other}': use true or false"
+            ))),
+        }
+    }
+
     /// A non-secret field, or its catalog default.
     pub fn field(&self, key: &str) -> Option<String> {
         self.connection

@@ -92,6 +92,12 @@ impl Connector for Email {
         Ok(())
     }
 
+    /// A reply's Message-ID is derived from the mail it answers: sent again after a
+    /// crash, mail servers and clients take it for the same message.
+    fn idempotent_replies(&self) -> bool {
+        true
+    }
+
     fn check_recipient(&self, to: &str) -> Result<(), String> {
         to.trim()
             .parse::<lettre::Address>()
@@ -103,7 +109,13 @@ impl Connector for Email {
         let i = self.account_index(out.account)?;
         let account = &self.accounts[i];
         let thread: Option<Thread> = out.context.and_then(|c| serde_json::from_str(c).ok());
-        let (message, id) = smtp::compose(account, out.to.trim(), out.text, thread.as_ref())?;
+        let (message, id) = smtp::compose(
+            account,
+            out.to.trim(),
+            out.text,
+            thread.as_ref(),
+            out.in_reply_to,
+        )?;
         let copy = self
             .settings
             .sent_folder

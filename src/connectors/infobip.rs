@@ -4,8 +4,8 @@
 
 use super::retry::{self, Outcome, Policy};
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
-    Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookVerdict, Inbound,
+    Outbound, Receiver,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -246,14 +246,7 @@ impl Connector for Infobip {
     }
 
     fn check_recipient(&self, to: &str) -> Result<(), String> {
-        let d = to.trim().trim_start_matches('+');
-        if (6..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "'{to}' is not a phone number (digits with the country code)"
-            ))
-        }
+        super::phone_recipient(to)
     }
 
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
@@ -306,16 +299,7 @@ impl Connector for Infobip {
                 };
             }
         }
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(v) => HookVerdict::Accept {
-                events: events(&v),
-                response: HookResponse::ok(),
-            },
-            Err(e) => HookVerdict::Reject {
-                status: 400,
-                why: format!("a delivery is not JSON: {e}"),
-            },
-        }
+        super::accept_json(&req.body, events)
     }
 }
 

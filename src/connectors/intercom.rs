@@ -4,8 +4,8 @@
 //! conversation as the configured admin.
 
 use super::{
-    ConnConfig, Connector, ConnectorError, Event, HookRequest, HookResponse, HookVerdict, Inbound,
-    Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Event, HookRequest, HookVerdict, Inbound, Outbound,
+    Receiver,
 };
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -222,16 +222,7 @@ impl Connector for Intercom {
                     .into(),
             };
         }
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(v) => HookVerdict::Accept {
-                events: events(&v),
-                response: HookResponse::ok(),
-            },
-            Err(e) => HookVerdict::Reject {
-                status: 400,
-                why: format!("a signed notification is not JSON: {e}"),
-            },
-        }
+        super::accept_json(&req.body, events)
     }
 }
 

@@ -4,8 +4,8 @@
 //! owners migrate to Bird.
 
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
-    Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookVerdict, Inbound,
+    Outbound, Receiver,
 };
 use async_trait::async_trait;
 use base64::Engine;
@@ -165,16 +165,7 @@ impl Connector for MessageBird {
                 };
             }
         }
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(v) => HookVerdict::Accept {
-                events: events(&v, &self.channel),
-                response: HookResponse::ok(),
-            },
-            Err(e) => HookVerdict::Reject {
-                status: 400,
-                why: format!("a delivery is not JSON: {e}"),
-            },
-        }
+        super::accept_json(&req.body, |v| events(v, &self.channel))
     }
 }
 

@@ -69,8 +69,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
                 .filter(|n| !n.is_empty())
                 .collect(),
             waba: field("business_account_id", "WhatsApp Business Account ID")?,
-            mark_read: flag(&cfg, "WHATSAPP_MARK_AS_READ")?,
-            check_subscription: flag(&cfg, "WHATSAPP_CHECK_SUBSCRIPTION")?,
+            mark_read: cfg.flag("WHATSAPP_MARK_AS_READ")?,
+            check_subscription: cfg.flag("WHATSAPP_CHECK_SUBSCRIPTION")?,
         },
         "facebook" => Product::Messenger {
             page_id: field("page_id", "Page ID")?,
@@ -105,22 +105,6 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         app_secret,
         verify_token: secret_or_field("verify_token")?,
     }))
-}
-
-fn flag(cfg: &ConnConfig, name: &str) -> Result<bool, ConnectorError> {
-    match cfg
-        .env(name)
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "" | "false" | "no" | "0" => Ok(false),
-        "true" | "yes" | "1" => Ok(true),
-        other => Err(ConnectorError::Permanent(format!(
-            "{name} is '{other}': use true or false"
-        ))),
-    }
 }
 
 #[async_trait]

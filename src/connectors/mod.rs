@@ -209,6 +209,12 @@ pub trait Connector: Send + Sync {
     /// Sends a text; Ok carries the provider's id of the sent message.
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError>;
 
+    /// Whether sending the same reply twice reaches the customer once (the provider or
+    /// their client recognises it), so a reply a crash interrupted may be sent again.
+    fn idempotent_replies(&self) -> bool {
+        false
+    }
+
     /// Checks a webhook delivery (signature on the raw body) and turns it into events.
     fn webhook(&self, _req: &HookRequest) -> HookVerdict {
         HookVerdict::Reject {
@@ -219,6 +225,35 @@ pub trait Connector: Send + Sync {
 
     /// Undoes what `receive` set up at the provider (a webhook registration) on Stop.
     async fn release(&self) {}
+}
+
+/// A delivery whose (already checked) body is JSON, turned into events; 400 otherwise.
+pub fn accept_json(
+    body: &[u8],
+    events: impl FnOnce(&serde_json::Value) -> Vec<Event>,
+) -> HookVerdict {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => HookVerdict::Accept {
+            events: events(&v),
+            response: HookResponse::ok(),
+        },
+        Err(e) => HookVerdict::Reject {
+            status: 400,
+            why: format!("a delivery is not JSON: {e}"),
+        },
+    }
+}
+
+/// Whether `to` is a phone number in international form (the country code first).
+pub fn phone_recipient(to: &str) -> Result<(), String> {
+    let d = to.trim().trim_start_matches('+');
+    if (6..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{to}' is not a phone number (digits with the country code, e.g. +31612345678)"
+        ))
+    }
 }
 
 /// Compares a secret a provider sent back with ours in constant time.

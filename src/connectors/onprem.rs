@@ -4,8 +4,8 @@
 //! /v1/messages`. Kept running until its owners migrate to the Cloud API.
 
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
-    Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookVerdict, Inbound,
+    Outbound, Receiver,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -208,14 +208,7 @@ impl Connector for OnPrem {
     }
 
     fn check_recipient(&self, to: &str) -> Result<(), String> {
-        let d = to.trim().trim_start_matches('+');
-        if (6..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "'{to}' is not a WhatsApp id (digits with the country code)"
-            ))
-        }
+        super::phone_recipient(to)
     }
 
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
@@ -232,16 +225,7 @@ impl Connector for OnPrem {
     }
 
     fn webhook(&self, req: &HookRequest) -> HookVerdict {
-        match serde_json::from_slice::<Value>(&req.body) {
-            Ok(v) => HookVerdict::Accept {
-                events: events(&v),
-                response: HookResponse::ok(),
-            },
-            Err(e) => HookVerdict::Reject {
-                status: 400,
-                why: format!("a delivery is not JSON: {e}"),
-            },
-        }
+        super::accept_json(&req.body, events)
     }
 }
 

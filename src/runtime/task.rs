@@ -104,7 +104,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
     let inbox = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
     inbox.set_identity(&identity);
     pipe.register(inbox.clone());
-    report_interrupted(&pipe, id).await;
+    report_interrupted(&pipe, id, connector.idempotent_replies()).await;
     // Answered in this task, alongside receiving: not one more task per connection.
     let answers = answer_loop(
         inbox.clone(),
@@ -162,16 +162,30 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
 }
 
 /// A reply claimed by a process that died while sending it may or may not have reached
-/// the customer; it is not sent again (that could answer twice), but it is not silent
+/// the customer. Where a repeat is recognised as the same reply (an email's Message-ID)
+/// it is answered again; elsewhere it is not (that could answer twice), but not silently
 /// either: each gets a warning the operator can act on.
-async fn report_interrupted(pipe: &Pipeline, id: i64) {
-    match pipe.channels.store().settle_interrupted(id).await {
+async fn report_interrupted(pipe: &Pipeline, id: i64, idempotent: bool) {
+    match pipe
+        .channels
+        .store()
+        .settle_interrupted(id, idempotent)
+        .await
+    {
         Ok(left) => {
             for (key, customer) in left {
-                warn!(
-                    "message {key} from {customer}: flametree stopped while sending its reply; \
-                     it is not sent again, so the customer may have no answer"
-                );
+                if idempotent {
+                    info!(
+                        "message {key} from {customer}: flametree stopped while sending its \
+                         reply; answering again (the reply keeps its identity, so the customer \
+                         sees it once)"
+                    );
+                } else {
+                    warn!(
+                        "message {key} from {customer}: flametree stopped while sending its \
+                         reply; it is not sent again, so the customer may have no answer"
+                    );
+                }
             }
         }
         Err(e) => warn!("could not look for replies interrupted by a crash: {e}"),

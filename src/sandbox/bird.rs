@@ -35,15 +35,7 @@ struct Hub {
 
 pub struct BirdSandbox {
     hub: Arc<Mutex<Hub>>,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for BirdSandbox {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: super::server::Server,
 }
 
 type Shared = Arc<Mutex<Hub>>;
@@ -51,8 +43,6 @@ type Shared = Arc<Mutex<Hub>>;
 impl BirdSandbox {
     /// A workspace reachable with access key `key`, holding channels `(id, name)`.
     pub async fn start(key: &str, workspace: &str, channels: &[(&str, &str)]) -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub {
             key: key.into(),
             workspace: workspace.into(),
@@ -80,24 +70,12 @@ impl BirdSandbox {
                 axum::routing::delete(delete_sub),
             )
             .with_state(hub.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io::Error::other)?;
-        Ok(BirdSandbox {
-            hub,
-            addr,
-            http,
-            task,
-        })
+        let server = super::server::Server::start(app).await?;
+        Ok(BirdSandbox { hub, server })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -117,14 +95,7 @@ impl BirdSandbox {
     }
 
     pub async fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let s = self.sent();
-            if s.len() >= n || tokio::time::Instant::now() >= deadline {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::server::wait_for(n, timeout, || self.sent()).await
     }
 
     /// POSTs an event signed now with `signing_key`, as Bird does.
@@ -137,7 +108,8 @@ impl BirdSandbox {
     pub async fn deliver_at(&self, url: &str, signing_key: &str, body: &Value, ts: &str) -> u16 {
         let raw = body.to_string();
         let sig = signature(signing_key, ts, url, raw.as_bytes());
-        self.http
+        self.server
+            .http
             .post(url)
             .header("content-type", "application/json")
             .header("MessageBird-Signature", sig)

@@ -34,23 +34,13 @@ struct Hub {
 
 pub struct InfobipSandbox {
     hub: Arc<Mutex<Hub>>,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for InfobipSandbox {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: super::server::Server,
 }
 
 type Shared = Arc<Mutex<Hub>>;
 
 impl InfobipSandbox {
     pub async fn start(key: &str) -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub {
             key: key.into(),
             ..Hub::default()
@@ -61,25 +51,13 @@ impl InfobipSandbox {
             .route("/sms/2/text/advanced", axum::routing::post(send_v2))
             .route("/sms/1/inbox/reports", axum::routing::get(inbox))
             .with_state(hub.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io::Error::other)?;
-        Ok(InfobipSandbox {
-            hub,
-            addr,
-            http,
-            task,
-        })
+        let server = super::server::Server::start(app).await?;
+        Ok(InfobipSandbox { hub, server })
     }
 
     /// The account's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -109,19 +87,12 @@ impl InfobipSandbox {
     }
 
     pub async fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let s = self.sent();
-            if s.len() >= n || tokio::time::Instant::now() >= deadline {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::server::wait_for(n, timeout, || self.sent()).await
     }
 
     /// Forwards `body` to a URL as Infobip does (with Basic auth when given).
     pub async fn forward(&self, url: &str, body: &Value, basic: Option<(&str, &str)>) -> u16 {
-        let mut r = self.http.post(url).json(body);
+        let mut r = self.server.http.post(url).json(body);
         if let Some((u, p)) = basic {
             r = r.basic_auth(u, Some(p));
         }

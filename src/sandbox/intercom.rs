@@ -34,15 +34,7 @@ struct Hub {
 
 pub struct IntercomSandbox {
     hub: Arc<Mutex<Hub>>,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for IntercomSandbox {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: super::server::Server,
 }
 
 type Shared = Arc<Mutex<Hub>>;
@@ -50,8 +42,6 @@ type Shared = Arc<Mutex<Hub>>;
 impl IntercomSandbox {
     /// A workspace whose token is `token`, with one admin.
     pub async fn start(token: &str, workspace: &str, admin: (&str, &str)) -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub {
             token: token.into(),
             workspace: workspace.into(),
@@ -63,24 +53,12 @@ impl IntercomSandbox {
             .route("/admins/{id}", axum::routing::get(admin_get))
             .route("/conversations/{id}/reply", axum::routing::post(reply))
             .with_state(hub.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io::Error::other)?;
-        Ok(IntercomSandbox {
-            hub,
-            addr,
-            http,
-            task,
-        })
+        let server = super::server::Server::start(app).await?;
+        Ok(IntercomSandbox { hub, server })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -97,14 +75,7 @@ impl IntercomSandbox {
     }
 
     pub async fn wait_replies(&self, n: usize, timeout: Duration) -> Vec<Reply> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let r = self.replies();
-            if r.len() >= n || tokio::time::Instant::now() >= deadline {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::server::wait_for(n, timeout, || self.replies()).await
     }
 
     /// POSTs a notification signed with `client_secret` (or with `signature` as given).
@@ -116,6 +87,7 @@ impl IntercomSandbox {
 
     pub async fn post(&self, url: &str, signature: Option<&str>, raw: String) -> u16 {
         let mut r = self
+            .server
             .http
             .post(url)
             .header("content-type", "application/json")

@@ -31,15 +31,7 @@ struct Hub {
 
 pub struct LegacySandbox {
     hub: Arc<Mutex<Hub>>,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for LegacySandbox {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: super::server::Server,
 }
 
 type Shared = Arc<Mutex<Hub>>;
@@ -47,8 +39,6 @@ type Shared = Arc<Mutex<Hub>>;
 impl LegacySandbox {
     /// MessageBird's access key `key`; the On-Premises client's user `(name, password)`.
     pub async fn start(key: &str, user: (&str, &str)) -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub {
             key: key.into(),
             user: (user.0.into(), user.1.into()),
@@ -64,30 +54,18 @@ impl LegacySandbox {
             )
             .route("/v1/messages", axum::routing::post(op_send))
             .with_state(hub.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io::Error::other)?;
-        Ok(LegacySandbox {
-            hub,
-            addr,
-            http,
-            task,
-        })
+        let server = super::server::Server::start(app).await?;
+        Ok(LegacySandbox { hub, server })
     }
 
     /// MessageBird's Conversations API base URL (`MESSAGEBIRD_API_URL`).
     pub fn messagebird_url(&self) -> String {
-        format!("http://{}/mb", self.addr)
+        format!("{}/mb", self.server.url())
     }
 
     /// The On-Premises API client's base URL.
     pub fn onprem_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -113,14 +91,7 @@ impl LegacySandbox {
     }
 
     pub async fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let s = self.sent();
-            if s.len() >= n || tokio::time::Instant::now() >= deadline {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::server::wait_for(n, timeout, || self.sent()).await
     }
 
     /// POSTs a MessageBird webhook, signed with `signing_key` when given.
@@ -132,6 +103,7 @@ impl LegacySandbox {
     ) -> u16 {
         let raw = body.to_string();
         let mut r = self
+            .server
             .http
             .post(url)
             .header("content-type", "application/json");
@@ -157,7 +129,8 @@ impl LegacySandbox {
     /// POSTs the On-Premises client's webhook to where it was told.
     pub async fn onprem_deliver(&self, body: &Value) -> u16 {
         let url = self.onprem_webhook();
-        self.http
+        self.server
+            .http
             .post(url)
             .json(body)
             .send()

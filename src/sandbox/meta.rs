@@ -68,21 +68,11 @@ struct Hub {
 
 pub struct MetaSandbox {
     hub: Arc<Mutex<Hub>>,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MetaSandbox {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: super::server::Server,
 }
 
 impl MetaSandbox {
     pub async fn start() -> io::Result<MetaSandbox> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let hub = Arc::new(Mutex::new(Hub::default()));
         let app = Router::new()
             .route("/{version}/device/login", axum::routing::post(device_login))
@@ -111,25 +101,13 @@ impl MetaSandbox {
                 axum::routing::get(get_subscribed).post(post_subscribed),
             )
             .with_state(hub.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io::Error::other)?;
-        Ok(MetaSandbox {
-            hub,
-            addr,
-            http,
-            task,
-        })
+        let server = super::server::Server::start(app).await?;
+        Ok(MetaSandbox { hub, server })
     }
 
     /// The Graph API base URL (the connection's `*_GRAPH_API_URL`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
@@ -271,14 +249,7 @@ impl MetaSandbox {
     }
 
     pub async fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n || tokio::time::Instant::now() >= deadline {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::server::wait_for(n, timeout, || self.sent()).await
     }
 
     /// POSTs `body` to a webhook URL, signed with `app_secret` as Meta signs it; returns
@@ -292,6 +263,7 @@ impl MetaSandbox {
     /// POSTs a body with the given signature header (or none), for refusal tests.
     pub async fn post_raw(&self, url: &str, signature: Option<&str>, raw: String) -> (u16, String) {
         let mut req = self
+            .server
             .http
             .post(url)
             .header("content-type", "application/json")
@@ -308,6 +280,7 @@ impl MetaSandbox {
     /// Meta's verification GET; returns the status and body of the answer.
     pub async fn handshake(&self, url: &str, verify_token: &str, challenge: &str) -> (u16, String) {
         let r = self
+            .server
             .http
             .get(url)
             .query(&[

@@ -7,4 +7,5 @@ pub mod intercom;
 pub mod legacy;
 pub mod meta;
 pub mod openai;
+pub mod server;
 pub mod telegram;

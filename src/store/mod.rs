@@ -398,9 +398,14 @@ pub trait Store: Send + Sync {
     /// Messages recorded but not yet claimed, oldest first, across the tenant's
     /// connections: (connection id, entry).
     async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, LedgerEntry)>>;
-    /// Replies a process claimed and never finished (it died while sending): marked
-    /// ignored, so each is reported once; returns (key, customer) of each.
-    async fn settle_interrupted(&self, connection_id: i64) -> StoreResult<Vec<(String, String)>>;
+    /// Replies a process claimed and never finished (it died while sending): back to
+    /// received when `retry` (the connector's replies are idempotent), else ignored, so
+    /// each is reported once; returns (key, customer) of each.
+    async fn settle_interrupted(
+        &self,
+        connection_id: i64,
+        retry: bool,
+    ) -> StoreResult<Vec<(String, String)>>;
     async fn ledger_state(&self, connection_id: i64, key: &str)
     -> StoreResult<Option<LedgerState>>;
     async fn outbound(

@@ -191,13 +191,15 @@ impl SqlStore {
     pub(super) async fn settle_interrupted_(
         &self,
         connection_id: i64,
+        retry: bool,
     ) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "UPDATE inbound_ledger SET state = 'ignored', updated_at = $2 \
+            "UPDATE inbound_ledger SET state = $3, updated_at = $2 \
              WHERE connection_id = $1 AND state = 'sending' RETURNING provider_id, customer",
         )
         .bind(connection_id)
         .bind(now_millis())
+        .bind(if retry { "received" } else { "ignored" })
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;

@@ -796,8 +796,12 @@ impl Store for SqlStore {
         self.waiting_inbound_(limit).await
     }
 
-    async fn settle_interrupted(&self, connection_id: i64) -> StoreResult<Vec<(String, String)>> {
-        self.settle_interrupted_(connection_id).await
+    async fn settle_interrupted(
+        &self,
+        connection_id: i64,
+        retry: bool,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.settle_interrupted_(connection_id, retry).await
     }
 
     async fn ledger_state(

@@ -26,10 +26,7 @@ pub const HELP: &[(&str, &str)] = &[
         "copy the webhook URL, whole, to the clipboard (OSC 52)",
     ),
     ("D  Delete", "delete the connection (asks first, naming it)"),
-    (
-        "M",
-        "migrate a deprecated connection: the new type's form, prefilled",
-    ),
+    ("M", "migrate a deprecated connection to its successor"),
     (
         "m",
         "mouse capture on/off (off: select text with the mouse)",

@@ -35,21 +35,6 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(cfg: &ConnConfig, accounts: &[Account]) -> Result<Settings, ConnectorError> {
-        let flag = |name: &str| -> Result<bool, ConnectorError> {
-            match cfg
-                .env(name)
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "" | "false" | "no" | "0" => Ok(false),
-                "true" | "yes" | "1" => Ok(true),
-                other => Err(ConnectorError::Permanent(format!(
-                    "{name} is '{other}': use true or false"
-                ))),
-            }
-        };
         let number = |name: &str, default: u64| -> Result<u64, ConnectorError> {
             match cfg.env(name) {
                 None => Ok(default),
@@ -74,10 +59,10 @@ impl Settings {
         }
         Ok(Settings {
             folder,
-            use_idle: flag("EMAIL_USE_IDLE")?,
+            use_idle: cfg.flag("EMAIL_USE_IDLE")?,
             poll: Duration::from_secs(number("EMAIL_POLL_INTERVAL", 60)?.max(1)),
-            mark_read: flag("EMAIL_MARK_AS_READ")?,
-            delete: flag("EMAIL_DELETE_AFTER_READ")?,
+            mark_read: cfg.flag("EMAIL_MARK_AS_READ")?,
+            delete: cfg.flag("EMAIL_DELETE_AFTER_READ")?,
             max_bytes: number("EMAIL_MAX_ATTACHMENT_MB", 10)?.saturating_mul(1024 * 1024),
             sent_folder: cfg
                 .env("EMAIL_SENT_FOLDER")

@@ -130,6 +130,7 @@ pub fn compose(
     to: &str,
     text: &str,
     thread: Option<&Thread>,
+    answers: Option<&str>,
 ) -> Result<(Message, String), ConnectorError> {
     let from: Mailbox = account.from.parse().map_err(|e| {
         ConnectorError::Permanent(format!(
@@ -141,7 +142,13 @@ pub fn compose(
     let to: Mailbox = to
         .parse()
         .map_err(|e| ConnectorError::Permanent(format!("'{to}' is not a mail address ({e})")))?;
-    let id = format!("{}@{}", uuid_like(), account.domain());
+    // A reply's id follows from what it answers, so a resend after a crash is the same
+    // message to every server and client; a new mail gets a fresh one.
+    let local = match answers {
+        Some(key) => reply_id(&account.login, key),
+        None => uuid_like(),
+    };
+    let id = format!("{local}@{}", account.domain());
     let mut b = Message::builder()
         .from(from)
         .to(to)
@@ -186,6 +193,13 @@ fn first_line(text: &str) -> String {
         s = "Message".into();
     }
     s
+}
+
+fn reply_id(login: &str, answers: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("flametree-reply\n{login}\n{answers}").as_bytes());
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("re.{hex}")
 }
 
 fn uuid_like() -> String {
