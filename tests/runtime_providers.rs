@@ -429,7 +429,7 @@ async fn infobip_names_a_rejected_key(be: Be) {
     let c = wait_status(&env, "Bad key", Status::Error).await;
     assert!(
         c.status_message
-            .starts_with("Infobip rejected the API key (401 UNAUTHORIZED: Invalid login details)"),
+            .starts_with("Infobip refused the credentials (401 UNAUTHORIZED: Invalid login details): copy the API key again"),
         "{}",
         c.status_message
     );

@@ -85,31 +85,20 @@ impl Bird {
     }
 
     async fn call(&self, r: reqwest::RequestBuilder, what: &str) -> Result<Value, ConnectorError> {
-        let resp = r.send().await.map_err(|e| {
-            ConnectorError::transient(format!("cannot reach Bird at {} ({e})", self.api))
-        })?;
-        let status = resp.status().as_u16();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(v);
-        }
-        let text = v["message"]
-            .as_str()
-            .or(v["code"].as_str())
-            .unwrap_or("no explanation")
-            .to_string();
-        Err(match status {
-            401 | 403 => ConnectorError::Permanent(format!(
-                "Bird refused the Access key ({status} {text}): check the key and that its \
-                 access policy allows this workspace's channels, Save, then Start"
-            )),
-            429 => ConnectorError::Transient {
-                why: format!("Bird asks to slow down (429 {text})"),
-                retry_after: Some(Duration::from_secs(1)),
+        let provider = super::rest::Provider {
+            name: "Bird",
+            base: &self.api,
+            unauthorized: "check the Access key and that its access policy allows this \
+                           workspace's channels, Save, then Start",
+            explain: |v| {
+                v["message"]
+                    .as_str()
+                    .or(v["code"].as_str())
+                    .unwrap_or("no explanation")
+                    .to_string()
             },
-            s if s >= 500 => ConnectorError::transient(format!("Bird answered {s} ({text})")),
-            s => ConnectorError::Permanent(format!("{what}: Bird refused ({s} {text})")),
-        })
+        };
+        super::rest::call(&provider, r, what).await
     }
 
     async fn ensure_subscription(&self, org: &str) -> Result<(), ConnectorError> {

@@ -107,35 +107,27 @@ impl Infobip {
     }
 
     async fn call(&self, r: reqwest::RequestBuilder, what: &str) -> Result<Value, ConnectorError> {
-        let resp = r.send().await.map_err(|e| {
-            ConnectorError::transient(format!("cannot reach Infobip at {} ({e})", self.base))
-        })?;
-        let status = resp.status().as_u16();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(v);
-        }
-        let legacy = &v["requestError"]["serviceException"];
-        let text = v["description"]
-            .as_str()
-            .or(legacy["text"].as_str())
-            .unwrap_or("no explanation");
-        let code = v["errorCode"]
-            .as_str()
-            .or(legacy["messageId"].as_str())
-            .unwrap_or("");
-        Err(match status {
-            401 | 403 => ConnectorError::Permanent(format!(
-                "Infobip rejected the API key ({status} {code}: {text}): copy it again from \
-                 Developer tools › API keys and check the Base URL, Save, then Start"
-            )),
-            429 => ConnectorError::Transient {
-                why: format!("Infobip asks to slow down (429 {text})"),
-                retry_after: Some(Duration::from_secs(1)),
+        let provider = super::rest::Provider {
+            name: "Infobip",
+            base: &self.base,
+            unauthorized: "copy the API key again from Developer tools › API keys and check \
+                           the Base URL, Save, then Start",
+            explain: |v| {
+                let legacy = &v["requestError"]["serviceException"];
+                format!(
+                    "{}: {}",
+                    v["errorCode"]
+                        .as_str()
+                        .or(legacy["messageId"].as_str())
+                        .unwrap_or(""),
+                    v["description"]
+                        .as_str()
+                        .or(legacy["text"].as_str())
+                        .unwrap_or("no explanation")
+                )
             },
-            s if s >= 500 => ConnectorError::transient(format!("Infobip answered {s} ({text})")),
-            s => ConnectorError::Permanent(format!("{what}: Infobip refused ({s} {code}: {text})")),
-        })
+        };
+        super::rest::call(&provider, r, what).await
     }
 
     async fn pull(&self, rx: &Receiver) -> Result<(), ConnectorError> {

@@ -69,36 +69,21 @@ pub fn signature(
 
 impl MessageBird {
     async fn call(&self, r: reqwest::RequestBuilder, what: &str) -> Result<Value, ConnectorError> {
-        let resp = r
-            .header("Authorization", format!("AccessKey {}", self.key))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| {
-                ConnectorError::transient(format!("cannot reach MessageBird at {} ({e})", self.api))
-            })?;
-        let status = resp.status().as_u16();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(v);
-        }
-        let text = v["errors"][0]["description"]
-            .as_str()
-            .unwrap_or("no explanation");
-        Err(match status {
-            401 | 403 => ConnectorError::Permanent(format!(
-                "MessageBird rejected the Access key ({status} {text}): paste a live key, Save, \
-                 then Start — or migrate to Bird"
-            )),
-            429 => ConnectorError::Transient {
-                why: format!("MessageBird asks to slow down (429 {text})"),
-                retry_after: Some(Duration::from_secs(1)),
+        let provider = super::rest::Provider {
+            name: "MessageBird",
+            base: &self.api,
+            unauthorized: "paste a live Access key, Save, then Start — or migrate to Bird",
+            explain: |v| {
+                v["errors"][0]["description"]
+                    .as_str()
+                    .unwrap_or("no explanation")
+                    .to_string()
             },
-            s if s >= 500 => {
-                ConnectorError::transient(format!("MessageBird answered {s} ({text})"))
-            }
-            s => ConnectorError::Permanent(format!("{what}: MessageBird refused ({s} {text})")),
-        })
+        };
+        let r = r
+            .header("Authorization", format!("AccessKey {}", self.key))
+            .timeout(Duration::from_secs(30));
+        super::rest::call(&provider, r, what).await
     }
 }
 

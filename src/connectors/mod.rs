@@ -14,6 +14,7 @@ pub mod intercom;
 pub mod messagebird;
 pub mod meta;
 pub mod onprem;
+mod rest;
 pub mod retry;
 pub mod telegram;
 mod unavailable;
