@@ -4,6 +4,14 @@ use std::path::Path;
 
 fn main() {
     let cli = Cli::parse();
+    // A server or the console keeps going when a log reader goes away; a one-shot
+    // command's output simply ends.
+    if !matches!(
+        cli.command,
+        None | Some(Command::Serve { .. }) | Some(Command::Demo)
+    ) {
+        quiet_on_closed_pipe();
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let loaded = match flametree::config::load(cli.config.as_deref(), &env) {
         Ok(l) => l,
@@ -29,6 +37,22 @@ fn main() {
     if let Err(failure) = runtime.block_on(cli::run(cli, loaded)) {
         eprintln!("error: {}", failure.message);
         std::process::exit(failure.code);
+    }
+}
+
+/// Colour only for a person at a terminal: never into a file or pipe, never with
+/// NO_COLOR (no-color.org: set and not empty).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Output to a closed pipe (`flametree channels list | head -1`) ends the process
+/// quietly, as it does every Unix tool, instead of panicking in `println!`.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -67,6 +91,7 @@ fn init_tracing(full_screen: bool, data_dir: &Path, default_level: &str) {
         None => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_ansi(colour_on_stderr())
                     .with_writer(Redacting(std::io::stderr))
                     .with_filter(EnvFilter::new(&filter)),
             )

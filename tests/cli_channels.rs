@@ -431,3 +431,32 @@ fn info_names_the_files_in_use_and_a_wrong_key_names_what_cannot_be_decrypted() 
     assert_eq!(r.code(), 1);
     assert!(r.stderr().contains("restore that key file"), "{}", r.all());
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    for i in 0..40 {
+        add_bot(&cli, &format!("Bot {i:02}"));
+    }
+    // `flametree channels list | head -1`: the reader goes away after one line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flametree"))
+        .args(["channels", "list"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("FLAMETREE_GENERAL_DATA_DIR", dir.path())
+        .env("FLAMETREE_ACCESS_OPERATOR", "tester")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_ne!(out.status.code(), Some(101), "no panic exit");
+}

@@ -283,6 +283,10 @@ async fn a_kill_in_the_middle_of_a_batch_loses_and_repeats_nothing(be: Be) {
         "no token in serve's trace output"
     );
     assert!(stderr.contains("stopping 1 running channel"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in diagnostics written to a file"
+    );
     assert_eq!(
         env.channels.find("Alpha").await.unwrap().status,
         Status::Stopped
