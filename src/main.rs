@@ -35,7 +35,7 @@ fn main() {
         }
     };
     if let Err(failure) = runtime.block_on(cli::run(cli, loaded)) {
-        eprintln!("error: {}", failure.message);
+        eprintln!("error: {}", cli::clean::clean(&failure.message));
         std::process::exit(failure.code);
     }
 }

@@ -460,3 +460,44 @@ fn a_closed_pipe_ends_the_output_quietly() {
     );
     assert_ne!(out.status.code(), Some(101), "no panic exit");
 }
+
+#[test]
+fn text_output_shows_control_characters_instead_of_sending_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let evil = "EU line\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Evil",
+            "--description",
+            evil,
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}\n")),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    for args in [
+        vec!["channels", "show", "Evil"],
+        vec!["channels", "list"],
+        vec!["channels", "logs", "Evil"],
+        vec!["audit"],
+    ] {
+        let out = cli.ok(&args, None);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?} sent a control character"
+        );
+    }
+    let shown = cli.ok(&["channels", "show", "Evil"], None);
+    assert!(shown.contains("EU line^[]0;owned^G^[[2J"), "{shown}");
+    let json = cli.json(&["channels", "show", "Evil"]);
+    assert_eq!(
+        json["description"], evil,
+        "JSON keeps the value, escaped by JSON itself"
+    );
+}

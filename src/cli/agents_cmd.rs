@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
                     responder_summary(a),
                 ]);
             }
-            println!(
+            say!(
                 "{}",
                 table(&["NAME", "STATUS", "", "CHANNELS", "RESPONDER"], &rows)
             );
@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
                 )));
             }
             ch.delete_agent(&a).await?;
-            println!("Deleted agent '{}'.", a.name);
+            say!("Deleted agent '{}'.", a.name);
             Ok(())
         }
         AgentsCmd::Start { name } => run_agent(ctx, &name, true, json).await,
@@ -89,9 +89,9 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
             let c = ch.find(&connection).await?;
             let warnings = ch.attach_connection(&a, &c, inbound).await?;
             for w in warnings {
-                eprintln!("warning: {w}");
+                esay!("warning: {w}");
             }
-            println!(
+            say!(
                 "Attached '{}' to agent '{}' with Inbound {}. Restart the agent (stop, then start) for it to apply.",
                 c.name,
                 a.name,
@@ -103,9 +103,10 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
             let a = ch.find_agent(&name).await?;
             let c = ch.find(&connection).await?;
             ch.detach_connection(&a, &c).await?;
-            println!(
+            say!(
                 "Detached '{}' from agent '{}'. Restart the agent for it to apply.",
-                c.name, a.name
+                c.name,
+                a.name
             );
             Ok(())
         }
@@ -168,11 +169,11 @@ async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result
         return Ok(());
     }
     if !verb.is_empty() {
-        println!("{verb} agent '{}'.", a.name);
+        say!("{verb} agent '{}'.", a.name);
     }
-    println!("Name:        {}", a.name);
-    println!("Description: {}", a.description);
-    println!(
+    say!("Name:        {}", a.name);
+    say!("Description: {}", a.description);
+    say!(
         "Status:      {}{}",
         a.status,
         if a.restart_pending() {
@@ -181,11 +182,11 @@ async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result
             ""
         }
     );
-    println!("Responder:   {}", responder_summary(a));
-    println!("Communication channels:");
+    say!("Responder:   {}", responder_summary(a));
+    say!("Communication channels:");
     let channels = ctx.channels.agent_connections(a).await?;
     if channels.is_empty() {
-        println!(
+        say!(
             "  none: `flametree agents attach \"{}\" --connection NAME --inbound`",
             a.name
         );
@@ -201,11 +202,11 @@ async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result
         } else if ch.inbound != ch.applied_inbound && a.status == crate::model::Status::Running {
             state.push_str(" (applies at restart)");
         }
-        println!("  {} · {ty} · {state} · {}", c.name, c.status);
+        say!("  {} · {ty} · {state} · {}", c.name, c.status);
     }
     let widget: serde_json::Value = serde_json::from_str(&a.widget).unwrap_or_default();
     if widget.as_object().is_some_and(|o| !o.is_empty()) {
-        println!("Web Widget:  {widget}");
+        say!("Web Widget:  {widget}");
     }
     Ok(())
 }
@@ -359,9 +360,10 @@ pub async fn send(
     if json {
         print_json(&json!({"connection": c.name, "to": out.to, "message_id": message_id}));
     } else {
-        println!(
+        say!(
             "Sent to {} through '{}' (message {message_id}).",
-            out.to, c.name
+            out.to,
+            c.name
         );
     }
     Ok(())

@@ -37,7 +37,7 @@ pub fn types(json: bool) -> Result<(), Failure> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &[
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Fail
             if json {
                 print_json(&connection_view(&c, &base));
             } else {
-                println!("{}", view::show_text(&c, &base));
+                say!("{}", view::show_text(&c, &base));
             }
             Ok(())
         }
@@ -115,39 +115,39 @@ async fn list(ctx: &Context, json: bool) -> Result<(), Failure> {
         .map(row)
         .collect();
     let header = ["NAME", "TYPE", "STATUS", "MESSAGE"];
-    println!("Channels ({})", current.len());
+    say!("Channels ({})", current.len());
     if current.is_empty() {
-        println!(
+        say!(
             "  none yet: add one with `flametree channels add --type telegram --name \"Sales bot\" --secrets-stdin`"
         );
     } else {
-        println!("{}", table(&header, &current));
+        say!("{}", table(&header, &current));
     }
     if !legacy.is_empty() {
-        println!(
+        say!(
             "\nDeprecated Channels ({}): they still work; plan a migration",
             legacy.len()
         );
-        println!("{}", table(&header, &legacy));
+        say!("{}", table(&header, &legacy));
     }
     Ok(())
 }
 
 fn print_saved(ctx: &Context, saved: &Saved, verb: &str, json: bool) {
     for w in &saved.warnings {
-        eprintln!("warning: {w}");
+        esay!("warning: {w}");
     }
     if json {
         print_json(&connection_view(&saved.connection, &public_base(ctx)));
     } else {
         let c = &saved.connection;
         let v = connection_view(c, &public_base(ctx));
-        println!("{verb} '{}' ({}).", c.name, v.type_name);
+        say!("{verb} '{}' ({}).", c.name, v.type_name);
         if let Some(url) = &v.webhook_url {
-            println!("Webhook URL: {url}");
+            say!("Webhook URL: {url}");
         }
         if c.restart_pending() {
-            println!("It is running: Stop, then Start it for the changes to take effect.");
+            say!("It is running: Stop, then Start it for the changes to take effect.");
         }
     }
 }
@@ -206,15 +206,15 @@ async fn migrate(ctx: &Context, args: MigrateArgs, json: bool) -> Result<(), Fai
     print_saved(ctx, &done.saved, "Added", json);
     if !json {
         if done.agents.is_empty() {
-            println!("'{}' was attached to no agent.", old.name);
+            say!("'{}' was attached to no agent.", old.name);
         } else {
-            println!(
+            say!(
                 "Moved to it from '{}': agent(s) {} (restart them to apply).",
                 old.name,
                 done.agents.join(", ")
             );
         }
-        println!(
+        say!(
             "'{}' is stopped and stays in Deprecated Channels; delete it once the new one works.",
             old.name
         );
@@ -243,7 +243,7 @@ async fn delete(ctx: &Context, name: &str, yes: bool, json: bool) -> Result<(), 
     if json {
         print_json(&serde_json::json!({"deleted": existing.name, "id": existing.id}));
     } else {
-        println!("Deleted '{}'.", existing.name);
+        say!("Deleted '{}'.", existing.name);
     }
     Ok(())
 }

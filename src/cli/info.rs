@@ -53,29 +53,29 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
         }));
         return Ok(());
     }
-    println!("Config file:    {config_file}");
+    say!("Config file:    {config_file}");
     if !loaded.env_overrides.is_empty() {
-        println!("Env overrides:  {}", loaded.env_overrides.join(", "));
+        say!("Env overrides:  {}", loaded.env_overrides.join(", "));
     }
-    println!("Data directory: {}", loaded.data_dir.display());
-    println!(
+    say!("Data directory: {}", loaded.data_dir.display());
+    say!(
         "Database:       {} ({})",
         store.describe(),
         store.backend().name()
     );
-    println!("Tenant:         {}", ch.tenant().name);
-    println!("Operator:       {}", ch.operator());
-    println!("Key file:       {}", loaded.key_file.display());
-    println!("Master key:     {key_line}");
+    say!("Tenant:         {}", ch.tenant().name);
+    say!("Operator:       {}", ch.operator());
+    say!("Key file:       {}", loaded.key_file.display());
+    say!("Master key:     {key_line}");
     if processes.is_empty() {
-        println!("Processes:      none alive (no console or `flametree serve` runs channels)");
+        say!("Processes:      none alive (no console or `flametree serve` runs channels)");
     } else {
-        println!(
+        say!(
             "Processes:      {} alive on this database:",
             processes.len()
         );
         for p in &processes {
-            println!(
+            say!(
                 "  - {} on {} (pid {}), tenant {}, since {}{}",
                 p.role,
                 p.host,
@@ -91,11 +91,11 @@ pub async fn info(ctx: &Context, json: bool) -> Result<(), Failure> {
         }
     }
     if problems.is_empty() {
-        println!("Secrets:        all stored secrets can be decrypted");
+        say!("Secrets:        all stored secrets can be decrypted");
     } else {
-        println!("Secrets:        {} cannot be decrypted:", problems.len());
+        say!("Secrets:        {} cannot be decrypted:", problems.len());
         for p in &problems {
-            println!("  - {p}");
+            say!("  - {p}");
         }
     }
     Ok(())
@@ -124,7 +124,7 @@ pub async fn audit(ctx: &Context, limit: u32, json: bool) -> Result<(), Failure>
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(&["WHEN", "WHO", "ACTION", "TARGET", "DETAILS"], &rows)
     );

@@ -60,7 +60,7 @@ pub fn apply_form(ty: &ChannelType, form: &FormArgs, draft: &mut Draft) -> Resul
     if form.secrets_stdin {
         let stdin = std::io::stdin();
         if stdin.is_terminal() {
-            eprintln!("Type FIELD=VALUE lines for the secret fields, then Ctrl-D:");
+            esay!("Type FIELD=VALUE lines for the secret fields, then Ctrl-D:");
         }
         read_secrets(ty, stdin.lock(), draft)?;
     }

@@ -34,7 +34,7 @@ pub async fn fill_draft(
     let app = App::from_config(meta);
     let http = crate::connectors::http_client();
     let code = signin::start(&app, &http, &ty.key).await.map_err(fail)?;
-    eprintln!(
+    esay!(
         "Sign in with Meta: open {} and enter the code {} (it expires in {} minutes).\n\
          Waiting for you to approve… (Ctrl-C cancels)",
         code.verification_uri,
@@ -63,9 +63,9 @@ pub async fn fill_draft(
             signin::scopes(&ty.key)
         )));
     }
-    eprintln!("The account reaches:");
+    esay!("The account reaches:");
     for (i, c) in choices.iter().enumerate() {
-        eprintln!("  {}) {c}", i + 1);
+        esay!("  {}) {c}", i + 1);
     }
     let n = match pick {
         Some(n) => n,
@@ -88,7 +88,7 @@ pub async fn fill_draft(
     let (fields, secrets) = signin::fill(&app, choice);
     draft.fields.extend(fields);
     draft.secrets.extend(secrets);
-    eprintln!("Using {choice}.");
+    esay!("Using {choice}.");
     Ok(())
 }
 
@@ -102,7 +102,7 @@ fn ask(n: usize) -> Result<usize, Failure> {
         }
         match line.trim().parse::<usize>() {
             Ok(k) if (1..=n).contains(&k) => return Ok(k),
-            _ => eprintln!("Type a number from 1 to {n}."),
+            _ => esay!("Type a number from 1 to {n}."),
         }
     }
 }

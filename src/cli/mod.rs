@@ -1,7 +1,19 @@
 //! The command line: the console by default, and `channels …` for scripts and tests.
 
+/// `println!` for text output: control characters shown, never sent (see `clean`).
+macro_rules! say {
+    () => { println!() };
+    ($($t:tt)*) => { println!("{}", $crate::cli::clean::clean(&format!($($t)*))) };
+}
+
+/// `eprintln!` likewise.
+macro_rules! esay {
+    ($($t:tt)*) => { eprintln!("{}", $crate::cli::clean::clean(&format!($($t)*))) };
+}
+
 mod agents_cmd;
 mod channels_cmd;
+pub mod clean;
 mod info;
 mod runtime_cmd;
 

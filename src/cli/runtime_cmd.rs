@@ -15,7 +15,7 @@ pub async fn serve(ctx: Context, all_tenants: bool) -> Result<(), Failure> {
     let cfg = ctx.loaded.config.clone();
     let ctx_url = ctx.loaded.database_url.clone();
     let channels = Arc::new(ctx.channels);
-    eprintln!(
+    esay!(
         "flametree serve: tenant '{}' on {} — running every connection whose desired state is RUNNING; \
          SIGTERM or Ctrl-C stops them cleanly",
         channels.tenant().name,
@@ -29,14 +29,15 @@ pub async fn serve(ctx: Context, all_tenants: bool) -> Result<(), Failure> {
     let feed = crate::store::feed::ChangeFeed::start(&ctx_url).await;
     let host = Host::start(channels, &cfg, "serve", mode, feed).await;
     if mode == RunChannels::Never {
-        eprintln!("flametree serve: runtime.run_channels = never: receiving webhooks only");
+        esay!("flametree serve: runtime.run_channels = never: receiving webhooks only");
     }
     match (&host.ingress, &host.ingress_problem) {
-        (Some(i), _) => eprintln!(
+        (Some(i), _) => esay!(
             "flametree serve: webhooks on {} (public address {})",
-            i.addr, i.public_base
+            i.addr,
+            i.public_base
         ),
-        (None, Some(p)) => eprintln!("flametree serve: {p}"),
+        (None, Some(p)) => esay!("flametree serve: {p}"),
         (None, None) => {}
     }
     let mut others: Vec<(i64, crate::runtime::Runtime)> = Vec::new();
@@ -55,10 +56,10 @@ pub async fn serve(ctx: Context, all_tenants: bool) -> Result<(), Failure> {
     }
     let running =
         host.runtime.running_here() + others.iter().map(|(_, r)| r.running_here()).sum::<usize>();
-    eprintln!("flametree serve: stopping {running} running channel(s)…");
+    esay!("flametree serve: stopping {running} running channel(s)…");
     futures::future::join_all(others.iter().map(|(_, r)| r.shutdown())).await;
     host.shutdown().await;
-    eprintln!("flametree serve: stopped");
+    esay!("flametree serve: stopped");
     Ok(())
 }
 
@@ -73,7 +74,7 @@ async fn start_other_tenants(
     let tenants = match base.store().tenants().await {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("flametree serve: cannot list the tenants: {e}");
+            esay!("flametree serve: cannot list the tenants: {e}");
             return;
         }
     };
@@ -81,7 +82,7 @@ async fn start_other_tenants(
         if t.id == base.tenant().id || others.iter().any(|(id, _)| *id == t.id) {
             continue;
         }
-        eprintln!("flametree serve: running tenant '{}' too", t.name);
+        esay!("flametree serve: running tenant '{}' too", t.name);
         let id = t.id;
         let channels = Arc::new(base.for_tenant(t));
         let options = crate::runtime::Options {
@@ -155,9 +156,10 @@ async fn desire(
             &json!({"name": c.name, "desired_state": desired.as_str(), "status": c.status.as_str()}),
         );
     } else {
-        println!(
+        say!(
             "{verb} requested for '{}' (now {}). A running console or `flametree serve` acts on it within a second or two.",
-            c.name, c.status
+            c.name,
+            c.status
         );
     }
     Ok(())
@@ -213,7 +215,7 @@ async fn status(ctx: &Context, name: Option<&str>, json: bool) -> Result<(), Fai
             ]
         })
         .collect();
-    println!("{}", table(&["NAME", "STATUS", "SINCE", "MESSAGE"], &rows));
+    say!("{}", table(&["NAME", "STATUS", "SINCE", "MESSAGE"], &rows));
     Ok(())
 }
 
@@ -274,8 +276,8 @@ async fn logs(
 
 fn print_line(l: &crate::model::LogLine, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(l).expect("log lines serialize"));
+        say!("{}", serde_json::to_string(l).expect("log lines serialize"));
     } else {
-        println!("{} {:<5} {}", format_millis(l.at), l.level, l.message);
+        say!("{} {:<5} {}", format_millis(l.at), l.level, l.message);
     }
 }

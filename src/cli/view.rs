@@ -84,7 +84,7 @@ pub fn connection_view(c: &Connection, public_base: &str) -> ConnectionView {
 }
 
 pub fn print_json(value: &impl Serialize) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).expect("views serialize")
     );
