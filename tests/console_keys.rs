@@ -482,6 +482,24 @@ async fn the_details_panel_says_why_a_channel_gets_no_replies() {
     term.draw(|f| flametree::tui::view::draw(f, &mut c.app))
         .unwrap();
     let screen = term.backend().to_string();
+    // Routed to Support, but no runtime runs it here: it answers nobody yet.
+    assert!(
+        screen.contains("No replies while STOPPED: agent 'Support' answers once it runs"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Replies: answered by"), "{screen}");
+
+    // Running: the agent answers, and the panel says so.
+    c.channels
+        .store()
+        .set_status(conn.id, flametree::model::Status::Running, "polling")
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload, Command::Diagnose { id: conn.id }])
+        .await;
+    term.draw(|f| flametree::tui::view::draw(f, &mut c.app))
+        .unwrap();
+    let screen = term.backend().to_string();
     assert!(
         screen.contains("Replies: answered by agent 'Support'"),
         "{screen}"

@@ -86,12 +86,17 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
             && form.ty.lifecycle != Lifecycle::None
         {
-            let (prefix, style) = if text.starts_with("answered by") {
-                ("Replies: ", t.ok())
-            } else {
-                ("No replies: ", t.warning())
+            let line = match text.strip_prefix("answered by ") {
+                Some(_) if c.status == Status::Running => (format!("Replies: {text}"), t.ok()),
+                // Routed, but a connection that does not run answers nobody.
+                Some(who) => (
+                    format!("No replies while {}: {who} answers once it runs", c.status),
+                    t.dim(),
+                ),
+                None => (format!("No replies: {text}"), t.warning()),
             };
-            for l in wrap(&format!("{prefix}{text}"), width, 3) {
+            let (text, style) = line;
+            for l in wrap(&text, width, 3) {
                 lines.push(Line::styled(l, style));
             }
         }
