@@ -618,3 +618,25 @@ async fn agents_screen_create_attach_start_and_simple_mode() {
     c.key(KeyCode::Char('A')).await;
     assert_eq!(c.app.screen, flametree::tui::app::Screen::Channels);
 }
+
+#[tokio::test]
+async fn quitting_with_unsaved_changes_asks_whether_to_quit_and_y_quits() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.type_text("Half typed").await;
+    c.ctrl('c').await;
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => {
+            assert_eq!(
+                confirm.question,
+                "Quit and discard your unsaved changes to 'Half typed'?"
+            );
+            assert_eq!(confirm.yes, "Quit");
+        }
+        _ => panic!("q with unsaved input must ask"),
+    }
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.app.quit);
+}

@@ -299,7 +299,11 @@ impl App {
             .and_then(|_| self.logs.export(&path))
         {
             Ok(n) => self.flash(
-                format!("Saved {n} lines to {} (mode 0600)", path.display()),
+                format!(
+                    "Saved {n} line{} to {} (mode 0600)",
+                    if n == 1 { "" } else { "s" },
+                    path.display()
+                ),
                 FlashKind::Info,
             ),
             Err(e) => self.flash(
@@ -334,10 +338,15 @@ impl App {
                 }
             })
             .unwrap_or_default();
+        let quitting = matches!(after, After::Quit);
         self.overlay = Some(Overlay::Confirm(Confirm {
             title: "Unsaved changes",
-            question: format!("Discard your unsaved changes to {name}?"),
-            yes: "Discard",
+            question: if quitting {
+                format!("Quit and discard your unsaved changes to {name}?")
+            } else {
+                format!("Discard your unsaved changes to {name}?")
+            },
+            yes: if quitting { "Quit" } else { "Discard" },
             action: ConfirmAction::Discard(after),
         }));
     }
@@ -361,7 +370,8 @@ impl App {
         self.overlay = Some(Overlay::Confirm(Confirm {
             title: "Quit?",
             question: format!(
-                "{n} channel{} running in this console will stop (STOPPING → STOPPED is recorded).                  They start again with the next console or `flametree serve`.",
+                "{n} channel{} running in this console will stop (STOPPING → STOPPED is \
+                 recorded). They start again with the next console or `flametree serve`.",
                 if n == 1 { " is" } else { "s are" }
             ),
             yes: "Quit and stop them",

@@ -382,7 +382,10 @@ impl LogsPane {
                 parts.push(format!("{} new", thousands(new)));
             }
         }
-        parts.push(format!("{} lines", thousands(self.ring.len() as u64)));
+        parts.push(match self.ring.len() {
+            1 => "1 line".to_string(),
+            n => format!("{} lines", thousands(n as u64)),
+        });
         if self.ring.dropped() > 0 {
             parts.push(format!("{} dropped", thousands(self.ring.dropped())));
         }
@@ -396,6 +399,7 @@ impl LogsPane {
             parts.push(match at {
                 Some(i) => format!("/{} {}/{}", s.query, thousands(i as u64 + 1), thousands(n)),
                 None if n == 0 => format!("/{} no matches", s.query),
+                None if n == 1 => format!("/{} 1 match", s.query),
                 None => format!("/{} {} matches", s.query, thousands(n)),
             });
         }

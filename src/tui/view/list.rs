@@ -72,13 +72,13 @@ fn draw_search(f: &mut Frame, app: &App, area: Rect) {
             Span::styled("/", t.key()),
             Span::raw(app.list.query.clone()),
             Span::styled("▏", t.key()),
-            Span::styled(format!("  {} match", app.list.visible_count()), t.dim()),
+            Span::styled(format!("  {}", matches(app.list.visible_count())), t.dim()),
         ])
     } else if !app.list.query.is_empty() {
         Line::from(vec![
             Span::styled(format!("/{}", app.list.query), t.key()),
             Span::styled(
-                format!("  {} match · Esc clears", app.list.visible_count()),
+                format!("  {} · Esc clears", matches(app.list.visible_count())),
                 t.dim(),
             ),
         ])
@@ -243,4 +243,12 @@ fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
         }
     }
     f.render_widget(Paragraph::new(lines), area);
+}
+
+fn matches(n: usize) -> String {
+    match n {
+        0 => "no match".into(),
+        1 => "1 match".into(),
+        n => format!("{n} matches"),
+    }
 }
