@@ -454,10 +454,16 @@ impl Form {
                 if self.read_only {
                     return FormOutcome::ReadOnly;
                 }
-                if let Some(t) = self.text_mut(&slot)
-                    && t.input(key)
-                {
-                    self.dirty = true;
+                if let Some(t) = self.text_mut(&slot) {
+                    // Ctrl-U clears to the start, as in a shell (the widget would undo).
+                    let changed = if ctrl && key.code == KeyCode::Char('u') {
+                        t.delete_line_by_head()
+                    } else {
+                        t.input(key)
+                    };
+                    if changed {
+                        self.dirty = true;
+                    }
                 }
             }
         }
@@ -536,6 +542,26 @@ mod tests {
         for c in text.chars() {
             form.handle_key(key(KeyCode::Char(c)));
         }
+    }
+
+    #[test]
+    fn line_editing_keys_clear_and_move_as_in_a_shell() {
+        let ty = Catalog::get().find("telegram").unwrap();
+        let mut form = Form::new_connector(ty, false, false);
+        form.set_focus(Some(0));
+        type_text(&mut form, "a wrong name");
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        form.handle_key(ctrl('u'));
+        assert_eq!(form.value(&Slot::Name), "", "Ctrl-U clears to the start");
+        type_text(&mut form, "Sales bot");
+        form.handle_key(ctrl('a'));
+        type_text(&mut form, "EU ");
+        form.handle_key(ctrl('e'));
+        type_text(&mut form, "!");
+        assert_eq!(form.value(&Slot::Name), "EU Sales bot!");
+        form.handle_key(ctrl('a'));
+        form.handle_key(ctrl('k'));
+        assert_eq!(form.value(&Slot::Name), "", "Ctrl-K clears to the end");
     }
 
     #[test]

@@ -56,11 +56,11 @@ pub const HELP: &[(&str, &str)] = &[
     ("Shift-Tab ↑", "previous field"),
     (
         "typing",
-        "edits the field; secrets show masked and start empty:",
+        "edits the field; Ctrl-U / Ctrl-K clear to its start / end",
     ),
     (
         "",
-        "  typing replaces a saved secret, leaving it empty keeps it",
+        "  secrets: masked; typing replaces, leaving empty keeps",
     ),
     (
         "Space",
