@@ -38,6 +38,8 @@ use worker::Command;
 
 /// At most this often a frame is drawn, however fast events arrive.
 const FRAME: Duration = Duration::from_millis(16);
+/// A timer that has nothing to do: far enough away never to fire in practice.
+const IDLE: Duration = Duration::from_secs(3600);
 
 pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let ctx = Context::open(loaded, overrides).await?;
@@ -67,6 +69,12 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let ctx_url = ctx.loaded.database_url.clone();
     app.tenant_id = ctx.channels.tenant().id;
     let channels = Arc::new(ctx.channels);
+    // The list is asked for before the runtime starts: the first page then gets the
+    // pool's idle connection instead of waiting behind the runtime's first statements.
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+    tokio::spawn(worker::run(channels.clone(), cmd_rx, msg_tx));
+    let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
     let mode = match crate::runtime::RunChannels::parse(&cfg.runtime.run_channels) {
         _ if !channels.operator().can_edit() => crate::runtime::RunChannels::Never,
         Ok(m) => m,
@@ -85,11 +93,6 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     if let Some(problem) = &host.ingress_problem {
         app.flash(problem.clone(), app::FlashKind::Error);
     }
-
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-    tokio::spawn(worker::run(channels, cmd_rx, msg_tx));
-    let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
 
     let mut terminal = TerminalGuard::enter(app.mouse)?;
     let presence = host.runtime.presence();
@@ -116,6 +119,19 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     result
 }
 
+/// The runtime's next look at the processes; `None` once the runtime is gone.
+async fn next_presence(
+    presence: &mut Option<tokio::sync::watch::Receiver<crate::runtime::Presence>>,
+) -> Option<crate::runtime::Presence> {
+    match presence {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// What tells the console about changes made elsewhere.
 struct Watches {
     presence: tokio::sync::watch::Receiver<crate::runtime::Presence>,
@@ -132,15 +148,22 @@ async fn event_loop(
     watches: Watches,
 ) -> anyhow::Result<()> {
     let Watches {
-        mut presence,
+        presence,
         mut changes,
     } = watches;
     app.live = changes.is_some();
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
     tokio::pin!(terminated);
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut presence = Some(presence);
+    // The runtime may have looked around already, before this receiver existed.
+    if let Some(rx) = &mut presence {
+        let first = rx.borrow_and_update().clone();
+        if first != crate::runtime::Presence::default() {
+            app.on_presence(first);
+        }
+    }
+    let mut next_tick = tokio::time::Instant::now() + tick;
     let mut last_frame = Instant::now() - FRAME;
     let mut mouse_on = app.mouse;
     app.last_poll = now_millis();
@@ -153,19 +176,32 @@ async fn event_loop(
         let frame_due = if app.dirty {
             FRAME.saturating_sub(last_frame.elapsed())
         } else {
-            Duration::from_secs(3600)
+            IDLE
+        };
+        // Without work for the tick, an idle console is not woken at all.
+        let tick_due = if app.needs_tick() {
+            next_tick
+        } else {
+            tokio::time::Instant::now() + IDLE
         };
         let out = tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(Event::Key(k))) => app.on_key(k),
-                Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
-                Some(Ok(Event::Paste(text))) => { app.on_paste(&text); Vec::new() }
-                Some(Ok(Event::Resize(..))) => { app.dirty = true; Vec::new() }
-                Some(Ok(_)) => Vec::new(),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-            Some(msg) = messages.recv() => app.on_msg(msg),
+            // The clock (busy notices, export names) moves with events, not with a tick.
+            ev = events.next() => {
+                app.now = now_millis();
+                match ev {
+                    Some(Ok(Event::Key(k))) => app.on_key(k),
+                    Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
+                    Some(Ok(Event::Paste(text))) => { app.on_paste(&text); Vec::new() }
+                    Some(Ok(Event::Resize(..))) => { app.dirty = true; Vec::new() }
+                    Some(Ok(_)) => Vec::new(),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                }
+            }
+            Some(msg) = messages.recv() => {
+                app.now = now_millis();
+                app.on_msg(msg)
+            }
             line = log_lines.recv() => {
                 // Take what has piled up since the last frame in one go.
                 let mut batch: Vec<LogLine> = line.into_iter().collect();
@@ -182,11 +218,12 @@ async fn event_loop(
                 Some(c) => app.on_change(c, app.tenant_id),
                 None => { changes = None; app.live = false; Vec::new() }
             },
-            _ = ticker.tick() => {
-                if presence.has_changed().unwrap_or(false) {
-                    app.presence = Some(presence.borrow_and_update().clone());
-                    app.dirty = true;
-                }
+            seen = next_presence(&mut presence) => match seen {
+                Some(p) => { app.on_presence(p); Vec::new() }
+                None => { presence = None; Vec::new() }
+            },
+            _ = tokio::time::sleep_until(tick_due) => {
+                next_tick = tokio::time::Instant::now() + tick;
                 app.on_tick(now_millis(), tick.as_millis() as i64)
             }
             _ = tokio::time::sleep(frame_due) => Vec::new(),
