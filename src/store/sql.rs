@@ -75,20 +75,33 @@ impl SqlStore {
                     Ok(())
                 })
             })
-            .connect_with(quiet_options(&url)?)
-            .await
-            .map_err(|e| match classify(e) {
-                StoreError::Other(m) => StoreError::Unavailable(m),
-                other => other,
-            })?;
+            .connect_lazy_with(quiet_options(&url)?);
+        let unavailable = |e: sqlx::Error| match classify(e) {
+            StoreError::Other(m) => StoreError::Unavailable(m),
+            other => other,
+        };
+        // Two connections are opened at once rather than one after the other. sqlx hands
+        // a released connection back to the pool in a task of its own, after a ping, so
+        // the statement right after the migrations would otherwise find no idle
+        // connection and open a second one: on PostgreSQL with TLS a whole handshake
+        // (about 100 ms on the benchmark machine) on the way to the console's first screen.
+        let (mut conn, spare) = if max_connections > 1 {
+            let (a, b) = tokio::join!(pool.acquire(), pool.acquire());
+            (a.map_err(unavailable)?, Some(b.map_err(unavailable)?))
+        } else {
+            (pool.acquire().await.map_err(unavailable)?, None)
+        };
+        // Back in the pool (and idle) by the time the migrations are done.
+        drop(spare);
         if backend == Backend::Sqlite {
             // WAL lets the console read while `flametree serve` or the CLI writes.
             sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
         }
-        migrate::run(&pool, backend).await?;
+        migrate::run(&mut conn, backend).await?;
+        drop(conn);
         super::pipeline_sql::fill_hook_ids(&pool).await?;
         Ok(SqlStore {
             pool,
