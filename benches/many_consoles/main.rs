@@ -60,7 +60,7 @@ impl Settings {
             admin_url: std::env::var("BENCH_PG_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
             consoles: env_or("BENCH_CONSOLES", 3),
-            idle_secs: env_or("BENCH_IDLE_SECS", 20),
+            idle_secs: env_or("BENCH_IDLE_SECS", 30),
             key_rounds: env_or("BENCH_KEY_ROUNDS", 5),
             moves: env_or("BENCH_MOVES", 100),
             changes: env_or("BENCH_CHANGES", 10),

@@ -80,19 +80,21 @@ impl SqlStore {
             StoreError::Other(m) => StoreError::Unavailable(m),
             other => other,
         };
-        // Two connections are opened at once rather than one after the other. sqlx hands
-        // a released connection back to the pool in a task of its own, after a ping, so
-        // the statement right after the migrations would otherwise find no idle
-        // connection and open a second one: on PostgreSQL with TLS a whole handshake
-        // (about 100 ms on the benchmark machine) on the way to the console's first screen.
+        // Two connections are opened at once rather than one after the other, and each
+        // is handed back before the next statement. sqlx otherwise returns a released
+        // connection to the pool in a task of its own (after a ping), so the statement
+        // right after the migrations finds no idle connection and opens another: with
+        // TLS a whole handshake (about 100 ms on the benchmark machine) on the way to
+        // the console's first screen. `return_to_pool` is that task, awaited here.
         let (mut conn, spare) = if max_connections > 1 {
             let (a, b) = tokio::join!(pool.acquire(), pool.acquire());
             (a.map_err(unavailable)?, Some(b.map_err(unavailable)?))
         } else {
             (pool.acquire().await.map_err(unavailable)?, None)
         };
-        // Back in the pool (and idle) by the time the migrations are done.
-        drop(spare);
+        if let Some(mut spare) = spare {
+            spare.return_to_pool().await;
+        }
         if backend == Backend::Sqlite {
             // WAL lets the console read while `flametree serve` or the CLI writes.
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -101,7 +103,7 @@ impl SqlStore {
                 .map_err(classify)?;
         }
         migrate::run(&mut conn, backend).await?;
-        drop(conn);
+        conn.return_to_pool().await;
         super::pipeline_sql::fill_hook_ids(&pool).await?;
         Ok(SqlStore {
             pool,
