@@ -182,6 +182,25 @@ impl SqlStore {
 /// per-layer filter state stale on that thread: the next event on it (a channel's log
 /// line) is then dropped. On PostgreSQL the queries run on the runtime's own threads,
 /// so every connection log line of the runtime went missing.
+/// Decodes rows a thousand at a time and lets the scheduler run in between. A hundred
+/// thousand connections take the better part of a second to decode; done in one go,
+/// the worker thread doing it runs nothing else meanwhile — not the tasks queued behind
+/// it, nor the timers it would drive — so the console's frames and the pool's new
+/// connections waited for seconds on the benchmark machine.
+async fn decode_yielding<T>(
+    found: &[sqlx::any::AnyRow],
+    decode: fn(&sqlx::any::AnyRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::with_capacity(found.len());
+    for chunk in found.chunks(1000) {
+        for row in chunk {
+            out.push(decode(row)?);
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(out)
+}
+
 fn quiet_options(url: &str) -> StoreResult<sqlx::any::AnyConnectOptions> {
     use sqlx::ConnectOptions;
     use std::str::FromStr;
@@ -290,7 +309,7 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        found.iter().map(rows::connection).collect()
+        decode_yielding(&found, rows::connection).await
     }
 
     async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>> {
