@@ -274,6 +274,23 @@ fn terminate(child: &mut Child) {
     }
 }
 
+/// Waits (up to a minute) until `pid` has used at most one clock tick of CPU in two
+/// seconds.
+async fn wait_until_quiet(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ticks = || procstat::usage(pid).map(|u| u.cpu_ticks).unwrap_or(0);
+    let mut before = ticks();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = ticks();
+        if now - before <= 1 {
+            return;
+        }
+        before = now;
+    }
+    eprintln!("serve was still busy after a minute; measuring idle anyway");
+}
+
 async fn run_size(s: &Settings, n: usize) -> anyhow::Result<Figures> {
     let load_start = procstat::load_average();
     let db = BenchDb::create(&s.admin_url, &format!("flametree_bench_consoles_{n}")).await?;
@@ -342,11 +359,13 @@ async fn measure(
     let changes = status_changes(&mut consoles, db, first_id, s.changes).await;
     eprintln!("{n}: status changes done");
 
-    // Idle: nobody touches anything.
+    // Idle: nobody touches anything. Every change makes `serve` look at all the
+    // connections again, so the window starts once it has finished with the last one.
     for c in consoles.iter_mut() {
         c.settle();
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_until_quiet(serve.id()).await;
     let mut pids: Vec<(String, u32)> = consoles
         .iter()
         .map(|c| (c.name.clone(), c.pty.pid()))

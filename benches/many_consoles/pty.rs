@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::mpsc;
@@ -114,10 +114,5 @@ impl Pty {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    #[allow(dead_code)]
-    pub fn raw_fd(&self) -> i32 {
-        self.master.as_raw_fd()
     }
 }

@@ -172,6 +172,3 @@ fn utf8_len(first: u8) -> usize {
         _ => 1,
     }
 }
-
-#[cfg(test)]
-mod tests {}
