@@ -119,6 +119,42 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     result
 }
 
+/// Wakes the event loop when a frame held back by the frame limit is due, from a
+/// thread of its own: tokio's timers are driven by its worker threads, and while one is
+/// busy for a long stretch (reading and decoding 100,000 connections) they fired up to
+/// half a second late on the benchmark machine, so the first page's frame waited for
+/// the whole list.
+struct Pacer {
+    ask: std::sync::mpsc::Sender<Instant>,
+    due: mpsc::UnboundedReceiver<()>,
+    /// A wake-up is on its way.
+    asked: bool,
+}
+
+impl Pacer {
+    fn start() -> Pacer {
+        let (ask, asked) = std::sync::mpsc::channel::<Instant>();
+        let (tx, due) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            while let Ok(at) = asked.recv() {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Pacer {
+            ask,
+            due,
+            asked: false,
+        }
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.asked = self.ask.send(at).is_ok();
+    }
+}
+
 /// The runtime's next look at the processes; `None` once the runtime is gone.
 async fn next_presence(
     presence: &mut Option<tokio::sync::watch::Receiver<crate::runtime::Presence>>,
@@ -165,6 +201,7 @@ async fn event_loop(
     }
     let mut next_tick = tokio::time::Instant::now() + tick;
     let mut last_frame = Instant::now() - FRAME;
+    let mut pacer = Pacer::start();
     let mut mouse_on = app.mouse;
     app.last_poll = now_millis();
     loop {
@@ -173,11 +210,9 @@ async fn event_loop(
             app.dirty = false;
             last_frame = Instant::now();
         }
-        let frame_due = if app.dirty {
-            FRAME.saturating_sub(last_frame.elapsed())
-        } else {
-            IDLE
-        };
+        if app.dirty && !pacer.asked {
+            pacer.wake_at(last_frame + FRAME);
+        }
         // Without work for the tick, an idle console is not woken at all.
         let tick_due = if app.needs_tick() {
             next_tick
@@ -226,7 +261,7 @@ async fn event_loop(
                 next_tick = tokio::time::Instant::now() + tick;
                 app.on_tick(now_millis(), tick.as_millis() as i64)
             }
-            _ = tokio::time::sleep(frame_due) => Vec::new(),
+            Some(()) = pacer.due.recv() => { pacer.asked = false; Vec::new() }
             // SIGTERM: stop cleanly without asking, as `flametree serve` does.
             _ = &mut terminated => { app.quit = true; Vec::new() }
         };
