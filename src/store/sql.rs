@@ -80,20 +80,19 @@ impl SqlStore {
             StoreError::Other(m) => StoreError::Unavailable(m),
             other => other,
         };
-        // Two connections are opened at once rather than one after the other, and each
+        // A few connections are opened at once rather than one after the other, and each
         // is handed back before the next statement. sqlx otherwise returns a released
-        // connection to the pool in a task of its own (after a ping), so the statement
-        // right after the migrations finds no idle connection and opens another: with
-        // TLS a whole handshake (about 100 ms on the benchmark machine) on the way to
-        // the console's first screen. `return_to_pool` is that task, awaited here.
-        let (mut conn, spare) = if max_connections > 1 {
-            let (a, b) = tokio::join!(pool.acquire(), pool.acquire());
-            (a.map_err(unavailable)?, Some(b.map_err(unavailable)?))
-        } else {
-            (pool.acquire().await.map_err(unavailable)?, None)
-        };
-        if let Some(mut spare) = spare {
-            spare.return_to_pool().await;
+        // connection to the pool in a task of its own (after a ping), and a statement
+        // right behind it finds no idle connection and opens another: with TLS a whole
+        // handshake (about 100 ms on the benchmark machine) on the way to the console's
+        // first screen. Three cover the console's start: the first page, the runtime's
+        // first look at the other processes, and one being handed back.
+        let warm = max_connections.clamp(1, 3) as usize;
+        let mut opened = futures::future::join_all((0..warm).map(|_| pool.acquire())).await;
+        let mut conn = opened.remove(0).map_err(unavailable)?;
+        for spare in opened {
+            // `return_to_pool` is sqlx's own hand-back task, awaited here.
+            spare.map_err(unavailable)?.return_to_pool().await;
         }
         if backend == Backend::Sqlite {
             // WAL lets the console read while `flametree serve` or the CLI writes.
