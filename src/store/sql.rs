@@ -87,9 +87,9 @@ impl SqlStore {
         // handshake (about 100 ms on the benchmark machine) on the way to the console's
         // first screen. Three cover the console's start: the first page, the runtime's
         // first look at the other processes, and one being handed back. SQLite's
-        // connections cost nothing to open, and opening several at once while another
-        // process closes the database (and checkpoints its WAL) met SQLite's busy wait:
-        // 1.3 s in the console benchmark.
+        // connections cost nothing to open, so one is enough there (with two, the console
+        // benchmark's in-process launch took 1.3 s instead of 0.5 s, right after its
+        // seeding connection closed; not looked into further).
         let warm = match backend {
             Backend::Postgres => max_connections.clamp(1, 3) as usize,
             Backend::Sqlite => 1,
