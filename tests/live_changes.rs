@@ -187,3 +187,134 @@ async fn sqlite_has_no_feed_and_the_console_polls_its_cheap_change_check() {
         "{polls:?}"
     );
 }
+
+/// A console of its own on `url`, after its first load: live on PostgreSQL (the feed),
+/// polling on SQLite.
+struct Watcher {
+    app: App,
+    channels: Arc<Channels>,
+    changes: Option<tokio::sync::broadcast::Receiver<Change>>,
+    _feed: Option<ChangeFeed>,
+}
+
+impl Watcher {
+    async fn open(url: &str) -> Watcher {
+        let feed = ChangeFeed::start(url).await;
+        let channels = channels_on(url).await;
+        let header = HeaderInfo {
+            tenant: "default".into(),
+            database: "test".into(),
+            operator: "ann".into(),
+            role: Role::Editor,
+        };
+        let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
+        app.live = feed.is_some();
+        app.tenant_id = channels.tenant().id;
+        let mut w = Watcher {
+            app,
+            channels,
+            changes: feed.as_ref().map(|f| f.subscribe()),
+            _feed: feed,
+        };
+        w.run(vec![Command::Reload]).await;
+        w
+    }
+
+    async fn run(&mut self, commands: Vec<Command>) {
+        let mut queue: VecDeque<Command> = commands.into();
+        while let Some(cmd) = queue.pop_front() {
+            for msg in worker::execute(&self.channels, cmd).await {
+                queue.extend(self.app.on_msg(msg));
+            }
+        }
+    }
+
+    fn key(&mut self, code: crossterm::event::KeyCode) {
+        let cmds = self.app.on_key(crossterm::event::KeyEvent::from(code));
+        assert!(cmds.iter().all(|c| matches!(c, Command::Diagnose { .. })));
+    }
+
+    /// Takes in what other processes changed — announced on PostgreSQL, polled on
+    /// SQLite — until `ok` holds. The timeout only turns a hang into a failure.
+    async fn until(&mut self, ok: impl Fn(&App) -> bool) {
+        let mut clock = now_millis();
+        while !ok(&self.app) {
+            let cmds = match &mut self.changes {
+                Some(rx) => {
+                    let change = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                        .await
+                        .expect("an announcement")
+                        .unwrap();
+                    self.app.on_change(change, self.channels.tenant().id)
+                }
+                None => {
+                    clock += 60_000;
+                    self.app.on_tick(clock, 1000)
+                }
+            };
+            self.run(cmds).await;
+        }
+    }
+}
+
+/// Another process changes a status and renames a connection while this console has
+/// a search typed and a connection selected: both show, in their places, and the
+/// search, the selection and the counts stay right.
+async fn changes_from_elsewhere_keep_the_search_and_the_selection(be: common::Be) {
+    use crossterm::event::KeyCode;
+    let env = common::channels_env_on(be).await;
+    let mut ids = Vec::new();
+    for name in ["Alpha", "Bravo", "Charlie", "Delta"] {
+        let draft = common::telegram_draft(name, common::TG_TOKEN, "http://127.0.0.1:9");
+        ids.push(env.channels.add(&draft).await.unwrap().connection);
+    }
+    let (alpha, charlie) = (ids[0].clone(), ids[2].clone());
+    let mut w = Watcher::open(&env.url).await;
+    w.key(KeyCode::Char('/'));
+    for c in "ha".chars() {
+        w.key(KeyCode::Char(c));
+    }
+    w.key(KeyCode::Enter);
+    w.app.list.selected = Some(charlie.id);
+    assert_eq!(w.app.list.visible_count(), 2, "Alpha and Charlie");
+
+    env.channels
+        .store()
+        .set_status(charlie.id, Status::Error, "Telegram rejected the bot token")
+        .await
+        .unwrap();
+    let mut renamed = flametree::channels::Draft::from_connection(&alpha);
+    renamed.name = "Zulu".into();
+    env.channels.edit(&alpha, &renamed).await.unwrap();
+    w.until(|a| {
+        a.list.get(charlie.id).unwrap().status == Status::Error
+            && a.list.get(alpha.id).unwrap().name == "Zulu"
+    })
+    .await;
+
+    let l = &w.app.list;
+    assert_eq!(l.query, "ha");
+    assert_eq!(l.visible_count(), 1, "Zulu no longer matches");
+    assert_eq!(l.selected, Some(charlie.id));
+    assert_eq!(l.status_counts(), (0, 1));
+    assert_eq!(
+        l.selected_connection().unwrap().status_message,
+        "Telegram rejected the bot token"
+    );
+    w.key(KeyCode::Char('/'));
+    w.key(KeyCode::Esc);
+    let names: Vec<&str> = w
+        .app
+        .list
+        .rows
+        .iter()
+        .filter_map(|r| match r {
+            flametree::tui::list::Row::Item(i) => Some(w.app.list.all[*i].name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["Bravo", "Charlie", "Delta", "Zulu"]);
+    assert_eq!(w.app.list.selected, Some(charlie.id));
+}
+
+on_both!(changes_from_elsewhere_keep_the_search_and_the_selection);

@@ -80,21 +80,40 @@ impl SqlStore {
                     })
                 })
         };
-        let pool = options(max_connections.max(1))
-            .connect_with(quiet_options(&url)?)
-            .await
-            .map_err(|e| match classify(e) {
-                StoreError::Other(m) => StoreError::Unavailable(m),
-                other => other,
-            })?;
+        let pool = options(max_connections.max(1)).connect_lazy_with(quiet_options(&url)?);
+        let unavailable = |e: sqlx::Error| match classify(e) {
+            StoreError::Other(m) => StoreError::Unavailable(m),
+            other => other,
+        };
+        // A few connections are opened at once rather than one after the other, and each
+        // is handed back before the next statement. sqlx otherwise returns a released
+        // connection to the pool in a task of its own (after a ping), and a statement
+        // right behind it finds no idle connection and opens another: with TLS a whole
+        // handshake (about 100 ms on the benchmark machine) on the way to the console's
+        // first screen. Three cover the console's start: the first page, the runtime's
+        // first look at the other processes, and one being handed back. SQLite's
+        // connections cost nothing to open, so one is enough there (with two, the console
+        // benchmark's in-process launch took 1.3 s instead of 0.5 s, right after its
+        // seeding connection closed; not looked into further).
+        let warm = match backend {
+            Backend::Postgres => max_connections.clamp(1, 3) as usize,
+            Backend::Sqlite => 1,
+        };
+        let mut opened = futures::future::join_all((0..warm).map(|_| pool.acquire())).await;
+        let mut conn = opened.remove(0).map_err(unavailable)?;
+        for spare in opened {
+            // `return_to_pool` is sqlx's own hand-back task, awaited here.
+            spare.map_err(unavailable)?.return_to_pool().await;
+        }
         if backend == Backend::Sqlite {
             // WAL lets the console read while `flametree serve` or the CLI writes.
             sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
+                .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
         }
-        migrate::run(&pool, backend).await?;
+        migrate::run(&mut conn, backend).await?;
+        conn.return_to_pool().await;
         super::pipeline_sql::fill_hook_ids(&pool).await?;
         // Opened on first use: processes that never run channels never open it.
         let writer_pool = options(1).connect_lazy_with(quiet_options(&url)?);
@@ -176,6 +195,25 @@ impl SqlStore {
 /// per-layer filter state stale on that thread: the next event on it (a channel's log
 /// line) is then dropped. On PostgreSQL the queries run on the runtime's own threads,
 /// so every connection log line of the runtime went missing.
+/// Decodes rows a thousand at a time and lets the scheduler run in between. A hundred
+/// thousand connections take the better part of a second to decode; done in one go,
+/// the worker thread doing it runs nothing else meanwhile — not the tasks queued behind
+/// it, nor the timers it would drive — so the console's frames and the pool's new
+/// connections waited for seconds on the benchmark machine.
+async fn decode_yielding<T>(
+    found: &[sqlx::any::AnyRow],
+    decode: fn(&sqlx::any::AnyRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::with_capacity(found.len());
+    for chunk in found.chunks(1000) {
+        for row in chunk {
+            out.push(decode(row)?);
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(out)
+}
+
 fn quiet_options(url: &str) -> StoreResult<sqlx::any::AnyConnectOptions> {
     use sqlx::ConnectOptions;
     use std::str::FromStr;
@@ -284,7 +322,7 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        found.iter().map(rows::connection).collect()
+        decode_yielding(&found, rows::connection).await
     }
 
     async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>> {

@@ -13,6 +13,10 @@ use crate::permission::Role;
 use crate::store::ChangeMarker;
 use ratatui::layout::Rect;
 
+/// The part of the presence a frame shows: summary, other processes, owner-gone of the
+/// selected connection and of the one in the details.
+type PresenceShown = (String, usize, Option<Millis>, Option<Millis>);
+
 /// What the header shows: where the operator is and as whom.
 #[derive(Debug, Clone)]
 pub struct HeaderInfo {
@@ -601,6 +605,37 @@ impl App {
         }
     }
 
+    /// What the runtime learnt about the processes on the database (every few seconds).
+    /// A frame is drawn only when something shown changes — the header's summary and
+    /// process count, or the owner-gone notice of the connection on screen — not for
+    /// the clocks and heartbeat ages that change at every look.
+    pub fn on_presence(&mut self, presence: crate::runtime::Presence) {
+        let before = self.presence.as_ref().map(|p| self.presence_shown(p));
+        if before != Some(self.presence_shown(&presence)) {
+            self.dirty = true;
+        }
+        self.presence = Some(presence);
+    }
+
+    fn presence_shown(&self, p: &crate::runtime::Presence) -> PresenceShown {
+        use crate::runtime::presence::owner_gone;
+        let gone = |c: Option<&Connection>| c.and_then(|c| owner_gone(c, &p.leases, p.db_now));
+        (
+            p.summary(),
+            p.others.len(),
+            gone(self.list.selected_connection()),
+            gone(self.current()),
+        )
+    }
+
+    /// Whether the periodic tick has work to do: polling (SQLite has no notifications;
+    /// a lost database is retried), the first load, or a "waiting for the database"
+    /// notice to age. An idle console on PostgreSQL needs none, so it sleeps until
+    /// something happens.
+    pub fn needs_tick(&self) -> bool {
+        !self.live || self.db_down.is_some() || self.busy.is_some() || !self.loaded
+    }
+
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
     /// database is down) and age the "waiting for the database" notice.
     pub fn on_tick(&mut self, now: Millis, every: Millis) -> Vec<Command> {
@@ -664,3 +699,7 @@ fn entry(l: &LogLine) -> LogEntry {
         message: l.message.clone(),
     }
 }
+
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod tests;

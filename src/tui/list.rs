@@ -2,10 +2,12 @@
 //! connection's id, not its row number, when the list changes under it.
 
 use crate::catalog::Catalog;
-use crate::model::Connection;
+use crate::model::{Connection, Status};
+use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortOrder {
+    #[default]
     AToZ,
     ZToA,
 }
@@ -33,7 +35,14 @@ pub enum Row {
     Item(usize),
 }
 
-#[derive(Debug)]
+/// A connection's place in `rows`, for connections the search hides.
+const HIDDEN: usize = usize::MAX;
+
+/// The list's data and what is derived from it. With a hundred thousand connections
+/// every keystroke must stay well under a frame, so what depends only on the data
+/// (lowercased names, the A→Z order, positions by id, status counts) is computed when
+/// the data changes, and a keystroke only filters that order.
+#[derive(Debug, Default)]
 pub struct ChannelList {
     pub all: Vec<Connection>,
     pub rows: Vec<Row>,
@@ -43,20 +52,16 @@ pub struct ChannelList {
     /// First row drawn; kept so the selection stays in view without jumping.
     pub offset: usize,
     lowered: Vec<String>,
-}
-
-impl Default for ChannelList {
-    fn default() -> Self {
-        ChannelList {
-            all: Vec::new(),
-            rows: Vec::new(),
-            query: String::new(),
-            sort: SortOrder::AToZ,
-            selected: None,
-            offset: 0,
-            lowered: Vec::new(),
-        }
-    }
+    deprecated: Vec<bool>,
+    /// Indexes into `all`, A→Z by lowercased name, then id.
+    order: Vec<usize>,
+    /// Index into `all` by connection id.
+    index_of: HashMap<i64, usize>,
+    /// Row of each index into `all` (`HIDDEN` when filtered out).
+    row_of_index: Vec<usize>,
+    visible: usize,
+    running: usize,
+    errors: usize,
 }
 
 fn is_deprecated(c: &Connection) -> bool {
@@ -70,23 +75,75 @@ impl ChannelList {
     pub fn set(&mut self, all: Vec<Connection>) {
         // Where the selection was must be read before the rows' indexes go stale.
         let previous = self.selected_row();
-        self.lowered = all.iter().map(|c| c.name.to_lowercase()).collect();
         self.all = all;
+        self.derive();
         self.rebuild(previous);
     }
 
-    /// One connection as it is now (`None`: deleted), keeping the selection.
+    /// Recomputes everything that depends on the data alone.
+    fn derive(&mut self) {
+        self.lowered = self.all.iter().map(|c| c.name.to_lowercase()).collect();
+        self.deprecated = self.all.iter().map(is_deprecated).collect();
+        self.index_of = self
+            .all
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
+        let mut order: Vec<usize> = (0..self.all.len()).collect();
+        // The store sends the rows by name already, so this is close to one pass.
+        order.sort_by(|a, b| {
+            self.lowered[*a]
+                .cmp(&self.lowered[*b])
+                .then(self.all[*a].id.cmp(&self.all[*b].id))
+        });
+        self.order = order;
+        self.running = self
+            .all
+            .iter()
+            .filter(|c| c.status == Status::Running)
+            .count();
+        self.errors = self
+            .all
+            .iter()
+            .filter(|c| c.status == Status::Error)
+            .count();
+    }
+
+    /// One connection as it is now (`None`: deleted), keeping the selection. A change
+    /// that leaves its name and type alone (a status, a setting) leaves every row where
+    /// it is, so it is swapped in place instead of rebuilding the list.
     pub fn upsert(&mut self, id: i64, latest: Option<Connection>) {
-        let mut all = self.all.clone();
-        match (all.iter().position(|c| c.id == id), latest) {
-            (Some(i), Some(c)) => all[i] = c,
-            (Some(i), None) => {
-                all.remove(i);
-            }
-            (None, Some(c)) => all.push(c),
-            (None, None) => {}
+        let at = self.index_of.get(&id).copied();
+        if let (Some(i), Some(c)) = (at, &latest)
+            && c.name == self.all[i].name
+            && c.type_key == self.all[i].type_key
+        {
+            let old = std::mem::replace(&mut self.all[i], c.clone());
+            self.count_status(old.status, -1);
+            self.count_status(c.status, 1);
+            return;
         }
-        self.set(all);
+        let previous = self.selected_row();
+        match (at, latest) {
+            (Some(i), Some(c)) => self.all[i] = c,
+            (Some(i), None) => {
+                self.all.remove(i);
+            }
+            (None, Some(c)) => self.all.push(c),
+            (None, None) => return,
+        }
+        self.derive();
+        self.rebuild(previous);
+    }
+
+    fn count_status(&mut self, status: Status, by: isize) {
+        let counter = match status {
+            Status::Running => &mut self.running,
+            Status::Error => &mut self.errors,
+            _ => return,
+        };
+        *counter = counter.saturating_add_signed(by);
     }
 
     pub fn set_query(&mut self, query: &str) {
@@ -107,23 +164,21 @@ impl ChannelList {
         let needle = self.query.to_lowercase();
         let mut current = Vec::new();
         let mut legacy = Vec::new();
-        for (i, c) in self.all.iter().enumerate() {
+        for &i in &self.order {
             if needle.is_empty() || self.lowered[i].contains(&needle) {
-                if is_deprecated(c) {
+                if self.deprecated[i] {
                     legacy.push(i);
                 } else {
                     current.push(i);
                 }
             }
         }
-        let key = |i: &usize| (self.lowered[*i].clone(), self.all[*i].id);
-        current.sort_by_cached_key(key);
-        legacy.sort_by_cached_key(key);
         if self.sort == SortOrder::ZToA {
             current.reverse();
             legacy.reverse();
         }
-        let mut rows = Vec::with_capacity(current.len() + legacy.len() + 2);
+        self.visible = current.len() + legacy.len();
+        let mut rows = Vec::with_capacity(self.visible + 2);
         rows.push(Row::Group {
             deprecated: false,
             count: current.len(),
@@ -136,6 +191,13 @@ impl ChannelList {
             });
             rows.extend(legacy.into_iter().map(Row::Item));
         }
+        self.row_of_index.clear();
+        self.row_of_index.resize(self.all.len(), HIDDEN);
+        for (r, row) in rows.iter().enumerate() {
+            if let Row::Item(i) = row {
+                self.row_of_index[*i] = r;
+            }
+        }
         self.rows = rows;
         let still_there = self.selected.and_then(|id| self.row_of(id));
         if still_there.is_none() {
@@ -145,9 +207,8 @@ impl ChannelList {
     }
 
     fn row_of(&self, id: i64) -> Option<usize> {
-        self.rows
-            .iter()
-            .position(|r| matches!(r, Row::Item(i) if self.all[*i].id == id))
+        let i = *self.index_of.get(&id)?;
+        self.row_of_index.get(i).copied().filter(|r| *r != HIDDEN)
     }
 
     fn nearest_item(&self, row: usize) -> Option<usize> {
@@ -164,48 +225,56 @@ impl ChannelList {
     }
 
     pub fn selected_connection(&self) -> Option<&Connection> {
-        let id = self.selected?;
-        self.all.iter().find(|c| c.id == id)
+        self.get(self.selected?)
     }
 
     pub fn get(&self, id: i64) -> Option<&Connection> {
-        self.all.iter().find(|c| c.id == id)
+        self.index_of.get(&id).map(|i| &self.all[*i])
     }
 
+    /// Connections the search shows.
     pub fn visible_count(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r, Row::Item(_)))
-            .count()
+        self.visible
+    }
+
+    /// Connections RUNNING and in ERROR, whatever the search shows.
+    pub fn status_counts(&self) -> (usize, usize) {
+        (self.running, self.errors)
     }
 
     /// Moves by `delta` connections, skipping group headings; stops at the ends.
     pub fn move_by(&mut self, delta: isize) {
-        let items: Vec<usize> = self
-            .rows
-            .iter()
-            .filter_map(|r| match r {
-                Row::Item(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
-        if items.is_empty() {
+        let Some(first) = self.nearest_item(0) else {
             return;
+        };
+        let from = self.selected_row().unwrap_or(self.row_of_index[first]);
+        let item = |r: &Row| match r {
+            Row::Item(i) => Some(*i),
+            Row::Group { .. } => None,
+        };
+        let steps = delta.unsigned_abs();
+        let target = if delta >= 0 {
+            let ahead = self.rows[from..].iter().filter_map(item);
+            ahead.take(steps + 1).last()
+        } else {
+            let behind = self.rows[..=from].iter().rev().filter_map(item);
+            behind.take(steps + 1).last()
+        };
+        if let Some(i) = target {
+            self.selected = Some(self.all[i].id);
         }
-        let at = self
-            .selected
-            .and_then(|id| items.iter().position(|i| self.all[*i].id == id))
-            .unwrap_or(0) as isize;
-        let to = (at + delta).clamp(0, items.len() as isize - 1) as usize;
-        self.selected = Some(self.all[items[to]].id);
     }
 
     pub fn first(&mut self) {
-        self.move_by(isize::MIN / 2);
+        self.selected = self.nearest_item(0).map(|i| self.all[i].id);
     }
 
     pub fn last(&mut self) {
-        self.move_by(isize::MAX / 2);
+        let last = self.rows.iter().rev().find_map(|r| match r {
+            Row::Item(i) => Some(*i),
+            Row::Group { .. } => None,
+        });
+        self.selected = last.map(|i| self.all[i].id);
     }
 
     /// Selects what is on screen row `row` (0 = first drawn), for mouse clicks.
@@ -355,6 +424,73 @@ mod tests {
         l.move_by(5);
         assert_eq!(l.selected_connection().unwrap().name, "old sms");
         l.first();
+        assert_eq!(l.selected_connection().unwrap().name, "Alpha mail");
+    }
+
+    #[test]
+    fn a_status_change_is_swapped_in_place_and_counted() {
+        let mut l = sample();
+        l.selected = Some(4);
+        let rows = l.rows.clone();
+        let mut gamma = l.get(4).unwrap().clone();
+        gamma.status = Status::Error;
+        l.upsert(4, Some(gamma));
+        assert_eq!(l.rows, rows, "no row moved");
+        assert_eq!(l.get(4).unwrap().status, Status::Error);
+        assert_eq!(l.status_counts(), (0, 1));
+        let mut gamma = l.get(4).unwrap().clone();
+        gamma.status = Status::Running;
+        l.upsert(4, Some(gamma));
+        assert_eq!(l.status_counts(), (1, 0));
+        assert_eq!(l.selected_connection().unwrap().name, "Gamma");
+    }
+
+    #[test]
+    fn a_rename_an_addition_and_a_deletion_find_their_places() {
+        let mut l = sample();
+        l.selected = Some(4);
+        let mut renamed = l.get(2).unwrap().clone();
+        renamed.name = "zulu mail".into();
+        l.upsert(2, Some(renamed));
+        assert_eq!(
+            names(&l),
+            ["[C3]", "beta bot", "Gamma", "zulu mail", "[D1]", "old sms"]
+        );
+        l.upsert(5, Some(conn(5, "Delta", "telegram")));
+        l.upsert(1, None);
+        assert_eq!(
+            names(&l),
+            ["[C3]", "Delta", "Gamma", "zulu mail", "[D1]", "old sms"]
+        );
+        assert_eq!(l.selected_connection().unwrap().name, "Gamma");
+        assert!(l.get(1).is_none());
+        l.upsert(1, None);
+        assert_eq!(l.all.len(), 4);
+    }
+
+    #[test]
+    fn search_keeps_the_a_to_z_order_and_counts_what_it_shows() {
+        let mut l = sample();
+        l.set_query("a");
+        assert_eq!(names(&l), ["[C3]", "Alpha mail", "beta bot", "Gamma"]);
+        assert_eq!(l.visible_count(), 3);
+        l.toggle_sort();
+        assert_eq!(names(&l), ["[C3]", "Gamma", "beta bot", "Alpha mail"]);
+        l.set_query("SMS");
+        assert_eq!(names(&l), ["[C0]", "[D1]", "old sms"]);
+        assert_eq!(l.selected_connection().unwrap().name, "old sms");
+    }
+
+    #[test]
+    fn moving_backwards_and_past_the_start() {
+        let mut l = sample();
+        l.last();
+        assert_eq!(l.selected_connection().unwrap().name, "old sms");
+        l.move_by(-2);
+        assert_eq!(l.selected_connection().unwrap().name, "beta bot");
+        l.move_by(-10);
+        assert_eq!(l.selected_connection().unwrap().name, "Alpha mail");
+        l.move_by(0);
         assert_eq!(l.selected_connection().unwrap().name, "Alpha mail");
     }
 }

@@ -39,6 +39,8 @@ use worker::Command;
 
 /// At most this often a frame is drawn, however fast events arrive.
 const FRAME: Duration = Duration::from_millis(16);
+/// A timer that has nothing to do: far enough away never to fire in practice.
+const IDLE: Duration = Duration::from_secs(3600);
 
 pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let ctx = Context::open(loaded, overrides).await?;
@@ -71,6 +73,12 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let ctx_url = ctx.loaded.database_url.clone();
     app.tenant_id = ctx.channels.tenant().id;
     let channels = Arc::new(ctx.channels);
+    // The list is asked for before the runtime starts: the first page then gets the
+    // pool's idle connection instead of waiting behind the runtime's first statements.
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+    tokio::spawn(worker::run(channels.clone(), cmd_rx, msg_tx));
+    let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
     let mode = match crate::runtime::RunChannels::parse(&cfg.runtime.run_channels) {
         _ if !channels.operator().can_edit() => crate::runtime::RunChannels::Never,
         Ok(m) => m,
@@ -89,11 +97,6 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     if let Some(problem) = &host.ingress_problem {
         app.flash(problem.clone(), app::FlashKind::Error);
     }
-
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-    tokio::spawn(worker::run(channels, cmd_rx, msg_tx));
-    let _ = cmd_tx.send(Command::FirstLoad { page: 200 });
 
     let mut terminal = TerminalGuard::enter(app.mouse)?;
     let presence = host.runtime.presence();
@@ -120,6 +123,55 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     result
 }
 
+/// Wakes the event loop when a frame held back by the frame limit is due, from a
+/// thread of its own: tokio's timers are driven by its worker threads, and while one is
+/// busy for a long stretch (reading and decoding 100,000 connections) they fired up to
+/// half a second late on the benchmark machine, so the first page's frame waited for
+/// the whole list.
+struct Pacer {
+    ask: std::sync::mpsc::Sender<Instant>,
+    due: mpsc::UnboundedReceiver<()>,
+    /// A wake-up is on its way.
+    asked: bool,
+}
+
+impl Pacer {
+    fn start() -> Pacer {
+        let (ask, asked) = std::sync::mpsc::channel::<Instant>();
+        let (tx, due) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            while let Ok(at) = asked.recv() {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Pacer {
+            ask,
+            due,
+            asked: false,
+        }
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.asked = self.ask.send(at).is_ok();
+    }
+}
+
+/// The runtime's next look at the processes; `None` once the runtime is gone.
+async fn next_presence(
+    presence: &mut Option<tokio::sync::watch::Receiver<crate::runtime::Presence>>,
+) -> Option<crate::runtime::Presence> {
+    match presence {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// What tells the console about changes made elsewhere.
 struct Watches {
     presence: tokio::sync::watch::Receiver<crate::runtime::Presence>,
@@ -136,16 +188,24 @@ async fn event_loop(
     watches: Watches,
 ) -> anyhow::Result<()> {
     let Watches {
-        mut presence,
+        presence,
         mut changes,
     } = watches;
     app.live = changes.is_some();
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
     tokio::pin!(terminated);
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut presence = Some(presence);
+    // The runtime may have looked around already, before this receiver existed.
+    if let Some(rx) = &mut presence {
+        let first = rx.borrow_and_update().clone();
+        if first != crate::runtime::Presence::default() {
+            app.on_presence(first);
+        }
+    }
+    let mut next_tick = tokio::time::Instant::now() + tick;
     let mut last_frame = Instant::now() - FRAME;
+    let mut pacer = Pacer::start();
     let mut mouse_on = app.mouse;
     app.last_poll = now_millis();
     loop {
@@ -154,22 +214,33 @@ async fn event_loop(
             app.dirty = false;
             last_frame = Instant::now();
         }
-        let frame_due = if app.dirty {
-            FRAME.saturating_sub(last_frame.elapsed())
+        if app.dirty && !pacer.asked {
+            pacer.wake_at(last_frame + FRAME);
+        }
+        // Without work for the tick, an idle console is not woken at all.
+        let tick_due = if app.needs_tick() {
+            next_tick
         } else {
-            Duration::from_secs(3600)
+            tokio::time::Instant::now() + IDLE
         };
         let out = tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(Event::Key(k))) => app.on_key(k),
-                Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
-                Some(Ok(Event::Paste(text))) => { app.on_paste(&text); Vec::new() }
-                Some(Ok(Event::Resize(..))) => { app.dirty = true; Vec::new() }
-                Some(Ok(_)) => Vec::new(),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-            Some(msg) = messages.recv() => app.on_msg(msg),
+            // The clock (busy notices, export names) moves with events, not with a tick.
+            ev = events.next() => {
+                app.now = now_millis();
+                match ev {
+                    Some(Ok(Event::Key(k))) => app.on_key(k),
+                    Some(Ok(Event::Mouse(m))) => app.on_mouse(m),
+                    Some(Ok(Event::Paste(text))) => { app.on_paste(&text); Vec::new() }
+                    Some(Ok(Event::Resize(..))) => { app.dirty = true; Vec::new() }
+                    Some(Ok(_)) => Vec::new(),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                }
+            }
+            Some(msg) = messages.recv() => {
+                app.now = now_millis();
+                app.on_msg(msg)
+            }
             line = log_lines.recv() => {
                 // Take what has piled up since the last frame in one go.
                 let mut batch: Vec<LogLine> = line.into_iter().collect();
@@ -186,14 +257,15 @@ async fn event_loop(
                 Some(c) => app.on_change(c, app.tenant_id),
                 None => { changes = None; app.live = false; Vec::new() }
             },
-            _ = ticker.tick() => {
-                if presence.has_changed().unwrap_or(false) {
-                    app.presence = Some(presence.borrow_and_update().clone());
-                    app.dirty = true;
-                }
+            seen = next_presence(&mut presence) => match seen {
+                Some(p) => { app.on_presence(p); Vec::new() }
+                None => { presence = None; Vec::new() }
+            },
+            _ = tokio::time::sleep_until(tick_due) => {
+                next_tick = tokio::time::Instant::now() + tick;
                 app.on_tick(now_millis(), tick.as_millis() as i64)
             }
-            _ = tokio::time::sleep(frame_due) => Vec::new(),
+            Some(()) = pacer.due.recv() => { pacer.asked = false; Vec::new() }
             // SIGTERM: stop cleanly without asking, as `flametree serve` does.
             _ = &mut terminated => { app.quit = true; Vec::new() }
         };

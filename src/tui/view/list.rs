@@ -46,18 +46,7 @@ fn status_counts(app: &App) -> String {
     if app.partial {
         return format!(" first {} shown · loading the rest… ", app.list.all.len());
     }
-    let running = app
-        .list
-        .all
-        .iter()
-        .filter(|c| c.status == Status::Running)
-        .count();
-    let errors = app
-        .list
-        .all
-        .iter()
-        .filter(|c| c.status == Status::Error)
-        .count();
+    let (running, errors) = app.list.status_counts();
     let mut s = format!(" {running} running ");
     if errors > 0 {
         s = format!(" {running} running · {errors} error ");

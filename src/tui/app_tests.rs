@@ -1,0 +1,111 @@
+//! The console's idle behaviour: what wakes it and what costs a frame.
+
+use super::*;
+use crate::runtime::Presence;
+use crate::store::{LeaseInfo, ProcessInfo};
+use crate::tui::list::tests_support::conn;
+
+fn app() -> App {
+    let header = HeaderInfo {
+        tenant: "default".into(),
+        database: "PostgreSQL".into(),
+        operator: "ann".into(),
+        role: Role::Editor,
+    };
+    App::new(header, Theme::plain(), false, (100, 1 << 16))
+}
+
+fn serve(seen_ms_ago: i64) -> ProcessInfo {
+    ProcessInfo {
+        id: "web1:7:1".into(),
+        host: "web1".into(),
+        pid: 7,
+        role: "serve".into(),
+        tenant: "default".into(),
+        runs_channels: true,
+        started_at: 1,
+        seen_ms_ago,
+    }
+}
+
+fn presence(db_now: Millis, seen_ms_ago: i64) -> Presence {
+    Presence {
+        runs_here: false,
+        others: vec![serve(seen_ms_ago)],
+        leases: Default::default(),
+        db_now,
+    }
+}
+
+#[test]
+fn a_presence_that_only_moved_its_clocks_draws_no_frame() {
+    let mut a = app();
+    a.on_presence(presence(1_000, 0));
+    assert!(a.dirty, "the first presence is shown");
+    a.dirty = false;
+    a.on_presence(presence(4_000, 2_900));
+    assert!(!a.dirty, "same summary, same processes: nothing to draw");
+    assert_eq!(
+        a.presence.as_ref().unwrap().db_now,
+        4_000,
+        "kept for the next frame"
+    );
+    let mut two = presence(7_000, 0);
+    two.others.push(ProcessInfo {
+        id: "web2:8:1".into(),
+        role: "console".into(),
+        runs_channels: false,
+        ..serve(0)
+    });
+    a.on_presence(two);
+    assert!(a.dirty, "another process appeared in the header");
+}
+
+#[test]
+fn a_selected_connection_losing_its_owner_is_drawn() {
+    let mut a = app();
+    let mut c = conn(1, "Sales bot", "telegram");
+    c.desired = DesiredState::Running;
+    c.status = Status::Running;
+    a.list.set(vec![c]);
+    a.list.selected = Some(1);
+    let lease = |expires_in_ms| LeaseInfo {
+        connection_id: 1,
+        owner: "web1:7:1".into(),
+        generation: 1,
+        expires_in_ms,
+        expires_at: 10_000,
+    };
+    let mut held = presence(1_000, 0);
+    held.leases.insert(1, lease(9_000));
+    a.on_presence(held);
+    a.dirty = false;
+    let mut lapsed = presence(20_000, 0);
+    lapsed.leases.insert(1, lease(-10_000));
+    a.on_presence(lapsed);
+    assert!(a.dirty, "owner-gone now shows for the selected connection");
+}
+
+#[test]
+fn an_idle_live_console_needs_no_tick_a_polling_or_waiting_one_does() {
+    let mut a = app();
+    a.live = true;
+    assert!(a.needs_tick(), "before the first load");
+    a.on_msg(Msg::Loaded {
+        connections: vec![conn(1, "Sales bot", "telegram")],
+        marker: None,
+        complete: true,
+    });
+    assert!(
+        !a.needs_tick(),
+        "PostgreSQL announces changes: nothing to poll"
+    );
+    a.set_busy("Saving");
+    assert!(a.needs_tick(), "the waiting notice counts seconds");
+    a.busy = None;
+    a.on_msg(Msg::DbDown("connection refused".into()));
+    assert!(a.needs_tick(), "a lost database is retried");
+    a.db_down = None;
+    a.live = false;
+    assert!(a.needs_tick(), "SQLite polls its change check");
+}
