@@ -292,6 +292,20 @@ async fn bird_names_a_channel_that_is_not_in_the_workspace(be: Be) {
         "{}",
         c.status_message
     );
+    let mut bad_key = bird_draft(&sandbox, "Wrong key", CH, None);
+    bad_key.secrets.insert(
+        "access_key".into(),
+        flametree::secrets::SecretString::new("not-a-key"),
+    );
+    add_running(&env, &bad_key).await;
+    let k = wait_status(&env, "Wrong key", Status::Error).await;
+    assert!(
+        k.status_message
+            .starts_with("Bird refused the credentials (401")
+            && k.status_message.contains("check the Access key"),
+        "{}",
+        k.status_message
+    );
     host.shutdown().await;
 }
 
@@ -485,6 +499,20 @@ async fn deprecated_messagebird_keeps_running(be: Be) {
     assert_eq!(
         (sent[0].0.as_str(), sent[0].1.as_str()),
         ("+31612345678", "You said: still there?")
+    );
+    let mut bad = d.clone();
+    bad.name = "Legacy bad key".into();
+    bad.secrets.insert(
+        "access_key".into(),
+        flametree::secrets::SecretString::new("live_wrong"),
+    );
+    add_running(&env, &bad).await;
+    let e = wait_status(&env, "Legacy bad key", Status::Error).await;
+    assert!(
+        e.status_message
+            .starts_with("MessageBird refused the credentials (401"),
+        "{}",
+        e.status_message
     );
     let logs =
         common::runtime::log_text(&env, "Legacy SMS", "MessageBird-Signature does not match").await;
