@@ -640,3 +640,39 @@ async fn quitting_with_unsaved_changes_asks_whether_to_quit_and_y_quits() {
     c.key(KeyCode::Char('y')).await;
     assert!(c.app.quit);
 }
+
+#[tokio::test]
+async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Alpha bot", common::TG_TOKEN).await;
+    c.key(KeyCode::Esc).await;
+    c.add_telegram(
+        "Sales bot",
+        "7000000009:AAEsecondBotTokenForTheSearchTest00009",
+    )
+    .await;
+    while c.app.focus != flametree::tui::app::Focus::List {
+        c.key(KeyCode::Esc).await;
+    }
+    c.key(KeyCode::Char('g')).await;
+    c.key(KeyCode::Char('l')).await;
+    let alpha = c.channels.find("Alpha bot").await.unwrap();
+    let sales = c.channels.find("Sales bot").await.unwrap();
+    assert_eq!(c.app.logs_for, Some(alpha.id));
+    while c.app.focus != flametree::tui::app::Focus::List {
+        c.key(KeyCode::Esc).await;
+    }
+    c.key(KeyCode::Char('/')).await;
+    c.type_text("sales").await;
+    c.key(KeyCode::Enter).await;
+    assert_eq!(
+        c.app.list.selected_connection().map(|s| s.id),
+        Some(sales.id),
+        "the match is selected"
+    );
+    assert_eq!(c.app.logs_for, Some(sales.id), "and so does the Logs pane");
+    // A search matching nothing leaves nobody for the pane: it closes.
+    c.key(KeyCode::Char('/')).await;
+    c.type_text("zzz").await;
+    assert_eq!(c.app.logs_for, None);
+}

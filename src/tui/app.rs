@@ -268,7 +268,11 @@ impl App {
 
     /// With the Logs pane open, moving through the list moves the logs with it.
     pub fn follow_logs_to_selection(&mut self) -> Option<Command> {
-        let c = self.list.selected_connection()?;
+        let Some(c) = self.list.selected_connection() else {
+            // Nothing in Details: the pane has nobody to belong to.
+            self.logs_for = None;
+            return None;
+        };
         if Some(c.id) == self.logs_for {
             return None;
         }

@@ -181,7 +181,8 @@ impl App {
     }
 
     fn search_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        let before = self.list.selected;
+        // By id: a new filter can put another connection at the same row.
+        let before = self.list.selected_connection().map(|c| c.id);
         match key.code {
             KeyCode::Enter => self.focus = Focus::List,
             KeyCode::Esc => {
@@ -201,8 +202,11 @@ impl App {
             }
             _ => {}
         }
-        if self.list.selected != before {
+        if self.list.selected_connection().map(|c| c.id) != before {
             self.sync_form_to_selection();
+            if self.logs_for.is_some() {
+                return self.follow_logs_to_selection().into_iter().collect();
+            }
         }
         Vec::new()
     }
