@@ -338,6 +338,25 @@ impl Form {
         self.advanced = true;
     }
 
+    /// The type's variables not on the form yet: what the Add-variable picker offers.
+    pub fn env_choices(&self) -> Vec<&'static crate::catalog::EnvSpec> {
+        let present: Vec<String> = self
+            .env
+            .iter()
+            .map(|(name, _)| {
+                name.lines()
+                    .first()
+                    .map(|l| l.trim().to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.ty
+            .env
+            .iter()
+            .filter(|spec| !present.iter().any(|p| p == &spec.name))
+            .collect()
+    }
+
     /// Sets a plain field's text (a prefilled form).
     pub fn set_field(&mut self, key: &str, value: &str) {
         if let Some(i) = self
@@ -542,6 +561,17 @@ mod tests {
         for c in text.chars() {
             form.handle_key(key(KeyCode::Char(c)));
         }
+    }
+
+    #[test]
+    fn the_variable_picker_offers_only_variables_not_added_yet() {
+        let ty = Catalog::get().find("telegram").unwrap();
+        let mut form = Form::new_connector(ty, false, false);
+        let all = form.env_choices().len();
+        assert!(form.env_choices().iter().any(|e| e.name == "TELEGRAM_MODE"));
+        form.add_env("TELEGRAM_MODE", "polling");
+        assert_eq!(form.env_choices().len(), all - 1);
+        assert!(!form.env_choices().iter().any(|e| e.name == "TELEGRAM_MODE"));
     }
 
     #[test]

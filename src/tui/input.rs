@@ -748,7 +748,12 @@ impl App {
                 }
             }
             Overlay::EnvPicker { selected } => {
-                let n = self.form.as_ref().map(|f| f.ty.env.len()).unwrap_or(0) + 1;
+                let n = self
+                    .form
+                    .as_ref()
+                    .map(|f| f.env_choices().len())
+                    .unwrap_or(0)
+                    + 1;
                 match key.code {
                     KeyCode::Esc => {
                         keep = false;
@@ -777,7 +782,7 @@ impl App {
 
     fn pick_env(&mut self, selected: usize) {
         let Some(form) = &mut self.form else { return };
-        let (name, value) = match form.ty.env.get(selected) {
+        let (name, value) = match form.env_choices().get(selected) {
             Some(spec) => (spec.name.clone(), spec.default.clone().unwrap_or_default()),
             None => (String::new(), String::new()),
         };

@@ -218,7 +218,8 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         Overlay::EnvPicker { selected } => {
             let Some(form) = &app.form else { return };
             let ty = form.ty;
-            let rect = centered(area, 80, ty.env.len() as u16 + 5);
+            let choices = form.env_choices();
+            let rect = centered(area, 80, choices.len() as u16 + 5);
             f.render_widget(Clear, rect);
             let block = Block::bordered()
                 .title(Line::styled(
@@ -230,7 +231,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             f.render_widget(block, rect);
             let width = inner.width as usize;
             let mut lines = Vec::new();
-            for (i, spec) in ty.env.iter().enumerate() {
+            for (i, spec) in choices.iter().enumerate() {
                 let default = spec
                     .default
                     .as_deref()
@@ -249,7 +250,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 lines.push(line);
             }
             let mut custom = Line::raw(" Custom variable…");
-            if *selected == ty.env.len() {
+            if *selected == choices.len() {
                 custom = custom.patch_style(t.selected());
             }
             lines.push(custom);
