@@ -1,7 +1,7 @@
 //! Forward-only migrations, one list per backend, applied in a transaction each.
 
 use super::{Backend, StoreError};
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyPool;
 
 struct Migration {
     version: i64,
@@ -78,13 +78,13 @@ const SQLITE: &[Migration] = &[
     },
 ];
 
-pub async fn run(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+pub async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     let fail = |e: sqlx::Error| StoreError::Migration(e.to_string());
     let list = match backend {
         Backend::Postgres => POSTGRES,
         Backend::Sqlite => SQLITE,
     };
-    let mut tx = conn.begin().await.map_err(fail)?;
+    let mut tx = pool.begin().await.map_err(fail)?;
     if backend == Backend::Postgres {
         // Two processes starting at once must not both migrate.
         sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(7406141)) AS locked")

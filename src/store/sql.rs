@@ -80,40 +80,21 @@ impl SqlStore {
                     })
                 })
         };
-        let pool = options(max_connections.max(1)).connect_lazy_with(quiet_options(&url)?);
-        let unavailable = |e: sqlx::Error| match classify(e) {
-            StoreError::Other(m) => StoreError::Unavailable(m),
-            other => other,
-        };
-        // A few connections are opened at once rather than one after the other, and each
-        // is handed back before the next statement. sqlx otherwise returns a released
-        // connection to the pool in a task of its own (after a ping), and a statement
-        // right behind it finds no idle connection and opens another: with TLS a whole
-        // handshake (about 100 ms on the benchmark machine) on the way to the console's
-        // first screen. Three cover the console's start: the first page, the runtime's
-        // first look at the other processes, and one being handed back. SQLite's
-        // connections cost nothing to open, so one is enough there (with two, the console
-        // benchmark's in-process launch took 1.3 s instead of 0.5 s, right after its
-        // seeding connection closed; not looked into further).
-        let warm = match backend {
-            Backend::Postgres => max_connections.clamp(1, 3) as usize,
-            Backend::Sqlite => 1,
-        };
-        let mut opened = futures::future::join_all((0..warm).map(|_| pool.acquire())).await;
-        let mut conn = opened.remove(0).map_err(unavailable)?;
-        for spare in opened {
-            // `return_to_pool` is sqlx's own hand-back task, awaited here.
-            spare.map_err(unavailable)?.return_to_pool().await;
-        }
+        let pool = options(max_connections.max(1))
+            .connect_with(quiet_options(&url)?)
+            .await
+            .map_err(|e| match classify(e) {
+                StoreError::Other(m) => StoreError::Unavailable(m),
+                other => other,
+            })?;
         if backend == Backend::Sqlite {
             // WAL lets the console read while `flametree serve` or the CLI writes.
             sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut *conn)
+                .execute(&pool)
                 .await
                 .map_err(classify)?;
         }
-        migrate::run(&mut conn, backend).await?;
-        conn.return_to_pool().await;
+        migrate::run(&pool, backend).await?;
         super::pipeline_sql::fill_hook_ids(&pool).await?;
         // Opened on first use: processes that never run channels never open it.
         let writer_pool = options(1).connect_lazy_with(quiet_options(&url)?);
