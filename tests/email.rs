@@ -88,14 +88,7 @@ fn draft(
 }
 
 async fn add(env: &Env, draft: &flametree::channels::Draft) -> Connection {
-    let c = env.channels.add(draft).await.unwrap().connection;
-    let echo = common::runtime::echo_agent(env).await;
-    env.channels
-        .attach_connection(&echo, &c, true)
-        .await
-        .unwrap();
-    env.channels.run_agent(&echo, true).await.unwrap();
-    c
+    common::hooks::add_answered(env, draft).await
 }
 
 async fn set(env: &Env, desired: DesiredState) {
@@ -104,20 +97,7 @@ async fn set(env: &Env, desired: DesiredState) {
 }
 
 async fn wait_status(env: &Env, status: Status) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let c = env.channels.find("Support mail").await.unwrap();
-        if c.status == status {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reached {status}: it is {} ({})",
-            c.status,
-            c.status_message
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::hooks::wait_status(env, "Support mail", status).await
 }
 
 /// Waits until both accounts have said they watch their folder.

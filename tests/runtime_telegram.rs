@@ -46,22 +46,8 @@ async fn set(env: &Env, name: &str, desired: DesiredState) {
     env.channels.set_desired(&c, desired).await.unwrap();
 }
 
-/// Waits (bounded) until the connection reaches `status`.
 async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = env.channels.find(name).await.unwrap();
-        if c.status == status {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "'{name}' never reached {status}: it is {} ({})",
-            c.status,
-            c.status_message
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::hooks::wait_status(env, name, status).await
 }
 
 async fn start_runs_the_bot_and_answers_a_customer(be: Be) {

@@ -28,9 +28,6 @@ pub struct Bird {
 }
 
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
-    if cfg.connection.type_key == "messagebird" {
-        return super::messagebird::open(cfg);
-    }
     let api = cfg
         .env("BIRD_API_URL")
         .unwrap_or_else(|| "https://api.bird.com".into());

@@ -41,14 +41,16 @@ pub struct Meta {
 }
 
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
-    if cfg.connection.type_key == "whatsapp_on_premises" {
-        return super::onprem::open(cfg);
-    }
     let ty = cfg.connection.type_key.clone();
     let (prefix, token_key, token_label) = match ty.as_str() {
         "whatsapp" => ("WHATSAPP", "access_token", "Access token"),
         "facebook" => ("FACEBOOK", "page_access_token", "Page access token"),
-        _ => ("INSTAGRAM", "access_token", "Access token"),
+        "instagram" => ("INSTAGRAM", "access_token", "Access token"),
+        other => {
+            return Err(ConnectorError::Permanent(format!(
+                "the Meta connector does not run '{other}' connections"
+            )));
+        }
     };
     let field = |key: &str, label: &str| {
         cfg.field(key).map(|v| v.trim().to_string()).ok_or_else(|| {

@@ -33,6 +33,10 @@ pub enum Family {
     Telegram,
     Email,
     Meta,
+    /// The deprecated self-hosted WhatsApp Business API client.
+    WhatsAppOnPrem,
+    /// The deprecated MessageBird Conversations API.
+    MessageBird,
     Infobip,
     Bird,
     Intercom,
@@ -48,6 +52,8 @@ impl Family {
             "telegram" => Family::Telegram,
             "email" => Family::Email,
             "meta" => Family::Meta,
+            "whatsapp_onprem" => Family::WhatsAppOnPrem,
+            "messagebird" => Family::MessageBird,
             "infobip" => Family::Infobip,
             "bird" => Family::Bird,
             "intercom" => Family::Intercom,
@@ -283,6 +289,8 @@ fn factory(family: Family) -> Option<Factory> {
         Family::Meta => Some(meta::open),
         Family::Intercom => Some(intercom::open),
         Family::Bird => Some(bird::open),
+        Family::MessageBird => Some(messagebird::open),
+        Family::WhatsAppOnPrem => Some(onprem::open),
         Family::Infobip => Some(infobip::open),
         _ => None,
     }
@@ -313,7 +321,14 @@ pub fn uses_webhook(c: &crate::model::Connection) -> bool {
     match Family::of_type(&c.type_key) {
         Some(Family::Telegram) => env("TELEGRAM_MODE").as_deref() == Some("webhook"),
         Some(Family::Infobip) => env("INFOBIP_INBOUND_MODE").as_deref() == Some("webhook"),
-        Some(Family::Meta | Family::Bird | Family::Intercom | Family::Twilio) => true,
+        Some(
+            Family::Meta
+            | Family::WhatsAppOnPrem
+            | Family::Bird
+            | Family::MessageBird
+            | Family::Intercom
+            | Family::Twilio,
+        ) => true,
         _ => false,
     }
 }

@@ -50,7 +50,8 @@ pub struct ChangeFeed {
 
 impl ChangeFeed {
     /// Listens on PostgreSQL; `None` for SQLite. The listener reconnects by itself
-    /// and announces `Resync` after each reconnection.
+    /// and announces `Resync` once LISTEN is in place, first time and after each
+    /// reconnection.
     pub async fn start(database_url: &str) -> Option<ChangeFeed> {
         let backend = super::Backend::from_url(database_url).ok()?;
         if backend != super::Backend::Postgres {
@@ -83,7 +84,6 @@ pub async fn next(changes: &mut Option<broadcast::Receiver<Change>>) -> Option<C
 }
 
 async fn listen(url: String, tx: broadcast::Sender<Change>) {
-    let mut first = true;
     loop {
         let mut listener = match PgListener::connect(&url).await {
             Ok(l) => l,
@@ -98,10 +98,10 @@ async fn listen(url: String, tx: broadcast::Sender<Change>) {
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
-        if !first {
-            let _ = tx.send(Change::Resync);
-        }
-        first = false;
+        // Also the first time: a reader that looked before LISTEN took effect (the
+        // runtime's first pass starts at once) would otherwise miss what changed in
+        // between until its next full pass.
+        let _ = tx.send(Change::Resync);
         loop {
             // try_recv: Ok(None) when the connection was lost (sqlx reconnects on the
             // next call, but what was sent meanwhile is gone — hence Resync).

@@ -72,7 +72,8 @@ pub fn draft(
     d
 }
 
-pub async fn add_running(env: &Env, d: &Draft) -> Connection {
+/// The connection, answered by the started echo agent (not started itself).
+pub async fn add_answered(env: &Env, d: &Draft) -> Connection {
     let c = env.channels.add(d).await.unwrap().connection;
     let echo = super::runtime::echo_agent(env).await;
     env.channels
@@ -80,6 +81,12 @@ pub async fn add_running(env: &Env, d: &Draft) -> Connection {
         .await
         .unwrap();
     env.channels.run_agent(&echo, true).await.unwrap();
+    c
+}
+
+/// The same, and Start requested.
+pub async fn add_running(env: &Env, d: &Draft) -> Connection {
+    let c = add_answered(env, d).await;
     env.channels
         .set_desired(&c, DesiredState::Running)
         .await
@@ -87,8 +94,10 @@ pub async fn add_running(env: &Env, d: &Draft) -> Connection {
     c
 }
 
+/// Waits (bounded: 30 s covers a start that logs in to several servers) until the
+/// connection reaches `status`.
 pub async fn wait_status(env: &Env, name: &str, status: Status) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let c = env.channels.find(name).await.unwrap();
         if c.status == status {
