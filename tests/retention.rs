@@ -8,7 +8,7 @@ mod common;
 
 use flametree::model::{NewConnection, now_millis};
 use flametree::store::{self, AuditNote, LedgerState, PruneCounts, Store};
-use sqlx::{AnyConnection, Connection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ on_both_backends!(
 /// The store under test and a connection of the test's own to the same database.
 struct Db {
     store: Arc<dyn Store>,
-    sql: AnyConnection,
+    sql: Direct,
     tenant_id: i64,
     connection_id: i64,
     agent_id: i64,
@@ -55,10 +55,15 @@ struct Db {
 impl Db {
     async fn open(url: &str) -> Db {
         let store = store::open(url, 5, 4).await.expect("store opens");
-        sqlx::any::install_default_drivers();
-        let sql = AnyConnection::connect(url)
-            .await
-            .expect("direct connection");
+        let sql = if url.starts_with("postgres") {
+            Direct::Postgres(PgConnection::connect(url).await.expect("direct connection"))
+        } else {
+            Direct::Sqlite(
+                SqliteConnection::connect(url)
+                    .await
+                    .expect("direct connection"),
+            )
+        };
         let tenant_id = store.tenant("default").await.unwrap().id;
         let connection_id = store
             .insert_connection(
@@ -91,18 +96,32 @@ impl Db {
     }
 
     async fn exec(&mut self, sql: &str) -> u64 {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut self.sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .rows_affected()
+        let text = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()));
+        match &mut self.sql {
+            Direct::Postgres(c) => text().execute(c).await.map(|r| r.rows_affected()),
+            Direct::Sqlite(c) => text().execute(c).await.map(|r| r.rows_affected()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     async fn count(&mut self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&mut self.sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        let text = || sqlx::AssertSqlSafe(sql.to_string());
+        match &mut self.sql {
+            Direct::Postgres(c) => sqlx::query_scalar(text()).fetch_one(c).await,
+            Direct::Sqlite(c) => sqlx::query_scalar(text()).fetch_one(c).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A point in time as SQL of the backend: TIMESTAMPTZ on PostgreSQL, milliseconds
+    /// on SQLite.
+    fn time(&self, ms: i64) -> String {
+        match self.sql {
+            Direct::Postgres(_) => {
+                format!("(TIMESTAMPTZ 'epoch' + {ms} * INTERVAL '1 millisecond')")
+            }
+            Direct::Sqlite(_) => ms.to_string(),
+        }
     }
 
     /// A finished (or in-flight) inbound event.
@@ -158,6 +177,7 @@ impl Db {
         } else {
             "at"
         };
+        let at = self.time(at);
         let n = self
             .exec(&format!(
                 "UPDATE {table} SET {column} = {at} WHERE {filter}"
@@ -165,6 +185,12 @@ impl Db {
             .await;
         assert!(n > 0, "nothing in {table} matched {filter}");
     }
+}
+
+/// The test's own connection to the database under test.
+enum Direct {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
 }
 
 fn note() -> AuditNote {
@@ -354,7 +380,7 @@ async fn chunks_are_bounded_and_repeated_calls_finish(url: &str) {
 async fn the_loop_drains_a_backlog_larger_than_a_chunk_and_stops_on_cancel(url: &str) {
     let mut db = Db::open(url).await;
     db.unanswered("recent").await;
-    let old = now_millis() - 8 * DAY_MS;
+    let old = db.time(now_millis() - 8 * DAY_MS);
     // Written directly: 2,500 rows through the store would only slow the test down.
     db.exec(&format!(
         "INSERT INTO unanswered_messages (connection_id, customer, text, reason, at) \

@@ -4,7 +4,7 @@
 use super::responder::ResponderConfig;
 use crate::channels::Channels;
 use crate::model::{Agent, AgentChannel, Status};
-use crate::store::{Store, StoreResult};
+use crate::store::{AgentStore, StoreResult};
 use tracing::warn;
 
 /// How many turns of a customer's conversation are kept per agent and connection.
@@ -19,7 +19,7 @@ pub enum Route {
 /// The running agent whose applied configuration has this connection with Inbound on.
 /// A detached attachment the agent still uses (not restarted yet) counts, but a current
 /// one wins.
-pub async fn inbound_route(store: &dyn Store, connection_id: i64) -> StoreResult<Route> {
+pub async fn inbound_route(store: &dyn AgentStore, connection_id: i64) -> StoreResult<Route> {
     let list = store.connection_agents(connection_id).await?;
     let mut candidates: Vec<&(Agent, AgentChannel)> = list
         .iter()
@@ -75,7 +75,7 @@ pub struct RouteCache(std::sync::Mutex<Option<(std::time::Instant, Route)>>);
 const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RouteCache {
-    async fn route(&self, store: &dyn Store, connection_id: i64) -> StoreResult<Route> {
+    async fn route(&self, store: &dyn AgentStore, connection_id: i64) -> StoreResult<Route> {
         if let Some((at, route)) = self.0.lock().expect("route cache lock").as_ref()
             && at.elapsed() < ROUTE_TTL
         {

@@ -7,7 +7,7 @@
 //! every [`INTERVAL`].
 
 use crate::model::now_millis;
-use crate::store::{PruneCounts, Store, StoreError};
+use crate::store::{PruneCounts, RuntimeStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Prunes once at start, then every [`INTERVAL`], until `stop` is cancelled; returns
 /// at once when `days` is 0 (retention off). Errors are logged and retried at the next
 /// pass; they never end the loop.
-pub async fn prune_loop(store: Arc<dyn Store>, days: u32, stop: CancellationToken) {
+pub async fn prune_loop(store: Arc<dyn RuntimeStore>, days: u32, stop: CancellationToken) {
     if days == 0 {
         tracing::info!("retention is off ([retention] days = 0): nothing is pruned");
         return;
@@ -54,7 +54,7 @@ pub async fn prune_loop(store: Arc<dyn Store>, days: u32, stop: CancellationToke
 /// Chunk after chunk until none comes back full, an error, or `stop`. Returns what was
 /// deleted (also when it ended early) and the error, if any.
 async fn prune_pass(
-    store: &dyn Store,
+    store: &dyn RuntimeStore,
     cutoff_ms: i64,
     stop: &CancellationToken,
 ) -> (PruneCounts, Option<StoreError>) {

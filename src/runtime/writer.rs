@@ -3,7 +3,7 @@
 //! one commit per batch, not several per message.
 
 use crate::model::LogLine;
-use crate::store::{Store, StoreError, StoreResult, WriteOp, WriteResult};
+use crate::store::{RuntimeStore, StoreError, StoreResult, WriteOp, WriteResult};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +38,10 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task; it ends when every `Writer` clone is dropped, after
     /// writing what was queued.
-    pub fn start(store: Arc<dyn Store>, log_keep: u32) -> (Writer, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn RuntimeStore>,
+        log_keep: u32,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = tokio::spawn(run(store, rx, log_keep));
         (
@@ -125,7 +128,7 @@ impl Trims {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, keep: u32) {
+async fn run(store: Arc<dyn RuntimeStore>, mut rx: mpsc::Receiver<Request>, keep: u32) {
     let mut held: Vec<LogLine> = Vec::new();
     let mut trims = Trims::new(keep);
     let mut batch: Vec<Request> = Vec::with_capacity(256);
@@ -205,7 +208,12 @@ fn drain(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
     }
 }
 
-async fn commit(store: &dyn Store, batch: &mut Vec<Request>, held: &mut Vec<LogLine>, keep: u32) {
+async fn commit(
+    store: &dyn RuntimeStore,
+    batch: &mut Vec<Request>,
+    held: &mut Vec<LogLine>,
+    keep: u32,
+) {
     let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.len() + 1);
     if !held.is_empty() {
         ops.push(WriteOp::Logs(std::mem::take(held)));
@@ -265,7 +273,7 @@ async fn commit(store: &dyn Store, batch: &mut Vec<Request>, held: &mut Vec<LogL
     }
 }
 
-async fn flush_held(store: &dyn Store, held: &mut Vec<LogLine>, keep: u32) {
+async fn flush_held(store: &dyn RuntimeStore, held: &mut Vec<LogLine>, keep: u32) {
     if !held.is_empty() {
         let _ = store
             .write_batch(&[WriteOp::Logs(std::mem::take(held))], keep)

@@ -1,28 +1,54 @@
 //! Leases and process heartbeats on the database's clock.
 
-use super::sql::classify;
-use super::{Backend, LeaseInfo, ProcessInfo, SqlStore, Store, StoreResult};
+use super::{NOW, SqlStore, Ts, classify, ms, ms_between, plus_ms, ts};
 use crate::model::Millis;
+use crate::store::{LeaseInfo, ProcessInfo, StoreResult};
 use sqlx::Row;
 
-/// The database's current time in milliseconds, as SQL.
-pub(super) fn now_sql(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => "(CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))",
-        Backend::Sqlite => "(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))",
+/// `sql` in the backend's dialect of time: `{now}` is the database's clock,
+/// `{now+PARAM}` that clock plus PARAM milliseconds, `{ms:A-B}` the milliseconds
+/// from B to A as a BIGINT.
+pub(super) fn with_now(sql: &str) -> sqlx::AssertSqlSafe<String> {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = open
+            + rest[open..]
+                .find('}')
+                .expect("a closed {…} in the template");
+        let token = &rest[open + 1..close];
+        match token.split_once(':') {
+            _ if token == "now" => out.push_str(NOW),
+            Some(("ms", diff)) => {
+                let (a, b) = diff.split_once('-').expect("{ms:A-B}");
+                out.push_str(&ms_between(&expand(a), &expand(b)));
+            }
+            _ => match token.strip_prefix("now+") {
+                Some(param) => out.push_str(&plus_ms(NOW, param)),
+                None => panic!("unknown token {{{token}}} in a time template"),
+            },
+        }
+        rest = &rest[close + 1..];
     }
+    out.push_str(rest);
+    sqlx::AssertSqlSafe(out)
 }
 
-/// `sql` with `{now}` replaced by the backend's clock.
-pub(super) fn with_now(backend: Backend, sql: &str) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(sql.replace("{now}", now_sql(backend)))
+fn expand(term: &str) -> String {
+    if term == "now" {
+        NOW.to_string()
+    } else {
+        term.to_string()
+    }
 }
 
 impl SqlStore {
     pub(super) async fn db_now_(&self) -> StoreResult<Millis> {
-        sqlx::query_scalar(with_now(self.backend(), "SELECT {now}"))
+        sqlx::query_scalar::<_, Ts>(with_now("SELECT {now}"))
             .fetch_one(&self.pool)
             .await
+            .map(ms)
             .map_err(classify)
     }
 
@@ -33,9 +59,8 @@ impl SqlStore {
         ttl_ms: i64,
     ) -> StoreResult<Option<i64>> {
         let sql = with_now(
-            self.backend(),
             "INSERT INTO connection_leases (connection_id, owner, expires_at, generation) \
-             VALUES ($1, $2, {now} + $3, 1) ON CONFLICT (connection_id) DO UPDATE SET \
+             VALUES ($1, $2, {now+$3}, 1) ON CONFLICT (connection_id) DO UPDATE SET \
              generation = connection_leases.generation + \
                CASE WHEN connection_leases.owner = excluded.owner THEN 0 ELSE 1 END, \
              owner = excluded.owner, expires_at = excluded.expires_at \
@@ -57,8 +82,7 @@ impl SqlStore {
         ttl_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
         let sql = with_now(
-            self.backend(),
-            "UPDATE connection_leases SET expires_at = {now} + $2 \
+            "UPDATE connection_leases SET expires_at = {now+$2} \
              WHERE owner = $1 AND expires_at >= {now} RETURNING connection_id, generation",
         );
         let rows = sqlx::query(sql)
@@ -78,8 +102,9 @@ impl SqlStore {
     }
 
     pub(super) async fn expire_leases_of_(&self, owner: &str) -> StoreResult<u64> {
-        let done = sqlx::query("UPDATE connection_leases SET expires_at = 0 WHERE owner = $1")
+        let done = sqlx::query("UPDATE connection_leases SET expires_at = $2 WHERE owner = $1")
             .bind(owner)
+            .bind(ts(0))
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -88,12 +113,11 @@ impl SqlStore {
 
     pub(super) async fn leases_(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>> {
         let sql = with_now(
-            self.backend(),
             // The tenant's connection ids come from the (tenant_id, changed_at) index:
             // joining the table read every connection's whole row (configuration and
             // all) every few seconds, most of an idle process's work with 10,000 bots.
             "SELECT l.connection_id, l.owner, l.generation, l.expires_at, \
-             l.expires_at - {now} AS expires_in FROM connection_leases l \
+             {ms:l.expires_at-now} AS expires_in FROM connection_leases l \
              WHERE l.connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
         );
         let rows = sqlx::query(sql)
@@ -107,7 +131,7 @@ impl SqlStore {
                     connection_id: r.try_get("connection_id").map_err(classify)?,
                     owner: r.try_get("owner").map_err(classify)?,
                     generation: r.try_get("generation").map_err(classify)?,
-                    expires_at: r.try_get("expires_at").map_err(classify)?,
+                    expires_at: ms(r.try_get("expires_at").map_err(classify)?),
                     expires_in_ms: r.try_get("expires_in").map_err(classify)?,
                 })
             })
@@ -116,7 +140,6 @@ impl SqlStore {
 
     pub(super) async fn lease_holders_(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
         let sql = with_now(
-            self.backend(),
             "SELECT DISTINCT owner FROM connection_leases WHERE expires_at >= {now} \
              AND connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
         );
@@ -129,7 +152,6 @@ impl SqlStore {
 
     pub(super) async fn heartbeat_(&self, p: &ProcessInfo) -> StoreResult<()> {
         let sql = with_now(
-            self.backend(),
             "INSERT INTO flametree_processes (id, host, pid, role, tenant, runs_channels, \
              started_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) \
              ON CONFLICT (id) DO UPDATE SET role = excluded.role, tenant = excluded.tenant, \
@@ -141,8 +163,8 @@ impl SqlStore {
             .bind(p.pid)
             .bind(&p.role)
             .bind(&p.tenant)
-            .bind(i64::from(p.runs_channels))
-            .bind(p.started_at)
+            .bind(p.runs_channels)
+            .bind(ts(p.started_at))
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -151,9 +173,8 @@ impl SqlStore {
 
     pub(super) async fn processes_(&self) -> StoreResult<Vec<ProcessInfo>> {
         let sql = with_now(
-            self.backend(),
             "SELECT id, host, pid, role, tenant, runs_channels, started_at, \
-             {now} - seen_at AS ago FROM flametree_processes ORDER BY started_at",
+             {ms:now-seen_at} AS ago FROM flametree_processes ORDER BY started_at",
         );
         let rows = sqlx::query(sql)
             .fetch_all(&self.pool)
@@ -167,8 +188,8 @@ impl SqlStore {
                     pid: r.try_get("pid").map_err(classify)?,
                     role: r.try_get("role").map_err(classify)?,
                     tenant: r.try_get("tenant").map_err(classify)?,
-                    runs_channels: r.try_get::<i64, _>("runs_channels").map_err(classify)? != 0,
-                    started_at: r.try_get("started_at").map_err(classify)?,
+                    runs_channels: r.try_get("runs_channels").map_err(classify)?,
+                    started_at: ms(r.try_get("started_at").map_err(classify)?),
                     seen_ms_ago: r.try_get("ago").map_err(classify)?,
                 })
             })

@@ -1,31 +1,42 @@
-//! The `Store` over sqlx's Any driver. Both backends share the query text (`$N`
-//! placeholders, BIGINT columns, JSON as TEXT); what differs between them lives in
-//! their migrations and in `connect`.
+//! The store's queries, shared by both backends and compiled once for each (see
+//! `postgres.rs` and `sqlite.rs`): `Db` is the backend's sqlx driver, `Ts` the type of
+//! its timestamp columns, and the few spots where the dialects differ ask `BACKEND`.
 
-use super::rows::{self, connection_columns};
-use super::{
-    AuditNote, Backend, ChangeMarker, LedgerState, PruneCounts, Store, StoreError, StoreResult,
-    migrate, redact_url,
-};
+mod agents;
+mod leases;
+pub(crate) mod migrate;
+mod pipeline;
+mod receive;
+mod retention;
+mod rows;
+
+pub(crate) use super::{BACKEND, Db, MIGRATOR, NOW, Ts, ms, ms_between, plus_ms, ts};
+
 use crate::model::{
     Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
     NewConnection, Status, Tenant, format_millis, now_millis,
 };
+use crate::store::{
+    AgentStore, AuditNote, Backend, ChangeMarker, ChannelStore, LedgerState, LogStore, PruneCounts,
+    RuntimeStore, Store, StoreError, StoreResult,
+};
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
-use std::time::Duration;
+use rows::connection_columns;
+use sqlx::types::Json;
+use sqlx::{Pool, Row, Transaction};
+
+pub(crate) type DbRow = <Db as sqlx::Database>::Row;
+pub(crate) type Tx<'a> = Transaction<'a, Db>;
 
 pub struct SqlStore {
-    pub(super) pool: AnyPool,
+    pub(crate) pool: Pool<Db>,
     /// The group-commit writer's own connection: in a burst it queued for the shared
     /// pool behind hundreds of answer tasks' reads, and every channel waits on it.
-    pub(super) writer_pool: AnyPool,
-    backend: Backend,
+    pub(crate) writer_pool: Pool<Db>,
     described: String,
 }
 
-pub(super) fn classify(e: sqlx::Error) -> StoreError {
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -44,70 +55,38 @@ pub(super) fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+/// A failed first connection: whatever the cause, the database is not there for us.
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    match classify(e) {
+        StoreError::Other(m) => StoreError::Unavailable(m),
+        other => other,
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 impl SqlStore {
-    pub async fn connect(
-        url: &str,
-        connect_timeout_secs: u64,
-        max_connections: u32,
+    /// The store over migrated pools (sqlx's statement logging is off on both: its
+    /// logger asks `tracing` whether each level is enabled without emitting an event,
+    /// which leaves tracing-subscriber's per-layer filter state stale on that thread,
+    /// and the next event on it — a channel's log line — was dropped).
+    pub(crate) async fn ready(
+        pool: Pool<Db>,
+        writer_pool: Pool<Db>,
+        described: String,
     ) -> StoreResult<SqlStore> {
-        sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url)?;
-        let url = match backend {
-            Backend::Sqlite => prepare_sqlite(url)?,
-            Backend::Postgres => url.to_string(),
-        };
-        let options = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        if backend == Backend::Sqlite {
-                            // WAL with synchronous=NORMAL survives any process crash; only
-                            // a power cut can take back the last commits. FULL would fsync
-                            // every ledger write of every message.
-                            conn.execute(
-                                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA synchronous = NORMAL;",
-                            )
-                            .await?;
-                        }
-                        Ok(())
-                    })
-                })
-        };
-        let pool = options(max_connections.max(1))
-            .connect_with(quiet_options(&url)?)
-            .await
-            .map_err(|e| match classify(e) {
-                StoreError::Other(m) => StoreError::Unavailable(m),
-                other => other,
-            })?;
-        if backend == Backend::Sqlite {
-            // WAL lets the console read while `flametree serve` or the CLI writes.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .map_err(classify)?;
-        }
-        migrate::run(&pool, backend).await?;
-        super::pipeline_sql::fill_hook_ids(&pool).await?;
-        // Opened on first use: processes that never run channels never open it.
-        let writer_pool = options(1).connect_lazy_with(quiet_options(&url)?);
+        pipeline::fill_hook_ids(&pool).await?;
         Ok(SqlStore {
             pool,
             writer_pool,
-            backend,
-            described: redact_url(&url),
+            described,
         })
     }
 
     pub(super) async fn audit(
-        tx: &mut Transaction<'_, Any>,
+        tx: &mut Transaction<'_, Db>,
         tenant_id: i64,
         note: &AuditNote,
         kind: &str,
@@ -119,7 +98,7 @@ impl SqlStore {
              target_name, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(tenant_id)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .bind(&note.actor)
         .bind(&note.action)
         .bind(kind)
@@ -142,7 +121,7 @@ impl SqlStore {
         if let Some(b) = b {
             q = q.bind(b.to_string());
         }
-        let row: Option<AnyRow> = q.fetch_optional(&self.pool).await.map_err(classify)?;
+        let row: Option<DbRow> = q.fetch_optional(&self.pool).await.map_err(classify)?;
         row.as_ref().map(rows::connection).transpose()
     }
 
@@ -171,19 +150,14 @@ impl SqlStore {
     }
 }
 
-/// Connect options without sqlx's statement logging. Its logger asks `tracing` whether
-/// each level is enabled without emitting an event, which leaves tracing-subscriber's
-/// per-layer filter state stale on that thread: the next event on it (a channel's log
-/// line) is then dropped. On PostgreSQL the queries run on the runtime's own threads,
-/// so every connection log line of the runtime went missing.
 /// Decodes rows a thousand at a time and lets the scheduler run in between. A hundred
 /// thousand connections take the better part of a second to decode; done in one go,
 /// the worker thread doing it runs nothing else meanwhile — not the tasks queued behind
 /// it, nor the timers it would drive — so the console's frames and the pool's new
 /// connections waited for seconds on the benchmark machine.
 async fn decode_yielding<T>(
-    found: &[sqlx::any::AnyRow],
-    decode: fn(&sqlx::any::AnyRow) -> StoreResult<T>,
+    found: &[DbRow],
+    decode: fn(&DbRow) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
     let mut out = Vec::with_capacity(found.len());
     for chunk in found.chunks(1000) {
@@ -195,74 +169,27 @@ async fn decode_yielding<T>(
     Ok(out)
 }
 
-fn quiet_options(url: &str) -> StoreResult<sqlx::any::AnyConnectOptions> {
-    use sqlx::ConnectOptions;
-    use std::str::FromStr;
-    let options = sqlx::any::AnyConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Config(format!("database URL '{}': {e}", redact_url(url))))?;
-    Ok(options.disable_statement_logging())
-}
-
-fn prepare_sqlite(url: &str) -> StoreResult<String> {
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Config(
-            "an in-memory SQLite database would lose everything on exit: give a file path, \
-             e.g. sqlite:///var/lib/flametree/flametree.db"
-                .into(),
-        ));
-    }
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        crate::fsutil::create_private_dir(dir).map_err(|e| {
-            StoreError::Config(format!(
-                "cannot create the data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
-    let query = if query.contains("mode=") {
-        query.to_string()
-    } else if query.is_empty() {
-        "mode=rwc".to_string()
-    } else {
-        format!("{query}&mode=rwc")
-    };
-    Ok(format!("sqlite://{path}?{query}"))
-}
-
+/// The `config` column: JSONB on PostgreSQL, JSON text on SQLite.
 fn config_json(
     fields: &std::collections::BTreeMap<String, String>,
     secrets: &std::collections::BTreeMap<String, crate::secrets::SealedSecret>,
     env: &[crate::model::EnvVar],
-) -> String {
-    let config = rows::ConfigColumn {
+) -> Json<rows::ConfigColumn> {
+    Json(rows::ConfigColumn {
         fields: fields.clone(),
         secrets: secrets.clone(),
         env: env.to_vec(),
-    };
-    serde_json::to_string(&config).expect("model values serialize to JSON")
+    })
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    fn describe(&self) -> String {
-        self.described.clone()
-    }
-
+impl ChannelStore for SqlStore {
     async fn tenant(&self, name: &str) -> StoreResult<Tenant> {
         sqlx::query(
             "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -374,7 +301,7 @@ impl Store for SqlStore {
             "INSERT INTO connections (tenant_id, type_key, name, name_key, description, config, \
              sealed_fields, status_since, created_at, created_by, updated_at, updated_by, changed_at, \
              hook_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $8, $9, $8, $10) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $8, $9, $11, $10) RETURNING id",
         )
         .bind(new.tenant_id)
         .bind(&new.type_key)
@@ -383,9 +310,10 @@ impl Store for SqlStore {
         .bind(&new.description)
         .bind(config_json(&new.fields, &new.secrets, &new.env))
         .bind(new.secrets.len() as i64)
-        .bind(now)
+        .bind(ts(now))
         .bind(&note.actor)
-        .bind(super::pipeline_sql::new_hook_id())
+        .bind(pipeline::new_hook_id())
+        .bind(now)
         .fetch_one(&mut *tx)
         .await;
         let id: i64 = match inserted {
@@ -415,11 +343,12 @@ impl Store for SqlStore {
     }
 
     async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection> {
+        let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let updated = sqlx::query(
             "UPDATE connections SET name = $1, name_key = $2, description = $3, config = $4, \
              sealed_fields = $5, version = version + 1, updated_at = $6, updated_by = $7, \
-             changed_at = CASE WHEN changed_at >= $6 THEN changed_at + 1 ELSE $6 END \
+             changed_at = CASE WHEN changed_at >= $10 THEN changed_at + 1 ELSE $10 END \
              WHERE id = $8 AND version = $9",
         )
         .bind(c.name.trim())
@@ -427,10 +356,11 @@ impl Store for SqlStore {
         .bind(&c.description)
         .bind(config_json(&c.fields, &c.secrets, &c.env))
         .bind(c.secrets.len() as i64)
-        .bind(now_millis())
+        .bind(ts(now))
         .bind(&note.actor)
         .bind(c.id)
         .bind(c.version)
+        .bind(now)
         .execute(&mut *tx)
         .await;
         match updated {
@@ -519,15 +449,17 @@ impl Store for SqlStore {
     }
 
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()> {
+        let now = now_millis();
         sqlx::query(
             "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
              status = $1, status_message = $3, \
-             changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END WHERE id = $4",
+             changed_at = CASE WHEN changed_at >= $5 THEN changed_at + 1 ELSE $5 END WHERE id = $4",
         )
         .bind(status.as_str())
-        .bind(now_millis())
+        .bind(ts(now))
         .bind(message)
         .bind(id)
+        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -548,6 +480,55 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let found = sqlx::query(
+            "SELECT at, actor, action, target_kind, target_id, target_name, details FROM audit_log \
+             WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        found.iter().map(rows::audit).collect()
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn count_sealed_secrets(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE sealed_fields > 0")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>> {
+        self.connection_by_hook_(hook_id).await
+    }
+}
+
+#[async_trait]
+impl LogStore for SqlStore {
     async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()> {
         if lines.is_empty() {
             return Ok(());
@@ -556,7 +537,7 @@ impl Store for SqlStore {
         for line in lines {
             sqlx::query("INSERT INTO connection_logs (connection_id, at, level, message) VALUES ($1, $2, $3, $4)")
                 .bind(line.connection_id)
-                .bind(line.at)
+                .bind(ts(line.at))
                 .bind(&line.level)
                 .bind(&line.message)
                 .execute(&mut *tx)
@@ -630,49 +611,10 @@ impl Store for SqlStore {
             .map(|r| Ok((r.try_get("id").map_err(classify)?, rows::log_line(r)?)))
             .collect()
     }
+}
 
-    async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let found = sqlx::query(
-            "SELECT at, actor, action, target_kind, target_id, target_name, details FROM audit_log \
-             WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(tenant_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        found.iter().map(rows::audit).collect()
-    }
-
-    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)
-    }
-
-    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn count_sealed_secrets(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE sealed_fields > 0")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(n.max(0) as u64)
-    }
-
+#[async_trait]
+impl RuntimeStore for SqlStore {
     async fn db_now(&self) -> StoreResult<Millis> {
         self.db_now_().await
     }
@@ -704,7 +646,7 @@ impl Store for SqlStore {
         self.expire_leases_of_(owner).await
     }
 
-    async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<super::LeaseInfo>> {
+    async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<crate::store::LeaseInfo>> {
         self.leases_(tenant_id).await
     }
 
@@ -712,11 +654,11 @@ impl Store for SqlStore {
         self.lease_holders_(tenant_id).await
     }
 
-    async fn heartbeat(&self, p: &super::ProcessInfo) -> StoreResult<()> {
+    async fn heartbeat(&self, p: &crate::store::ProcessInfo) -> StoreResult<()> {
         self.heartbeat_(p).await
     }
 
-    async fn processes(&self) -> StoreResult<Vec<super::ProcessInfo>> {
+    async fn processes(&self) -> StoreResult<Vec<crate::store::ProcessInfo>> {
         self.processes_().await
     }
 
@@ -743,7 +685,7 @@ impl Store for SqlStore {
         row.map(|r| {
             Ok((
                 r.try_get("cursor").map_err(classify)?,
-                r.try_get("updated_at").map_err(classify)?,
+                ms(r.try_get("updated_at").map_err(classify)?),
             ))
         })
         .transpose()
@@ -756,7 +698,7 @@ impl Store for SqlStore {
         )
         .bind(connection_id)
         .bind(cursor)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -777,7 +719,7 @@ impl Store for SqlStore {
         )
         .bind(connection_id)
         .bind(provider_id)
-        .bind(now)
+        .bind(ts(now))
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
@@ -794,7 +736,7 @@ impl Store for SqlStore {
             "UPDATE inbound_ledger SET state = $1, updated_at = $2 WHERE connection_id = $3 AND provider_id = $4",
         )
         .bind(state.as_str())
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .bind(connection_id)
         .bind(provider_id)
         .execute(&self.pool)
@@ -805,13 +747,16 @@ impl Store for SqlStore {
 
     async fn write_batch(
         &self,
-        ops: &[super::WriteOp],
+        ops: &[crate::store::WriteOp],
         log_keep: u32,
-    ) -> StoreResult<Vec<super::WriteResult>> {
+    ) -> StoreResult<Vec<crate::store::WriteResult>> {
         self.write_batch_(ops, log_keep).await
     }
 
-    async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, super::LedgerEntry)>> {
+    async fn waiting_inbound(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, crate::store::LedgerEntry)>> {
         self.waiting_inbound_(limit).await
     }
 
@@ -835,14 +780,21 @@ impl Store for SqlStore {
         &self,
         connection_id: i64,
         provider_id: &str,
-    ) -> StoreResult<Option<super::OutboundRecord>> {
+    ) -> StoreResult<Option<crate::store::OutboundRecord>> {
         self.outbound_(connection_id, provider_id).await
     }
 
-    async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>> {
-        self.connection_by_hook_(hook_id).await
+    async fn prune_older_than(
+        &self,
+        cutoff_ms: i64,
+        limit_per_table: u32,
+    ) -> StoreResult<PruneCounts> {
+        self.prune_older_than_(cutoff_ms, limit_per_table).await
     }
+}
 
+#[async_trait]
+impl AgentStore for SqlStore {
     async fn create_agent(
         &self,
         tenant_id: i64,
@@ -966,13 +918,15 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<(Millis, String, String, String)>> {
         self.unanswered_(connection_id, limit).await
     }
+}
 
-    async fn prune_older_than(
-        &self,
-        cutoff_ms: i64,
-        limit_per_table: u32,
-    ) -> StoreResult<PruneCounts> {
-        self.prune_older_than_(cutoff_ms, limit_per_table).await
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    fn describe(&self) -> String {
+        self.described.clone()
     }
 }
 

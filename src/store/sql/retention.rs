@@ -2,8 +2,8 @@
 //! each call is short and never holds a lock for long. Each chunk is one statement
 //! (its own transaction) over an index on the table's time column (migration 0004).
 
-use super::sql::{SqlStore, classify};
-use super::{Backend, PruneCounts, Store, StoreResult};
+use super::{BACKEND, SqlStore, classify, ts};
+use crate::store::{Backend, PruneCounts, StoreResult};
 
 // Each statement deletes the rows its subquery picks: at most `{limit}` (the chunk
 // size) older than `$1` (the cutoff), found through the time index.
@@ -52,7 +52,7 @@ impl SqlStore {
         if limit_per_table == 0 {
             return Ok(PruneCounts::default());
         }
-        let (ledger, outbound) = match self.backend() {
+        let (ledger, outbound) = match BACKEND {
             Backend::Postgres => (LEDGER_POSTGRES, OUTBOUND_POSTGRES),
             Backend::Sqlite => (LEDGER_SQLITE, OUTBOUND_SQLITE),
         };
@@ -73,7 +73,7 @@ impl SqlStore {
         // A number, so safe to write into the statement.
         let sql = template.replace("{limit}", &limit.to_string());
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(cutoff_ms)
+            .bind(ts(cutoff_ms))
             .execute(&self.pool)
             .await
             .map_err(classify)?;

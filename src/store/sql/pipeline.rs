@@ -1,16 +1,15 @@
 //! The inbound pipeline's writes, applied by the group-commit writer many at a time,
 //! and the reads the pipeline and the webhook ingress need.
 
-use super::receive_sql::Receiving;
+use super::receive::Receiving;
 use super::rows::{self, connection_columns};
-use super::sql::classify;
-use super::{
-    Fence, LedgerEntry, LedgerState, OutboundRecord, SqlStore, Store, StoreResult, WriteOp,
-    WriteResult,
-};
+use super::{BACKEND, Db, SqlStore, Tx, classify, ms, ts};
 use crate::model::{Connection, LogLine, now_millis};
+use crate::store::{
+    Backend, Fence, LedgerEntry, LedgerState, OutboundRecord, StoreResult, WriteOp, WriteResult,
+};
 use rand::RngCore;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Pool, Row};
 
 /// 128 random bits, hex: the unguessable path of a webhook URL.
 pub(super) fn new_hook_id() -> String {
@@ -20,7 +19,7 @@ pub(super) fn new_hook_id() -> String {
 }
 
 /// Connections created before webhook paths existed get one at start.
-pub(super) async fn fill_hook_ids(pool: &AnyPool) -> StoreResult<()> {
+pub(super) async fn fill_hook_ids(pool: &Pool<Db>) -> StoreResult<()> {
     let missing: Vec<i64> = sqlx::query_scalar("SELECT id FROM connections WHERE hook_id IS NULL")
         .fetch_all(pool)
         .await
@@ -36,24 +35,21 @@ pub(super) async fn fill_hook_ids(pool: &AnyPool) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) type Tx<'a> = Transaction<'a, Any>;
-
 impl SqlStore {
     pub(super) async fn write_batch_(
         &self,
         ops: &[WriteOp],
         log_keep: u32,
     ) -> StoreResult<Vec<WriteResult>> {
-        let backend = self.backend();
         // SQLite: take the write lock up front. A deferred transaction that reads the
         // leases first is refused at once ("database is locked", no busy wait) when
         // another connection commits before it writes.
-        let mut tx = match backend {
-            super::Backend::Sqlite => self.writer_pool.begin_with("BEGIN IMMEDIATE").await,
-            super::Backend::Postgres => self.writer_pool.begin().await,
+        let mut tx = match BACKEND {
+            Backend::Sqlite => self.writer_pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer_pool.begin().await,
         }
         .map_err(classify)?;
-        let leases = fences_held(&mut tx, backend, ops).await?;
+        let leases = fences_held(&mut tx, ops).await?;
         let mut results = Vec::with_capacity(ops.len());
         let mut lines: Vec<&LogLine> = Vec::new();
         // Claims, marks and outbound records are applied many per statement, after the
@@ -120,7 +116,7 @@ impl SqlStore {
         }
         if !receives.is_empty() {
             let (at, list): (Vec<usize>, Vec<Receiving<'_>>) = receives.into_iter().unzip();
-            let received = super::receive_sql::receive_many(&mut tx, &list).await?;
+            let received = super::receive::receive_many(&mut tx, &list).await?;
             for (i, r) in at.into_iter().zip(received) {
                 results[i] = r;
             }
@@ -198,7 +194,7 @@ impl SqlStore {
              WHERE connection_id = $1 AND state = 'sending' RETURNING provider_id, customer",
         )
         .bind(connection_id)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .bind(if retry { "received" } else { "ignored" })
         .fetch_all(&self.pool)
         .await
@@ -248,7 +244,7 @@ impl SqlStore {
                 account: r.try_get("account").map_err(classify)?,
                 customer: r.try_get("customer").map_err(classify)?,
                 in_reply_to: r.try_get("in_reply_to").map_err(classify)?,
-                sent_at: r.try_get("sent_at").map_err(classify)?,
+                sent_at: ms(r.try_get("sent_at").map_err(classify)?),
             })
         })
         .transpose()
@@ -276,7 +272,6 @@ impl SqlStore {
 /// write for, read once for the whole batch.
 async fn fences_held(
     tx: &mut Tx<'_>,
-    backend: super::Backend,
     ops: &[WriteOp],
 ) -> StoreResult<std::collections::HashMap<i64, (String, i64)>> {
     let mut ids: Vec<i64> = ops
@@ -300,14 +295,11 @@ async fn fences_held(
     let mut held = std::collections::HashMap::new();
     for chunk in ids.chunks(PAIRS_PER_STATEMENT) {
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = super::leases_sql::with_now(
-            backend,
-            &format!(
-                "SELECT connection_id, owner, generation FROM connection_leases \
+        let sql = super::leases::with_now(&format!(
+            "SELECT connection_id, owner, generation FROM connection_leases \
                  WHERE expires_at >= {{now}} AND connection_id IN ({})",
-                list.join(", ")
-            ),
-        );
+            list.join(", ")
+        ));
         let mut q = sqlx::query(sql);
         for id in chunk {
             q = q.bind(id);
@@ -354,7 +346,7 @@ async fn claim_many(
          WHERE state = 'received' AND ({}) RETURNING connection_id, provider_id",
         pairs_condition(pairs.len(), 2)
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_millis());
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ts(now_millis()));
     for (c, k) in pairs {
         q = q.bind(c).bind(*k);
     }
@@ -376,7 +368,7 @@ async fn mark_many(tx: &mut Tx<'_>, state: LedgerState, pairs: &[(i64, &str)]) -
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(state.as_str())
-        .bind(now_millis());
+        .bind(ts(now_millis()));
     for (c, k) in pairs {
         q = q.bind(c).bind(*k);
     }
@@ -412,7 +404,7 @@ async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
          ON CONFLICT (connection_id, provider_id) DO NOTHING",
         rows.join(", ")
     );
-    let now = now_millis();
+    let now = ts(now_millis());
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for op in ops {
         if let WriteOp::Outbound {
@@ -488,7 +480,7 @@ async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
     for l in lines {
         q = q
             .bind(l.connection_id)
-            .bind(l.at)
+            .bind(ts(l.at))
             .bind(&l.level)
             .bind(&l.message);
     }

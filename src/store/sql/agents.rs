@@ -1,10 +1,19 @@
 //! Agents, their Communication channels, conversation history and unanswered messages.
 
 use super::rows::{self, agent_columns};
-use super::sql::{SqlStore, classify, is_unique_violation, name_key};
-use super::{AuditNote, StoreError, StoreResult};
+use super::{SqlStore, Tx, classify, is_unique_violation, ms, name_key, ts};
 use crate::model::{Agent, AgentChannel, Millis, now_millis};
+use crate::store::{AuditNote, StoreError, StoreResult};
 use sqlx::Row;
+use sqlx::types::Json;
+
+/// A JSON setting of the agent as its column holds it (JSONB on PostgreSQL).
+fn json_column(what: &str, text: &str) -> StoreResult<Json<serde_json::Value>> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text)
+        .map(Json)
+        .map_err(|e| StoreError::Other(format!("the agent's {what} is not valid JSON: {e}")))
+}
 
 const CHANNEL_COLUMNS: &str = "agent_id, connection_id, inbound, applied_inbound, detached";
 
@@ -24,7 +33,7 @@ impl SqlStore {
         .bind(tenant_id)
         .bind(name.trim())
         .bind(name_key(name))
-        .bind(now)
+        .bind(ts(now))
         .bind(&note.actor)
         .fetch_one(&mut *tx)
         .await;
@@ -98,9 +107,9 @@ impl SqlStore {
         .bind(a.name.trim())
         .bind(name_key(&a.name))
         .bind(&a.description)
-        .bind(&a.responder)
-        .bind(&a.widget)
-        .bind(now_millis())
+        .bind(json_column("responder", &a.responder)?)
+        .bind(json_column("widget", &a.widget)?)
+        .bind(ts(now_millis()))
         .bind(&note.actor)
         .bind(a.id)
         .bind(a.version)
@@ -174,7 +183,7 @@ impl SqlStore {
         let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         if run {
-            sqlx::query("DELETE FROM agent_channels WHERE agent_id = $1 AND detached = 1")
+            sqlx::query("DELETE FROM agent_channels WHERE agent_id = $1 AND detached")
                 .bind(id)
                 .execute(&mut *tx)
                 .await
@@ -195,7 +204,7 @@ impl SqlStore {
              WHERE id = $4",
         )
         .bind(state)
-        .bind(now)
+        .bind(ts(now))
         .bind(running)
         .bind(id)
         .execute(&mut *tx)
@@ -224,13 +233,13 @@ impl SqlStore {
         let done = sqlx::query(
             "INSERT INTO agent_channels (agent_id, connection_id, inbound, exclusive_inbound, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, connection_id) \
-             DO UPDATE SET inbound = excluded.inbound, exclusive_inbound = excluded.exclusive_inbound, detached = 0",
+             DO UPDATE SET inbound = excluded.inbound, exclusive_inbound = excluded.exclusive_inbound, detached = FALSE",
         )
         .bind(agent_id)
         .bind(connection_id)
-        .bind(i64::from(inbound))
-        .bind(i64::from(exclusive_inbound))
-        .bind(now_millis())
+        .bind(inbound)
+        .bind(exclusive_inbound)
+        .bind(ts(now_millis()))
         .execute(&mut *tx)
         .await;
         if let Err(e) = done {
@@ -252,7 +261,7 @@ impl SqlStore {
         note: &AuditNote,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query("UPDATE agent_channels SET detached = 1, inbound = 0 WHERE agent_id = $1 AND connection_id = $2")
+        sqlx::query("UPDATE agent_channels SET detached = TRUE, inbound = FALSE WHERE agent_id = $1 AND connection_id = $2")
             .bind(agent_id)
             .bind(connection_id)
             .execute(&mut *tx)
@@ -264,12 +273,12 @@ impl SqlStore {
 
     async fn bump_agent(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx<'_>,
         agent_id: i64,
         note: &AuditNote,
     ) -> StoreResult<()> {
         sqlx::query("UPDATE agents SET version = version + 1, updated_at = $1, updated_by = $2 WHERE id = $3")
-            .bind(now_millis())
+            .bind(ts(now_millis()))
             .bind(&note.actor)
             .bind(agent_id)
             .execute(&mut **tx)
@@ -289,7 +298,7 @@ impl SqlStore {
         let found = sqlx::query(
             "SELECT a.name AS agent, c.name AS connection, c.type_key AS type_key FROM agent_channels ac \
              JOIN agents a ON a.id = ac.agent_id JOIN connections c ON c.id = ac.connection_id \
-             WHERE ac.connection_id = $1 AND ac.inbound = 1 AND ac.exclusive_inbound = 1",
+             WHERE ac.connection_id = $1 AND ac.inbound AND ac.exclusive_inbound",
         )
         .bind(connection_id)
         .fetch_optional(&self.pool)
@@ -364,7 +373,7 @@ impl SqlStore {
         .bind(customer)
         .bind(role)
         .bind(content)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -429,7 +438,7 @@ impl SqlStore {
         .bind(customer)
         .bind(text)
         .bind(reason)
-        .bind(now_millis())
+        .bind(ts(now_millis()))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -453,7 +462,7 @@ impl SqlStore {
             .iter()
             .map(|r| {
                 Ok((
-                    r.try_get("at").map_err(classify)?,
+                    ms(r.try_get("at").map_err(classify)?),
                     r.try_get("customer").map_err(classify)?,
                     r.try_get("text").map_err(classify)?,
                     r.try_get("reason").map_err(classify)?,

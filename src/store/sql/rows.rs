@@ -1,9 +1,12 @@
 //! Turning rows into model values; the column lists live next to the decoders.
 
-use super::StoreError;
-use crate::model::{Agent, AgentChannel, AuditEntry, Connection, DesiredState, LogLine, Status};
+use super::{Db, DbRow, Ts, ms};
+use crate::model::{
+    Agent, AgentChannel, AuditEntry, Connection, DesiredState, LogLine, Millis, Status,
+};
+use crate::store::StoreError;
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::types::Json;
 
 /// The connection columns, as a macro so queries stay `&'static str` (sqlx checks that).
 macro_rules! connection_columns {
@@ -26,16 +29,26 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("stored {what} cannot be read: {e}"))
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
-    let text: String = row.try_get(col).map_err(|e| corrupt(col, e))?;
-    serde_json::from_str(&text).map_err(|e| corrupt(col, e))
+/// A JSON column (JSONB on PostgreSQL, text on SQLite).
+fn json<T: serde::de::DeserializeOwned>(row: &DbRow, col: &str) -> Result<T, StoreError> {
+    let Json(value) = get::<Json<T>>(row, col)?;
+    Ok(value)
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    row: &'r AnyRow,
+/// A JSON column as the model keeps it: its text.
+fn json_text(row: &DbRow, col: &str) -> Result<String, StoreError> {
+    Ok(json::<serde_json::Value>(row, col)?.to_string())
+}
+
+fn get<'r, T: sqlx::Decode<'r, Db> + sqlx::Type<Db>>(
+    row: &'r DbRow,
     col: &str,
 ) -> Result<T, StoreError> {
     row.try_get(col).map_err(|e| corrupt(col, e))
+}
+
+pub(crate) fn time(row: &DbRow, col: &str) -> Result<Millis, StoreError> {
+    Ok(ms(get::<Ts>(row, col)?))
 }
 
 /// What the `config` column holds.
@@ -49,7 +62,7 @@ pub struct ConfigColumn {
     pub env: Vec<crate::model::EnvVar>,
 }
 
-pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
+pub fn connection(row: &DbRow) -> Result<Connection, StoreError> {
     let status: String = get(row, "status")?;
     let config: ConfigColumn = json(row, "config")?;
     let desired: String = get(row, "desired_state")?;
@@ -66,15 +79,15 @@ pub fn connection(row: &AnyRow) -> Result<Connection, StoreError> {
         desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         status_message: get(row, "status_message")?,
-        status_since: get(row, "status_since")?,
+        status_since: time(row, "status_since")?,
         running_version: get(row, "running_version")?,
-        updated_at: get(row, "updated_at")?,
+        updated_at: time(row, "updated_at")?,
         updated_by: get(row, "updated_by")?,
         hook_id: get::<Option<String>>(row, "hook_id")?.unwrap_or_default(),
     })
 }
 
-pub fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
+pub fn agent(row: &DbRow) -> Result<Agent, StoreError> {
     let status: String = get(row, "status")?;
     let desired: String = get(row, "desired_state")?;
     Ok(Agent {
@@ -82,8 +95,8 @@ pub fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
         tenant_id: get(row, "tenant_id")?,
         name: get(row, "name")?,
         description: get(row, "description")?,
-        responder: get(row, "responder")?,
-        widget: get(row, "widget")?,
+        responder: json_text(row, "responder")?,
+        widget: json_text(row, "widget")?,
         updated_by: get(row, "updated_by")?,
         desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
@@ -92,18 +105,18 @@ pub fn agent(row: &AnyRow) -> Result<Agent, StoreError> {
     })
 }
 
-pub fn log_line(row: &AnyRow) -> Result<LogLine, StoreError> {
+pub fn log_line(row: &DbRow) -> Result<LogLine, StoreError> {
     Ok(LogLine {
         connection_id: get(row, "connection_id")?,
-        at: get(row, "at")?,
+        at: time(row, "at")?,
         level: get(row, "level")?,
         message: get(row, "message")?,
     })
 }
 
-pub fn audit(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+pub fn audit(row: &DbRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
-        at: get(row, "at")?,
+        at: time(row, "at")?,
         actor: get(row, "actor")?,
         action: get(row, "action")?,
         target_kind: get(row, "target_kind")?,
@@ -113,12 +126,12 @@ pub fn audit(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
-pub fn agent_channel(row: &AnyRow) -> Result<AgentChannel, StoreError> {
+pub fn agent_channel(row: &DbRow) -> Result<AgentChannel, StoreError> {
     Ok(AgentChannel {
         agent_id: get(row, "agent_id")?,
         connection_id: get(row, "connection_id")?,
-        inbound: get::<i64>(row, "inbound")? != 0,
-        applied_inbound: get::<i64>(row, "applied_inbound")? != 0,
-        detached: get::<i64>(row, "detached")? != 0,
+        inbound: get(row, "inbound")?,
+        applied_inbound: get(row, "applied_inbound")?,
+        detached: get(row, "detached")?,
     })
 }

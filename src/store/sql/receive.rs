@@ -3,10 +3,10 @@
 //! SELECT, and the cursors in one upsert. One statement per message (and per cursor)
 //! was the largest cost of a burst on PostgreSQL, where each is a round trip.
 
-use super::pipeline_sql::{PAIRS_PER_STATEMENT, Tx, pairs_condition};
-use super::sql::classify;
-use super::{LedgerEntry, LedgerState, WriteResult};
+use super::pipeline::{PAIRS_PER_STATEMENT, pairs_condition};
+use super::{Ts, Tx, classify, ts};
 use crate::model::now_millis;
+use crate::store::{LedgerEntry, LedgerState, WriteResult};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
@@ -25,8 +25,8 @@ const BYTES_PER_INSERT: usize = 12_000;
 pub(super) async fn receive_many(
     tx: &mut Tx<'_>,
     ops: &[Receiving<'_>],
-) -> super::StoreResult<Vec<WriteResult>> {
-    let now = now_millis();
+) -> crate::store::StoreResult<Vec<WriteResult>> {
+    let now = ts(now_millis());
     let rows: Vec<(i64, &LedgerEntry)> = ops
         .iter()
         .flat_map(|op| op.entries.iter().map(move |e| (op.connection_id, e)))
@@ -102,8 +102,8 @@ fn chunks<'r, 'e>(rows: &'r [(i64, &'e LedgerEntry)]) -> Vec<&'r [(i64, &'e Ledg
 async fn insert_rows(
     tx: &mut Tx<'_>,
     rows: &[(i64, &LedgerEntry)],
-    now: i64,
-) -> super::StoreResult<Vec<(i64, String)>> {
+    now: Ts,
+) -> crate::store::StoreResult<Vec<(i64, String)>> {
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
             let n = 2 + i * 7;
@@ -152,7 +152,7 @@ async fn insert_rows(
 async fn states_of(
     tx: &mut Tx<'_>,
     pairs: &[(i64, &str)],
-) -> super::StoreResult<Vec<((i64, String), LedgerState)>> {
+) -> crate::store::StoreResult<Vec<((i64, String), LedgerState)>> {
     let sql = format!(
         "SELECT connection_id, provider_id, state FROM inbound_ledger WHERE {}",
         pairs_condition(pairs.len(), 1)
@@ -181,8 +181,8 @@ async fn states_of(
 async fn upsert_cursors(
     tx: &mut Tx<'_>,
     ops: &[Receiving<'_>],
-    now: i64,
-) -> super::StoreResult<()> {
+    now: Ts,
+) -> crate::store::StoreResult<()> {
     let mut latest: Vec<(i64, &str)> = Vec::new();
     let mut at: HashMap<i64, usize> = HashMap::new();
     for op in ops {

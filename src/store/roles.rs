@@ -1,0 +1,292 @@
+//! The store's roles. Each user needs only some: the runtime's log writer the logs, a
+//! connector's task the runtime's ledger and leases, the agents screen the agents.
+//! `Store` is all of them, for the composition root that opens the database.
+
+use super::{
+    AuditNote, Backend, ChangeMarker, LeaseInfo, LedgerEntry, LedgerState, OutboundRecord,
+    ProcessInfo, PruneCounts, StoreResult, WriteOp, WriteResult,
+};
+use crate::model::{
+    Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
+    NewConnection, Status, Tenant,
+};
+use async_trait::async_trait;
+
+/// Tenants, connections and their audit trail, settings.
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Returns the tenant, creating it on first use.
+    async fn tenant(&self, name: &str) -> StoreResult<Tenant>;
+
+    /// Every tenant, by name.
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    async fn list_connections(&self, tenant_id: i64) -> StoreResult<Vec<Connection>>;
+
+    /// The first `limit` connections by name: enough to fill a screen while the rest loads.
+    async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>>;
+
+    /// Changes whenever any connection of the tenant is written, added or deleted:
+    /// one cheap query tells a watcher whether to reload.
+    async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker>;
+
+    async fn connection(&self, id: i64) -> StoreResult<Option<Connection>>;
+
+    /// Names match case-insensitively, as uniqueness does.
+    async fn connection_by_name(
+        &self,
+        tenant_id: i64,
+        name: &str,
+    ) -> StoreResult<Option<Connection>>;
+
+    async fn insert_connection(
+        &self,
+        new: &NewConnection,
+        note: &AuditNote,
+    ) -> StoreResult<Connection>;
+
+    /// Saves `c` if the stored version is still `c.version`; the result has the next version.
+    async fn update_connection(&self, c: &Connection, note: &AuditNote) -> StoreResult<Connection>;
+
+    /// Deletes the connection if it is still at `version`.
+    async fn delete_connection(&self, id: i64, version: i64, note: &AuditNote) -> StoreResult<()>;
+
+    async fn set_desired_state(
+        &self,
+        id: i64,
+        desired: DesiredState,
+        note: &AuditNote,
+    ) -> StoreResult<()>;
+
+    /// Records an actual-state transition; `since` moves only when the status changes.
+    async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()>;
+
+    /// Which config version the running task uses (`None` once it stops).
+    async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()>;
+
+    async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// How many connections hold at least one sealed secret; a new master key may be
+    /// created only while this is zero.
+    async fn count_sealed_secrets(&self) -> StoreResult<u64>;
+
+    /// The connection whose webhook path is `hook_id`.
+    async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>>;
+}
+
+/// Each connection's log.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Appends lines and trims each connection's history to `keep` lines.
+    async fn append_logs(&self, lines: &[LogLine], keep: u32) -> StoreResult<()>;
+
+    /// The newest `limit` lines, oldest first.
+    async fn recent_logs(&self, connection_id: i64, limit: u32) -> StoreResult<Vec<LogLine>>;
+
+    /// The id of the connection's newest log line (0 when it has none).
+    async fn last_log_id(&self, connection_id: i64) -> StoreResult<i64>;
+
+    /// Lines after the one with id `after`, oldest first, with their ids (for following).
+    async fn logs_after(
+        &self,
+        connection_id: i64,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, LogLine)>>;
+}
+
+/// What running channels needs: leases, processes, cursors, the inbound ledger,
+/// outbound records and retention.
+#[async_trait]
+pub trait RuntimeStore: Send + Sync {
+    /// The database's clock, in milliseconds: leases and heartbeats use it, never the
+    /// clocks of the machines flametree runs on.
+    async fn db_now(&self) -> StoreResult<Millis>;
+
+    /// Takes the lease on a connection for `owner` until the database's now + `ttl_ms`
+    /// when it is free, expired or already `owner`'s; returns its generation (bumped on
+    /// every change of owner), or None when another owner holds it.
+    async fn acquire_lease(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> StoreResult<Option<i64>>;
+
+    /// Renews every unexpired lease of `owner` in one statement; returns the renewed
+    /// connections with their generations.
+    async fn renew_leases(&self, owner: &str, ttl_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
+
+    async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()>;
+
+    /// Expires every lease of `owner` (a process known to be dead).
+    async fn expire_leases_of(&self, owner: &str) -> StoreResult<u64>;
+
+    /// The tenant's leases as the database's clock sees them now.
+    async fn leases(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>>;
+
+    /// The owners of the tenant's unexpired leases: all a process without a console
+    /// needs to know every few seconds (one row each, not one per connection).
+    async fn lease_holders(&self, tenant_id: i64) -> StoreResult<Vec<String>>;
+
+    /// Records that a process is alive (on the database's clock).
+    async fn heartbeat(&self, p: &ProcessInfo) -> StoreResult<()>;
+
+    /// Every process that sent a heartbeat, with how long ago.
+    async fn processes(&self) -> StoreResult<Vec<ProcessInfo>>;
+
+    async fn forget_process(&self, id: &str) -> StoreResult<()>;
+
+    async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
+
+    /// The cursor and when it was stored.
+    async fn cursor_since(&self, connection_id: i64) -> StoreResult<Option<(String, Millis)>>;
+
+    async fn set_cursor(&self, connection_id: i64, cursor: &str) -> StoreResult<()>;
+
+    /// Records an inbound event as received unless it is known; returns its state.
+    async fn ledger_receive(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<LedgerState>;
+
+    async fn ledger_mark(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+        state: LedgerState,
+    ) -> StoreResult<()>;
+
+    /// Applies the ops in one transaction; `TrimLogs` keeps `log_keep` lines.
+    async fn write_batch(&self, ops: &[WriteOp], log_keep: u32) -> StoreResult<Vec<WriteResult>>;
+
+    /// Messages recorded but not yet claimed, oldest first, across the tenant's
+    /// connections: (connection id, entry).
+    async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, LedgerEntry)>>;
+
+    /// Replies a process claimed and never finished (it died while sending): back to
+    /// received when `retry` (the connector's replies are idempotent), else ignored, so
+    /// each is reported once; returns (key, customer) of each.
+    async fn settle_interrupted(
+        &self,
+        connection_id: i64,
+        retry: bool,
+    ) -> StoreResult<Vec<(String, String)>>;
+
+    async fn ledger_state(&self, connection_id: i64, key: &str)
+    -> StoreResult<Option<LedgerState>>;
+
+    async fn outbound(
+        &self,
+        connection_id: i64,
+        provider_id: &str,
+    ) -> StoreResult<Option<OutboundRecord>>;
+
+    /// Retention: deletes at most `limit_per_table` rows from each of the inbound ledger
+    /// (answered or ignored events only, by when they were last updated), unanswered
+    /// messages, conversation turns and the audit log that are older than `cutoff_ms`
+    /// (strictly). A table whose count equals the limit may hold more: call again.
+    async fn prune_older_than(
+        &self,
+        cutoff_ms: i64,
+        limit_per_table: u32,
+    ) -> StoreResult<PruneCounts>;
+}
+
+/// Agents, their channels, conversation history and unanswered messages.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    async fn create_agent(
+        &self,
+        tenant_id: i64,
+        name: &str,
+        note: &AuditNote,
+    ) -> StoreResult<Agent>;
+
+    async fn list_agents(&self, tenant_id: i64) -> StoreResult<Vec<Agent>>;
+
+    async fn agent(&self, id: i64) -> StoreResult<Option<Agent>>;
+
+    /// Names match case-insensitively.
+    async fn agent_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Agent>>;
+
+    /// Saves name, description, responder and widget if the stored version is still `a.version`.
+    async fn update_agent(&self, a: &Agent, note: &AuditNote) -> StoreResult<Agent>;
+
+    async fn delete_agent(&self, id: i64, note: &AuditNote) -> StoreResult<()>;
+
+    /// The agent answers from now on, with the channels as saved.
+    async fn start_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent>;
+
+    async fn stop_agent(&self, id: i64, note: &AuditNote) -> StoreResult<Agent>;
+
+    /// Attaches (or changes) a connection on the agent's card; applies when the agent
+    /// restarts. For exclusive-inbound types the database refuses a second inbound agent.
+    async fn attach(
+        &self,
+        att: &Attachment,
+        exclusive_inbound: bool,
+        note: &AuditNote,
+    ) -> StoreResult<()>;
+
+    async fn detach(&self, agent_id: i64, connection_id: i64, note: &AuditNote) -> StoreResult<()>;
+
+    /// Saved (not detached) attachments of a connection.
+    async fn attachments_of_connection(&self, connection_id: i64) -> StoreResult<Vec<Attachment>>;
+
+    async fn agent_channels(&self, agent_id: i64) -> StoreResult<Vec<AgentChannel>>;
+
+    /// Every agent with this connection on its card, detached-but-still-applied included.
+    async fn connection_agents(
+        &self,
+        connection_id: i64,
+    ) -> StoreResult<Vec<(Agent, AgentChannel)>>;
+
+    /// Appends a conversation turn, keeping the customer's last `keep`.
+    async fn add_turn(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        role: &str,
+        content: &str,
+        keep: u32,
+    ) -> StoreResult<()>;
+
+    async fn turns(
+        &self,
+        agent_id: i64,
+        connection_id: i64,
+        customer: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String)>>;
+
+    /// Keeps an inbound message nobody may answer, with the reason.
+    async fn record_unanswered(
+        &self,
+        connection_id: i64,
+        customer: &str,
+        text: &str,
+        reason: &str,
+    ) -> StoreResult<()>;
+
+    /// Newest first: (at, customer, text, reason).
+    async fn unanswered(
+        &self,
+        connection_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(Millis, String, String, String)>>;
+}
+
+/// Every role, over one database.
+pub trait Store: ChannelStore + LogStore + RuntimeStore + AgentStore {
+    fn backend(&self) -> Backend;
+
+    /// The URL with any password masked.
+    fn describe(&self) -> String;
+}
