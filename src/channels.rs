@@ -5,6 +5,7 @@ use crate::catalog::{Catalog, ChannelType};
 use crate::logbus::LogBus;
 use crate::model::validation::{self, FieldError, Form, Report, SecretInput};
 use crate::model::{Connection, DesiredState, EnvVar, LogLine, NewConnection, Tenant};
+use crate::model::{destinations, inputs};
 use crate::permission::{Denied, Operator};
 use crate::secrets::{MasterKey, SecretString, SecretsError};
 use crate::store::{AuditNote, Store, StoreError};
@@ -194,11 +195,14 @@ impl Channels {
         if !report.is_ok() {
             return Err(ServiceError::Invalid(report));
         }
+        if draft.secrets.values().any(|v| !v.is_empty()) {
+            self.sealing_key().await?;
+        }
         let secrets = self.seal_new(ty, draft, &BTreeMap::new())?;
         let new = NewConnection {
             tenant_id: self.tenant.id,
             type_key: ty.key.clone(),
-            name: draft.name.trim().to_string(),
+            name: inputs::normalize_name(&draft.name),
             description: draft.description.trim().to_string(),
             fields: normalized_fields(ty, &draft.fields),
             secrets,
@@ -232,12 +236,15 @@ impl Channels {
         if !report.is_ok() {
             return Err(ServiceError::Invalid(report));
         }
+        if draft.secrets.values().any(|v| !v.is_empty()) {
+            self.sealing_key().await?;
+        }
         let mut kept = existing.secrets.clone();
         for f in &draft.clear_secrets {
             kept.remove(f);
         }
         let mut updated = existing.clone();
-        updated.name = draft.name.trim().to_string();
+        updated.name = inputs::normalize_name(&draft.name);
         updated.description = draft.description.trim().to_string();
         updated.fields = normalized_fields(ty, &draft.fields);
         updated.secrets = self.seal_new(ty, draft, &kept)?;
@@ -385,6 +392,24 @@ impl Channels {
                 env: &draft.env,
             },
         );
+        if let Some(old) = existing {
+            let moved = destinations::changed_destinations(
+                ty,
+                &old.fields,
+                &old.env,
+                &draft.fields,
+                &draft.env,
+            );
+            let kept = old
+                .secrets
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !draft.clear_secrets.contains(*k));
+            let retyped = |k: &str| draft.secrets.get(k).is_some_and(|v| !v.is_empty());
+            report
+                .errors
+                .extend(destinations::redirected_secrets(ty, &moved, kept, retyped));
+        }
         for key in draft.secrets.keys().chain(draft.clear_secrets.iter()) {
             if !ty.field(key).is_some_and(|f| f.secret) {
                 report.errors.push(FieldError {
@@ -418,12 +443,37 @@ impl Channels {
     /// Remembers which key sealed the database's secrets, so a lost key file is
     /// noticed at the next start instead of silently replaced by a new key.
     async fn note_key(&self, c: &Connection) -> Result<(), ServiceError> {
-        if let (Ok(key), false) = (self.key.as_deref(), c.secrets.is_empty())
+        if !c.secrets.is_empty() {
+            self.note_key_id().await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn note_key_id(&self) -> Result<(), ServiceError> {
+        if let Ok(key) = self.key.as_deref()
             && self.store.setting(KEY_ID_SETTING).await?.as_deref() != Some(key.id())
         {
             self.store.put_setting(KEY_ID_SETTING, key.id()).await?;
         }
         Ok(())
+    }
+
+    /// The key to seal a new secret with: refused when the database's secrets are
+    /// sealed under another one, which would leave some secrets that no single key opens.
+    pub(crate) async fn sealing_key(&self) -> Result<&MasterKey, ServiceError> {
+        let key = self.key.as_deref().map_err(|e| e.clone())?;
+        if let Some(stored) = self.store.setting(KEY_ID_SETTING).await?
+            && stored != key.id()
+            && self.store.count_sealed_secrets().await? > 0
+        {
+            return Err(SecretsError::MixedKeys {
+                stored,
+                in_use: key.id().to_string(),
+                source_desc: key.source().to_string(),
+            }
+            .into());
+        }
+        Ok(key)
     }
 
     /// Opens one secret field for the runtime. `what` in errors names connection and field.
@@ -456,6 +506,11 @@ impl Channels {
                 if let Err(e) = self.reveal(&c, field) {
                     problems.push(e.to_string());
                 }
+            }
+        }
+        for a in self.store.list_agents(self.tenant.id).await? {
+            if let Err(e) = crate::agents::responder::open_api_key(self, &a) {
+                problems.push(e.to_string());
             }
         }
         Ok(problems)
@@ -537,8 +592,17 @@ fn changed_parts(old: &Connection, new: &Connection, draft: &Draft) -> Vec<Strin
             changed.push(format!("{k} (secret cleared)"));
         }
     }
-    if old.env != new.env {
-        changed.push("environment variables".to_string());
+    let value = |env: &[EnvVar], name: &str| {
+        env.iter()
+            .rev()
+            .find(|e| e.name == name)
+            .map(|e| e.value.clone())
+    };
+    let names: BTreeSet<&String> = old.env.iter().chain(&new.env).map(|e| &e.name).collect();
+    for name in names {
+        if value(&old.env, name) != value(&new.env, name) {
+            changed.push(format!("{name} (variable)"));
+        }
     }
     if changed.is_empty() {
         changed.push("nothing".to_string());

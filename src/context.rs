@@ -21,6 +21,8 @@ pub struct Overrides {
 pub struct Context {
     pub loaded: Loaded,
     pub channels: Channels,
+    /// Said once at start (files others can read, and how to fix them).
+    pub warnings: Vec<String>,
 }
 
 impl Context {
@@ -49,7 +51,12 @@ impl Context {
         let key = load_key(&loaded, store.as_ref()).await?;
         let mut channels = Channels::new(store, tenant, operator, key.map(Arc::new));
         channels.set_log_keep(loaded.config.logs.keep_per_connection);
-        Ok(Context { loaded, channels })
+        let warnings = crate::fsutil::exposure_warnings(&loaded);
+        Ok(Context {
+            loaded,
+            channels,
+            warnings,
+        })
     }
 }
 
@@ -127,7 +134,7 @@ async fn load_key(
     let key = MasterKey::load_or_create_file(&loaded.key_file, sealed == 0);
     if let (Err(SecretsError::NoKey(_)), Some(id)) = (&key, store.setting(KEY_ID_SETTING).await?) {
         return Ok(Err(SecretsError::NoKey(format!(
-            "master key file {} does not exist, but the secrets of {sealed} connection(s) were \
+            "master key file {} does not exist, but the secrets of {sealed} connection(s) or agent(s) were \
              sealed with key {id}: restore that key file, or set FLAMETREE_SECRETS_MASTER_KEY",
             loaded.key_file.display()
         ))));

@@ -79,6 +79,16 @@ pub enum SecretsError {
     },
     #[error("cannot decrypt {what}: the stored value is damaged ({why}). Type the secret again")]
     Damaged { what: String, why: String },
+    #[error(
+        "the database's secrets are sealed with master key {stored}, but the key in use is \
+         {in_use} ({source_desc}): a new secret would put the database under two keys. Use \
+         the key that sealed them (restore its file or set FLAMETREE_SECRETS_MASTER_KEY)"
+    )]
+    MixedKeys {
+        stored: String,
+        in_use: String,
+        source_desc: String,
+    },
     #[error("{0}")]
     NoKey(String),
     #[error("master key: {0}")]

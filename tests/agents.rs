@@ -306,6 +306,23 @@ async fn inbound_off_means_outbound_only_through_send() {
         (sent[0].chat_id, sent[0].text.as_str()),
         (77, "Spring sale!")
     );
+    // Audited: who, through which connection, to whom; never the text.
+    let audit = cli.json(&["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "send")
+        .expect("the send is in the audit trail");
+    assert_eq!(entry["target_name"], "Shop bot");
+    assert!(
+        entry["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("to 77 (message "),
+        "{entry}"
+    );
+    assert!(!audit.to_string().contains("Spring sale"), "{audit}");
     let r = cli.run(
         &[
             "send",

@@ -225,7 +225,7 @@ impl OpenAi {
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            let detail: String = body.chars().take(300).collect();
+            let detail = crate::runtime::logs::clip(&body, 300);
             return Err(match status.as_u16() {
                 401 | 403 => {
                     format!("the model API refused the API key ({status}): fix it on the agent")
@@ -245,6 +245,27 @@ impl OpenAi {
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| "the model API returned no answer".to_string())
     }
+}
+
+/// Opens an agent's sealed API key, if it has one (`Ok(None)` without); the error
+/// names the agent.
+pub fn open_api_key(
+    channels: &crate::channels::Channels,
+    agent: &crate::model::Agent,
+) -> Result<Option<crate::secrets::SecretString>, crate::channels::ServiceError> {
+    let Ok(ResponderConfig::OpenAi(o)) = serde_json::from_str::<ResponderConfig>(&agent.responder)
+    else {
+        return Ok(None);
+    };
+    let Some(sealed) = &o.api_key else {
+        return Ok(None);
+    };
+    let key = channels.key().map_err(|e| e.clone())?;
+    Ok(Some(key.open(
+        "agent.api_key",
+        sealed,
+        &format!("API key of agent '{}'", agent.name),
+    )?))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::responder::ResponderConfig;
 use crate::catalog::{Catalog, Lifecycle};
 use crate::channels::{Channels, ServiceError};
+use crate::model::inputs;
 use crate::model::validation::{FieldError, Report};
 use crate::model::{Agent, AgentChannel, Attachment, Connection, DesiredState};
 use crate::secrets::SecretString;
@@ -31,16 +32,39 @@ fn invalid(field: &str, message: String) -> ServiceError {
 }
 
 fn check_name(name: &str) -> Result<(), ServiceError> {
-    if name.trim().is_empty() {
-        return Err(invalid("name", "Name is required".into()));
+    match inputs::name_problem(name) {
+        Some(problem) => Err(invalid("name", problem)),
+        None => Ok(()),
     }
-    if name.trim().chars().count() > crate::model::validation::NAME_MAX {
-        return Err(invalid(
-            "name",
-            "Name is longer than 100 characters: shorten it".into(),
-        ));
+}
+
+fn responder_kind(r: &ResponderConfig) -> &'static str {
+    match r {
+        ResponderConfig::Rules(_) => "rules",
+        ResponderConfig::OpenAi(_) => "OpenAI-compatible",
     }
-    Ok(())
+}
+
+/// When an edit replaces the responder with one of another kind, what that does, said
+/// plainly: "responder replaced: OpenAI-compatible → rules (its stored API key is
+/// dropped)". For the audit trail and as a warning before the edit is made.
+pub fn responder_replacement(agent: &Agent, edit: &AgentEdit) -> Option<String> {
+    let new = edit.responder.as_ref()?;
+    let old: ResponderConfig = serde_json::from_str(&agent.responder).unwrap_or_default();
+    if responder_kind(&old) == responder_kind(new) {
+        return None;
+    }
+    let dropped = match (&old, new) {
+        (ResponderConfig::OpenAi(o), ResponderConfig::Rules(_)) if o.api_key.is_some() => {
+            " (its stored API key is dropped)"
+        }
+        _ => "",
+    };
+    Some(format!(
+        "responder replaced: {} → {}{dropped}",
+        responder_kind(&old),
+        responder_kind(new)
+    ))
 }
 
 impl Channels {
@@ -67,7 +91,7 @@ impl Channels {
         let note = AuditNote::new(&self.operator().name, "create", "");
         let created = self
             .store()
-            .create_agent(self.tenant().id, name, &note)
+            .create_agent(self.tenant().id, &inputs::normalize_name(name), &note)
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::Duplicate { .. } => invalid("name", e.to_string()),
@@ -85,12 +109,16 @@ impl Channels {
             .require_editor(&format!("change agent '{}'", agent.name))?;
         let mut a = agent.clone();
         let mut changed = Vec::new();
+        let replaced = responder_replacement(agent, &edit);
         if let Some(n) = edit.name {
             check_name(&n)?;
-            a.name = n.trim().to_string();
+            a.name = inputs::normalize_name(&n);
             changed.push("name");
         }
         if let Some(d) = edit.description {
+            if let Some(problem) = inputs::description_problem(d.trim()) {
+                return Err(invalid("description", problem));
+            }
             a.description = d.trim().to_string();
             changed.push("description");
         }
@@ -102,12 +130,12 @@ impl Channels {
             None => serde_json::from_str(&a.responder).unwrap_or_default(),
         };
         if let ResponderConfig::OpenAi(o) = &mut responder {
-            if o.base_url.trim().is_empty() || url::Url::parse(o.base_url.trim()).is_err() {
+            if !inputs::is_web_url(&o.base_url) {
                 return Err(invalid(
                     "base_url",
                     format!(
-                        "'{}' is not a URL: use e.g. https://api.openai.com/v1",
-                        o.base_url
+                        "'{}' is not an http(s) URL: use e.g. https://api.openai.com/v1",
+                        o.base_url.escape_debug()
                     ),
                 ));
             }
@@ -123,10 +151,31 @@ impl Channels {
                     ResponderConfig::OpenAi(old) => old.api_key,
                     _ => None,
                 });
+            let old_url = serde_json::from_str::<ResponderConfig>(&agent.responder)
+                .ok()
+                .and_then(|r| match r {
+                    ResponderConfig::OpenAi(old) => Some(old.base_url),
+                    _ => None,
+                });
+            let retyped = edit.api_key.as_ref().is_some_and(|k| !k.is_empty());
+            let stored_key = o.api_key.is_some() || old_key.is_some();
+            if stored_key
+                && !retyped
+                && old_url.as_deref().map(str::trim) != Some(o.base_url.trim())
+            {
+                return Err(invalid(
+                    "api_key",
+                    format!(
+                        "the model URL changed to {}: the stored API key would be sent there. \
+                         Enter the API key again to confirm (--api-key-stdin), or keep the old URL",
+                        o.base_url.trim()
+                    ),
+                ));
+            }
             o.api_key = match &edit.api_key {
                 Some(k) if !k.is_empty() => {
                     changed.push("api_key (secret replaced)");
-                    let key = self.key().map_err(|e| e.clone())?;
+                    let key = self.sealing_key().await?;
                     Some(key.seal("agent.api_key", k, 1))
                 }
                 _ => o.api_key.clone().or(old_key),
@@ -137,18 +186,24 @@ impl Channels {
             a.widget = w.to_string();
             changed.push("web widget");
         }
-        let note = AuditNote::new(
-            &self.operator().name,
-            "update",
-            format!("changed: {}", changed.join(", ")),
-        );
-        self.store()
+        let sealed_a_key = changed.contains(&"api_key (secret replaced)");
+        let mut details = format!("changed: {}", changed.join(", "));
+        if let Some(r) = replaced {
+            details.push_str(&format!("; {r}"));
+        }
+        let note = AuditNote::new(&self.operator().name, "update", details);
+        let saved = self
+            .store()
             .update_agent(&a, &note)
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::Duplicate { .. } => invalid("name", e.to_string()),
                 other => ServiceError::Store(other),
-            })
+            })?;
+        if sealed_a_key {
+            self.note_key_id().await?;
+        }
+        Ok(saved)
     }
 
     pub async fn delete_agent(&self, agent: &Agent) -> Result<(), ServiceError> {

@@ -63,7 +63,11 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
         AgentsCmd::Edit { agent, args } => {
             let a = ch.find_agent(&agent).await?;
             let edit = edit_from(&args, false)?;
+            let replaced = crate::agents::service::responder_replacement(&a, &edit);
             let a = ch.edit_agent(&a, edit).await?;
+            if let Some(r) = replaced {
+                esay!("warning: {r}");
+            }
             print_agent(ctx, &a, json, "Saved").await
         }
         AgentsCmd::Delete { name, yes } => {
@@ -340,6 +344,16 @@ pub async fn send(
     let sent = crate::runtime::pipeline::send(&pipe, c.id, connector.as_ref(), &out, &stop)
         .instrument(pipe.span(c.id))
         .await;
+    // Who sent, through which connection, to whom: never the text.
+    let outcome = match &sent {
+        Ok(id) => format!("to {} (message {id})", out.to),
+        Err(_) => format!("to {} (failed)", out.to),
+    };
+    let note = crate::store::AuditNote::new(&ch.operator().name, "send", outcome);
+    let audited = ch
+        .store()
+        .record_audit(ch.tenant().id, &note, "connection", c.id, &c.name)
+        .await;
     let message_id = match sent {
         Ok(id) => id,
         Err(e) => {
@@ -347,6 +361,7 @@ pub async fn send(
             return Err(fail(e.to_string()));
         }
     };
+    audited.map_err(ServiceError::from)?;
     pipe.log(
         c.id,
         "INFO",

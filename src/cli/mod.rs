@@ -389,6 +389,9 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
             .map_err(Failure::from);
     }
     let ctx = Context::open(loaded, &overrides).await?;
+    for w in &ctx.warnings {
+        esay!("warning: {w}");
+    }
     match command {
         Command::Channels(
             cmd @ (ChannelsCmd::Start { .. }

@@ -1,5 +1,7 @@
 //! The domain: connections, their status, agents and attachments.
 
+pub mod destinations;
+pub mod inputs;
 pub mod validation;
 
 use crate::secrets::SealedSecret;

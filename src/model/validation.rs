@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-pub const NAME_MAX: usize = 100;
-pub const DESCRIPTION_MAX: usize = 1000;
+use super::inputs;
+pub use super::inputs::{DESCRIPTION_MAX, NAME_MAX};
 
 /// Where an error belongs: a field key, `name`, `description`, or `env.N` (row N, from 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,13 +66,13 @@ pub struct Form<'a> {
 
 pub fn validate(ty: &ChannelType, form: &Form<'_>) -> Report {
     let mut report = Report::default();
-    check_name(form.name, &mut report);
-    if form.description.chars().count() > DESCRIPTION_MAX {
-        report.error(
-            "description",
-            format!("Description is longer than {DESCRIPTION_MAX} characters: shorten it"),
-        );
+    if let Some(problem) = inputs::name_problem(form.name) {
+        report.error("name", problem);
     }
+    if let Some(problem) = inputs::description_problem(form.description.trim()) {
+        report.error("description", problem);
+    }
+    check_sizes(ty, form, &mut report);
     for key in form.fields.keys() {
         match ty.field(key) {
             None => report.error(
@@ -110,20 +110,26 @@ fn known_fields(ty: &ChannelType) -> String {
     format!(": its fields are {}", keys.join(", "))
 }
 
-fn check_name(name: &str, report: &mut Report) {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        report.error("name", "Name is required");
-    } else if trimmed.chars().count() > NAME_MAX {
-        report.error(
-            "name",
-            format!("Name is longer than {NAME_MAX} characters: shorten it"),
-        );
-    } else if trimmed.chars().any(char::is_control) {
-        report.error(
-            "name",
-            "Name contains a control character: use letters, digits, spaces and punctuation",
-        );
+/// Values too large for a field or variable: refused before anything else looks at them.
+fn check_sizes(ty: &ChannelType, form: &Form<'_>, report: &mut Report) {
+    for (key, value) in form.fields {
+        let label = ty.field(key).map_or(key.as_str(), |f| f.label.as_str());
+        if let Some(problem) = inputs::size_problem(label, value.len(), false) {
+            report.error(key, problem);
+        }
+    }
+    for (key, input) in &form.secrets {
+        if let SecretInput::New(v) = input {
+            let label = ty.field(key).map_or(*key, |f| f.label.as_str());
+            if let Some(problem) = inputs::size_problem(label, v.len(), true) {
+                report.error(key, problem);
+            }
+        }
+    }
+    for (i, var) in form.env.iter().enumerate() {
+        if let Some(problem) = inputs::size_problem(var.name.trim(), var.value.len(), false) {
+            report.error(&format!("env.{}", i + 1), problem);
+        }
     }
 }
 
@@ -319,9 +325,7 @@ fn is_host(v: &str) -> bool {
 }
 
 fn is_url(v: &str) -> bool {
-    url::Url::parse(v)
-        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .unwrap_or(false)
+    inputs::is_web_url(v)
 }
 
 pub fn is_env_name(name: &str) -> bool {

@@ -72,9 +72,14 @@ impl LogRouter {
         protect_in_diagnostics(secret);
         let mut map = self.secrets.lock().expect("secrets lock");
         let list = map.entry(connection_id).or_default();
-        if !list.iter().any(|s| s == secret) {
-            list.push(secret.to_string());
+        for form in secret_forms(secret) {
+            if !list.contains(&form) {
+                list.push(form);
+            }
         }
+        // Longest first: a form inside another (the part after a colon) must not
+        // leave the rest of the longer one showing.
+        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
     pub fn forget(&self, connection_id: i64) {
@@ -119,9 +124,57 @@ pub fn protect_in_diagnostics(secret: &str) {
         return;
     }
     let mut all = PROTECTED.write().expect("protected lock");
-    if !all.iter().any(|s| s == secret) {
-        all.push(secret.to_string());
+    for form in secret_forms(secret) {
+        if !all.contains(&form) {
+            all.push(form);
+        }
     }
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// Every form in which a secret reaches a line: as it is; URL-encoded (a token in a
+/// logged request URL or form body), with upper- and lower-case hex; and, for a token
+/// shaped `digits:secret` (Telegram's), the part after the colon, which some messages
+/// quote alone.
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let mut forms = vec![secret.to_string()];
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let lower = lower_hex_escapes(&encoded);
+    forms.extend([encoded, lower]);
+    if let Some((id, rest)) = secret.split_once(':')
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && rest.len() >= 8
+    {
+        forms.push(rest.to_string());
+    }
+    forms.dedup();
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+fn lower_hex_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            hex_left = 2;
+            out.push(c);
+        } else if hex_left > 0 {
+            hex_left -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` cut to `max` characters for a log line, masked first: cutting first could
+/// leave the start of a secret that no longer matches it whole.
+pub fn clip(text: &str, max: usize) -> String {
+    redact(text).chars().take(max).collect()
 }
 
 /// `text` with every protected secret masked.
@@ -268,5 +321,30 @@ where
         event.record(&mut v);
         let level = event.metadata().level().as_str();
         router.route(cid, level, format!("{}{}", v.message, v.fields));
+    }
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_masked_plain_url_encoded_by_its_secret_part_and_before_a_cut() {
+        let token = "7000000123:AAEsecretPartOfTheToken_abc-def";
+        protect_in_diagnostics(token);
+        for leak in [
+            format!("GET /bot{token}/getMe"),
+            "GET /bot7000000123%3AAAEsecretPartOfTheToken_abc-def/getMe".to_string(),
+            "url=7000000123%3aAAEsecretPartOfTheToken_abc-def".to_string(),
+            "the key AAEsecretPartOfTheToken_abc-def was refused".to_string(),
+        ] {
+            let shown = redact(&leak);
+            assert!(!shown.contains("AAEsecret"), "{shown}");
+            assert!(shown.contains(MASK), "{shown}");
+        }
+        // Cut inside the token: what remains is the mask, never the token's start.
+        let cut = clip(&format!("error body: {{\"token\":\"{token}\"}}"), 24);
+        assert!(!cut.contains("7000000123"), "{cut}");
+        assert!(!cut.contains("AAE"), "{cut}");
     }
 }

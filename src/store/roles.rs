@@ -66,6 +66,16 @@ pub trait ChannelStore: Send + Sync {
 
     async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
+    /// Records an action that changes no row (a message sent by hand) in the audit trail.
+    async fn record_audit(
+        &self,
+        tenant_id: i64,
+        note: &AuditNote,
+        kind: &str,
+        target_id: i64,
+        target_name: &str,
+    ) -> StoreResult<()>;
+
     async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;

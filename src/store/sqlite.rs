@@ -51,6 +51,9 @@ pub(crate) async fn connect(
     max_connections: u32,
 ) -> StoreResult<SqlStore> {
     let path = file_path(url)?;
+    // Owner-only from the start: SQLite gives the -wal and -shm files the same mode.
+    crate::fsutil::ensure_private_file(std::path::Path::new(&path))
+        .map_err(|e| StoreError::Config(format!("cannot create the database file {path}: {e}")))?;
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
         .map_err(|e| StoreError::Config(format!("database URL '{url}': {e}")))?
         .create_if_missing(true)

@@ -71,6 +71,7 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     let bus = ctx.channels.bus().clone();
     let log_lines = bus.subscribe();
     let ctx_url = ctx.loaded.database_url.clone();
+    let ctx_warnings = ctx.warnings.clone();
     app.tenant_id = ctx.channels.tenant().id;
     let channels = Arc::new(ctx.channels);
     // The list is asked for before the runtime starts: the first page then gets the
@@ -96,6 +97,8 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         .unwrap_or_else(|| cfg.http.public_base(None));
     if let Some(problem) = &host.ingress_problem {
         app.flash(problem.clone(), app::FlashKind::Error);
+    } else if !ctx_warnings.is_empty() {
+        app.flash(ctx_warnings.join(" · "), app::FlashKind::Warn);
     }
 
     let mut terminal = TerminalGuard::enter(app.mouse)?;

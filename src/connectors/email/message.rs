@@ -208,7 +208,7 @@ fn short(subject: &str) -> String {
     if s.is_empty() {
         return "no subject".into();
     }
-    let mut out: String = s.chars().take(60).collect();
+    let mut out = crate::runtime::logs::clip(s, 60);
     if s.chars().count() > 60 {
         out.push('…');
     }

@@ -188,7 +188,7 @@ pub async fn send(
 
 fn first_line(text: &str) -> String {
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let mut s: String = line.trim().chars().take(70).collect();
+    let mut s = crate::runtime::logs::clip(line.trim(), 70);
     if s.is_empty() {
         s = "Message".into();
     }

@@ -37,10 +37,7 @@ impl GraphError {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| {
-                    format!(
-                        "HTTP {status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    )
+                    format!("HTTP {status}: {}", crate::runtime::logs::clip(body, 200))
                 }),
             fbtrace: e["fbtrace_id"].as_str().unwrap_or("").to_string(),
             status,

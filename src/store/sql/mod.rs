@@ -493,6 +493,19 @@ impl ChannelStore for SqlStore {
         found.iter().map(rows::audit).collect()
     }
 
+    async fn record_audit(
+        &self,
+        tenant_id: i64,
+        note: &AuditNote,
+        kind: &str,
+        target_id: i64,
+        target_name: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        Self::audit(&mut tx, tenant_id, note, kind, target_id, target_name).await?;
+        tx.commit().await.map_err(classify)
+    }
+
     async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
@@ -514,12 +527,23 @@ impl ChannelStore for SqlStore {
         Ok(())
     }
 
+    // Connections count their sealed fields in a column; an agent's sealed API key
+    // lives inside its responder document, and agents are few: read and looked at here.
     async fn count_sealed_secrets(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE sealed_fields > 0")
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(n.max(0) as u64)
+        let responders: Vec<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT responder FROM agents")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        let agents = responders
+            .iter()
+            .filter(|Json(r)| r.get("api_key").is_some_and(|k| !k.is_null()))
+            .count();
+        Ok(n.max(0) as u64 + agents as u64)
     }
 
     async fn connection_by_hook(&self, hook_id: &str) -> StoreResult<Option<Connection>> {
@@ -930,7 +954,8 @@ impl Store for SqlStore {
     }
 }
 
-/// Uniqueness is case-insensitive: "Sales bot" and "sales bot" are the same name.
+/// Uniqueness is case-insensitive and by NFC: "Sales bot" and "sales bot" are the
+/// same name, and so is "Café" however its é was typed.
 pub(super) fn name_key(name: &str) -> String {
-    name.trim().to_lowercase()
+    crate::model::inputs::normalize_name(name).to_lowercase()
 }

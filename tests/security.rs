@@ -1,0 +1,421 @@
+//! The standing security test (issue 16): holes found by an attack campaign stay
+//! closed. Each scenario drives the real binary the way an editor with bad intent, or
+//! a careless one, would; the store-touching ones run on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{Be, Cli, KEY_B64, PgDb, TG_TOKEN};
+use serde_json::Value;
+
+/// A CLI on a fresh database of the backend, with the test key.
+async fn cli_on(be: Be, dir: &std::path::Path) -> (Cli, Option<PgDb>) {
+    let cli = Cli::new(dir).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    match be {
+        Be::Sqlite => (cli, None),
+        Be::Postgres => {
+            let pg = PgDb::create().await;
+            (cli.with_database(&pg.url), Some(pg))
+        }
+    }
+}
+
+fn add_bot(cli: &Cli, name: &str) {
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            name,
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}\n")),
+    );
+}
+
+fn audit_details(cli: &Cli) -> Vec<String> {
+    cli.json(&["audit"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {}", e["action"], e["details"]))
+        .collect()
+}
+
+async fn pointing_a_stored_token_elsewhere_needs_the_token_again(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, _pg) = cli_on(be, dir.path()).await;
+    add_bot(&cli, "Sales bot");
+
+    // The editor who was never told the token cannot send it to their own server.
+    let r = cli.run(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--env",
+            "TELEGRAM_API_URL=https://collector.example",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr().contains("TELEGRAM_API_URL changed")
+            && r.stderr().contains("Enter the Bot token again"),
+        "{}",
+        r.all()
+    );
+    let shown = cli.json(&["channels", "show", "Sales bot"]);
+    assert!(shown["env"].as_array().unwrap().is_empty(), "nothing saved");
+
+    // Harmless variables still need nothing; the audit names what changed.
+    cli.ok(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--env",
+            "TELEGRAM_POLL_TIMEOUT=5",
+        ],
+        None,
+    );
+    // With the token typed again, the new address is accepted.
+    cli.ok(
+        &[
+            "channels",
+            "edit",
+            "Sales bot",
+            "--env",
+            "TELEGRAM_API_URL=https://proxy.example",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}\n")),
+    );
+    let audit = audit_details(&cli);
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.contains("TELEGRAM_POLL_TIMEOUT (variable)")),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.contains("TELEGRAM_API_URL (variable)") && a.contains("bot_token")),
+        "{audit:?}"
+    );
+    assert!(
+        !audit.iter().any(|a| a.contains("proxy.example")),
+        "values never reach the audit: {audit:?}"
+    );
+
+    // An agent's model URL is the same: its API key is not sent to a new URL unasked.
+    cli.ok(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
+        ],
+        Some("sk-plantedAgentKey0123456789\n"),
+    );
+    let r = cli.run(
+        &[
+            "agents",
+            "edit",
+            "Support",
+            "--openai-base-url",
+            "https://collector.example/v1",
+            "--model",
+            "m",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr().contains("Enter the API key again"),
+        "{}",
+        r.all()
+    );
+    for bad in ["javascript:alert(1)", "file:///etc/passwd"] {
+        let r = cli.run(
+            &[
+                "agents",
+                "edit",
+                "Support",
+                "--openai-base-url",
+                bad,
+                "--model",
+                "m",
+                "--api-key-stdin",
+            ],
+            Some("sk-plantedAgentKey0123456789\n"),
+        );
+        assert_eq!(r.code(), 2, "{bad}: {}", r.all());
+        assert!(r.stderr().contains("not an http(s) URL"), "{}", r.all());
+    }
+    // Replacing the responder by rules says that the key goes with it.
+    let r = cli.run(&["agents", "edit", "Support", "--rule", "hi=Hello"], None);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("OpenAI-compatible → rules (its stored API key is dropped)"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        audit_details(&cli)
+            .iter()
+            .any(|a| a.contains("responder replaced: OpenAI-compatible → rules")),
+    );
+}
+
+async fn names_and_values_are_refused_when_they_could_deceive_or_flood(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, _pg) = cli_on(be, dir.path()).await;
+    add_bot(&cli, "Caf\u{e9}");
+    // The same name typed with a combining accent is the same name.
+    let r = cli.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Cafe\u{301}",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}\n")),
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("already exists"), "{}", r.all());
+
+    for (name, why) in [
+        ("Sales\u{200B}bot", "invisible character"),
+        ("Sales\u{202E}tob", "invisible character"),
+    ] {
+        let r = cli.run(
+            &[
+                "channels",
+                "add",
+                "--type",
+                "telegram",
+                "--name",
+                name,
+                "--secrets-stdin",
+            ],
+            Some(&format!("bot_token={TG_TOKEN}\n")),
+        );
+        assert_eq!(r.code(), 2, "{}", r.all());
+        assert!(r.stderr().contains(why), "{}", r.all());
+        let r = cli.run(&["agents", "create", "--name", name], None);
+        assert_eq!(r.code(), 2, "{}", r.all());
+        assert!(r.stderr().contains(why), "{}", r.all());
+    }
+    let r = cli.run(
+        &[
+            "channels",
+            "edit",
+            "Café",
+            "--description",
+            "line\u{1b}[2Jcleared",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("control character"), "{}", r.all());
+    let r = cli.run(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--description",
+            "a\u{7}b",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+
+    let huge = format!("bot_token={}\n", "A".repeat(20 * 1024));
+    let r = cli.run(
+        &["channels", "edit", "Café", "--secrets-stdin"],
+        Some(&huge),
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("at most 16 KiB"), "{}", r.all());
+    let big = format!("TELEGRAM_POLL_TIMEOUT={}", "9".repeat(70 * 1024));
+    let r = cli.run(&["channels", "edit", "Café", "--env", &big], None);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("at most 64 KiB"), "{}", r.all());
+}
+
+on_both!(
+    pointing_a_stored_token_elsewhere_needs_the_token_again,
+    names_and_values_are_refused_when_they_could_deceive_or_flood,
+);
+
+#[cfg(unix)]
+#[test]
+fn the_sqlite_database_is_private_and_exposed_files_are_named_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    add_bot(&cli, "Sales bot");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let db = dir.path().join("flametree.db");
+    assert_eq!(mode(&db), 0o600, "{}", db.display());
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.path().join(format!("flametree.db{suffix}"));
+        if side.exists() {
+            assert_eq!(mode(&side), 0o600, "{}", side.display());
+        }
+    }
+
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = cli.run(&["channels", "list"], None);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let expected = format!("run `chmod 700 {}`", dir.path().display());
+    assert!(r.stderr().contains(&expected), "{}", r.all());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let r = cli.run(&["channels", "list"], None);
+    assert!(!r.stderr().contains("chmod"), "{}", r.all());
+}
+
+/// Nothing an operator typed as a secret is ever printed, whatever the command.
+#[test]
+fn secrets_never_reach_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    add_bot(&cli, "Sales bot");
+    cli.ok(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
+        ],
+        Some("sk-plantedAgentKey0123456789\n"),
+    );
+    let mut outputs = String::new();
+    for args in [
+        &["channels", "list"][..],
+        &["channels", "show", "Sales bot"],
+        &["channels", "logs", "Sales bot"],
+        &["agents", "list"],
+        &["agents", "show", "Support"],
+        &["audit"],
+        &["info"],
+    ] {
+        for json in [false, true] {
+            let mut a = args.to_vec();
+            if json {
+                a.push("--json");
+            }
+            outputs.push_str(&cli.run(&a, None).all());
+        }
+    }
+    for planted in [TG_TOKEN, "AAEplantedSecretTokenValue", "sk-plantedAgentKey"] {
+        assert!(!outputs.contains(planted), "{planted} leaked");
+    }
+    let parsed: Value = cli.json(&["agents", "show", "Support"]);
+    assert_eq!(parsed["responder"]["api_key"], flametree::secrets::MASK);
+}
+
+const OTHER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+/// Only an agent's API key is sealed: it counts as a secret like a connection's.
+#[test]
+fn an_agents_key_alone_keeps_a_lost_key_file_from_being_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    cli.ok(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
+        ],
+        Some("sk-plantedAgentKey0123456789\n"),
+    );
+    let key_file = dir.path().join("master.key");
+    assert!(key_file.exists());
+    std::fs::remove_file(&key_file).unwrap();
+    let r = cli.run(&["info"], None);
+    assert!(
+        r.all().contains("does not exist") && r.all().contains("agent(s)"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        !key_file.exists(),
+        "no new key was made over the sealed API key"
+    );
+}
+
+/// A second valid key is not used to seal anything next to the first one's secrets,
+/// and `info` names every secret the key in use cannot open, agents' keys included.
+#[test]
+fn a_second_key_seals_nothing_and_info_names_what_it_cannot_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    add_bot(&first, "Sales bot");
+    first.ok(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
+        ],
+        Some("sk-plantedAgentKey0123456789\n"),
+    );
+    let second = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", OTHER_KEY);
+    let r = second.run(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Other",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={TG_TOKEN}\n")),
+    );
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains("two keys") && r.stderr().contains("sealed with master key"),
+        "{}",
+        r.all()
+    );
+    let r = second.run(
+        &["agents", "edit", "Support", "--api-key-stdin"],
+        Some("sk-other0123456789\n"),
+    );
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("two keys"), "{}", r.all());
+    let info = second.run(&["info"], None).all();
+    assert!(info.contains("Bot token of 'Sales bot'"), "{info}");
+    assert!(info.contains("API key of agent 'Support'"), "{info}");
+}
