@@ -11,6 +11,7 @@ pub mod context;
 pub mod demo;
 pub mod fsutil;
 pub mod http;
+pub mod key_rotation;
 pub mod logbus;
 pub mod migrate;
 pub mod model;

@@ -419,3 +419,78 @@ fn a_second_key_seals_nothing_and_info_names_what_it_cannot_open() {
     assert!(info.contains("Bot token of 'Sales bot'"), "{info}");
     assert!(info.contains("API key of agent 'Support'"), "{info}");
 }
+
+fn key_status(cli: &Cli) -> Value {
+    cli.json(&["secrets", "status"])
+}
+
+/// `secrets rotate` re-seals everything under a new key, keeps the old key file as a
+/// backup, and finishes an interrupted rotation when run again.
+async fn rotation_reseals_everything_and_resumes(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    // The key in a file of the data directory, as on a bare machine.
+    let pg = match be {
+        Be::Sqlite => None,
+        Be::Postgres => Some(PgDb::create().await),
+    };
+    let on_db = |cli: Cli| match &pg {
+        Some(pg) => cli.with_database(&pg.url),
+        None => cli,
+    };
+    let cli = on_db(Cli::new(dir.path()));
+    add_bot(&cli, "Sales bot");
+    cli.ok(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
+        ],
+        Some("sk-plantedAgentKey0123456789\n"),
+    );
+    let before = key_status(&cli);
+    let old_id = before["key_in_use"].as_str().unwrap().to_string();
+    assert_eq!(before["keys"][0]["secrets"], 2, "{before}");
+
+    let out = cli.ok(&["secrets", "rotate"], None);
+    assert!(out.contains("Re-sealed 2 secret(s)"), "{out}");
+    let after = key_status(&cli);
+    let new_id = after["key_in_use"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    assert_eq!(after["keys"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["keys"][0]["key_id"], new_id.as_str());
+    assert_eq!(after["keys"][0]["secrets"], 2);
+    let key_file = dir.path().join("master.key");
+    let backup = dir.path().join(format!("master.key.{old_id}.bak"));
+    assert!(backup.exists(), "the old key is kept");
+    let info = cli.run(&["info"], None).all();
+    assert!(!info.contains("cannot decrypt"), "{info}");
+    assert!(
+        audit_details(&cli)
+            .iter()
+            .any(|a| a.contains(&format!("from key {old_id} to key {new_id}")))
+    );
+
+    // Interrupted after the database was re-sealed, before the key files were swapped:
+    // the old file back in place and the new key still waiting. Running again finishes.
+    std::fs::rename(&key_file, dir.path().join("master.key.new")).unwrap();
+    std::fs::rename(&backup, &key_file).unwrap();
+    let out = cli.ok(&["secrets", "rotate"], None);
+    assert!(out.contains("Re-sealed 0 secret(s)"), "{out}");
+    assert_eq!(key_status(&cli)["key_in_use"], new_id.as_str());
+    assert!(!dir.path().join("master.key.new").exists());
+    assert!(!cli.run(&["info"], None).all().contains("cannot decrypt"));
+
+    // A key from the environment cannot be rewritten: the new one must be given.
+    let env_key = on_db(Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64));
+    let r = env_key.run(&["secrets", "rotate"], None);
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("--new-key-stdin"), "{}", r.all());
+}
+
+on_both!(rotation_reseals_everything_and_resumes);

@@ -16,6 +16,7 @@ mod channels_cmd;
 pub mod clean;
 mod info;
 mod runtime_cmd;
+mod secrets_cmd;
 
 pub use runtime_cmd::wait_for_signal;
 mod input;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Manage AI agents and their Communication channels.
     #[command(subcommand)]
     Agents(AgentsCmd),
+    /// Master key: which keys seal the stored secrets, and re-sealing them under a new one.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     /// Send one outbound message through a connection (e.g. for an agent with Inbound off).
     Send {
         #[arg(long)]
@@ -92,6 +96,20 @@ pub enum Command {
         account: Option<String>,
         #[arg(long)]
         text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// How many secrets each master key id seals (every tenant), and which key is in use.
+    Status,
+    /// Re-seal every secret under a new key in one transaction. With a key file, a new
+    /// key is generated (or read with --new-key-stdin) and the old file kept as
+    /// `<file>.<old id>.bak`; run it again to finish an interrupted rotation.
+    Rotate {
+        /// Read the new key (32 bytes, base64) from standard input.
+        #[arg(long)]
+        new_key_stdin: bool,
     },
 }
 
@@ -362,6 +380,7 @@ impl Command {
             ),
             Command::Agents(a) => !matches!(a, AgentsCmd::List | AgentsCmd::Show { .. }),
             Command::Send { .. } | Command::Demo => true,
+            Command::Secrets(c) => matches!(c, SecretsCmd::Rotate { .. }),
             Command::Info | Command::Audit { .. } | Command::Serve { .. } => false,
         }
     }
@@ -404,6 +423,10 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
         Command::Serve { all_tenants } => runtime_cmd::serve(ctx, all_tenants).await,
         Command::Agents(cmd) => agents_cmd::run(&ctx, cmd, cli.json).await,
+        Command::Secrets(SecretsCmd::Status) => secrets_cmd::status(&ctx, cli.json).await,
+        Command::Secrets(SecretsCmd::Rotate { new_key_stdin }) => {
+            secrets_cmd::rotate(&ctx, new_key_stdin).await
+        }
         Command::Send {
             connection,
             to,

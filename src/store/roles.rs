@@ -66,6 +66,19 @@ pub trait ChannelStore: Send + Sync {
 
     async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
+    /// Key rotation: writes the given connections' and agents' secrets (re-sealed by
+    /// the caller) and the key id in one transaction. Each row must still be at the
+    /// version it was read at, or nothing is written. Versions move (running ones with
+    /// them, so nothing looks restart-pending): a console holding the old ciphertexts
+    /// cannot save them back over the new ones.
+    async fn reseal(
+        &self,
+        connections: &[Connection],
+        agents: &[Agent],
+        key_id_setting: (&str, &str),
+        note: &AuditNote,
+    ) -> StoreResult<()>;
+
     /// Records an action that changes no row (a message sent by hand) in the audit trail.
     async fn record_audit(
         &self,

@@ -493,6 +493,72 @@ impl ChannelStore for SqlStore {
         found.iter().map(rows::audit).collect()
     }
 
+    async fn reseal(
+        &self,
+        connections: &[Connection],
+        agents: &[Agent],
+        key_id_setting: (&str, &str),
+        note: &AuditNote,
+    ) -> StoreResult<()> {
+        let changed = |name: &str| {
+            StoreError::Other(format!(
+                "'{name}' was changed while its secrets were being re-sealed; nothing was \
+                 written: run the rotation again"
+            ))
+        };
+        let now = now_millis();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for c in connections {
+            let done = sqlx::query(
+                "UPDATE connections SET config = $1, version = version + 1, \
+                 running_version = CASE WHEN running_version = version THEN version + 1 \
+                 ELSE running_version END, \
+                 changed_at = CASE WHEN changed_at >= $2 THEN changed_at + 1 ELSE $2 END \
+                 WHERE id = $3 AND version = $4",
+            )
+            .bind(config_json(&c.fields, &c.secrets, &c.env))
+            .bind(now)
+            .bind(c.id)
+            .bind(c.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if done.rows_affected() != 1 {
+                return Err(changed(&c.name));
+            }
+            Self::audit(&mut tx, c.tenant_id, note, "connection", c.id, &c.name).await?;
+        }
+        for a in agents {
+            let responder: serde_json::Value = serde_json::from_str(&a.responder)
+                .map_err(|e| StoreError::Other(format!("agent '{}': {e}", a.name)))?;
+            let done = sqlx::query(
+                "UPDATE agents SET responder = $1, version = version + 1, \
+                 running_version = CASE WHEN running_version = version THEN version + 1 \
+                 ELSE running_version END WHERE id = $2 AND version = $3",
+            )
+            .bind(Json(responder))
+            .bind(a.id)
+            .bind(a.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            if done.rows_affected() != 1 {
+                return Err(changed(&a.name));
+            }
+            Self::audit(&mut tx, a.tenant_id, note, "agent", a.id, &a.name).await?;
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key_id_setting.0)
+        .bind(key_id_setting.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
     async fn record_audit(
         &self,
         tenant_id: i64,
