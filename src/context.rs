@@ -41,17 +41,27 @@ impl Context {
         )
         .await
         .map_err(|e| explain_open(e, &loaded))?;
+        // The database's own word beats the client's: a user that may not change rows
+        // is a viewer here, whatever role the config or the environment claims.
+        let mut warnings = Vec::new();
+        let mut read_only = overrides.read_only;
+        if let Some((user, false)) = store.db_user().await? {
+            read_only = true;
+            warnings.push(format!(
+                "the database user '{user}' may only read this database: working as a viewer"
+            ));
+        }
         let wanted = loaded.config.general.tenant.trim().to_string();
-        let tenant = if overrides.create_tenant {
+        let tenant = if overrides.create_tenant && !read_only {
             store.tenant(&wanted).await?
         } else {
             existing_tenant(store.as_ref(), &wanted).await?
         };
-        let operator = Operator::resolve(&loaded.config.access, os_user(), overrides.read_only);
+        let operator = Operator::resolve(&loaded.config.access, os_user(), read_only);
         let key = load_key(&loaded, store.as_ref()).await?;
         let mut channels = Channels::new(store, tenant, operator, key.map(Arc::new));
         channels.set_log_keep(loaded.config.logs.keep_per_connection);
-        let warnings = crate::fsutil::exposure_warnings(&loaded);
+        warnings.extend(crate::fsutil::exposure_warnings(&loaded));
         Ok(Context {
             loaded,
             channels,

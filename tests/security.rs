@@ -494,3 +494,96 @@ async fn rotation_reseals_everything_and_resumes(be: Be) {
 }
 
 on_both!(rotation_reseals_everything_and_resumes);
+
+/// On PostgreSQL the database, not the client, holds a viewer to reading: claiming the
+/// editor role changes nothing, and the audit names the database user of each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_holds_a_viewer_to_reading_and_names_who_changed_what() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgDb::create().await;
+    let owner = Cli::new(dir.path())
+        .with_database(&pg.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    add_bot(&owner, "Sales bot");
+    let suffix = std::process::id();
+    let (viewer, editor) = (format!("ft_viewer_{suffix}"), format!("ft_editor_{suffix}"));
+    owner.ok(&["db", "grant", &viewer, "--role", "viewer"], None);
+    owner.ok(&["db", "grant", &editor, "--role", "editor"], None);
+    let url_of = |user: &str| pg.url.replacen("postgres@", &format!("{user}@"), 1);
+    assert_ne!(url_of(&viewer), pg.url, "the test URL names its user");
+
+    let as_viewer = Cli::new(dir.path())
+        .with_database(&url_of(&viewer))
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .env("FLAMETREE_ACCESS_DEFAULT_ROLE", "editor");
+    let list = as_viewer.run(&["channels", "list"], None);
+    assert_eq!(list.code(), 0, "{}", list.all());
+    assert!(list.stdout().contains("Sales bot"));
+    assert!(list.stderr().contains("may only read"), "{}", list.all());
+    let r = as_viewer.run(
+        &["channels", "edit", "Sales bot", "--description", "mine now"],
+        None,
+    );
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("viewer"), "{}", r.all());
+    // Even a client that ignored that is refused by the database.
+    let mut direct = sqlx::PgConnection::connect(&url_of(&viewer)).await.unwrap();
+    let refused = sqlx::query("UPDATE connections SET description = 'x'")
+        .execute(&mut direct)
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("permission denied")),
+        "the database refuses a viewer's write"
+    );
+    let config: String = sqlx::query_scalar("SELECT CAST(config AS TEXT) FROM connections")
+        .fetch_one(&mut direct)
+        .await
+        .unwrap();
+    assert!(
+        !config.contains("AAEplanted"),
+        "a viewer reads only sealed secrets"
+    );
+    drop(direct);
+
+    let as_editor = Cli::new(dir.path())
+        .with_database(&url_of(&editor))
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
+    as_editor.ok(
+        &["channels", "edit", "Sales bot", "--description", "EU"],
+        None,
+    );
+    let audit = as_editor.json(&["audit"]);
+    let edit = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "update")
+        .expect("the edit is audited");
+    assert_eq!(edit["actor"], "tester");
+    assert_eq!(edit["db_user"], editor.as_str());
+    let text = as_editor.ok(&["audit"], None);
+    assert!(text.contains(&format!("tester (db: {editor})")), "{text}");
+
+    // Roles belong to the whole server: leave none behind.
+    let mut admin = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {viewer}, {editor}; DROP ROLE {viewer}, {editor}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
+
+#[test]
+fn sqlite_says_it_cannot_enforce_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let r = cli.run(&["db", "grant", "bob", "--role", "viewer"], None);
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr().contains("only be enforced on PostgreSQL"),
+        "{}",
+        r.all()
+    );
+}

@@ -117,7 +117,10 @@ pub async fn audit(ctx: &Context, limit: u32, json: bool) -> Result<(), Failure>
         .map(|e| {
             vec![
                 format_millis(e.at),
-                e.actor.clone(),
+                match &e.db_user {
+                    Some(db) if db != &e.actor => format!("{} (db: {db})", e.actor),
+                    _ => e.actor.clone(),
+                },
                 e.action.clone(),
                 format!("{} '{}'", e.target_kind, e.target_name),
                 e.details.clone(),

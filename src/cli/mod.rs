@@ -81,6 +81,9 @@ pub enum Command {
     /// Manage AI agents and their Communication channels.
     #[command(subcommand)]
     Agents(AgentsCmd),
+    /// PostgreSQL users that the database itself holds to a role.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Master key: which keys seal the stored secrets, and re-sealing them under a new one.
     #[command(subcommand)]
     Secrets(SecretsCmd),
@@ -96,6 +99,18 @@ pub enum Command {
         account: Option<String>,
         #[arg(long)]
         text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCmd {
+    /// Create (if needed) the PostgreSQL login role NAME with the privileges of a viewer
+    /// (reads everything; sealed secrets stay sealed) or an editor (changes rows, not
+    /// tables). Run it again after an upgrade that adds tables.
+    Grant {
+        name: String,
+        #[arg(long, value_parser = ["viewer", "editor"])]
+        role: String,
     },
 }
 
@@ -381,6 +396,7 @@ impl Command {
             Command::Agents(a) => !matches!(a, AgentsCmd::List | AgentsCmd::Show { .. }),
             Command::Send { .. } | Command::Demo => true,
             Command::Secrets(c) => matches!(c, SecretsCmd::Rotate { .. }),
+            Command::Db(_) => false,
             Command::Info | Command::Audit { .. } | Command::Serve { .. } => false,
         }
     }
@@ -423,6 +439,22 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
         Command::Audit { limit } => info::audit(&ctx, limit, cli.json).await,
         Command::Serve { all_tenants } => runtime_cmd::serve(ctx, all_tenants).await,
         Command::Agents(cmd) => agents_cmd::run(&ctx, cmd, cli.json).await,
+        Command::Db(DbCmd::Grant { name, role }) => {
+            ctx.channels
+                .operator()
+                .require_editor(&format!("grant database role {role} to '{name}'"))
+                .map_err(crate::channels::ServiceError::from)?;
+            ctx.channels
+                .store()
+                .grant_role(&name, role == "editor")
+                .await
+                .map_err(|e| Failure::invalid(e.to_string()))?;
+            say!(
+                "'{name}' may now log in to this database as a flametree {role}; give it a \
+                 password or a certificate the way your PostgreSQL authenticates users."
+            );
+            Ok(())
+        }
         Command::Secrets(SecretsCmd::Status) => secrets_cmd::status(&ctx, cli.json).await,
         Command::Secrets(SecretsCmd::Rotate { new_key_stdin }) => {
             secrets_cmd::rotate(&ctx, new_key_stdin).await

@@ -173,6 +173,9 @@ pub struct AuditEntry {
     pub target_id: i64,
     pub target_name: String,
     pub details: String,
+    /// The database user that wrote it (PostgreSQL's `current_user`); None on SQLite
+    /// and for rows older than the column.
+    pub db_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

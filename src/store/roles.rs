@@ -79,6 +79,16 @@ pub trait ChannelStore: Send + Sync {
         note: &AuditNote,
     ) -> StoreResult<()>;
 
+    /// The database user this process connects as and whether it may change
+    /// connections, on PostgreSQL (`current_user`, its privileges); None on SQLite,
+    /// which has no users.
+    async fn db_user(&self) -> StoreResult<Option<(String, bool)>>;
+
+    /// PostgreSQL: creates (if needed) the login role `name` and gives it exactly what
+    /// a viewer (read everything, write only its own presence) or an editor (read and
+    /// change rows, no tables) needs on this database.
+    async fn grant_role(&self, name: &str, editor: bool) -> StoreResult<()>;
+
     /// Records an action that changes no row (a message sent by hand) in the audit trail.
     async fn record_audit(
         &self,

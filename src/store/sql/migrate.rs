@@ -30,11 +30,36 @@ pub(crate) async fn run(pool: &Pool<Db>) -> Result<(), StoreError> {
     result
 }
 
+/// The newest migration sqlx recorded as applied, if it keeps a record here.
+async fn applied_version(
+    conn: &mut sqlx::pool::PoolConnection<Db>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let exists = match BACKEND {
+        Backend::Postgres => "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+        Backend::Sqlite => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+             AND name = '_sqlx_migrations')"
+        }
+    };
+    let exists: bool = sqlx::query_scalar(exists).fetch_one(&mut **conn).await?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut **conn)
+        .await
+}
+
 async fn adopt_and_migrate(
     conn: &mut sqlx::pool::PoolConnection<Db>,
     newest_known: i64,
 ) -> Result<(), StoreError> {
     let fail = |e: sqlx::Error| StoreError::Migration(e.to_string());
+    // Up to date: nothing is written, so a database user that may only read (or only
+    // change rows, not tables) opens the database as well as its owner does.
+    if applied_version(conn).await.map_err(fail)? == Some(newest_known) {
+        return Ok(());
+    }
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS flametree_migrations \
          (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",

@@ -482,7 +482,7 @@ impl ChannelStore for SqlStore {
 
     async fn audit_trail(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let found = sqlx::query(
-            "SELECT at, actor, action, target_kind, target_id, target_name, details FROM audit_log \
+            "SELECT at, actor, action, target_kind, target_id, target_name, details, db_user FROM audit_log \
              WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(tenant_id)
@@ -556,6 +556,84 @@ impl ChannelStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn db_user(&self) -> StoreResult<Option<(String, bool)>> {
+        if BACKEND != Backend::Postgres {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT CAST(current_user AS TEXT) AS who, \
+             has_table_privilege('connections', 'UPDATE') AS can_write",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(Some((
+            row.try_get("who").map_err(classify)?,
+            row.try_get("can_write").map_err(classify)?,
+        )))
+    }
+
+    async fn grant_role(&self, name: &str, editor: bool) -> StoreResult<()> {
+        if BACKEND != Backend::Postgres {
+            return Err(StoreError::Config(
+                "SQLite has no database users: whoever can read the database file can change \
+                 it, so roles can only be enforced on PostgreSQL"
+                    .into(),
+            ));
+        }
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(StoreError::Config(format!(
+                "'{}' is not a database user name flametree creates: use lower-case letters, \
+                 digits and _ (at most 63), starting with a letter",
+                name.escape_debug()
+            )));
+        }
+        // `name` is checked above, so it is safe inside the statements.
+        let mut statements = vec![
+            format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') \
+                 THEN CREATE ROLE {name} LOGIN; END IF; END $$"
+            ),
+            format!(
+                "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO {name}', \
+                 current_database()); END $$"
+            ),
+            format!("GRANT USAGE ON SCHEMA public TO {name}"),
+            format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"),
+            format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}"),
+            // Every process says it is alive, viewers' consoles too.
+            format!("GRANT INSERT, UPDATE, DELETE ON flametree_processes TO {name}"),
+        ];
+        if editor {
+            statements.push(format!(
+                "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"
+            ));
+            statements.push(format!(
+                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"
+            ));
+        }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for sql in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match classify(e) {
+                    StoreError::Other(m) => StoreError::Other(format!(
+                        "{m} (granting needs a database user that may create roles and owns \
+                         flametree's tables)"
+                    )),
+                    other => other,
+                })?;
+        }
         tx.commit().await.map_err(classify)
     }
 

@@ -123,6 +123,7 @@ pub fn audit(row: &DbRow) -> Result<AuditEntry, StoreError> {
         target_id: get(row, "target_id")?,
         target_name: get(row, "target_name")?,
         details: get(row, "details")?,
+        db_user: get(row, "db_user")?,
     })
 }
 
