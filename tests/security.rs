@@ -587,3 +587,360 @@ fn sqlite_says_it_cannot_enforce_roles() {
         r.all()
     );
 }
+
+/// A type, its plain fields, its secrets, and the variable naming its provider's URL.
+type TypeForm<'a> = (
+    &'a str,
+    Vec<(&'a str, String)>,
+    Vec<(&'a str, String)>,
+    Option<&'a str>,
+);
+
+/// Marks every planted value, so one search finds any of them.
+const MARK: &str = "Zq9PLANT";
+/// Secrets that must be hexadecimal carry this instead.
+const HEX_MARK: &str = "d1a5e7c0ffee";
+
+fn hex_secret(n: u8) -> String {
+    format!("{HEX_MARK}0123456789abcdef00{n:02x}")
+}
+
+fn planted(what: &str) -> String {
+    format!("{MARK}{what}0123456789")
+}
+
+/// A connection of every type an operator can add, each secret a planted value, each
+/// provider address `provider`: a listener that keeps what it is sent and hangs up, so
+/// the connectors send their credentials and then take their error paths.
+fn every_type(provider: &str) -> Vec<flametree::channels::Draft> {
+    use flametree::model::EnvVar;
+    let closed = format!("http://{provider}");
+    let port = provider.rsplit(':').next().unwrap().to_string();
+    let uuid = "2b8f2b7a-0000-4000-8000-00000000de30";
+    let table: Vec<TypeForm> = vec![
+        (
+            "whatsapp",
+            vec![
+                ("phone_number_ids", "106540352242922".into()),
+                ("business_account_id", "102290129340398".into()),
+            ],
+            vec![
+                ("access_token", planted("waAccess")),
+                ("app_secret", hex_secret(1)),
+                ("verify_token", planted("waVerify")),
+            ],
+            Some("WHATSAPP_GRAPH_API_URL"),
+        ),
+        (
+            "telegram",
+            vec![],
+            vec![("bot_token", TG_TOKEN.to_string())],
+            Some("TELEGRAM_API_URL"),
+        ),
+        (
+            "email",
+            vec![
+                ("imap_hosts", "127.0.0.1".into()),
+                ("imap_ports", port.clone()),
+                ("imap_security", "none".into()),
+                ("logins", "bot@example.com".into()),
+                ("smtp_hosts", "127.0.0.1".into()),
+                ("smtp_ports", port.clone()),
+                ("smtp_security", "none".into()),
+            ],
+            vec![("passwords", planted("mailPass"))],
+            None,
+        ),
+        (
+            "instagram",
+            vec![
+                ("instagram_account_id", "17841400000000001".into()),
+                ("page_id", "100000000000001".into()),
+            ],
+            vec![
+                ("access_token", planted("igAccess")),
+                ("app_secret", hex_secret(2)),
+                ("verify_token", planted("igVerify")),
+            ],
+            Some("INSTAGRAM_GRAPH_API_URL"),
+        ),
+        (
+            "facebook",
+            vec![("page_id", "100000000000002".into())],
+            vec![
+                ("page_access_token", planted("fbPage")),
+                ("app_secret", hex_secret(3)),
+                ("verify_token", planted("fbVerify")),
+            ],
+            Some("FACEBOOK_GRAPH_API_URL"),
+        ),
+        (
+            "infobip",
+            vec![("base_url", closed.clone()), ("sender", "InfoSMS".into())],
+            vec![
+                ("api_key", planted("infobipKey")),
+                ("webhook_password", planted("infobipHook")),
+            ],
+            None,
+        ),
+        (
+            "bird",
+            vec![("workspace_id", uuid.into()), ("channel_id", uuid.into())],
+            vec![
+                ("access_key", planted("birdAccess")),
+                ("signing_key", planted("birdSigning")),
+            ],
+            Some("BIRD_API_URL"),
+        ),
+        (
+            "intercom",
+            vec![("admin_id", "1234567".into())],
+            vec![
+                ("access_token", planted("intercomToken")),
+                ("client_secret", planted("intercomSecret")),
+            ],
+            Some("INTERCOM_API_URL"),
+        ),
+        (
+            "sip",
+            vec![
+                ("registrar", provider.to_string()),
+                ("username", "bot".into()),
+                ("transport", "udp".into()),
+            ],
+            vec![("password", planted("sipPass"))],
+            None,
+        ),
+        (
+            "twilio",
+            vec![
+                ("account_sid", format!("AC{}", "0123456789abcdef".repeat(2))),
+                ("phone_number", "+15551234567".into()),
+            ],
+            vec![("auth_token", hex_secret(4))],
+            Some("TWILIO_API_URL"),
+        ),
+        (
+            "whatsapp_on_premises",
+            vec![
+                ("base_url", closed.clone()),
+                ("username", "admin".into()),
+                ("phone_number", "+15551234568".into()),
+            ],
+            vec![("password", planted("onpremPass"))],
+            None,
+        ),
+        (
+            "messagebird",
+            vec![("channel_id", "0123456789abcdef0123456789abcdef".into())],
+            vec![
+                ("access_key", planted("mbAccess")),
+                ("signing_key", planted("mbSigning")),
+            ],
+            Some("MESSAGEBIRD_API_URL"),
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(ty, fields, secrets, url_var)| {
+            let mut d = flametree::channels::Draft {
+                type_key: ty.into(),
+                name: format!("Secret {ty}"),
+                ..Default::default()
+            };
+            d.fields = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            for (k, v) in secrets {
+                d.secrets
+                    .insert(k.into(), flametree::secrets::SecretString::new(v));
+            }
+            if let Some(var) = url_var {
+                d.env.push(EnvVar {
+                    name: var.into(),
+                    value: closed.clone(),
+                });
+            }
+            d
+        })
+        .collect()
+}
+
+/// A provider that reads what each client sends for a moment, keeps it, and hangs up.
+fn hang_up_provider() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+fn assert_nothing_planted(what: &str, text: &str) {
+    for mark in [MARK, HEX_MARK, "AAEplanted"] {
+        assert!(
+            !text.contains(mark),
+            "a planted secret ({mark}…) is in {what}"
+        );
+    }
+}
+
+/// Every type's secrets, every connector's failing start at trace level: nothing planted
+/// reaches serve's diagnostics, any connection's log, any CLI output (text and JSON, at
+/// trace level), any database row or any file in the data directory.
+async fn no_connector_leaks_a_planted_secret_anywhere(be: Be) {
+    use common::runtime::{serve, serve_output, signal};
+    let env = common::channels_env_on(be).await;
+    let ch = &env.channels;
+    let (provider, received) = hang_up_provider();
+    let drafts = every_type(&provider);
+    let mut names = Vec::new();
+    for d in &drafts {
+        let saved = ch
+            .add(d)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", d.type_key));
+        names.push(saved.connection.name.clone());
+        let ty = flametree::channels::channel_type(&d.type_key).unwrap();
+        if ty.lifecycle == flametree::catalog::Lifecycle::StartStop {
+            ch.set_desired(&saved.connection, flametree::model::DesiredState::Running)
+                .await
+                .unwrap();
+        }
+    }
+    let mut child = serve(&env, "serve", true);
+    // Every started connector has tried its provider and said what went wrong.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let list = ch.list().await.unwrap();
+        let waiting: Vec<&str> = list
+            .iter()
+            .filter(|c| c.desired == flametree::model::DesiredState::Running)
+            .filter(|c| c.status_message.is_empty())
+            .map(|c| c.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word from {waiting:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    signal(&child, "-TERM");
+    let _ = child.wait();
+    // The secrets were live: the connectors sent them to the provider.
+    let sent = String::from_utf8_lossy(&received.lock().unwrap()).to_string();
+    assert!(
+        sent.contains("AAEplanted"),
+        "the bot token went out: {sent}"
+    );
+    assert!(sent.contains(MARK), "bearer tokens went out: {sent}");
+    let diagnostics = serve_output(&env, "serve");
+
+    assert!(diagnostics.contains("TRACE") || diagnostics.contains("DEBUG"));
+    assert_nothing_planted("serve's diagnostics", &diagnostics);
+
+    for c in ch.list().await.unwrap() {
+        let lines = ch.store().recent_logs(c.id, 1000).await.unwrap();
+        let text: String = lines.iter().map(|l| l.message.clone() + "\n").collect();
+        assert_nothing_planted(&format!("the log of {}", c.name), &text);
+        assert_nothing_planted(&format!("the status of {}", c.name), &c.status_message);
+    }
+
+    let cli = Cli::new(env.dir.path())
+        .with_database(&env.url)
+        .env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64)
+        .env("FLAMETREE_LOG", "trace");
+    let mut outputs = String::new();
+    let mut commands: Vec<Vec<String>> = [
+        "channels list",
+        "channels status",
+        "agents list",
+        "audit",
+        "info",
+        "secrets status",
+    ]
+    .iter()
+    .map(|c| c.split(' ').map(String::from).collect())
+    .collect();
+    for n in &names {
+        commands.push(vec!["channels".into(), "show".into(), n.clone()]);
+        commands.push(vec!["channels".into(), "logs".into(), n.clone()]);
+    }
+    for args in &commands {
+        for json in [false, true] {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            if json {
+                a.push("--json");
+            }
+            outputs.push_str(&cli.run(&a, None).all());
+        }
+    }
+    assert!(
+        outputs.contains("Secret whatsapp_on_premises"),
+        "the CLI ran"
+    );
+    assert_nothing_planted("the CLI's output", &outputs);
+
+    match be {
+        Be::Sqlite => {}
+        Be::Postgres => {
+            use sqlx::{Connection as _, Row};
+            let mut conn = sqlx::PgConnection::connect(&env.url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for table in tables {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text AS row FROM {table} t"
+                )))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for row in rows {
+                    assert_nothing_planted(&format!("table {table}"), &row.get::<String, _>("row"));
+                }
+            }
+        }
+    }
+    // The SQLite database and its WAL, exported logs, serve's log: nothing in any file.
+    let mut dirs = vec![env.dir.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.file_name().unwrap() != "master.key" {
+                let bytes = std::fs::read(&path).unwrap();
+                assert_nothing_planted(
+                    &path.display().to_string(),
+                    &String::from_utf8_lossy(&bytes),
+                );
+            }
+        }
+    }
+}
+
+on_both!(no_connector_leaks_a_planted_secret_anywhere);
