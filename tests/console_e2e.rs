@@ -401,3 +401,56 @@ fn migrating_a_deprecated_connection_in_the_console() {
     let status = cli.json(&["channels", "show", "Legacy SMS"]);
     assert_eq!(status["desired_state"], "STOPPED", "{status}");
 }
+
+/// Issue 16: a bot that fails at start, run by the console itself: its details, its
+/// Logs pane and the lines exported from it never show the token.
+#[test]
+fn the_console_screens_and_exported_logs_never_show_a_planted_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = common::Cli::new(dir.path());
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            "Leaky bot",
+            "--env",
+            "TELEGRAM_API_URL=http://127.0.0.1:9",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={}\n", common::TG_TOKEN)),
+    );
+    cli.ok(&["channels", "start", "Leaky bot"], None);
+    let t = Tmux::start(dir.path(), 160, 40);
+    t.wait_for("Leaky bot");
+    t.keys(&["/"]);
+    t.type_text("Leaky");
+    t.keys(&["Enter"]);
+    let mut screens = vec![t.wait_for("retry")];
+    t.keys(&["Escape", "l"]);
+    screens.push(t.wait_for("cannot reach"));
+    t.keys(&["x"]);
+    screens.push(t.wait_for("exported-logs"));
+    t.keys(&["Escape", "Enter"]);
+    screens.push(t.wait_for("•••••••• saved"));
+    for s in &screens {
+        assert!(!s.contains("AAEplanted"), "the token is on screen:\n{s}");
+    }
+    let exported: Vec<_> = std::fs::read_dir(dir.path().join("exported-logs"))
+        .expect("the lines were exported")
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!exported.is_empty());
+    for text in exported {
+        assert!(
+            text.contains("Leaky bot") || text.contains("cannot reach"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("AAEplanted"),
+            "the token was exported:\n{text}"
+        );
+    }
+}

@@ -811,6 +811,29 @@ async fn no_connector_leaks_a_planted_secret_anywhere(be: Be) {
     let ch = &env.channels;
     let (provider, received) = hang_up_provider();
     let drafts = every_type(&provider);
+    // A connector added later is covered only once it is in the table.
+    for ty in &flametree::catalog::Catalog::get().types {
+        assert!(
+            !ty.listed || drafts.iter().any(|d| d.type_key == ty.key),
+            "{} has no planted form in every_type()",
+            ty.key
+        );
+    }
+    // An agent's API key is planted too.
+    let responder: flametree::agents::ResponderConfig = serde_json::from_value(serde_json::json!({
+        "kind": "open_ai", "base_url": format!("http://{provider}/v1"), "model": "m",
+    }))
+    .unwrap();
+    ch.create_agent(
+        "Support",
+        flametree::agents::service::AgentEdit {
+            responder: Some(responder),
+            api_key: Some(flametree::secrets::SecretString::new(planted("agentKey"))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut names = Vec::new();
     for d in &drafts {
         let saved = ch
