@@ -250,6 +250,19 @@ async fn names_and_values_are_refused_when_they_could_deceive_or_flood(be: Be) {
     );
     assert_eq!(r.code(), 2, "{}", r.all());
     assert!(r.stderr().contains("at most 16 KiB"), "{}", r.all());
+    let r = cli.run(
+        &[
+            "agents",
+            "create",
+            "--name",
+            "Wordy",
+            "--greeting",
+            &"hi ".repeat(30_000),
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("at most 64 KiB"), "{}", r.all());
     let big = format!("TELEGRAM_POLL_TIMEOUT={}", "9".repeat(70 * 1024));
     let r = cli.run(&["channels", "edit", "Café", "--env", &big], None);
     assert_eq!(r.code(), 2);
@@ -286,6 +299,35 @@ fn the_sqlite_database_is_private_and_exposed_files_are_named_with_the_fix() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let r = cli.run(&["channels", "list"], None);
     assert!(!r.stderr().contains("chmod"), "{}", r.all());
+
+    // A key file others can read, and a config file holding a secret.
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = Cli::new(dir.path());
+    add_bot(&keyed, "Keyed bot");
+    let key = dir.path().join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[meta]\napp_secret = \"0123456789abcdef0123456789abcdef\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = keyed
+        .env("FLAMETREE_CONFIG", config.to_str().unwrap())
+        .run(&["channels", "list"], None);
+    assert!(
+        r.stderr()
+            .contains(&format!("run `chmod 600 {}`", key.display())),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr()
+            .contains(&format!("run `chmod 600 {}`", config.display())),
+        "{}",
+        r.all()
+    );
 }
 
 /// Nothing an operator typed as a secret is ever printed, whatever the command.

@@ -182,6 +182,11 @@ impl Channels {
             };
         }
         a.responder = serde_json::to_string(&responder).expect("responder config serializes");
+        if let Some(problem) =
+            inputs::size_problem("The responder's settings", a.responder.len(), false)
+        {
+            return Err(invalid("responder", problem));
+        }
         if let Some(w) = edit.widget {
             a.widget = w.to_string();
             changed.push("web widget");
