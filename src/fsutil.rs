@@ -56,7 +56,7 @@ pub fn exposure_warnings(loaded: &crate::config::Loaded) -> Vec<String> {
         (
             loaded.file.as_deref().filter(|_| holds_secret),
             0o077,
-            "the config file, which holds a secret,",
+            "the config file, which holds a secret",
             "600",
         ),
     ];
@@ -65,11 +65,11 @@ pub fn exposure_warnings(loaded: &crate::config::Loaded) -> Vec<String> {
         if let Some(m) = mode_of(path)
             && m & others != 0
         {
+            // The fix first: a narrow screen cuts the end of a line.
             out.push(format!(
-                "{what} {} can be read by other users (mode {:o}): run `chmod {mode} {}`",
+                "run `chmod {mode} {}`: {what} can be read by other users (mode {:o})",
                 path.display(),
                 m & 0o777,
-                path.display()
             ));
         }
     }
