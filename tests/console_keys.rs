@@ -676,3 +676,118 @@ async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
     c.type_text("zzz").await;
     assert_eq!(c.app.logs_for, None);
 }
+
+#[tokio::test]
+async fn a_flash_goes_once_the_situation_it_describes_has_changed() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await;
+    assert!(c.flash().contains("Start requested for 'Sales bot'"));
+
+    // The runtime picks it up: the request is no longer news, the list says STARTING.
+    c.channels
+        .store()
+        .set_status(id, Status::Starting, "connecting to Telegram")
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload]).await;
+    assert_eq!(c.app.flash, None, "'Start requested' outlived the start");
+
+    // A refusal on the agents screen stays there.
+    while c.app.focus != Focus::List {
+        c.key(KeyCode::Esc).await;
+    }
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('a')).await;
+    assert!(c.flash().contains("Create an agent first"), "{}", c.flash());
+    c.key(KeyCode::Char('A')).await;
+    assert_eq!(
+        c.app.flash, None,
+        "the agents screen's message left with it"
+    );
+
+    // A save the form refused goes with the form.
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.ctrl('s').await;
+    assert!(c.flash().starts_with("Not saved"), "{}", c.flash());
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Esc).await;
+    assert!(c.app.form.as_ref().is_none_or(|f| !f.is_new()));
+    assert_eq!(c.app.flash, None, "the refusal of a form no longer open");
+
+    // Information ages out.
+    c.key(KeyCode::Char('c')).await;
+    assert!(c.flash().contains("has no webhook URL"), "{}", c.flash());
+    let now = c.app.now;
+    c.app
+        .on_tick(now + flametree::tui::app::INFO_FLASH_MS - 1, 1_000);
+    assert!(c.flash().contains("has no webhook URL"), "still readable");
+    c.app
+        .on_tick(now + flametree::tui::app::INFO_FLASH_MS, 1_000);
+    assert_eq!(c.app.flash, None);
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> String {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+    term.draw(|f| flametree::tui::view::draw(f, app)).unwrap();
+    term.backend().to_string()
+}
+
+/// The screen line holding the focus mark `▸`.
+fn focused_line(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().filter(|l| l.contains('▸')).collect();
+    assert_eq!(lines.len(), 1, "exactly one focus mark:\n{screen}");
+    lines[0].to_string()
+}
+
+#[tokio::test]
+async fn simple_mode_shows_every_field_tab_reaches_and_esc_asks_before_discarding() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await; // Telegram
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Enter).await; // "+ New Telegram connection here"
+    let s = draw(&mut c.app, 80, 24);
+    assert!(focused_line(&s).contains("Name*"), "{s}");
+    c.type_text("Night bot").await;
+    c.key(KeyCode::Tab).await;
+    let s = draw(&mut c.app, 80, 24);
+    assert!(
+        focused_line(&s).contains("Description"),
+        "the focus stop after Name is drawn and marked:\n{s}"
+    );
+    c.key(KeyCode::Tab).await;
+    let s = draw(&mut c.app, 80, 24);
+    assert!(focused_line(&s).contains("Bot token*"), "{s}");
+    // Every stop Tab reaches is on screen with the mark, round the form and back.
+    for _ in 0..3 {
+        c.key(KeyCode::Tab).await;
+        focused_line(&draw(&mut c.app, 80, 24));
+    }
+
+    // Esc with input asks; n keeps the form and what was typed.
+    c.key(KeyCode::Esc).await;
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => assert_eq!(
+            confirm.question,
+            "Discard the new Telegram connection 'Night bot'? Nothing was created yet."
+        ),
+        _ => panic!("Esc with input must ask"),
+    }
+    c.key(KeyCode::Char('n')).await;
+    assert!(matches!(
+        c.app.agents.add,
+        Some(flametree::tui::agents::AddFlow::Simple { .. })
+    ));
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.app.agents.add.is_none(), "y discards");
+    assert!(c.channels.find("Night bot").await.is_err());
+}

@@ -354,7 +354,7 @@ fn too_small_a_terminal_says_so() {
 fn help_lists_every_key_at_a_large_size() {
     let mut a = app();
     press(&mut a, "?");
-    let s = screen(&mut a, 140, 62);
+    let s = screen(&mut a, 140, 80);
     for k in [
         "Ctrl-S",
         "Ctrl-G",
@@ -508,4 +508,133 @@ fn agents_screen_shows_the_communication_channels_card() {
     );
     assert!(s.contains("[ Stop agent s ]"));
     insta::assert_snapshot!(s);
+}
+
+/// The footer line: every key pair whole (a narrow one leaves pairs out, never half).
+fn footer(s: &str) -> String {
+    s.lines()
+        .last()
+        .unwrap()
+        .trim_matches('"')
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn at_80x24_what_matters_is_shown_whole() {
+    let mut a = app();
+    press(&mut a, "j"); // EU bot, in ERROR
+    let s = screen(&mut a, 80, 24);
+    let keys = footer(&s);
+    assert!(keys.starts_with("? help"), "{keys}");
+    assert!(keys.ends_with("q quit"), "quit is always offered:\n{s}");
+    assert!(!keys.contains("D de "), "{keys}");
+    // The whole error under the list, wrapped between words: its end says what to do.
+    for line in [
+        "│Telegram rejected the bot   │",
+        "│token (401 Unauthorized):   │",
+        "│fix the token, Save, then   │",
+        "│Start                       │",
+    ] {
+        assert!(s.contains(line), "{line:?} in\n{s}");
+    }
+
+    // A message too long for its room ends with a whole word and the key that shows it.
+    let mut all = sample();
+    all[2].status_message = "word ".repeat(120) + "THE-END";
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("i: all"), "{s}");
+    assert!(!s.contains("THE-END"), "{s}");
+    press(&mut a, "i");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Status · EU bot"), "{s}");
+    assert!(s.contains("THE-END"), "i shows the message whole:\n{s}");
+    key(&mut a, KeyCode::Esc);
+
+    // The form's buttons with unsaved changes.
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Tab);
+    press(&mut a, "x");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("[ Save ^S ]  [ Delete D ]  unsaved"), "{s}");
+    assert!(
+        !s.contains("unsaved cha…") && !s.contains("^G setup gu"),
+        "{s}"
+    );
+}
+
+#[test]
+fn at_80x24_the_logs_status_and_the_help_are_not_cut() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Char('l'));
+    let lines: Vec<LogLine> = (0..30)
+        .map(|i| LogLine {
+            connection_id: 1,
+            at: T0 + i * 1000,
+            level: "WARN".into(),
+            message: format!("update {i}"),
+        })
+        .collect();
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines,
+        last_id: 0,
+    });
+    press(&mut a, "vv/update 2");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("≥WARN"), "the level filter's value:\n{s}");
+    assert!(s.contains("wrap off"), "{s}");
+    assert!(s.contains("/update 2 "), "the search position:\n{s}");
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+
+    press(&mut a, "?");
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("copy the webhook URL, whole, to the clipboard"),
+        "{s}"
+    );
+    for line in s.lines() {
+        assert!(
+            !line.trim_end_matches(['"', ' ', '│']).ends_with('…'),
+            "help lines wrap, not cut: {line}\n{s}"
+        );
+    }
+}
+
+/// Opens the New connector form of the type named `name` in the Add picker.
+fn new_form(app: &mut App, name: &str) {
+    press(app, "a");
+    let types = flametree::tui::input::picker_types(false);
+    let at = types.iter().position(|t| t.name == name).unwrap();
+    for _ in 0..at {
+        key(app, KeyCode::Down);
+    }
+    key(app, KeyCode::Enter);
+}
+
+#[test]
+fn labels_keep_their_required_mark_and_use_the_room_there_is() {
+    let mut a = app();
+    new_form(&mut a, "WhatsApp");
+    let s = screen(&mut a, 80, 24);
+    let phone = s.lines().find(|l| l.contains("Phone number")).unwrap();
+    assert!(phone.contains('*'), "a cut label keeps its mark: {phone}");
+    let s = screen(&mut a, 200, 50);
+    assert!(
+        s.contains("WhatsApp Business Account ID*"),
+        "a wide terminal shows labels whole:\n{s}"
+    );
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+    new_form(&mut a, "Twilio");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains(" New connector · Twilio "), "{s}");
 }

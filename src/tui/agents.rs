@@ -77,6 +77,18 @@ pub enum AgentsOutcome {
     Quit,
     Help,
     AskDelete(Box<Agent>),
+    /// Esc in Simple mode with something typed: ask before discarding it.
+    AskDiscardSimple(String),
+}
+
+/// "the new Telegram connection 'Night bot'", for the discard question.
+fn describe_new(form: &Form) -> String {
+    let name = form.value(&Slot::Name);
+    if name.trim().is_empty() {
+        format!("the new {} connection", form.ty.name)
+    } else {
+        format!("the new {} connection '{}'", form.ty.name, name.trim())
+    }
 }
 
 impl AgentsScreen {
@@ -122,7 +134,7 @@ impl AgentsScreen {
         meta: bool,
     ) -> AgentsOutcome {
         if self.add.is_some() {
-            return self.add_key(key, all, meta);
+            return self.add_key(key, all);
         }
         let none = AgentsOutcome::Commands(Vec::new());
         let ro = || AgentsOutcome::Flash("Read-only: viewers cannot change agents".into());
@@ -223,7 +235,7 @@ impl AgentsScreen {
         }
     }
 
-    fn add_key(&mut self, key: KeyEvent, all: &[Connection], meta: bool) -> AgentsOutcome {
+    fn add_key(&mut self, key: KeyEvent, all: &[Connection]) -> AgentsOutcome {
         let none = AgentsOutcome::Commands(Vec::new());
         let Some(flow) = self.add.take() else {
             return none;
@@ -302,10 +314,8 @@ impl AgentsScreen {
                         inbound: !inbound,
                     }),
                     KeyCode::Char(' ') | KeyCode::Enter if sel == rows.len() && extra == 1 => {
-                        let mut form = Form::new_connector(ty, meta, false);
-                        form.set_focus(Some(0));
                         Some(AddFlow::Simple {
-                            form: Box::new(form),
+                            form: Box::new(Form::simple(ty)),
                             inbound,
                         })
                     }
@@ -362,14 +372,16 @@ impl AgentsScreen {
                         inbound,
                     }]);
                 }
+                if key.code == KeyCode::Esc && form.dirty {
+                    // Typed credentials are not thrown away on one key.
+                    let what = describe_new(&form);
+                    self.add = Some(AddFlow::Simple { form, inbound });
+                    return AgentsOutcome::AskDiscardSimple(what);
+                }
                 match form.handle_key(key) {
                     FormOutcome::Left => None,
                     _ => {
-                        // Simple mode skips the environment variables.
-                        if matches!(
-                            form.focused_slot(),
-                            Some(Slot::EnvName(_) | Slot::EnvValue(_) | Slot::AddEnv)
-                        ) {
+                        if form.focus.is_none() {
                             form.set_focus(Some(0));
                         }
                         Some(AddFlow::Simple { form, inbound })
@@ -394,6 +406,13 @@ impl AgentsScreen {
         };
         self.add = next;
         none
+    }
+
+    /// Closes Simple mode, its input discarded (the operator said so).
+    pub fn discard_simple(&mut self) {
+        if matches!(self.add, Some(AddFlow::Simple { .. })) {
+            self.add = None;
+        }
     }
 
     /// Pasted text goes to the inline form (a token copied from BotFather).

@@ -50,6 +50,8 @@ pub enum After {
     QuitStopping,
     LeavePanel,
     Add(usize),
+    /// Close the agents screen's Simple mode form.
+    CloseSimple,
 }
 
 pub enum ConfirmAction {
@@ -82,6 +84,12 @@ pub enum Overlay {
     },
     Confirm(Confirm),
     SignIn(super::signin::SignIn),
+    /// A long text shown whole, wrapped and scrollable (a status message, a log line).
+    Text {
+        title: String,
+        body: String,
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +120,29 @@ pub enum Hit {
     Overlay,
 }
 
+/// How long an informational flash ("Saved 'X'.", "Copied …") stays: long enough to
+/// read, short enough not to describe a situation that has moved on. Warnings and
+/// errors stay until they are resolved, replaced or left behind.
+pub const INFO_FLASH_MS: Millis = 8_000;
+
+/// Where a flash was given and about which connection in which state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlashContext {
+    at: Millis,
+    screen: Screen,
+    about: About,
+}
+
+/// What a flash speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum About {
+    Nothing,
+    /// A connection, as it was then (status and desired state).
+    Connection(i64, Status, DesiredState),
+    /// The new connector form (a save it refused).
+    NewForm,
+}
+
 pub struct App {
     pub theme: Theme,
     pub header: HeaderInfo,
@@ -126,6 +157,8 @@ pub struct App {
     /// An operator action waiting for the store, and since when.
     pub busy: Option<(String, Millis)>,
     pub flash: Option<(String, FlashKind)>,
+    /// What the flash is about, so it goes once that is no longer the situation.
+    flash_ctx: Option<FlashContext>,
     pub mouse: bool,
     pub meta_configured: bool,
     /// The server's Meta app, when sign-in with Meta is configured.
@@ -185,6 +218,7 @@ impl App {
             db_down: None,
             busy: None,
             flash: None,
+            flash_ctx: None,
             mouse: true,
             meta_configured,
             meta_app: None,
@@ -220,7 +254,57 @@ impl App {
 
     pub fn flash(&mut self, text: impl Into<String>, kind: FlashKind) {
         self.flash = Some((text.into(), kind));
+        self.flash_ctx = Some(FlashContext {
+            at: self.now,
+            screen: self.screen,
+            about: About::Nothing,
+        });
         self.dirty = true;
+    }
+
+    /// A flash about one connection: it goes when that connection's status or desired
+    /// state changes, or when another connection is shown, since the list and the
+    /// details then say what is true now.
+    pub fn flash_about(&mut self, text: impl Into<String>, kind: FlashKind, c: &Connection) {
+        self.flash(text, kind);
+        if let Some(ctx) = &mut self.flash_ctx {
+            ctx.about = About::Connection(c.id, c.status, c.desired);
+        }
+    }
+
+    /// The id of the connection the panel shows (it may not be in the list yet).
+    fn shown_id(&self) -> Option<i64> {
+        match &self.form {
+            Some(f) => f.base.as_ref().map(|b| b.id),
+            None => self.list.selected,
+        }
+    }
+
+    /// Clears the flash once what it said is stale: another screen, the connection it
+    /// is about changed state, was deleted or is no longer the one shown, or (for
+    /// information) after `INFO_FLASH_MS`.
+    pub fn expire_flash(&mut self) {
+        let (Some((_, kind)), Some(ctx)) = (&self.flash, self.flash_ctx) else {
+            return;
+        };
+        let moved_on = match ctx.about {
+            About::Connection(id, status, desired) => {
+                // Not in the list (yet): a save's reload is on its way.
+                let changed = self
+                    .list
+                    .get(id)
+                    .is_some_and(|c| (c.status, c.desired) != (status, desired));
+                changed || self.shown_id() != Some(id)
+            }
+            About::NewForm => !self.form.as_ref().is_some_and(|f| f.is_new()),
+            About::Nothing => false,
+        };
+        let old = *kind == FlashKind::Info && self.now - ctx.at >= INFO_FLASH_MS;
+        if ctx.screen != self.screen || moved_on || old {
+            self.flash = None;
+            self.flash_ctx = None;
+            self.dirty = true;
+        }
     }
 
     /// The connection the panel is about: the form's, else the list's selection.
@@ -293,6 +377,7 @@ impl App {
             self.diagnosis_key = None;
         }
         let mut out = self.handle_msg(msg);
+        self.expire_flash();
         out.extend(self.follow_up());
         out
     }
@@ -374,8 +459,12 @@ impl App {
                     );
                 }
                 match warnings.first() {
-                    Some(w) => self.flash(format!("{text} Warning: {w}"), FlashKind::Warn),
-                    None => self.flash(text, FlashKind::Info),
+                    Some(w) => self.flash_about(
+                        format!("{text} Warning: {w}"),
+                        FlashKind::Warn,
+                        &connection,
+                    ),
+                    None => self.flash_about(text, FlashKind::Info, &connection),
                 }
             }
             Msg::SaveRejected(report) => {
@@ -394,13 +483,23 @@ impl App {
                     .first()
                     .map(|e| e.message.clone())
                     .unwrap_or_default();
-                self.flash(
-                    format!(
-                        "Not saved: {n} problem{} — {first}",
-                        if n == 1 { "" } else { "s" }
-                    ),
-                    FlashKind::Error,
+                let text = format!(
+                    "Not saved: {n} problem{} — {first}",
+                    if n == 1 { "" } else { "s" }
                 );
+                // It goes with the form it is about.
+                match self.form.as_ref().map(|f| f.base.clone()) {
+                    Some(Some(base)) => {
+                        let now = self.list.get(base.id).cloned().unwrap_or(base);
+                        self.flash_about(text, FlashKind::Error, &now)
+                    }
+                    _ => {
+                        self.flash(text, FlashKind::Error);
+                        if let Some(ctx) = &mut self.flash_ctx {
+                            ctx.about = About::NewForm;
+                        }
+                    }
+                }
             }
             Msg::Deleted { name } => {
                 self.busy = None;
@@ -420,7 +519,18 @@ impl App {
                     DesiredState::Running => "Start",
                     DesiredState::Stopped => "Stop",
                 };
-                self.flash(format!("{verb} requested for '{name}'."), FlashKind::Info);
+                let text = format!("{verb} requested for '{name}'.");
+                // About the connection as it is once the request is recorded: it goes
+                // when the runtime moves it on.
+                match self.list.all.iter().find(|c| c.name == name).cloned() {
+                    Some(mut c) => {
+                        // Recorded in the store; the reload that follows says the same.
+                        c.desired = desired;
+                        self.list.upsert(c.id, Some(c.clone()));
+                        self.flash_about(text, FlashKind::Info, &c);
+                    }
+                    None => self.flash(text, FlashKind::Info),
+                }
             }
             Msg::Failed(text) => {
                 self.busy = None;
@@ -637,13 +747,15 @@ impl App {
     /// notice to age. An idle console on PostgreSQL needs none, so it sleeps until
     /// something happens.
     pub fn needs_tick(&self) -> bool {
-        !self.live || self.db_down.is_some() || self.busy.is_some() || !self.loaded
+        let info_flash = matches!(self.flash, Some((_, FlashKind::Info)));
+        !self.live || self.db_down.is_some() || self.busy.is_some() || !self.loaded || info_flash
     }
 
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
     /// database is down) and age the "waiting for the database" notice.
     pub fn on_tick(&mut self, now: Millis, every: Millis) -> Vec<Command> {
         self.now = now;
+        self.expire_flash();
         if self
             .busy
             .as_ref()

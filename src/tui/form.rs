@@ -73,6 +73,9 @@ pub struct Form {
     pub scroll: usize,
     /// The deprecated connection this new one replaces (Migrate…): saving migrates.
     pub migrate_from: Option<Box<Connection>>,
+    /// Simple mode (an agent's page): name, description and credentials only, typed by
+    /// hand — no variables, no sign-in switch.
+    pub simple: bool,
 }
 
 fn single_line(text: &str) -> TextArea<'static> {
@@ -170,7 +173,17 @@ impl Form {
             read_only,
             scroll: 0,
             migrate_from: None,
+            simple: false,
         }
+    }
+
+    /// The Simple mode form of an agent's page: every slot it has is drawn.
+    pub fn simple(ty: &'static ChannelType) -> Form {
+        let mut form = Form::new_connector(ty, false, false);
+        form.simple = true;
+        form.advanced = true;
+        form.set_focus(Some(0));
+        form
     }
 
     pub fn is_new(&self) -> bool {
@@ -185,6 +198,10 @@ impl Form {
 
     pub fn slots(&self) -> Vec<Slot> {
         let mut s = vec![Slot::Name, Slot::Description];
+        if self.simple {
+            s.extend((0..self.fields.len()).map(Slot::Field));
+            return s;
+        }
         if self.ty.meta_advanced_mode {
             s.push(Slot::Advanced);
         }

@@ -22,6 +22,7 @@ pub fn picker_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
 impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
         let mut out = self.handle_key(key);
+        self.expire_flash();
         out.extend(self.follow_up());
         out
     }
@@ -110,6 +111,7 @@ impl App {
                 self.copy_webhook_url()
             }
             KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
+            KeyCode::Char('i') => self.show_status_whole(),
             KeyCode::Char('M') => self.start_migrate(),
             KeyCode::Char('A') => {
                 self.screen = super::app::Screen::Agents;
@@ -163,6 +165,15 @@ impl App {
             AgentsOutcome::Quit => self.request_quit(),
             AgentsOutcome::Help => {
                 self.overlay = Some(Overlay::Help { scroll: 0 });
+                Vec::new()
+            }
+            AgentsOutcome::AskDiscardSimple(what) => {
+                self.overlay = Some(Overlay::Confirm(Confirm {
+                    title: "Unsaved changes",
+                    question: format!("Discard {what}? Nothing was created yet."),
+                    yes: "Discard",
+                    action: ConfirmAction::Discard(After::CloseSimple),
+                }));
                 Vec::new()
             }
             AgentsOutcome::AskDelete(a) => {
@@ -589,6 +600,31 @@ impl App {
         }]
     }
 
+    /// `i`: the connection's status and its whole message, however long, in a popup.
+    fn show_status_whole(&mut self) {
+        let Some(c) = self.current() else {
+            self.flash("Select a connection first", FlashKind::Info);
+            return;
+        };
+        let message = super::view::list_status_message(self, c);
+        let body = format!(
+            "{} {} since {} UTC\n\n{}",
+            super::theme::Theme::status_symbol(c.status),
+            super::view::list_status_word(c.status, c.desired),
+            crate::model::format_millis(c.status_since),
+            if message.is_empty() {
+                "No status message."
+            } else {
+                &message
+            }
+        );
+        self.overlay = Some(Overlay::Text {
+            title: format!("Status · {}", c.name),
+            body,
+            scroll: 0,
+        });
+    }
+
     fn ask_delete(&mut self) {
         let Some(c) = self.current().cloned() else {
             return;
@@ -684,6 +720,19 @@ impl App {
                     Overlay::Help { scroll: 0 }
                 }
                 _ => Overlay::Confirm(confirm),
+            },
+            Overlay::Text { .. } if matches!(key.code, KeyCode::Esc | KeyCode::Char('q' | 'i')) => {
+                keep = false;
+                Overlay::Help { scroll: 0 }
+            }
+            Overlay::Text {
+                title,
+                body,
+                scroll,
+            } => Overlay::Text {
+                title,
+                body,
+                scroll: scrolled(scroll, key),
             },
             Overlay::Help { scroll } | Overlay::Setup { scroll, .. }
                 if matches!(
@@ -800,6 +849,11 @@ impl App {
                 self.set_busy("Deleting");
                 vec![Command::DeleteAgent(a)]
             }
+            ConfirmAction::Discard(After::CloseSimple) => {
+                // The agents screen's own form; the channel form keeps its edits.
+                self.agents.discard_simple();
+                Vec::new()
+            }
             ConfirmAction::Discard(after) => {
                 if let Some(f) = &mut self.form {
                     f.dirty = false;
@@ -811,6 +865,7 @@ impl App {
                         self.form = None;
                         self.leave_panel();
                     }
+                    After::CloseSimple => {}
                     After::Add(i) => {
                         if let Some(ty) = picker_types(false).get(i) {
                             self.start_new(ty);
@@ -856,8 +911,11 @@ impl App {
                 Vec::new()
             }
             Hit::Overlay => {
-                if let Some(Overlay::Help { scroll } | Overlay::Setup { scroll, .. }) =
-                    &mut self.overlay
+                if let Some(
+                    Overlay::Help { scroll }
+                    | Overlay::Setup { scroll, .. }
+                    | Overlay::Text { scroll, .. },
+                ) = &mut self.overlay
                 {
                     *scroll = (*scroll as i32 + delta).max(0) as u16;
                 }

@@ -26,6 +26,10 @@ pub const HELP: &[(&str, &str)] = &[
         "copy the webhook URL, whole, to the clipboard (OSC 52)",
     ),
     ("D  Delete", "delete the connection (asks first, naming it)"),
+    (
+        "i",
+        "the connection's status and its whole message, in a popup",
+    ),
     ("M", "migrate a deprecated connection to its successor"),
     (
         "m",
@@ -56,11 +60,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Shift-Tab ↑", "previous field"),
     (
         "typing",
-        "edits the field; Ctrl-U / Ctrl-K clear to its start / end",
-    ),
-    (
-        "",
-        "  secrets: masked; typing replaces, leaving empty keeps",
+        "edits the field; Ctrl-U / Ctrl-K clear to its start / end; secrets are masked: typing replaces, leaving empty keeps",
     ),
     (
         "Space",
@@ -104,13 +104,8 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "a",
-        "add channels: pick the type (d: show deprecated), tick connections with",
+        "add channels: pick the type (d: show deprecated), tick connections with Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram or WhatsApp connection right there",
     ),
-    (
-        "",
-        "  Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram",
-    ),
-    ("", "  or WhatsApp connection right there"),
     ("Space", "on a card row: Inbound on/off"),
     (
         "x",

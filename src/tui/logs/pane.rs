@@ -39,6 +39,20 @@ struct Search {
     current: Option<u64>,
 }
 
+/// One piece of the status line, in full and in short, and how much it matters when the
+/// pane is too narrow for all of them (higher is kept longer).
+struct StatusPart {
+    full: String,
+    short: String,
+    rank: u8,
+}
+
+impl StatusPart {
+    fn new(full: String, short: String, rank: u8) -> StatusPart {
+        StatusPart { full, short, rank }
+    }
+}
+
 pub struct LogsPane {
     ring: LogRing,
     title: String,
@@ -368,42 +382,93 @@ impl LogsPane {
     }
 
     pub fn status_line(&self) -> String {
+        self.status_parts()
+            .into_iter()
+            .map(|p| p.full)
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
+    /// The status line in `width` columns: whole, else in short words, else without its
+    /// least important parts — never a part cut in half (a level filter reading "lev…").
+    pub fn status_line_in(&self, width: usize) -> String {
+        let parts = self.status_parts();
+        let join = |texts: Vec<&str>| texts.join(" · ");
+        let full = join(parts.iter().map(|p| p.full.as_str()).collect());
+        if crate::tui::view::width_of(&full) <= width {
+            return full;
+        }
+        let mut keep: Vec<&StatusPart> = parts.iter().collect();
+        loop {
+            let short = join(keep.iter().map(|p| p.short.as_str()).collect());
+            if crate::tui::view::width_of(&short) <= width || keep.len() <= 1 {
+                return crate::tui::view::fit(&short, width);
+            }
+            // Drop the least important part, the later one on a tie.
+            let (at, _) = keep
+                .iter()
+                .enumerate()
+                .rev()
+                .min_by_key(|(_, p)| p.rank)
+                .expect("not empty");
+            keep.remove(at);
+        }
+    }
+
+    fn status_parts(&self) -> Vec<StatusPart> {
         let mut parts = Vec::new();
         let s = &self.search;
         if s.typing {
-            parts.push(format!("/{}█ Enter find · Esc cancel", s.query));
+            parts.push(StatusPart::new(
+                format!("/{}█ Enter find · Esc cancel", s.query),
+                format!("/{}█", s.query),
+                9,
+            ));
         }
         if self.follow {
-            parts.push("following".to_string());
+            parts.push(StatusPart::new("following".into(), "follow".into(), 8));
         } else {
-            parts.push("paused — G or End to follow".to_string());
+            parts.push(StatusPart::new(
+                "paused — G or End to follow".into(),
+                "paused (G)".into(),
+                8,
+            ));
             let new = self.ring.total().saturating_sub(self.total_at_pause);
             if new > 0 {
-                parts.push(format!("{} new", thousands(new)));
+                let text = format!("{} new", thousands(new));
+                parts.push(StatusPart::new(text.clone(), text, 4));
             }
         }
-        parts.push(match self.ring.len() {
+        let lines = match self.ring.len() {
             1 => "1 line".to_string(),
             n => format!("{} lines", thousands(n as u64)),
-        });
+        };
+        parts.push(StatusPart::new(lines.clone(), lines, 2));
         if self.ring.dropped() > 0 {
-            parts.push(format!("{} dropped", thousands(self.ring.dropped())));
+            let text = format!("{} dropped", thousands(self.ring.dropped()));
+            parts.push(StatusPart::new(text.clone(), text, 3));
         }
         if self.min_level > Level::Trace {
-            parts.push(format!("level ≥ {}", self.min_level.as_str()));
+            parts.push(StatusPart::new(
+                format!("level ≥ {}", self.min_level.as_str()),
+                format!("≥{}", self.min_level.as_str()),
+                6,
+            ));
         }
-        parts.push(format!("wrap {}", if self.wrap { "on" } else { "off" }));
+        let wrap = format!("wrap {}", if self.wrap { "on" } else { "off" });
+        parts.push(StatusPart::new(wrap.clone(), wrap, 5));
         if !s.typing && !s.needle.is_empty() {
             let n = s.matches.len() as u64;
             let at = s.current.and_then(|c| s.matches.binary_search(&c).ok());
-            parts.push(match at {
+            let text = match at {
                 Some(i) => format!("/{} {}/{}", s.query, thousands(i as u64 + 1), thousands(n)),
                 None if n == 0 => format!("/{} no matches", s.query),
                 None if n == 1 => format!("/{} 1 match", s.query),
                 None => format!("/{} {} matches", s.query, thousands(n)),
-            });
+            };
+            parts.push(StatusPart::new(text.clone(), text, 7));
         }
-        parts.join(" · ")
+        parts
     }
 
     pub fn render(
@@ -433,7 +498,10 @@ impl LogsPane {
         let block = Block::bordered()
             .border_style(border)
             .title(Line::styled(format!("Logs · {title}"), theme.title()))
-            .title_bottom(Line::styled(self.status_line(), status_style));
+            .title_bottom(Line::styled(
+                self.status_line_in(usize::from(area.width.saturating_sub(2))),
+                status_style,
+            ));
         let inner = block.inner(area);
         block.render(area, buf);
         self.width = usize::from(inner.width);

@@ -320,18 +320,16 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-/// The Simple mode form: the name and the type's fields, one line each.
+/// The Simple mode form: every slot it has (name, description, the type's fields), one
+/// line each, so whatever Tab reaches is on screen.
 fn simple_slots(form: &Form) -> Vec<(usize, Slot)> {
-    form.slots()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s, Slot::Name | Slot::Field(_)))
-        .collect()
+    form.slots().into_iter().enumerate().collect()
 }
 
 fn label(form: &Form, slot: &Slot) -> String {
     match slot {
         Slot::Name => "Name*".into(),
+        Slot::Description => "Description".into(),
         Slot::Field(i) => {
             let f = &form.ty.fields[*i];
             format!("{}{}", f.label, if f.required { "*" } else { "" })
@@ -339,6 +337,9 @@ fn label(form: &Form, slot: &Slot) -> String {
         _ => String::new(),
     }
 }
+
+/// Label column: the longest label, within reason.
+const LABEL_W: usize = 26;
 
 fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
     simple_slots(form)
@@ -354,7 +355,7 @@ fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
                 format!(
                     " {}{}",
                     if focused { "▸" } else { " " },
-                    fit(&label(form, slot), 24)
+                    super::fit_label(&label(form, slot), LABEL_W)
                 ),
                 style,
             )
@@ -363,12 +364,13 @@ fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
 }
 
 fn render_inputs(f: &mut Frame, form: &Form, inner: Rect) {
+    let at = LABEL_W as u16 + 3;
     for (row, (_, slot)) in simple_slots(form).iter().enumerate() {
         if let Some(text) = form.text(slot) {
             let area = Rect::new(
-                inner.x + 28,
+                inner.x + at,
                 inner.y + row as u16,
-                inner.width.saturating_sub(29),
+                inner.width.saturating_sub(at + 1),
                 1,
             );
             f.render_widget(text, area);

@@ -1,6 +1,6 @@
 //! Header, database banner, message line and the keys that apply right now.
 
-use super::fit;
+use super::{fit, wrap};
 use crate::model::format_millis;
 use crate::permission::Role;
 use crate::tui::app::{App, FlashKind, Focus};
@@ -63,30 +63,44 @@ pub fn banner(f: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-pub fn message(f: &mut Frame, app: &App, area: Rect) {
+/// The message line: what is pending, or the last flash. A long message (a save error
+/// naming the field and the fix) takes up to three lines, wrapped between words, rather
+/// than losing its end.
+pub fn message_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let width = area.width as usize;
-    let line = if let Some((what, since)) = &app.busy {
+    let (text, style) = if let Some((what, since)) = &app.busy {
         let waited = (app.now - since) / 1000;
         let text = if waited >= 1 {
             format!("{what}… waiting for the database ({waited} s)")
         } else {
             format!("{what}…")
         };
-        Line::styled(fit(&text, width), t.warning())
+        (text, t.warning())
     } else if let Some((text, kind)) = &app.flash {
         let style = match kind {
             FlashKind::Info => t.ok(),
             FlashKind::Warn => t.warning(),
             FlashKind::Error => t.error(),
         };
-        Line::styled(fit(text, width), style)
+        (text.clone(), style)
     } else if !app.loaded {
-        Line::styled("Loading connections…", t.dim())
+        ("Loading connections…".to_string(), t.dim())
     } else {
-        Line::raw("")
+        return vec![Line::raw("")];
     };
-    f.render_widget(Paragraph::new(line), area);
+    let mut lines: Vec<Line> = wrap(&text, width, 3)
+        .into_iter()
+        .map(|l| Line::styled(l, style))
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::raw(""));
+    }
+    lines
+}
+
+pub fn message(f: &mut Frame, app: &App, area: Rect) {
+    let lines = message_lines(app, area.width as usize);
+    f.render_widget(Paragraph::new(lines), area);
 }
 
 /// The footer: only the keys that work where the focus is.
@@ -106,15 +120,16 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
         agents_keys
     } else {
         match app.focus {
+            // In order of importance: a narrow footer keeps the first ones.
             Focus::List => vec![
                 ("↑↓", "move"),
                 ("Enter", "open"),
                 ("/", "search"),
-                ("o", "sort"),
-                ("a", "add"),
                 ("s", "start/stop"),
                 ("l", "logs"),
+                ("a", "add"),
                 ("D", "delete"),
+                ("o", "sort"),
                 ("A", "agents"),
                 ("q", "quit"),
             ],
@@ -129,27 +144,27 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
                 ("s", "start/stop"),
                 ("l", "logs"),
                 ("^S", "save"),
+                ("Esc", "back"),
                 ("D", "delete"),
                 ("^G", "setup guide"),
-                ("Esc", "back"),
             ],
             Focus::Fields => vec![
                 ("Tab/↑↓", "next field"),
                 ("^S", "save"),
+                ("Esc", "leave fields"),
                 ("^N", "add variable"),
                 ("^X", "remove"),
                 ("^G", "setup guide"),
-                ("Esc", "leave fields"),
             ],
             Focus::Logs => vec![
                 ("/", "search"),
                 ("n/N", "next/prev"),
-                ("v", "level"),
-                ("w", "wrap"),
-                ("x", "save to file"),
                 ("G", "follow"),
                 ("Esc", "back"),
+                ("v", "level"),
+                ("w", "wrap"),
                 ("l", "close"),
+                ("x", "save to file"),
             ],
         }
     };
@@ -179,12 +194,41 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
     pairs.insert(0, help);
     let t = &app.theme;
     let mut spans = Vec::new();
+    let mut room = area.width as usize;
     if !app.can_edit() {
-        spans.push(Span::styled("READ-ONLY (viewer) ", t.warning()));
+        const RO: &str = "READ-ONLY (viewer) ";
+        spans.push(Span::styled(RO, t.warning()));
+        room = room.saturating_sub(RO.len());
     }
-    for (k, what) in pairs {
+    for (k, what) in fit_pairs(&pairs, room) {
         spans.push(Span::styled(k, t.key()));
         spans.push(Span::raw(format!(" {what}  ")));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The footer's pairs that fit in `width` columns, whole: help first and quit last are
+/// always kept; the others in their order of importance (the order given) while they
+/// fit. `?` lists whatever a narrow terminal leaves out.
+pub fn fit_pairs<'a>(pairs: &[(&'a str, &'a str)], width: usize) -> Vec<(&'a str, &'a str)> {
+    let cost = |(k, w): &(&str, &str)| super::width_of(k) + 1 + super::width_of(w) + 2;
+    let kept = |p: &(&str, &str)| p.0 == "?" || p.0 == "F1" || p.0 == "q";
+    let mut used: usize = pairs.iter().filter(|p| kept(p)).map(cost).sum();
+    // The last pair's trailing spaces need not fit.
+    used = used.saturating_sub(2);
+    let mut take = vec![false; pairs.len()];
+    for (i, p) in pairs.iter().enumerate() {
+        if kept(p) {
+            take[i] = true;
+        } else if used + cost(p) <= width {
+            used += cost(p);
+            take[i] = true;
+        }
+    }
+    pairs
+        .iter()
+        .zip(take)
+        .filter(|(_, t)| *t)
+        .map(|(p, _)| *p)
+        .collect()
 }

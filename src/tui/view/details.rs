@@ -31,18 +31,18 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             form.ty.display_name()
         )
     };
+    let current = app.current().cloned();
+    let buttons = header_buttons(app, area, form.is_new());
+    // The title gets what the buttons leave: two corners, and a gap before the buttons.
+    let buttons_w = buttons.as_ref().map_or(0, |b| b.width() + 1);
+    let title_room = (area.width as usize).saturating_sub(2 + buttons_w);
     let mut block = Block::bordered()
-        .title(Line::styled(
-            fit(&title, area.width.saturating_sub(27) as usize),
-            t.title(),
-        ))
+        .title(Line::styled(fit(&title, title_room), t.title()))
         .border_style(if focused {
             t.focused_border()
         } else {
             t.border()
         });
-    let current = app.current().cloned();
-    let buttons = header_buttons(app, area, form.is_new());
     if let Some(line) = buttons.clone() {
         block = block.title(line.right_aligned());
     }
@@ -80,7 +80,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             Some(since) => crate::runtime::presence::owner_gone_message(since),
             None => c.status_message.clone(),
         };
-        for l in wrap(&message, width, 3) {
+        for l in super::wrap_with_hint(&message, width, 3, "i: all") {
             lines.push(Line::styled(l, style));
         }
         if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
@@ -285,15 +285,16 @@ struct FormRow {
 
 fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
     let t = &app.theme;
+    // As wide as the longest label (gutter, label, `*`, a space) where the panel has
+    // room, at most two fifths of it; a cut label keeps its `*`.
     let label_w = form
         .ty
         .fields
         .iter()
-        .map(|f| f.label.chars().count() + 4)
+        .map(|f| super::width_of(&f.label) + 4)
         .chain([16])
         .max()
         .unwrap_or(16)
-        .min(28)
         .min((width * 2 / 5).max(12));
     let focused = form.focus;
     let slots = form.slots();
@@ -325,7 +326,7 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                         Span::styled(
                             format!(
                                 "{:<w$}",
-                                fit(&format!("{label}{marker}"), label_w - 3),
+                                super::fit_label(&format!("{label}{marker}"), label_w - 3),
                                 w = label_w - 2
                             ),
                             label_style,
@@ -536,7 +537,12 @@ fn draw_footer_buttons(f: &mut Frame, app: &mut App, area: Rect) {
     if !app.can_edit() {
         f.render_widget(
             Paragraph::new(Line::styled(
-                "Read-only: you can look, not change (viewer role)",
+                wrap(
+                    "Viewer role: you can look, not change",
+                    area.width as usize,
+                    1,
+                )
+                .concat(),
                 t.dim(),
             )),
             area,
@@ -549,15 +555,29 @@ fn draw_footer_buttons(f: &mut Frame, app: &mut App, area: Rect) {
     } else {
         "[ Delete D ]"
     };
-    let dirty = if form.dirty { "  unsaved changes" } else { "" };
-    let line = Line::from(vec![
+    // Whole pieces only, the buttons first: a narrow panel drops the guide hint, then
+    // shortens the unsaved mark, rather than cutting a button.
+    let width = area.width as usize;
+    let mut spans = vec![
         Span::styled(save, t.key()),
         Span::raw("  "),
         Span::styled(second, if form.is_new() { t.dim() } else { t.error() }),
-        Span::styled(dirty, t.warning()),
-        Span::styled("   ^G setup guide", t.dim()),
-    ]);
-    f.render_widget(Paragraph::new(line), area);
+    ];
+    let mut used = save.len() + 2 + second.len();
+    if form.dirty {
+        let mark = ["  unsaved changes", "  unsaved"]
+            .into_iter()
+            .find(|m| used + m.len() <= width);
+        if let Some(mark) = mark {
+            spans.push(Span::styled(mark, t.warning()));
+            used += mark.len();
+        }
+    }
+    let guide = "   ^G setup guide";
+    if used + guide.len() <= width {
+        spans.push(Span::styled(guide, t.dim()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
     let save_w = save.chars().count() as u16;
     app.hits
         .push((Rect::new(area.x, area.y, save_w, 1), Hit::Save));

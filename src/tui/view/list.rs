@@ -2,7 +2,7 @@
 //! status message (what hovering the dot shows in the portal).
 
 use super::short_time;
-use super::{fit, wrap};
+use super::{fit, wrap, wrap_all};
 use crate::catalog::Catalog;
 use crate::model::{DesiredState, Status};
 use crate::tui::app::{App, Focus, Hit};
@@ -31,10 +31,11 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     f.render_widget(block, area);
     app.hits.push((area, Hit::List));
 
+    let status_h = status_height(app, inner);
     let [search, rows_area, status_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(4),
+        Constraint::Length(status_h),
     ])
     .areas(inner);
     draw_search(f, app, search);
@@ -187,6 +188,45 @@ pub fn status_word(status: Status, desired: DesiredState) -> String {
     }
 }
 
+/// Room for the selected connection's status under the rows: the separator, the status
+/// line and its whole message, as long as the rows keep at least half the panel (or all
+/// they need). A message longer than that ends in "…" and `i` shows it whole.
+fn status_height(app: &App, inner: Rect) -> u16 {
+    let width = inner.width as usize;
+    let needed = app
+        .list
+        .selected_connection()
+        .map(|c| wrap_all(&status_message(app, c), width).len())
+        .unwrap_or(0)
+        .max(2);
+    let room = inner.height.saturating_sub(1) as usize;
+    let rows_keep = app.list.rows.len().min(room / 2).max(1);
+    let lines = needed.min(room.saturating_sub(rows_keep + 2)).max(2);
+    (lines + 2) as u16
+}
+
+/// What the list says about the selected connection: its status message, or what its
+/// state means when the runtime left none.
+pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
+    let gone = app
+        .presence
+        .as_ref()
+        .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
+    if let Some(since) = gone {
+        crate::runtime::presence::owner_gone_message(since)
+    } else if c.status_message.is_empty() {
+        match (c.status, c.desired) {
+            (Status::Stopped, DesiredState::Running) => {
+                "Start requested: waiting for the runtime to pick it up".to_string()
+            }
+            (Status::Stopped, _) => "Configured but not running. s starts it.".to_string(),
+            _ => String::new(),
+        }
+    } else {
+        c.status_message.clone()
+    }
+}
+
 fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let width = area.width as usize;
@@ -205,29 +245,15 @@ fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
                 t.dim(),
             ),
         ]));
-        let gone = app
-            .presence
-            .as_ref()
-            .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
-        let message = if let Some(since) = gone {
-            crate::runtime::presence::owner_gone_message(since)
-        } else if c.status_message.is_empty() {
-            match (c.status, c.desired) {
-                (Status::Stopped, DesiredState::Running) => {
-                    "Start requested: waiting for the runtime to pick it up".to_string()
-                }
-                (Status::Stopped, _) => "Configured but not running. s starts it.".to_string(),
-                _ => String::new(),
-            }
-        } else {
-            c.status_message.clone()
-        };
+        let message = status_message(app, c);
         let style = if c.status == Status::Error {
             t.error()
         } else {
             ratatui::style::Style::default()
         };
-        for l in wrap(&message, width, 2) {
+        let room = (area.height as usize).saturating_sub(2);
+        let shown = super::wrap_with_hint(&message, width, room, "i: all");
+        for l in shown {
             lines.push(Line::styled(l, style));
         }
     }

@@ -1,6 +1,6 @@
 //! Popups: the Add picker, confirmations, help, setup pages, the variable picker.
 
-use super::{fit, wrap};
+use super::{fit, wrap, wrap_all};
 use crate::tui::app::{App, Hit, Overlay};
 use crate::tui::input::picker_types;
 use crate::tui::keys::HELP;
@@ -179,21 +179,53 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             app.hits
                 .push((Rect::new(inner.x + 4 + yes_w, y, 12, 1), Hit::ConfirmNo));
         }
-        Overlay::Help { scroll } => {
-            let rect = centered(area, 78, area.height.saturating_sub(2));
-            let lines: Vec<Line> = HELP
-                .iter()
-                .map(|(k, what)| {
-                    if k.is_empty() {
-                        Line::styled(what.to_string(), t.title())
+        Overlay::Text {
+            title,
+            body,
+            scroll,
+        } => {
+            let width = area.width.saturating_sub(4).min(84);
+            let inner_w = width.saturating_sub(2) as usize;
+            let lines: Vec<Line> = body
+                .split('\n')
+                .flat_map(|para| {
+                    let rows = wrap_all(para, inner_w);
+                    if rows.is_empty() {
+                        vec![String::new()]
                     } else {
-                        Line::from(vec![
-                            Span::styled(format!("  {k:<16}"), t.key()),
-                            Span::raw(what.to_string()),
-                        ])
+                        rows
                     }
                 })
+                .map(Line::raw)
                 .collect();
+            let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+            let rect = centered(area, width, height);
+            let title = format!(" {} — Esc closes ", fit(title, inner_w.saturating_sub(14)));
+            text_box(f, app, rect, &title, lines, *scroll);
+        }
+        Overlay::Help { scroll } => {
+            let rect = centered(area, 100, area.height.saturating_sub(2));
+            // Descriptions wrap between words under their own column, never cut.
+            let key_w = HELP
+                .iter()
+                .map(|(k, _)| super::width_of(k))
+                .max()
+                .unwrap_or(16);
+            let what_w = (rect.width as usize).saturating_sub(2 + key_w + 3).max(10);
+            let mut lines: Vec<Line> = Vec::new();
+            for (k, what) in HELP {
+                if k.is_empty() {
+                    lines.push(Line::styled(what.to_string(), t.title()));
+                    continue;
+                }
+                for (i, l) in wrap_all(what, what_w).into_iter().enumerate() {
+                    let key = if i == 0 { *k } else { "" };
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("  {key:<key_w$} "), t.key()),
+                        Span::raw(l),
+                    ]));
+                }
+            }
             text_box(f, app, rect, " Keys — Esc closes ", lines, *scroll);
         }
         Overlay::Setup { ty, scroll } => {
