@@ -638,3 +638,42 @@ fn labels_keep_their_required_mark_and_use_the_room_there_is() {
     let s = screen(&mut a, 80, 24);
     assert!(s.contains(" New connector · Twilio "), "{s}");
 }
+
+#[test]
+fn wide_and_invisible_characters_keep_the_columns_and_never_reach_the_terminal() {
+    let mut a = app();
+    let mut all = sample();
+    all.push(conn(
+        7,
+        "販売ボット 🤖 東京",
+        "telegram",
+        Status::Running,
+        "",
+    ));
+    all.push(conn(
+        8,
+        "Ops\u{202E}tob\u{200B} x",
+        "telegram",
+        Status::Error,
+        "bad\u{1b}]0;owned\u{7} token",
+    ));
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    let s = screen(&mut a, 80, 24);
+    let row = s.lines().find(|l| l.contains("販売")).unwrap();
+    assert!(
+        row.contains("RUNNING││"),
+        "the status word stays whole, against the list's border: {row}\n{s}"
+    );
+
+    select(&mut a, "Ops\u{202E}tob\u{200B} x");
+    let s = screen(&mut a, 120, 24);
+    assert!(s.contains("Ops<U+202E>tob<U+200B> x · Telegram"), "{s}");
+    assert!(s.contains("bad^[]0;owned^G token"), "{s}");
+    for bad in ['\u{202E}', '\u{200B}', '\u{1b}', '\u{7}'] {
+        assert!(!s.contains(bad), "{bad:?} reached the screen:\n{s}");
+    }
+}

@@ -570,8 +570,13 @@ impl LogsPane {
         let msg_start = cells.len();
         let mut cut = false;
         for c in e.message.chars() {
-            // Control characters would reach the terminal raw (escape injection).
-            let c = if c.is_control() { ' ' } else { c };
+            // Control characters would reach the terminal raw (escape injection); bidi
+            // and zero-width ones would reorder or hide what the line says.
+            let c = if crate::tui::view::invisible(c) {
+                ' '
+            } else {
+                c
+            };
             if used + char_width(c) > cap {
                 cut = true;
                 break;

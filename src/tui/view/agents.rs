@@ -54,7 +54,7 @@ fn draw_list(f: &mut Frame, app: &App, area: Rect) {
                 format!("{} ", Theme::status_symbol(a.status)),
                 t.status(a.status),
             ),
-            Span::raw(format!("{:<name_w$}", fit(&a.name, name_w))),
+            Span::raw(super::pad(&super::shown(&a.name), name_w)),
             Span::raw(" "),
             Span::styled(word, t.status(a.status)),
         ]);
@@ -98,7 +98,10 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         "[ Start agent s ]"
     };
     let block = Block::bordered()
-        .title(Line::styled(format!(" {} ", a.name), t.title()))
+        .title(Line::styled(
+            format!(" {} ", super::shown(&a.name)),
+            t.title(),
+        ))
         .title(Line::styled(format!("{action} "), t.key()).right_aligned())
         .border_style(if app.agents.focus == AgentsFocus::Card {
             t.focused_border()
@@ -114,7 +117,10 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
             t.status(a.status),
         ),
         Span::styled(
-            fit(&format!("  {}", a.description), width.saturating_sub(12)),
+            fit(
+                &format!("  {}", super::shown(&a.description)),
+                width.saturating_sub(12),
+            ),
             t.dim(),
         ),
     ])];
@@ -128,7 +134,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         }
     }
     lines.push(Line::styled(
-        fit(&responder_line(&a.responder), width),
+        fit(&super::shown(&responder_line(&a.responder)), width),
         t.dim(),
     ));
     lines.push(Line::raw(""));
@@ -156,7 +162,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         let mut line = Line::from(vec![
             Span::raw(format!("  {inbound}  ")),
             Span::raw(fit(
-                &format!("{} · {ty} · {}{pending}", c.name, c.status),
+                &format!("{} · {ty} · {}{pending}", super::shown(&c.name), c.status),
                 width.saturating_sub(inbound.len() + 4),
             )),
         ]);
@@ -171,7 +177,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled("Web Widget", t.title()));
         for (k, v) in w {
             lines.push(Line::raw(fit(
-                &format!("  {k}: {}", v.as_str().unwrap_or_default()),
+                &super::shown(&format!("  {k}: {}", v.as_str().unwrap_or_default())),
                 width,
             )));
         }
@@ -257,7 +263,7 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
                 let l = Line::raw(format!(
                     " [{}] {} · {}",
                     if *ticked { "x" } else { " " },
-                    c.name,
+                    super::shown(&c.name),
                     c.status
                 ));
                 lines.push(if i == *sel {

@@ -28,10 +28,11 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
             }
         })
         .unwrap_or_default();
-    let right = format!(
+    let right = super::shown(&format!(
         "tenant {} · {channels}{} · {} ({role})",
         h.tenant, h.database, h.operator
-    );
+    ))
+    .into_owned();
     let left = if app.screen == crate::tui::app::Screen::Agents {
         "AI Agents"
     } else {
@@ -82,7 +83,8 @@ pub fn message_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             FlashKind::Warn => t.warning(),
             FlashKind::Error => t.error(),
         };
-        (text.clone(), style)
+        // Flashes quote names and provider errors.
+        (super::shown(text).into_owned(), style)
     } else if !app.loaded {
         ("Loading connections…".to_string(), t.dim())
     } else {

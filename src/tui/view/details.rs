@@ -27,7 +27,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     } else {
         format!(
             " {} · {} ",
-            form.base.as_ref().map(|b| b.name.as_str()).unwrap_or(""),
+            super::shown(form.base.as_ref().map(|b| b.name.as_str()).unwrap_or("")),
             form.ty.display_name()
         )
     };
@@ -78,7 +78,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
         let message = match gone {
             Some(since) => crate::runtime::presence::owner_gone_message(since),
-            None => c.status_message.clone(),
+            None => super::shown(&c.status_message).into_owned(),
         };
         for l in super::wrap_with_hint(&message, width, 3, "i: all") {
             lines.push(Line::styled(l, style));
@@ -96,7 +96,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 None => (format!("No replies: {text}"), t.warning()),
             };
             let (text, style) = line;
-            for l in wrap(&text, width, 3) {
+            for l in wrap(&super::shown(&text), width, 3) {
                 lines.push(Line::styled(l, style));
             }
         }
@@ -144,7 +144,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     if let Some(old) = &form.migrate_from {
         let note = format!(
             "Replaces '{}': saving moves its agents here and stops it; Esc cancels, nothing changes",
-            old.name
+            super::shown(&old.name)
         );
         for l in wrap(&note, width, 2) {
             lines.push(Line::styled(l, t.warning()));
@@ -157,7 +157,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
     }
     for w in &form.warnings {
-        for l in wrap(&format!("warning: {w}"), width, 2) {
+        for l in wrap(&format!("warning: {}", super::shown(w)), width, 2) {
             lines.push(Line::styled(l, t.warning()));
         }
     }

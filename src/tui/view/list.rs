@@ -60,13 +60,13 @@ fn draw_search(f: &mut Frame, app: &App, area: Rect) {
     let line = if app.focus == Focus::Search {
         Line::from(vec![
             Span::styled("/", t.key()),
-            Span::raw(app.list.query.clone()),
+            Span::raw(super::shown(&app.list.query).into_owned()),
             Span::styled("▏", t.key()),
             Span::styled(format!("  {}", matches(app.list.visible_count())), t.dim()),
         ])
     } else if !app.list.query.is_empty() {
         Line::from(vec![
-            Span::styled(format!("/{}", app.list.query), t.key()),
+            Span::styled(format!("/{}", super::shown(&app.list.query)), t.key()),
             Span::styled(
                 format!("  {} · Esc clears", matches(app.list.visible_count())),
                 t.dim(),
@@ -154,11 +154,11 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
                         format!("{} ", Theme::status_symbol(c.status)),
                         t.status(c.status),
                     ),
-                    Span::raw(format!("{:<name_width$}", fit(&c.name, name_width))),
+                    Span::raw(super::pad(&super::shown(&c.name), name_width)),
                 ];
                 if show_type {
                     spans.push(Span::styled(
-                        format!("{:<type_col$}", fit(&type_name, type_col.saturating_sub(1))),
+                        super::pad(&fit(&type_name, type_col.saturating_sub(1)), type_col),
                         t.dim(),
                     ));
                 }
@@ -223,7 +223,8 @@ pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
             _ => String::new(),
         }
     } else {
-        c.status_message.clone()
+        // Provider text: it may hold anything.
+        super::shown(&c.status_message).into_owned()
     }
 }
 

@@ -50,6 +50,24 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     chrome::message(f, app, message);
     chrome::keys(f, app, keys);
     overlays::draw(f, app, area);
+    scrub(f.buffer_mut());
+}
+
+/// The last line of defence: a cell whose symbol still holds a control, bidi or
+/// zero-width character (text that did not pass through `shown`) is drawn as "?"
+/// rather than sent to the terminal.
+fn scrub(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(invisible) {
+            cell.set_symbol("?");
+        }
+    }
+}
+
+/// Characters a terminal must never receive from user text.
+pub fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// The list gets about a third of a wide screen, and at least enough for names.
@@ -86,7 +104,7 @@ fn draw_logs(f: &mut Frame, app: &mut App, area: Rect) {
     let title = app
         .logs_for
         .and_then(|id| app.list.get(id))
-        .map(|c| c.name.clone())
+        .map(|c| shown(&c.name).into_owned())
         .unwrap_or_default();
     let focused = app.focus == Focus::Logs;
     let theme = app.theme;
@@ -105,6 +123,26 @@ fn too_small(f: &mut Frame, area: Rect) {
         Paragraph::new(Line::from(text)).wrap(Wrap { trim: true }),
         area,
     );
+}
+
+/// User-controlled text (names, descriptions, provider messages) as it may be drawn:
+/// control characters in caret notation and bidi or zero-width characters as
+/// `<U+202E>`, as the CLI shows them, so they can neither reach the terminal nor shift
+/// columns or reorder what the row says; line breaks and tabs become spaces.
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    let one_line = |s: &str| s.replace(['\n', '\t'], " ");
+    match crate::cli::clean::clean(s) {
+        std::borrow::Cow::Borrowed(b) if !b.contains(['\n', '\t']) => std::borrow::Cow::Borrowed(b),
+        other => std::borrow::Cow::Owned(one_line(&other)),
+    }
+}
+
+/// `s` cut to `width` display columns and padded with spaces to exactly that width, by
+/// display width: a wide character (CJK, emoji) counts two, so the next column stays put.
+pub fn pad(s: &str, width: usize) -> String {
+    let cut = fit(s, width);
+    let room = width.saturating_sub(width_of(&cut));
+    format!("{cut}{}", " ".repeat(room))
 }
 
 /// Cuts `s` to `width` display columns, ending with "…" when cut.

@@ -100,7 +100,8 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 Stage::Choose { picks, selected } => {
                     lines.push(Line::raw("Signed in. Pick what this connection uses:"));
                     for (i, p) in picks.iter().enumerate().take(12) {
-                        let mut line = Line::raw(fit(&format!(" {}) {}", i + 1, p.label), inner_w));
+                        let label = super::shown(&p.label);
+                        let mut line = Line::raw(fit(&format!(" {}) {label}", i + 1), inner_w));
                         if i == *selected {
                             line = line.patch_style(t.selected());
                         }
@@ -149,7 +150,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
         Overlay::Confirm(c) => {
             let width = 64u16;
-            let body = wrap(&c.question, width as usize - 4, 6);
+            let body = wrap(&super::shown(&c.question), width as usize - 4, 6);
             let rect = centered(area, width, body.len() as u16 + 5);
             f.render_widget(Clear, rect);
             let block = Block::bordered()
@@ -189,7 +190,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             let lines: Vec<Line> = body
                 .split('\n')
                 .flat_map(|para| {
-                    let rows = wrap_all(para, inner_w);
+                    let rows = wrap_all(&super::shown(para), inner_w);
                     if rows.is_empty() {
                         vec![String::new()]
                     } else {
@@ -200,7 +201,10 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 .collect();
             let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
             let rect = centered(area, width, height);
-            let title = format!(" {} — Esc closes ", fit(title, inner_w.saturating_sub(14)));
+            let title = format!(
+                " {} — Esc closes ",
+                fit(&super::shown(title), inner_w.saturating_sub(14))
+            );
             text_box(f, app, rect, &title, lines, *scroll);
         }
         Overlay::Help { scroll } => {
