@@ -677,3 +677,33 @@ fn wide_and_invisible_characters_keep_the_columns_and_never_reach_the_terminal()
         assert!(!s.contains(bad), "{bad:?} reached the screen:\n{s}");
     }
 }
+
+/// Cells drawn in reverse video in the Details panel (right of the list), where the
+/// plain theme uses it only for a text cursor.
+fn reversed_in_details(app: &mut App, w: u16, h: u16) -> usize {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::draw(f, app)).unwrap();
+    let buf = term.backend().buffer();
+    let left = view::list_width(w);
+    (0..h.saturating_sub(2))
+        .flat_map(|y| (left..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            buf[(x, y)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED)
+        })
+        .count()
+}
+
+#[test]
+fn only_the_field_being_edited_shows_a_cursor() {
+    let mut a = app();
+    select(&mut a, "Support mail");
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "list focus");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "panel focus");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 1, "editing the name");
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "left the fields");
+}

@@ -78,9 +78,12 @@ pub struct Form {
     pub simple: bool,
 }
 
+/// One-line input. Its cursor is invisible until the input is being edited: the
+/// widget's default reverse-video cursor would mark every value as if all were edited.
 fn single_line(text: &str) -> TextArea<'static> {
     let mut t = TextArea::new(vec![text.to_string()]);
     t.set_cursor_line_style(Style::default());
+    t.set_cursor_style(Style::default());
     t
 }
 
@@ -256,13 +259,8 @@ impl Form {
         let previous = self.focus;
         for (n, slot) in slots.iter().enumerate() {
             let focused = Some(n) == i;
-            let style = if focused {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            };
             if let Some(t) = self.text_mut(slot) {
-                t.set_cursor_style(style);
+                t.set_cursor_style(cursor_style(focused));
                 // Unfocused inputs show their beginning; a newly focused one puts the
                 // cursor at the end, ready to append.
                 if !focused {
@@ -273,6 +271,16 @@ impl Form {
             }
         }
         self.focus = i;
+    }
+
+    /// Shows the focused input's cursor only while the operator edits the fields (the
+    /// console's focus may be on the list or the panel header with a field remembered).
+    pub fn show_cursor(&mut self, editing: bool) {
+        if let Some(slot) = self.focused_slot()
+            && let Some(t) = self.text_mut(&slot)
+        {
+            t.set_cursor_style(cursor_style(editing));
+        }
     }
 
     pub fn focus_slot(&mut self, slot: &Slot) {
@@ -557,6 +565,14 @@ impl Form {
             .filter(|e| !(e.name.trim().is_empty() && e.value.trim().is_empty()))
             .collect();
         draft
+    }
+}
+
+fn cursor_style(visible: bool) -> Style {
+    if visible {
+        Style::default().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::default()
     }
 }
 

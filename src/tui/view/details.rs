@@ -451,6 +451,10 @@ fn env_heading(app: &App, width: usize) -> FormRow {
 
 fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
     let width = area.width as usize;
+    let editing = app.focus == Focus::Fields && app.overlay.is_none();
+    if let Some(form) = app.form.as_mut() {
+        form.show_cursor(editing);
+    }
     let Some(form) = app.form.as_ref() else {
         return;
     };
