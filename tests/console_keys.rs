@@ -23,6 +23,11 @@ struct Console {
 }
 
 async fn console(role: Role) -> Console {
+    console_with(role, false).await
+}
+
+/// With `meta`: the server has a Meta app, so Meta types have the Advanced mode switch.
+async fn console_with(role: Role, meta: bool) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/flametree.db", dir.path().display());
     let s = store::open(&url, 5, 2).await.unwrap();
@@ -41,7 +46,7 @@ async fn console(role: Role) -> Console {
         role,
     };
     let mut c = Console {
-        app: App::new(header, Theme::plain(), false, (1000, 1 << 20)),
+        app: App::new(header, Theme::plain(), meta, (1000, 1 << 20)),
         channels,
         _dir: dir,
     };
@@ -790,4 +795,61 @@ async fn simple_mode_shows_every_field_tab_reaches_and_esc_asks_before_discardin
     c.key(KeyCode::Char('y')).await;
     assert!(c.app.agents.add.is_none(), "y discards");
     assert!(c.channels.find("Night bot").await.is_err());
+}
+
+#[tokio::test]
+async fn switching_advanced_mode_off_and_saving_changes_nothing() {
+    use flametree::secrets::SecretString;
+    let mut c = console_with(Role::Editor, true).await;
+    let draft = flametree::channels::Draft {
+        type_key: "whatsapp".into(),
+        name: "Shop WhatsApp".into(),
+        fields: [
+            ("phone_number_ids", "114896151713920"),
+            ("business_account_id", "122951744235903"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        secrets: [
+            ("access_token", "EAAGsandboxTokenForWhatsAppTests0001"),
+            ("app_secret", "0123456789abcdef0123456789abcdef"),
+            ("verify_token", "verify-me-please-42"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), SecretString::new(v.to_string())))
+        .collect(),
+        ..Default::default()
+    };
+    c.channels.add(&draft).await.unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Enter).await; // panel
+    c.key(KeyCode::Enter).await; // Name
+    c.key(KeyCode::Tab).await; // Description
+    c.key(KeyCode::Tab).await; // Advanced mode
+    assert!(
+        c.app.form.as_ref().unwrap().advanced,
+        "stored credentials: on"
+    );
+    c.key(KeyCode::Char(' ')).await;
+    assert!(!c.app.form.as_ref().unwrap().advanced);
+    c.ctrl('s').await;
+    assert_eq!(c.flash(), "Nothing changed: nothing to save");
+    let stored = c.channels.find("Shop WhatsApp").await.unwrap();
+    assert_eq!(stored.version, 1, "no version that changes nothing");
+    assert!(
+        !c.app.form.as_ref().unwrap().advanced,
+        "the switch stays where the operator put it"
+    );
+
+    // A real change is saved as before.
+    c.key(KeyCode::Up).await; // Description
+    c.type_text("EU shop").await;
+    c.ctrl('s').await;
+    assert!(
+        c.flash().starts_with("Saved 'Shop WhatsApp'"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(c.channels.find("Shop WhatsApp").await.unwrap().version, 2);
 }

@@ -329,12 +329,14 @@ impl Form {
         self.focus_first_error();
     }
 
+    /// Advanced mode chooses how the credentials are entered (by hand, or by signing in
+    /// with Meta); it is not a setting of the connection, so switching it changes
+    /// nothing to save.
     pub fn toggle_advanced(&mut self) -> bool {
         if !self.advanced_switchable {
             return false;
         }
         self.advanced = !self.advanced;
-        self.dirty = true;
         let focus = self.focus;
         self.set_focus(focus);
         true
@@ -530,6 +532,26 @@ impl Form {
             self.dirty = true;
         }
         FormOutcome::Consumed
+    }
+
+    /// Whether saving would change the stored connection: a new connector always; an
+    /// existing one when a value differs, a secret was typed or one is to be emptied.
+    pub fn has_changes(&self) -> bool {
+        let Some(base) = &self.base else {
+            return true;
+        };
+        let draft = self.to_draft();
+        let env = |e: &[EnvVar]| -> Vec<(String, String)> {
+            e.iter()
+                .map(|v| (v.name.clone(), v.value.clone()))
+                .collect()
+        };
+        draft.name != base.name
+            || draft.description != base.description
+            || draft.fields != base.fields
+            || !draft.secrets.is_empty()
+            || !draft.clear_secrets.is_empty()
+            || env(&draft.env) != env(&base.env)
     }
 
     /// The form as the operation layer takes it.

@@ -436,6 +436,15 @@ impl App {
             self.flash("Still saving the previous change…", FlashKind::Info);
             return Vec::new();
         }
+        if form.migrate_from.is_none() && !form.has_changes() {
+            // No version that changes nothing: a running channel would show "Restart
+            // pending" for it, and the log would record a save.
+            if let Some(f) = &mut self.form {
+                f.dirty = false;
+            }
+            self.flash("Nothing changed: nothing to save", FlashKind::Info);
+            return Vec::new();
+        }
         let draft = form.to_draft();
         let existing = form.base.clone().map(Box::new);
         let migrate_from = form.migrate_from.clone();
