@@ -94,6 +94,16 @@ impl Console {
         self.ctrl('s').await;
     }
 
+    /// The runtime reports a status; the console reads it back.
+    async fn reports(&mut self, id: i64, status: Status, message: &str) {
+        self.channels
+            .store()
+            .set_status(id, status, message)
+            .await
+            .unwrap();
+        self.run(vec![Command::Reload]).await;
+    }
+
     fn flash(&self) -> String {
         self.app
             .flash
@@ -691,12 +701,8 @@ async fn a_flash_goes_once_the_situation_it_describes_has_changed() {
     assert!(c.flash().contains("Start requested for 'Sales bot'"));
 
     // The runtime picks it up: the request is no longer news, the list says STARTING.
-    c.channels
-        .store()
-        .set_status(id, Status::Starting, "connecting to Telegram")
-        .await
-        .unwrap();
-    c.run(vec![Command::Reload]).await;
+    c.reports(id, Status::Starting, "connecting to Telegram")
+        .await;
     assert_eq!(c.app.flash, None, "'Start requested' outlived the start");
 
     // A refusal on the agents screen stays there.
@@ -852,4 +858,84 @@ async fn switching_advanced_mode_off_and_saving_changes_nothing() {
         c.flash()
     );
     assert_eq!(c.channels.find("Shop WhatsApp").await.unwrap().version, 2);
+}
+
+fn confirm_question(app: &App) -> String {
+    match &app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(c)) => c.question.clone(),
+        _ => panic!("expected a confirmation"),
+    }
+}
+
+#[tokio::test]
+async fn stop_of_a_running_channel_and_restart_ask_first_and_restart_starts_once_stopped() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await;
+    let desired = |c: &Console| {
+        let c = c.channels.clone();
+        async move { c.find("Sales bot").await.unwrap().desired }
+    };
+    c.reports(id, Status::Running, "polling").await;
+
+    // Stop of a RUNNING channel asks, naming it and what it costs; n keeps it running.
+    c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        confirm_question(&c.app),
+        "Stop 'Sales bot'? Customers writing to it get no replies until it is started again."
+    );
+    c.key(KeyCode::Char('n')).await;
+    assert_eq!(desired(&c).await, DesiredState::Running);
+
+    // r: asks, then Stop; Start follows once the runtime reports STOPPED.
+    c.key(KeyCode::Char('r')).await;
+    assert!(
+        confirm_question(&c.app).starts_with("Restart 'Sales bot'?"),
+        "{}",
+        confirm_question(&c.app)
+    );
+    c.key(KeyCode::Char('y')).await;
+    assert_eq!(desired(&c).await, DesiredState::Stopped, "first the Stop");
+    assert!(
+        c.flash().starts_with("Restarting 'Sales bot'"),
+        "{}",
+        c.flash()
+    );
+    c.reports(id, Status::Stopping, "").await;
+    assert_eq!(
+        desired(&c).await,
+        DesiredState::Stopped,
+        "not while STOPPING"
+    );
+    c.reports(id, Status::Stopped, "").await;
+    assert_eq!(desired(&c).await, DesiredState::Running, "then the Start");
+    assert!(
+        c.flash().contains("Start requested for 'Sales bot'"),
+        "{}",
+        c.flash()
+    );
+
+    // A stopped channel has nothing to restart.
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Stopped)
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('r')).await;
+    assert!(c.app.overlay.is_none());
+    assert_eq!(c.flash(), "'Sales bot' is not running: s starts it");
+
+    // ui.confirm_stop = false: Stop of a RUNNING channel goes at once.
+    c.app.confirm_stop = false;
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Running)
+        .await
+        .unwrap();
+    c.reports(id, Status::Running, "polling").await;
+    c.key(KeyCode::Char('s')).await;
+    assert!(c.app.overlay.is_none());
+    assert_eq!(desired(&c).await, DesiredState::Stopped);
 }

@@ -56,6 +56,10 @@ pub enum After {
 
 pub enum ConfirmAction {
     Delete(Box<Connection>),
+    /// Stop a RUNNING connection.
+    Stop(Box<Connection>),
+    /// Stop, then Start once it is STOPPED.
+    Restart(Box<Connection>),
     DeleteAgent(Box<crate::model::Agent>),
     Discard(After),
 }
@@ -125,6 +129,10 @@ pub enum Hit {
 /// errors stay until they are resolved, replaced or left behind.
 pub const INFO_FLASH_MS: Millis = 8_000;
 
+/// How long a restart waits for STOPPED before it gives up (a task that does not stop
+/// is aborted after 10 s, so this is generous).
+pub const RESTART_WAIT_MS: Millis = 30_000;
+
 /// Where a flash was given and about which connection in which state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlashContext {
@@ -160,6 +168,10 @@ pub struct App {
     /// What the flash is about, so it goes once that is no longer the situation.
     flash_ctx: Option<FlashContext>,
     pub mouse: bool,
+    /// Ask before Stop of a RUNNING connection and before a restart (`ui.confirm_stop`).
+    pub confirm_stop: bool,
+    /// A restart under way: the connection, and when its Stop was asked for.
+    pub restarting: Option<(i64, Millis)>,
     pub meta_configured: bool,
     /// The server's Meta app, when sign-in with Meta is configured.
     pub meta_app: Option<crate::connectors::meta::signin::App>,
@@ -220,6 +232,8 @@ impl App {
             flash: None,
             flash_ctx: None,
             mouse: true,
+            confirm_stop: true,
+            restarting: None,
             meta_configured,
             meta_app: None,
             quit: false,
@@ -379,7 +393,41 @@ impl App {
         let mut out = self.handle_msg(msg);
         self.expire_flash();
         out.extend(self.follow_up());
+        out.extend(self.continue_restart());
         out
+    }
+
+    /// The second half of a restart: Start once the connection has STOPPED. Gives up,
+    /// saying so, if it has not stopped within `RESTART_WAIT_MS`.
+    pub fn continue_restart(&mut self) -> Option<Command> {
+        let (id, since) = self.restarting?;
+        let Some(c) = self.list.get(id).cloned() else {
+            self.restarting = None;
+            return None;
+        };
+        let stopped = matches!(c.status, Status::Stopped | Status::Error)
+            && c.desired == DesiredState::Stopped;
+        if stopped {
+            self.restarting = None;
+            self.set_busy("Starting");
+            return Some(Command::SetDesired {
+                connection: Box::new(c),
+                desired: DesiredState::Running,
+            });
+        }
+        if self.now - since >= RESTART_WAIT_MS {
+            self.restarting = None;
+            self.flash_about(
+                format!(
+                    "Restart of '{}': it has not STOPPED after {} s, so it was not started again; press s once it has stopped",
+                    c.name,
+                    RESTART_WAIT_MS / 1000
+                ),
+                FlashKind::Warn,
+                &c,
+            );
+        }
+        None
     }
 
     /// Work that follows from the state: the reply diagnosis of the connection shown.
@@ -519,7 +567,14 @@ impl App {
                     DesiredState::Running => "Start",
                     DesiredState::Stopped => "Stop",
                 };
-                let text = format!("{verb} requested for '{name}'.");
+                let restarting = self
+                    .restarting
+                    .is_some_and(|(id, _)| self.list.get(id).is_some_and(|c| c.name == name));
+                let text = if restarting && desired == DesiredState::Stopped {
+                    format!("Restarting '{name}': Stop requested; it starts again once STOPPED.")
+                } else {
+                    format!("{verb} requested for '{name}'.")
+                };
                 // About the connection as it is once the request is recorded: it goes
                 // when the runtime moves it on.
                 match self.list.all.iter().find(|c| c.name == name).cloned() {
@@ -748,7 +803,12 @@ impl App {
     /// something happens.
     pub fn needs_tick(&self) -> bool {
         let info_flash = matches!(self.flash, Some((_, FlashKind::Info)));
-        !self.live || self.db_down.is_some() || self.busy.is_some() || !self.loaded || info_flash
+        !self.live
+            || self.db_down.is_some()
+            || self.busy.is_some()
+            || !self.loaded
+            || info_flash
+            || self.restarting.is_some()
     }
 
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
@@ -773,7 +833,7 @@ impl App {
             || now - self.last_poll < interval
             || (self.live && self.db_down.is_none() && self.loaded)
         {
-            return Vec::new();
+            return self.continue_restart().into_iter().collect();
         }
         self.poll_in_flight = true;
         self.last_poll = now;
@@ -785,6 +845,7 @@ impl App {
         // Attachments can change in another process; the diagnosis follows within a tick.
         self.diagnosis_key = None;
         out.extend(self.follow_up());
+        out.extend(self.continue_restart());
         out
     }
 

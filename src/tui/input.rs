@@ -6,7 +6,7 @@ use super::form::{Form, FormOutcome};
 use super::logs::pane::PaneOutcome;
 use super::worker::Command;
 use crate::catalog::{Catalog, ChannelType};
-use crate::model::DesiredState;
+use crate::model::{Connection, DesiredState};
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
@@ -106,6 +106,7 @@ impl App {
             KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Some(Overlay::Help { scroll: 0 }),
             KeyCode::Char('a') => return self.open_picker(),
             KeyCode::Char('s') => return self.start_stop(),
+            KeyCode::Char('r') => return self.restart(),
             KeyCode::Char('l') => return self.toggle_logs(),
             KeyCode::Char('c') if !key.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.copy_webhook_url()
@@ -505,18 +506,11 @@ impl App {
     /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI
     /// allows), Start otherwise. It only records the desired state; the runtime acts.
     pub fn start_stop(&mut self) -> Vec<Command> {
-        let Some(c) = self.current().cloned() else {
-            self.flash("Select a connection first", FlashKind::Info);
+        let Some(c) = self.with_own_lifecycle(
+            "have no Start/Stop: they start and stop with the agents they are attached to",
+        ) else {
             return Vec::new();
         };
-        let ty = Catalog::get().find(&c.type_key);
-        if let Some(ty) = ty.filter(|t| !t.has_start_stop()) {
-            self.flash(
-                format!("{} connections have no Start/Stop: they start and stop with the agents they are attached to", ty.name),
-                FlashKind::Info,
-            );
-            return Vec::new();
-        }
         if !self.can_edit() {
             self.flash(
                 "Read-only: viewers cannot start or stop channels",
@@ -525,6 +519,25 @@ impl App {
             return Vec::new();
         }
         let desired = super::app::start_stop_target(&c);
+        if desired == DesiredState::Stopped
+            && c.status == crate::model::Status::Running
+            && self.confirm_stop
+        {
+            self.overlay = Some(Overlay::Confirm(Confirm {
+                title: "Stop the channel?",
+                question: format!(
+                    "Stop '{}'? Customers writing to it get no replies until it is started again.",
+                    c.name
+                ),
+                yes: "Stop",
+                action: ConfirmAction::Stop(Box::new(c)),
+            }));
+            return Vec::new();
+        }
+        self.request_desired(c, desired)
+    }
+
+    fn request_desired(&mut self, c: Connection, desired: DesiredState) -> Vec<Command> {
         self.set_busy(if desired == DesiredState::Running {
             "Starting"
         } else {
@@ -534,6 +547,47 @@ impl App {
             connection: Box::new(c),
             desired,
         }]
+    }
+
+    /// `r`: Stop, then Start once STOPPED — the spec's restart, in one key. Offered for a
+    /// connection that runs or is wanted running; it asks first (`ui.confirm_stop`).
+    pub fn restart(&mut self) -> Vec<Command> {
+        let Some(c) = self.with_own_lifecycle("restart with the agents they are attached to")
+        else {
+            return Vec::new();
+        };
+        if !self.can_edit() {
+            self.flash(
+                "Read-only: viewers cannot restart channels",
+                FlashKind::Warn,
+            );
+            return Vec::new();
+        }
+        if super::app::start_stop_target(&c) == DesiredState::Running {
+            self.flash(
+                format!("'{}' is not running: s starts it", c.name),
+                FlashKind::Info,
+            );
+            return Vec::new();
+        }
+        if self.confirm_stop {
+            self.overlay = Some(Overlay::Confirm(Confirm {
+                title: "Restart the channel?",
+                question: format!(
+                    "Restart '{}'? It stops, then starts again once STOPPED; customers writing to it meanwhile get no replies until it runs again.",
+                    c.name
+                ),
+                yes: "Restart",
+                action: ConfirmAction::Restart(Box::new(c)),
+            }));
+            return Vec::new();
+        }
+        self.begin_restart(c)
+    }
+
+    fn begin_restart(&mut self, c: Connection) -> Vec<Command> {
+        self.restarting = Some((c.id, self.now));
+        self.request_desired(c, DesiredState::Stopped)
     }
 
     /// `c`: the connection's webhook URL to the terminal's clipboard (OSC 52), whole,
@@ -566,24 +620,29 @@ impl App {
         );
     }
 
-    pub fn toggle_logs(&mut self) -> Vec<Command> {
-        let Some(c) = self.current() else {
+    /// The connection the panel is about, if it has a lifecycle of its own; otherwise
+    /// says why not ("Twilio connections {why}") and gives `None`.
+    fn with_own_lifecycle(&mut self, why: &str) -> Option<Connection> {
+        let Some(c) = self.current().cloned() else {
             self.flash("Select a connection first", FlashKind::Info);
-            return Vec::new();
+            return None;
         };
         if let Some(ty) = Catalog::get()
             .find(&c.type_key)
             .filter(|t| !t.has_start_stop())
         {
-            self.flash(
-                format!(
-                    "{} connections have no Logs of their own: they run with their agents",
-                    ty.name
-                ),
-                FlashKind::Info,
-            );
-            return Vec::new();
+            self.flash(format!("{} connections {why}", ty.name), FlashKind::Info);
+            return None;
         }
+        Some(c)
+    }
+
+    pub fn toggle_logs(&mut self) -> Vec<Command> {
+        let Some(c) =
+            self.with_own_lifecycle("have no Logs of their own: they run with their agents")
+        else {
+            return Vec::new();
+        };
         if self.logs_for == Some(c.id) {
             if self.focus == Focus::Logs {
                 self.logs_for = None;
@@ -854,6 +913,8 @@ impl App {
                 self.set_busy("Deleting");
                 vec![Command::Delete(c)]
             }
+            ConfirmAction::Stop(c) => self.request_desired(*c, DesiredState::Stopped),
+            ConfirmAction::Restart(c) => self.begin_restart(*c),
             ConfirmAction::DeleteAgent(a) => {
                 self.set_busy("Deleting");
                 vec![Command::DeleteAgent(a)]

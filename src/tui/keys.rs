@@ -16,7 +16,14 @@ pub const HELP: &[(&str, &str)] = &[
         "a",
         "add a connection: pick a channel type (d shows deprecated types)",
     ),
-    ("s", "Stop when running, starting or retrying; else Start"),
+    (
+        "s",
+        "Stop when running, starting or retrying (asks first when RUNNING); else Start",
+    ),
+    (
+        "r",
+        "restart: Stop, then Start once STOPPED (asks first; ui.confirm_stop = false skips both questions)",
+    ),
     (
         "l",
         "Logs of the selected connection (again: focus / close)",
@@ -43,8 +50,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("", "Details panel"),
     ("Tab  Enter  e", "go into the form's fields"),
     (
-        "s  l  c  D",
-        "Start/Stop, Logs, copy URL, Delete — as in the list",
+        "s r l c D",
+        "Start/Stop, restart, Logs, copy URL, Delete — as in the list",
     ),
     ("Ctrl-S", "save"),
     (

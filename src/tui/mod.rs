@@ -62,6 +62,7 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         (cfg.logs.ring_lines as usize, cfg.logs.ring_bytes as usize),
     );
     app.mouse = cfg.ui.mouse;
+    app.confirm_stop = cfg.ui.confirm_stop;
     if cfg.meta.configured() {
         app.meta_app = Some(crate::connectors::meta::signin::App::from_config(&cfg.meta));
     }

@@ -129,6 +129,7 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
                 ("/", "search"),
                 ("s", "start/stop"),
                 ("l", "logs"),
+                ("r", "restart"),
                 ("a", "add"),
                 ("D", "delete"),
                 ("o", "sort"),
@@ -147,6 +148,7 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
                 ("l", "logs"),
                 ("^S", "save"),
                 ("Esc", "back"),
+                ("r", "restart"),
                 ("D", "delete"),
                 ("^G", "setup guide"),
             ],
@@ -178,11 +180,18 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
     {
         pairs.insert(at + 1, ("c", "copy URL"));
     }
+    // Restart is offered for what runs or is wanted running.
+    let runs = app.current().is_some_and(|c| {
+        crate::tui::app::start_stop_target(c) == crate::model::DesiredState::Stopped
+    });
+    if !runs {
+        pairs.retain(|(k, _)| *k != "r");
+    }
     if !app.can_edit() {
         pairs.retain(|(k, _)| {
             !matches!(
                 *k,
-                "a" | "s" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
+                "a" | "s" | "r" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
             )
         });
     }
