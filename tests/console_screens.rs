@@ -707,3 +707,30 @@ fn only_the_field_being_edited_shows_a_cursor() {
     key(&mut a, KeyCode::Esc);
     assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "left the fields");
 }
+
+#[test]
+fn status_filter_next_error_and_status_sort_at_80x24() {
+    let mut a = app();
+    press(&mut a, "f");
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("┌ A→Z · ERROR only "),
+        "the title says what shows:\n{s}"
+    );
+    assert!(s.contains("EU bot") && !s.contains("Sales bot"), "{s}");
+    assert!(s.contains("EU bot · Telegram"), "details follow:\n{s}");
+    press(&mut a, "f");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("┌ A→Z · not RUNNING "), "{s}");
+    assert!(!s.contains("● Sales bot"), "{s}");
+    press(&mut a, "f");
+    press(&mut a, "oo");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Channels · by status"), "{s}");
+    let (eu, sales) = (s.find("✖ EU bot").unwrap(), s.find("● Sales bot").unwrap());
+    assert!(eu < sales, "ERROR before RUNNING:\n{s}");
+    press(&mut a, "gE");
+    assert_eq!(a.list.selected_connection().unwrap().name, "EU bot");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("EU bot · Telegram"), "{s}");
+}

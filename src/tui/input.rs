@@ -81,6 +81,12 @@ impl App {
                 self.focus = Focus::Search;
             }
             KeyCode::Char('o') => self.list.toggle_sort(),
+            KeyCode::Char('f') => self.list.cycle_filter(),
+            KeyCode::Char('E') => {
+                if !self.list.select_next_error() {
+                    self.flash("No connection in ERROR in the list", FlashKind::Info);
+                }
+            }
             KeyCode::Enter | KeyCode::Right => {
                 if self.form.is_some() {
                     self.focus = Focus::Panel;

@@ -11,7 +11,12 @@ pub const HELP: &[(&str, &str)] = &[
         "/",
         "search by name as you type; Enter keeps the filter, Esc clears it",
     ),
-    ("o", "sort order A→Z / Z→A"),
+    ("o", "sort: A→Z → Z→A → by status (ERROR first)"),
+    (
+        "f",
+        "filter by status: all → ERROR only → not RUNNING (the title says which)",
+    ),
+    ("E", "jump to the next connection in ERROR"),
     (
         "a",
         "add a connection: pick a channel type (d shows deprecated types)",

@@ -131,6 +131,8 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
                 ("l", "logs"),
                 ("r", "restart"),
                 ("a", "add"),
+                ("f", "filter"),
+                ("E", "next error"),
                 ("D", "delete"),
                 ("o", "sort"),
                 ("A", "agents"),

@@ -18,7 +18,17 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     let t = app.theme;
     let focused = matches!(app.focus, Focus::List | Focus::Search);
     let counts = status_counts(app);
-    let title = format!(" Channels · {} ", app.list.sort.label());
+    // Sort and filter always show; "Channels" only where there is room for it too.
+    let how = match app.list.filter.label() {
+        Some(filter) => format!("{} · {filter}", app.list.sort.label()),
+        None => app.list.sort.label().to_string(),
+    };
+    let long = format!(" Channels · {how} ");
+    let title = if super::width_of(&long) + 2 <= area.width as usize {
+        long
+    } else {
+        format!(" {how} ")
+    };
     let block = Block::bordered()
         .title(Line::styled(title, t.title()))
         .title_bottom(Line::styled(counts, t.dim()).right_aligned())
@@ -89,6 +99,17 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
             "No connections yet."
         };
         let lines: Vec<Line> = wrap(text, area.width as usize, 3)
+            .into_iter()
+            .map(|l| Line::styled(l, t.dim()))
+            .collect();
+        f.render_widget(Paragraph::new(lines), area);
+        return;
+    }
+    if let Some(none) = app.list.filter.none_text()
+        && app.list.visible_count() == 0
+    {
+        let text = format!("{none}. f shows them all.");
+        let lines: Vec<Line> = wrap(&text, area.width as usize, 3)
             .into_iter()
             .map(|l| Line::styled(l, t.dim()))
             .collect();
