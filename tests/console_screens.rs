@@ -734,3 +734,35 @@ fn status_filter_next_error_and_status_sort_at_80x24() {
     let s = screen(&mut a, 80, 24);
     assert!(s.contains("EU bot · Telegram"), "{s}");
 }
+
+#[test]
+fn logs_at_80x24_scroll_sideways_and_open_a_line_whole() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Char('l'));
+    let long = format!("payload {} THE-END", "field=value ".repeat(20));
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines: vec![LogLine {
+            connection_id: 1,
+            at: T0,
+            level: "ERROR".into(),
+            message: long,
+        }],
+        last_id: 0,
+    });
+    let s = screen(&mut a, 80, 24);
+    assert!(!s.contains("THE-END"), "{s}");
+    for _ in 0..30 {
+        key(&mut a, KeyCode::Right);
+    }
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("THE-END"), "→ reveals the end:\n{s}");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Log line · Sales bot"), "{s}");
+    assert!(
+        s.contains("payload field=value") && s.contains("THE-END"),
+        "{s}"
+    );
+}

@@ -292,6 +292,11 @@ impl App {
                 self.export_logs();
                 Vec::new()
             }
+            PaneOutcome::OpenLine => {
+                let line = self.logs.selected_line().cloned();
+                self.open_log_line(line);
+                Vec::new()
+            }
             PaneOutcome::NotHandled => match key.code {
                 KeyCode::Tab => {
                     self.focus = Focus::List;
@@ -300,6 +305,41 @@ impl App {
                 _ => self.common_key(key),
             },
         }
+    }
+
+    /// One log line whole, wrapped and scrollable, in a popup (the pane cuts long ones).
+    fn open_log_line(&mut self, line: Option<super::logs::ring::LogEntry>) {
+        let Some(e) = line else {
+            self.flash("No line to show", FlashKind::Info);
+            return;
+        };
+        /// Beyond this the popup would cost a frame's time to lay out; x saves it all.
+        const SHOWN: usize = 64 * 1024;
+        let mut message = e.message;
+        if message.len() > SHOWN {
+            let cut = (0..=SHOWN)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            let rest = message.len() - cut;
+            message.truncate(cut);
+            message.push_str(&format!(
+                " … ({rest} more bytes: x saves the lines to a file)"
+            ));
+        }
+        let at = chrono::DateTime::from_timestamp_millis(e.at)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+            .unwrap_or_default();
+        let name = self
+            .logs_for
+            .and_then(|id| self.list.get(id))
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        self.overlay = Some(Overlay::Text {
+            title: format!("Log line · {name}"),
+            body: format!("{at} {}\n\n{message}", e.level.as_str()),
+            scroll: 0,
+        });
     }
 
     fn export_logs(&mut self) {
@@ -1016,7 +1056,7 @@ impl App {
         }
     }
 
-    fn click(&mut self, hit: Hit, _row_in_rect: usize) -> Vec<Command> {
+    fn click(&mut self, hit: Hit, row_in_rect: usize) -> Vec<Command> {
         match hit {
             Hit::ConfirmYes => self.on_key(KeyEvent::from(KeyCode::Char('y'))),
             Hit::ConfirmNo => self.on_key(KeyEvent::from(KeyCode::Esc)),
@@ -1057,6 +1097,11 @@ impl App {
             }
             Hit::Logs => self.toggle_logs(),
             Hit::LogsPane => {
+                // A click in the focused pane opens the line clicked.
+                if self.focus == Focus::Logs {
+                    let line = self.logs.line_at_row(row_in_rect).cloned();
+                    self.open_log_line(line);
+                }
                 self.focus = Focus::Logs;
                 Vec::new()
             }

@@ -97,7 +97,15 @@ pub const HELP: &[(&str, &str)] = &[
     ("/", "search; Enter keeps it; matches are highlighted"),
     ("n  N", "next / previous match"),
     ("v", "level filter: all → INFO+ → WARN+ → ERROR"),
-    ("w", "wrap long lines on/off"),
+    (
+        "w",
+        "wrap long lines on/off (a line fills the pane at most)",
+    ),
+    ("← →", "scroll long lines sideways (wrap off)"),
+    (
+        "Enter",
+        "the current match, else the newest line on screen, whole, in a popup (a click opens the clicked line)",
+    ),
     ("x", "save the lines shown to a file (mode 0600)"),
     ("Esc", "back;  l closes the pane"),
     ("", "AI Agents"),

@@ -3,8 +3,8 @@
 //! Cost per frame is proportional to the visible rows, never to the ring: lines are
 //! addressed by sequence number (stable across eviction), the level-filtered index and
 //! the search matches are maintained incrementally as lines arrive, and each drawn line
-//! is capped at 4 × the pane width so a 90,000-character line costs the same as a short
-//! one.
+//! is capped at a paneful of rows so a 90,000-character line costs the same as a short
+//! one (Enter shows a line whole).
 
 use super::ring::{Level, LogEntry, LogRing};
 use crate::tui::theme::Theme;
@@ -26,7 +26,12 @@ pub enum PaneOutcome {
     NotHandled,
     Close,
     SaveRequested,
+    /// Enter: show the selected line whole (`selected_line`).
+    OpenLine,
 }
+
+/// Columns ← and → move the view of unwrapped lines by.
+const HSTEP: usize = 8;
 
 #[derive(Debug, Default)]
 struct Search {
@@ -68,7 +73,11 @@ pub struct LogsPane {
     skip: usize,
     total_at_pause: u64,
     wrap: bool,
+    /// Columns of the messages scrolled off to the left (wrap off).
+    hscroll: usize,
     search: Search,
+    /// Sequence number of each row drawn last, for clicks.
+    drawn: Vec<u64>,
     /// Inner size at the last render, for page sizes and follow → paused conversion.
     width: usize,
     height: usize,
@@ -86,7 +95,9 @@ impl LogsPane {
             skip: 0,
             total_at_pause: 0,
             wrap: false,
+            hscroll: 0,
             search: Search::default(),
+            drawn: Vec::new(),
             width: 0,
             height: 0,
         }
@@ -99,6 +110,7 @@ impl LogsPane {
         self.shown.clear();
         self.search = Search::default();
         (self.follow, self.top, self.skip) = (true, 0, 0);
+        self.hscroll = 0;
         self.title = title.to_string();
     }
 
@@ -187,7 +199,19 @@ impl LogsPane {
                 };
                 self.reindex();
             }
-            (KeyCode::Char('w'), _) => self.wrap = !self.wrap,
+            (KeyCode::Char('w'), _) => {
+                self.wrap = !self.wrap;
+                self.hscroll = 0;
+            }
+            // Not past the end of the longest line on screen.
+            (KeyCode::Right, _) if !self.wrap => {
+                if self.hscroll + HSTEP < self.longest_on_screen() {
+                    self.hscroll += HSTEP;
+                }
+            }
+            (KeyCode::Left, _) if !self.wrap => self.hscroll = self.hscroll.saturating_sub(HSTEP),
+            (KeyCode::Left | KeyCode::Right, _) => {}
+            (KeyCode::Enter, _) => return PaneOutcome::OpenLine,
             (KeyCode::Char('x'), _) => return PaneOutcome::SaveRequested,
             (KeyCode::Esc, _) => return PaneOutcome::Close,
             _ => return PaneOutcome::NotHandled,
@@ -457,6 +481,13 @@ impl LogsPane {
         }
         let wrap = format!("wrap {}", if self.wrap { "on" } else { "off" });
         parts.push(StatusPart::new(wrap.clone(), wrap, 5));
+        if self.hscroll > 0 {
+            parts.push(StatusPart::new(
+                format!("→ column {} (← back)", self.hscroll + 1),
+                format!("→{}", self.hscroll + 1),
+                6,
+            ));
+        }
         if !s.typing && !s.needle.is_empty() {
             let n = s.matches.len() as u64;
             let at = s.current.and_then(|c| s.matches.binary_search(&c).ok());
@@ -530,31 +561,78 @@ impl LogsPane {
             }
             return;
         }
-        for (y, line) in (inner.y..).zip(self.visible_rows(theme)) {
+        let rows = self.visible_rows(theme);
+        self.drawn = rows.iter().map(|(seq, _)| *seq).collect();
+        for (y, (_, line)) in (inner.y..).zip(rows) {
             buf.set_line(inner.x, y, &line, inner.width);
         }
     }
 
-    fn visible_rows(&self, theme: &Theme) -> Vec<Line<'static>> {
+    /// The rows on screen, each with the sequence number of its line.
+    fn visible_rows(&self, theme: &Theme) -> Vec<(u64, Line<'static>)> {
         let Some((top, skip, bottom)) = self.visible() else {
             return Vec::new();
         };
-        let mut rows: Vec<Line<'static>> = (top..=bottom)
-            .flat_map(|pos| self.entry_lines(pos, theme))
+        let mut rows: Vec<(u64, Line<'static>)> = (top..=bottom)
+            .flat_map(|pos| {
+                let seq = self.shown[pos];
+                self.entry_lines(pos, theme)
+                    .into_iter()
+                    .map(move |l| (seq, l))
+            })
             .skip(skip)
             .collect();
         rows.truncate(self.height);
         rows
     }
 
-    /// One log line laid out at the current width: `HH:MM:SS.mmm LEVEL message`, capped
-    /// at one row (no wrap) or 4 rows' worth of columns (wrap), ending in `…` when cut.
+    /// Display width of the longest message on screen (capped: only how far → may go).
+    fn longest_on_screen(&self) -> usize {
+        let Some((top, _, bottom)) = self.visible() else {
+            return 0;
+        };
+        (top..=bottom)
+            .filter_map(|pos| self.ring.get_seq(self.shown[pos]))
+            .map(|e| {
+                e.message
+                    .chars()
+                    .take(1 << 16)
+                    .map(char_width)
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The line Enter opens: the current search match, else the newest line on screen.
+    pub fn selected_line(&self) -> Option<&LogEntry> {
+        let seq = match self.search.current {
+            Some(seq) => seq,
+            None => self.shown[self.visible()?.2],
+        };
+        self.ring.get_seq(seq)
+    }
+
+    /// The line drawn on row `row` of the pane (0 = its top border), for a click.
+    pub fn line_at_row(&self, row: usize) -> Option<&LogEntry> {
+        let seq = *self.drawn.get(row.checked_sub(1)?)?;
+        self.ring.get_seq(seq)
+    }
+
+    /// One log line laid out at the current width: `HH:MM:SS.mmm LEVEL message`: one row
+    /// from column `hscroll` of the message (wrap off), or wrapped, up to a paneful of
+    /// rows (wrap on); ending in `…` when cut. Enter shows a line whole.
     fn entry_lines(&self, pos: usize, theme: &Theme) -> Vec<Line<'static>> {
         let Some(e) = self.shown.get(pos).and_then(|&s| self.ring.get_seq(s)) else {
             return Vec::new();
         };
         let width = self.width.max(1);
-        let cap = if self.wrap { 4 * width } else { width };
+        // A paneful bounds the cost of a huge line; Enter shows all of it.
+        let cap = if self.wrap {
+            self.height.max(4) * width
+        } else {
+            width
+        };
         let mut cells: Vec<(char, Style)> = Vec::new();
         let time = format_time(e.at, "%H:%M:%S%.3f");
         cells.extend(time.chars().map(|c| (c, theme.dim())));
@@ -569,7 +647,18 @@ impl LogsPane {
         let mut used: usize = cells.iter().map(|&(c, _)| char_width(c)).sum();
         let msg_start = cells.len();
         let mut cut = false;
+        let mut skipped = 0;
+        let scrolled = !self.wrap && self.hscroll > 0;
+        if scrolled {
+            // Marks the message's hidden start.
+            cells.push(('…', theme.dim()));
+            used += 1;
+        }
         for c in e.message.chars() {
+            if scrolled && skipped < self.hscroll {
+                skipped += char_width(c).max(1);
+                continue;
+            }
             // Control characters would reach the terminal raw (escape injection); bidi
             // and zero-width ones would reorder or hide what the line says.
             let c = if crate::tui::view::invisible(c) {
