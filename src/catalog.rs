@@ -122,6 +122,24 @@ pub struct EnvSpec {
     pub kind: FieldKind,
     #[serde(default)]
     pub options: Vec<String>,
+    /// The range a number must be in (digits kinds), when the provider or the connector
+    /// has one.
+    #[serde(default)]
+    pub min: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+impl EnvSpec {
+    /// "0–15", "at least 1": the range, for hints and messages.
+    pub fn range_text(&self) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(lo), Some(hi)) => Some(format!("{lo}–{hi}")),
+            (Some(lo), None) => Some(format!("at least {lo}")),
+            (None, Some(hi)) => Some(format!("at most {hi}")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Catalog {

@@ -501,3 +501,50 @@ fn text_output_shows_control_characters_instead_of_sending_them() {
         "JSON keeps the value, escaped by JSON itself"
     );
 }
+
+#[test]
+fn variables_are_checked_against_their_range_named_and_a_webhook_nobody_can_reach_is_warned_about()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let add = |env: &str| {
+        cli.run(
+            &[
+                "channels",
+                "add",
+                "--type",
+                "telegram",
+                "--name",
+                "Sales bot",
+                "--env",
+                env,
+                "--secrets-stdin",
+            ],
+            Some(&format!("bot_token={TG_TOKEN}\n")),
+        )
+    };
+    let refused = add("TELEGRAM_POLL_TIMEOUT=99");
+    assert_eq!(refused.code(), 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr()
+            .contains("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15"),
+        "{}",
+        refused.all()
+    );
+    assert!(!refused.stderr().contains("env."), "{}", refused.all());
+
+    // Webhook mode on a server whose webhook URL is loopback plain HTTP: saved, warned.
+    let added = add("TELEGRAM_MODE=webhook");
+    assert_eq!(added.code(), 0, "{}", added.all());
+    assert!(
+        added
+            .stderr()
+            .contains("warning: 'Sales bot' receives webhooks at http://")
+            && added
+                .stderr()
+                .contains("set http.public_url in the config, or TELEGRAM_WEBHOOK_URL"),
+        "{}",
+        added.all()
+    );
+}

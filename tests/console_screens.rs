@@ -766,3 +766,23 @@ fn logs_at_80x24_scroll_sideways_and_open_a_line_whole() {
         "{s}"
     );
 }
+
+#[test]
+fn a_variable_error_shows_once_under_its_row() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'n');
+    key(&mut a, KeyCode::Enter); // the first variable the picker offers
+    let report = flametree::model::validation::Report {
+        errors: vec![flametree::model::validation::FieldError {
+            field: "env.1".into(),
+            message: "TELEGRAM_MODE value 'x' must be one of: polling, webhook".into(),
+        }],
+        warnings: Vec::new(),
+    };
+    a.on_msg(Msg::SaveRejected(report));
+    let s = screen(&mut a, 100, 30);
+    assert_eq!(s.matches("✖ TELEGRAM_MODE value").count(), 1, "{s}");
+}

@@ -137,6 +137,11 @@ fn print_saved(ctx: &Context, saved: &Saved, verb: &str, json: bool) {
     for w in &saved.warnings {
         esay!("warning: {w}");
     }
+    if let Some(w) =
+        crate::cli::webhook_check::unreachable_webhook(&saved.connection, &public_base(ctx))
+    {
+        esay!("warning: {w}");
+    }
     if json {
         print_json(&connection_view(&saved.connection, &public_base(ctx)));
     } else {

@@ -16,6 +16,7 @@ mod channels_cmd;
 pub mod clean;
 mod info;
 mod runtime_cmd;
+pub mod webhook_check;
 
 pub use runtime_cmd::wait_for_signal;
 mod input;

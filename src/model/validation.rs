@@ -357,18 +357,29 @@ fn check_env(ty: &ChannelType, env: &[EnvVar], report: &mut Report) {
         }
         match ty.env_var(name) {
             Some(spec) => {
-                if let Err(problem) =
-                    check_kind_with(spec.kind, var.value.trim(), &spec.options, None, None)
-                {
-                    report.error(
-                        &at,
-                        format!("{name} value '{}' {problem}", var.value.trim()),
-                    );
+                let value = var.value.trim();
+                if let Err(problem) = check_kind_with(spec.kind, value, &spec.options, None, None) {
+                    report.error(&at, format!("{name} value '{value}' {problem}"));
+                } else if let Some(range) = out_of_range(spec, value) {
+                    report.error(&at, format!("{name} value '{value}' must be {range}"));
                 }
             }
             None => report.warnings.push(unsupported_env(ty, name)),
         }
     }
+}
+
+/// The documented range `value` is outside of, if it is (digits only; the kind check
+/// has run).
+fn out_of_range(spec: &crate::catalog::EnvSpec, value: &str) -> Option<String> {
+    let n: u64 = value.parse().ok()?;
+    let below = spec.min.is_some_and(|lo| n < lo);
+    let above = spec.max.is_some_and(|hi| n > hi);
+    (below || above).then(|| match spec.range_text() {
+        Some(r) if r.contains('–') => format!("from {}", r.replace('–', " to ")),
+        Some(r) => r,
+        None => String::new(),
+    })
 }
 
 fn unsupported_env(ty: &ChannelType, name: &str) -> String {
@@ -635,6 +646,32 @@ mod tests {
             &env,
         );
         assert!(r.error_for("env.1").unwrap().contains("is not a URL"));
+    }
+
+    #[test]
+    fn env_numbers_stay_in_their_documented_range() {
+        let f = fields(&[]);
+        let check = |value: &str| {
+            let env = vec![EnvVar {
+                name: "TELEGRAM_POLL_TIMEOUT".into(),
+                value: value.into(),
+            }];
+            run(
+                ty("telegram"),
+                "Bot",
+                &f,
+                &[("bot_token", SecretInput::Kept { count: 1 })],
+                &env,
+            )
+            .error_for("env.1")
+            .map(str::to_string)
+        };
+        assert_eq!(check("15"), None);
+        assert_eq!(check("0"), None);
+        assert_eq!(
+            check("99").as_deref(),
+            Some("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15")
+        );
     }
 
     #[test]

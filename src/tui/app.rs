@@ -485,10 +485,14 @@ impl App {
             }
             Msg::Saved {
                 connection,
-                warnings,
+                mut warnings,
                 created,
             } => {
                 self.busy = None;
+                warnings.extend(crate::cli::webhook_check::unreachable_webhook(
+                    &connection,
+                    &self.webhook_base,
+                ));
                 let ty = Catalog::get().find(&connection.type_key);
                 self.list.selected = Some(connection.id);
                 if let Some(ty) = ty {

@@ -306,7 +306,11 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
         } else {
             Style::default()
         };
-        let error = form.errors.get(&slot.error_key(form.ty)).cloned();
+        // A variable's name and value share one row and one error: show it once.
+        let error = match slot {
+            Slot::EnvName(_) => None,
+            _ => form.errors.get(&slot.error_key(form.ty)).cloned(),
+        };
         match slot {
             Slot::Name | Slot::Description | Slot::Field(_) => {
                 let (label, required, hint) = match slot {
@@ -388,7 +392,10 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                 let meaning = form
                     .ty
                     .env_var(name.trim())
-                    .map(|e| e.meaning.clone())
+                    .map(|e| match e.range_text() {
+                        Some(r) => format!("{} ({r})", e.meaning),
+                        None => e.meaning.clone(),
+                    })
                     .unwrap_or_else(|| {
                         if name.trim().is_empty() {
                             String::new()

@@ -268,11 +268,12 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             let width = inner.width as usize;
             let mut lines = Vec::new();
             for (i, spec) in choices.iter().enumerate() {
-                let default = spec
-                    .default
-                    .as_deref()
-                    .map(|d| format!(" (default {d})"))
-                    .unwrap_or_default();
+                let default = match (spec.default.as_deref(), spec.range_text()) {
+                    (Some(d), Some(r)) => format!(" (default {d}, {r})"),
+                    (Some(d), None) => format!(" (default {d})"),
+                    (None, Some(r)) => format!(" ({r})"),
+                    (None, None) => String::new(),
+                };
                 let mut line = Line::from(vec![
                     Span::styled(format!(" {:<28}", spec.name), t.key()),
                     Span::raw(fit(
