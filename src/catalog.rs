@@ -78,6 +78,13 @@ pub struct FieldSpec {
     /// Holds one comma-separated value per account.
     #[serde(default)]
     pub multi: bool,
+    /// Its values are the accounts (Logins, Phone number IDs): every other per-account
+    /// field gives one value per account, or one value for all of them.
+    #[serde(default)]
+    pub accounts: bool,
+    /// A per-account field one value cannot serve for all (a password per login).
+    #[serde(default)]
+    pub each: bool,
     #[serde(default)]
     pub hint: String,
     #[serde(default)]

@@ -548,3 +548,54 @@ fn variables_are_checked_against_their_range_named_and_a_webhook_nobody_can_reac
         added.all()
     );
 }
+
+#[test]
+fn every_per_account_field_that_disagrees_with_the_logins_is_reported_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let add = |sets: &[&str], passwords: &str| {
+        let mut args = vec![
+            "channels",
+            "add",
+            "--type",
+            "email",
+            "--name",
+            "Support mail",
+            "--secrets-stdin",
+        ];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        cli.run(&args, Some(&format!("passwords={passwords}\n")))
+    };
+    let refused = add(
+        &[
+            "imap_hosts=imap.a.com,imap.b.com",
+            "logins=a@a.com",
+            "smtp_hosts=smtp.a.com",
+            "smtp_ports=587,587",
+        ],
+        "pw-a",
+    );
+    assert_eq!(refused.code(), 2, "{}", refused.all());
+    let err = refused.stderr();
+    assert!(
+        err.contains("imap_hosts: IMAP hosts has 2 values but Logins has 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("smtp_ports: SMTP ports has 2 values but Logins has 1"),
+        "{err}"
+    );
+    // Two logins, one value each elsewhere (the ports and security modes their
+    // defaults): saved.
+    let added = add(
+        &[
+            "imap_hosts=imap.a.com",
+            "logins=a@a.com,b@a.com",
+            "smtp_hosts=smtp.a.com",
+        ],
+        "pw-a,pw-b",
+    );
+    assert_eq!(added.code(), 0, "{}", added.all());
+}

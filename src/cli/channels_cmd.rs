@@ -168,6 +168,16 @@ async fn add(ctx: &Context, args: AddArgs, json: bool) -> Result<(), Failure> {
     if args.meta_sign_in {
         super::meta_sign_in::fill_draft(ctx, ty, args.pick, &mut draft).await?;
     }
+    // As the console's New connector form does: a field left out takes the catalog's
+    // default (IMAP port 993), which serves every account of a multi-account type.
+    for spec in ty.fields.iter().filter(|f| !f.secret) {
+        if let Some(default) = &spec.default {
+            draft
+                .fields
+                .entry(spec.key.clone())
+                .or_insert_with(|| default.clone());
+        }
+    }
     let saved = ctx.channels.add(&draft).await?;
     print_saved(ctx, &saved, "Added", json);
     Ok(())

@@ -151,7 +151,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
     }
     if form.ty.is_multi_account() {
-        let hint = "(?) Multi-account: give each account's values separated by commas, in the same order in every field (login1,login2 · password1,password2)";
+        let hint = "(?) Multi-account: give each account's values separated by commas, in the same order in every field (login1,login2 · password1,password2); one value (a default port) serves every account";
         for l in wrap(hint, width, 2) {
             lines.push(Line::styled(l, t.dim()));
         }
