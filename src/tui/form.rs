@@ -500,6 +500,9 @@ impl Form {
                 if self.read_only {
                     return FormOutcome::ReadOnly;
                 }
+                if let Some(outcome) = self.choice_key(&slot, key) {
+                    return outcome;
+                }
                 if let Some(t) = self.text_mut(&slot) {
                     // Ctrl-U clears to the start, as in a shell (the widget would undo).
                     let changed = if ctrl && key.code == KeyCode::Char('u') {
@@ -514,6 +517,32 @@ impl Form {
             }
         }
         FormOutcome::Consumed
+    }
+
+    /// Space and ←/→ on an option field step through its options; other typing is
+    /// refused there, except in a per-account one (several values, comma-separated).
+    /// `None`: not an option field, or a per-account one holding several values.
+    fn choice_key(&mut self, slot: &Slot, key: KeyEvent) -> Option<FormOutcome> {
+        let (options, multi) = super::choice::options(self, slot)?;
+        let current = self.value(slot);
+        if multi && current.contains(',') {
+            return None;
+        }
+        let by = match key.code {
+            KeyCode::Char(' ') | KeyCode::Right => 1,
+            KeyCode::Left => -1,
+            // A per-account field may be typed into: "ssl/tls,starttls".
+            _ if multi => return None,
+            _ => return Some(FormOutcome::Consumed),
+        };
+        let next = super::choice::step(&current, options, by);
+        if let Some(t) = self.text_mut(slot) {
+            t.select_all();
+            t.cut();
+            t.insert_str(next);
+            self.dirty = true;
+        }
+        Some(FormOutcome::Consumed)
     }
 
     /// Pasted text goes into the focused input as one line (newlines dropped, since
@@ -707,6 +736,35 @@ mod tests {
         assert!(!signed.advanced && !signed.slots().iter().any(|s| matches!(s, Slot::Field(_))));
         assert!(signed.toggle_advanced());
         assert!(signed.slots().iter().any(|s| matches!(s, Slot::Field(_))));
+    }
+
+    #[test]
+    fn option_fields_step_through_their_options_instead_of_taking_text() {
+        let ty = Catalog::get().find("telegram").unwrap();
+        let mut form = Form::new_connector(ty, false, false);
+        form.add_env("TELEGRAM_MODE", "polling");
+        form.handle_key(key(KeyCode::Char(' ')));
+        assert_eq!(form.to_draft().env[0].value, "webhook");
+        form.handle_key(key(KeyCode::Right));
+        assert_eq!(form.to_draft().env[0].value, "polling");
+        form.handle_key(key(KeyCode::Left));
+        type_text(&mut form, "xyz");
+        form.handle_key(key(KeyCode::Backspace));
+        assert_eq!(form.to_draft().env[0].value, "webhook", "no free text");
+
+        let email = Catalog::get().find("email").unwrap();
+        let mut form = Form::new_connector(email, false, false);
+        let at = form
+            .slots()
+            .iter()
+            .position(|s| matches!(s, Slot::Field(i) if email.fields[*i].key == "imap_security"))
+            .unwrap();
+        form.set_focus(Some(at));
+        form.handle_key(key(KeyCode::Char(' ')));
+        assert_eq!(form.to_draft().fields["imap_security"], "starttls");
+        // Per account, several values are typed.
+        type_text(&mut form, ",ssl/tls");
+        assert_eq!(form.to_draft().fields["imap_security"], "starttls,ssl/tls");
     }
 
     #[test]

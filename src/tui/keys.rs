@@ -79,6 +79,10 @@ pub const HELP: &[(&str, &str)] = &[
         "toggle Advanced mode (WhatsApp, Instagram, Facebook)",
     ),
     (
+        "Space ← →",
+        "on an option field (transport, security, true/false): next / previous option",
+    ),
+    (
         "Ctrl-N",
         "add an environment variable (offers the type's variables)",
     ),

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod choice;
 pub mod clipboard;
 pub mod form;
 pub mod input;

@@ -318,7 +318,13 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                     Slot::Description => ("Description".to_string(), false, String::new()),
                     Slot::Field(n) => {
                         let spec = &form.ty.fields[*n];
-                        (spec.label.clone(), spec.required, spec.hint.clone())
+                        let hint = match crate::tui::choice::options(form, slot) {
+                            Some((options, _)) => {
+                                format!("{} — {}", spec.hint, crate::tui::choice::hint(options))
+                            }
+                            None => spec.hint.clone(),
+                        };
+                        (spec.label.clone(), spec.required, hint)
                     }
                     _ => unreachable!(),
                 };
@@ -392,9 +398,16 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                 let meaning = form
                     .ty
                     .env_var(name.trim())
-                    .map(|e| match e.range_text() {
-                        Some(r) => format!("{} ({r})", e.meaning),
-                        None => e.meaning.clone(),
+                    .map(|e| {
+                        let editing = form.focus == Some(i) && app.focus == Focus::Fields;
+                        match (crate::tui::choice::options(form, slot), e.range_text()) {
+                            (Some((options, _)), _) if editing => {
+                                // The keys first: the meaning may be cut at 80 columns.
+                                format!("{} — {}", crate::tui::choice::hint(options), e.meaning)
+                            }
+                            (_, Some(r)) => format!("{} ({r})", e.meaning),
+                            _ => e.meaning.clone(),
+                        }
                     })
                     .unwrap_or_else(|| {
                         if name.trim().is_empty() {
