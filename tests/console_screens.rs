@@ -786,3 +786,29 @@ fn a_variable_error_shows_once_under_its_row() {
     let s = screen(&mut a, 100, 30);
     assert_eq!(s.matches("✖ TELEGRAM_MODE value").count(), 1, "{s}");
 }
+
+#[test]
+fn setup_guides_are_rendered_and_ctrl_g_works_in_the_add_picker() {
+    let mut a = app();
+    press(&mut a, "a");
+    key(&mut a, KeyCode::Down); // Telegram
+    ctrl(&mut a, 'g');
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Setup guide · Telegram"), "{s}");
+    assert!(s.contains("Paste it into Bot token."), "{s}");
+    for raw in ["**", "`", "## "] {
+        assert!(!s.contains(raw), "raw Markdown {raw:?}:\n{s}");
+    }
+    for _ in 0..10 {
+        key(&mut a, KeyCode::Down);
+    }
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("press s to Start it"), "keyboard wording:\n{s}");
+    assert!(!s.to_lowercase().contains("click start"), "{s}");
+    key(&mut a, KeyCode::Esc);
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("Add a channel"),
+        "Esc goes back to the picker:\n{s}"
+    );
+}

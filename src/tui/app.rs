@@ -82,6 +82,9 @@ pub enum Overlay {
     Setup {
         ty: &'static ChannelType,
         scroll: u16,
+        /// Opened from the Add picker (its selection and deprecated toggle): closing
+        /// goes back there.
+        picker: Option<(usize, bool)>,
     },
     EnvPicker {
         selected: usize,

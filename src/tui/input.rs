@@ -455,7 +455,11 @@ impl App {
 
     fn open_setup(&mut self) {
         if let Some(ty) = self.current_type() {
-            self.overlay = Some(Overlay::Setup { ty, scroll: 0 });
+            self.overlay = Some(Overlay::Setup {
+                ty,
+                scroll: 0,
+                picker: None,
+            });
         } else {
             self.flash(
                 "Select a connection or a channel type first",
@@ -848,6 +852,18 @@ impl App {
                 body,
                 scroll: scrolled(scroll, key),
             },
+            Overlay::Setup {
+                picker: Some((selected, show_deprecated)),
+                ..
+            } if matches!(key.code, KeyCode::Esc | KeyCode::Char('q'))
+                || (key.code == KeyCode::Char('g')
+                    && key.modifiers.contains(KeyModifiers::CONTROL)) =>
+            {
+                Overlay::Picker {
+                    selected,
+                    show_deprecated,
+                }
+            }
             Overlay::Help { scroll } | Overlay::Setup { scroll, .. }
                 if matches!(
                     key.code,
@@ -861,9 +877,10 @@ impl App {
             Overlay::Help { scroll } => Overlay::Help {
                 scroll: scrolled(scroll, key),
             },
-            Overlay::Setup { ty, scroll } => Overlay::Setup {
+            Overlay::Setup { ty, scroll, picker } => Overlay::Setup {
                 ty,
                 scroll: scrolled(scroll, key),
+                picker,
             },
             Overlay::Picker {
                 selected,
@@ -882,6 +899,20 @@ impl App {
                         selected: 0,
                         show_deprecated: !show_deprecated,
                     },
+                    // The highlighted type's setup page, before choosing it.
+                    KeyCode::Char('g') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        match types.get(selected) {
+                            Some(ty) => Overlay::Setup {
+                                ty,
+                                scroll: 0,
+                                picker: Some((selected, show_deprecated)),
+                            },
+                            None => Overlay::Picker {
+                                selected,
+                                show_deprecated,
+                            },
+                        }
+                    }
                     KeyCode::Down | KeyCode::Char('j') => Overlay::Picker {
                         selected: (selected + 1).min(types.len().saturating_sub(1)),
                         show_deprecated,

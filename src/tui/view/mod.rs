@@ -4,6 +4,7 @@ mod agents;
 mod chrome;
 mod details;
 mod list;
+mod markdown;
 
 pub use list::{status_message as list_status_message, status_word as list_status_word};
 mod overlays;

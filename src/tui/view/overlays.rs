@@ -60,7 +60,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 app.hits.push((row, Hit::PickerRow(i)));
             }
             let toggle = format!(
-                " d Show deprecated: {}   Enter add   Esc cancel",
+                " d Show deprecated: {}   Enter add   ^G setup guide   Esc cancel",
                 if *show_deprecated { "[x]" } else { "[ ]" }
             );
             let bottom = Rect::new(inner.x, inner.y + inner.height - 1, inner.width, 1);
@@ -232,19 +232,10 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             }
             text_box(f, app, rect, " Keys — Esc closes ", lines, *scroll);
         }
-        Overlay::Setup { ty, scroll } => {
+        Overlay::Setup { ty, scroll, .. } => {
             let rect = centered(area, 84, area.height.saturating_sub(2));
-            let lines: Vec<Line> = ty
-                .setup_text()
-                .lines()
-                .map(|l| {
-                    if l.starts_with('#') {
-                        Line::styled(l.trim_start_matches('#').trim().to_string(), t.title())
-                    } else {
-                        Line::raw(l.to_string())
-                    }
-                })
-                .collect();
+            let lines =
+                super::markdown::render(ty.setup_text(), rect.width.saturating_sub(3) as usize, &t);
             let title = format!(
                 " Setup guide · {} — ↑↓ scroll · Esc closes ",
                 ty.display_name()
