@@ -599,3 +599,34 @@ fn every_per_account_field_that_disagrees_with_the_logins_is_reported_under_its_
     );
     assert_eq!(added.code(), 0, "{}", added.all());
 }
+
+#[test]
+fn json_output_uses_rfc3339_times_and_status_of_one_is_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    add_bot(&cli, "Sales bot");
+    let rfc3339 = |v: &serde_json::Value| {
+        let s = v.as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(s).is_ok() && s.ends_with('Z')
+    };
+    let one = cli.json(&["channels", "status", "Sales bot"]);
+    assert_eq!(one["name"], "Sales bot", "an object, as show gives: {one}");
+    assert!(rfc3339(&one["status_since"]), "{one}");
+    let shown = cli.json(&["channels", "show", "Sales bot"]);
+    assert_eq!(one["status_since"], shown["status_since"]);
+    let all = cli.json(&["channels", "status"]);
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "every connection: an array"
+    );
+
+    let trail = cli.json(&["audit"]);
+    assert!(rfc3339(&trail[0]["at"]), "{trail}");
+
+    let out = cli.ok(&["channels", "logs", "Sales bot", "--json"], None);
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("the creation is logged")).unwrap();
+    assert!(rfc3339(&first["at"]), "{first}");
+    assert_eq!(first["connection"], "Sales bot");
+}
