@@ -939,3 +939,78 @@ async fn stop_of_a_running_channel_and_restart_ask_first_and_restart_starts_once
     assert!(c.app.overlay.is_none());
     assert_eq!(desired(&c).await, DesiredState::Stopped);
 }
+
+#[tokio::test]
+async fn the_responder_is_edited_on_the_agents_screen_with_a_masked_key() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    let stored = |c: &Console| {
+        let ch = c.channels.clone();
+        async move {
+            let a = ch.find_agent("Support").await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&a.responder).unwrap()
+        }
+    };
+
+    // Rules: a greeting and one keyword rule.
+    c.key(KeyCode::Char('e')).await;
+    c.key(KeyCode::Tab).await; // Greeting
+    c.ctrl('u').await;
+    c.type_text("Hi there").await;
+    c.key(KeyCode::Tab).await; // Fallback
+    c.key(KeyCode::Tab).await; // + Add rule
+    c.key(KeyCode::Enter).await;
+    c.type_text("price").await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("See example.com/prices").await;
+    c.ctrl('s').await;
+    assert!(
+        c.flash()
+            .starts_with("Saved the responder of agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    let r = stored(&c).await;
+    assert_eq!(r["greeting"], "Hi there");
+    assert_eq!(r["rules"][0]["keyword"], "price");
+    assert_eq!(r["rules"][0]["reply"], "See example.com/prices");
+
+    // OpenAI-compatible, with a key that never reaches the screen.
+    c.key(KeyCode::Char('e')).await;
+    c.key(KeyCode::Char(' ')).await; // Responder: OpenAI-compatible
+    c.key(KeyCode::Tab).await; // Base URL
+    c.ctrl('u').await;
+    c.type_text("http://127.0.0.1:9/v1").await;
+    c.key(KeyCode::Tab).await; // Model
+    c.type_text("gpt-4o-mini").await;
+    c.key(KeyCode::Tab).await; // API key
+    c.app.on_paste("sk-planted-secret-key");
+    let s = draw(&mut c.app, 100, 30);
+    assert!(!s.contains("sk-planted"), "the key is masked:\n{s}");
+    assert!(focused_line(&s).contains("API key"), "{s}");
+    c.ctrl('s').await;
+    assert!(
+        c.flash().starts_with("Saved the responder"),
+        "{}",
+        c.flash()
+    );
+    let r = stored(&c).await;
+    assert_eq!(r["kind"], "open_ai", "{r}");
+    assert_eq!(r["model"], "gpt-4o-mini");
+    assert!(r["api_key"].is_object(), "sealed, not plain: {r}");
+    assert!(!r.to_string().contains("sk-planted"));
+
+    // Reopened: the key is not loaded; Esc with an edit asks first.
+    c.key(KeyCode::Char('e')).await;
+    let s = draw(&mut c.app, 100, 30);
+    assert!(s.contains("•••••••• saved · type to replace"), "{s}");
+    c.key(KeyCode::Tab).await;
+    c.type_text("x").await;
+    c.key(KeyCode::Esc).await;
+    assert!(
+        confirm_question(&c.app).starts_with("Discard your changes to the responder of 'Support'")
+    );
+}

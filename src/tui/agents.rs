@@ -28,6 +28,8 @@ pub enum AddFlow {
     Simple { form: Box<Form>, inbound: bool },
     /// A name for a new agent.
     NewAgent { form: Box<Form> },
+    /// The selected agent's responder (`e`).
+    Responder(Box<super::responder::ResponderForm>),
 }
 
 pub struct AgentsScreen {
@@ -77,7 +79,8 @@ pub enum AgentsOutcome {
     Quit,
     Help,
     AskDelete(Box<Agent>),
-    /// Esc in Simple mode with something typed: ask before discarding it.
+    /// Esc in Simple mode or the responder editor with something typed: ask before
+    /// discarding it.
     AskDiscardSimple(String),
 }
 
@@ -169,6 +172,14 @@ impl AgentsScreen {
                     form: Box::new(form),
                 });
             }
+            KeyCode::Char('e') if can_edit => {
+                let Some(a) = self.selected_agent() else {
+                    return AgentsOutcome::Flash("Create an agent first: n".into());
+                };
+                self.add = Some(AddFlow::Responder(Box::new(
+                    super::responder::ResponderForm::open(a),
+                )));
+            }
             KeyCode::Char('s') if can_edit => {
                 let Some(a) = self.selected_agent() else {
                     return none;
@@ -226,7 +237,7 @@ impl AgentsScreen {
                     return AgentsOutcome::AskDelete(Box::new(a.clone()));
                 }
             }
-            KeyCode::Char('n' | 's' | 'a' | ' ' | 'x' | 'D') => return ro(),
+            KeyCode::Char('n' | 's' | 'a' | 'e' | ' ' | 'x' | 'D') => return ro(),
             _ => {}
         }
         match self.card_request() {
@@ -388,6 +399,34 @@ impl AgentsScreen {
                     }
                 }
             }
+            AddFlow::Responder(mut form) => {
+                use super::responder::Outcome;
+                match form.handle_key(key) {
+                    Outcome::Consumed => Some(AddFlow::Responder(form)),
+                    Outcome::Close if form.dirty => {
+                        let what =
+                            format!("your changes to the responder of '{}'", form.agent.name);
+                        self.add = Some(AddFlow::Responder(form));
+                        return AgentsOutcome::AskDiscardSimple(what);
+                    }
+                    Outcome::Close => None,
+                    Outcome::Save => {
+                        let edit = form.to_edit();
+                        let agent = Box::new(form.agent.clone());
+                        self.add = Some(AddFlow::Responder(form));
+                        return match edit {
+                            Ok((responder, api_key)) => {
+                                AgentsOutcome::Commands(vec![Command::EditResponder {
+                                    agent,
+                                    responder: Box::new(responder),
+                                    api_key,
+                                }])
+                            }
+                            Err(why) => AgentsOutcome::Flash(format!("Not saved: {why}")),
+                        };
+                    }
+                }
+            }
             AddFlow::NewAgent { mut form } => {
                 if ctrl_s || key.code == KeyCode::Enter {
                     let name = form.value(&Slot::Name);
@@ -408,17 +447,25 @@ impl AgentsScreen {
         none
     }
 
-    /// Closes Simple mode, its input discarded (the operator said so).
+    /// Closes Simple mode or the responder editor, its input discarded (the operator
+    /// said so).
     pub fn discard_simple(&mut self) {
-        if matches!(self.add, Some(AddFlow::Simple { .. })) {
+        if matches!(
+            self.add,
+            Some(AddFlow::Simple { .. } | AddFlow::Responder(_))
+        ) {
             self.add = None;
         }
     }
 
     /// Pasted text goes to the inline form (a token copied from BotFather).
     pub fn on_paste(&mut self, text: &str) {
-        if let Some(AddFlow::Simple { form, .. } | AddFlow::NewAgent { form }) = &mut self.add {
-            form.paste(text);
+        match &mut self.add {
+            Some(AddFlow::Simple { form, .. } | AddFlow::NewAgent { form }) => {
+                form.paste(text);
+            }
+            Some(AddFlow::Responder(form)) => form.paste(text),
+            _ => {}
         }
     }
 }

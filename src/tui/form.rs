@@ -80,7 +80,7 @@ pub struct Form {
 
 /// One-line input. Its cursor is invisible until the input is being edited: the
 /// widget's default reverse-video cursor would mark every value as if all were edited.
-fn single_line(text: &str) -> TextArea<'static> {
+pub(crate) fn single_line(text: &str) -> TextArea<'static> {
     let mut t = TextArea::new(vec![text.to_string()]);
     t.set_cursor_line_style(Style::default());
     t.set_cursor_style(Style::default());

@@ -118,9 +118,10 @@ pub const HELP: &[(&str, &str)] = &[
         "choose an agent, or a row of its Communication channels card",
     ),
     ("Tab", "between the agent list and the card"),
+    ("n", "new agent (with the built-in rule responder)"),
     (
-        "n",
-        "new agent (built-in rule responder; `flametree agents edit` sets rules or a model)",
+        "e",
+        "edit the agent's responder: rules (greeting, keyword rules, fallback) or an OpenAI-compatible API (masked key; typing replaces it)",
     ),
     (
         "s",

@@ -11,6 +11,7 @@ pub mod input;
 pub mod keys;
 pub mod list;
 pub mod logs;
+pub mod responder;
 pub mod signin;
 pub mod theme;
 pub mod view;

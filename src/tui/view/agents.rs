@@ -310,6 +310,7 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
             );
             render_inputs(f, form, inner);
         }
+        AddFlow::Responder(form) => draw_responder(f, app, area, form),
         AddFlow::NewAgent { form } => {
             let lines = vec![
                 Line::raw(" Name*"),
@@ -322,6 +323,63 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
                     Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
                 );
             }
+        }
+    }
+}
+
+/// The responder editor: the kind switch, then the kind's fields, one line each, the
+/// focused one marked; scrolled so the focus stays on screen.
+fn draw_responder(
+    f: &mut Frame,
+    app: &App,
+    area: Rect,
+    form: &crate::tui::responder::ResponderForm,
+) {
+    use crate::tui::responder::{Stop, label};
+    let t = &app.theme;
+    let stops = form.stops();
+    let room = area.height.saturating_sub(6).max(3) as usize;
+    let first = form.focus.saturating_sub(room - 1);
+    let mut lines: Vec<Line> = Vec::new();
+    for (i, stop) in stops.iter().enumerate().skip(first).take(room) {
+        let focused = i == form.focus;
+        let mark = if focused { "▸" } else { " " };
+        let style = if focused {
+            t.key()
+        } else {
+            ratatui::style::Style::default()
+        };
+        let text = match stop {
+            Stop::Kind => format!(
+                " {mark}{}{}",
+                super::pad(&label(*stop), LABEL_W),
+                if form.openai {
+                    "  rules  [OpenAI-compatible]   Space switches"
+                } else {
+                    "  [rules]  OpenAI-compatible   Space switches"
+                }
+            ),
+            Stop::AddRule => format!(" {mark}[ + Add rule ^N ]   ^X removes the focused rule"),
+            _ => format!(" {mark}{}", super::pad(&label(*stop), LABEL_W)),
+        };
+        lines.push(Line::styled(text, style));
+    }
+    lines.push(Line::styled(
+        " Tab next field   Ctrl-S save   Esc cancel   (applies at the agent's restart)",
+        t.key(),
+    ));
+    let title = format!("Responder · {}", super::shown(&form.agent.name));
+    let inner = dialog(f, app, area, &title, lines);
+    let at = LABEL_W as u16 + 3;
+    for (row, stop) in stops.iter().skip(first).take(room).enumerate() {
+        if let Some(text) = form.text(*stop) {
+            let rect = Rect::new(
+                inner.x + at,
+                inner.y + row as u16,
+                inner.width.saturating_sub(at + 1),
+                1,
+            );
+            f.render_widget(text, rect);
         }
     }
 }

@@ -112,6 +112,7 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
         ("↑↓", "move"),
         ("Tab", "card"),
         ("n", "new agent"),
+        ("e", "responder"),
         ("s", "start/stop agent"),
         ("a", "add channel"),
         ("Space", "inbound"),
@@ -195,7 +196,7 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
         pairs.retain(|(k, _)| {
             !matches!(
                 *k,
-                "a" | "s" | "r" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
+                "a" | "s" | "r" | "e" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
             )
         });
     }
