@@ -32,6 +32,11 @@ pub struct ChannelType {
     /// WhatsApp, Instagram and Facebook show the Advanced mode switch.
     #[serde(default)]
     pub meta_advanced_mode: bool,
+    /// An agent's page may create a connection of this type inline (Simple mode: the
+    /// name, description and this type's credentials), as the spec allows for WhatsApp
+    /// and Telegram.
+    #[serde(default)]
+    pub simple_mode: bool,
     #[serde(default)]
     pub deprecated: bool,
     /// For deprecated types: the key of the current type to migrate to.
@@ -371,6 +376,17 @@ mod tests {
             .map(|t| t.key.as_str())
             .collect();
         assert_eq!(meta, ["whatsapp", "instagram", "facebook"]);
+    }
+
+    #[test]
+    fn simple_mode_types_are_whatsapp_and_telegram() {
+        let simple: Vec<&str> = cat()
+            .types
+            .iter()
+            .filter(|t| t.simple_mode)
+            .map(|t| t.key.as_str())
+            .collect();
+        assert_eq!(simple, ["whatsapp", "telegram"]);
     }
 
     #[test]

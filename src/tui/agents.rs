@@ -27,7 +27,9 @@ pub enum AddFlow {
     /// Simple mode: the connection's credentials collected right here.
     Simple { form: Box<Form>, inbound: bool },
     /// A name for a new agent.
-    NewAgent { form: Box<Form> },
+    NewAgent {
+        name: Box<ratatui_textarea::TextArea<'static>>,
+    },
     /// The selected agent's responder (`e`).
     Responder(Box<super::responder::ResponderForm>),
 }
@@ -66,9 +68,9 @@ pub fn attachable_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
         .collect()
 }
 
-/// Simple mode exists for WhatsApp and Telegram, as the spec says.
+/// Whether the type has Simple mode: the catalog says (WhatsApp and Telegram).
 pub fn has_simple_mode(ty: &ChannelType) -> bool {
-    matches!(ty.key.as_str(), "telegram" | "whatsapp")
+    ty.simple_mode
 }
 
 /// What the agents screen asks of the app besides store commands.
@@ -129,13 +131,7 @@ impl AgentsScreen {
         self.card_sel = 0;
     }
 
-    pub fn on_key(
-        &mut self,
-        key: KeyEvent,
-        all: &[Connection],
-        can_edit: bool,
-        meta: bool,
-    ) -> AgentsOutcome {
+    pub fn on_key(&mut self, key: KeyEvent, all: &[Connection], can_edit: bool) -> AgentsOutcome {
         if self.add.is_some() {
             return self.add_key(key, all);
         }
@@ -163,13 +159,14 @@ impl AgentsScreen {
                 AgentsFocus::Card => self.card_sel = self.card_sel.saturating_sub(1),
             },
             KeyCode::Char('n') if can_edit => {
-                let ty = Catalog::get().find("telegram").expect("telegram type");
-                let mut form = Form::new_connector(ty, meta, false);
-                form.name
-                    .set_placeholder_text("required · the agent's name");
-                form.set_focus(Some(0));
+                let mut name = super::form::single_line("");
+                name.set_placeholder_text("required · the agent's name");
+                name.set_cursor_style(
+                    ratatui::style::Style::default()
+                        .add_modifier(ratatui::style::Modifier::REVERSED),
+                );
                 self.add = Some(AddFlow::NewAgent {
-                    form: Box::new(form),
+                    name: Box::new(name),
                 });
             }
             KeyCode::Char('e') if can_edit => {
@@ -427,19 +424,22 @@ impl AgentsScreen {
                     }
                 }
             }
-            AddFlow::NewAgent { mut form } => {
+            AddFlow::NewAgent { mut name } => {
                 if ctrl_s || key.code == KeyCode::Enter {
-                    let name = form.value(&Slot::Name);
-                    self.add = Some(AddFlow::NewAgent { form });
-                    return AgentsOutcome::Commands(vec![Command::CreateAgent { name }]);
+                    let typed = name.lines().join("");
+                    self.add = Some(AddFlow::NewAgent { name });
+                    return AgentsOutcome::Commands(vec![Command::CreateAgent { name: typed }]);
                 }
-                if key.code == KeyCode::Esc {
-                    None
-                } else {
-                    form.set_focus(Some(0));
-                    form.handle_key(key);
-                    form.set_focus(Some(0));
-                    Some(AddFlow::NewAgent { form })
+                match key.code {
+                    KeyCode::Esc => None,
+                    KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        name.delete_line_by_head();
+                        Some(AddFlow::NewAgent { name })
+                    }
+                    _ => {
+                        name.input(key);
+                        Some(AddFlow::NewAgent { name })
+                    }
                 }
             }
         };
@@ -461,8 +461,11 @@ impl AgentsScreen {
     /// Pasted text goes to the inline form (a token copied from BotFather).
     pub fn on_paste(&mut self, text: &str) {
         match &mut self.add {
-            Some(AddFlow::Simple { form, .. } | AddFlow::NewAgent { form }) => {
+            Some(AddFlow::Simple { form, .. }) => {
                 form.paste(text);
+            }
+            Some(AddFlow::NewAgent { name }) => {
+                name.insert_str(text.replace(['\n', '\r'], ""));
             }
             Some(AddFlow::Responder(form)) => form.paste(text),
             _ => {}

@@ -150,10 +150,7 @@ impl App {
     fn agents_key(&mut self, key: KeyEvent) -> Vec<Command> {
         use super::agents::AgentsOutcome;
         let can_edit = self.can_edit();
-        match self
-            .agents
-            .on_key(key, &self.list.all, can_edit, self.meta_configured)
-        {
+        match self.agents.on_key(key, &self.list.all, can_edit) {
             AgentsOutcome::Commands(cmds) => {
                 if cmds.iter().any(|c| !matches!(c, Command::LoadCard { .. })) {
                     self.set_busy("Saving");

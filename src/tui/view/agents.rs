@@ -311,18 +311,16 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
             render_inputs(f, form, inner);
         }
         AddFlow::Responder(form) => draw_responder(f, app, area, form),
-        AddFlow::NewAgent { form } => {
+        AddFlow::NewAgent { name } => {
             let lines = vec![
                 Line::raw(" Name*"),
                 Line::styled(" Enter create   Esc cancel", t.key()),
             ];
             let inner = dialog(f, app, area, "New agent", lines);
-            if let Some(text) = form.text(&Slot::Name) {
-                f.render_widget(
-                    text,
-                    Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
-                );
-            }
+            f.render_widget(
+                name.as_ref(),
+                Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
+            );
         }
     }
 }
