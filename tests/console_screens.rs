@@ -812,3 +812,28 @@ fn setup_guides_are_rendered_and_ctrl_g_works_in_the_add_picker() {
         "Esc goes back to the picker:\n{s}"
     );
 }
+
+#[test]
+fn a_narrow_header_drops_the_database_before_the_operator() {
+    let mut a = app();
+    a.on_presence(flametree::runtime::Presence {
+        runs_here: true,
+        others: Vec::new(),
+        leases: Default::default(),
+        db_now: NOW,
+    });
+    let s = screen(&mut a, 80, 24);
+    let header = s.lines().next().unwrap();
+    assert!(
+        header.contains("tenant default · channels run here · ann (editor)"),
+        "{header}"
+    );
+    let s = screen(&mut a, 200, 50);
+    assert!(
+        s.lines()
+            .next()
+            .unwrap()
+            .contains("tenant default · channels run here · SQLite flametree.db · ann (editor)"),
+        "{s}"
+    );
+}

@@ -16,32 +16,54 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
         Role::Editor => "editor".to_string(),
         Role::Viewer => "viewer".to_string(),
     };
-    let channels = app
-        .presence
-        .as_ref()
-        .map(|p| {
-            let others = p.others.len();
-            match others {
-                0 => format!("{} · ", p.summary()),
-                1 => format!("{} (+1 process) · ", p.summary()),
-                n => format!("{} (+{n} processes) · ", p.summary()),
-            }
-        })
-        .unwrap_or_default();
-    let right = super::shown(&format!(
-        "tenant {} · {channels}{} · {} ({role})",
-        h.tenant, h.database, h.operator
-    ))
-    .into_owned();
+    let channels = app.presence.as_ref().map(|p| match p.others.len() {
+        0 => p.summary(),
+        1 => format!("{} (+1 process)", p.summary()),
+        n => format!("{} (+{n} processes)", p.summary()),
+    });
     let left = if app.screen == crate::tui::app::Screen::Agents {
         "AI Agents"
     } else {
         "Settings › Channels"
     };
     let width = area.width as usize;
-    let room = width.saturating_sub(left.chars().count() + 2);
-    let right = fit(&right, room);
-    let pad = width.saturating_sub(left.chars().count() + right.chars().count());
+    let room = width.saturating_sub(super::width_of(left) + 2);
+    // Who, which tenant and where channels run matter most (an incident may be "no
+    // process runs channels"): a narrow header drops the database first, then where
+    // channels run, before it cuts anything.
+    let who = format!("{} ({role})", h.operator);
+    let tenant = format!("tenant {}", h.tenant);
+    let db = Some(h.database.as_str());
+    let candidates = [
+        [
+            Some(tenant.as_str()),
+            channels.as_deref(),
+            db,
+            Some(who.as_str()),
+        ],
+        [
+            Some(tenant.as_str()),
+            channels.as_deref(),
+            None,
+            Some(who.as_str()),
+        ],
+        [Some(tenant.as_str()), None, None, Some(who.as_str())],
+    ];
+    let joined = |parts: &[Option<&str>; 4]| {
+        parts
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let right = candidates
+        .iter()
+        .map(joined)
+        .find(|r| super::width_of(&super::shown(r)) <= room)
+        .unwrap_or_else(|| joined(&candidates[2]));
+    let right = fit(&super::shown(&right), room);
+    let pad = width.saturating_sub(super::width_of(left) + super::width_of(&right));
     let line = Line::from(vec![
         Span::styled(left, t.title()),
         Span::raw(" ".repeat(pad)),
