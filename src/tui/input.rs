@@ -69,31 +69,31 @@ impl App {
     }
 
     fn list_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        use super::keys::{Action, Section, action};
         let before = self.list.selected;
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => self.list.move_by(1),
-            KeyCode::Up | KeyCode::Char('k') => self.list.move_by(-1),
-            KeyCode::PageDown => self.list.move_by(10),
-            KeyCode::PageUp => self.list.move_by(-10),
-            KeyCode::Home | KeyCode::Char('g') => self.list.first(),
-            KeyCode::End | KeyCode::Char('G') => self.list.last(),
-            KeyCode::Char('/') => {
-                self.focus = Focus::Search;
-            }
-            KeyCode::Char('o') => self.list.toggle_sort(),
-            KeyCode::Char('f') => self.list.cycle_filter(),
-            KeyCode::Char('E') => {
+        match action(Section::List, &key) {
+            Some(Action::Down) => self.list.move_by(1),
+            Some(Action::Up) => self.list.move_by(-1),
+            Some(Action::PageDown) => self.list.move_by(10),
+            Some(Action::PageUp) => self.list.move_by(-10),
+            Some(Action::First) => self.list.first(),
+            Some(Action::Last) => self.list.last(),
+            Some(Action::Search) => self.focus = Focus::Search,
+            Some(Action::Sort) => self.list.toggle_sort(),
+            Some(Action::Filter) => self.list.cycle_filter(),
+            Some(Action::NextError) => {
                 if !self.list.select_next_error() {
                     self.flash("No connection in ERROR in the list", FlashKind::Info);
                 }
             }
-            KeyCode::Enter | KeyCode::Right => {
+            Some(Action::Open) => {
                 if self.form.is_some() {
                     self.focus = Focus::Panel;
                 }
             }
-            KeyCode::Esc if !self.list.query.is_empty() => self.list.set_query(""),
-            _ => return self.common_key(key),
+            Some(Action::ClearSearch) if !self.list.query.is_empty() => self.list.set_query(""),
+            Some(Action::ClearSearch) => {}
+            other => return self.common_key(other),
         }
         let mut out = Vec::new();
         if self.list.selected != before {
@@ -105,26 +105,25 @@ impl App {
         out
     }
 
-    /// Keys that mean the same in the list, the panel header and the logs pane.
-    fn common_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        match key.code {
-            KeyCode::Char('q') => return self.request_quit(),
-            KeyCode::Char('?') | KeyCode::F(1) => self.overlay = Some(Overlay::Help { scroll: 0 }),
-            KeyCode::Char('a') => return self.open_picker(),
-            KeyCode::Char('s') => return self.start_stop(),
-            KeyCode::Char('r') => return self.restart(),
-            KeyCode::Char('l') => return self.toggle_logs(),
-            KeyCode::Char('c') if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.copy_webhook_url()
-            }
-            KeyCode::Char('D') | KeyCode::Delete => self.ask_delete(),
-            KeyCode::Char('i') => self.show_status_whole(),
-            KeyCode::Char('M') => self.start_migrate(),
-            KeyCode::Char('A') => {
+    /// Actions that mean the same in the list, the panel header and the logs pane.
+    fn common_key(&mut self, what: Option<super::keys::Action>) -> Vec<Command> {
+        use super::keys::Action;
+        match what {
+            Some(Action::Quit) => return self.request_quit(),
+            Some(Action::Help) => self.overlay = Some(Overlay::Help { scroll: 0 }),
+            Some(Action::Add) => return self.open_picker(),
+            Some(Action::StartStop) => return self.start_stop(),
+            Some(Action::Restart) => return self.restart(),
+            Some(Action::Logs) => return self.toggle_logs(),
+            Some(Action::CopyUrl) => self.copy_webhook_url(),
+            Some(Action::Delete) => self.ask_delete(),
+            Some(Action::Status) => self.show_status_whole(),
+            Some(Action::Migrate) => self.start_migrate(),
+            Some(Action::Agents) => {
                 self.screen = super::app::Screen::Agents;
                 return vec![Command::LoadAgents];
             }
-            KeyCode::Char('m') => {
+            Some(Action::Mouse) => {
                 self.mouse = !self.mouse;
                 let state = if self.mouse {
                     "on (click and wheel work; hold Shift to select text)"
@@ -133,13 +132,11 @@ impl App {
                 };
                 self.flash(format!("Mouse capture {state}"), FlashKind::Info);
             }
-            KeyCode::Char('g') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.open_setup()
-            }
-            KeyCode::Tab if self.form.is_some() => {
+            Some(Action::Setup) => self.open_setup(),
+            Some(Action::Fields) if self.form.is_some() => {
                 self.focus = Focus::Fields;
                 if let Some(f) = &mut self.form {
-                    f.focus_next(1);
+                    f.set_focus(Some(0));
                 }
             }
             _ => {}
@@ -227,19 +224,13 @@ impl App {
     }
 
     fn panel_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        match key.code {
-            KeyCode::Esc | KeyCode::Left => {
+        use super::keys::{Action, Section, action};
+        match action(Section::Panel, &key) {
+            Some(Action::Back) => {
                 self.leave_panel();
                 Vec::new()
             }
-            KeyCode::Enter | KeyCode::Char('e') | KeyCode::Down => {
-                self.focus = Focus::Fields;
-                if let Some(f) = &mut self.form {
-                    f.set_focus(Some(0));
-                }
-                Vec::new()
-            }
-            _ => self.common_key(key),
+            other => self.common_key(other),
         }
     }
 
@@ -299,7 +290,7 @@ impl App {
                     self.focus = Focus::List;
                     Vec::new()
                 }
-                _ => self.common_key(key),
+                _ => self.common_key(super::keys::action(super::keys::Section::Logs, &key)),
             },
         }
     }

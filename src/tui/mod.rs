@@ -9,6 +9,7 @@ pub mod clipboard;
 pub mod form;
 pub mod input;
 pub mod keys;
+mod keys_table;
 pub mod list;
 pub mod logs;
 pub mod responder;

@@ -127,113 +127,36 @@ pub fn message(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
-/// The footer: only the keys that work where the focus is.
+/// The footer: only the keys that work where the focus is, from the key table, in
+/// order of importance, whole pairs only.
 pub fn keys(f: &mut Frame, app: &App, area: Rect) {
-    let agents_keys = vec![
-        ("A", "channels"),
-        ("↑↓", "move"),
-        ("Tab", "card"),
-        ("n", "new agent"),
-        ("e", "responder"),
-        ("s", "start/stop agent"),
-        ("a", "add channel"),
-        ("Space", "inbound"),
-        ("x", "detach"),
-        ("q", "quit"),
-    ];
-    let mut pairs: Vec<(&str, &str)> = if app.screen == crate::tui::app::Screen::Agents {
-        agents_keys
+    use crate::tui::keys::{Offer, Section, footer};
+    let scope = if app.screen == crate::tui::app::Screen::Agents {
+        Section::Agents
     } else {
         match app.focus {
-            // In order of importance: a narrow footer keeps the first ones.
-            Focus::List => vec![
-                ("↑↓", "move"),
-                ("Enter", "open"),
-                ("/", "search"),
-                ("s", "start/stop"),
-                ("l", "logs"),
-                ("r", "restart"),
-                ("a", "add"),
-                ("f", "filter"),
-                ("E", "next error"),
-                ("D", "delete"),
-                ("o", "sort"),
-                ("A", "agents"),
-                ("q", "quit"),
-            ],
-            Focus::Search => vec![
-                ("type", "filter"),
-                ("Enter", "keep"),
-                ("Esc", "clear"),
-                ("↑↓", "move"),
-            ],
-            Focus::Panel => vec![
-                ("Tab", "fields"),
-                ("s", "start/stop"),
-                ("l", "logs"),
-                ("^S", "save"),
-                ("Esc", "back"),
-                ("r", "restart"),
-                ("D", "delete"),
-                ("^G", "setup guide"),
-            ],
-            Focus::Fields => vec![
-                ("Tab/↑↓", "next field"),
-                ("^S", "save"),
-                ("Esc", "leave fields"),
-                ("^N", "add variable"),
-                ("^X", "remove"),
-                ("^G", "setup guide"),
-            ],
-            Focus::Logs => vec![
-                ("/", "search"),
-                ("n/N", "next/prev"),
-                ("G", "follow"),
-                ("Esc", "back"),
-                ("Enter", "line"),
-                ("v", "level"),
-                ("w", "wrap"),
-                ("←→", "scroll"),
-                ("l", "close"),
-                ("x", "save to file"),
-            ],
+            Focus::List => Section::List,
+            Focus::Search => Section::Search,
+            Focus::Panel => Section::Panel,
+            Focus::Fields => Section::Fields,
+            Focus::Logs => Section::Logs,
         }
     };
-    // `c` copies the webhook URL: offered where the panel shows one.
-    if app.screen == crate::tui::app::Screen::Channels
-        && matches!(app.focus, Focus::List | Focus::Panel)
-        && app.current_webhook_url().is_some()
-        && let Some(at) = pairs.iter().position(|(k, _)| *k == "l")
-    {
-        pairs.insert(at + 1, ("c", "copy URL"));
-    }
-    // Restart is offered for what runs or is wanted running.
+    let can_edit = app.can_edit();
     let runs = app.current().is_some_and(|c| {
         crate::tui::app::start_stop_target(c) == crate::model::DesiredState::Stopped
     });
-    if !runs {
-        pairs.retain(|(k, _)| *k != "r");
-    }
-    if !app.can_edit() {
-        pairs.retain(|(k, _)| {
-            !matches!(
-                *k,
-                "a" | "s" | "r" | "e" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
-            )
-        });
-    }
-    // Help first: whatever a narrow terminal cuts off, `?` lists it.
-    let help = if app.focus == Focus::Fields {
-        ("F1", "help")
-    } else {
-        ("?", "help")
-    };
-    pairs.retain(|p| *p != help);
-    pairs.insert(0, help);
+    let has_url = app.current_webhook_url().is_some();
+    let pairs = footer(scope, |offer| match offer {
+        Offer::Always => true,
+        Offer::Edits => can_edit,
+        Offer::Runs => can_edit && runs,
+        Offer::WebhookUrl => has_url,
+    });
     let t = &app.theme;
     let mut spans = Vec::new();
     let mut room = area.width as usize;
-    if !app.can_edit() {
+    if !can_edit {
         const RO: &str = "READ-ONLY (viewer) ";
         spans.push(Span::styled(RO, t.warning()));
         room = room.saturating_sub(RO.len());

@@ -3,7 +3,6 @@
 use super::{fit, wrap, wrap_all};
 use crate::tui::app::{App, Hit, Overlay};
 use crate::tui::input::picker_types;
-use crate::tui::keys::HELP;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -210,20 +209,21 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         Overlay::Help { scroll } => {
             let rect = centered(area, 100, area.height.saturating_sub(2));
             // Descriptions wrap between words under their own column, never cut.
-            let key_w = HELP
+            let rows = crate::tui::keys::help_rows();
+            let key_w = rows
                 .iter()
-                .map(|(k, _)| super::width_of(k))
+                .filter_map(|(k, _)| k.map(super::width_of))
                 .max()
                 .unwrap_or(16);
             let what_w = (rect.width as usize).saturating_sub(2 + key_w + 3).max(10);
             let mut lines: Vec<Line> = Vec::new();
-            for (k, what) in HELP {
-                if k.is_empty() {
+            for (k, what) in rows {
+                let Some(k) = k else {
                     lines.push(Line::styled(what.to_string(), t.title()));
                     continue;
-                }
+                };
                 for (i, l) in wrap_all(what, what_w).into_iter().enumerate() {
-                    let key = if i == 0 { *k } else { "" };
+                    let key = if i == 0 { k } else { "" };
                     lines.push(Line::from(vec![
                         Span::styled(format!("  {key:<key_w$} "), t.key()),
                         Span::raw(l),
