@@ -127,32 +127,8 @@ pub enum Hit {
     Overlay,
 }
 
-/// How long an informational flash ("Saved 'X'.", "Copied …") stays: long enough to
-/// read, short enough not to describe a situation that has moved on. Warnings and
-/// errors stay until they are resolved, replaced or left behind.
-pub const INFO_FLASH_MS: Millis = 8_000;
-
-/// How long a restart waits for STOPPED before it gives up (a task that does not stop
-/// is aborted after 10 s, so this is generous).
-pub const RESTART_WAIT_MS: Millis = 30_000;
-
-/// Where a flash was given and about which connection in which state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FlashContext {
-    at: Millis,
-    screen: Screen,
-    about: About,
-}
-
-/// What a flash speaks of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum About {
-    Nothing,
-    /// A connection, as it was then (status and desired state).
-    Connection(i64, Status, DesiredState),
-    /// The new connector form (a save it refused).
-    NewForm,
-}
+pub use super::flash::INFO_FLASH_MS;
+pub use super::input::RESTART_WAIT_MS;
 
 pub struct App {
     pub theme: Theme,
@@ -169,7 +145,7 @@ pub struct App {
     pub busy: Option<(String, Millis)>,
     pub flash: Option<(String, FlashKind)>,
     /// What the flash is about, so it goes once that is no longer the situation.
-    flash_ctx: Option<FlashContext>,
+    pub(crate) flash_ctx: Option<super::flash::FlashContext>,
     pub mouse: bool,
     /// Ask before Stop of a RUNNING connection and before a restart (`ui.confirm_stop`).
     pub confirm_stop: bool,
@@ -269,61 +245,6 @@ impl App {
         self.header.role == Role::Editor
     }
 
-    pub fn flash(&mut self, text: impl Into<String>, kind: FlashKind) {
-        self.flash = Some((text.into(), kind));
-        self.flash_ctx = Some(FlashContext {
-            at: self.now,
-            screen: self.screen,
-            about: About::Nothing,
-        });
-        self.dirty = true;
-    }
-
-    /// A flash about one connection: it goes when that connection's status or desired
-    /// state changes, or when another connection is shown, since the list and the
-    /// details then say what is true now.
-    pub fn flash_about(&mut self, text: impl Into<String>, kind: FlashKind, c: &Connection) {
-        self.flash(text, kind);
-        if let Some(ctx) = &mut self.flash_ctx {
-            ctx.about = About::Connection(c.id, c.status, c.desired);
-        }
-    }
-
-    /// The id of the connection the panel shows (it may not be in the list yet).
-    fn shown_id(&self) -> Option<i64> {
-        match &self.form {
-            Some(f) => f.base.as_ref().map(|b| b.id),
-            None => self.list.selected,
-        }
-    }
-
-    /// Clears the flash once what it said is stale: another screen, the connection it
-    /// is about changed state, was deleted or is no longer the one shown, or (for
-    /// information) after `INFO_FLASH_MS`.
-    pub fn expire_flash(&mut self) {
-        let (Some((_, kind)), Some(ctx)) = (&self.flash, self.flash_ctx) else {
-            return;
-        };
-        let moved_on = match ctx.about {
-            About::Connection(id, status, desired) => {
-                // Not in the list (yet): a save's reload is on its way.
-                let changed = self
-                    .list
-                    .get(id)
-                    .is_some_and(|c| (c.status, c.desired) != (status, desired));
-                changed || self.shown_id() != Some(id)
-            }
-            About::NewForm => !self.form.as_ref().is_some_and(|f| f.is_new()),
-            About::Nothing => false,
-        };
-        let old = *kind == FlashKind::Info && self.now - ctx.at >= INFO_FLASH_MS;
-        if ctx.screen != self.screen || moved_on || old {
-            self.flash = None;
-            self.flash_ctx = None;
-            self.dirty = true;
-        }
-    }
-
     /// The connection the panel is about: the form's, else the list's selection.
     pub fn current(&self) -> Option<&Connection> {
         match &self.form {
@@ -398,39 +319,6 @@ impl App {
         out.extend(self.follow_up());
         out.extend(self.continue_restart());
         out
-    }
-
-    /// The second half of a restart: Start once the connection has STOPPED. Gives up,
-    /// saying so, if it has not stopped within `RESTART_WAIT_MS`.
-    pub fn continue_restart(&mut self) -> Option<Command> {
-        let (id, since) = self.restarting?;
-        let Some(c) = self.list.get(id).cloned() else {
-            self.restarting = None;
-            return None;
-        };
-        let stopped = matches!(c.status, Status::Stopped | Status::Error)
-            && c.desired == DesiredState::Stopped;
-        if stopped {
-            self.restarting = None;
-            self.set_busy("Starting");
-            return Some(Command::SetDesired {
-                connection: Box::new(c),
-                desired: DesiredState::Running,
-            });
-        }
-        if self.now - since >= RESTART_WAIT_MS {
-            self.restarting = None;
-            self.flash_about(
-                format!(
-                    "Restart of '{}': it has not STOPPED after {} s, so it was not started again; press s once it has stopped",
-                    c.name,
-                    RESTART_WAIT_MS / 1000
-                ),
-                FlashKind::Warn,
-                &c,
-            );
-        }
-        None
     }
 
     /// Work that follows from the state: the reply diagnosis of the connection shown.
@@ -548,12 +436,7 @@ impl App {
                         let now = self.list.get(base.id).cloned().unwrap_or(base);
                         self.flash_about(text, FlashKind::Error, &now)
                     }
-                    _ => {
-                        self.flash(text, FlashKind::Error);
-                        if let Some(ctx) = &mut self.flash_ctx {
-                            ctx.about = About::NewForm;
-                        }
-                    }
+                    _ => self.flash_about_new_form(text, FlashKind::Error),
                 }
             }
             Msg::Deleted { name } => {

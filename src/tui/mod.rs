@@ -6,6 +6,7 @@ pub mod agents;
 pub mod app;
 pub mod choice;
 pub mod clipboard;
+pub mod flash;
 pub mod form;
 pub mod input;
 pub mod keys;

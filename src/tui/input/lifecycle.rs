@@ -2,8 +2,46 @@
 //! webhook URL, show its status whole, delete, save, migrate.
 
 use super::*;
+use crate::model::{Millis, Status};
+
+/// How long a restart waits for STOPPED before it gives up (a task that does not stop
+/// is aborted after 10 s, so this is generous).
+pub const RESTART_WAIT_MS: Millis = 30_000;
 
 impl App {
+    /// The second half of a restart: Start once the connection has STOPPED. Gives up,
+    /// saying so, if it has not stopped within `RESTART_WAIT_MS`.
+    pub fn continue_restart(&mut self) -> Option<Command> {
+        let (id, since) = self.restarting?;
+        let Some(c) = self.list.get(id).cloned() else {
+            self.restarting = None;
+            return None;
+        };
+        let stopped = matches!(c.status, Status::Stopped | Status::Error)
+            && c.desired == DesiredState::Stopped;
+        if stopped {
+            self.restarting = None;
+            self.set_busy("Starting");
+            return Some(Command::SetDesired {
+                connection: Box::new(c),
+                desired: DesiredState::Running,
+            });
+        }
+        if self.now - since >= RESTART_WAIT_MS {
+            self.restarting = None;
+            self.flash_about(
+                format!(
+                    "Restart of '{}': it has not STOPPED after {} s, so it was not started again; press s once it has stopped",
+                    c.name,
+                    RESTART_WAIT_MS / 1000
+                ),
+                FlashKind::Warn,
+                &c,
+            );
+        }
+        None
+    }
+
     /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI
     /// allows), Start otherwise. It only records the desired state; the runtime acts.
     pub fn start_stop(&mut self) -> Vec<Command> {

@@ -21,6 +21,7 @@ pub fn picker_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
 
 mod dialogs;
 mod lifecycle;
+pub use lifecycle::RESTART_WAIT_MS;
 mod logs;
 mod mouse;
 
