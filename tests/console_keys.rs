@@ -673,7 +673,7 @@ async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
     c.key(KeyCode::Char('l')).await;
     let alpha = c.channels.find("Alpha bot").await.unwrap();
     let sales = c.channels.find("Sales bot").await.unwrap();
-    assert_eq!(c.app.logs_for, Some(alpha.id));
+    assert_eq!(c.app.logs.for_id, Some(alpha.id));
     while c.app.focus != flametree::tui::app::Focus::List {
         c.key(KeyCode::Esc).await;
     }
@@ -685,11 +685,15 @@ async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
         Some(sales.id),
         "the match is selected"
     );
-    assert_eq!(c.app.logs_for, Some(sales.id), "and so does the Logs pane");
+    assert_eq!(
+        c.app.logs.for_id,
+        Some(sales.id),
+        "and so does the Logs pane"
+    );
     // A search matching nothing leaves nobody for the pane: it closes.
     c.key(KeyCode::Char('/')).await;
     c.type_text("zzz").await;
-    assert_eq!(c.app.logs_for, None);
+    assert_eq!(c.app.logs.for_id, None);
 }
 
 #[tokio::test]

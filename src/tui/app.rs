@@ -3,8 +3,6 @@
 
 use super::form::Form;
 use super::list::ChannelList;
-use super::logs::pane::LogsPane;
-use super::logs::ring::{Level, LogEntry};
 use super::theme::Theme;
 use super::worker::{Command, Msg};
 use crate::catalog::{Catalog, ChannelType};
@@ -137,9 +135,7 @@ pub struct App {
     pub focus: Focus,
     pub form: Option<Form>,
     pub overlay: Option<Overlay>,
-    pub logs: LogsPane,
-    pub logs_for: Option<i64>,
-    pub logs_limit: u32,
+    pub logs: super::logs::view::LogsView,
     pub db_down: Option<(Millis, String)>,
     /// An operator action waiting for the store, and since when.
     pub busy: Option<(String, Millis)>,
@@ -180,11 +176,6 @@ pub struct App {
     /// The database announces changes (PostgreSQL): no polling for them.
     pub live: bool,
     pub tenant_id: i64,
-    /// The newest stored log line of the open Logs pane, and lines it shows already.
-    pub log_after: i64,
-    pub log_seen: std::collections::HashSet<(Millis, String)>,
-    /// A MoreLogs is under way; another is due when it returns.
-    pub more_logs: (bool, bool),
     /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
     pub clipboard: Option<String>,
 }
@@ -203,9 +194,7 @@ impl App {
             focus: Focus::List,
             form: None,
             overlay: None,
-            logs: LogsPane::new(logs_cap.0, logs_cap.1),
-            logs_for: None,
-            logs_limit: 1000,
+            logs: super::logs::view::LogsView::new(logs_cap.0, logs_cap.1),
             db_down: None,
             busy: None,
             flash: None,
@@ -230,9 +219,6 @@ impl App {
             presence: None,
             live: false,
             tenant_id: 0,
-            log_after: 0,
-            log_seen: Default::default(),
-            more_logs: (false, false),
             clipboard: None,
             diagnosis: None,
             diagnosis_key: None,
@@ -292,21 +278,14 @@ impl App {
     pub fn follow_logs_to_selection(&mut self) -> Option<Command> {
         let Some(c) = self.list.selected_connection() else {
             // Nothing in Details: the pane has nobody to belong to.
-            self.logs_for = None;
+            self.logs.close();
             return None;
         };
-        if Some(c.id) == self.logs_for {
+        if Some(c.id) == self.logs.for_id {
             return None;
         }
         let (id, name) = (c.id, c.name.clone());
-        self.logs.reset(&name);
-        self.log_after = 0;
-        self.log_seen.clear();
-        self.logs_for = Some(id);
-        Some(Command::LoadLogs {
-            id,
-            limit: self.logs_limit,
-        })
+        Some(self.logs.open(id, &name))
     }
 
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
@@ -363,7 +342,7 @@ impl App {
                 if first || self.form.is_none() {
                     self.sync_form_to_selection();
                 }
-                if self.logs_for.is_some()
+                if self.logs.for_id.is_some()
                     && self.focus == Focus::List
                     && let Some(cmd) = self.follow_logs_to_selection()
                 {
@@ -444,10 +423,11 @@ impl App {
                 self.form = None;
                 self.focus = Focus::List;
                 if self
-                    .logs_for
+                    .logs
+                    .for_id
                     .is_some_and(|id| self.list.get(id).is_some_and(|c| c.name == name))
                 {
-                    self.logs_for = None;
+                    self.logs.close();
                 }
                 self.flash(format!("Deleted '{name}'."), FlashKind::Info);
             }
@@ -532,13 +512,7 @@ impl App {
                 self.dirty = was_dirty || changed;
                 self.diagnosis = Some((id, text));
             }
-            Msg::Logs { id, lines, last_id } => {
-                if Some(id) == self.logs_for {
-                    self.log_after = last_id;
-                    self.remember_lines(&lines);
-                    self.logs.push(lines.iter().map(entry));
-                }
-            }
+            Msg::Logs { id, lines, last_id } => self.logs.on_loaded(id, &lines, last_id),
             Msg::One { id, connection } => {
                 self.list.upsert(id, connection.map(|c| *c));
                 self.refresh_form_after_reload();
@@ -546,26 +520,7 @@ impl App {
                     self.sync_form_to_selection();
                 }
             }
-            Msg::MoreLogs { id, lines } => {
-                self.more_logs.0 = false;
-                if Some(id) == self.logs_for {
-                    if let Some((last, _)) = lines.last() {
-                        self.log_after = self.log_after.max(*last);
-                    }
-                    let fresh: Vec<LogLine> = lines
-                        .into_iter()
-                        .map(|(_, l)| l)
-                        .filter(|l| !self.log_seen.contains(&(l.at, l.message.clone())))
-                        .collect();
-                    self.remember_lines(&fresh);
-                    if !fresh.is_empty() {
-                        self.logs.push(fresh.iter().map(entry));
-                    }
-                    if std::mem::take(&mut self.more_logs.1) {
-                        out.extend(self.more_logs_request(id));
-                    }
-                }
-            }
+            Msg::MoreLogs { id, lines } => out.extend(self.logs.on_more(id, lines)),
         }
         out
     }
@@ -602,40 +557,9 @@ impl App {
 
     /// Live lines from the runtime's log bus.
     pub fn on_log_lines(&mut self, lines: &[LogLine]) {
-        let Some(id) = self.logs_for else { return };
-        let mine: Vec<LogLine> = lines
-            .iter()
-            .filter(|l| l.connection_id == id)
-            .cloned()
-            .collect();
-        if !mine.is_empty() {
-            self.remember_lines(&mine);
-            self.logs.push(mine.iter().map(entry));
+        if self.logs.on_live(lines) {
             self.dirty = true;
         }
-    }
-
-    /// Lines shown in the pane, so the same line read back from the store (written by
-    /// this process) is not shown twice. Bounded: only recent lines can come back.
-    fn remember_lines(&mut self, lines: &[LogLine]) {
-        if self.log_seen.len() > 20_000 {
-            self.log_seen.clear();
-        }
-        for l in lines {
-            self.log_seen.insert((l.at, l.message.clone()));
-        }
-    }
-
-    fn more_logs_request(&mut self, id: i64) -> Option<Command> {
-        if self.more_logs.0 {
-            self.more_logs.1 = true;
-            return None;
-        }
-        self.more_logs.0 = true;
-        Some(Command::MoreLogs {
-            id,
-            after: self.log_after,
-        })
     }
 
     /// A change another process made, as the database announced it.
@@ -649,14 +573,14 @@ impl App {
             Change::Connection { tenant_id: t, id } if t == tenant_id => {
                 vec![Command::ReloadOne { id }]
             }
-            Change::Log { connection_id } if Some(connection_id) == self.logs_for => {
-                self.more_logs_request(connection_id).into_iter().collect()
+            Change::Log { connection_id } if Some(connection_id) == self.logs.for_id => {
+                self.logs.more_request(connection_id).into_iter().collect()
             }
             Change::Agents { tenant_id: t } if t == tenant_id => vec![Command::LoadAgents],
             Change::Resync => {
                 let mut out = vec![Command::Reload];
-                if let Some(id) = self.logs_for {
-                    out.extend(self.more_logs_request(id));
+                if let Some(id) = self.logs.for_id {
+                    out.extend(self.logs.more_request(id));
                 }
                 out
             }
@@ -756,14 +680,6 @@ pub fn start_stop_target(c: &Connection) -> DesiredState {
         DesiredState::Stopped
     } else {
         DesiredState::Running
-    }
-}
-
-fn entry(l: &LogLine) -> LogEntry {
-    LogEntry {
-        at: l.at,
-        level: Level::parse(&l.level),
-        message: l.message.clone(),
     }
 }
 

@@ -61,7 +61,8 @@ impl App {
             .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
             .unwrap_or_default();
         let name = self
-            .logs_for
+            .logs
+            .for_id
             .and_then(|id| self.list.get(id))
             .map(|c| c.name.clone())
             .unwrap_or_default();
@@ -73,7 +74,7 @@ impl App {
     }
 
     pub(super) fn export_logs(&mut self) {
-        let Some(c) = self.logs_for.and_then(|id| self.list.get(id)) else {
+        let Some(c) = self.logs.for_id.and_then(|id| self.list.get(id)) else {
             return;
         };
         let safe: String = c
@@ -111,9 +112,9 @@ impl App {
         else {
             return Vec::new();
         };
-        if self.logs_for == Some(c.id) {
+        if self.logs.for_id == Some(c.id) {
             if self.focus == Focus::Logs {
-                self.logs_for = None;
+                self.logs.close();
                 self.focus = if self.form.is_some() {
                     Focus::Panel
                 } else {
@@ -124,15 +125,7 @@ impl App {
             }
             return Vec::new();
         }
-        let (id, name) = (c.id, c.name.clone());
-        self.logs.reset(&name);
-        self.log_after = 0;
-        self.log_seen.clear();
-        self.logs_for = Some(id);
         self.focus = Focus::Logs;
-        vec![Command::LoadLogs {
-            id,
-            limit: self.logs_limit,
-        }]
+        vec![self.logs.open(c.id, &c.name)]
     }
 }

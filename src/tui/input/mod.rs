@@ -104,7 +104,7 @@ impl App {
         let mut out = Vec::new();
         if self.list.selected != before {
             self.sync_form_to_selection();
-            if self.logs_for.is_some() {
+            if self.logs.for_id.is_some() {
                 out.extend(self.follow_logs_to_selection());
             }
         }
@@ -222,7 +222,7 @@ impl App {
         }
         if self.list.selected_connection().map(|c| c.id) != before {
             self.sync_form_to_selection();
-            if self.logs_for.is_some() {
+            if self.logs.for_id.is_some() {
                 return self.follow_logs_to_selection().into_iter().collect();
             }
         }

@@ -77,7 +77,7 @@ pub fn list_width(total: u16) -> u16 {
 }
 
 fn draw_right(f: &mut Frame, app: &mut App, area: Rect) {
-    let logs_open = app.logs_for.is_some();
+    let logs_open = app.logs.for_id.is_some();
     if !logs_open {
         details::draw(f, app, area);
         return;
@@ -103,7 +103,8 @@ fn draw_right(f: &mut Frame, app: &mut App, area: Rect) {
 
 fn draw_logs(f: &mut Frame, app: &mut App, area: Rect) {
     let title = app
-        .logs_for
+        .logs
+        .for_id
         .and_then(|id| app.list.get(id))
         .map(|c| shown(&c.name).into_owned())
         .unwrap_or_default();
