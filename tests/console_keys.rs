@@ -1009,6 +1009,10 @@ async fn the_responder_is_edited_on_the_agents_screen_with_a_masked_key() {
 
     // Reopened: the key is not loaded; Esc with an edit asks first.
     c.key(KeyCode::Char('e')).await;
+    for (w, h) in [(60, 15), (80, 24)] {
+        let small = draw(&mut c.app, w, h);
+        assert!(small.contains("Responder · Support"), "{small}");
+    }
     let s = draw(&mut c.app, 100, 30);
     assert!(s.contains("•••••••• saved · type to replace"), "{s}");
     c.key(KeyCode::Tab).await;

@@ -837,3 +837,43 @@ fn a_narrow_header_drops_the_database_before_the_operator() {
         "{s}"
     );
 }
+
+#[test]
+fn every_new_view_draws_at_the_smallest_size_and_in_a_wide_one() {
+    for (w, h) in [(60, 15), (80, 24), (200, 50)] {
+        let mut a = app();
+        let mut shots = Vec::new();
+        for keys in ["f", "f", "f", "E", "i"] {
+            press(&mut a, keys);
+            shots.push(screen(&mut a, w, h));
+        }
+        key(&mut a, KeyCode::Esc);
+        press(&mut a, "?");
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Esc);
+        press(&mut a, "a");
+        ctrl(&mut a, 'g');
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Esc);
+        select(&mut a, "Sales bot");
+        press(&mut a, "l");
+        a.on_msg(Msg::Logs {
+            id: 1,
+            lines: vec![LogLine {
+                connection_id: 1,
+                at: T0,
+                level: "INFO".into(),
+                message: "x".repeat(500),
+            }],
+            last_id: 0,
+        });
+        key(&mut a, KeyCode::Right);
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Enter);
+        shots.push(screen(&mut a, w, h));
+        for s in &shots {
+            assert!(!s.contains("Terminal too small"), "{w}×{h}:\n{s}");
+        }
+    }
+}
