@@ -169,7 +169,12 @@ impl ResponderForm {
                     ratatui::style::Style::default()
                 };
                 t.set_cursor_style(style);
-                t.move_cursor(ratatui_textarea::CursorMove::End);
+                // Others show their beginning; the focused one is ready to append.
+                t.move_cursor(if on {
+                    ratatui_textarea::CursorMove::End
+                } else {
+                    ratatui_textarea::CursorMove::Head
+                });
             }
         }
     }

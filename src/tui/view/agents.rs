@@ -363,7 +363,7 @@ fn draw_responder(
         lines.push(Line::styled(text, style));
     }
     lines.push(Line::styled(
-        " Tab next field   Ctrl-S save   Esc cancel   (applies at the agent's restart)",
+        " Tab next field   Ctrl-S save   Esc cancel",
         t.key(),
     ));
     let title = format!("Responder · {}", super::shown(&form.agent.name));
