@@ -351,7 +351,10 @@ impl App {
             }
             Msg::Unchanged => {
                 self.poll_in_flight = false;
-                self.dirty = self.db_down.take().is_some();
+                // Nothing new to draw — but a frame still owed for what came before
+                // (a Logs pane's lines arriving just ahead of this answer) stays owed.
+                let back = self.db_down.take().is_some();
+                self.dirty = was_dirty || back;
             }
             Msg::Saved {
                 connection,
