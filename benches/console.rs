@@ -174,7 +174,7 @@ async fn main() {
     // Log flood: 1,000,000 lines pushed in batches of 2,000 with a frame after each
     // batch (the console batches what arrives between two frames).
     app.on_key(KeyEvent::from(KeyCode::Char('l')));
-    let id = app.logs_for.unwrap();
+    let id = app.logs.for_id.unwrap();
     let rss_before = rss_kib();
     let total = 1_000_000usize;
     let batch = 2_000usize;

@@ -32,6 +32,11 @@ pub struct ChannelType {
     /// WhatsApp, Instagram and Facebook show the Advanced mode switch.
     #[serde(default)]
     pub meta_advanced_mode: bool,
+    /// An agent's page may create a connection of this type inline (Simple mode: the
+    /// name, description and this type's credentials), as the spec allows for WhatsApp
+    /// and Telegram.
+    #[serde(default)]
+    pub simple_mode: bool,
     #[serde(default)]
     pub deprecated: bool,
     /// For deprecated types: the key of the current type to migrate to.
@@ -78,6 +83,13 @@ pub struct FieldSpec {
     /// Holds one comma-separated value per account.
     #[serde(default)]
     pub multi: bool,
+    /// Its values are the accounts (Logins, Phone number IDs): every other per-account
+    /// field gives one value per account, or one value for all of them.
+    #[serde(default)]
+    pub accounts: bool,
+    /// A per-account field one value cannot serve for all (a password per login).
+    #[serde(default)]
+    pub each: bool,
     #[serde(default)]
     pub hint: String,
     #[serde(default)]
@@ -122,6 +134,24 @@ pub struct EnvSpec {
     pub kind: FieldKind,
     #[serde(default)]
     pub options: Vec<String>,
+    /// The range a number must be in (digits kinds), when the provider or the connector
+    /// has one.
+    #[serde(default)]
+    pub min: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+impl EnvSpec {
+    /// "0–15", "at least 1": the range, for hints and messages.
+    pub fn range_text(&self) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(lo), Some(hi)) => Some(format!("{lo}–{hi}")),
+            (Some(lo), None) => Some(format!("at least {lo}")),
+            (None, Some(hi)) => Some(format!("at most {hi}")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Catalog {
@@ -346,6 +376,17 @@ mod tests {
             .map(|t| t.key.as_str())
             .collect();
         assert_eq!(meta, ["whatsapp", "instagram", "facebook"]);
+    }
+
+    #[test]
+    fn simple_mode_types_are_whatsapp_and_telegram() {
+        let simple: Vec<&str> = cat()
+            .types
+            .iter()
+            .filter(|t| t.simple_mode)
+            .map(|t| t.key.as_str())
+            .collect();
+        assert_eq!(simple, ["whatsapp", "telegram"]);
     }
 
     #[test]

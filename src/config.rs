@@ -119,6 +119,9 @@ pub struct Logs {
 pub struct Ui {
     pub mouse: bool,
     pub tick_ms: u64,
+    /// Ask before Stop of a RUNNING connection and before a restart (both cut customers
+    /// off for a while); false for operators who prefer speed.
+    pub confirm_stop: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +202,7 @@ ring_bytes = 4194304
 [ui]
 mouse = true
 tick_ms = 1000
+confirm_stop = true
 
 [runtime]
 start_timeout_secs = 60

@@ -518,3 +518,132 @@ async fn text_output_shows_control_characters_instead_of_sending_them() {
     let shown = cli.ok(&["channels", "logs", "Evil"], None);
     assert!(shown.contains("EU line^[]0;owned^G^[[2J"), "{shown}");
 }
+
+#[test]
+fn variables_are_checked_against_their_range_named_and_a_webhook_nobody_can_reach_is_warned_about()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let add = |env: &str| {
+        cli.run(
+            &[
+                "channels",
+                "add",
+                "--type",
+                "telegram",
+                "--name",
+                "Sales bot",
+                "--env",
+                env,
+                "--secrets-stdin",
+            ],
+            Some(&format!("bot_token={TG_TOKEN}\n")),
+        )
+    };
+    let refused = add("TELEGRAM_POLL_TIMEOUT=99");
+    assert_eq!(refused.code(), 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr()
+            .contains("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15"),
+        "{}",
+        refused.all()
+    );
+    assert!(!refused.stderr().contains("env."), "{}", refused.all());
+
+    // Webhook mode on a server whose webhook URL is loopback plain HTTP: saved, warned.
+    let added = add("TELEGRAM_MODE=webhook");
+    assert_eq!(added.code(), 0, "{}", added.all());
+    assert!(
+        added
+            .stderr()
+            .contains("warning: 'Sales bot' receives webhooks at http://")
+            && added
+                .stderr()
+                .contains("set http.public_url in the config, or TELEGRAM_WEBHOOK_URL"),
+        "{}",
+        added.all()
+    );
+}
+
+#[test]
+fn every_per_account_field_that_disagrees_with_the_logins_is_reported_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    let add = |sets: &[&str], passwords: &str| {
+        let mut args = vec![
+            "channels",
+            "add",
+            "--type",
+            "email",
+            "--name",
+            "Support mail",
+            "--secrets-stdin",
+        ];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        cli.run(&args, Some(&format!("passwords={passwords}\n")))
+    };
+    let refused = add(
+        &[
+            "imap_hosts=imap.a.com,imap.b.com",
+            "logins=a@a.com",
+            "smtp_hosts=smtp.a.com",
+            "smtp_ports=587,587",
+        ],
+        "pw-a",
+    );
+    assert_eq!(refused.code(), 2, "{}", refused.all());
+    let err = refused.stderr();
+    assert!(
+        err.contains("imap_hosts: IMAP hosts has 2 values but Logins has 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("smtp_ports: SMTP ports has 2 values but Logins has 1"),
+        "{err}"
+    );
+    // Two logins, one value each elsewhere (the ports and security modes their
+    // defaults): saved.
+    let added = add(
+        &[
+            "imap_hosts=imap.a.com",
+            "logins=a@a.com,b@a.com",
+            "smtp_hosts=smtp.a.com",
+        ],
+        "pw-a,pw-b",
+    );
+    assert_eq!(added.code(), 0, "{}", added.all());
+}
+
+#[test]
+fn json_output_uses_rfc3339_times_and_status_of_one_is_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    add_bot(&cli, "Sales bot");
+    let rfc3339 = |v: &serde_json::Value| {
+        let s = v.as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(s).is_ok() && s.ends_with('Z')
+    };
+    let one = cli.json(&["channels", "status", "Sales bot"]);
+    assert_eq!(one["name"], "Sales bot", "an object, as show gives: {one}");
+    assert!(rfc3339(&one["status_since"]), "{one}");
+    let shown = cli.json(&["channels", "show", "Sales bot"]);
+    assert_eq!(one["status_since"], shown["status_since"]);
+    let all = cli.json(&["channels", "status"]);
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "every connection: an array"
+    );
+
+    let trail = cli.json(&["audit"]);
+    assert!(rfc3339(&trail[0]["at"]), "{trail}");
+
+    let out = cli.ok(&["channels", "logs", "Sales bot", "--json"], None);
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("the creation is logged")).unwrap();
+    assert!(rfc3339(&first["at"]), "{first}");
+    assert_eq!(first["connection"], "Sales bot");
+}

@@ -429,11 +429,15 @@ fn the_console_screens_and_exported_logs_never_show_a_planted_token() {
     t.type_text("Leaky");
     t.keys(&["Enter"]);
     let mut screens = vec![t.wait_for("retry")];
-    t.keys(&["Escape", "l"]);
-    screens.push(t.wait_for("cannot reach"));
+    // One key per send: ESC and a letter sent together read as Alt+letter.
+    t.keys(&["Escape"]);
+    t.keys(&["l"]);
+    t.wait_for("Logs · Leaky bot");
+    screens.push(t.wait_for("cannot reach Telegram"));
     t.keys(&["x"]);
-    screens.push(t.wait_for("exported-logs"));
-    t.keys(&["Escape", "Enter"]);
+    screens.push(t.wait_for("Saved "));
+    t.keys(&["Escape"]);
+    t.keys(&["Enter"]);
     screens.push(t.wait_for("•••••••• saved"));
     for s in &screens {
         assert!(!s.contains("AAEplanted"), "the token is on screen:\n{s}");
@@ -453,4 +457,160 @@ fn the_console_screens_and_exported_logs_never_show_a_planted_token() {
             "the token was exported:\n{text}"
         );
     }
+}
+
+impl Tmux {
+    /// Waits until `check` holds for the screen (the console works asynchronously).
+    fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if check(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("the screen never showed {what}; it shows:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The line of the screen holding the focus mark `▸`.
+fn focused_line(screen: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains('▸'))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Issue 15 at 80×24 on the real binary: a Telegram bot that cannot reach Telegram goes
+/// to ERROR; filtering and jumping to it, its whole message, restart's question, the
+/// Logs pane's sideways scroll and whole line, the pane following a search to another
+/// connection, Simple mode's drawn focus stops, line editing and its discard question.
+#[test]
+fn incident_moves_replayed_at_80x24() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9: starting fails, and after 1 s the bot shows ERROR.
+    let unreachable = "TELEGRAM_API_URL=http://127.0.0.1:9";
+    let cli = common::Cli::new(dir.path());
+    for (name, token) in [
+        ("Alpha bot", common::TG_TOKEN),
+        (
+            "Sales bot",
+            "7000000009:AAEsecondBotTokenForTheReplayTest0009",
+        ),
+    ] {
+        cli.ok(
+            &[
+                "channels",
+                "add",
+                "--type",
+                "telegram",
+                "--name",
+                name,
+                "--env",
+                unreachable,
+                "--secrets-stdin",
+            ],
+            Some(&format!("bot_token={token}\n")),
+        );
+    }
+    cli.ok(&["channels", "start", "Alpha bot"], None);
+    let t = Tmux::start_with(
+        dir.path(),
+        80,
+        24,
+        &[("FLAMETREE_RUNTIME_START_TIMEOUT_SECS", "1")],
+    );
+    t.wait_until("Alpha bot in ERROR", |s| {
+        s.lines()
+            .any(|l| l.contains("Alpha bot") && l.contains("ERROR"))
+    });
+
+    // Item 8: the footer's pairs are whole, quit always offered.
+    let s = t.screen();
+    let footer = s.lines().last().unwrap_or_default().trim_end().to_string();
+    assert!(
+        footer.starts_with("? help") && footer.ends_with("q quit"),
+        "{footer}"
+    );
+
+    // Item 15: only ERROR, named in the title; back to all; E jumps to the ERROR.
+    t.keys(&["f"]);
+    let s = t.wait_for("ERROR only");
+    assert!(!s.contains("Sales bot"), "{s}");
+    t.keys(&["f", "f"]);
+    t.wait_for("Sales bot");
+    t.keys(&["G", "E"]);
+    t.wait_for("Alpha bot · Telegram");
+
+    // Item 8: the whole status, however long.
+    t.keys(&["i"]);
+    let s = t.wait_for("Status · Alpha bot");
+    assert!(s.contains("still trying"), "{s}");
+    t.keys(&["Escape"]);
+
+    // Item 16: restart asks first, naming it; n keeps it as it is.
+    t.keys(&["r"]);
+    t.wait_for("Restart 'Alpha bot'?");
+    t.keys(&["n"]);
+    t.wait_until("the question gone", |s| !s.contains("Restart 'Alpha bot'?"));
+
+    // Item 18: the Logs pane; → scrolls long lines; Enter opens the newest one whole.
+    t.keys(&["l"]);
+    t.wait_for("Logs · Alpha bot");
+    t.wait_for("cannot reach Telegram");
+    t.keys(&["Right"]);
+    t.wait_for("→9");
+    t.keys(&["Enter"]);
+    t.wait_for("Log line · Alpha bot");
+    t.keys(&["Escape"]);
+    t.wait_until("the popup closed", |s| !s.contains("Log line · Alpha bot"));
+
+    // Item 1: a search selects another connection; the pane goes with it.
+    t.keys(&["Tab", "/"]);
+    t.type_text("sales");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Logs · Sales bot");
+    assert!(s.contains("Sales bot · Telegram"), "{s}");
+    assert!(!s.contains("Logs · Alpha bot"), "{s}");
+    t.keys(&["Escape"]);
+
+    // Item 2: Simple mode on an agent's page; every focus stop is drawn and marked.
+    t.keys(&["A"]);
+    t.wait_for("AI Agents");
+    t.keys(&["n"]);
+    t.wait_for("New agent");
+    t.type_text("Support");
+    t.keys(&["Enter"]);
+    t.wait_for("Created agent 'Support'");
+    t.keys(&["a"]);
+    t.wait_for("pick its type");
+    t.keys(&["Down", "Enter"]);
+    t.wait_for("Add Telegram connections");
+    t.keys(&["Down", "Down", "Enter"]);
+    let s = t.wait_for("New Telegram connection (Simple mode)");
+    assert!(focused_line(&s).contains("Name*"), "{s}");
+    // Item 17: Ctrl-U clears what was typed before the cursor.
+    t.type_text("Wrong name");
+    t.wait_for("Wrong name");
+    t.keys(&["C-u"]);
+    t.wait_until("the name cleared", |s| !s.contains("Wrong name"));
+    t.type_text("Night bot");
+    t.keys(&["Tab"]);
+    let s = t.wait_until("the focus on Description", |s| {
+        focused_line(s).contains("Description")
+    });
+    assert!(s.contains("Bot token*"), "{s}");
+    // Esc with input asks before discarding it.
+    t.keys(&["Escape"]);
+    t.wait_for("Discard the new Telegram connection 'Night bot'?");
+    t.keys(&["y"]);
+    t.wait_until("Simple mode closed", |s| !s.contains("Simple mode"));
+    assert!(
+        cli.run(&["channels", "show", "Night bot"], None).code() == 4,
+        "nothing was created"
+    );
 }

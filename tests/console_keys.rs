@@ -23,6 +23,11 @@ struct Console {
 }
 
 async fn console(role: Role) -> Console {
+    console_with(role, false).await
+}
+
+/// With `meta`: the server has a Meta app, so Meta types have the Advanced mode switch.
+async fn console_with(role: Role, meta: bool) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/flametree.db", dir.path().display());
     let s = store::open(&url, 5, 2).await.unwrap();
@@ -41,7 +46,7 @@ async fn console(role: Role) -> Console {
         role,
     };
     let mut c = Console {
-        app: App::new(header, Theme::plain(), false, (1000, 1 << 20)),
+        app: App::new(header, Theme::plain(), meta, (1000, 1 << 20)),
         channels,
         _dir: dir,
     };
@@ -87,6 +92,16 @@ impl Console {
         self.key(KeyCode::Tab).await; // bot token
         self.app.on_paste(token);
         self.ctrl('s').await;
+    }
+
+    /// The runtime reports a status; the console reads it back.
+    async fn reports(&mut self, id: i64, status: Status, message: &str) {
+        self.channels
+            .store()
+            .set_status(id, status, message)
+            .await
+            .unwrap();
+        self.run(vec![Command::Reload]).await;
     }
 
     fn flash(&self) -> String {
@@ -658,7 +673,7 @@ async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
     c.key(KeyCode::Char('l')).await;
     let alpha = c.channels.find("Alpha bot").await.unwrap();
     let sales = c.channels.find("Sales bot").await.unwrap();
-    assert_eq!(c.app.logs_for, Some(alpha.id));
+    assert_eq!(c.app.logs.for_id, Some(alpha.id));
     while c.app.focus != flametree::tui::app::Focus::List {
         c.key(KeyCode::Esc).await;
     }
@@ -670,9 +685,340 @@ async fn the_logs_pane_follows_a_search_to_the_connection_in_details() {
         Some(sales.id),
         "the match is selected"
     );
-    assert_eq!(c.app.logs_for, Some(sales.id), "and so does the Logs pane");
+    assert_eq!(
+        c.app.logs.for_id,
+        Some(sales.id),
+        "and so does the Logs pane"
+    );
     // A search matching nothing leaves nobody for the pane: it closes.
     c.key(KeyCode::Char('/')).await;
     c.type_text("zzz").await;
-    assert_eq!(c.app.logs_for, None);
+    assert_eq!(c.app.logs.for_id, None);
+}
+
+#[tokio::test]
+async fn a_flash_goes_once_the_situation_it_describes_has_changed() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await;
+    assert!(c.flash().contains("Start requested for 'Sales bot'"));
+
+    // The runtime picks it up: the request is no longer news, the list says STARTING.
+    c.reports(id, Status::Starting, "connecting to Telegram")
+        .await;
+    assert_eq!(c.app.flash, None, "'Start requested' outlived the start");
+
+    // A refusal on the agents screen stays there.
+    while c.app.focus != Focus::List {
+        c.key(KeyCode::Esc).await;
+    }
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('a')).await;
+    assert!(c.flash().contains("Create an agent first"), "{}", c.flash());
+    c.key(KeyCode::Char('A')).await;
+    assert_eq!(
+        c.app.flash, None,
+        "the agents screen's message left with it"
+    );
+
+    // A save the form refused goes with the form.
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await;
+    c.key(KeyCode::Enter).await;
+    c.ctrl('s').await;
+    assert!(c.flash().starts_with("Not saved"), "{}", c.flash());
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Esc).await;
+    assert!(c.app.form.as_ref().is_none_or(|f| !f.is_new()));
+    assert_eq!(c.app.flash, None, "the refusal of a form no longer open");
+
+    // Information ages out.
+    c.key(KeyCode::Char('c')).await;
+    assert!(c.flash().contains("has no webhook URL"), "{}", c.flash());
+    let now = c.app.now;
+    c.app
+        .on_tick(now + flametree::tui::app::INFO_FLASH_MS - 1, 1_000);
+    assert!(c.flash().contains("has no webhook URL"), "still readable");
+    c.app
+        .on_tick(now + flametree::tui::app::INFO_FLASH_MS, 1_000);
+    assert_eq!(c.app.flash, None);
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> String {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+    term.draw(|f| flametree::tui::view::draw(f, app)).unwrap();
+    term.backend().to_string()
+}
+
+/// The screen line holding the focus mark `▸`.
+fn focused_line(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().filter(|l| l.contains('▸')).collect();
+    assert_eq!(lines.len(), 1, "exactly one focus mark:\n{screen}");
+    lines[0].to_string()
+}
+
+#[tokio::test]
+async fn simple_mode_shows_every_field_tab_reaches_and_esc_asks_before_discarding() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Char('a')).await;
+    c.key(KeyCode::Down).await; // Telegram
+    c.key(KeyCode::Enter).await;
+    c.key(KeyCode::Enter).await; // "+ New Telegram connection here"
+    let s = draw(&mut c.app, 80, 24);
+    assert!(focused_line(&s).contains("Name*"), "{s}");
+    c.type_text("Night bot").await;
+    c.key(KeyCode::Tab).await;
+    let s = draw(&mut c.app, 80, 24);
+    assert!(
+        focused_line(&s).contains("Description"),
+        "the focus stop after Name is drawn and marked:\n{s}"
+    );
+    c.key(KeyCode::Tab).await;
+    let s = draw(&mut c.app, 80, 24);
+    assert!(focused_line(&s).contains("Bot token*"), "{s}");
+    // Every stop Tab reaches is on screen with the mark, round the form and back.
+    for _ in 0..3 {
+        c.key(KeyCode::Tab).await;
+        focused_line(&draw(&mut c.app, 80, 24));
+    }
+
+    // Esc with input asks; n keeps the form and what was typed.
+    c.key(KeyCode::Esc).await;
+    match &c.app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(confirm)) => assert_eq!(
+            confirm.question,
+            "Discard the new Telegram connection 'Night bot'? Nothing was created yet."
+        ),
+        _ => panic!("Esc with input must ask"),
+    }
+    c.key(KeyCode::Char('n')).await;
+    assert!(matches!(
+        c.app.agents.add,
+        Some(flametree::tui::agents::AddFlow::Simple { .. })
+    ));
+    c.key(KeyCode::Esc).await;
+    c.key(KeyCode::Char('y')).await;
+    assert!(c.app.agents.add.is_none(), "y discards");
+    assert!(c.channels.find("Night bot").await.is_err());
+}
+
+#[tokio::test]
+async fn switching_advanced_mode_off_and_saving_changes_nothing() {
+    use flametree::secrets::SecretString;
+    let mut c = console_with(Role::Editor, true).await;
+    let draft = flametree::channels::Draft {
+        type_key: "whatsapp".into(),
+        name: "Shop WhatsApp".into(),
+        fields: [
+            ("phone_number_ids", "114896151713920"),
+            ("business_account_id", "122951744235903"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        secrets: [
+            ("access_token", "EAAGsandboxTokenForWhatsAppTests0001"),
+            ("app_secret", "0123456789abcdef0123456789abcdef"),
+            ("verify_token", "verify-me-please-42"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), SecretString::new(v.to_string())))
+        .collect(),
+        ..Default::default()
+    };
+    c.channels.add(&draft).await.unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Enter).await; // panel
+    c.key(KeyCode::Enter).await; // Name
+    c.key(KeyCode::Tab).await; // Description
+    c.key(KeyCode::Tab).await; // Advanced mode
+    assert!(
+        c.app.form.as_ref().unwrap().advanced,
+        "stored credentials: on"
+    );
+    c.key(KeyCode::Char(' ')).await;
+    assert!(!c.app.form.as_ref().unwrap().advanced);
+    c.ctrl('s').await;
+    assert_eq!(c.flash(), "Nothing changed: nothing to save");
+    let stored = c.channels.find("Shop WhatsApp").await.unwrap();
+    assert_eq!(stored.version, 1, "no version that changes nothing");
+    assert!(
+        !c.app.form.as_ref().unwrap().advanced,
+        "the switch stays where the operator put it"
+    );
+
+    // A real change is saved as before.
+    c.key(KeyCode::Up).await; // Description
+    c.type_text("EU shop").await;
+    c.ctrl('s').await;
+    assert!(
+        c.flash().starts_with("Saved 'Shop WhatsApp'"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(c.channels.find("Shop WhatsApp").await.unwrap().version, 2);
+}
+
+fn confirm_question(app: &App) -> String {
+    match &app.overlay {
+        Some(flametree::tui::app::Overlay::Confirm(c)) => c.question.clone(),
+        _ => panic!("expected a confirmation"),
+    }
+}
+
+#[tokio::test]
+async fn stop_of_a_running_channel_and_restart_ask_first_and_restart_starts_once_stopped() {
+    let mut c = console(Role::Editor).await;
+    c.add_telegram("Sales bot", common::TG_TOKEN).await;
+    let id = c.channels.find("Sales bot").await.unwrap().id;
+    c.key(KeyCode::Char('s')).await;
+    let desired = |c: &Console| {
+        let c = c.channels.clone();
+        async move { c.find("Sales bot").await.unwrap().desired }
+    };
+    c.reports(id, Status::Running, "polling").await;
+
+    // Stop of a RUNNING channel asks, naming it and what it costs; n keeps it running.
+    c.key(KeyCode::Char('s')).await;
+    assert_eq!(
+        confirm_question(&c.app),
+        "Stop 'Sales bot'? Customers writing to it get no replies until it is started again."
+    );
+    c.key(KeyCode::Char('n')).await;
+    assert_eq!(desired(&c).await, DesiredState::Running);
+
+    // r: asks, then Stop; Start follows once the runtime reports STOPPED.
+    c.key(KeyCode::Char('r')).await;
+    assert!(
+        confirm_question(&c.app).starts_with("Restart 'Sales bot'?"),
+        "{}",
+        confirm_question(&c.app)
+    );
+    c.key(KeyCode::Char('y')).await;
+    assert_eq!(desired(&c).await, DesiredState::Stopped, "first the Stop");
+    assert!(
+        c.flash().starts_with("Restarting 'Sales bot'"),
+        "{}",
+        c.flash()
+    );
+    c.reports(id, Status::Stopping, "").await;
+    assert_eq!(
+        desired(&c).await,
+        DesiredState::Stopped,
+        "not while STOPPING"
+    );
+    c.reports(id, Status::Stopped, "").await;
+    assert_eq!(desired(&c).await, DesiredState::Running, "then the Start");
+    assert!(
+        c.flash().contains("Start requested for 'Sales bot'"),
+        "{}",
+        c.flash()
+    );
+
+    // A stopped channel has nothing to restart.
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Stopped)
+        .await
+        .unwrap();
+    c.run(vec![Command::Reload]).await;
+    c.key(KeyCode::Char('r')).await;
+    assert!(c.app.overlay.is_none());
+    assert_eq!(c.flash(), "'Sales bot' is not running: s starts it");
+
+    // ui.confirm_stop = false: Stop of a RUNNING channel goes at once.
+    c.app.confirm_stop = false;
+    let conn = c.channels.find("Sales bot").await.unwrap();
+    c.channels
+        .set_desired(&conn, DesiredState::Running)
+        .await
+        .unwrap();
+    c.reports(id, Status::Running, "polling").await;
+    c.key(KeyCode::Char('s')).await;
+    assert!(c.app.overlay.is_none());
+    assert_eq!(desired(&c).await, DesiredState::Stopped);
+}
+
+#[tokio::test]
+async fn the_responder_is_edited_on_the_agents_screen_with_a_masked_key() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    let stored = |c: &Console| {
+        let ch = c.channels.clone();
+        async move {
+            let a = ch.find_agent("Support").await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&a.responder).unwrap()
+        }
+    };
+
+    // Rules: a greeting and one keyword rule.
+    c.key(KeyCode::Char('e')).await;
+    c.key(KeyCode::Tab).await; // Greeting
+    c.ctrl('u').await;
+    c.type_text("Hi there").await;
+    c.key(KeyCode::Tab).await; // Fallback
+    c.key(KeyCode::Tab).await; // + Add rule
+    c.key(KeyCode::Enter).await;
+    c.type_text("price").await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("See example.com/prices").await;
+    c.ctrl('s').await;
+    assert!(
+        c.flash()
+            .starts_with("Saved the responder of agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    let r = stored(&c).await;
+    assert_eq!(r["greeting"], "Hi there");
+    assert_eq!(r["rules"][0]["keyword"], "price");
+    assert_eq!(r["rules"][0]["reply"], "See example.com/prices");
+
+    // OpenAI-compatible, with a key that never reaches the screen.
+    c.key(KeyCode::Char('e')).await;
+    c.key(KeyCode::Char(' ')).await; // Responder: OpenAI-compatible
+    c.key(KeyCode::Tab).await; // Base URL
+    c.ctrl('u').await;
+    c.type_text("http://127.0.0.1:9/v1").await;
+    c.key(KeyCode::Tab).await; // Model
+    c.type_text("gpt-4o-mini").await;
+    c.key(KeyCode::Tab).await; // API key
+    c.app.on_paste("sk-planted-secret-key");
+    let s = draw(&mut c.app, 100, 30);
+    assert!(!s.contains("sk-planted"), "the key is masked:\n{s}");
+    assert!(focused_line(&s).contains("API key"), "{s}");
+    c.ctrl('s').await;
+    assert!(
+        c.flash().starts_with("Saved the responder"),
+        "{}",
+        c.flash()
+    );
+    let r = stored(&c).await;
+    assert_eq!(r["kind"], "open_ai", "{r}");
+    assert_eq!(r["model"], "gpt-4o-mini");
+    assert!(r["api_key"].is_object(), "sealed, not plain: {r}");
+    assert!(!r.to_string().contains("sk-planted"));
+
+    // Reopened: the key is not loaded; Esc with an edit asks first.
+    c.key(KeyCode::Char('e')).await;
+    for (w, h) in [(60, 15), (80, 24)] {
+        let small = draw(&mut c.app, w, h);
+        assert!(small.contains("Responder · Support"), "{small}");
+    }
+    let s = draw(&mut c.app, 100, 30);
+    assert!(s.contains("•••••••• saved · type to replace"), "{s}");
+    c.key(KeyCode::Tab).await;
+    c.type_text("x").await;
+    c.key(KeyCode::Esc).await;
+    assert!(
+        confirm_question(&c.app).starts_with("Discard your changes to the responder of 'Support'")
+    );
 }

@@ -354,7 +354,7 @@ fn too_small_a_terminal_says_so() {
 fn help_lists_every_key_at_a_large_size() {
     let mut a = app();
     press(&mut a, "?");
-    let s = screen(&mut a, 140, 62);
+    let s = screen(&mut a, 140, 80);
     for k in [
         "Ctrl-S",
         "Ctrl-G",
@@ -508,4 +508,372 @@ fn agents_screen_shows_the_communication_channels_card() {
     );
     assert!(s.contains("[ Stop agent s ]"));
     insta::assert_snapshot!(s);
+}
+
+/// The footer line: every key pair whole (a narrow one leaves pairs out, never half).
+fn footer(s: &str) -> String {
+    s.lines()
+        .last()
+        .unwrap()
+        .trim_matches('"')
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn at_80x24_what_matters_is_shown_whole() {
+    let mut a = app();
+    press(&mut a, "j"); // EU bot, in ERROR
+    let s = screen(&mut a, 80, 24);
+    let keys = footer(&s);
+    assert!(keys.starts_with("? help"), "{keys}");
+    assert!(keys.ends_with("q quit"), "quit is always offered:\n{s}");
+    assert!(!keys.contains("D de "), "{keys}");
+    // The whole error under the list, wrapped between words: its end says what to do.
+    for line in [
+        "│Telegram rejected the bot   │",
+        "│token (401 Unauthorized):   │",
+        "│fix the token, Save, then   │",
+        "│Start                       │",
+    ] {
+        assert!(s.contains(line), "{line:?} in\n{s}");
+    }
+
+    // A message too long for its room ends with a whole word and the key that shows it.
+    let mut all = sample();
+    all[2].status_message = "word ".repeat(120) + "THE-END";
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("i: all"), "{s}");
+    assert!(!s.contains("THE-END"), "{s}");
+    press(&mut a, "i");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Status · EU bot"), "{s}");
+    assert!(s.contains("THE-END"), "i shows the message whole:\n{s}");
+    key(&mut a, KeyCode::Esc);
+
+    // The form's buttons with unsaved changes.
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Tab);
+    press(&mut a, "x");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("[ Save ^S ]  [ Delete D ]  unsaved"), "{s}");
+    assert!(
+        !s.contains("unsaved cha…") && !s.contains("^G setup gu"),
+        "{s}"
+    );
+}
+
+#[test]
+fn at_80x24_the_logs_status_and_the_help_are_not_cut() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Char('l'));
+    let lines: Vec<LogLine> = (0..30)
+        .map(|i| LogLine {
+            connection_id: 1,
+            at: T0 + i * 1000,
+            level: "WARN".into(),
+            message: format!("update {i}"),
+        })
+        .collect();
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines,
+        last_id: 0,
+    });
+    press(&mut a, "vv/update 2");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("≥WARN"), "the level filter's value:\n{s}");
+    assert!(s.contains("wrap off"), "{s}");
+    assert!(s.contains("/update 2 "), "the search position:\n{s}");
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+
+    press(&mut a, "?");
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("copy the webhook URL, whole, to the clipboard"),
+        "{s}"
+    );
+    for line in s.lines() {
+        assert!(
+            !line.trim_end_matches(['"', ' ', '│']).ends_with('…'),
+            "help lines wrap, not cut: {line}\n{s}"
+        );
+    }
+}
+
+/// Opens the New connector form of the type named `name` in the Add picker.
+fn new_form(app: &mut App, name: &str) {
+    press(app, "a");
+    let types = flametree::tui::input::picker_types(false);
+    let at = types.iter().position(|t| t.name == name).unwrap();
+    for _ in 0..at {
+        key(app, KeyCode::Down);
+    }
+    key(app, KeyCode::Enter);
+}
+
+#[test]
+fn labels_keep_their_required_mark_and_use_the_room_there_is() {
+    let mut a = app();
+    new_form(&mut a, "WhatsApp");
+    let s = screen(&mut a, 80, 24);
+    let phone = s.lines().find(|l| l.contains("Phone number")).unwrap();
+    assert!(phone.contains('*'), "a cut label keeps its mark: {phone}");
+    let s = screen(&mut a, 200, 50);
+    assert!(
+        s.contains("WhatsApp Business Account ID*"),
+        "a wide terminal shows labels whole:\n{s}"
+    );
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+    new_form(&mut a, "Twilio");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains(" New connector · Twilio "), "{s}");
+}
+
+#[test]
+fn wide_and_invisible_characters_keep_the_columns_and_never_reach_the_terminal() {
+    let mut a = app();
+    let mut all = sample();
+    all.push(conn(
+        7,
+        "販売ボット 🤖 東京",
+        "telegram",
+        Status::Running,
+        "",
+    ));
+    all.push(conn(
+        8,
+        "Ops\u{202E}tob\u{200B} x",
+        "telegram",
+        Status::Error,
+        "bad\u{1b}]0;owned\u{7} token",
+    ));
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    let s = screen(&mut a, 80, 24);
+    let row = s.lines().find(|l| l.contains("販売")).unwrap();
+    assert!(
+        row.contains("RUNNING││"),
+        "the status word stays whole, against the list's border: {row}\n{s}"
+    );
+
+    select(&mut a, "Ops\u{202E}tob\u{200B} x");
+    let s = screen(&mut a, 120, 24);
+    assert!(s.contains("Ops<U+202E>tob<U+200B> x · Telegram"), "{s}");
+    assert!(s.contains("bad^[]0;owned^G token"), "{s}");
+    for bad in ['\u{202E}', '\u{200B}', '\u{1b}', '\u{7}'] {
+        assert!(!s.contains(bad), "{bad:?} reached the screen:\n{s}");
+    }
+}
+
+/// Cells drawn in reverse video in the Details panel (right of the list), where the
+/// plain theme uses it only for a text cursor.
+fn reversed_in_details(app: &mut App, w: u16, h: u16) -> usize {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::draw(f, app)).unwrap();
+    let buf = term.backend().buffer();
+    let left = view::list_width(w);
+    (0..h.saturating_sub(2))
+        .flat_map(|y| (left..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            buf[(x, y)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED)
+        })
+        .count()
+}
+
+#[test]
+fn only_the_field_being_edited_shows_a_cursor() {
+    let mut a = app();
+    select(&mut a, "Support mail");
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "list focus");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "panel focus");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 1, "editing the name");
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(reversed_in_details(&mut a, 100, 30), 0, "left the fields");
+}
+
+#[test]
+fn status_filter_next_error_and_status_sort_at_80x24() {
+    let mut a = app();
+    press(&mut a, "f");
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("┌ A→Z · ERROR only "),
+        "the title says what shows:\n{s}"
+    );
+    assert!(s.contains("EU bot") && !s.contains("Sales bot"), "{s}");
+    assert!(s.contains("EU bot · Telegram"), "details follow:\n{s}");
+    press(&mut a, "f");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("┌ A→Z · not RUNNING "), "{s}");
+    assert!(!s.contains("● Sales bot"), "{s}");
+    press(&mut a, "f");
+    press(&mut a, "oo");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Channels · by status"), "{s}");
+    let (eu, sales) = (s.find("✖ EU bot").unwrap(), s.find("● Sales bot").unwrap());
+    assert!(eu < sales, "ERROR before RUNNING:\n{s}");
+    press(&mut a, "gE");
+    assert_eq!(a.list.selected_connection().unwrap().name, "EU bot");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("EU bot · Telegram"), "{s}");
+}
+
+#[test]
+fn logs_at_80x24_scroll_sideways_and_open_a_line_whole() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Char('l'));
+    let long = format!("payload {} THE-END", "field=value ".repeat(20));
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines: vec![LogLine {
+            connection_id: 1,
+            at: T0,
+            level: "ERROR".into(),
+            message: long,
+        }],
+        last_id: 0,
+    });
+    let s = screen(&mut a, 80, 24);
+    assert!(!s.contains("THE-END"), "{s}");
+    for _ in 0..30 {
+        key(&mut a, KeyCode::Right);
+    }
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("THE-END"), "→ reveals the end:\n{s}");
+    key(&mut a, KeyCode::Enter);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Log line · Sales bot"), "{s}");
+    assert!(
+        s.contains("payload field=value") && s.contains("THE-END"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_variable_error_shows_once_under_its_row() {
+    let mut a = app();
+    select(&mut a, "Sales bot");
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    ctrl(&mut a, 'n');
+    key(&mut a, KeyCode::Enter); // the first variable the picker offers
+    let report = flametree::model::validation::Report {
+        errors: vec![flametree::model::validation::FieldError {
+            field: "env.1".into(),
+            message: "TELEGRAM_MODE value 'x' must be one of: polling, webhook".into(),
+        }],
+        warnings: Vec::new(),
+    };
+    a.on_msg(Msg::SaveRejected(report));
+    let s = screen(&mut a, 100, 30);
+    assert_eq!(s.matches("✖ TELEGRAM_MODE value").count(), 1, "{s}");
+}
+
+#[test]
+fn setup_guides_are_rendered_and_ctrl_g_works_in_the_add_picker() {
+    let mut a = app();
+    press(&mut a, "a");
+    key(&mut a, KeyCode::Down); // Telegram
+    ctrl(&mut a, 'g');
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Setup guide · Telegram"), "{s}");
+    assert!(s.contains("Paste it into Bot token."), "{s}");
+    for raw in ["**", "`", "## "] {
+        assert!(!s.contains(raw), "raw Markdown {raw:?}:\n{s}");
+    }
+    for _ in 0..10 {
+        key(&mut a, KeyCode::Down);
+    }
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("press s to Start it"), "keyboard wording:\n{s}");
+    assert!(!s.to_lowercase().contains("click start"), "{s}");
+    key(&mut a, KeyCode::Esc);
+    let s = screen(&mut a, 80, 24);
+    assert!(
+        s.contains("Add a channel"),
+        "Esc goes back to the picker:\n{s}"
+    );
+}
+
+#[test]
+fn a_narrow_header_drops_the_database_before_the_operator() {
+    let mut a = app();
+    a.on_presence(flametree::runtime::Presence {
+        runs_here: true,
+        others: Vec::new(),
+        leases: Default::default(),
+        db_now: NOW,
+    });
+    let s = screen(&mut a, 80, 24);
+    let header = s.lines().next().unwrap();
+    assert!(
+        header.contains("tenant default · channels run here · ann (editor)"),
+        "{header}"
+    );
+    let s = screen(&mut a, 200, 50);
+    assert!(
+        s.lines()
+            .next()
+            .unwrap()
+            .contains("tenant default · channels run here · SQLite flametree.db · ann (editor)"),
+        "{s}"
+    );
+}
+
+#[test]
+fn every_new_view_draws_at_the_smallest_size_and_in_a_wide_one() {
+    for (w, h) in [(60, 15), (80, 24), (200, 50)] {
+        let mut a = app();
+        let mut shots = Vec::new();
+        for keys in ["f", "f", "f", "E", "i"] {
+            press(&mut a, keys);
+            shots.push(screen(&mut a, w, h));
+        }
+        key(&mut a, KeyCode::Esc);
+        press(&mut a, "?");
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Esc);
+        press(&mut a, "a");
+        ctrl(&mut a, 'g');
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Esc);
+        select(&mut a, "Sales bot");
+        press(&mut a, "l");
+        a.on_msg(Msg::Logs {
+            id: 1,
+            lines: vec![LogLine {
+                connection_id: 1,
+                at: T0,
+                level: "INFO".into(),
+                message: "x".repeat(500),
+            }],
+            last_id: 0,
+        });
+        key(&mut a, KeyCode::Right);
+        shots.push(screen(&mut a, w, h));
+        key(&mut a, KeyCode::Enter);
+        shots.push(screen(&mut a, w, h));
+        for s in &shots {
+            assert!(!s.contains("Terminal too small"), "{w}×{h}:\n{s}");
+        }
+    }
 }

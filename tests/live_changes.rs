@@ -106,7 +106,7 @@ async fn another_process_s_log_lines_and_status_reach_the_console_within_a_secon
     // Open the Logs pane on Alpha.
     let open = c.app.follow_logs_to_selection().into_iter().collect();
     c.run(open).await;
-    assert_eq!(c.app.logs_for, Some(alpha.id));
+    assert_eq!(c.app.logs.for_id, Some(alpha.id));
 
     // No polling: a tick asks the database nothing while it announces changes.
     assert!(c.app.on_tick(now_millis() + 60_000, 1000).is_empty());

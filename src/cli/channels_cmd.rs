@@ -137,6 +137,11 @@ fn print_saved(ctx: &Context, saved: &Saved, verb: &str, json: bool) {
     for w in &saved.warnings {
         esay!("warning: {w}");
     }
+    if let Some(w) =
+        crate::cli::webhook_check::unreachable_webhook(&saved.connection, &public_base(ctx))
+    {
+        esay!("warning: {w}");
+    }
     if json {
         print_json(&connection_view(&saved.connection, &public_base(ctx)));
     } else {
@@ -162,6 +167,16 @@ async fn add(ctx: &Context, args: AddArgs, json: bool) -> Result<(), Failure> {
     apply_form(ty, &args.form, &mut draft)?;
     if args.meta_sign_in {
         super::meta_sign_in::fill_draft(ctx, ty, args.pick, &mut draft).await?;
+    }
+    // As the console's New connector form does: a field left out takes the catalog's
+    // default (IMAP port 993), which serves every account of a multi-account type.
+    for spec in ty.fields.iter().filter(|f| !f.secret) {
+        if let Some(default) = &spec.default {
+            draft
+                .fields
+                .entry(spec.key.clone())
+                .or_insert_with(|| default.clone());
+        }
     }
     let saved = ctx.channels.add(&draft).await?;
     print_saved(ctx, &saved, "Added", json);

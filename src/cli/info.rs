@@ -109,7 +109,17 @@ pub async fn audit(ctx: &Context, limit: u32, json: bool) -> Result<(), Failure>
         .await
         .map_err(crate::channels::ServiceError::from)?;
     if json {
-        print_json(&entries);
+        let out: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": crate::model::rfc3339(e.at), "actor": e.actor, "action": e.action,
+                    "target_kind": e.target_kind, "target_id": e.target_id,
+                    "target_name": e.target_name, "details": e.details, "db_user": e.db_user,
+                })
+            })
+            .collect();
+        print_json(&out);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = entries

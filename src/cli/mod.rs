@@ -17,6 +17,7 @@ pub mod clean;
 mod info;
 mod runtime_cmd;
 mod secrets_cmd;
+pub mod webhook_check;
 
 pub use runtime_cmd::wait_for_signal;
 mod input;

@@ -194,7 +194,11 @@ async fn status(ctx: &Context, name: Option<&str>, json: bool) -> Result<(), Fai
                 })
             })
             .collect();
-        print_json(&out);
+        // One connection asked for: one object, as `show NAME --json` gives.
+        match (name, out.as_slice()) {
+            (Some(_), [one]) => print_json(one),
+            _ => print_json(&out),
+        }
         return Ok(());
     }
     let rows: Vec<Vec<String>> = list
@@ -235,7 +239,7 @@ async fn logs(
     let skip = all.len().saturating_sub(lines as usize);
     let mut last = all.last().map(|(id, _)| *id).unwrap_or(0);
     for (_, line) in &all[skip..] {
-        print_line(line, json);
+        print_line(line, &c.name, json);
     }
     if !follow {
         return Ok(());
@@ -268,15 +272,21 @@ async fn logs(
             .await
             .map_err(ServiceError::from)?;
         for (id, line) in &more {
-            print_line(line, json);
+            print_line(line, &c.name, json);
             last = *id;
         }
     }
 }
 
-fn print_line(l: &crate::model::LogLine, json: bool) {
+/// One line; with `--json`, one JSON object per line (times in RFC 3339 UTC, as every
+/// other `--json` output gives them).
+fn print_line(l: &crate::model::LogLine, connection: &str, json: bool) {
     if json {
-        say!("{}", serde_json::to_string(l).expect("log lines serialize"));
+        let v = json!({
+            "connection": connection, "connection_id": l.connection_id,
+            "at": rfc3339(l.at), "level": l.level, "message": l.message,
+        });
+        say!("{v}");
     } else {
         say!("{} {:<5} {}", format_millis(l.at), l.level, l.message);
     }

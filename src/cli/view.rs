@@ -95,7 +95,15 @@ pub fn report_lines(report: &Report) -> String {
     let mut out: Vec<String> = report
         .errors
         .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
+        .map(|e| {
+            // An environment variable's error names the variable itself; its row
+            // number ("env.3") means nothing on a command line.
+            if e.field.starts_with("env.") {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
         .collect();
     out.extend(report.warnings.iter().map(|w| format!("warning: {w}")));
     out.join("\n")

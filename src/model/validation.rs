@@ -196,43 +196,30 @@ pub fn split_values<'v>(spec: &FieldSpec, value: &'v str) -> Vec<&'v str> {
     }
 }
 
-/// The count most fields agree on is taken as the number of accounts; each field that
-/// disagrees is compared with its nearest agreeing neighbour (Passwords with Logins).
+/// Every per-account field against the number of accounts (the values of the field
+/// marked `accounts`: Logins, Phone number IDs), each reported under itself, all at once.
+/// One value serves every account (a default port, one security mode), except in a
+/// field marked `each` (a password per login) — as the connectors read them.
 fn check_account_counts(counts: &[(&FieldSpec, usize)], report: &mut Report) {
-    let mut tally: Vec<(usize, usize)> = Vec::new();
-    for (_, n) in counts {
-        match tally.iter_mut().find(|(c, _)| c == n) {
-            Some((_, votes)) => *votes += 1,
-            None => tally.push((*n, 1)),
-        }
-    }
-    let Some(expected) = tally
-        .iter()
-        .fold(None::<(usize, usize)>, |best, &(c, v)| match best {
-            Some((_, bv)) if bv >= v => best,
-            _ => Some((c, v)),
-        })
-        .map(|(c, _)| c)
-    else {
+    let Some((accounts, n)) = counts.iter().find(|(s, _)| s.accounts).copied() else {
         return;
     };
-    for (i, (spec, n)) in counts.iter().enumerate() {
-        if *n == expected {
+    for (spec, c) in counts {
+        if spec.accounts || *c == n || (*c == 1 && !spec.each) {
             continue;
         }
-        let before = counts[..i].iter().rev().find(|(_, c)| *c == expected);
-        let after = counts[i + 1..].iter().find(|(_, c)| *c == expected);
-        let Some((partner, _)) = before.or(after) else {
-            continue;
+        let fix = if spec.each {
+            "give one per account, in the same order"
+        } else {
+            "give one per account, in the same order, or one for all"
         };
         report.error(
             &spec.key,
             format!(
-                "{} has {} but {} has {}: give one per account, in the same order",
+                "{} has {} but {} has {n}: {fix}",
                 spec.label,
-                values_word(*n),
-                partner.label,
-                expected
+                values_word(*c),
+                accounts.label,
             ),
         );
     }
@@ -361,18 +348,29 @@ fn check_env(ty: &ChannelType, env: &[EnvVar], report: &mut Report) {
         }
         match ty.env_var(name) {
             Some(spec) => {
-                if let Err(problem) =
-                    check_kind_with(spec.kind, var.value.trim(), &spec.options, None, None)
-                {
-                    report.error(
-                        &at,
-                        format!("{name} value '{}' {problem}", var.value.trim()),
-                    );
+                let value = var.value.trim();
+                if let Err(problem) = check_kind_with(spec.kind, value, &spec.options, None, None) {
+                    report.error(&at, format!("{name} value '{value}' {problem}"));
+                } else if let Some(range) = out_of_range(spec, value) {
+                    report.error(&at, format!("{name} value '{value}' must be {range}"));
                 }
             }
             None => report.warnings.push(unsupported_env(ty, name)),
         }
     }
+}
+
+/// The documented range `value` is outside of, if it is (digits only; the kind check
+/// has run).
+fn out_of_range(spec: &crate::catalog::EnvSpec, value: &str) -> Option<String> {
+    let n: u64 = value.parse().ok()?;
+    let below = spec.min.is_some_and(|lo| n < lo);
+    let above = spec.max.is_some_and(|hi| n > hi);
+    (below || above).then(|| match spec.range_text() {
+        Some(r) if r.contains('–') => format!("from {}", r.replace('–', " to ")),
+        Some(r) => r,
+        None => String::new(),
+    })
 }
 
 fn unsupported_env(ty: &ChannelType, name: &str) -> String {
@@ -457,6 +455,52 @@ mod tests {
         let r = run(ty("telegram"), "  ", &f, &[], &[]);
         assert_eq!(r.error_for("name"), Some("Name is required"));
         assert_eq!(r.error_for("bot_token"), Some("Bot token is required"));
+    }
+
+    #[test]
+    fn every_per_account_field_is_compared_with_the_accounts_and_one_value_serves_all() {
+        // One value in each field (as defaults are), then the given overrides.
+        let mail = |over: &[(&str, &str)], passwords: &'static str| {
+            let mut f = fields(&[
+                ("imap_hosts", "imap.a.com"),
+                ("imap_ports", "993"),
+                ("imap_security", "ssl/tls"),
+                ("smtp_hosts", "smtp.a.com"),
+                ("smtp_ports", "587"),
+                ("smtp_security", "starttls"),
+            ]);
+            f.extend(fields(over));
+            let secrets = [("passwords", SecretInput::New(passwords))];
+            run(ty("email"), "Mail", &f, &secrets, &[])
+        };
+        // Two IMAP hosts and two SMTP ports for one login.
+        let r = mail(
+            &[
+                ("imap_hosts", "imap.a.com,imap.b.com"),
+                ("logins", "a@a.com"),
+                ("smtp_ports", "587,587"),
+            ],
+            "p1",
+        );
+        assert_eq!(
+            r.error_for("imap_hosts"),
+            Some(
+                "IMAP hosts has 2 values but Logins has 1: give one per account, in the same \
+                 order, or one for all"
+            )
+        );
+        assert!(
+            r.error_for("smtp_ports")
+                .unwrap()
+                .starts_with("SMTP ports has 2 values but Logins has 1")
+        );
+        assert_eq!(r.errors.len(), 2, "{r:?}");
+        // Two logins: single values serve both, a single password does not.
+        let two = [("logins", "a@a.com,b@b.com")];
+        let one = mail(&two, "p1");
+        assert_eq!(one.errors.len(), 1, "{one:?}");
+        assert!(one.error_for("passwords").is_some());
+        assert!(mail(&two, "p1,p2").is_ok());
     }
 
     #[test]
@@ -639,6 +683,32 @@ mod tests {
             &env,
         );
         assert!(r.error_for("env.1").unwrap().contains("is not a URL"));
+    }
+
+    #[test]
+    fn env_numbers_stay_in_their_documented_range() {
+        let f = fields(&[]);
+        let check = |value: &str| {
+            let env = vec![EnvVar {
+                name: "TELEGRAM_POLL_TIMEOUT".into(),
+                value: value.into(),
+            }];
+            run(
+                ty("telegram"),
+                "Bot",
+                &f,
+                &[("bot_token", SecretInput::Kept { count: 1 })],
+                &env,
+            )
+            .error_for("env.1")
+            .map(str::to_string)
+        };
+        assert_eq!(check("15"), None);
+        assert_eq!(check("0"), None);
+        assert_eq!(
+            check("99").as_deref(),
+            Some("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15")
+        );
     }
 
     #[test]

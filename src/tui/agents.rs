@@ -27,7 +27,11 @@ pub enum AddFlow {
     /// Simple mode: the connection's credentials collected right here.
     Simple { form: Box<Form>, inbound: bool },
     /// A name for a new agent.
-    NewAgent { form: Box<Form> },
+    NewAgent {
+        name: Box<ratatui_textarea::TextArea<'static>>,
+    },
+    /// The selected agent's responder (`e`).
+    Responder(Box<super::responder::ResponderForm>),
 }
 
 pub struct AgentsScreen {
@@ -64,9 +68,9 @@ pub fn attachable_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
         .collect()
 }
 
-/// Simple mode exists for WhatsApp and Telegram, as the spec says.
+/// Whether the type has Simple mode: the catalog says (WhatsApp and Telegram).
 pub fn has_simple_mode(ty: &ChannelType) -> bool {
-    matches!(ty.key.as_str(), "telegram" | "whatsapp")
+    ty.simple_mode
 }
 
 /// What the agents screen asks of the app besides store commands.
@@ -77,6 +81,19 @@ pub enum AgentsOutcome {
     Quit,
     Help,
     AskDelete(Box<Agent>),
+    /// Esc in Simple mode or the responder editor with something typed: ask before
+    /// discarding it.
+    AskDiscardSimple(String),
+}
+
+/// "the new Telegram connection 'Night bot'", for the discard question.
+fn describe_new(form: &Form) -> String {
+    let name = form.value(&Slot::Name);
+    if name.trim().is_empty() {
+        format!("the new {} connection", form.ty.name)
+    } else {
+        format!("the new {} connection '{}'", form.ty.name, name.trim())
+    }
 }
 
 impl AgentsScreen {
@@ -114,15 +131,9 @@ impl AgentsScreen {
         self.card_sel = 0;
     }
 
-    pub fn on_key(
-        &mut self,
-        key: KeyEvent,
-        all: &[Connection],
-        can_edit: bool,
-        meta: bool,
-    ) -> AgentsOutcome {
+    pub fn on_key(&mut self, key: KeyEvent, all: &[Connection], can_edit: bool) -> AgentsOutcome {
         if self.add.is_some() {
-            return self.add_key(key, all, meta);
+            return self.add_key(key, all);
         }
         let none = AgentsOutcome::Commands(Vec::new());
         let ro = || AgentsOutcome::Flash("Read-only: viewers cannot change agents".into());
@@ -148,14 +159,23 @@ impl AgentsScreen {
                 AgentsFocus::Card => self.card_sel = self.card_sel.saturating_sub(1),
             },
             KeyCode::Char('n') if can_edit => {
-                let ty = Catalog::get().find("telegram").expect("telegram type");
-                let mut form = Form::new_connector(ty, meta, false);
-                form.name
-                    .set_placeholder_text("required · the agent's name");
-                form.set_focus(Some(0));
+                let mut name = super::form::single_line("");
+                name.set_placeholder_text("required · the agent's name");
+                name.set_cursor_style(
+                    ratatui::style::Style::default()
+                        .add_modifier(ratatui::style::Modifier::REVERSED),
+                );
                 self.add = Some(AddFlow::NewAgent {
-                    form: Box::new(form),
+                    name: Box::new(name),
                 });
+            }
+            KeyCode::Char('e') if can_edit => {
+                let Some(a) = self.selected_agent() else {
+                    return AgentsOutcome::Flash("Create an agent first: n".into());
+                };
+                self.add = Some(AddFlow::Responder(Box::new(
+                    super::responder::ResponderForm::open(a),
+                )));
             }
             KeyCode::Char('s') if can_edit => {
                 let Some(a) = self.selected_agent() else {
@@ -214,7 +234,7 @@ impl AgentsScreen {
                     return AgentsOutcome::AskDelete(Box::new(a.clone()));
                 }
             }
-            KeyCode::Char('n' | 's' | 'a' | ' ' | 'x' | 'D') => return ro(),
+            KeyCode::Char('n' | 's' | 'a' | 'e' | ' ' | 'x' | 'D') => return ro(),
             _ => {}
         }
         match self.card_request() {
@@ -223,7 +243,7 @@ impl AgentsScreen {
         }
     }
 
-    fn add_key(&mut self, key: KeyEvent, all: &[Connection], meta: bool) -> AgentsOutcome {
+    fn add_key(&mut self, key: KeyEvent, all: &[Connection]) -> AgentsOutcome {
         let none = AgentsOutcome::Commands(Vec::new());
         let Some(flow) = self.add.take() else {
             return none;
@@ -302,10 +322,8 @@ impl AgentsScreen {
                         inbound: !inbound,
                     }),
                     KeyCode::Char(' ') | KeyCode::Enter if sel == rows.len() && extra == 1 => {
-                        let mut form = Form::new_connector(ty, meta, false);
-                        form.set_focus(Some(0));
                         Some(AddFlow::Simple {
-                            form: Box::new(form),
+                            form: Box::new(Form::simple(ty)),
                             inbound,
                         })
                     }
@@ -362,33 +380,66 @@ impl AgentsScreen {
                         inbound,
                     }]);
                 }
+                if key.code == KeyCode::Esc && form.dirty {
+                    // Typed credentials are not thrown away on one key.
+                    let what = describe_new(&form);
+                    self.add = Some(AddFlow::Simple { form, inbound });
+                    return AgentsOutcome::AskDiscardSimple(what);
+                }
                 match form.handle_key(key) {
                     FormOutcome::Left => None,
                     _ => {
-                        // Simple mode skips the environment variables.
-                        if matches!(
-                            form.focused_slot(),
-                            Some(Slot::EnvName(_) | Slot::EnvValue(_) | Slot::AddEnv)
-                        ) {
+                        if form.focus.is_none() {
                             form.set_focus(Some(0));
                         }
                         Some(AddFlow::Simple { form, inbound })
                     }
                 }
             }
-            AddFlow::NewAgent { mut form } => {
-                if ctrl_s || key.code == KeyCode::Enter {
-                    let name = form.value(&Slot::Name);
-                    self.add = Some(AddFlow::NewAgent { form });
-                    return AgentsOutcome::Commands(vec![Command::CreateAgent { name }]);
+            AddFlow::Responder(mut form) => {
+                use super::responder::Outcome;
+                match form.handle_key(key) {
+                    Outcome::Consumed => Some(AddFlow::Responder(form)),
+                    Outcome::Close if form.dirty => {
+                        let what =
+                            format!("your changes to the responder of '{}'", form.agent.name);
+                        self.add = Some(AddFlow::Responder(form));
+                        return AgentsOutcome::AskDiscardSimple(what);
+                    }
+                    Outcome::Close => None,
+                    Outcome::Save => {
+                        let edit = form.to_edit();
+                        let agent = Box::new(form.agent.clone());
+                        self.add = Some(AddFlow::Responder(form));
+                        return match edit {
+                            Ok((responder, api_key)) => {
+                                AgentsOutcome::Commands(vec![Command::EditResponder {
+                                    agent,
+                                    responder: Box::new(responder),
+                                    api_key,
+                                }])
+                            }
+                            Err(why) => AgentsOutcome::Flash(format!("Not saved: {why}")),
+                        };
+                    }
                 }
-                if key.code == KeyCode::Esc {
-                    None
-                } else {
-                    form.set_focus(Some(0));
-                    form.handle_key(key);
-                    form.set_focus(Some(0));
-                    Some(AddFlow::NewAgent { form })
+            }
+            AddFlow::NewAgent { mut name } => {
+                if ctrl_s || key.code == KeyCode::Enter {
+                    let typed = name.lines().join("");
+                    self.add = Some(AddFlow::NewAgent { name });
+                    return AgentsOutcome::Commands(vec![Command::CreateAgent { name: typed }]);
+                }
+                match key.code {
+                    KeyCode::Esc => None,
+                    KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                        name.delete_line_by_head();
+                        Some(AddFlow::NewAgent { name })
+                    }
+                    _ => {
+                        name.input(key);
+                        Some(AddFlow::NewAgent { name })
+                    }
                 }
             }
         };
@@ -396,10 +447,28 @@ impl AgentsScreen {
         none
     }
 
+    /// Closes Simple mode or the responder editor, its input discarded (the operator
+    /// said so).
+    pub fn discard_simple(&mut self) {
+        if matches!(
+            self.add,
+            Some(AddFlow::Simple { .. } | AddFlow::Responder(_))
+        ) {
+            self.add = None;
+        }
+    }
+
     /// Pasted text goes to the inline form (a token copied from BotFather).
     pub fn on_paste(&mut self, text: &str) {
-        if let Some(AddFlow::Simple { form, .. } | AddFlow::NewAgent { form }) = &mut self.add {
-            form.paste(text);
+        match &mut self.add {
+            Some(AddFlow::Simple { form, .. }) => {
+                form.paste(text);
+            }
+            Some(AddFlow::NewAgent { name }) => {
+                name.insert_str(text.replace(['\n', '\r'], ""));
+            }
+            Some(AddFlow::Responder(form)) => form.paste(text),
+            _ => {}
         }
     }
 }

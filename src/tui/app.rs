@@ -3,8 +3,6 @@
 
 use super::form::Form;
 use super::list::ChannelList;
-use super::logs::pane::LogsPane;
-use super::logs::ring::{Level, LogEntry};
 use super::theme::Theme;
 use super::worker::{Command, Msg};
 use crate::catalog::{Catalog, ChannelType};
@@ -50,10 +48,16 @@ pub enum After {
     QuitStopping,
     LeavePanel,
     Add(usize),
+    /// Close the agents screen's Simple mode form.
+    CloseSimple,
 }
 
 pub enum ConfirmAction {
     Delete(Box<Connection>),
+    /// Stop a RUNNING connection.
+    Stop(Box<Connection>),
+    /// Stop, then Start once it is STOPPED.
+    Restart(Box<Connection>),
     DeleteAgent(Box<crate::model::Agent>),
     Discard(After),
 }
@@ -76,12 +80,21 @@ pub enum Overlay {
     Setup {
         ty: &'static ChannelType,
         scroll: u16,
+        /// Opened from the Add picker (its selection and deprecated toggle): closing
+        /// goes back there.
+        picker: Option<(usize, bool)>,
     },
     EnvPicker {
         selected: usize,
     },
     Confirm(Confirm),
     SignIn(super::signin::SignIn),
+    /// A long text shown whole, wrapped and scrollable (a status message, a log line).
+    Text {
+        title: String,
+        body: String,
+        scroll: u16,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +125,9 @@ pub enum Hit {
     Overlay,
 }
 
+pub use super::flash::INFO_FLASH_MS;
+pub use super::input::RESTART_WAIT_MS;
+
 pub struct App {
     pub theme: Theme,
     pub header: HeaderInfo,
@@ -119,14 +135,18 @@ pub struct App {
     pub focus: Focus,
     pub form: Option<Form>,
     pub overlay: Option<Overlay>,
-    pub logs: LogsPane,
-    pub logs_for: Option<i64>,
-    pub logs_limit: u32,
+    pub logs: super::logs::view::LogsView,
     pub db_down: Option<(Millis, String)>,
     /// An operator action waiting for the store, and since when.
     pub busy: Option<(String, Millis)>,
     pub flash: Option<(String, FlashKind)>,
+    /// What the flash is about, so it goes once that is no longer the situation.
+    pub(crate) flash_ctx: Option<super::flash::FlashContext>,
     pub mouse: bool,
+    /// Ask before Stop of a RUNNING connection and before a restart (`ui.confirm_stop`).
+    pub confirm_stop: bool,
+    /// A restart under way: the connection, and when its Stop was asked for.
+    pub restarting: Option<(i64, Millis)>,
     pub meta_configured: bool,
     /// The server's Meta app, when sign-in with Meta is configured.
     pub meta_app: Option<crate::connectors::meta::signin::App>,
@@ -156,11 +176,6 @@ pub struct App {
     /// The database announces changes (PostgreSQL): no polling for them.
     pub live: bool,
     pub tenant_id: i64,
-    /// The newest stored log line of the open Logs pane, and lines it shows already.
-    pub log_after: i64,
-    pub log_seen: std::collections::HashSet<(Millis, String)>,
-    /// A MoreLogs is under way; another is due when it returns.
-    pub more_logs: (bool, bool),
     /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
     pub clipboard: Option<String>,
 }
@@ -179,13 +194,14 @@ impl App {
             focus: Focus::List,
             form: None,
             overlay: None,
-            logs: LogsPane::new(logs_cap.0, logs_cap.1),
-            logs_for: None,
-            logs_limit: 1000,
+            logs: super::logs::view::LogsView::new(logs_cap.0, logs_cap.1),
             db_down: None,
             busy: None,
             flash: None,
+            flash_ctx: None,
             mouse: true,
+            confirm_stop: true,
+            restarting: None,
             meta_configured,
             meta_app: None,
             quit: false,
@@ -203,9 +219,6 @@ impl App {
             presence: None,
             live: false,
             tenant_id: 0,
-            log_after: 0,
-            log_seen: Default::default(),
-            more_logs: (false, false),
             clipboard: None,
             diagnosis: None,
             diagnosis_key: None,
@@ -216,11 +229,6 @@ impl App {
 
     pub fn can_edit(&self) -> bool {
         self.header.role == Role::Editor
-    }
-
-    pub fn flash(&mut self, text: impl Into<String>, kind: FlashKind) {
-        self.flash = Some((text.into(), kind));
-        self.dirty = true;
     }
 
     /// The connection the panel is about: the form's, else the list's selection.
@@ -270,21 +278,14 @@ impl App {
     pub fn follow_logs_to_selection(&mut self) -> Option<Command> {
         let Some(c) = self.list.selected_connection() else {
             // Nothing in Details: the pane has nobody to belong to.
-            self.logs_for = None;
+            self.logs.close();
             return None;
         };
-        if Some(c.id) == self.logs_for {
+        if Some(c.id) == self.logs.for_id {
             return None;
         }
         let (id, name) = (c.id, c.name.clone());
-        self.logs.reset(&name);
-        self.log_after = 0;
-        self.log_seen.clear();
-        self.logs_for = Some(id);
-        Some(Command::LoadLogs {
-            id,
-            limit: self.logs_limit,
-        })
+        Some(self.logs.open(id, &name))
     }
 
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
@@ -293,7 +294,9 @@ impl App {
             self.diagnosis_key = None;
         }
         let mut out = self.handle_msg(msg);
+        self.expire_flash();
         out.extend(self.follow_up());
+        out.extend(self.continue_restart());
         out
     }
 
@@ -339,7 +342,7 @@ impl App {
                 if first || self.form.is_none() {
                     self.sync_form_to_selection();
                 }
-                if self.logs_for.is_some()
+                if self.logs.for_id.is_some()
                     && self.focus == Focus::List
                     && let Some(cmd) = self.follow_logs_to_selection()
                 {
@@ -348,14 +351,21 @@ impl App {
             }
             Msg::Unchanged => {
                 self.poll_in_flight = false;
-                self.dirty = self.db_down.take().is_some();
+                // Nothing new to draw — but a frame still owed for what came before
+                // (a Logs pane's lines arriving just ahead of this answer) stays owed.
+                let back = self.db_down.take().is_some();
+                self.dirty = was_dirty || back;
             }
             Msg::Saved {
                 connection,
-                warnings,
+                mut warnings,
                 created,
             } => {
                 self.busy = None;
+                warnings.extend(crate::cli::webhook_check::unreachable_webhook(
+                    &connection,
+                    &self.webhook_base,
+                ));
                 let ty = Catalog::get().find(&connection.type_key);
                 self.list.selected = Some(connection.id);
                 if let Some(ty) = ty {
@@ -374,8 +384,12 @@ impl App {
                     );
                 }
                 match warnings.first() {
-                    Some(w) => self.flash(format!("{text} Warning: {w}"), FlashKind::Warn),
-                    None => self.flash(text, FlashKind::Info),
+                    Some(w) => self.flash_about(
+                        format!("{text} Warning: {w}"),
+                        FlashKind::Warn,
+                        &connection,
+                    ),
+                    None => self.flash_about(text, FlashKind::Info, &connection),
                 }
             }
             Msg::SaveRejected(report) => {
@@ -394,23 +408,29 @@ impl App {
                     .first()
                     .map(|e| e.message.clone())
                     .unwrap_or_default();
-                self.flash(
-                    format!(
-                        "Not saved: {n} problem{} — {first}",
-                        if n == 1 { "" } else { "s" }
-                    ),
-                    FlashKind::Error,
+                let text = format!(
+                    "Not saved: {n} problem{} — {first}",
+                    if n == 1 { "" } else { "s" }
                 );
+                // It goes with the form it is about.
+                match self.form.as_ref().map(|f| f.base.clone()) {
+                    Some(Some(base)) => {
+                        let now = self.list.get(base.id).cloned().unwrap_or(base);
+                        self.flash_about(text, FlashKind::Error, &now)
+                    }
+                    _ => self.flash_about_new_form(text, FlashKind::Error),
+                }
             }
             Msg::Deleted { name } => {
                 self.busy = None;
                 self.form = None;
                 self.focus = Focus::List;
                 if self
-                    .logs_for
+                    .logs
+                    .for_id
                     .is_some_and(|id| self.list.get(id).is_some_and(|c| c.name == name))
                 {
-                    self.logs_for = None;
+                    self.logs.close();
                 }
                 self.flash(format!("Deleted '{name}'."), FlashKind::Info);
             }
@@ -420,7 +440,25 @@ impl App {
                     DesiredState::Running => "Start",
                     DesiredState::Stopped => "Stop",
                 };
-                self.flash(format!("{verb} requested for '{name}'."), FlashKind::Info);
+                let restarting = self
+                    .restarting
+                    .is_some_and(|(id, _)| self.list.get(id).is_some_and(|c| c.name == name));
+                let text = if restarting && desired == DesiredState::Stopped {
+                    format!("Restarting '{name}': Stop requested; it starts again once STOPPED.")
+                } else {
+                    format!("{verb} requested for '{name}'.")
+                };
+                // About the connection as it is once the request is recorded: it goes
+                // when the runtime moves it on.
+                match self.list.all.iter().find(|c| c.name == name).cloned() {
+                    Some(mut c) => {
+                        // Recorded in the store; the reload that follows says the same.
+                        c.desired = desired;
+                        self.list.upsert(c.id, Some(c.clone()));
+                        self.flash_about(text, FlashKind::Info, &c);
+                    }
+                    None => self.flash(text, FlashKind::Info),
+                }
             }
             Msg::Failed(text) => {
                 self.busy = None;
@@ -477,13 +515,7 @@ impl App {
                 self.dirty = was_dirty || changed;
                 self.diagnosis = Some((id, text));
             }
-            Msg::Logs { id, lines, last_id } => {
-                if Some(id) == self.logs_for {
-                    self.log_after = last_id;
-                    self.remember_lines(&lines);
-                    self.logs.push(lines.iter().map(entry));
-                }
-            }
+            Msg::Logs { id, lines, last_id } => self.logs.on_loaded(id, &lines, last_id),
             Msg::One { id, connection } => {
                 self.list.upsert(id, connection.map(|c| *c));
                 self.refresh_form_after_reload();
@@ -491,26 +523,7 @@ impl App {
                     self.sync_form_to_selection();
                 }
             }
-            Msg::MoreLogs { id, lines } => {
-                self.more_logs.0 = false;
-                if Some(id) == self.logs_for {
-                    if let Some((last, _)) = lines.last() {
-                        self.log_after = self.log_after.max(*last);
-                    }
-                    let fresh: Vec<LogLine> = lines
-                        .into_iter()
-                        .map(|(_, l)| l)
-                        .filter(|l| !self.log_seen.contains(&(l.at, l.message.clone())))
-                        .collect();
-                    self.remember_lines(&fresh);
-                    if !fresh.is_empty() {
-                        self.logs.push(fresh.iter().map(entry));
-                    }
-                    if std::mem::take(&mut self.more_logs.1) {
-                        out.extend(self.more_logs_request(id));
-                    }
-                }
-            }
+            Msg::MoreLogs { id, lines } => out.extend(self.logs.on_more(id, lines)),
         }
         out
     }
@@ -547,40 +560,9 @@ impl App {
 
     /// Live lines from the runtime's log bus.
     pub fn on_log_lines(&mut self, lines: &[LogLine]) {
-        let Some(id) = self.logs_for else { return };
-        let mine: Vec<LogLine> = lines
-            .iter()
-            .filter(|l| l.connection_id == id)
-            .cloned()
-            .collect();
-        if !mine.is_empty() {
-            self.remember_lines(&mine);
-            self.logs.push(mine.iter().map(entry));
+        if self.logs.on_live(lines) {
             self.dirty = true;
         }
-    }
-
-    /// Lines shown in the pane, so the same line read back from the store (written by
-    /// this process) is not shown twice. Bounded: only recent lines can come back.
-    fn remember_lines(&mut self, lines: &[LogLine]) {
-        if self.log_seen.len() > 20_000 {
-            self.log_seen.clear();
-        }
-        for l in lines {
-            self.log_seen.insert((l.at, l.message.clone()));
-        }
-    }
-
-    fn more_logs_request(&mut self, id: i64) -> Option<Command> {
-        if self.more_logs.0 {
-            self.more_logs.1 = true;
-            return None;
-        }
-        self.more_logs.0 = true;
-        Some(Command::MoreLogs {
-            id,
-            after: self.log_after,
-        })
     }
 
     /// A change another process made, as the database announced it.
@@ -594,14 +576,14 @@ impl App {
             Change::Connection { tenant_id: t, id } if t == tenant_id => {
                 vec![Command::ReloadOne { id }]
             }
-            Change::Log { connection_id } if Some(connection_id) == self.logs_for => {
-                self.more_logs_request(connection_id).into_iter().collect()
+            Change::Log { connection_id } if Some(connection_id) == self.logs.for_id => {
+                self.logs.more_request(connection_id).into_iter().collect()
             }
             Change::Agents { tenant_id: t } if t == tenant_id => vec![Command::LoadAgents],
             Change::Resync => {
                 let mut out = vec![Command::Reload];
-                if let Some(id) = self.logs_for {
-                    out.extend(self.more_logs_request(id));
+                if let Some(id) = self.logs.for_id {
+                    out.extend(self.logs.more_request(id));
                 }
                 out
             }
@@ -637,13 +619,20 @@ impl App {
     /// notice to age. An idle console on PostgreSQL needs none, so it sleeps until
     /// something happens.
     pub fn needs_tick(&self) -> bool {
-        !self.live || self.db_down.is_some() || self.busy.is_some() || !self.loaded
+        let info_flash = matches!(self.flash, Some((_, FlashKind::Info)));
+        !self.live
+            || self.db_down.is_some()
+            || self.busy.is_some()
+            || !self.loaded
+            || info_flash
+            || self.restarting.is_some()
     }
 
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
     /// database is down) and age the "waiting for the database" notice.
     pub fn on_tick(&mut self, now: Millis, every: Millis) -> Vec<Command> {
         self.now = now;
+        self.expire_flash();
         if self
             .busy
             .as_ref()
@@ -661,7 +650,7 @@ impl App {
             || now - self.last_poll < interval
             || (self.live && self.db_down.is_none() && self.loaded)
         {
-            return Vec::new();
+            return self.continue_restart().into_iter().collect();
         }
         self.poll_in_flight = true;
         self.last_poll = now;
@@ -673,6 +662,7 @@ impl App {
         // Attachments can change in another process; the diagnosis follows within a tick.
         self.diagnosis_key = None;
         out.extend(self.follow_up());
+        out.extend(self.continue_restart());
         out
     }
 
@@ -693,14 +683,6 @@ pub fn start_stop_target(c: &Connection) -> DesiredState {
         DesiredState::Stopped
     } else {
         DesiredState::Running
-    }
-}
-
-fn entry(l: &LogLine) -> LogEntry {
-    LogEntry {
-        at: l.at,
-        level: Level::parse(&l.level),
-        message: l.message.clone(),
     }
 }
 

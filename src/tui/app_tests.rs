@@ -109,3 +109,33 @@ fn an_idle_live_console_needs_no_tick_a_polling_or_waiting_one_does() {
     a.live = false;
     assert!(a.needs_tick(), "SQLite polls its change check");
 }
+
+#[test]
+fn a_poll_that_finds_nothing_keeps_a_frame_still_owed() {
+    let mut a = app();
+    a.on_msg(Msg::Loaded {
+        connections: vec![conn(1, "Sales bot", "telegram")],
+        marker: None,
+        complete: true,
+    });
+    a.dirty = false;
+    // The Logs pane's lines arrive, then the answer to a poll before the frame is drawn
+    // (frames wait up to 16 ms): the lines must still be drawn.
+    a.toggle_logs();
+    a.dirty = false;
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines: vec![crate::model::LogLine {
+            connection_id: 1,
+            at: 1,
+            level: "INFO".into(),
+            message: "started".into(),
+        }],
+        last_id: 1,
+    });
+    a.on_msg(Msg::Unchanged);
+    assert!(a.dirty, "the frame with the new lines was cancelled");
+    a.dirty = false;
+    a.on_msg(Msg::Unchanged);
+    assert!(!a.dirty, "nothing new, nothing drawn");
+}

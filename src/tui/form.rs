@@ -73,11 +73,17 @@ pub struct Form {
     pub scroll: usize,
     /// The deprecated connection this new one replaces (Migrate…): saving migrates.
     pub migrate_from: Option<Box<Connection>>,
+    /// Simple mode (an agent's page): name, description and credentials only, typed by
+    /// hand — no variables, no sign-in switch.
+    pub simple: bool,
 }
 
-fn single_line(text: &str) -> TextArea<'static> {
+/// One-line input. Its cursor is invisible until the input is being edited: the
+/// widget's default reverse-video cursor would mark every value as if all were edited.
+pub(crate) fn single_line(text: &str) -> TextArea<'static> {
     let mut t = TextArea::new(vec![text.to_string()]);
     t.set_cursor_line_style(Style::default());
+    t.set_cursor_style(Style::default());
     t
 }
 
@@ -170,7 +176,17 @@ impl Form {
             read_only,
             scroll: 0,
             migrate_from: None,
+            simple: false,
         }
+    }
+
+    /// The Simple mode form of an agent's page: every slot it has is drawn.
+    pub fn simple(ty: &'static ChannelType) -> Form {
+        let mut form = Form::new_connector(ty, false, false);
+        form.simple = true;
+        form.advanced = true;
+        form.set_focus(Some(0));
+        form
     }
 
     pub fn is_new(&self) -> bool {
@@ -185,6 +201,10 @@ impl Form {
 
     pub fn slots(&self) -> Vec<Slot> {
         let mut s = vec![Slot::Name, Slot::Description];
+        if self.simple {
+            s.extend((0..self.fields.len()).map(Slot::Field));
+            return s;
+        }
         if self.ty.meta_advanced_mode {
             s.push(Slot::Advanced);
         }
@@ -239,13 +259,8 @@ impl Form {
         let previous = self.focus;
         for (n, slot) in slots.iter().enumerate() {
             let focused = Some(n) == i;
-            let style = if focused {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            };
             if let Some(t) = self.text_mut(slot) {
-                t.set_cursor_style(style);
+                t.set_cursor_style(cursor_style(focused));
                 // Unfocused inputs show their beginning; a newly focused one puts the
                 // cursor at the end, ready to append.
                 if !focused {
@@ -256,6 +271,16 @@ impl Form {
             }
         }
         self.focus = i;
+    }
+
+    /// Shows the focused input's cursor only while the operator edits the fields (the
+    /// console's focus may be on the list or the panel header with a field remembered).
+    pub fn show_cursor(&mut self, editing: bool) {
+        if let Some(slot) = self.focused_slot()
+            && let Some(t) = self.text_mut(&slot)
+        {
+            t.set_cursor_style(cursor_style(editing));
+        }
     }
 
     pub fn focus_slot(&mut self, slot: &Slot) {
@@ -304,12 +329,14 @@ impl Form {
         self.focus_first_error();
     }
 
+    /// Advanced mode chooses how the credentials are entered (by hand, or by signing in
+    /// with Meta); it is not a setting of the connection, so switching it changes
+    /// nothing to save.
     pub fn toggle_advanced(&mut self) -> bool {
         if !self.advanced_switchable {
             return false;
         }
         self.advanced = !self.advanced;
-        self.dirty = true;
         let focus = self.focus;
         self.set_focus(focus);
         true
@@ -473,6 +500,9 @@ impl Form {
                 if self.read_only {
                     return FormOutcome::ReadOnly;
                 }
+                if let Some(outcome) = self.choice_key(&slot, key) {
+                    return outcome;
+                }
                 if let Some(t) = self.text_mut(&slot) {
                     // Ctrl-U clears to the start, as in a shell (the widget would undo).
                     let changed = if ctrl && key.code == KeyCode::Char('u') {
@@ -487,6 +517,32 @@ impl Form {
             }
         }
         FormOutcome::Consumed
+    }
+
+    /// Space and ←/→ on an option field step through its options; other typing is
+    /// refused there, except in a per-account one (several values, comma-separated).
+    /// `None`: not an option field, or a per-account one holding several values.
+    fn choice_key(&mut self, slot: &Slot, key: KeyEvent) -> Option<FormOutcome> {
+        let (options, multi) = super::choice::options(self, slot)?;
+        let current = self.value(slot);
+        if multi && current.contains(',') {
+            return None;
+        }
+        let by = match key.code {
+            KeyCode::Char(' ') | KeyCode::Right => 1,
+            KeyCode::Left => -1,
+            // A per-account field may be typed into: "ssl/tls,starttls".
+            _ if multi => return None,
+            _ => return Some(FormOutcome::Consumed),
+        };
+        let next = super::choice::step(&current, options, by);
+        if let Some(t) = self.text_mut(slot) {
+            t.select_all();
+            t.cut();
+            t.insert_str(next);
+            self.dirty = true;
+        }
+        Some(FormOutcome::Consumed)
     }
 
     /// Pasted text goes into the focused input as one line (newlines dropped, since
@@ -505,6 +561,26 @@ impl Form {
             self.dirty = true;
         }
         FormOutcome::Consumed
+    }
+
+    /// Whether saving would change the stored connection: a new connector always; an
+    /// existing one when a value differs, a secret was typed or one is to be emptied.
+    pub fn has_changes(&self) -> bool {
+        let Some(base) = &self.base else {
+            return true;
+        };
+        let draft = self.to_draft();
+        let env = |e: &[EnvVar]| -> Vec<(String, String)> {
+            e.iter()
+                .map(|v| (v.name.clone(), v.value.clone()))
+                .collect()
+        };
+        draft.name != base.name
+            || draft.description != base.description
+            || draft.fields != base.fields
+            || !draft.secrets.is_empty()
+            || !draft.clear_secrets.is_empty()
+            || env(&draft.env) != env(&base.env)
     }
 
     /// The form as the operation layer takes it.
@@ -540,6 +616,14 @@ impl Form {
             .filter(|e| !(e.name.trim().is_empty() && e.value.trim().is_empty()))
             .collect();
         draft
+    }
+}
+
+fn cursor_style(visible: bool) -> Style {
+    if visible {
+        Style::default().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::default()
     }
 }
 
@@ -652,6 +736,35 @@ mod tests {
         assert!(!signed.advanced && !signed.slots().iter().any(|s| matches!(s, Slot::Field(_))));
         assert!(signed.toggle_advanced());
         assert!(signed.slots().iter().any(|s| matches!(s, Slot::Field(_))));
+    }
+
+    #[test]
+    fn option_fields_step_through_their_options_instead_of_taking_text() {
+        let ty = Catalog::get().find("telegram").unwrap();
+        let mut form = Form::new_connector(ty, false, false);
+        form.add_env("TELEGRAM_MODE", "polling");
+        form.handle_key(key(KeyCode::Char(' ')));
+        assert_eq!(form.to_draft().env[0].value, "webhook");
+        form.handle_key(key(KeyCode::Right));
+        assert_eq!(form.to_draft().env[0].value, "polling");
+        form.handle_key(key(KeyCode::Left));
+        type_text(&mut form, "xyz");
+        form.handle_key(key(KeyCode::Backspace));
+        assert_eq!(form.to_draft().env[0].value, "webhook", "no free text");
+
+        let email = Catalog::get().find("email").unwrap();
+        let mut form = Form::new_connector(email, false, false);
+        let at = form
+            .slots()
+            .iter()
+            .position(|s| matches!(s, Slot::Field(i) if email.fields[*i].key == "imap_security"))
+            .unwrap();
+        form.set_focus(Some(at));
+        form.handle_key(key(KeyCode::Char(' ')));
+        assert_eq!(form.to_draft().fields["imap_security"], "starttls");
+        // Per account, several values are typed.
+        type_text(&mut form, ",ssl/tls");
+        assert_eq!(form.to_draft().fields["imap_security"], "starttls,ssl/tls");
     }
 
     #[test]

@@ -1,123 +1,168 @@
-//! Every key, as the `?` overlay lists it. The footer shows the subset that applies.
+//! One key table (`keys_table.rs`) drives the list's and the panel's dispatch, every
+//! footer and the `?` overlay, so what a key does, what the footer offers and what the
+//! help says cannot drift apart. Keys of the form, the Logs pane and the agents screen
+//! are dispatched by those components; their rows here give their help and footers.
 
-/// (keys, what they do); an empty key starts a section.
-pub const HELP: &[(&str, &str)] = &[
-    ("", "Channel list"),
-    ("↑ ↓  j k", "move"),
-    ("g G  Home End", "first / last"),
-    ("PgUp PgDn", "move by 10"),
-    ("Enter  →", "open the selected connection (Details panel)"),
-    (
-        "/",
-        "search by name as you type; Enter keeps the filter, Esc clears it",
-    ),
-    ("o", "sort order A→Z / Z→A"),
-    (
-        "a",
-        "add a connection: pick a channel type (d shows deprecated types)",
-    ),
-    ("s", "Stop when running, starting or retrying; else Start"),
-    (
-        "l",
-        "Logs of the selected connection (again: focus / close)",
-    ),
-    (
-        "c",
-        "copy the webhook URL, whole, to the clipboard (OSC 52)",
-    ),
-    ("D  Delete", "delete the connection (asks first, naming it)"),
-    ("M", "migrate a deprecated connection to its successor"),
-    (
-        "m",
-        "mouse capture on/off (off: select text with the mouse)",
-    ),
-    ("?  F1", "this help"),
-    (
-        "q  Ctrl-C",
-        "quit (asks first if a form has unsaved changes)",
-    ),
-    ("", "Details panel"),
-    ("Tab  Enter  e", "go into the form's fields"),
-    (
-        "s  l  c  D",
-        "Start/Stop, Logs, copy URL, Delete — as in the list",
-    ),
-    ("Ctrl-S", "save"),
-    (
-        "Ctrl-G",
-        "setup guide for this channel type: where to find each credential",
-    ),
-    (
-        "Esc  ←",
-        "back to the list (asks before discarding unsaved changes)",
-    ),
-    ("", "Form fields"),
-    ("Tab ↓ Enter", "next field"),
-    ("Shift-Tab ↑", "previous field"),
-    (
-        "typing",
-        "edits the field; Ctrl-U / Ctrl-K clear to its start / end",
-    ),
-    (
-        "",
-        "  secrets: masked; typing replaces, leaving empty keeps",
-    ),
-    (
-        "Space",
-        "toggle Advanced mode (WhatsApp, Instagram, Facebook)",
-    ),
-    (
-        "Ctrl-N",
-        "add an environment variable (offers the type's variables)",
-    ),
-    (
-        "Ctrl-X",
-        "remove the variable row, or empty an optional saved secret",
-    ),
-    ("Ctrl-S", "save; errors appear next to their fields"),
-    ("Ctrl-G  F1", "setup guide  /  help"),
-    ("Esc", "leave the fields (the panel header keys work again)"),
-    ("", "Logs pane"),
-    ("↑ ↓  j k", "scroll; scrolling up pauses follow"),
-    ("G  End", "jump to the newest line and follow again"),
-    ("g  Home", "oldest line"),
-    ("PgUp PgDn  ^U ^D", "page / half page"),
-    ("/", "search; Enter keeps it; matches are highlighted"),
-    ("n  N", "next / previous match"),
-    ("v", "level filter: all → INFO+ → WARN+ → ERROR"),
-    ("w", "wrap long lines on/off"),
-    ("x", "save the lines shown to a file (mode 0600)"),
-    ("Esc", "back;  l closes the pane"),
-    ("", "AI Agents"),
-    (
-        "↑ ↓  j k",
-        "choose an agent, or a row of its Communication channels card",
-    ),
-    ("Tab", "between the agent list and the card"),
-    (
-        "n",
-        "new agent (built-in rule responder; `flametree agents edit` sets rules or a model)",
-    ),
-    (
-        "s",
-        "Start agent / Stop agent (saved changes apply at restart)",
-    ),
-    (
-        "a",
-        "add channels: pick the type (d: show deprecated), tick connections with",
-    ),
-    (
-        "",
-        "  Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram",
-    ),
-    ("", "  or WhatsApp connection right there"),
-    ("Space", "on a card row: Inbound on/off"),
-    (
-        "x",
-        "on a card row: detach (applies when the agent restarts)",
-    ),
-    ("A  Esc", "back to Channels  /  back to the agent list"),
-    ("", "Mouse (when capture is on)"),
-    ("click", "select a row, focus a field, press a [ button ]"),
-    ("wheel", "scroll the list, the form, the logs or a popup"),
-];
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+pub use super::keys_table::TABLE;
+
+/// Where a key works (its footer and dispatch) or where the help lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    List,
+    Search,
+    Panel,
+    Fields,
+    Logs,
+    Agents,
+    Mouse,
+}
+
+impl Section {
+    /// The help overlay's sections, in order, with their titles.
+    pub const HELP: [(Section, &'static str); 6] = [
+        (Section::List, "Channel list"),
+        (Section::Panel, "Details panel"),
+        (Section::Fields, "Form fields"),
+        (Section::Logs, "Logs pane"),
+        (Section::Agents, "AI Agents"),
+        (Section::Mouse, "Mouse (when capture is on)"),
+    ];
+}
+
+/// What a key of the list or the panel header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    First,
+    Last,
+    Open,
+    Search,
+    ClearSearch,
+    Sort,
+    Filter,
+    NextError,
+    Add,
+    StartStop,
+    Restart,
+    Logs,
+    CopyUrl,
+    Delete,
+    Status,
+    Migrate,
+    Mouse,
+    Agents,
+    Help,
+    Quit,
+    Setup,
+    /// Into the form's fields.
+    Fields,
+    /// Out of the panel, back to the list.
+    Back,
+}
+
+/// When the footer offers a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Always,
+    /// Not to viewers.
+    Edits,
+    /// Where the connection shown has a webhook URL.
+    WebhookUrl,
+    /// Where the connection shown runs or is wanted running (and not to viewers).
+    Runs,
+}
+
+pub struct Binding {
+    /// What it does in the list or the panel; `None` where a component handles it.
+    pub action: Option<Action>,
+    pub keys: &'static [(KeyCode, KeyModifiers)],
+    /// Where the key dispatches to `action`.
+    pub scopes: &'static [Section],
+    /// Where the help lists it, as `shown` and `help`; an empty `shown` is a twin of the
+    /// row above (↑ beside ↓) and is not listed again.
+    pub section: Section,
+    pub shown: &'static str,
+    pub help: &'static str,
+    /// The footer's key label, and per footer: the word and its rank (lower comes first
+    /// and stays longest on a narrow terminal).
+    pub key: &'static str,
+    pub footer: &'static [(Section, &'static str, u8)],
+    pub offer: Offer,
+}
+
+/// The action `key` has in `scope`, by the table.
+pub fn action(scope: Section, key: &KeyEvent) -> Option<Action> {
+    // Shift is part of the character ('E', '?'), not a modifier to compare.
+    let mods = key.modifiers - KeyModifiers::SHIFT;
+    TABLE
+        .iter()
+        .filter(|b| b.scopes.contains(&scope))
+        .find(|b| b.keys.iter().any(|&(c, m)| c == key.code && m == mods))
+        .and_then(|b| b.action)
+}
+
+/// The footer of `scope`: (key, word) in order of importance, for the keys `offered`.
+pub fn footer(
+    scope: Section,
+    offered: impl Fn(Offer) -> bool,
+) -> Vec<(&'static str, &'static str)> {
+    let mut pairs: Vec<(u8, &str, &str)> = TABLE
+        .iter()
+        .filter(|b| offered(b.offer))
+        .flat_map(|b| {
+            b.footer
+                .iter()
+                .filter(move |(s, _, _)| *s == scope)
+                .map(move |(_, word, rank)| (*rank, b.key, *word))
+        })
+        .collect();
+    pairs.sort_by_key(|(rank, _, _)| *rank);
+    pairs.into_iter().map(|(_, k, w)| (k, w)).collect()
+}
+
+/// The help overlay's rows: a section title (`None` key) or (keys, what they do).
+pub fn help_rows() -> Vec<(Option<&'static str>, &'static str)> {
+    let mut rows = Vec::new();
+    for (section, title) in Section::HELP {
+        rows.push((None, title));
+        rows.extend(
+            TABLE
+                .iter()
+                .filter(|b| b.section == section && !b.shown.is_empty())
+                .map(|b| (Some(b.shown), b.help)),
+        );
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_footer_key_is_in_the_help_and_every_action_has_a_key() {
+        // The search box's keys are told under "/"; every other key a footer offers
+        // has its own row in the help.
+        for b in TABLE.iter().filter(|b| !b.footer.is_empty()) {
+            assert!(
+                !b.shown.is_empty() || b.section == Section::Search,
+                "the footer offers {:?}, the help does not list it",
+                b.key
+            );
+        }
+        for b in TABLE.iter().filter(|b| b.action.is_some()) {
+            assert!(!b.keys.is_empty() && !b.scopes.is_empty(), "{:?}", b.action);
+            for &(code, mods) in b.keys {
+                for &scope in b.scopes {
+                    let key = KeyEvent::new(code, mods);
+                    assert_eq!(action(scope, &key), b.action, "{code:?} in {scope:?}");
+                }
+            }
+        }
+    }
+}

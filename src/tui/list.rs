@@ -10,6 +10,8 @@ pub enum SortOrder {
     #[default]
     AToZ,
     ZToA,
+    /// Trouble first: ERROR, STARTING, STOPPING, STOPPED, RUNNING; A→Z within each.
+    Status,
 }
 
 impl SortOrder {
@@ -17,14 +19,72 @@ impl SortOrder {
         match self {
             SortOrder::AToZ => "A→Z",
             SortOrder::ZToA => "Z→A",
+            SortOrder::Status => "by status",
         }
     }
 
     pub fn toggled(self) -> SortOrder {
         match self {
             SortOrder::AToZ => SortOrder::ZToA,
-            SortOrder::ZToA => SortOrder::AToZ,
+            SortOrder::ZToA => SortOrder::Status,
+            SortOrder::Status => SortOrder::AToZ,
         }
+    }
+}
+
+/// Which connections the list shows, by status (`f` cycles through them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusFilter {
+    #[default]
+    All,
+    Errors,
+    NotRunning,
+}
+
+impl StatusFilter {
+    /// What the list's title says; `None` when everything shows.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            StatusFilter::All => None,
+            StatusFilter::Errors => Some("ERROR only"),
+            StatusFilter::NotRunning => Some("not RUNNING"),
+        }
+    }
+
+    /// What an empty filtered list says.
+    pub fn none_text(self) -> Option<&'static str> {
+        match self {
+            StatusFilter::All => None,
+            StatusFilter::Errors => Some("No connection in ERROR"),
+            StatusFilter::NotRunning => Some("Every connection is RUNNING"),
+        }
+    }
+
+    pub fn next(self) -> StatusFilter {
+        match self {
+            StatusFilter::All => StatusFilter::Errors,
+            StatusFilter::Errors => StatusFilter::NotRunning,
+            StatusFilter::NotRunning => StatusFilter::All,
+        }
+    }
+
+    fn keeps(self, status: Status) -> bool {
+        match self {
+            StatusFilter::All => true,
+            StatusFilter::Errors => status == Status::Error,
+            StatusFilter::NotRunning => status != Status::Running,
+        }
+    }
+}
+
+/// Where a status goes when the list is sorted by status: trouble first.
+fn status_rank(status: Status) -> u8 {
+    match status {
+        Status::Error => 0,
+        Status::Starting => 1,
+        Status::Stopping => 2,
+        Status::Stopped => 3,
+        Status::Running => 4,
     }
 }
 
@@ -48,6 +108,7 @@ pub struct ChannelList {
     pub rows: Vec<Row>,
     pub query: String,
     pub sort: SortOrder,
+    pub filter: StatusFilter,
     pub selected: Option<i64>,
     /// First row drawn; kept so the selection stays in view without jumping.
     pub offset: usize,
@@ -115,9 +176,12 @@ impl ChannelList {
     /// it is, so it is swapped in place instead of rebuilding the list.
     pub fn upsert(&mut self, id: i64, latest: Option<Connection>) {
         let at = self.index_of.get(&id).copied();
+        // A status change moves rows when the list is filtered or sorted by status.
+        let by_status = self.filter != StatusFilter::All || self.sort == SortOrder::Status;
         if let (Some(i), Some(c)) = (at, &latest)
             && c.name == self.all[i].name
             && c.type_key == self.all[i].type_key
+            && (!by_status || c.status == self.all[i].status)
         {
             let old = std::mem::replace(&mut self.all[i], c.clone());
             self.count_status(old.status, -1);
@@ -158,6 +222,30 @@ impl ChannelList {
         self.rebuild(previous);
     }
 
+    /// `f`: all → ERROR only → not RUNNING → all.
+    pub fn cycle_filter(&mut self) {
+        let previous = self.selected_row();
+        self.filter = self.filter.next();
+        self.rebuild(previous);
+    }
+
+    /// The next connection in ERROR after the selection, wrapping round; false when the
+    /// list shows none.
+    pub fn select_next_error(&mut self) -> bool {
+        let from = self.selected_row().map_or(0, |r| r + 1);
+        let n = self.rows.len();
+        let found = (0..n)
+            .map(|k| (from + k) % n)
+            .find_map(|r| match self.rows[r] {
+                Row::Item(i) if self.all[i].status == Status::Error => Some(self.all[i].id),
+                _ => None,
+            });
+        if found.is_some() {
+            self.selected = found;
+        }
+        found.is_some()
+    }
+
     /// Recomputes rows; the selection keeps its id, or moves to the nearest visible
     /// connection when its own is filtered out or deleted.
     fn rebuild(&mut self, previous_position: Option<usize>) {
@@ -165,6 +253,9 @@ impl ChannelList {
         let mut current = Vec::new();
         let mut legacy = Vec::new();
         for &i in &self.order {
+            if !self.filter.keeps(self.all[i].status) {
+                continue;
+            }
             if needle.is_empty() || self.lowered[i].contains(&needle) {
                 if self.deprecated[i] {
                     legacy.push(i);
@@ -173,9 +264,18 @@ impl ChannelList {
                 }
             }
         }
-        if self.sort == SortOrder::ZToA {
-            current.reverse();
-            legacy.reverse();
+        match self.sort {
+            SortOrder::AToZ => {}
+            SortOrder::ZToA => {
+                current.reverse();
+                legacy.reverse();
+            }
+            SortOrder::Status => {
+                // Stable: A→Z within a status.
+                let all = &self.all;
+                current.sort_by_key(|&i| status_rank(all[i].status));
+                legacy.sort_by_key(|&i| status_rank(all[i].status));
+            }
         }
         self.visible = current.len() + legacy.len();
         let mut rows = Vec::with_capacity(self.visible + 2);
@@ -492,5 +592,66 @@ mod tests {
         assert_eq!(l.selected_connection().unwrap().name, "Alpha mail");
         l.move_by(0);
         assert_eq!(l.selected_connection().unwrap().name, "Alpha mail");
+    }
+
+    fn with_statuses() -> ChannelList {
+        let mut l = ChannelList::default();
+        let mut all = Vec::new();
+        for (id, name, status) in [
+            (1, "alpha", Status::Running),
+            (2, "bravo", Status::Error),
+            (3, "charlie", Status::Stopped),
+            (4, "delta", Status::Error),
+            (5, "echo", Status::Starting),
+        ] {
+            let mut c = conn(id, name, "telegram");
+            c.status = status;
+            all.push(c);
+        }
+        l.set(all);
+        l
+    }
+
+    #[test]
+    fn filter_by_status_and_sort_with_trouble_first() {
+        let mut l = with_statuses();
+        l.cycle_filter();
+        assert_eq!(l.filter.label(), Some("ERROR only"));
+        assert_eq!(names(&l), ["[C2]", "bravo", "delta"]);
+        l.cycle_filter();
+        assert_eq!(names(&l), ["[C4]", "bravo", "charlie", "delta", "echo"]);
+        l.cycle_filter();
+        assert_eq!(l.filter, StatusFilter::All);
+        l.toggle_sort();
+        l.toggle_sort();
+        assert_eq!(l.sort.label(), "by status");
+        assert_eq!(
+            names(&l),
+            ["[C5]", "bravo", "delta", "echo", "charlie", "alpha"]
+        );
+    }
+
+    #[test]
+    fn a_status_change_moves_a_row_out_of_a_status_filter() {
+        let mut l = with_statuses();
+        l.cycle_filter();
+        let mut fixed = l.get(2).unwrap().clone();
+        fixed.status = Status::Running;
+        l.upsert(2, Some(fixed));
+        assert_eq!(names(&l), ["[C1]", "delta"]);
+    }
+
+    #[test]
+    fn next_error_goes_round_the_list() {
+        let mut l = with_statuses();
+        l.first();
+        assert!(l.select_next_error());
+        assert_eq!(l.selected_connection().unwrap().name, "bravo");
+        assert!(l.select_next_error());
+        assert_eq!(l.selected_connection().unwrap().name, "delta");
+        assert!(l.select_next_error());
+        assert_eq!(l.selected_connection().unwrap().name, "bravo");
+        l.set(vec![conn(9, "fine", "telegram")]);
+        assert!(!l.select_next_error());
     }
 }

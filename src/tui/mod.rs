@@ -4,12 +4,16 @@
 
 pub mod agents;
 pub mod app;
+pub mod choice;
 pub mod clipboard;
+pub mod flash;
 pub mod form;
 pub mod input;
 pub mod keys;
+mod keys_table;
 pub mod list;
 pub mod logs;
+pub mod responder;
 pub mod signin;
 pub mod theme;
 pub mod view;
@@ -62,6 +66,7 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         (cfg.logs.ring_lines as usize, cfg.logs.ring_bytes as usize),
     );
     app.mouse = cfg.ui.mouse;
+    app.confirm_stop = cfg.ui.confirm_stop;
     if cfg.meta.configured() {
         app.meta_app = Some(crate::connectors::meta::signin::App::from_config(&cfg.meta));
     }

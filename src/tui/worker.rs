@@ -73,6 +73,12 @@ pub enum Command {
         agent: Box<Agent>,
         connection: Box<Connection>,
     },
+    /// A new responder for an agent; a new API key when one was typed.
+    EditResponder {
+        agent: Box<Agent>,
+        responder: Box<crate::agents::ResponderConfig>,
+        api_key: Option<crate::secrets::SecretString>,
+    },
     /// Simple mode: create the connection from the inline form, then attach it.
     SimpleAttach {
         agent: Box<Agent>,
@@ -287,6 +293,32 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             }
             Err(e) => vec![Msg::AgentRejected(e.to_string())],
         },
+        Command::EditResponder {
+            agent,
+            responder,
+            api_key,
+        } => {
+            let edit = crate::agents::service::AgentEdit {
+                responder: Some(*responder),
+                api_key,
+                ..Default::default()
+            };
+            match ch.edit_agent(&agent, edit).await {
+                Ok(a) => {
+                    let text = format!(
+                        "Saved the responder of agent '{}'.{}",
+                        a.name,
+                        if a.restart_pending() {
+                            " It applies after Stop agent, then Start agent."
+                        } else {
+                            ""
+                        }
+                    );
+                    agent_done(ch, a.id, text, Vec::new()).await
+                }
+                Err(e) => vec![Msg::AgentRejected(e.to_string())],
+            }
+        }
         Command::RunAgent { agent, run } => match ch.run_agent(&agent, run).await {
             Ok(a) => {
                 let verb = if run { "Started" } else { "Stopped" };

@@ -2,3 +2,4 @@
 
 pub mod pane;
 pub mod ring;
+pub mod view;

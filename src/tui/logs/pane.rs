@@ -3,8 +3,8 @@
 //! Cost per frame is proportional to the visible rows, never to the ring: lines are
 //! addressed by sequence number (stable across eviction), the level-filtered index and
 //! the search matches are maintained incrementally as lines arrive, and each drawn line
-//! is capped at 4 × the pane width so a 90,000-character line costs the same as a short
-//! one.
+//! is capped at a paneful of rows so a 90,000-character line costs the same as a short
+//! one (Enter shows a line whole).
 
 use super::ring::{Level, LogEntry, LogRing};
 use crate::tui::theme::Theme;
@@ -26,7 +26,12 @@ pub enum PaneOutcome {
     NotHandled,
     Close,
     SaveRequested,
+    /// Enter: show the selected line whole (`selected_line`).
+    OpenLine,
 }
+
+/// Columns ← and → move the view of unwrapped lines by.
+const HSTEP: usize = 8;
 
 #[derive(Debug, Default)]
 struct Search {
@@ -37,6 +42,20 @@ struct Search {
     /// Sequence numbers of shown lines that contain the query, oldest first.
     matches: VecDeque<u64>,
     current: Option<u64>,
+}
+
+/// One piece of the status line, in full and in short, and how much it matters when the
+/// pane is too narrow for all of them (higher is kept longer).
+struct StatusPart {
+    full: String,
+    short: String,
+    rank: u8,
+}
+
+impl StatusPart {
+    fn new(full: String, short: String, rank: u8) -> StatusPart {
+        StatusPart { full, short, rank }
+    }
 }
 
 pub struct LogsPane {
@@ -54,7 +73,11 @@ pub struct LogsPane {
     skip: usize,
     total_at_pause: u64,
     wrap: bool,
+    /// Columns of the messages scrolled off to the left (wrap off).
+    hscroll: usize,
     search: Search,
+    /// Sequence number of each row drawn last, for clicks.
+    drawn: Vec<u64>,
     /// Inner size at the last render, for page sizes and follow → paused conversion.
     width: usize,
     height: usize,
@@ -72,7 +95,9 @@ impl LogsPane {
             skip: 0,
             total_at_pause: 0,
             wrap: false,
+            hscroll: 0,
             search: Search::default(),
+            drawn: Vec::new(),
             width: 0,
             height: 0,
         }
@@ -85,6 +110,7 @@ impl LogsPane {
         self.shown.clear();
         self.search = Search::default();
         (self.follow, self.top, self.skip) = (true, 0, 0);
+        self.hscroll = 0;
         self.title = title.to_string();
     }
 
@@ -173,7 +199,19 @@ impl LogsPane {
                 };
                 self.reindex();
             }
-            (KeyCode::Char('w'), _) => self.wrap = !self.wrap,
+            (KeyCode::Char('w'), _) => {
+                self.wrap = !self.wrap;
+                self.hscroll = 0;
+            }
+            // Not past the end of the longest line on screen.
+            (KeyCode::Right, _) if !self.wrap => {
+                if self.hscroll + HSTEP < self.longest_on_screen() {
+                    self.hscroll += HSTEP;
+                }
+            }
+            (KeyCode::Left, _) if !self.wrap => self.hscroll = self.hscroll.saturating_sub(HSTEP),
+            (KeyCode::Left | KeyCode::Right, _) => {}
+            (KeyCode::Enter, _) => return PaneOutcome::OpenLine,
             (KeyCode::Char('x'), _) => return PaneOutcome::SaveRequested,
             (KeyCode::Esc, _) => return PaneOutcome::Close,
             _ => return PaneOutcome::NotHandled,
@@ -368,42 +406,100 @@ impl LogsPane {
     }
 
     pub fn status_line(&self) -> String {
+        self.status_parts()
+            .into_iter()
+            .map(|p| p.full)
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
+    /// The status line in `width` columns: whole, else in short words, else without its
+    /// least important parts — never a part cut in half (a level filter reading "lev…").
+    pub fn status_line_in(&self, width: usize) -> String {
+        let parts = self.status_parts();
+        let join = |texts: Vec<&str>| texts.join(" · ");
+        let full = join(parts.iter().map(|p| p.full.as_str()).collect());
+        if crate::tui::view::width_of(&full) <= width {
+            return full;
+        }
+        let mut keep: Vec<&StatusPart> = parts.iter().collect();
+        loop {
+            let short = join(keep.iter().map(|p| p.short.as_str()).collect());
+            if crate::tui::view::width_of(&short) <= width || keep.len() <= 1 {
+                return crate::tui::view::fit(&short, width);
+            }
+            // Drop the least important part, the later one on a tie.
+            let (at, _) = keep
+                .iter()
+                .enumerate()
+                .rev()
+                .min_by_key(|(_, p)| p.rank)
+                .expect("not empty");
+            keep.remove(at);
+        }
+    }
+
+    fn status_parts(&self) -> Vec<StatusPart> {
         let mut parts = Vec::new();
         let s = &self.search;
         if s.typing {
-            parts.push(format!("/{}█ Enter find · Esc cancel", s.query));
+            parts.push(StatusPart::new(
+                format!("/{}█ Enter find · Esc cancel", s.query),
+                format!("/{}█", s.query),
+                9,
+            ));
         }
         if self.follow {
-            parts.push("following".to_string());
+            parts.push(StatusPart::new("following".into(), "follow".into(), 8));
         } else {
-            parts.push("paused — G or End to follow".to_string());
+            parts.push(StatusPart::new(
+                "paused — G or End to follow".into(),
+                "paused (G)".into(),
+                8,
+            ));
             let new = self.ring.total().saturating_sub(self.total_at_pause);
             if new > 0 {
-                parts.push(format!("{} new", thousands(new)));
+                let text = format!("{} new", thousands(new));
+                parts.push(StatusPart::new(text.clone(), text, 4));
             }
         }
-        parts.push(match self.ring.len() {
+        let lines = match self.ring.len() {
             1 => "1 line".to_string(),
             n => format!("{} lines", thousands(n as u64)),
-        });
+        };
+        parts.push(StatusPart::new(lines.clone(), lines, 2));
         if self.ring.dropped() > 0 {
-            parts.push(format!("{} dropped", thousands(self.ring.dropped())));
+            let text = format!("{} dropped", thousands(self.ring.dropped()));
+            parts.push(StatusPart::new(text.clone(), text, 3));
         }
         if self.min_level > Level::Trace {
-            parts.push(format!("level ≥ {}", self.min_level.as_str()));
+            parts.push(StatusPart::new(
+                format!("level ≥ {}", self.min_level.as_str()),
+                format!("≥{}", self.min_level.as_str()),
+                6,
+            ));
         }
-        parts.push(format!("wrap {}", if self.wrap { "on" } else { "off" }));
+        let wrap = format!("wrap {}", if self.wrap { "on" } else { "off" });
+        parts.push(StatusPart::new(wrap.clone(), wrap, 5));
+        if self.hscroll > 0 {
+            parts.push(StatusPart::new(
+                format!("→ column {} (← back)", self.hscroll + 1),
+                format!("→{}", self.hscroll + 1),
+                6,
+            ));
+        }
         if !s.typing && !s.needle.is_empty() {
             let n = s.matches.len() as u64;
             let at = s.current.and_then(|c| s.matches.binary_search(&c).ok());
-            parts.push(match at {
+            let text = match at {
                 Some(i) => format!("/{} {}/{}", s.query, thousands(i as u64 + 1), thousands(n)),
                 None if n == 0 => format!("/{} no matches", s.query),
                 None if n == 1 => format!("/{} 1 match", s.query),
                 None => format!("/{} {} matches", s.query, thousands(n)),
-            });
+            };
+            parts.push(StatusPart::new(text.clone(), text, 7));
         }
-        parts.join(" · ")
+        parts
     }
 
     pub fn render(
@@ -433,7 +529,10 @@ impl LogsPane {
         let block = Block::bordered()
             .border_style(border)
             .title(Line::styled(format!("Logs · {title}"), theme.title()))
-            .title_bottom(Line::styled(self.status_line(), status_style));
+            .title_bottom(Line::styled(
+                self.status_line_in(usize::from(area.width.saturating_sub(2))),
+                status_style,
+            ));
         let inner = block.inner(area);
         block.render(area, buf);
         self.width = usize::from(inner.width);
@@ -462,31 +561,78 @@ impl LogsPane {
             }
             return;
         }
-        for (y, line) in (inner.y..).zip(self.visible_rows(theme)) {
+        let rows = self.visible_rows(theme);
+        self.drawn = rows.iter().map(|(seq, _)| *seq).collect();
+        for (y, (_, line)) in (inner.y..).zip(rows) {
             buf.set_line(inner.x, y, &line, inner.width);
         }
     }
 
-    fn visible_rows(&self, theme: &Theme) -> Vec<Line<'static>> {
+    /// The rows on screen, each with the sequence number of its line.
+    fn visible_rows(&self, theme: &Theme) -> Vec<(u64, Line<'static>)> {
         let Some((top, skip, bottom)) = self.visible() else {
             return Vec::new();
         };
-        let mut rows: Vec<Line<'static>> = (top..=bottom)
-            .flat_map(|pos| self.entry_lines(pos, theme))
+        let mut rows: Vec<(u64, Line<'static>)> = (top..=bottom)
+            .flat_map(|pos| {
+                let seq = self.shown[pos];
+                self.entry_lines(pos, theme)
+                    .into_iter()
+                    .map(move |l| (seq, l))
+            })
             .skip(skip)
             .collect();
         rows.truncate(self.height);
         rows
     }
 
-    /// One log line laid out at the current width: `HH:MM:SS.mmm LEVEL message`, capped
-    /// at one row (no wrap) or 4 rows' worth of columns (wrap), ending in `…` when cut.
+    /// Display width of the longest message on screen (capped: only how far → may go).
+    fn longest_on_screen(&self) -> usize {
+        let Some((top, _, bottom)) = self.visible() else {
+            return 0;
+        };
+        (top..=bottom)
+            .filter_map(|pos| self.ring.get_seq(self.shown[pos]))
+            .map(|e| {
+                e.message
+                    .chars()
+                    .take(1 << 16)
+                    .map(char_width)
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The line Enter opens: the current search match, else the newest line on screen.
+    pub fn selected_line(&self) -> Option<&LogEntry> {
+        let seq = match self.search.current {
+            Some(seq) => seq,
+            None => self.shown[self.visible()?.2],
+        };
+        self.ring.get_seq(seq)
+    }
+
+    /// The line drawn on row `row` of the pane (0 = its top border), for a click.
+    pub fn line_at_row(&self, row: usize) -> Option<&LogEntry> {
+        let seq = *self.drawn.get(row.checked_sub(1)?)?;
+        self.ring.get_seq(seq)
+    }
+
+    /// One log line laid out at the current width: `HH:MM:SS.mmm LEVEL message`: one row
+    /// from column `hscroll` of the message (wrap off), or wrapped, up to a paneful of
+    /// rows (wrap on); ending in `…` when cut. Enter shows a line whole.
     fn entry_lines(&self, pos: usize, theme: &Theme) -> Vec<Line<'static>> {
         let Some(e) = self.shown.get(pos).and_then(|&s| self.ring.get_seq(s)) else {
             return Vec::new();
         };
         let width = self.width.max(1);
-        let cap = if self.wrap { 4 * width } else { width };
+        // A paneful bounds the cost of a huge line; Enter shows all of it.
+        let cap = if self.wrap {
+            self.height.max(4) * width
+        } else {
+            width
+        };
         let mut cells: Vec<(char, Style)> = Vec::new();
         let time = format_time(e.at, "%H:%M:%S%.3f");
         cells.extend(time.chars().map(|c| (c, theme.dim())));
@@ -501,9 +647,25 @@ impl LogsPane {
         let mut used: usize = cells.iter().map(|&(c, _)| char_width(c)).sum();
         let msg_start = cells.len();
         let mut cut = false;
+        let mut skipped = 0;
+        let scrolled = !self.wrap && self.hscroll > 0;
+        if scrolled {
+            // Marks the message's hidden start.
+            cells.push(('…', theme.dim()));
+            used += 1;
+        }
         for c in e.message.chars() {
-            // Control characters would reach the terminal raw (escape injection).
-            let c = if c.is_control() { ' ' } else { c };
+            if scrolled && skipped < self.hscroll {
+                skipped += char_width(c).max(1);
+                continue;
+            }
+            // Control characters would reach the terminal raw (escape injection); bidi
+            // and zero-width ones would reorder or hide what the line says.
+            let c = if crate::tui::view::invisible(c) {
+                ' '
+            } else {
+                c
+            };
             if used + char_width(c) > cap {
                 cut = true;
                 break;

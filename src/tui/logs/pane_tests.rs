@@ -237,11 +237,14 @@ fn wrap_shows_the_end_of_a_long_line_and_caps_huge_ones() {
         "{wrapped:?}"
     );
 
-    // 90,000 characters: drawn as at most 4 × width columns, then "…".
+    // 90,000 characters: drawn as a paneful of rows at most, then "…".
     pane.push([entry(11, Level::Info, &"y".repeat(90_000))]);
     let capped = body(&mut pane);
     assert!(capped[7].ends_with('…'), "{capped:?}");
-    assert!(capped[4].starts_with("00:00:11.000"), "4 rows: {capped:?}");
+    assert!(
+        capped[0].starts_with("00:00:11.000"),
+        "a paneful: {capped:?}"
+    );
 
     // Paused at the end with the top line's start scrolled off: new lines arrive
     // below and not a row moves.
@@ -250,7 +253,7 @@ fn wrap_shows_the_end_of_a_long_line_and_caps_huge_ones() {
     pane.scroll(1);
     let paused = body(&mut pane);
     assert!(
-        paused[0].ends_with("xxxTHE-END") && paused[7].ends_with("www"),
+        paused[4].ends_with("y…") && paused[7].ends_with("www"),
         "{paused:?}"
     );
     pane.push(numbered(13..20));
@@ -332,4 +335,60 @@ fn leaves_app_keys_to_the_app() {
     );
     assert_eq!(pane.handle_key(ctrl_c), PaneOutcome::NotHandled);
     assert_eq!(thousands(1_234_567), "1,234,567");
+}
+
+#[test]
+fn wrap_shows_more_than_four_rows_of_a_long_line() {
+    let mut pane = LogsPane::new(1000, 1 << 20);
+    let words: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+    pane.push([entry(
+        0,
+        Level::Info,
+        &format!("{} THE-END", words.join(" ")),
+    )]);
+    pane.handle_key(key(KeyCode::Char('w')));
+    let rows = body(&mut pane);
+    assert!(
+        rows.iter().any(|r| r.ends_with("THE-END")),
+        "six rows of a 58-column pane, all shown: {rows:?}"
+    );
+}
+
+#[test]
+fn left_and_right_scroll_unwrapped_lines_and_enter_opens_the_line() {
+    let mut pane = LogsPane::new(1000, 1 << 20);
+    pane.push(numbered(0..3));
+    pane.push([entry(3, Level::Warn, &format!("{}THE-END", "x".repeat(60)))]);
+    assert!(!body(&mut pane).concat().contains("THE-END"));
+    for _ in 0..4 {
+        pane.handle_key(key(KeyCode::Right));
+    }
+    let rows = body(&mut pane);
+    assert!(rows[3].ends_with("THE-END"), "{rows:?}");
+    assert!(
+        rows[3].starts_with("00:00:03.000 WARN  …x"),
+        "time and level stay, the hidden start is marked: {rows:?}"
+    );
+    assert!(
+        pane.status_line().contains("→ column 33"),
+        "{}",
+        pane.status_line()
+    );
+    for _ in 0..4 {
+        pane.handle_key(key(KeyCode::Left));
+    }
+    assert!(!body(&mut pane).concat().contains("THE-END"));
+    assert!(!pane.status_line().contains('→'));
+
+    // Enter opens the newest line on screen, or the current match.
+    assert_eq!(pane.handle_key(key(KeyCode::Enter)), PaneOutcome::OpenLine);
+    assert!(pane.selected_line().unwrap().message.ends_with("THE-END"));
+    pane.handle_key(key(KeyCode::Char('/')));
+    typed(&mut pane, "line 1");
+    pane.handle_key(key(KeyCode::Enter));
+    assert_eq!(pane.selected_line().unwrap().message, "line 1");
+    // A click on a row: the line drawn there (row 0 is the border).
+    body(&mut pane);
+    assert_eq!(pane.line_at_row(1).unwrap().message, "line 0");
+    assert!(pane.line_at_row(0).is_none());
 }

@@ -54,7 +54,7 @@ fn draw_list(f: &mut Frame, app: &App, area: Rect) {
                 format!("{} ", Theme::status_symbol(a.status)),
                 t.status(a.status),
             ),
-            Span::raw(format!("{:<name_w$}", fit(&a.name, name_w))),
+            Span::raw(super::pad(&super::shown(&a.name), name_w)),
             Span::raw(" "),
             Span::styled(word, t.status(a.status)),
         ]);
@@ -98,7 +98,10 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         "[ Start agent s ]"
     };
     let block = Block::bordered()
-        .title(Line::styled(format!(" {} ", a.name), t.title()))
+        .title(Line::styled(
+            format!(" {} ", super::shown(&a.name)),
+            t.title(),
+        ))
         .title(Line::styled(format!("{action} "), t.key()).right_aligned())
         .border_style(if app.agents.focus == AgentsFocus::Card {
             t.focused_border()
@@ -114,7 +117,10 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
             t.status(a.status),
         ),
         Span::styled(
-            fit(&format!("  {}", a.description), width.saturating_sub(12)),
+            fit(
+                &format!("  {}", super::shown(&a.description)),
+                width.saturating_sub(12),
+            ),
             t.dim(),
         ),
     ])];
@@ -128,7 +134,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         }
     }
     lines.push(Line::styled(
-        fit(&responder_line(&a.responder), width),
+        fit(&super::shown(&responder_line(&a.responder)), width),
         t.dim(),
     ));
     lines.push(Line::raw(""));
@@ -156,7 +162,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         let mut line = Line::from(vec![
             Span::raw(format!("  {inbound}  ")),
             Span::raw(fit(
-                &format!("{} · {ty} · {}{pending}", c.name, c.status),
+                &format!("{} · {ty} · {}{pending}", super::shown(&c.name), c.status),
                 width.saturating_sub(inbound.len() + 4),
             )),
         ]);
@@ -171,7 +177,7 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled("Web Widget", t.title()));
         for (k, v) in w {
             lines.push(Line::raw(fit(
-                &format!("  {k}: {}", v.as_str().unwrap_or_default()),
+                &super::shown(&format!("  {k}: {}", v.as_str().unwrap_or_default())),
                 width,
             )));
         }
@@ -257,7 +263,7 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
                 let l = Line::raw(format!(
                     " [{}] {} · {}",
                     if *ticked { "x" } else { " " },
-                    c.name,
+                    super::shown(&c.name),
                     c.status
                 ));
                 lines.push(if i == *sel {
@@ -304,34 +310,88 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
             );
             render_inputs(f, form, inner);
         }
-        AddFlow::NewAgent { form } => {
+        AddFlow::Responder(form) => draw_responder(f, app, area, form),
+        AddFlow::NewAgent { name } => {
             let lines = vec![
                 Line::raw(" Name*"),
                 Line::styled(" Enter create   Esc cancel", t.key()),
             ];
             let inner = dialog(f, app, area, "New agent", lines);
-            if let Some(text) = form.text(&Slot::Name) {
-                f.render_widget(
-                    text,
-                    Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
-                );
-            }
+            f.render_widget(
+                name.as_ref(),
+                Rect::new(inner.x + 8, inner.y, inner.width.saturating_sub(9), 1),
+            );
         }
     }
 }
 
-/// The Simple mode form: the name and the type's fields, one line each.
+/// The responder editor: the kind switch, then the kind's fields, one line each, the
+/// focused one marked; scrolled so the focus stays on screen.
+fn draw_responder(
+    f: &mut Frame,
+    app: &App,
+    area: Rect,
+    form: &crate::tui::responder::ResponderForm,
+) {
+    use crate::tui::responder::{Stop, label};
+    let t = &app.theme;
+    let stops = form.stops();
+    let room = area.height.saturating_sub(6).max(3) as usize;
+    let first = form.focus.saturating_sub(room - 1);
+    let mut lines: Vec<Line> = Vec::new();
+    for (i, stop) in stops.iter().enumerate().skip(first).take(room) {
+        let focused = i == form.focus;
+        let mark = if focused { "▸" } else { " " };
+        let style = if focused {
+            t.key()
+        } else {
+            ratatui::style::Style::default()
+        };
+        let text = match stop {
+            Stop::Kind => format!(
+                " {mark}{}{}",
+                super::pad(&label(*stop), LABEL_W),
+                if form.openai {
+                    "  rules  [OpenAI-compatible]   Space switches"
+                } else {
+                    "  [rules]  OpenAI-compatible   Space switches"
+                }
+            ),
+            Stop::AddRule => format!(" {mark}[ + Add rule ^N ]   ^X removes the focused rule"),
+            _ => format!(" {mark}{}", super::pad(&label(*stop), LABEL_W)),
+        };
+        lines.push(Line::styled(text, style));
+    }
+    lines.push(Line::styled(
+        " Tab next field   Ctrl-S save   Esc cancel",
+        t.key(),
+    ));
+    let title = format!("Responder · {}", super::shown(&form.agent.name));
+    let inner = dialog(f, app, area, &title, lines);
+    let at = LABEL_W as u16 + 3;
+    for (row, stop) in stops.iter().skip(first).take(room).enumerate() {
+        if let Some(text) = form.text(*stop) {
+            let rect = Rect::new(
+                inner.x + at,
+                inner.y + row as u16,
+                inner.width.saturating_sub(at + 1),
+                1,
+            );
+            f.render_widget(text, rect);
+        }
+    }
+}
+
+/// The Simple mode form: every slot it has (name, description, the type's fields), one
+/// line each, so whatever Tab reaches is on screen.
 fn simple_slots(form: &Form) -> Vec<(usize, Slot)> {
-    form.slots()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s, Slot::Name | Slot::Field(_)))
-        .collect()
+    form.slots().into_iter().enumerate().collect()
 }
 
 fn label(form: &Form, slot: &Slot) -> String {
     match slot {
         Slot::Name => "Name*".into(),
+        Slot::Description => "Description".into(),
         Slot::Field(i) => {
             let f = &form.ty.fields[*i];
             format!("{}{}", f.label, if f.required { "*" } else { "" })
@@ -339,6 +399,9 @@ fn label(form: &Form, slot: &Slot) -> String {
         _ => String::new(),
     }
 }
+
+/// Label column: the longest label, within reason.
+const LABEL_W: usize = 26;
 
 fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
     simple_slots(form)
@@ -354,7 +417,7 @@ fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
                 format!(
                     " {}{}",
                     if focused { "▸" } else { " " },
-                    fit(&label(form, slot), 24)
+                    super::fit_label(&label(form, slot), LABEL_W)
                 ),
                 style,
             )
@@ -363,12 +426,13 @@ fn form_lines<'a>(app: &App, form: &'a Form) -> Vec<Line<'a>> {
 }
 
 fn render_inputs(f: &mut Frame, form: &Form, inner: Rect) {
+    let at = LABEL_W as u16 + 3;
     for (row, (_, slot)) in simple_slots(form).iter().enumerate() {
         if let Some(text) = form.text(slot) {
             let area = Rect::new(
-                inner.x + 28,
+                inner.x + at,
                 inner.y + row as u16,
-                inner.width.saturating_sub(29),
+                inner.width.saturating_sub(at + 1),
                 1,
             );
             f.render_widget(text, area);

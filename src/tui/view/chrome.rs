@@ -1,6 +1,6 @@
 //! Header, database banner, message line and the keys that apply right now.
 
-use super::fit;
+use super::{fit, wrap};
 use crate::model::format_millis;
 use crate::permission::Role;
 use crate::tui::app::{App, FlashKind, Focus};
@@ -16,31 +16,54 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
         Role::Editor => "editor".to_string(),
         Role::Viewer => "viewer".to_string(),
     };
-    let channels = app
-        .presence
-        .as_ref()
-        .map(|p| {
-            let others = p.others.len();
-            match others {
-                0 => format!("{} · ", p.summary()),
-                1 => format!("{} (+1 process) · ", p.summary()),
-                n => format!("{} (+{n} processes) · ", p.summary()),
-            }
-        })
-        .unwrap_or_default();
-    let right = format!(
-        "tenant {} · {channels}{} · {} ({role})",
-        h.tenant, h.database, h.operator
-    );
+    let channels = app.presence.as_ref().map(|p| match p.others.len() {
+        0 => p.summary(),
+        1 => format!("{} (+1 process)", p.summary()),
+        n => format!("{} (+{n} processes)", p.summary()),
+    });
     let left = if app.screen == crate::tui::app::Screen::Agents {
         "AI Agents"
     } else {
         "Settings › Channels"
     };
     let width = area.width as usize;
-    let room = width.saturating_sub(left.chars().count() + 2);
-    let right = fit(&right, room);
-    let pad = width.saturating_sub(left.chars().count() + right.chars().count());
+    let room = width.saturating_sub(super::width_of(left) + 2);
+    // Who, which tenant and where channels run matter most (an incident may be "no
+    // process runs channels"): a narrow header drops the database first, then where
+    // channels run, before it cuts anything.
+    let who = format!("{} ({role})", h.operator);
+    let tenant = format!("tenant {}", h.tenant);
+    let db = Some(h.database.as_str());
+    let candidates = [
+        [
+            Some(tenant.as_str()),
+            channels.as_deref(),
+            db,
+            Some(who.as_str()),
+        ],
+        [
+            Some(tenant.as_str()),
+            channels.as_deref(),
+            None,
+            Some(who.as_str()),
+        ],
+        [Some(tenant.as_str()), None, None, Some(who.as_str())],
+    ];
+    let joined = |parts: &[Option<&str>; 4]| {
+        parts
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let right = candidates
+        .iter()
+        .map(joined)
+        .find(|r| super::width_of(&super::shown(r)) <= room)
+        .unwrap_or_else(|| joined(&candidates[2]));
+    let right = fit(&super::shown(&right), room);
+    let pad = width.saturating_sub(super::width_of(left) + super::width_of(&right));
     let line = Line::from(vec![
         Span::styled(left, t.title()),
         Span::raw(" ".repeat(pad)),
@@ -63,128 +86,110 @@ pub fn banner(f: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-pub fn message(f: &mut Frame, app: &App, area: Rect) {
+/// The message line: what is pending, or the last flash. A long message (a save error
+/// naming the field and the fix) takes up to three lines, wrapped between words, rather
+/// than losing its end.
+pub fn message_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let width = area.width as usize;
-    let line = if let Some((what, since)) = &app.busy {
+    let (text, style) = if let Some((what, since)) = &app.busy {
         let waited = (app.now - since) / 1000;
         let text = if waited >= 1 {
             format!("{what}… waiting for the database ({waited} s)")
         } else {
             format!("{what}…")
         };
-        Line::styled(fit(&text, width), t.warning())
+        (text, t.warning())
     } else if let Some((text, kind)) = &app.flash {
         let style = match kind {
             FlashKind::Info => t.ok(),
             FlashKind::Warn => t.warning(),
             FlashKind::Error => t.error(),
         };
-        Line::styled(fit(text, width), style)
+        // Flashes quote names and provider errors.
+        (super::shown(text).into_owned(), style)
     } else if !app.loaded {
-        Line::styled("Loading connections…", t.dim())
+        ("Loading connections…".to_string(), t.dim())
     } else {
-        Line::raw("")
+        return vec![Line::raw("")];
     };
-    f.render_widget(Paragraph::new(line), area);
+    let mut lines: Vec<Line> = wrap(&text, width, 3)
+        .into_iter()
+        .map(|l| Line::styled(l, style))
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::raw(""));
+    }
+    lines
 }
 
-/// The footer: only the keys that work where the focus is.
+pub fn message(f: &mut Frame, app: &App, area: Rect) {
+    let lines = message_lines(app, area.width as usize);
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+/// The footer: only the keys that work where the focus is, from the key table, in
+/// order of importance, whole pairs only.
 pub fn keys(f: &mut Frame, app: &App, area: Rect) {
-    let agents_keys = vec![
-        ("A", "channels"),
-        ("↑↓", "move"),
-        ("Tab", "card"),
-        ("n", "new agent"),
-        ("s", "start/stop agent"),
-        ("a", "add channel"),
-        ("Space", "inbound"),
-        ("x", "detach"),
-        ("q", "quit"),
-    ];
-    let mut pairs: Vec<(&str, &str)> = if app.screen == crate::tui::app::Screen::Agents {
-        agents_keys
+    use crate::tui::keys::{Offer, Section, footer};
+    let scope = if app.screen == crate::tui::app::Screen::Agents {
+        Section::Agents
     } else {
         match app.focus {
-            Focus::List => vec![
-                ("↑↓", "move"),
-                ("Enter", "open"),
-                ("/", "search"),
-                ("o", "sort"),
-                ("a", "add"),
-                ("s", "start/stop"),
-                ("l", "logs"),
-                ("D", "delete"),
-                ("A", "agents"),
-                ("q", "quit"),
-            ],
-            Focus::Search => vec![
-                ("type", "filter"),
-                ("Enter", "keep"),
-                ("Esc", "clear"),
-                ("↑↓", "move"),
-            ],
-            Focus::Panel => vec![
-                ("Tab", "fields"),
-                ("s", "start/stop"),
-                ("l", "logs"),
-                ("^S", "save"),
-                ("D", "delete"),
-                ("^G", "setup guide"),
-                ("Esc", "back"),
-            ],
-            Focus::Fields => vec![
-                ("Tab/↑↓", "next field"),
-                ("^S", "save"),
-                ("^N", "add variable"),
-                ("^X", "remove"),
-                ("^G", "setup guide"),
-                ("Esc", "leave fields"),
-            ],
-            Focus::Logs => vec![
-                ("/", "search"),
-                ("n/N", "next/prev"),
-                ("v", "level"),
-                ("w", "wrap"),
-                ("x", "save to file"),
-                ("G", "follow"),
-                ("Esc", "back"),
-                ("l", "close"),
-            ],
+            Focus::List => Section::List,
+            Focus::Search => Section::Search,
+            Focus::Panel => Section::Panel,
+            Focus::Fields => Section::Fields,
+            Focus::Logs => Section::Logs,
         }
     };
-    // `c` copies the webhook URL: offered where the panel shows one.
-    if app.screen == crate::tui::app::Screen::Channels
-        && matches!(app.focus, Focus::List | Focus::Panel)
-        && app.current_webhook_url().is_some()
-        && let Some(at) = pairs.iter().position(|(k, _)| *k == "l")
-    {
-        pairs.insert(at + 1, ("c", "copy URL"));
-    }
-    if !app.can_edit() {
-        pairs.retain(|(k, _)| {
-            !matches!(
-                *k,
-                "a" | "s" | "D" | "^S" | "^N" | "^X" | "n" | "Space" | "x"
-            )
-        });
-    }
-    // Help first: whatever a narrow terminal cuts off, `?` lists it.
-    let help = if app.focus == Focus::Fields {
-        ("F1", "help")
-    } else {
-        ("?", "help")
-    };
-    pairs.retain(|p| *p != help);
-    pairs.insert(0, help);
+    let can_edit = app.can_edit();
+    let runs = app.current().is_some_and(|c| {
+        crate::tui::app::start_stop_target(c) == crate::model::DesiredState::Stopped
+    });
+    let has_url = app.current_webhook_url().is_some();
+    let pairs = footer(scope, |offer| match offer {
+        Offer::Always => true,
+        Offer::Edits => can_edit,
+        Offer::Runs => can_edit && runs,
+        Offer::WebhookUrl => has_url,
+    });
     let t = &app.theme;
     let mut spans = Vec::new();
-    if !app.can_edit() {
-        spans.push(Span::styled("READ-ONLY (viewer) ", t.warning()));
+    let mut room = area.width as usize;
+    if !can_edit {
+        const RO: &str = "READ-ONLY (viewer) ";
+        spans.push(Span::styled(RO, t.warning()));
+        room = room.saturating_sub(RO.len());
     }
-    for (k, what) in pairs {
+    for (k, what) in fit_pairs(&pairs, room) {
         spans.push(Span::styled(k, t.key()));
         spans.push(Span::raw(format!(" {what}  ")));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The footer's pairs that fit in `width` columns, whole: help first and quit last are
+/// always kept; the others in their order of importance (the order given) while they
+/// fit. `?` lists whatever a narrow terminal leaves out.
+pub fn fit_pairs<'a>(pairs: &[(&'a str, &'a str)], width: usize) -> Vec<(&'a str, &'a str)> {
+    let cost = |(k, w): &(&str, &str)| super::width_of(k) + 1 + super::width_of(w) + 2;
+    let kept = |p: &(&str, &str)| p.0 == "?" || p.0 == "F1" || p.0 == "q";
+    let mut used: usize = pairs.iter().filter(|p| kept(p)).map(cost).sum();
+    // The last pair's trailing spaces need not fit.
+    used = used.saturating_sub(2);
+    let mut take = vec![false; pairs.len()];
+    for (i, p) in pairs.iter().enumerate() {
+        if kept(p) {
+            take[i] = true;
+        } else if used + cost(p) <= width {
+            used += cost(p);
+            take[i] = true;
+        }
+    }
+    pairs
+        .iter()
+        .zip(take)
+        .filter(|(_, t)| *t)
+        .map(|(p, _)| *p)
+        .collect()
 }

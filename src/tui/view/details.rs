@@ -27,22 +27,22 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     } else {
         format!(
             " {} · {} ",
-            form.base.as_ref().map(|b| b.name.as_str()).unwrap_or(""),
+            super::shown(form.base.as_ref().map(|b| b.name.as_str()).unwrap_or("")),
             form.ty.display_name()
         )
     };
+    let current = app.current().cloned();
+    let buttons = header_buttons(app, area, form.is_new());
+    // The title gets what the buttons leave: two corners, and a gap before the buttons.
+    let buttons_w = buttons.as_ref().map_or(0, |b| b.width() + 1);
+    let title_room = (area.width as usize).saturating_sub(2 + buttons_w);
     let mut block = Block::bordered()
-        .title(Line::styled(
-            fit(&title, area.width.saturating_sub(27) as usize),
-            t.title(),
-        ))
+        .title(Line::styled(fit(&title, title_room), t.title()))
         .border_style(if focused {
             t.focused_border()
         } else {
             t.border()
         });
-    let current = app.current().cloned();
-    let buttons = header_buttons(app, area, form.is_new());
     if let Some(line) = buttons.clone() {
         block = block.title(line.right_aligned());
     }
@@ -78,9 +78,9 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
         let message = match gone {
             Some(since) => crate::runtime::presence::owner_gone_message(since),
-            None => c.status_message.clone(),
+            None => super::shown(&c.status_message).into_owned(),
         };
-        for l in wrap(&message, width, 3) {
+        for l in super::wrap_with_hint(&message, width, 3, "i: all") {
             lines.push(Line::styled(l, style));
         }
         if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
@@ -96,7 +96,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 None => (format!("No replies: {text}"), t.warning()),
             };
             let (text, style) = line;
-            for l in wrap(&text, width, 3) {
+            for l in wrap(&super::shown(&text), width, 3) {
                 lines.push(Line::styled(l, style));
             }
         }
@@ -144,20 +144,20 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     if let Some(old) = &form.migrate_from {
         let note = format!(
             "Replaces '{}': saving moves its agents here and stops it; Esc cancels, nothing changes",
-            old.name
+            super::shown(&old.name)
         );
         for l in wrap(&note, width, 2) {
             lines.push(Line::styled(l, t.warning()));
         }
     }
     if form.ty.is_multi_account() {
-        let hint = "(?) Multi-account: give each account's values separated by commas, in the same order in every field (login1,login2 · password1,password2)";
+        let hint = "(?) Multi-account: give each account's values separated by commas, in the same order in every field (login1,login2 · password1,password2); one value (a default port) serves every account";
         for l in wrap(hint, width, 2) {
             lines.push(Line::styled(l, t.dim()));
         }
     }
     for w in &form.warnings {
-        for l in wrap(&format!("warning: {w}"), width, 2) {
+        for l in wrap(&format!("warning: {}", super::shown(w)), width, 2) {
             lines.push(Line::styled(l, t.warning()));
         }
     }
@@ -285,15 +285,16 @@ struct FormRow {
 
 fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
     let t = &app.theme;
+    // As wide as the longest label (gutter, label, `*`, a space) where the panel has
+    // room, at most two fifths of it; a cut label keeps its `*`.
     let label_w = form
         .ty
         .fields
         .iter()
-        .map(|f| f.label.chars().count() + 4)
+        .map(|f| super::width_of(&f.label) + 4)
         .chain([16])
         .max()
         .unwrap_or(16)
-        .min(28)
         .min((width * 2 / 5).max(12));
     let focused = form.focus;
     let slots = form.slots();
@@ -305,7 +306,11 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
         } else {
             Style::default()
         };
-        let error = form.errors.get(&slot.error_key(form.ty)).cloned();
+        // A variable's name and value share one row and one error: show it once.
+        let error = match slot {
+            Slot::EnvName(_) => None,
+            _ => form.errors.get(&slot.error_key(form.ty)).cloned(),
+        };
         match slot {
             Slot::Name | Slot::Description | Slot::Field(_) => {
                 let (label, required, hint) = match slot {
@@ -313,7 +318,13 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                     Slot::Description => ("Description".to_string(), false, String::new()),
                     Slot::Field(n) => {
                         let spec = &form.ty.fields[*n];
-                        (spec.label.clone(), spec.required, spec.hint.clone())
+                        let hint = match crate::tui::choice::options(form, slot) {
+                            Some((options, _)) => {
+                                format!("{} — {}", spec.hint, crate::tui::choice::hint(options))
+                            }
+                            None => spec.hint.clone(),
+                        };
+                        (spec.label.clone(), spec.required, hint)
                     }
                     _ => unreachable!(),
                 };
@@ -325,7 +336,7 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                         Span::styled(
                             format!(
                                 "{:<w$}",
-                                fit(&format!("{label}{marker}"), label_w - 3),
+                                super::fit_label(&format!("{label}{marker}"), label_w - 3),
                                 w = label_w - 2
                             ),
                             label_style,
@@ -387,7 +398,17 @@ fn form_rows(app: &App, form: &Form, width: usize) -> Vec<FormRow> {
                 let meaning = form
                     .ty
                     .env_var(name.trim())
-                    .map(|e| e.meaning.clone())
+                    .map(|e| {
+                        let editing = form.focus == Some(i) && app.focus == Focus::Fields;
+                        match (crate::tui::choice::options(form, slot), e.range_text()) {
+                            (Some((options, _)), _) if editing => {
+                                // The keys first: the meaning may be cut at 80 columns.
+                                format!("{} — {}", crate::tui::choice::hint(options), e.meaning)
+                            }
+                            (_, Some(r)) => format!("{} ({r})", e.meaning),
+                            _ => e.meaning.clone(),
+                        }
+                    })
                     .unwrap_or_else(|| {
                         if name.trim().is_empty() {
                             String::new()
@@ -450,6 +471,10 @@ fn env_heading(app: &App, width: usize) -> FormRow {
 
 fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
     let width = area.width as usize;
+    let editing = app.focus == Focus::Fields && app.overlay.is_none();
+    if let Some(form) = app.form.as_mut() {
+        form.show_cursor(editing);
+    }
     let Some(form) = app.form.as_ref() else {
         return;
     };
@@ -536,7 +561,12 @@ fn draw_footer_buttons(f: &mut Frame, app: &mut App, area: Rect) {
     if !app.can_edit() {
         f.render_widget(
             Paragraph::new(Line::styled(
-                "Read-only: you can look, not change (viewer role)",
+                wrap(
+                    "Viewer role: you can look, not change",
+                    area.width as usize,
+                    1,
+                )
+                .concat(),
                 t.dim(),
             )),
             area,
@@ -549,15 +579,29 @@ fn draw_footer_buttons(f: &mut Frame, app: &mut App, area: Rect) {
     } else {
         "[ Delete D ]"
     };
-    let dirty = if form.dirty { "  unsaved changes" } else { "" };
-    let line = Line::from(vec![
+    // Whole pieces only, the buttons first: a narrow panel drops the guide hint, then
+    // shortens the unsaved mark, rather than cutting a button.
+    let width = area.width as usize;
+    let mut spans = vec![
         Span::styled(save, t.key()),
         Span::raw("  "),
         Span::styled(second, if form.is_new() { t.dim() } else { t.error() }),
-        Span::styled(dirty, t.warning()),
-        Span::styled("   ^G setup guide", t.dim()),
-    ]);
-    f.render_widget(Paragraph::new(line), area);
+    ];
+    let mut used = save.len() + 2 + second.len();
+    if form.dirty {
+        let mark = ["  unsaved changes", "  unsaved"]
+            .into_iter()
+            .find(|m| used + m.len() <= width);
+        if let Some(mark) = mark {
+            spans.push(Span::styled(mark, t.warning()));
+            used += mark.len();
+        }
+    }
+    let guide = "   ^G setup guide";
+    if used + guide.len() <= width {
+        spans.push(Span::styled(guide, t.dim()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
     let save_w = save.chars().count() as u16;
     app.hits
         .push((Rect::new(area.x, area.y, save_w, 1), Hit::Save));

@@ -2,7 +2,7 @@
 //! status message (what hovering the dot shows in the portal).
 
 use super::short_time;
-use super::{fit, wrap};
+use super::{fit, wrap, wrap_all};
 use crate::catalog::Catalog;
 use crate::model::{DesiredState, Status};
 use crate::tui::app::{App, Focus, Hit};
@@ -18,7 +18,17 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     let t = app.theme;
     let focused = matches!(app.focus, Focus::List | Focus::Search);
     let counts = status_counts(app);
-    let title = format!(" Channels · {} ", app.list.sort.label());
+    // Sort and filter always show; "Channels" only where there is room for it too.
+    let how = match app.list.filter.label() {
+        Some(filter) => format!("{} · {filter}", app.list.sort.label()),
+        None => app.list.sort.label().to_string(),
+    };
+    let long = format!(" Channels · {how} ");
+    let title = if super::width_of(&long) + 2 <= area.width as usize {
+        long
+    } else {
+        format!(" {how} ")
+    };
     let block = Block::bordered()
         .title(Line::styled(title, t.title()))
         .title_bottom(Line::styled(counts, t.dim()).right_aligned())
@@ -31,10 +41,11 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     f.render_widget(block, area);
     app.hits.push((area, Hit::List));
 
+    let status_h = status_height(app, inner);
     let [search, rows_area, status_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
-        Constraint::Length(4),
+        Constraint::Length(status_h),
     ])
     .areas(inner);
     draw_search(f, app, search);
@@ -59,13 +70,13 @@ fn draw_search(f: &mut Frame, app: &App, area: Rect) {
     let line = if app.focus == Focus::Search {
         Line::from(vec![
             Span::styled("/", t.key()),
-            Span::raw(app.list.query.clone()),
+            Span::raw(super::shown(&app.list.query).into_owned()),
             Span::styled("▏", t.key()),
             Span::styled(format!("  {}", matches(app.list.visible_count())), t.dim()),
         ])
     } else if !app.list.query.is_empty() {
         Line::from(vec![
-            Span::styled(format!("/{}", app.list.query), t.key()),
+            Span::styled(format!("/{}", super::shown(&app.list.query)), t.key()),
             Span::styled(
                 format!("  {} · Esc clears", matches(app.list.visible_count())),
                 t.dim(),
@@ -88,6 +99,17 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
             "No connections yet."
         };
         let lines: Vec<Line> = wrap(text, area.width as usize, 3)
+            .into_iter()
+            .map(|l| Line::styled(l, t.dim()))
+            .collect();
+        f.render_widget(Paragraph::new(lines), area);
+        return;
+    }
+    if let Some(none) = app.list.filter.none_text()
+        && app.list.visible_count() == 0
+    {
+        let text = format!("{none}. f shows them all.");
+        let lines: Vec<Line> = wrap(&text, area.width as usize, 3)
             .into_iter()
             .map(|l| Line::styled(l, t.dim()))
             .collect();
@@ -153,11 +175,11 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
                         format!("{} ", Theme::status_symbol(c.status)),
                         t.status(c.status),
                     ),
-                    Span::raw(format!("{:<name_width$}", fit(&c.name, name_width))),
+                    Span::raw(super::pad(&super::shown(&c.name), name_width)),
                 ];
                 if show_type {
                     spans.push(Span::styled(
-                        format!("{:<type_col$}", fit(&type_name, type_col.saturating_sub(1))),
+                        super::pad(&fit(&type_name, type_col.saturating_sub(1)), type_col),
                         t.dim(),
                     ));
                 }
@@ -187,6 +209,46 @@ pub fn status_word(status: Status, desired: DesiredState) -> String {
     }
 }
 
+/// Room for the selected connection's status under the rows: the separator, the status
+/// line and its whole message, as long as the rows keep at least half the panel (or all
+/// they need). A message longer than that ends in "…" and `i` shows it whole.
+fn status_height(app: &App, inner: Rect) -> u16 {
+    let width = inner.width as usize;
+    let needed = app
+        .list
+        .selected_connection()
+        .map(|c| wrap_all(&status_message(app, c), width).len())
+        .unwrap_or(0)
+        .max(2);
+    let room = inner.height.saturating_sub(1) as usize;
+    let rows_keep = app.list.rows.len().min(room / 2).max(1);
+    let lines = needed.min(room.saturating_sub(rows_keep + 2)).max(2);
+    (lines + 2) as u16
+}
+
+/// What the list says about the selected connection: its status message, or what its
+/// state means when the runtime left none.
+pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
+    let gone = app
+        .presence
+        .as_ref()
+        .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
+    if let Some(since) = gone {
+        crate::runtime::presence::owner_gone_message(since)
+    } else if c.status_message.is_empty() {
+        match (c.status, c.desired) {
+            (Status::Stopped, DesiredState::Running) => {
+                "Start requested: waiting for the runtime to pick it up".to_string()
+            }
+            (Status::Stopped, _) => "Configured but not running. s starts it.".to_string(),
+            _ => String::new(),
+        }
+    } else {
+        // Provider text: it may hold anything.
+        super::shown(&c.status_message).into_owned()
+    }
+}
+
 fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let width = area.width as usize;
@@ -205,29 +267,15 @@ fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {
                 t.dim(),
             ),
         ]));
-        let gone = app
-            .presence
-            .as_ref()
-            .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
-        let message = if let Some(since) = gone {
-            crate::runtime::presence::owner_gone_message(since)
-        } else if c.status_message.is_empty() {
-            match (c.status, c.desired) {
-                (Status::Stopped, DesiredState::Running) => {
-                    "Start requested: waiting for the runtime to pick it up".to_string()
-                }
-                (Status::Stopped, _) => "Configured but not running. s starts it.".to_string(),
-                _ => String::new(),
-            }
-        } else {
-            c.status_message.clone()
-        };
+        let message = status_message(app, c);
         let style = if c.status == Status::Error {
             t.error()
         } else {
             ratatui::style::Style::default()
         };
-        for l in wrap(&message, width, 2) {
+        let room = (area.height as usize).saturating_sub(2);
+        let shown = super::wrap_with_hint(&message, width, room, "i: all");
+        for l in shown {
             lines.push(Line::styled(l, style));
         }
     }

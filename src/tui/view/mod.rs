@@ -4,8 +4,9 @@ mod agents;
 mod chrome;
 mod details;
 mod list;
+mod markdown;
 
-pub use list::status_word as list_status_word;
+pub use list::{status_message as list_status_message, status_word as list_status_word};
 mod overlays;
 
 use super::app::{App, Focus, Hit};
@@ -25,11 +26,12 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         return;
     }
     let banner = u16::from(app.db_down.is_some());
+    let message_h = chrome::message_lines(app, area.width as usize).len() as u16;
     let [header, banner_area, body, message, keys] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner),
         Constraint::Min(8),
-        Constraint::Length(1),
+        Constraint::Length(message_h.clamp(1, 3)),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -49,6 +51,24 @@ pub fn draw(f: &mut Frame, app: &mut App) {
     chrome::message(f, app, message);
     chrome::keys(f, app, keys);
     overlays::draw(f, app, area);
+    scrub(f.buffer_mut());
+}
+
+/// The last line of defence: a cell whose symbol still holds a control, bidi or
+/// zero-width character (text that did not pass through `shown`) is drawn as "?"
+/// rather than sent to the terminal.
+fn scrub(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(invisible) {
+            cell.set_symbol("?");
+        }
+    }
+}
+
+/// Characters a terminal must never receive from user text.
+pub fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// The list gets about a third of a wide screen, and at least enough for names.
@@ -57,7 +77,7 @@ pub fn list_width(total: u16) -> u16 {
 }
 
 fn draw_right(f: &mut Frame, app: &mut App, area: Rect) {
-    let logs_open = app.logs_for.is_some();
+    let logs_open = app.logs.for_id.is_some();
     if !logs_open {
         details::draw(f, app, area);
         return;
@@ -83,9 +103,10 @@ fn draw_right(f: &mut Frame, app: &mut App, area: Rect) {
 
 fn draw_logs(f: &mut Frame, app: &mut App, area: Rect) {
     let title = app
-        .logs_for
+        .logs
+        .for_id
         .and_then(|id| app.list.get(id))
-        .map(|c| c.name.clone())
+        .map(|c| shown(&c.name).into_owned())
         .unwrap_or_default();
     let focused = app.focus == Focus::Logs;
     let theme = app.theme;
@@ -104,6 +125,26 @@ fn too_small(f: &mut Frame, area: Rect) {
         Paragraph::new(Line::from(text)).wrap(Wrap { trim: true }),
         area,
     );
+}
+
+/// User-controlled text (names, descriptions, provider messages) as it may be drawn:
+/// control characters in caret notation and bidi or zero-width characters as
+/// `<U+202E>`, as the CLI shows them, so they can neither reach the terminal nor shift
+/// columns or reorder what the row says; line breaks and tabs become spaces.
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    let one_line = |s: &str| s.replace(['\n', '\t'], " ");
+    match crate::cli::clean::clean(s) {
+        std::borrow::Cow::Borrowed(b) if !b.contains(['\n', '\t']) => std::borrow::Cow::Borrowed(b),
+        other => std::borrow::Cow::Owned(one_line(&other)),
+    }
+}
+
+/// `s` cut to `width` display columns and padded with spaces to exactly that width, by
+/// display width: a wide character (CJK, emoji) counts two, so the next column stays put.
+pub fn pad(s: &str, width: usize) -> String {
+    let cut = fit(s, width);
+    let room = width.saturating_sub(width_of(&cut));
+    format!("{cut}{}", " ".repeat(room))
 }
 
 /// Cuts `s` to `width` display columns, ending with "…" when cut.
@@ -127,6 +168,17 @@ pub fn fit(s: &str, width: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// A form label in `width` columns: cut with "…" if it must be, but a required mark
+/// `*` at its end always stays visible ("Phone number I…*").
+pub fn fit_label(label: &str, width: usize) -> String {
+    match label.strip_suffix('*') {
+        Some(bare) if width_of(label) > width => {
+            format!("{}*", fit(bare, width.saturating_sub(1)))
+        }
+        _ => fit(label, width),
+    }
 }
 
 /// Cuts `s` to `width` display columns by dropping its middle ("https://ho…89abcdef"),
@@ -163,30 +215,96 @@ pub fn fit_middle(s: &str, width: usize) -> String {
     format!("{head}…{}", tail.into_iter().collect::<String>())
 }
 
-/// Greedy word wrap to `width` columns, at most `max_lines` lines (the last cut with "…").
+/// Display width of `s` in terminal columns.
+pub fn width_of(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// Word wrap to `width` columns, at most `max_lines` lines. Lines break between words;
+/// a word wider than a line (a URL, a token-like id) is split. When the text needs more
+/// lines, the last one ends with "…" after a whole word, so what is shown never ends
+/// in half a word.
 pub fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {
+    let mut lines = wrap_all(s, width);
+    if lines.len() <= max_lines || max_lines == 0 {
+        lines.truncate(max_lines);
+        return lines;
+    }
+    lines.truncate(max_lines);
+    if let Some(last) = lines.last_mut() {
+        *last = ellipsis_after_words(last, width);
+    }
+    lines
+}
+
+/// Every line of `s` wrapped to `width` columns (see `wrap`).
+pub fn wrap_all(s: &str, width: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthChar;
+    let width = width.max(1);
     let mut lines: Vec<String> = Vec::new();
-    let mut current = String::new();
+    let (mut current, mut used) = (String::new(), 0usize);
     for word in s.split_whitespace() {
-        let candidate_len =
-            current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
-        if candidate_len > width && !current.is_empty() {
+        let w = width_of(word);
+        if used > 0 && used + 1 + w > width {
             lines.push(std::mem::take(&mut current));
+            used = 0;
         }
-        if !current.is_empty() {
+        if used > 0 {
             current.push(' ');
+            used += 1;
         }
-        current.push_str(word);
+        if w <= width - used {
+            current.push_str(word);
+            used += w;
+            continue;
+        }
+        // Wider than a line: split it, filling lines to the brim.
+        for c in word.chars() {
+            let cw = c.width().unwrap_or(0);
+            if used + cw > width {
+                lines.push(std::mem::take(&mut current));
+                used = 0;
+            }
+            current.push(c);
+            used += cw;
+        }
     }
     if !current.is_empty() {
         lines.push(current);
     }
-    if lines.len() > max_lines {
-        let rest = lines[max_lines - 1..].join(" ");
-        lines.truncate(max_lines - 1);
-        lines.push(fit(&rest, width));
+    lines
+}
+
+/// `wrap`, and when the text is cut, `hint` (the key that shows it whole) at the right
+/// end of the last line.
+pub fn wrap_with_hint(s: &str, width: usize, max_lines: usize, hint: &str) -> Vec<String> {
+    let mut shown = wrap(s, width, max_lines);
+    if wrap_all(s, width).len() > max_lines
+        && let Some(last) = shown.last_mut()
+    {
+        let keep = width.saturating_sub(width_of(hint) + 1);
+        let body = if width_of(last) <= keep {
+            last.clone()
+        } else {
+            wrap(last, keep, 1).pop().unwrap_or_default()
+        };
+        let pad = width.saturating_sub(width_of(&body) + width_of(hint));
+        *last = format!("{body}{}{hint}", " ".repeat(pad));
     }
-    lines.iter().map(|l| fit(l, width)).collect()
+    shown
+}
+
+/// `line` with "…" appended, dropping trailing words until it fits in `width`.
+fn ellipsis_after_words(line: &str, width: usize) -> String {
+    let mut words: Vec<&str> = line.split(' ').collect();
+    while words.len() > 1 {
+        let joined = words.join(" ");
+        if width_of(&joined) < width {
+            return format!("{joined}…");
+        }
+        words.pop();
+    }
+    fit(&format!("{line}…"), width)
 }
 
 /// A time for the screen, in UTC: "18:03:12" today, "Nov 24 18:03" before.
@@ -206,7 +324,31 @@ pub fn short_time(ms: crate::model::Millis, now: crate::model::Millis) -> String
 
 #[cfg(test)]
 mod tests {
-    use super::fit_middle;
+    use super::{fit_middle, wrap};
+
+    #[test]
+    fn wrap_breaks_between_words_and_cuts_after_a_whole_word() {
+        let text =
+            "Telegram rejected the bot token (401 Unauthorized): fix the token, Save, then Start";
+        assert_eq!(
+            wrap(text, 28, 9),
+            [
+                "Telegram rejected the bot",
+                "token (401 Unauthorized):",
+                "fix the token, Save, then",
+                "Start"
+            ]
+        );
+        assert_eq!(
+            wrap(text, 28, 2),
+            ["Telegram rejected the bot", "token (401 Unauthorized):…"],
+            "never half a word before the ellipsis"
+        );
+        assert_eq!(
+            wrap("https://a.example/xyz", 8, 5),
+            ["https://", "a.exampl", "e/xyz"]
+        );
+    }
 
     #[test]
     fn fit_middle_keeps_both_ends() {

@@ -1,9 +1,8 @@
 //! Popups: the Add picker, confirmations, help, setup pages, the variable picker.
 
-use super::{fit, wrap};
+use super::{fit, wrap, wrap_all};
 use crate::tui::app::{App, Hit, Overlay};
 use crate::tui::input::picker_types;
-use crate::tui::keys::HELP;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -60,7 +59,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 app.hits.push((row, Hit::PickerRow(i)));
             }
             let toggle = format!(
-                " d Show deprecated: {}   Enter add   Esc cancel",
+                " d Show deprecated: {}   Enter add   ^G setup guide   Esc cancel",
                 if *show_deprecated { "[x]" } else { "[ ]" }
             );
             let bottom = Rect::new(inner.x, inner.y + inner.height - 1, inner.width, 1);
@@ -100,7 +99,8 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
                 Stage::Choose { picks, selected } => {
                     lines.push(Line::raw("Signed in. Pick what this connection uses:"));
                     for (i, p) in picks.iter().enumerate().take(12) {
-                        let mut line = Line::raw(fit(&format!(" {}) {}", i + 1, p.label), inner_w));
+                        let label = super::shown(&p.label);
+                        let mut line = Line::raw(fit(&format!(" {}) {label}", i + 1), inner_w));
                         if i == *selected {
                             line = line.patch_style(t.selected());
                         }
@@ -149,7 +149,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
         Overlay::Confirm(c) => {
             let width = 64u16;
-            let body = wrap(&c.question, width as usize - 4, 6);
+            let body = wrap(&super::shown(&c.question), width as usize - 4, 6);
             let rect = centered(area, width, body.len() as u16 + 5);
             f.render_widget(Clear, rect);
             let block = Block::bordered()
@@ -179,36 +179,63 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             app.hits
                 .push((Rect::new(inner.x + 4 + yes_w, y, 12, 1), Hit::ConfirmNo));
         }
-        Overlay::Help { scroll } => {
-            let rect = centered(area, 78, area.height.saturating_sub(2));
-            let lines: Vec<Line> = HELP
-                .iter()
-                .map(|(k, what)| {
-                    if k.is_empty() {
-                        Line::styled(what.to_string(), t.title())
+        Overlay::Text {
+            title,
+            body,
+            scroll,
+        } => {
+            let width = area.width.saturating_sub(4).min(84);
+            let inner_w = width.saturating_sub(2) as usize;
+            let lines: Vec<Line> = body
+                .split('\n')
+                .flat_map(|para| {
+                    let rows = wrap_all(&super::shown(para), inner_w);
+                    if rows.is_empty() {
+                        vec![String::new()]
                     } else {
-                        Line::from(vec![
-                            Span::styled(format!("  {k:<16}"), t.key()),
-                            Span::raw(what.to_string()),
-                        ])
+                        rows
                     }
                 })
+                .map(Line::raw)
                 .collect();
+            let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+            let rect = centered(area, width, height);
+            let title = format!(
+                " {} — Esc closes ",
+                fit(&super::shown(title), inner_w.saturating_sub(14))
+            );
+            text_box(f, app, rect, &title, lines, *scroll);
+        }
+        Overlay::Help { scroll } => {
+            let rect = centered(area, 100, area.height.saturating_sub(2));
+            // Descriptions wrap between words under their own column, never cut.
+            let rows = crate::tui::keys::help_rows();
+            let key_w = rows
+                .iter()
+                .filter_map(|(k, _)| k.map(super::width_of))
+                .max()
+                .unwrap_or(16);
+            let what_w = (rect.width as usize).saturating_sub(2 + key_w + 3).max(10);
+            let mut lines: Vec<Line> = Vec::new();
+            for (k, what) in rows {
+                let Some(k) = k else {
+                    lines.push(Line::styled(what.to_string(), t.title()));
+                    continue;
+                };
+                for (i, l) in wrap_all(what, what_w).into_iter().enumerate() {
+                    let key = if i == 0 { k } else { "" };
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("  {key:<key_w$} "), t.key()),
+                        Span::raw(l),
+                    ]));
+                }
+            }
             text_box(f, app, rect, " Keys — Esc closes ", lines, *scroll);
         }
-        Overlay::Setup { ty, scroll } => {
+        Overlay::Setup { ty, scroll, .. } => {
             let rect = centered(area, 84, area.height.saturating_sub(2));
-            let lines: Vec<Line> = ty
-                .setup_text()
-                .lines()
-                .map(|l| {
-                    if l.starts_with('#') {
-                        Line::styled(l.trim_start_matches('#').trim().to_string(), t.title())
-                    } else {
-                        Line::raw(l.to_string())
-                    }
-                })
-                .collect();
+            let lines =
+                super::markdown::render(ty.setup_text(), rect.width.saturating_sub(3) as usize, &t);
             let title = format!(
                 " Setup guide · {} — ↑↓ scroll · Esc closes ",
                 ty.display_name()
@@ -232,11 +259,12 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             let width = inner.width as usize;
             let mut lines = Vec::new();
             for (i, spec) in choices.iter().enumerate() {
-                let default = spec
-                    .default
-                    .as_deref()
-                    .map(|d| format!(" (default {d})"))
-                    .unwrap_or_default();
+                let default = match (spec.default.as_deref(), spec.range_text()) {
+                    (Some(d), Some(r)) => format!(" (default {d}, {r})"),
+                    (Some(d), None) => format!(" (default {d})"),
+                    (None, Some(r)) => format!(" ({r})"),
+                    (None, None) => String::new(),
+                };
                 let mut line = Line::from(vec![
                     Span::styled(format!(" {:<28}", spec.name), t.key()),
                     Span::raw(fit(
