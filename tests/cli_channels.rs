@@ -8,18 +8,7 @@ use flametree::secrets::MASK;
 const OTHER_TOKEN: &str = "987654321:AAEsecondPlantedTokenValue987654321";
 
 fn add_bot(cli: &Cli, name: &str) {
-    cli.ok(
-        &[
-            "channels",
-            "add",
-            "--type",
-            "telegram",
-            "--name",
-            name,
-            "--secrets-stdin",
-        ],
-        Some(&format!("# the bot\nbot_token={TG_TOKEN}\n")),
-    );
+    cli.add_telegram_bot(name);
 }
 
 /// The whole lifecycle a script relies on; run against either backend.

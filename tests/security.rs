@@ -19,18 +19,26 @@ async fn cli_on(be: Be, dir: &std::path::Path) -> (Cli, Option<PgDb>) {
     }
 }
 
+/// A Telegram bot with the planted token, added as a script would.
 fn add_bot(cli: &Cli, name: &str) {
+    cli.add_telegram_bot(name);
+}
+
+/// The agent "Support" on an OpenAI-compatible model, its API key planted.
+fn add_agent_with_key(cli: &Cli) {
     cli.ok(
         &[
-            "channels",
-            "add",
-            "--type",
-            "telegram",
+            "agents",
+            "create",
             "--name",
-            name,
-            "--secrets-stdin",
+            "Support",
+            "--openai-base-url",
+            "https://api.openai.example/v1",
+            "--model",
+            "m",
+            "--api-key-stdin",
         ],
-        Some(&format!("bot_token={TG_TOKEN}\n")),
+        Some("sk-plantedAgentKey0123456789\n"),
     );
 }
 
@@ -111,20 +119,7 @@ async fn pointing_a_stored_token_elsewhere_needs_the_token_again(be: Be) {
     );
 
     // An agent's model URL is the same: its API key is not sent to a new URL unasked.
-    cli.ok(
-        &[
-            "agents",
-            "create",
-            "--name",
-            "Support",
-            "--openai-base-url",
-            "https://api.openai.example/v1",
-            "--model",
-            "m",
-            "--api-key-stdin",
-        ],
-        Some("sk-plantedAgentKey0123456789\n"),
-    );
+    add_agent_with_key(&cli);
     let r = cli.run(
         &[
             "agents",
@@ -336,20 +331,7 @@ fn secrets_never_reach_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
     add_bot(&cli, "Sales bot");
-    cli.ok(
-        &[
-            "agents",
-            "create",
-            "--name",
-            "Support",
-            "--openai-base-url",
-            "https://api.openai.example/v1",
-            "--model",
-            "m",
-            "--api-key-stdin",
-        ],
-        Some("sk-plantedAgentKey0123456789\n"),
-    );
+    add_agent_with_key(&cli);
     let mut outputs = String::new();
     for args in [
         &["channels", "list"][..],
@@ -382,20 +364,7 @@ const OTHER_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 fn an_agents_key_alone_keeps_a_lost_key_file_from_being_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli::new(dir.path());
-    cli.ok(
-        &[
-            "agents",
-            "create",
-            "--name",
-            "Support",
-            "--openai-base-url",
-            "https://api.openai.example/v1",
-            "--model",
-            "m",
-            "--api-key-stdin",
-        ],
-        Some("sk-plantedAgentKey0123456789\n"),
-    );
+    add_agent_with_key(&cli);
     let key_file = dir.path().join("master.key");
     assert!(key_file.exists());
     std::fs::remove_file(&key_file).unwrap();
@@ -418,20 +387,7 @@ fn a_second_key_seals_nothing_and_info_names_what_it_cannot_open() {
     let dir = tempfile::tempdir().unwrap();
     let first = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", KEY_B64);
     add_bot(&first, "Sales bot");
-    first.ok(
-        &[
-            "agents",
-            "create",
-            "--name",
-            "Support",
-            "--openai-base-url",
-            "https://api.openai.example/v1",
-            "--model",
-            "m",
-            "--api-key-stdin",
-        ],
-        Some("sk-plantedAgentKey0123456789\n"),
-    );
+    add_agent_with_key(&first);
     let second = Cli::new(dir.path()).env("FLAMETREE_SECRETS_MASTER_KEY", OTHER_KEY);
     let r = second.run(
         &[
@@ -481,20 +437,7 @@ async fn rotation_reseals_everything_and_resumes(be: Be) {
     };
     let cli = on_db(Cli::new(dir.path()));
     add_bot(&cli, "Sales bot");
-    cli.ok(
-        &[
-            "agents",
-            "create",
-            "--name",
-            "Support",
-            "--openai-base-url",
-            "https://api.openai.example/v1",
-            "--model",
-            "m",
-            "--api-key-stdin",
-        ],
-        Some("sk-plantedAgentKey0123456789\n"),
-    );
+    add_agent_with_key(&cli);
     let before = key_status(&cli);
     let old_id = before["key_in_use"].as_str().unwrap().to_string();
     assert_eq!(before["keys"][0]["secrets"], 2, "{before}");

@@ -225,6 +225,22 @@ impl Cli {
         r.stdout()
     }
 
+    /// `channels add` of a Telegram bot holding `TG_TOKEN`, its secret on stdin.
+    pub fn add_telegram_bot(&self, name: &str) {
+        self.ok(
+            &[
+                "channels",
+                "add",
+                "--type",
+                "telegram",
+                "--name",
+                name,
+                "--secrets-stdin",
+            ],
+            Some(&format!("# the bot\nbot_token={TG_TOKEN}\n")),
+        );
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");
