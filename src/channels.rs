@@ -250,6 +250,14 @@ impl Channels {
         updated.secrets = self.seal_new(ty, draft, &kept)?;
         updated.env = normalized_env(&draft.env);
         let changed = changed_parts(existing, &updated, draft);
+        if changed == ["nothing"] {
+            // A version that changes nothing would only mark a running channel
+            // restart-pending and fill the audit.
+            return Ok(Saved {
+                connection: existing.clone(),
+                warnings: report.warnings,
+            });
+        }
         let note = AuditNote::new(
             &self.operator.name,
             "update",

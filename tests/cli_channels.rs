@@ -14,6 +14,13 @@ fn add_bot(cli: &Cli, name: &str) {
 /// The whole lifecycle a script relies on; run against either backend.
 fn lifecycle(cli: &Cli) {
     add_bot(cli, "Sales bot");
+    // An edit that changes nothing saves nothing: no new version, no audit row.
+    let same = cli.ok(
+        &["channels", "edit", "Sales bot", "--description", ""],
+        None,
+    );
+    assert!(same.contains("Nothing changed"), "{same}");
+    assert_eq!(cli.json(&["channels", "show", "Sales bot"])["version"], 1);
     let shown = cli.json(&["channels", "show", "sales bot"]);
     assert_eq!(shown["name"], "Sales bot");
     assert_eq!(shown["type"], "telegram");

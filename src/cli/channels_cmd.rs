@@ -205,7 +205,12 @@ async fn edit(ctx: &Context, args: EditArgs, json: bool) -> Result<(), Failure> 
         .clear_secrets
         .extend(args.clear_secret.iter().cloned());
     let saved = ctx.channels.edit(&existing, &draft).await?;
-    print_saved(ctx, &saved, "Saved", json);
+    let verb = if saved.connection.version == existing.version {
+        "Nothing changed: nothing saved for"
+    } else {
+        "Saved"
+    };
+    print_saved(ctx, &saved, verb, json);
     Ok(())
 }
 
