@@ -381,3 +381,52 @@ async fn unknown_scheme_and_unreachable_server_are_explained() {
     assert!(err.is_unavailable(), "{err:?}");
     assert!(!err.to_string().contains(":pw@"), "{err}");
 }
+
+/// A stop marks STOPPING only over a live status: the ERROR a failing task has just
+/// written (with its desired state set to STOPPED, which makes the runtime stop it)
+/// stays, instead of a STOPPING that nothing would ever end.
+async fn a_stop_never_hides_an_error(url: &str) {
+    let s = store::open(url, 5, 2).await.unwrap();
+    let t = s.tenant("default").await.unwrap();
+    let c = s
+        .insert_connection(
+            &new_connection(t.id, "telegram", "Bot"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap();
+    let live = [Status::Starting, Status::Running];
+    s.set_status(c.id, Status::Error, "Admin ID '999' is not an admin")
+        .await
+        .unwrap();
+    assert!(
+        !s.set_status_from(c.id, &live, Status::Stopping, "")
+            .await
+            .unwrap()
+    );
+    let now = s.connection(c.id).await.unwrap().unwrap();
+    assert_eq!(now.status, Status::Error);
+    assert_eq!(now.status_message, "Admin ID '999' is not an admin");
+    s.set_status(c.id, Status::Running, "").await.unwrap();
+    assert!(
+        s.set_status_from(c.id, &live, Status::Stopping, "")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.connection(c.id).await.unwrap().unwrap().status,
+        Status::Stopping
+    );
+}
+
+#[tokio::test]
+async fn a_stop_never_hides_an_error_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_stop_never_hides_an_error(&format!("sqlite://{}/f.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn a_stop_never_hides_an_error_on_postgres() {
+    let db = common::PgDb::create().await;
+    a_stop_never_hides_an_error(&db.url).await;
+}

@@ -621,10 +621,19 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
     let span = inner.pipe.span(id);
     let handle = task.handle;
     if !handle.is_finished() {
+        // Only over a live status: a task that failed has just written ERROR (and set
+        // the desired state to STOPPED, which is what brought us here); STOPPING over
+        // it would stay, as nothing else writes a status for an ended task.
+        use crate::model::Status;
         let _ = inner
             .channels
             .store()
-            .set_status(id, crate::model::Status::Stopping, "")
+            .set_status_from(
+                id,
+                &[Status::Starting, Status::Running],
+                Status::Stopping,
+                "",
+            )
             .await;
         span.in_scope(|| tracing::info!("stopping: {why}"));
     }

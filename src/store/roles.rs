@@ -61,6 +61,15 @@ pub trait ChannelStore: Send + Sync {
     /// Records an actual-state transition; `since` moves only when the status changes.
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()>;
 
+    /// Records a transition only if the status is still one of `from`: a stop must not
+    /// overwrite the ERROR a failing task wrote a moment before. Returns whether it did.
+    async fn set_status_from(
+        &self,
+        id: i64,
+        from: &[Status],
+        status: Status,
+        message: &str,
+    ) -> StoreResult<bool>;
     /// Which config version the running task uses (`None` once it stops).
     async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()>;
 

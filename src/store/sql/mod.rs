@@ -466,6 +466,38 @@ impl ChannelStore for SqlStore {
         Ok(())
     }
 
+    async fn set_status_from(
+        &self,
+        id: i64,
+        from: &[Status],
+        status: Status,
+        message: &str,
+    ) -> StoreResult<bool> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let now = now_millis();
+        let list: Vec<String> = (0..from.len()).map(|i| format!("${}", 6 + i)).collect();
+        let sql = format!(
+            "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
+             status = $1, status_message = $3, \
+             changed_at = CASE WHEN changed_at >= $5 THEN changed_at + 1 ELSE $5 END \
+             WHERE id = $4 AND status IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status.as_str())
+            .bind(ts(now))
+            .bind(message)
+            .bind(id)
+            .bind(now);
+        for s in from {
+            q = q.bind(s.as_str());
+        }
+        let done = q.execute(&self.pool).await.map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_running_version(&self, id: i64, version: Option<i64>) -> StoreResult<()> {
         sqlx::query(
             "UPDATE connections SET running_version = $1, \
