@@ -550,8 +550,24 @@ async fn the_database_holds_a_viewer_to_reading_and_names_who_changed_what() {
     let text = as_editor.ok(&["audit"], None);
     assert!(text.contains(&format!("tester (db: {editor})")), "{text}");
 
-    // Roles belong to the whole server: leave none behind.
+    // A table a later migration adds (made by the same owner) is readable by the viewer
+    // without granting again.
     let mut admin = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE later_migration (x BIGINT); INSERT INTO later_migration VALUES (1)",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let mut direct = sqlx::PgConnection::connect(&url_of(&viewer)).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM later_migration")
+        .fetch_one(&mut direct)
+        .await
+        .expect("the viewer reads a table created after the grant");
+    assert_eq!(n, 1);
+    drop(direct);
+
+    // Roles belong to the whole server: leave none behind.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP OWNED BY {viewer}, {editor}; DROP ROLE {viewer}, {editor}"
     )))

@@ -107,7 +107,7 @@ pub enum Command {
 pub enum DbCmd {
     /// Create (if needed) the PostgreSQL login role NAME with the privileges of a viewer
     /// (reads everything; sealed secrets stay sealed) or an editor (changes rows, not
-    /// tables). Run it again after an upgrade that adds tables.
+    /// tables), also on tables that later migrations add.
     Grant {
         name: String,
         #[arg(long, value_parser = ["viewer", "editor"])]

@@ -645,12 +645,27 @@ impl ChannelStore for SqlStore {
             // Every process says it is alive, viewers' consoles too.
             format!("GRANT INSERT, UPDATE, DELETE ON flametree_processes TO {name}"),
         ];
+        // Tables a later migration creates (as the user granting now) come with the
+        // same privileges, so an upgrade does not lock the role out of them.
+        statements.push(format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {name}"
+        ));
+        statements.push(format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {name}"
+        ));
         if editor {
             statements.push(format!(
                 "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"
             ));
             statements.push(format!(
                 "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"
+            ));
+            statements.push(format!(
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public \
+                 GRANT INSERT, UPDATE, DELETE ON TABLES TO {name}"
+            ));
+            statements.push(format!(
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {name}"
             ));
         }
         let mut tx = self.pool.begin().await.map_err(classify)?;
