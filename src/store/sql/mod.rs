@@ -449,21 +449,10 @@ impl ChannelStore for SqlStore {
     }
 
     async fn set_status(&self, id: i64, status: Status, message: &str) -> StoreResult<()> {
-        let now = now_millis();
-        sqlx::query(
-            "UPDATE connections SET status_since = CASE WHEN status = $1 THEN status_since ELSE $2 END, \
-             status = $1, status_message = $3, \
-             changed_at = CASE WHEN changed_at >= $5 THEN changed_at + 1 ELSE $5 END WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(ts(now))
-        .bind(message)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
+        // From any status: one statement for both kinds of transition.
+        self.set_status_from(id, &Status::ALL, status, message)
+            .await
+            .map(|_| ())
     }
 
     async fn set_status_from(
