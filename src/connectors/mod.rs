@@ -17,6 +17,7 @@ pub mod onprem;
 mod rest;
 pub mod retry;
 pub mod telegram;
+pub mod twilio;
 mod unavailable;
 
 pub use config::ConnConfig;
@@ -232,6 +233,23 @@ pub trait Connector: Send + Sync {
 
     /// Undoes what `receive` set up at the provider (a webhook registration) on Stop.
     async fn release(&self) {}
+
+    /// The response to an accepted delivery once its events are recorded, for a
+    /// provider that waits for the agent's answer in it (Twilio's TwiML); `accepted`
+    /// is what `webhook` gave.
+    async fn respond(&self, _req: &HookRequest, accepted: HookResponse) -> HookResponse {
+        accepted
+    }
+
+    /// Nobody may answer the message with this ledger key (the log says why): for a
+    /// connector whose customer is waiting on the line.
+    fn unanswered(&self, _key: &str) {}
+
+    /// Whether a recorded message (its raw payload) continues a conversation flametree
+    /// started (an outbound call): the connection's agent answers it even with Inbound off.
+    fn started_by_us(&self, _raw: &str) -> bool {
+        false
+    }
 }
 
 /// A delivery whose (already checked) body is JSON, turned into events; 400 otherwise.
@@ -292,6 +310,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::MessageBird => Some(messagebird::open),
         Family::WhatsAppOnPrem => Some(onprem::open),
         Family::Infobip => Some(infobip::open),
+        Family::Twilio => Some(twilio::open),
         _ => None,
     }
 }

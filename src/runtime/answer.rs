@@ -55,16 +55,25 @@ async fn answer_batch(
     stop: &CancellationToken,
 ) {
     for entry in batch {
-        match prepare(inbox, type_key, entry).await {
+        let ours = connector.started_by_us(&entry.raw);
+        match prepare(inbox, type_key, entry, ours).await {
             Ok(r) => deliver(inbox, connector, r, stop).await,
-            Err(key) => inbox.done(&key),
+            Err(key) => {
+                connector.unanswered(&key);
+                inbox.done(&key);
+            }
         }
     }
 }
 
 /// The reply to one message; when nobody answers it, it is recorded as ignored and its
-/// key returned.
-async fn prepare(inbox: &ConnInbox, type_key: &str, e: LedgerEntry) -> Result<Ready, String> {
+/// key returned. `ours`: it continues a conversation flametree started (an outbound call).
+async fn prepare(
+    inbox: &ConnInbox,
+    type_key: &str,
+    e: LedgerEntry,
+    ours: bool,
+) -> Result<Ready, String> {
     let pipe = &inbox.pipe;
     let id = inbox.connection_id;
     let who = if e.account.is_empty() {
@@ -87,7 +96,7 @@ async fn prepare(inbox: &ConnInbox, type_key: &str, e: LedgerEntry) -> Result<Re
         protect: &protect,
     };
     let customer_key = format!("{type_key}:{}", e.customer);
-    match crate::agents::answer(&env, &customer_key, &e.text).await {
+    match crate::agents::answer(&env, &customer_key, &e.text, ours).await {
         Some((reply, agent)) => Ok(Ready {
             entry: e,
             reply,
