@@ -40,7 +40,9 @@ const CALL_OPENS: &str = "Hello";
 pub struct Twilio {
     api: Api,
     number: String,
-    connection_id: i64,
+    /// The connection's webhook path: unique across databases, so replies on the board
+    /// never meet another connection's.
+    hook_id: String,
     /// `<TWILIO_WEBHOOK_BASE_URL or public URL>/hooks/<id>`: what Twilio calls and signs.
     webhook: String,
     voice: Voice,
@@ -117,7 +119,7 @@ pub fn open_twilio(cfg: ConnConfig) -> Result<Twilio, ConnectorError> {
             token: cfg.secret("auth_token")?.expose().trim().to_string(),
         },
         number,
-        connection_id: cfg.connection.id,
+        hook_id: cfg.connection.hook_id.clone(),
         webhook,
         voice: Voice {
             voice: cfg
@@ -385,12 +387,12 @@ impl Connector for Twilio {
         };
         let (sid, turn) = key.rsplit_once(':').unwrap_or((key, ""));
         info!("call {sid}, turn {turn}: the agent says \"{}\"", out.text);
-        board::post(self.connection_id, key, Answer::Reply(out.text.to_string()));
+        board::post(&self.hook_id, key, Answer::Reply(out.text.to_string()));
         Ok(format!("{key}:reply"))
     }
 
     fn unanswered(&self, key: &str) {
-        board::post(self.connection_id, key, Answer::Nobody);
+        board::post(&self.hook_id, key, Answer::Nobody);
     }
 
     fn started_by_us(&self, raw: &str) -> bool {
@@ -448,7 +450,7 @@ impl Connector for Twilio {
             _ => return accepted,
         };
         let key = r.turn_key(turn);
-        match board::wait(self.connection_id, &key, self.budget).await {
+        match board::wait(&self.hook_id, &key, self.budget).await {
             Some(Answer::Reply(text)) => {
                 twiml(twiml::listen(&self.voice, &text, &self.action(turn + 1)))
             }

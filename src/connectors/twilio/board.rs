@@ -1,7 +1,7 @@
 //! Where an agent's words for a call wait for the webhook that speaks them. Twilio asks
 //! for the next TwiML in the response to its webhook, but the answer is made by the
 //! runtime's pipeline (ledger, claim, agent) and leaves through `Connector::send`; the
-//! two meet here, by connection and ledger key. It is per process: the ingress that
+//! two meet here, by the connection's webhook path and the ledger key. It is per process: the ingress that
 //! receives a call's webhooks must be in the process that runs the connection (one
 //! `serve`, or a load balancer that sends `/hooks/<id>` to it).
 
@@ -29,15 +29,15 @@ struct Board {
 
 static BOARD: LazyLock<Board> = LazyLock::new(Board::default);
 
-fn slot(connection_id: i64, key: &str) -> String {
-    format!("{connection_id}/{key}")
+fn slot(connection: &str, key: &str) -> String {
+    format!("{connection}/{key}")
 }
 
-pub fn post(connection_id: i64, key: &str, answer: Answer) {
+pub fn post(connection: &str, key: &str, answer: Answer) {
     {
         let mut answers = BOARD.answers.lock().expect("board lock");
         answers.retain(|_, (at, _)| at.elapsed() < KEEP);
-        answers.insert(slot(connection_id, key), (Instant::now(), answer));
+        answers.insert(slot(connection, key), (Instant::now(), answer));
     }
     BOARD.posted.notify_waiters();
 }
@@ -52,8 +52,8 @@ fn get(slot: &str) -> Option<Answer> {
 }
 
 /// The answer for this turn, once posted, or None after `within`.
-pub async fn wait(connection_id: i64, key: &str, within: Duration) -> Option<Answer> {
-    let slot = slot(connection_id, key);
+pub async fn wait(connection: &str, key: &str, within: Duration) -> Option<Answer> {
+    let slot = slot(connection, key);
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let posted = BOARD.posted.notified();
@@ -75,14 +75,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_gets_what_is_posted_later_and_only_its_own() {
-        let waiter = tokio::spawn(wait(9_001, "CA1:1", Duration::from_secs(5)));
+        let waiter = tokio::spawn(wait("hook-a", "CA1:1", Duration::from_secs(5)));
         tokio::task::yield_now().await;
-        post(9_001, "CA1:2", Answer::Reply("other turn".into()));
-        post(9_002, "CA1:1", Answer::Reply("other connection".into()));
-        post(9_001, "CA1:1", Answer::Reply("mine".into()));
+        post("hook-a", "CA1:2", Answer::Reply("other turn".into()));
+        post("hook-b", "CA1:1", Answer::Reply("other connection".into()));
+        post("hook-a", "CA1:1", Answer::Reply("mine".into()));
         assert_eq!(waiter.await.unwrap(), Some(Answer::Reply("mine".into())));
         assert_eq!(
-            wait(9_001, "CA1:3", Duration::from_millis(20)).await,
+            wait("hook-a", "CA1:3", Duration::from_millis(20)).await,
             None,
             "nothing posted: None once the time is up"
         );
