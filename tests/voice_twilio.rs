@@ -119,6 +119,24 @@ async fn running_line(be: Be, agent: AgentEdit, env_vars: &[(&str, String)]) -> 
     Line { c, ..l }
 }
 
+/// The ledger state of `key` once it is `want`, or as it is after 10 s.
+async fn ledger_state(l: &Line, key: &str, want: LedgerState) -> Option<LedgerState> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = l
+            .env
+            .channels
+            .store()
+            .ledger_state(l.c.id, key)
+            .await
+            .unwrap();
+        if state == Some(want) || std::time::Instant::now() > deadline {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn say(words: &str) -> Turn {
     Turn::Say(words.into())
 }
@@ -202,18 +220,21 @@ async fn a_whole_call_is_held_by_the_agent(be: Be) {
             .all(|g| *g == (Some("en-GB".into()), Some("3".into()))),
         "{t:?}"
     );
-    // Each turn is in the ledger by CallSid and turn.
-    let store = l.env.channels.store();
+    // Each turn is in the ledger by CallSid and turn (marked answered right after the
+    // reply left, so it may take a moment to be written).
     for turn in 0..3 {
+        let key = format!("{}:{turn}", t.sid);
         assert_eq!(
-            store
-                .ledger_state(l.c.id, &format!("{}:{turn}", t.sid))
-                .await
-                .unwrap(),
+            ledger_state(&l, &key, LedgerState::Answered).await,
             Some(LedgerState::Answered),
             "turn {turn}"
         );
     }
+    assert_eq!(
+        ledger_state(&l, &format!("{}:3", t.sid), LedgerState::Answered).await,
+        None,
+        "a goodbye is not a message to the agent"
+    );
     let log = l.log("ended after").await;
     for line in [
         format!("call {} from {CALLER} to {NUMBER}", t.sid),
@@ -329,8 +350,15 @@ async fn a_slow_agent_gets_a_filler_then_its_answer(be: Be) {
         .sandbox
         .call_in(CALLER, NUMBER, vec![say("Where is my order?")])
         .await;
-    let fillers = t.heard.iter().filter(|h| *h == "One moment, please.").count();
-    assert!(fillers >= 2, "a filler for the greeting and the turn: {t:?}");
+    let fillers = t
+        .heard
+        .iter()
+        .filter(|h| *h == "One moment, please.")
+        .count();
+    assert!(
+        fillers >= 2,
+        "a filler for the greeting and the turn: {t:?}"
+    );
     let answers: Vec<&String> = t
         .heard
         .iter()
@@ -351,12 +379,40 @@ async fn wrong_credentials_are_an_error_naming_them(be: Be) {
     let l = line(be, bakery(), true, WRONG_TOKEN, &[]).await;
     let c = wait_status(&l.env, "Shop line", Status::Error).await;
     assert!(
-        c.status_message.contains("Account SID / Auth token")
-            && c.status_message.contains("20003"),
+        c.status_message.contains("Account SID / Auth token") && c.status_message.contains("20003"),
         "{}",
         c.status_message
     );
     assert_eq!(l.sandbox.voice_url(NUMBER).as_deref(), Some(BEFORE));
+
+    // Right credentials, a number the account does not have.
+    let d = draft(
+        "twilio",
+        "Other line",
+        &[("account_sid", SID), ("phone_number", "+14155550177")],
+        &[("auth_token", TOKEN)],
+        &[("TWILIO_API_URL", l.sandbox.url())],
+    );
+    let other = l.env.channels.add(&d).await.unwrap().connection;
+    let a = l
+        .env
+        .channels
+        .create_agent("Second", bakery())
+        .await
+        .unwrap();
+    l.env
+        .channels
+        .attach_connection(&a, &other, true)
+        .await
+        .unwrap();
+    l.env.channels.run_agent(&a, true).await.unwrap();
+    let c = wait_status(&l.env, "Other line", Status::Error).await;
+    assert!(
+        c.status_message
+            .contains("Phone number +14155550177 is not a number of the Twilio account 'Bakery'"),
+        "{}",
+        c.status_message
+    );
     l.stop().await;
 }
 
@@ -379,7 +435,10 @@ async fn the_voice_url_follows_the_agent(be: Be) {
     );
     assert_eq!(
         l.sandbox.voice_url_changes(),
-        vec![(NUMBER.to_string(), l.url()), (NUMBER.to_string(), BEFORE.to_string())]
+        vec![
+            (NUMBER.to_string(), l.url()),
+            (NUMBER.to_string(), BEFORE.to_string())
+        ]
     );
     l.stop().await;
 }
@@ -419,7 +478,11 @@ async fn outbound_calls_with_inbound_off(be: Be) {
         None,
     );
     assert_eq!(r.code(), 1, "{}", r.all());
-    assert!(r.stderr().contains("(no-answer): nobody answered"), "{}", r.all());
+    assert!(
+        r.stderr().contains("(no-answer): nobody answered"),
+        "{}",
+        r.all()
+    );
     // Twilio's status callback gives the reason in the connection's log.
     let log = l.log("nobody answered (SIP 487)").await;
     assert!(
@@ -444,7 +507,10 @@ async fn outbound_calls_with_inbound_off(be: Be) {
         ],
         None,
     );
-    assert!(out.contains("The call to +14155550133 ended after"), "{out}");
+    assert!(
+        out.contains("The call to +14155550133 ended after"),
+        "{out}"
+    );
     let t: Transcript = l
         .sandbox
         .wait_call(&call_sid(&out), Duration::from_secs(5))
@@ -461,10 +527,7 @@ async fn outbound_calls_with_inbound_off(be: Be) {
     );
 
     // Inbound is off: a caller is told nobody takes calls, and the log says why.
-    let t = l
-        .sandbox
-        .call_in(CALLER, NUMBER, vec![say("hello?")])
-        .await;
+    let t = l.sandbox.call_in(CALLER, NUMBER, vec![say("hello?")]).await;
     assert_eq!(
         t.heard,
         vec!["Sorry, nobody can take your call right now. Please try again later. Goodbye."],
@@ -487,7 +550,9 @@ async fn outbound_calls_with_inbound_off(be: Be) {
         .collect();
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert!(
-        calls.iter().any(|d| d.starts_with("to +14155550111 (call CA")),
+        calls
+            .iter()
+            .any(|d| d.starts_with("to +14155550111 (call CA")),
         "{calls:?}"
     );
     assert!(

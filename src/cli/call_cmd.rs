@@ -125,10 +125,7 @@ pub async fn call(ctx: &Context, args: CallArgs<'_>, json: bool) -> Result<(), F
     match status.as_str() {
         "completed" => {
             if !json {
-                say!(
-                    "The call to {to} ended after {} s.",
-                    duration.unwrap_or(0)
-                );
+                say!("The call to {to} ended after {} s.", duration.unwrap_or(0));
             }
             Ok(())
         }

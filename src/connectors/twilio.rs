@@ -12,8 +12,8 @@ pub mod signature;
 pub mod twiml;
 
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse,
-    HookVerdict, Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
+    Inbound, Outbound, Receiver,
 };
 use api::{Api, CallState, Hooks};
 use async_trait::async_trait;
@@ -81,7 +81,10 @@ pub fn open_twilio(cfg: ConnConfig) -> Result<Twilio, ConnectorError> {
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "auto".into());
-    if speech_timeout != "auto" && !speech_timeout.parse::<u32>().is_ok_and(|s| (1..=60).contains(&s))
+    if speech_timeout != "auto"
+        && !speech_timeout
+            .parse::<u32>()
+            .is_ok_and(|s| (1..=60).contains(&s))
     {
         return Err(ConnectorError::Permanent(format!(
             "TWILIO_SPEECH_TIMEOUT is '{speech_timeout}': use auto or a number of seconds (1-60)"
@@ -205,12 +208,7 @@ impl Twilio {
             None => self.webhook.clone(),
         };
         self.api
-            .create_call(
-                &self.number,
-                to,
-                &url,
-                &self.with_query("event=status"),
-            )
+            .create_call(&self.number, to, &url, &self.with_query("event=status"))
             .await
     }
 
@@ -250,7 +248,9 @@ impl Twilio {
             ),
             Step::Speech { turn, text } => (
                 vec![
-                    note(format!("call {sid}, turn {turn}: the caller said \"{text}\"")),
+                    note(format!(
+                        "call {sid}, turn {turn}: the caller said \"{text}\""
+                    )),
                     message(*turn, text),
                 ],
                 None,
@@ -269,7 +269,9 @@ impl Twilio {
                 Some(twiml::hang_up(&self.voice, SILENT_BYE)),
             ),
             Step::Silence { turn, silent } => (
-                vec![note(format!("call {sid}, turn {turn}: silence; asking again"))],
+                vec![note(format!(
+                    "call {sid}, turn {turn}: silence; asking again"
+                ))],
                 Some(twiml::listen(
                     &self.voice,
                     STILL_THERE,
@@ -304,7 +306,10 @@ fn status_events(r: &CallRequest) -> Vec<Event> {
                 provider_message_id: sid.to_string(),
                 status: status.to_string(),
                 failed: true,
-                detail: format!("the call to {to} did not connect: {}{sip}", outcome_words(status)),
+                detail: format!(
+                    "the call to {to} did not connect: {}{sip}",
+                    outcome_words(status)
+                ),
             })]
         }
         other => vec![Event::Ignored {
@@ -406,7 +411,10 @@ impl Connector for Twilio {
         if req.method != "POST" {
             return HookVerdict::Reject {
                 status: 405,
-                why: format!("a {} request was refused: Twilio POSTs its webhooks", req.method),
+                why: format!(
+                    "a {} request was refused: Twilio POSTs its webhooks",
+                    req.method
+                ),
             };
         }
         let params: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)

@@ -94,7 +94,6 @@ struct Hub {
     transcripts: Vec<Transcript>,
     /// Every update of a number's voice URL, in order: (number, new URL).
     voice_url_changes: Vec<(String, String)>,
-    next: u64,
 }
 
 type Shared = Arc<Mutex<Hub>>;
@@ -107,7 +106,7 @@ pub struct TwilioSandbox {
 }
 
 /// A resource sid as Twilio makes them: two letters and 32 random hex digits.
-fn sid(prefix: &str, _n: u64) -> String {
+fn sid(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
@@ -128,9 +127,8 @@ impl TwilioSandbox {
         {
             let mut h = hub.lock().expect("twilio sandbox lock");
             for (phone, url) in numbers {
-                h.next += 1;
                 let rec = NumberRec {
-                    sid: sid("PN", h.next),
+                    sid: sid("PN"),
                     phone: phone.to_string(),
                     voice_url: url.to_string(),
                     voice_method: "POST".into(),
@@ -233,9 +231,8 @@ impl TwilioSandbox {
     /// each `<Gather>` (hanging up when they run out); returns what happened.
     pub async fn call_in(&self, from: &str, to: &str, turns: Vec<Turn>) -> Transcript {
         let (number, account, token, call_sid) = {
-            let mut h = self.lock();
-            h.next += 1;
-            let call_sid = sid("CA", h.next);
+            let h = self.lock();
+            let call_sid = sid("CA");
             let number = h.numbers.iter().find(|n| n.phone == to).cloned();
             (number, h.account_sid.clone(), h.token.clone(), call_sid)
         };
@@ -273,7 +270,6 @@ impl TwilioSandbox {
         finish(
             &self.hub,
             &self.caller,
-            &token,
             &call,
             t,
             "completed",
@@ -361,7 +357,7 @@ async fn converse(
     let mut status = first_status.to_string();
     for _ in 0..60 {
         let mut params = call.params(&status);
-        params.extend(extra.drain(..));
+        params.append(&mut extra);
         status = "in-progress".into();
         let (code, mut body) = post(http, &url, &params, Some(token)).await;
         t.requests.push((url.clone(), code));
@@ -464,7 +460,6 @@ async fn converse(
 async fn finish(
     hub: &Shared,
     http: &reqwest::Client,
-    token: &str,
     call: &CallParams,
     mut t: Transcript,
     status: &str,
@@ -477,13 +472,14 @@ async fn finish(
         0
     };
     t.status = status.to_string();
-    {
+    let token = {
         let mut h = hub.lock().expect("twilio sandbox lock");
         if let Some(c) = h.calls.iter_mut().find(|c| c.sid == call.sid) {
             c.status = status.to_string();
             c.duration = Some(duration);
         }
-    }
+        h.token.clone()
+    };
     if !status_callback.trim().is_empty() {
         let mut params = call.params(status);
         params.push(("CallDuration".into(), duration.to_string()));
@@ -500,7 +496,7 @@ async fn finish(
         if let Some(code) = sip {
             params.push(("SipResponseCode".into(), code.into()));
         }
-        post(http, status_callback, &params, Some(token)).await;
+        post(http, status_callback, &params, Some(&token)).await;
     }
     hub.lock()
         .expect("twilio sandbox lock")
@@ -522,30 +518,34 @@ fn error(status: StatusCode, code: u32, message: String) -> Response {
         .into_response()
 }
 
-/// Checks HTTP Basic against the account and that the path names it.
-fn authorized(h: &Hub, headers: &HeaderMap, acc: &str) -> Result<(), Response> {
+/// Checks HTTP Basic against the account and that the path names it; the refusal if not.
+fn refused(h: &Hub, headers: &HeaderMap, acc: &str) -> Option<Response> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok());
     let expected = format!("{}:{}", h.account_sid, h.token);
     if given.as_deref() != Some(expected.as_str()) {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             20003,
             "Authenticate".into(),
         ));
     }
     if acc != h.account_sid {
-        return Err(error(
+        return Some(error(
             StatusCode::NOT_FOUND,
             20404,
             format!("The requested resource /2010-04-01/Accounts/{acc} was not found"),
         ));
     }
-    Ok(())
+    None
 }
 
 fn number_json(h: &Hub, n: &NumberRec) -> Value {
@@ -582,12 +582,20 @@ fn json_file(file: &str) -> Option<&str> {
     file.strip_suffix(".json")
 }
 
-async fn account(State(hub): State<Shared>, Path(file): Path<String>, headers: HeaderMap) -> Response {
+async fn account(
+    State(hub): State<Shared>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let h = hub.lock().expect("twilio sandbox lock");
     let Some(acc) = json_file(&file) else {
-        return error(StatusCode::NOT_FOUND, 20404, format!("{file} was not found"));
+        return error(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!("{file} was not found"),
+        );
     };
-    if let Err(r) = authorized(&h, &headers, acc) {
+    if let Some(r) = refused(&h, &headers, acc) {
         return r;
     }
     Json(json!({
@@ -607,7 +615,7 @@ async fn list_numbers(
     headers: HeaderMap,
 ) -> Response {
     let h = hub.lock().expect("twilio sandbox lock");
-    if let Err(r) = authorized(&h, &headers, &acc) {
+    if let Some(r) = refused(&h, &headers, &acc) {
         return r;
     }
     let list: Vec<Value> = h
@@ -639,7 +647,7 @@ async fn update_number(
     body: bytes::Bytes,
 ) -> Response {
     let mut h = hub.lock().expect("twilio sandbox lock");
-    if let Err(r) = authorized(&h, &headers, &acc) {
+    if let Some(r) = refused(&h, &headers, &acc) {
         return r;
     }
     let f = form(&body);
@@ -648,7 +656,9 @@ async fn update_number(
         return error(
             StatusCode::NOT_FOUND,
             20404,
-            format!("The requested resource /2010-04-01/Accounts/{acc}/IncomingPhoneNumbers/{file} was not found"),
+            format!(
+                "The requested resource /2010-04-01/Accounts/{acc}/IncomingPhoneNumbers/{file} was not found"
+            ),
         );
     };
     let n = &mut h.numbers[i];
@@ -666,7 +676,8 @@ async fn update_number(
     }
     let n = n.clone();
     if f.contains_key("VoiceUrl") {
-        h.voice_url_changes.push((n.phone.clone(), n.voice_url.clone()));
+        h.voice_url_changes
+            .push((n.phone.clone(), n.voice_url.clone()));
     }
     Json(number_json(&h, &n)).into_response()
 }
@@ -682,11 +693,15 @@ async fn create_call(
     let (to, from, url) = (get("To"), get("From"), get("Url"));
     let (call, rec, token, callee) = {
         let mut h = hub.lock().expect("twilio sandbox lock");
-        if let Err(r) = authorized(&h, &headers, &acc) {
+        if let Some(r) = refused(&h, &headers, &acc) {
             return r;
         }
         if url.is_empty() {
-            return error(StatusCode::BAD_REQUEST, 21205, "Url parameter is required.".into());
+            return error(
+                StatusCode::BAD_REQUEST,
+                21205,
+                "Url parameter is required.".into(),
+            );
         }
         let digits = to.trim_start_matches('+');
         if !to.starts_with('+') || digits.len() < 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
@@ -700,12 +715,13 @@ async fn create_call(
             return error(
                 StatusCode::BAD_REQUEST,
                 21210,
-                format!("The source phone number provided, {from}, is not yet verified for your account."),
+                format!(
+                    "The source phone number provided, {from}, is not yet verified for your account."
+                ),
             );
         }
-        h.next += 1;
         let rec = CallRec {
-            sid: sid("CA", h.next),
+            sid: sid("CA"),
             from: from.clone(),
             to: to.clone(),
             status: "queued".into(),
@@ -753,7 +769,7 @@ async fn create_call(
             sid: call.sid.clone(),
             ..t
         };
-        finish(&hub, &http, &token, &call, t, status, &status_callback, began).await;
+        finish(&hub, &http, &call, t, status, &status_callback, began).await;
     });
     (StatusCode::CREATED, answer).into_response()
 }
@@ -776,7 +792,7 @@ async fn fetch_call(
     headers: HeaderMap,
 ) -> Response {
     let h = hub.lock().expect("twilio sandbox lock");
-    if let Err(r) = authorized(&h, &headers, &acc) {
+    if let Some(r) = refused(&h, &headers, &acc) {
         return r;
     }
     let sid = json_file(&file).unwrap_or("");

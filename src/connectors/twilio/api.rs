@@ -99,9 +99,7 @@ impl Api {
                 why: format!("Twilio asks to slow down (429 {why})"),
                 retry_after: Some(Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 120))),
             },
-            (s, _) if s >= 500 => {
-                ConnectorError::transient(format!("Twilio answered {s} ({why})"))
-            }
+            (s, _) if s >= 500 => ConnectorError::transient(format!("Twilio answered {s} ({why})")),
             (s, _) => ConnectorError::Permanent(format!("{what}: Twilio refused ({s} {why})")),
         })
     }
@@ -115,9 +113,12 @@ impl Api {
             )
             .await
             .map_err(|e| match e {
-                ConnectorError::Permanent(m) if m.contains("(404") => ConnectorError::Permanent(
-                    format!("Twilio has no account {} (404): {FIX_CREDENTIALS}", self.account_sid),
-                ),
+                ConnectorError::Permanent(m) if m.contains("(404") => {
+                    ConnectorError::Permanent(format!(
+                        "Twilio has no account {} (404): {FIX_CREDENTIALS}",
+                        self.account_sid
+                    ))
+                }
                 other => other,
             })?;
         let status = v["status"].as_str().unwrap_or("active");
@@ -169,7 +170,10 @@ impl Api {
             ("VoiceUrl", hooks.voice_url.clone()),
             ("VoiceMethod", method(&hooks.voice_method)),
             ("StatusCallback", hooks.status_callback.clone()),
-            ("StatusCallbackMethod", method(&hooks.status_callback_method)),
+            (
+                "StatusCallbackMethod",
+                method(&hooks.status_callback_method),
+            ),
         ];
         self.call(
             self.request(

@@ -34,12 +34,7 @@ pub struct CallRequest {
 
 impl CallRequest {
     pub fn read(query: &[(String, String)], params: &[(String, String)]) -> CallRequest {
-        let q = |k: &str| {
-            query
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let num = |k: &str| q(k).and_then(|v| v.parse::<u32>().ok());
         let params: HashMap<String, String> = params.iter().cloned().collect();
         let speech = params
@@ -115,9 +110,15 @@ pub fn is_goodbye(speech: &str) -> bool {
     words
         .iter()
         .any(|w| matches!(*w, "bye" | "goodbye" | "byebye"))
-        || ["good bye", "that's all", "that is all", "hang up", "see you"]
-            .iter()
-            .any(|p| joined == *p || joined.ends_with(&format!(" {p}")))
+        || [
+            "good bye",
+            "that's all",
+            "that is all",
+            "hang up",
+            "see you",
+        ]
+        .iter()
+        .any(|p| joined == *p || joined.ends_with(&format!(" {p}")))
 }
 
 #[cfg(test)]
@@ -140,7 +141,10 @@ mod tests {
             CallRequest::read(&kv(q), &p).step
         };
         assert_eq!(step(&[], &[]), Step::Start);
-        assert_eq!(step(&[("open", "Hi Ann")], &[]), Step::Open("Hi Ann".into()));
+        assert_eq!(
+            step(&[("open", "Hi Ann")], &[]),
+            Step::Open("Hi Ann".into())
+        );
         assert_eq!(
             step(&[("t", "2")], &[("SpeechResult", " opening hours ")]),
             Step::Speech {
@@ -159,7 +163,10 @@ mod tests {
                 text: "Okay, thanks. Bye!".into()
             }
         );
-        assert_eq!(step(&[("t", "0"), ("w", "1")], &[]), Step::Hold { turn: 0, round: 1 });
+        assert_eq!(
+            step(&[("t", "0"), ("w", "1")], &[]),
+            Step::Hold { turn: 0, round: 1 }
+        );
         assert_eq!(step(&[("event", "status")], &[]), Step::Status);
         let r = CallRequest::read(&[], &call);
         assert_eq!((r.customer(), r.turn_key(1).as_str()), ("+1555", "CA1:1"));

@@ -56,7 +56,12 @@ mod tests {
         // The order the form carried them in does not matter.
         let mut shuffled = params("+14158675310");
         shuffled.reverse();
-        assert!(valid("12345", url, &shuffled, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
+        assert!(valid(
+            "12345",
+            url,
+            &shuffled,
+            "GvWf1cFY/Q7PnoempGyD5oXAezc="
+        ));
     }
 
     #[test]

@@ -108,20 +108,34 @@ mod tests {
             t.contains("You said: &lt;Hangup/&gt; &amp; &quot;bye&quot; &apos;now&apos;"),
             "{t}"
         );
-        assert!(t.contains("action=\"https://x.test/hooks/a?t=2&amp;s=1\""), "{t}");
-        assert!(t.contains("<Say voice=\"Polly.Joanna\" language=\"en-US\">"), "{t}");
+        assert!(
+            t.contains("action=\"https://x.test/hooks/a?t=2&amp;s=1\""),
+            "{t}"
+        );
+        assert!(
+            t.contains("<Say voice=\"Polly.Joanna\" language=\"en-US\">"),
+            "{t}"
+        );
         assert!(t.contains("speechTimeout=\"auto\""), "{t}");
     }
 
     #[test]
     fn hang_up_ends_with_the_verb_and_an_empty_text_says_nothing() {
         let t = hang_up(&voice(), "Goodbye.");
-        assert!(t.ends_with("<Say voice=\"Polly.Joanna\" language=\"en-US\">Goodbye.</Say><Hangup/></Response>"), "{t}");
+        assert!(
+            t.ends_with(
+                "<Say voice=\"Polly.Joanna\" language=\"en-US\">Goodbye.</Say><Hangup/></Response>"
+            ),
+            "{t}"
+        );
         let quiet = Voice {
             voice: None,
             ..voice()
         };
         assert!(!listen(&quiet, "  ", "https://x.test/h?t=1").contains("<Say"));
-        assert!(listen(&quiet, "Hi", "https://x.test/h?t=1").contains("<Say language=\"en-US\">Hi</Say>"));
+        assert!(
+            listen(&quiet, "Hi", "https://x.test/h?t=1")
+                .contains("<Say language=\"en-US\">Hi</Say>")
+        );
     }
 }
