@@ -8,12 +8,16 @@
 pub mod api;
 pub mod board;
 pub mod call;
+mod settings;
 pub mod signature;
 pub mod twiml;
 
+pub use call::outcome_words;
+pub use settings::open_twilio;
+
 use super::{
-    ConnConfig, Connector, ConnectorError, Delivery, Event, HookRequest, HookResponse, HookVerdict,
-    Inbound, Outbound, Receiver,
+    ConnConfig, Connector, ConnectorError, Event, HookRequest, HookResponse, HookVerdict, Inbound,
+    Outbound, Receiver,
 };
 use api::{Api, CallState, Hooks};
 use async_trait::async_trait;
@@ -56,91 +60,6 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(Arc::new(open_twilio(cfg)?))
 }
 
-fn url_setting(cfg: &ConnConfig, name: &str, default: &str) -> Result<String, ConnectorError> {
-    let v = cfg
-        .env(name)
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string());
-    let v = v.trim().trim_end_matches('/').to_string();
-    reqwest::Url::parse(&v)
-        .map_err(|e| ConnectorError::Permanent(format!("{name} '{v}' is not a URL ({e})")))?;
-    Ok(v)
-}
-
-/// The connector with its Twilio-only calls (`flametree call` uses them).
-pub fn open_twilio(cfg: ConnConfig) -> Result<Twilio, ConnectorError> {
-    let base = url_setting(&cfg, "TWILIO_API_URL", "https://api.twilio.com")?;
-    let webhook = if cfg.env_set("TWILIO_WEBHOOK_BASE_URL") {
-        let b = url_setting(&cfg, "TWILIO_WEBHOOK_BASE_URL", "")?;
-        crate::runtime::webhook_url(&b, &cfg.connection.hook_id)
-    } else {
-        cfg.webhook_url.clone()
-    };
-    let speech_timeout = cfg
-        .env("TWILIO_SPEECH_TIMEOUT")
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "auto".into());
-    if speech_timeout != "auto"
-        && !speech_timeout
-            .parse::<u32>()
-            .is_ok_and(|s| (1..=60).contains(&s))
-    {
-        return Err(ConnectorError::Permanent(format!(
-            "TWILIO_SPEECH_TIMEOUT is '{speech_timeout}': use auto or a number of seconds (1-60)"
-        )));
-    }
-    let budget = cfg.env("TWILIO_REPLY_BUDGET").unwrap_or_else(|| "8".into());
-    let budget = match budget.trim().parse::<u64>() {
-        Ok(s) if (1..=14).contains(&s) => Duration::from_secs(s),
-        _ => {
-            return Err(ConnectorError::Permanent(format!(
-                "TWILIO_REPLY_BUDGET is '{}': use whole seconds from 1 to 14 (Twilio waits 15 s \
-                 for an answer)",
-                budget.trim()
-            )));
-        }
-    };
-    let account_sid = cfg
-        .field("account_sid")
-        .map(|s| s.trim().to_string())
-        .ok_or_else(|| ConnectorError::Permanent("Account SID is not set".into()))?;
-    let number = cfg
-        .field("phone_number")
-        .map(|n| n.trim().replace([' ', '-', '(', ')'], ""))
-        .ok_or_else(|| ConnectorError::Permanent("Phone number is not set".into()))?;
-    let number = if number.starts_with('+') {
-        number
-    } else {
-        format!("+{number}")
-    };
-    Ok(Twilio {
-        api: Api {
-            http: cfg.http.clone(),
-            base,
-            account_sid,
-            token: cfg.secret("auth_token")?.expose().trim().to_string(),
-        },
-        number,
-        hook_id: cfg.connection.hook_id.clone(),
-        webhook,
-        voice: Voice {
-            voice: cfg
-                .env("TWILIO_VOICE")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
-            language: cfg
-                .env("TWILIO_SPEECH_LANGUAGE")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "en-US".into()),
-            speech_timeout,
-        },
-        budget,
-        line: Mutex::default(),
-    })
-}
-
 /// A URL as the log may show it: without user and password.
 fn shown(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -159,17 +78,6 @@ fn twiml(body: String) -> HookResponse {
         status: 200,
         content_type: "text/xml",
         body,
-    }
-}
-
-/// Why an outbound call did not connect, in words.
-pub fn outcome_words(status: &str) -> &'static str {
-    match status {
-        "busy" => "the line was busy",
-        "no-answer" => "nobody answered",
-        "failed" => "Twilio could not place the call (a number that cannot be called?)",
-        "canceled" => "the call was canceled before it was answered",
-        _ => "",
     }
 }
 
@@ -279,42 +187,8 @@ impl Twilio {
                 )),
             ),
             Step::Hold { .. } => (Vec::new(), None),
-            Step::Status => (status_events(r), Some(twiml::empty())),
+            Step::Status => (call::status_events(r), Some(twiml::empty())),
         }
-    }
-}
-
-fn status_events(r: &CallRequest) -> Vec<Event> {
-    let sid = r.sid();
-    let status = r.param("CallStatus");
-    let (from, to) = (r.param("From"), r.param("To"));
-    match status {
-        "completed" => vec![Event::Ignored {
-            note: format!(
-                "call {sid} from {from} to {to} ended after {} s",
-                r.param("CallDuration").parse::<u64>().unwrap_or(0)
-            ),
-        }],
-        "busy" | "no-answer" | "failed" | "canceled" => {
-            let sip = r.param("SipResponseCode");
-            let sip = if sip.is_empty() {
-                String::new()
-            } else {
-                format!(" (SIP {sip})")
-            };
-            vec![Event::Delivery(Delivery {
-                provider_message_id: sid.to_string(),
-                status: status.to_string(),
-                failed: true,
-                detail: format!(
-                    "the call to {to} did not connect: {}{sip}",
-                    outcome_words(status)
-                ),
-            })]
-        }
-        other => vec![Event::Ignored {
-            note: format!("call {sid} from {from} to {to}: {other}"),
-        }],
     }
 }
 

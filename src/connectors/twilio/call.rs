@@ -4,6 +4,7 @@
 //! `event=status` for status callbacks): Twilio signs them with the rest, and any
 //! process can read them.
 
+use crate::connectors::{Delivery, Event};
 use std::collections::HashMap;
 
 /// One request of a call, as flametree reads it.
@@ -119,6 +120,52 @@ pub fn is_goodbye(speech: &str) -> bool {
         ]
         .iter()
         .any(|p| joined == *p || joined.ends_with(&format!(" {p}")))
+}
+
+/// Why an outbound call did not connect, in words.
+pub fn outcome_words(status: &str) -> &'static str {
+    match status {
+        "busy" => "the line was busy",
+        "no-answer" => "nobody answered",
+        "failed" => "Twilio could not place the call (a number that cannot be called?)",
+        "canceled" => "the call was canceled before it was answered",
+        _ => "",
+    }
+}
+
+/// A status callback's events: the end of a call, or why it never connected.
+pub fn status_events(r: &CallRequest) -> Vec<Event> {
+    let sid = r.sid();
+    let status = r.param("CallStatus");
+    let (from, to) = (r.param("From"), r.param("To"));
+    match status {
+        "completed" => vec![Event::Ignored {
+            note: format!(
+                "call {sid} from {from} to {to} ended after {} s",
+                r.param("CallDuration").parse::<u64>().unwrap_or(0)
+            ),
+        }],
+        "busy" | "no-answer" | "failed" | "canceled" => {
+            let sip = r.param("SipResponseCode");
+            let sip = if sip.is_empty() {
+                String::new()
+            } else {
+                format!(" (SIP {sip})")
+            };
+            vec![Event::Delivery(Delivery {
+                provider_message_id: sid.to_string(),
+                status: status.to_string(),
+                failed: true,
+                detail: format!(
+                    "the call to {to} did not connect: {}{sip}",
+                    outcome_words(status)
+                ),
+            })]
+        }
+        other => vec![Event::Ignored {
+            note: format!("call {sid} from {from} to {to}: {other}"),
+        }],
+    }
 }
 
 #[cfg(test)]
