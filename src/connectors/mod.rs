@@ -16,6 +16,7 @@ pub mod meta;
 pub mod onprem;
 mod rest;
 pub mod retry;
+pub mod sip;
 pub mod telegram;
 pub mod twilio;
 mod unavailable;
@@ -311,6 +312,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::WhatsAppOnPrem => Some(onprem::open),
         Family::Infobip => Some(infobip::open),
         Family::Twilio => Some(twilio::open),
+        Family::Sip => Some(sip::open),
         _ => None,
     }
 }
