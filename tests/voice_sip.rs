@@ -32,7 +32,20 @@ struct Sipp {
 
 impl Sipp {
     fn registrar(dir: &std::path::Path) -> Sipp {
-        let port = free_udp_port();
+        Sipp::registrar_on(dir, "u1")
+    }
+
+    /// `transport`: SIPp's `-t` (u1 UDP, t1 TCP).
+    fn registrar_on(dir: &std::path::Path, transport: &str) -> Sipp {
+        let port = if transport == "t1" {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            free_udp_port()
+        };
         let messages = dir.join(format!("sipp-{port}-messages.log"));
         let scenario = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -40,6 +53,7 @@ impl Sipp {
         );
         let child = Command::new("sipp")
             .args(["-sf", scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", transport])
             .args(["-nostdin", "-trace_msg", "-message_file"])
             .arg(&messages)
             .current_dir(dir)
@@ -93,17 +107,28 @@ fn authorized_registers(messages: &str) -> usize {
 
 /// A SIP connection registering with `registrar`, attached to a started agent.
 async fn sip_line(be: Be, registrar: &str, password: &str) -> (common::ChannelsEnv, Host, u16) {
+    sip_line_with(
+        be,
+        &[("registrar", registrar), ("transport", "udp")],
+        password,
+    )
+    .await
+}
+
+async fn sip_line_with(
+    be: Be,
+    fields: &[(&str, &str)],
+    password: &str,
+) -> (common::ChannelsEnv, Host, u16) {
     let env = common::channels_env_on(be).await;
     let host = host(&env).await;
     let local = free_udp_port();
+    let mut all = vec![("username", USER)];
+    all.extend(fields.iter().cloned());
     let d = draft(
         "sip",
         "Desk phone",
-        &[
-            ("registrar", registrar),
-            ("username", USER),
-            ("transport", "udp"),
-        ],
+        &all,
         &[("password", password)],
         &[("SIP_LOCAL_PORT", local.to_string())],
     );
@@ -211,7 +236,52 @@ async fn an_incoming_call_is_turned_away_with_a_log_line(be: Be) {
     host.shutdown().await;
 }
 
+async fn registers_over_tcp_and_through_an_outbound_proxy(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar_on(dir.path(), "t1");
+    let registrar = format!("127.0.0.1:{}", sipp.port);
+    let (env, host, _) = sip_line_with(
+        be,
+        &[("registrar", &registrar), ("transport", "tcp")],
+        RIGHT,
+    )
+    .await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let m = sipp.messages();
+    assert!(m.contains("TCP message received"), "{m}");
+    assert!(m.contains("Via: SIP/2.0/TCP"), "{m}");
+    host.shutdown().await;
+    drop(sipp);
+
+    // The registrar's domain need not resolve here: packets go to the proxy.
+    let sipp = Sipp::registrar(dir.path());
+    let proxy = format!("127.0.0.1:{}", sipp.port);
+    let (env, host, _) = sip_line_with(
+        be,
+        &[
+            ("registrar", "pbx.flametree.invalid"),
+            ("transport", "udp"),
+            ("outbound_proxy", &proxy),
+        ],
+        RIGHT,
+    )
+    .await;
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert_eq!(
+        c.status_message,
+        format!("registered as {USER}@pbx.flametree.invalid")
+    );
+    assert!(
+        sipp.messages()
+            .contains("REGISTER sip:pbx.flametree.invalid SIP/2.0"),
+        "{}",
+        sipp.messages()
+    );
+    host.shutdown().await;
+}
+
 on_both!(
+    registers_over_tcp_and_through_an_outbound_proxy,
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,
     an_unreachable_registrar_is_retried,
