@@ -443,6 +443,37 @@ async fn the_voice_url_follows_the_agent(be: Be) {
     l.stop().await;
 }
 
+async fn behind_a_proxy_the_public_url_is_what_counts(be: Be) {
+    let l = running_line(
+        be,
+        bakery(),
+        &[(
+            "TWILIO_WEBHOOK_BASE_URL",
+            "https://voice.example.com/".into(),
+        )],
+    )
+    .await;
+    let public = format!("https://voice.example.com/hooks/{}", l.c.hook_id);
+    assert_eq!(l.sandbox.voice_url(NUMBER), Some(public.clone()));
+    // Twilio signs the public URL; the proxy delivers to the ingress.
+    let (status, body) = l
+        .sandbox
+        .post_form_through(&public, &l.url(), &start_params("CA10"), TOKEN)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("action=\"{public}?t=1\"")),
+        "the next requests go to the public URL too: {body}"
+    );
+    // A signature over the local address is not Twilio's.
+    let (status, _) = l
+        .sandbox
+        .post_form(&l.url(), &start_params("CA11"), Some(TOKEN))
+        .await;
+    assert_eq!(status, 403);
+    l.stop().await;
+}
+
 fn cli(l: &Line) -> common::Cli {
     common::Cli::new(l.env.dir.path())
         .with_database(&l.env.url)
@@ -474,7 +505,14 @@ async fn outbound_calls_with_inbound_off(be: Be) {
     );
     l.sandbox.callee("+14155550122", Callee::NoAnswer);
     let r = cli.run(
-        &["call", "--connection", "Shop line", "--to", "+14155550122"],
+        &[
+            "call",
+            "--connection",
+            "Shop line",
+            "--to",
+            "+14155550122",
+            "--json",
+        ],
         None,
     );
     assert_eq!(r.code(), 1, "{}", r.all());
@@ -483,6 +521,24 @@ async fn outbound_calls_with_inbound_off(be: Be) {
         "{}",
         r.all()
     );
+    let out: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(out["status"], "no-answer", "{out}");
+    assert!(out["call_sid"].as_str().unwrap().starts_with("CA"), "{out}");
+    // A text message is not what a voice line sends.
+    let r = cli.run(
+        &[
+            "send",
+            "--connection",
+            "Shop line",
+            "--to",
+            "+14155550122",
+            "--text",
+            "hi",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(r.stderr().contains("flametree call"), "{}", r.all());
     // Twilio's status callback gives the reason in the connection's log.
     let log = l.log("nobody answered (SIP 487)").await;
     assert!(
@@ -571,5 +627,6 @@ on_both!(
     a_slow_agent_gets_a_filler_then_its_answer,
     wrong_credentials_are_an_error_naming_them,
     the_voice_url_follows_the_agent,
+    behind_a_proxy_the_public_url_is_what_counts,
     outbound_calls_with_inbound_off,
 );

@@ -227,6 +227,36 @@ impl TwilioSandbox {
         post(&self.caller, url, &owned, token).await
     }
 
+    /// The same POST as Twilio makes it to `public_url` (and signs it for), arriving
+    /// through a reverse proxy at `reach` (its path and query kept).
+    pub async fn post_form_through(
+        &self,
+        public_url: &str,
+        reach: &str,
+        params: &[(&str, &str)],
+        token: &str,
+    ) -> (u16, String) {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let signature = signature::sign(token, public_url, &owned);
+        let sent = self
+            .caller
+            .post(reach)
+            .header("X-Twilio-Signature", signature)
+            .form(&owned)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// A call from `from` to the account's number `to`, the caller taking `turns` at
     /// each `<Gather>` (hanging up when they run out); returns what happened.
     pub async fn call_in(&self, from: &str, to: &str, turns: Vec<Turn>) -> Transcript {
