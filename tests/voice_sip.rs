@@ -183,6 +183,22 @@ async fn a_wrong_password_is_an_error_saying_so(be: Be) {
         c.status_message
     );
     assert!(!c.status_message.contains("wrong-password"));
+    // Fixed and started again: the failed start let go of its port.
+    let mut fixed = flametree::channels::Draft::from_connection(&c);
+    fixed.secrets.insert(
+        "password".into(),
+        flametree::secrets::SecretString::new(RIGHT),
+    );
+    env.channels.edit(&c, &fixed).await.unwrap();
+    let agent = env.channels.find_agent("Echo").await.unwrap();
+    let agent = env.channels.run_agent(&agent, false).await.unwrap();
+    env.channels.run_agent(&agent, true).await.unwrap();
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert!(
+        c.status_message.starts_with("registered as"),
+        "{}",
+        c.status_message
+    );
     host.shutdown().await;
 }
 

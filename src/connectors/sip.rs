@@ -45,6 +45,14 @@ struct Ua {
     registration: Registration,
 }
 
+impl Drop for Ua {
+    /// A connection that failed never reaches `release`: its endpoint must still let go
+    /// of the port, or the next start after the fix finds SIP_LOCAL_PORT taken.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     let field = |k: &str, label: &str| {
         cfg.field(k)
@@ -345,6 +353,5 @@ impl Connector for Sip {
                 Err(e) => warn!("could not unregister from {} ({e})", self.registrar),
             }
         }
-        ua.stop.cancel();
     }
 }
