@@ -296,7 +296,45 @@ async fn registers_over_tcp_and_through_an_outbound_proxy(be: Be) {
     host.shutdown().await;
 }
 
+async fn an_ip_authenticated_trunk_does_not_register(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar(dir.path());
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let local = free_udp_port();
+    let registrar = format!("127.0.0.1:{}", sipp.port);
+    let d = draft(
+        "sip",
+        "Desk phone",
+        &[
+            ("registrar", &registrar),
+            ("username", USER),
+            ("transport", "udp"),
+        ],
+        &[("password", RIGHT)],
+        &[
+            ("SIP_LOCAL_PORT", local.to_string()),
+            ("SIP_REGISTER", "false".into()),
+        ],
+    );
+    let c = env.channels.add(&d).await.unwrap().connection;
+    let agent = common::runtime::echo_agent(&env).await;
+    env.channels
+        .attach_connection(&agent, &c, true)
+        .await
+        .unwrap();
+    env.channels.run_agent(&agent, true).await.unwrap();
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert_eq!(
+        c.status_message,
+        format!("not registering (SIP_REGISTER=false); listening on port {local}")
+    );
+    assert!(!sipp.messages().contains("REGISTER"), "{}", sipp.messages());
+    host.shutdown().await;
+}
+
 on_both!(
+    an_ip_authenticated_trunk_does_not_register,
     registers_over_tcp_and_through_an_outbound_proxy,
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,

@@ -384,6 +384,18 @@ async fn wrong_credentials_are_an_error_naming_them(be: Be) {
         c.status_message
     );
     assert_eq!(l.sandbox.voice_url(NUMBER).as_deref(), Some(BEFORE));
+    // Nobody would talk on a call through it: `flametree call` says so instead.
+    let r = cli(&l).run(
+        &["call", "--connection", "Shop line", "--to", "+14155550111"],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("runs with its agent and no running agent has it"),
+        "{}",
+        r.all()
+    );
 
     // Right credentials, a number the account does not have.
     let d = draft(
@@ -491,6 +503,17 @@ async fn outbound_calls_with_inbound_off(be: Be) {
     wait_status(&l.env, "Shop line", Status::Running).await;
     let cli = cli(&l);
 
+    let r = cli.run(
+        &["call", "--connection", "Shop line", "--to", "the baker"],
+        None,
+    );
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("--to: 'the baker' is not a phone number"),
+        "{}",
+        r.all()
+    );
     l.sandbox.callee("+14155550111", Callee::Busy);
     let r = cli.run(
         &["call", "--connection", "Shop line", "--to", "+14155550111"],
