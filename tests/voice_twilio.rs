@@ -375,6 +375,42 @@ async fn a_slow_agent_gets_a_filler_then_its_answer(be: Be) {
     l.stop().await;
 }
 
+async fn simultaneous_calls_are_answered_side_by_side(be: Be) {
+    let llm = OpenAiSandbox::start(None).await.unwrap();
+    llm.set_delay(Duration::from_millis(1500));
+    let agent = AgentEdit {
+        responder: Some(ResponderConfig::OpenAi(OpenAi {
+            base_url: llm.url(),
+            model: "m".into(),
+            api_key: None,
+            system_prompt: String::new(),
+            history: 10,
+            timeout_secs: 10,
+            fallback: "Sorry.".into(),
+        })),
+        ..AgentEdit::default()
+    };
+    let l = running_line(be, agent, &[]).await;
+    let (a, b) = tokio::join!(
+        l.sandbox
+            .call_in("+14155550001", NUMBER, vec![say("Is the shop open?")]),
+        l.sandbox
+            .call_in("+14155550002", NUMBER, vec![say("Do you deliver?")]),
+    );
+    for t in [&a, &b] {
+        assert_eq!(t.heard.len(), 2, "greeting and answer, no filler: {t:?}");
+        assert_eq!(t.ended, "caller hung up", "{t:?}");
+    }
+    assert!(a.heard[1].contains("Is the shop open?"), "{a:?}");
+    assert!(b.heard[1].contains("Do you deliver?"), "{b:?}");
+    assert_eq!(
+        llm.most_in_flight(),
+        2,
+        "the two callers' turns went to the model at the same time"
+    );
+    l.stop().await;
+}
+
 async fn wrong_credentials_are_an_error_naming_them(be: Be) {
     let l = line(be, bakery(), true, WRONG_TOKEN, &[]).await;
     let c = wait_status(&l.env, "Shop line", Status::Error).await;
@@ -648,6 +684,7 @@ on_both!(
     a_caller_saying_markup_cannot_end_the_call,
     two_silent_turns_end_the_call_politely,
     a_slow_agent_gets_a_filler_then_its_answer,
+    simultaneous_calls_are_answered_side_by_side,
     wrong_credentials_are_an_error_naming_them,
     the_voice_url_follows_the_agent,
     behind_a_proxy_the_public_url_is_what_counts,

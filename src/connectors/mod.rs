@@ -246,6 +246,12 @@ pub trait Connector: Send + Sync {
     /// connector whose customer is waiting on the line.
     fn unanswered(&self, _key: &str) {}
 
+    /// How many of the connection's messages may be answered at the same time. One (in
+    /// order) for chats; more where each customer waits on a line of their own (calls).
+    fn answers_at_once(&self) -> usize {
+        1
+    }
+
     /// Whether a recorded message (its raw payload) continues a conversation flametree
     /// started (an outbound call): the connection's agent answers it even with Inbound off.
     fn started_by_us(&self, _raw: &str) -> bool {

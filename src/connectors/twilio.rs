@@ -37,6 +37,9 @@ const SILENT_BYE: &str = "I cannot hear you, so I will end the call now. Goodbye
 const GOODBYE: &str = "Thank you for calling. Goodbye.";
 const NOBODY: &str = "Sorry, nobody can take your call right now. Please try again later. Goodbye.";
 const TOO_SLOW: &str = "Sorry, that took too long. Could you say that again?";
+/// Calls whose turns are answered at the same time, per connection: each caller waits
+/// on the line, so one slow answer must not hold up the others.
+const CALLS_AT_ONCE: usize = 32;
 /// What the caller's arrival says to the agent: its greeting (the rule responder
 /// greets a hello).
 const CALL_OPENS: &str = "Hello";
@@ -272,6 +275,10 @@ impl Connector for Twilio {
 
     fn unanswered(&self, key: &str) {
         board::post(&self.hook_id, key, Answer::Nobody);
+    }
+
+    fn answers_at_once(&self) -> usize {
+        CALLS_AT_ONCE
     }
 
     fn started_by_us(&self, raw: &str) -> bool {
