@@ -488,6 +488,17 @@ async fn the_voice_url_follows_the_agent(be: Be) {
             (NUMBER.to_string(), BEFORE.to_string())
         ]
     );
+
+    // A process killed while running never put the URL back: the number still points
+    // here at the next start. What it pointed at before is remembered all the same.
+    l.sandbox.set_voice_url(NUMBER, &l.url());
+    let agent = l.env.channels.find_agent("Bakery").await.unwrap();
+    l.env.channels.run_agent(&agent, true).await.unwrap();
+    wait_status(&l.env, "Shop line", Status::Running).await;
+    let agent = l.env.channels.find_agent("Bakery").await.unwrap();
+    l.env.channels.run_agent(&agent, false).await.unwrap();
+    wait_status(&l.env, "Shop line", Status::Stopped).await;
+    assert_eq!(l.sandbox.voice_url(NUMBER).as_deref(), Some(BEFORE));
     l.stop().await;
 }
 

@@ -189,6 +189,13 @@ impl TwilioSandbox {
             .map(|n| n.voice_url.clone())
     }
 
+    /// Sets a number's voice URL as an operator would in the Console.
+    pub fn set_voice_url(&self, phone: &str, url: &str) {
+        if let Some(n) = self.lock().numbers.iter_mut().find(|n| n.phone == phone) {
+            n.voice_url = url.to_string();
+        }
+    }
+
     /// Every change of a number's voice URL, in order.
     pub fn voice_url_changes(&self) -> Vec<(String, String)> {
         self.lock().voice_url_changes.clone()
