@@ -309,6 +309,8 @@ type Factory = Opener;
 /// The connector of a family, if this build has one.
 fn factory(family: Family) -> Option<Factory> {
     match family {
+        Family::Twilio => Some(twilio::open),
+        Family::Sip => Some(sip::open),
         Family::Telegram => Some(telegram::open),
         Family::Email => Some(email::open),
         Family::Meta => Some(meta::open),
@@ -317,8 +319,6 @@ fn factory(family: Family) -> Option<Factory> {
         Family::MessageBird => Some(messagebird::open),
         Family::WhatsAppOnPrem => Some(onprem::open),
         Family::Infobip => Some(infobip::open),
-        Family::Twilio => Some(twilio::open),
-        Family::Sip => Some(sip::open),
         _ => None,
     }
 }
