@@ -39,6 +39,9 @@ pub struct ChannelType {
     pub simple_mode: bool,
     #[serde(default)]
     pub deprecated: bool,
+    /// Calls carried as audio (SIP): the agent needs speech engines to take them.
+    #[serde(default)]
+    pub needs_speech: bool,
     /// For deprecated types: the key of the current type to migrate to.
     #[serde(default)]
     pub migrates_to: Option<String>,

@@ -21,9 +21,27 @@ async fn everything(store: &dyn Store) -> Result<(Vec<Connection>, Vec<Agent>), 
     Ok((connections, agents))
 }
 
-fn agent_key(a: &Agent) -> Option<SealedSecret> {
-    let v: serde_json::Value = serde_json::from_str(&a.responder).ok()?;
+const SPEECH_KEY_FIELD: &str = crate::agents::speech::KEY_FIELD;
+
+/// The sealed key inside one of an agent's documents (responder or speech), if any.
+fn sealed_in(document: &str) -> Option<SealedSecret> {
+    let v: serde_json::Value = serde_json::from_str(document).ok()?;
     serde_json::from_value(v.get("api_key")?.clone()).ok()
+}
+
+/// Every sealed key an agent holds: its model API key, its speech engines' key.
+fn agent_keys(a: &Agent) -> impl Iterator<Item = SealedSecret> {
+    [sealed_in(&a.responder), sealed_in(&a.speech)]
+        .into_iter()
+        .flatten()
+}
+
+/// `document` with its `api_key` replaced by `fresh`.
+fn with_key(document: &str, fresh: &SealedSecret, agent: &str) -> Result<String, ServiceError> {
+    let mut v: serde_json::Value = serde_json::from_str(document)
+        .map_err(|e| ServiceError::NotFound(format!("agent '{agent}': {e}")))?;
+    v["api_key"] = serde_json::to_value(fresh).expect("a sealed secret serializes");
+    Ok(v.to_string())
 }
 
 /// How many secrets each key id seals, across every tenant.
@@ -33,7 +51,7 @@ pub async fn status(store: &dyn Store) -> Result<BTreeMap<String, usize>, Servic
     let ids = connections
         .iter()
         .flat_map(|c| c.secrets.values().map(|s| s.key_id.clone()))
-        .chain(agents.iter().filter_map(agent_key).map(|s| s.key_id));
+        .chain(agents.iter().flat_map(agent_keys).map(|s| s.key_id));
     for id in ids {
         *counts.entry(id).or_insert(0) += 1;
     }
@@ -84,17 +102,25 @@ pub async fn rotate(
     }
     let mut changed_agents = Vec::new();
     for mut a in agents {
-        let Some(sealed) = agent_key(&a) else {
-            continue;
-        };
-        let what = format!("API key of agent '{}'", a.name);
-        if let Some(fresh) = reseal(AGENT_KEY_FIELD, &sealed, &what)? {
-            let mut v: serde_json::Value = serde_json::from_str(&a.responder)
-                .map_err(|e| ServiceError::NotFound(format!("agent '{}': {e}", a.name)))?;
-            v["api_key"] = serde_json::to_value(&fresh).expect("a sealed secret serializes");
-            a.responder = v.to_string();
+        let mut changed = false;
+        if let Some(sealed) = sealed_in(&a.responder) {
+            let what = format!("API key of agent '{}'", a.name);
+            if let Some(fresh) = reseal(AGENT_KEY_FIELD, &sealed, &what)? {
+                a.responder = with_key(&a.responder, &fresh, &a.name)?;
+                changed = true;
+                done.secrets += 1;
+            }
+        }
+        if let Some(sealed) = sealed_in(&a.speech) {
+            let what = format!("speech key of agent '{}'", a.name);
+            if let Some(fresh) = reseal(SPEECH_KEY_FIELD, &sealed, &what)? {
+                a.speech = with_key(&a.speech, &fresh, &a.name)?;
+                changed = true;
+                done.secrets += 1;
+            }
+        }
+        if changed {
             changed_agents.push(a);
-            done.secrets += 1;
         }
     }
     done.connections = changed_connections.len();

@@ -466,6 +466,7 @@ fn agents_screen_shows_the_communication_channels_card() {
         description: "Answers the shop's customers".into(),
         responder: r#"{"kind":"rules","greeting":"Hi","rules":[{"keyword":"price","reply":"See the site"}],"fallback":"Noted"}"#.into(),
         widget: "{}".into(),
+        speech: "{}".into(),
         desired: DesiredState::Running,
         status,
         version,

@@ -231,6 +231,7 @@ mod tests {
             description: String::new(),
             responder: "{}".into(),
             widget: "{}".into(),
+            speech: "{}".into(),
             desired: DesiredState::Stopped,
             status,
             version: 1,

@@ -19,6 +19,8 @@ pub struct AgentEdit {
     /// A new API key for an OpenAI-compatible responder.
     pub api_key: Option<SecretString>,
     pub widget: Option<serde_json::Value>,
+    /// Speech engines (SIP calls need them).
+    pub speech: Option<super::speech::SpeechEdit>,
 }
 
 fn invalid(field: &str, message: String) -> ServiceError {
@@ -191,7 +193,42 @@ impl Channels {
             a.widget = w.to_string();
             changed.push("web widget");
         }
-        let sealed_a_key = changed.contains(&"api_key (secret replaced)");
+        if let Some(s) = &edit.speech {
+            let old = super::speech::SpeechConfig::parse(&agent.speech);
+            let mut new =
+                super::speech::apply(&old, s).map_err(|(field, why)| invalid(field, why))?;
+            if s.clear {
+                changed.push("speech engines cleared");
+            }
+            if new != old && !s.clear {
+                changed.push("speech engines");
+            }
+            if let Some(k) = s.key.as_ref().filter(|k| !k.is_empty()) {
+                if new.stt_url.is_empty() && new.tts_url.is_empty() {
+                    return Err(invalid(
+                        "speech_key",
+                        "a speech key needs an engine to go to: set --stt-url and --tts-url too"
+                            .into(),
+                    ));
+                }
+                if let Some(problem) =
+                    inputs::size_problem("The speech key", k.expose().len(), true)
+                {
+                    return Err(invalid("speech_key", problem));
+                }
+                let key = self.sealing_key().await?;
+                new.api_key = Some(key.seal(super::speech::KEY_FIELD, k, 1));
+                changed.push("speech key (secret replaced)");
+            }
+            a.speech = serde_json::to_string(&new).expect("speech settings serialize");
+            if let Some(problem) =
+                inputs::size_problem("The speech settings", a.speech.len(), false)
+            {
+                return Err(invalid("speech", problem));
+            }
+        }
+        let sealed_a_key = changed.contains(&"api_key (secret replaced)")
+            || changed.contains(&"speech key (secret replaced)");
         let mut details = format!("changed: {}", changed.join(", "));
         if let Some(r) = replaced {
             details.push_str(&format!("; {r}"));

@@ -1,9 +1,10 @@
 //! `flametree agents …` and `flametree send`.
 
 use super::view::{print_json, table};
-use super::{AgentArgs, AgentsCmd, Failure, ResponderArgs};
+use super::{AgentArgs, AgentsCmd, Failure, ResponderArgs, SpeechArgs};
 use crate::agents::responder::OpenAi;
 use crate::agents::service::AgentEdit;
+use crate::agents::speech::{SpeechConfig, SpeechEdit};
 use crate::agents::{ResponderConfig, Rule, Rules};
 use crate::catalog::Catalog;
 use crate::channels::ServiceError;
@@ -163,6 +164,7 @@ async fn agent_json(ctx: &Context, a: &Agent) -> Result<serde_json::Value, Servi
         "restart_pending": a.restart_pending(), "version": a.version,
         "responder": responder_json(a),
         "widget": serde_json::from_str::<serde_json::Value>(&a.widget).unwrap_or_default(),
+        "speech": SpeechConfig::parse(&a.speech).to_json(),
         "channels": list,
     }))
 }
@@ -187,6 +189,7 @@ async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result
         }
     );
     say!("Responder:   {}", responder_summary(a));
+    say!("Speech:      {}", SpeechConfig::parse(&a.speech).summary());
     say!("Communication channels:");
     let channels = ctx.channels.agent_connections(a).await?;
     if channels.is_empty() {
@@ -233,6 +236,7 @@ fn edit_from(args: &AgentArgs, creating: bool) -> Result<AgentEdit, Failure> {
         })?;
         edit.api_key = Some(SecretString::new(key.trim()));
     }
+    edit.speech = speech_from(&args.speech)?;
     if !args.widget.is_empty() {
         let spec = Catalog::get().find("web_widget");
         let mut obj = serde_json::Map::new();
@@ -254,6 +258,43 @@ fn edit_from(args: &AgentArgs, creating: bool) -> Result<AgentEdit, Failure> {
         edit.widget = Some(serde_json::Value::Object(obj));
     }
     Ok(edit)
+}
+
+/// The speech options as an edit; none given: no change.
+fn speech_from(s: &SpeechArgs) -> Result<Option<SpeechEdit>, Failure> {
+    let edit = SpeechEdit {
+        stt_url: s.stt_url.clone(),
+        stt_model: s.stt_model.clone(),
+        tts_url: s.tts_url.clone(),
+        tts_model: s.tts_model.clone(),
+        tts_voice: s.tts_voice.clone(),
+        key: None,
+        clear: s.no_speech,
+    };
+    let key = if s.speech_key_stdin {
+        let mut key = String::new();
+        std::io::stdin().read_to_string(&mut key).map_err(|e| {
+            Failure::invalid(format!(
+                "cannot read the speech key from standard input: {e}"
+            ))
+        })?;
+        if key.trim().is_empty() {
+            return Err(Failure::invalid(
+                "--speech-key-stdin read an empty key: pipe the key in, e.g. `printenv OPENAI_API_KEY | flametree agents edit …`",
+            ));
+        }
+        Some(SecretString::new(key.trim()))
+    } else {
+        None
+    };
+    let given = edit.stt_url.is_some()
+        || edit.stt_model.is_some()
+        || edit.tts_url.is_some()
+        || edit.tts_model.is_some()
+        || edit.tts_voice.is_some()
+        || edit.clear
+        || key.is_some();
+    Ok(given.then_some(SpeechEdit { key, ..edit }))
 }
 
 fn responder_from(r: &ResponderArgs) -> Result<Option<ResponderConfig>, Failure> {

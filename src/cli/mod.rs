@@ -198,6 +198,36 @@ pub struct AgentArgs {
     /// A Web Widget setting, FIELD=VALUE (repeatable): the widget is configured on the agent.
     #[arg(long = "widget", value_name = "FIELD=VALUE")]
     pub widget: Vec<String>,
+    #[command(flatten)]
+    pub speech: SpeechArgs,
+}
+
+/// The agent's speech engines: what SIP calls are heard and spoken with.
+#[derive(Debug, Args)]
+pub struct SpeechArgs {
+    /// Speech-to-text: an OpenAI-compatible base URL (`/audio/transcriptions` is appended)
+    /// or the endpoint itself; "" removes it.
+    #[arg(long, value_name = "URL")]
+    pub stt_url: Option<String>,
+    /// Speech-to-text model, e.g. whisper-1.
+    #[arg(long, value_name = "MODEL")]
+    pub stt_model: Option<String>,
+    /// Text-to-speech: an OpenAI-compatible base URL (`/audio/speech` is appended) or the
+    /// endpoint itself; "" removes it.
+    #[arg(long, value_name = "URL")]
+    pub tts_url: Option<String>,
+    /// Text-to-speech model, e.g. tts-1.
+    #[arg(long, value_name = "MODEL")]
+    pub tts_model: Option<String>,
+    /// Text-to-speech voice, e.g. alloy.
+    #[arg(long, value_name = "VOICE")]
+    pub tts_voice: Option<String>,
+    /// Read the speech engines' key from standard input (sent to both endpoints).
+    #[arg(long, conflicts_with = "api_key_stdin")]
+    pub speech_key_stdin: bool,
+    /// Remove the speech engines and their key.
+    #[arg(long, conflicts_with_all = ["stt_url", "stt_model", "tts_url", "tts_model", "tts_voice", "speech_key_stdin"])]
+    pub no_speech: bool,
 }
 
 #[derive(Debug, Args)]

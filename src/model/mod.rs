@@ -188,6 +188,8 @@ pub struct Agent {
     pub responder: String,
     /// Web Widget settings as JSON: the widget is configured on the agent's page.
     pub widget: String,
+    /// Speech engines as JSON (`agents::speech::SpeechConfig`): what SIP calls need.
+    pub speech: String,
     pub desired: DesiredState,
     pub status: Status,
     pub version: i64,

@@ -60,6 +60,9 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         Ok(cfg) => cfg,
         Err(why) => return fail(&pipe, id, &why).await,
     };
+    if let Some(why) = speech_missing(&pipe, &c).await {
+        return fail(&pipe, id, &why).await;
+    }
     if let Some(r) = &pipe.router {
         for s in cfg.masked() {
             r.protect(id, s);
@@ -190,6 +193,40 @@ async fn report_interrupted(pipe: &Pipeline, id: i64, idempotent: bool) {
         }
         Err(e) => warn!("could not look for replies interrupted by a crash: {e}"),
     }
+}
+
+/// A line that carries calls as audio cannot serve them without its agent's speech
+/// engines: better ERROR naming what to set than a registered line that answers
+/// callers with nothing. The agents that run it are asked (desired Running); if none
+/// is, every attached one.
+async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
+    let needs = crate::catalog::Catalog::get()
+        .find(&c.type_key)
+        .is_some_and(|t| t.needs_speech);
+    if !needs {
+        return None;
+    }
+    let agents = match pipe.channels.store().connection_agents(c.id).await {
+        Ok(list) => list,
+        Err(e) => return Some(format!("cannot read the agent of this line: {e}")),
+    };
+    let attached: Vec<_> = agents
+        .into_iter()
+        .filter(|(_, ch)| !ch.detached)
+        .map(|(a, _)| a)
+        .collect();
+    let running: Vec<_> = attached
+        .iter()
+        .filter(|a| a.desired == DesiredState::Running)
+        .collect();
+    let asked = if running.is_empty() {
+        attached.iter().collect()
+    } else {
+        running
+    };
+    asked
+        .into_iter()
+        .find_map(|a| crate::agents::speech::not_ready(a))
 }
 
 fn open_config(env: &TaskEnv, c: &Connection) -> Result<ConnConfig, String> {

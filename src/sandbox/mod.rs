@@ -8,5 +8,6 @@ pub mod legacy;
 pub mod meta;
 pub mod openai;
 pub mod server;
+pub mod speech;
 pub mod telegram;
 pub mod twilio;

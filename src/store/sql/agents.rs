@@ -102,13 +102,15 @@ impl SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let done = sqlx::query(
             "UPDATE agents SET name = $1, name_key = $2, description = $3, responder = $4, widget = $5, \
-             version = version + 1, updated_at = $6, updated_by = $7 WHERE id = $8 AND version = $9",
+             speech = $6, version = version + 1, updated_at = $7, updated_by = $8 \
+             WHERE id = $9 AND version = $10",
         )
         .bind(a.name.trim())
         .bind(name_key(&a.name))
         .bind(&a.description)
         .bind(json_column("responder", &a.responder)?)
         .bind(json_column("widget", &a.widget)?)
+        .bind(json_column("speech", &a.speech)?)
         .bind(ts(now_millis()))
         .bind(&note.actor)
         .bind(a.id)

@@ -552,12 +552,19 @@ impl ChannelStore for SqlStore {
         for a in agents {
             let responder: serde_json::Value = serde_json::from_str(&a.responder)
                 .map_err(|e| StoreError::Other(format!("agent '{}': {e}", a.name)))?;
+            let speech: serde_json::Value = serde_json::from_str(if a.speech.trim().is_empty() {
+                "{}"
+            } else {
+                &a.speech
+            })
+            .map_err(|e| StoreError::Other(format!("agent '{}': {e}", a.name)))?;
             let done = sqlx::query(
-                "UPDATE agents SET responder = $1, version = version + 1, \
+                "UPDATE agents SET responder = $1, speech = $2, version = version + 1, \
                  running_version = CASE WHEN running_version = version THEN version + 1 \
-                 ELSE running_version END WHERE id = $2 AND version = $3",
+                 ELSE running_version END WHERE id = $3 AND version = $4",
             )
             .bind(Json(responder))
+            .bind(Json(speech))
             .bind(a.id)
             .bind(a.version)
             .execute(&mut *tx)
@@ -707,22 +714,24 @@ impl ChannelStore for SqlStore {
         Ok(())
     }
 
-    // Connections count their sealed fields in a column; an agent's sealed API key
-    // lives inside its responder document, and agents are few: read and looked at here.
+    // Connections count their sealed fields in a column; an agent's sealed API keys
+    // live inside its responder and speech documents, and agents are few: read and looked at here.
     async fn count_sealed_secrets(&self) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE sealed_fields > 0")
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        let responders: Vec<Json<serde_json::Value>> =
-            sqlx::query_scalar("SELECT responder FROM agents")
+        // The speech engines' key is sealed in the `speech` document the same way.
+        let documents: Vec<(Json<serde_json::Value>, Json<serde_json::Value>)> =
+            sqlx::query_as("SELECT responder, speech FROM agents")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(classify)?;
-        let agents = responders
+        let sealed = |d: &serde_json::Value| d.get("api_key").is_some_and(|k| !k.is_null());
+        let agents: usize = documents
             .iter()
-            .filter(|Json(r)| r.get("api_key").is_some_and(|k| !k.is_null()))
-            .count();
+            .map(|(Json(r), Json(s))| usize::from(sealed(r)) + usize::from(sealed(s)))
+            .sum();
         Ok(n.max(0) as u64 + agents as u64)
     }
 

@@ -19,8 +19,8 @@ pub(crate) use connection_columns;
 
 macro_rules! agent_columns {
     () => {
-        "id, tenant_id, name, description, responder, widget, desired_state, status, version, \
-         running_version, updated_by"
+        "id, tenant_id, name, description, responder, widget, speech, desired_state, status, \
+         version, running_version, updated_by"
     };
 }
 pub(crate) use agent_columns;
@@ -97,6 +97,7 @@ pub fn agent(row: &DbRow) -> Result<Agent, StoreError> {
         description: get(row, "description")?,
         responder: json_text(row, "responder")?,
         widget: json_text(row, "widget")?,
+        speech: json_text(row, "speech")?,
         updated_by: get(row, "updated_by")?,
         desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
