@@ -105,6 +105,31 @@ fn authorized_registers(messages: &str) -> usize {
         .count()
 }
 
+/// The echo agent with speech engines set (SIP lines do not start without them). Calls
+/// are not answered in this build, so the engines are only configured, never called.
+async fn speaking_agent(env: &common::ChannelsEnv) -> flametree::model::Agent {
+    let agent = common::runtime::echo_agent(env).await;
+    if !agent.speech.contains("stt_url") {
+        let edit = flametree::agents::service::AgentEdit {
+            speech: Some(speech_engines("http://127.0.0.1:9/v1")),
+            ..Default::default()
+        };
+        return env.channels.edit_agent(&agent, edit).await.unwrap();
+    }
+    agent
+}
+
+fn speech_engines(url: &str) -> flametree::agents::speech::SpeechEdit {
+    flametree::agents::speech::SpeechEdit {
+        stt_url: Some(url.into()),
+        stt_model: Some("whisper-1".into()),
+        tts_url: Some(url.into()),
+        tts_model: Some("tts-1".into()),
+        tts_voice: Some("alloy".into()),
+        ..Default::default()
+    }
+}
+
 /// A SIP connection registering with `registrar`, attached to a started agent.
 async fn sip_line(be: Be, registrar: &str, password: &str) -> (common::ChannelsEnv, Host, u16) {
     sip_line_with(
@@ -133,7 +158,7 @@ async fn sip_line_with(
         &[("SIP_LOCAL_PORT", local.to_string())],
     );
     let c = env.channels.add(&d).await.unwrap().connection;
-    let agent = common::runtime::echo_agent(&env).await;
+    let agent = speaking_agent(&env).await;
     env.channels
         .attach_connection(&agent, &c, true)
         .await
@@ -318,7 +343,7 @@ async fn an_ip_authenticated_trunk_does_not_register(be: Be) {
         ],
     );
     let c = env.channels.add(&d).await.unwrap().connection;
-    let agent = common::runtime::echo_agent(&env).await;
+    let agent = speaking_agent(&env).await;
     env.channels
         .attach_connection(&agent, &c, true)
         .await
@@ -333,7 +358,102 @@ async fn an_ip_authenticated_trunk_does_not_register(be: Be) {
     host.shutdown().await;
 }
 
+async fn an_agent_without_speech_engines_takes_no_calls(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar(dir.path());
+    let env = common::channels_env_on(be).await;
+    let host = host(&env).await;
+    let registrar = format!("127.0.0.1:{}", sipp.port);
+    let d = draft(
+        "sip",
+        "Desk phone",
+        &[
+            ("registrar", &registrar),
+            ("username", USER),
+            ("transport", "udp"),
+        ],
+        &[("password", RIGHT)],
+        &[("SIP_LOCAL_PORT", free_udp_port().to_string())],
+    );
+    let c = env.channels.add(&d).await.unwrap().connection;
+    let agent = common::runtime::echo_agent(&env).await;
+    env.channels
+        .attach_connection(&agent, &c, true)
+        .await
+        .unwrap();
+    let agent = env.channels.run_agent(&agent, true).await.unwrap();
+    let c = wait_status(&env, "Desk phone", Status::Error).await;
+    assert!(
+        c.status_message.starts_with(
+            "the agent 'Echo' has no speech engines: a voice call needs speech-to-text and \
+             text-to-speech. Set them with `flametree agents edit \"Echo\" --stt-url URL"
+        ),
+        "{}",
+        c.status_message
+    );
+    assert!(
+        c.status_message.contains("or on the agents screen (v)"),
+        "{}",
+        c.status_message
+    );
+    assert!(
+        !sipp.messages().contains("REGISTER"),
+        "it did not register: {}",
+        sipp.messages()
+    );
+
+    // Half set is still not enough, and says what is missing.
+    let agent = env.channels.run_agent(&agent, false).await.unwrap();
+    let half = flametree::agents::speech::SpeechEdit {
+        tts_url: None,
+        tts_model: None,
+        tts_voice: None,
+        ..speech_engines("http://127.0.0.1:9/v1")
+    };
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(half),
+        ..Default::default()
+    };
+    let agent = env.channels.edit_agent(&agent, edit).await.unwrap();
+    let agent = env.channels.run_agent(&agent, true).await.unwrap();
+    // The first start's ERROR is still shown until this start fails in its own words.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = loop {
+        let c = env.channels.find("Desk phone").await.unwrap();
+        if c.status_message.contains("incomplete") || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert_eq!(c.status, Status::Error);
+    assert!(
+        c.status_message.starts_with(
+            "the agent 'Echo' has incomplete speech engines (--tts-url, --tts-model, \
+             --tts-voice not set)"
+        ),
+        "{}",
+        c.status_message
+    );
+
+    // Set: the same line registers.
+    let agent = env.channels.run_agent(&agent, false).await.unwrap();
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(speech_engines("http://127.0.0.1:9/v1")),
+        ..Default::default()
+    };
+    let agent = env.channels.edit_agent(&agent, edit).await.unwrap();
+    env.channels.run_agent(&agent, true).await.unwrap();
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert!(
+        c.status_message.starts_with("registered as"),
+        "{}",
+        c.status_message
+    );
+    host.shutdown().await;
+}
+
 on_both!(
+    an_agent_without_speech_engines_takes_no_calls,
     an_ip_authenticated_trunk_does_not_register,
     registers_over_tcp_and_through_an_outbound_proxy,
     registers_renews_and_unregisters,

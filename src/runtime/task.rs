@@ -60,9 +60,6 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         Ok(cfg) => cfg,
         Err(why) => return fail(&pipe, id, &why).await,
     };
-    if let Some(why) = speech_missing(&pipe, &c).await {
-        return fail(&pipe, id, &why).await;
-    }
     if let Some(r) = &pipe.router {
         for s in cfg.masked() {
             r.protect(id, s);
@@ -72,6 +69,11 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         Ok(c) => c,
         Err(e) => return fail(&pipe, id, &e.to_string()).await,
     };
+    // After the line's own settings (those are the connection's to fix), before it
+    // registers and takes calls.
+    if let Some(why) = speech_missing(&pipe, &c).await {
+        return fail(&pipe, id, &why).await;
+    }
 
     let began = Instant::now();
     let timeout = env.start_timeout;
