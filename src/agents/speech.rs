@@ -95,15 +95,12 @@ impl SpeechConfig {
             self.transcriptions_url(),
             !self.stt_url.trim().is_empty(),
         );
-        let mut tts = part(
+        let tts = part(
             "text-to-speech",
-            &self.tts_model,
+            &format!("{} (voice {})", self.tts_model, self.tts_voice),
             self.speech_url(),
             !self.tts_url.trim().is_empty(),
         );
-        if !self.tts_voice.is_empty() {
-            tts.push_str(&format!(" (voice {})", self.tts_voice));
-        }
         let key = if self.api_key.is_some() {
             crate::secrets::MASK
         } else {
