@@ -520,6 +520,9 @@ impl Channels {
             if let Err(e) = crate::agents::responder::open_api_key(self, &a) {
                 problems.push(e.to_string());
             }
+            if let Err(e) = crate::agents::speech::open_key(self, &a) {
+                problems.push(e.to_string());
+            }
         }
         Ok(problems)
     }

@@ -299,7 +299,29 @@ async fn engine_errors_name_the_url_and_status_never_the_key() {
     assert!(!e.contains(SPEECH_KEY), "{e}");
 }
 
+/// `secrets rotate` re-seals the speech key with the rest; it opens afterwards.
+async fn the_speech_key_is_rotated_with_every_secret(be: Be) {
+    let env = common::channels_env_on(be).await;
+    // The key in a file of the data directory (rotation rewrites it).
+    let cli = Cli::new(env.dir.path()).with_database(&env.url);
+    cli.ok(&["agents", "create", "--name", "Support"], None);
+    let mut set = SET.to_vec();
+    set.push("--speech-key-stdin");
+    cli.ok(&set, Some(SPEECH_KEY));
+    let before = cli.json(&["secrets", "status"]);
+    assert_eq!(before["keys"][0]["secrets"], 1, "{before}");
+    let out = cli.ok(&["secrets", "rotate"], None);
+    assert!(out.contains("Re-sealed 1 secret(s)"), "{out}");
+    let after = cli.json(&["secrets", "status"]);
+    assert_ne!(after["key_in_use"], before["key_in_use"]);
+    assert_eq!(after["keys"][0]["secrets"], 1, "{after}");
+    let info = cli.run(&["info"], None).all();
+    assert!(!info.contains("cannot decrypt"), "{info}");
+    assert!(!info.contains("speech key of agent"), "{info}");
+}
+
 on_both!(
+    the_speech_key_is_rotated_with_every_secret,
     the_cli_sets_shows_and_clears_speech_engines,
     speech_round_trips_through_the_sandbox,
 );
