@@ -32,6 +32,8 @@ pub enum AddFlow {
     },
     /// The selected agent's responder (`e`).
     Responder(Box<super::responder::ResponderForm>),
+    /// The selected agent's speech engines (`v`).
+    Speech(Box<super::speech::SpeechForm>),
 }
 
 pub struct AgentsScreen {
@@ -177,6 +179,12 @@ impl AgentsScreen {
                     super::responder::ResponderForm::open(a),
                 )));
             }
+            KeyCode::Char('v') if can_edit => {
+                let Some(a) = self.selected_agent() else {
+                    return AgentsOutcome::Flash("Create an agent first: n".into());
+                };
+                self.add = Some(AddFlow::Speech(Box::new(super::speech::SpeechForm::open(a))));
+            }
             KeyCode::Char('s') if can_edit => {
                 let Some(a) = self.selected_agent() else {
                     return none;
@@ -234,7 +242,7 @@ impl AgentsScreen {
                     return AgentsOutcome::AskDelete(Box::new(a.clone()));
                 }
             }
-            KeyCode::Char('n' | 's' | 'a' | 'e' | ' ' | 'x' | 'D') => return ro(),
+            KeyCode::Char('n' | 's' | 'a' | 'e' | 'v' | ' ' | 'x' | 'D') => return ro(),
             _ => {}
         }
         match self.card_request() {
@@ -424,6 +432,29 @@ impl AgentsScreen {
                     }
                 }
             }
+            AddFlow::Speech(mut form) => {
+                use super::responder::Outcome;
+                match form.handle_key(key) {
+                    Outcome::Consumed => Some(AddFlow::Speech(form)),
+                    Outcome::Close if form.dirty => {
+                        let what = format!(
+                            "your changes to the speech engines of '{}'",
+                            form.agent.name
+                        );
+                        self.add = Some(AddFlow::Speech(form));
+                        return AgentsOutcome::AskDiscardSimple(what);
+                    }
+                    Outcome::Close => None,
+                    Outcome::Save => {
+                        let command = Command::EditSpeech {
+                            agent: Box::new(form.agent.clone()),
+                            speech: form.to_edit(),
+                        };
+                        self.add = Some(AddFlow::Speech(form));
+                        return AgentsOutcome::Commands(vec![command]);
+                    }
+                }
+            }
             AddFlow::NewAgent { mut name } => {
                 if ctrl_s || key.code == KeyCode::Enter {
                     let typed = name.lines().join("");
@@ -452,7 +483,7 @@ impl AgentsScreen {
     pub fn discard_simple(&mut self) {
         if matches!(
             self.add,
-            Some(AddFlow::Simple { .. } | AddFlow::Responder(_))
+            Some(AddFlow::Simple { .. } | AddFlow::Responder(_) | AddFlow::Speech(_))
         ) {
             self.add = None;
         }
@@ -468,6 +499,7 @@ impl AgentsScreen {
                 name.insert_str(text.replace(['\n', '\r'], ""));
             }
             Some(AddFlow::Responder(form)) => form.paste(text),
+            Some(AddFlow::Speech(form)) => form.paste(text),
             _ => {}
         }
     }

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod overlay;
 pub mod responder;
 pub mod signin;
+pub mod speech;
 pub mod theme;
 pub mod view;
 pub mod worker;

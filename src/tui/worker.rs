@@ -79,6 +79,11 @@ pub enum Command {
         responder: Box<crate::agents::ResponderConfig>,
         api_key: Option<crate::secrets::SecretString>,
     },
+    /// New speech engine settings for an agent (a new key when one was typed).
+    EditSpeech {
+        agent: Box<Agent>,
+        speech: crate::agents::speech::SpeechEdit,
+    },
     /// Simple mode: create the connection from the inline form, then attach it.
     SimpleAttach {
         agent: Box<Agent>,
@@ -310,6 +315,27 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
                         a.name,
                         if a.restart_pending() {
                             " It applies after Stop agent, then Start agent."
+                        } else {
+                            ""
+                        }
+                    );
+                    agent_done(ch, a.id, text, Vec::new()).await
+                }
+                Err(e) => vec![Msg::AgentRejected(e.to_string())],
+            }
+        }
+        Command::EditSpeech { agent, speech } => {
+            let edit = crate::agents::service::AgentEdit {
+                speech: Some(speech),
+                ..Default::default()
+            };
+            match ch.edit_agent(&agent, edit).await {
+                Ok(a) => {
+                    let text = format!(
+                        "Saved the speech engines of agent '{}'.{}",
+                        a.name,
+                        if a.restart_pending() {
+                            " They apply after Stop agent, then Start agent."
                         } else {
                             ""
                         }

@@ -311,6 +311,10 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
             render_inputs(f, form, inner);
         }
         AddFlow::Responder(form) => draw_responder(f, app, area, form),
+        AddFlow::Speech(form) => {
+            let inner = dialog(f, app, area, &form.title(), form.lines(t));
+            form.render_inputs(f, inner);
+        }
         AddFlow::NewAgent { name } => {
             let lines = vec![
                 Line::raw(" Name*"),
