@@ -139,8 +139,9 @@ pub static TABLE: &[Binding] = &[
     info(Agents, "↑ ↓  j k", "choose an agent, or a row of its Communication channels card", "↑↓", &[(Agents, "move", 2)], Always),
     info(Agents, "Tab", "between the agent list and the card", "Tab", &[(Agents, "card", 3)], Always),
     info(Agents, "n", "new agent (with the built-in rule responder)", "n", &[(Agents, "new agent", 4)], Edits),
-    info(Agents, "e", "edit the agent's responder: rules (greeting, keyword rules, fallback) or an OpenAI-compatible API (masked key; typing replaces it)", "e", &[(Agents, "responder", 5)], Edits),
-    info(Agents, "v", "edit the agent's speech engines (what SIP calls are heard and spoken with): OpenAI-compatible speech-to-text and text-to-speech URLs, models, voice, masked key", "v", &[(Agents, "speech", 10)], Edits),
+    info(Agents, "e  v", "edit the agent's responder (rules or an OpenAI-compatible API)  /  v: its speech engines for SIP calls (speech-to-text, text-to-speech); keys masked", "e", &[(Agents, "responder", 5)], Edits),
+    // Listed with `e` above (the help has no room for a row of its own at 80 lines).
+    info(Agents, "", "", "v", &[(Agents, "speech", 10)], Edits),
     info(Agents, "s", "Start agent / Stop agent (saved changes apply at restart)", "s", &[(Agents, "start/stop agent", 6)], Edits),
     info(Agents, "a", "add channels: pick the type (d: show deprecated), tick connections with Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram or WhatsApp connection right there", "a", &[(Agents, "add channel", 7)], Edits),
     info(Agents, "Space", "on a card row: Inbound on/off", "Space", &[(Agents, "inbound", 8)], Edits),
