@@ -1022,3 +1022,80 @@ async fn the_responder_is_edited_on_the_agents_screen_with_a_masked_key() {
         confirm_question(&c.app).starts_with("Discard your changes to the responder of 'Support'")
     );
 }
+
+#[tokio::test]
+async fn the_speech_engines_are_edited_on_the_agents_screen_with_a_masked_key() {
+    let mut c = console(Role::Editor).await;
+    c.key(KeyCode::Char('A')).await;
+    c.key(KeyCode::Char('n')).await;
+    c.type_text("Support").await;
+    c.key(KeyCode::Enter).await;
+    let stored = |c: &Console| {
+        let ch = c.channels.clone();
+        async move {
+            let a = ch.find_agent("Support").await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&a.speech).unwrap()
+        }
+    };
+
+    c.key(KeyCode::Char('v')).await;
+    let s = draw(&mut c.app, 100, 30);
+    assert!(s.contains("Speech engines · Support"), "{s}");
+    c.type_text("https://stt.example/v1").await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("whisper-1").await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("https://tts.example/v1").await;
+    c.key(KeyCode::Tab).await;
+    c.type_text("tts-1").await;
+    // Half filled: the service says what is missing, nothing is saved.
+    c.ctrl('s').await;
+    assert!(
+        c.flash().contains("--tts-voice is required"),
+        "{}",
+        c.flash()
+    );
+    assert_eq!(stored(&c).await, serde_json::json!({}));
+    c.key(KeyCode::Tab).await;
+    c.type_text("alloy").await;
+    c.key(KeyCode::Tab).await; // Key
+    c.app.on_paste("sk-planted-speech-key");
+    let s = draw(&mut c.app, 100, 30);
+    assert!(!s.contains("sk-planted"), "the key is masked:\n{s}");
+    assert!(focused_line(&s).contains("Key"), "{s}");
+    c.ctrl('s').await;
+    assert!(
+        c.flash()
+            .starts_with("Saved the speech engines of agent 'Support'"),
+        "{}",
+        c.flash()
+    );
+    let r = stored(&c).await;
+    assert_eq!(r["tts_voice"], "alloy", "{r}");
+    assert_eq!(r["stt_url"], "https://stt.example/v1");
+    assert!(r["api_key"].is_object(), "sealed, not plain: {r}");
+    assert!(!r.to_string().contains("sk-planted"));
+
+    // Reopened: the key is not loaded; a new URL without it is refused.
+    c.key(KeyCode::Char('v')).await;
+    for (w, h) in [(60, 15), (80, 24)] {
+        let small = draw(&mut c.app, w, h);
+        assert!(small.contains("Speech engines · Support"), "{small}");
+    }
+    let s = draw(&mut c.app, 100, 30);
+    assert!(s.contains("•••••••• saved · type to replace"), "{s}");
+    c.ctrl('u').await;
+    c.type_text("https://elsewhere.example/v1").await;
+    c.ctrl('s').await;
+    assert!(
+        c.flash()
+            .contains("the stored speech key would be sent there"),
+        "{}",
+        c.flash()
+    );
+    c.key(KeyCode::Esc).await;
+    assert!(
+        confirm_question(&c.app)
+            .starts_with("Discard your changes to the speech engines of 'Support'")
+    );
+}

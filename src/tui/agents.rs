@@ -183,7 +183,9 @@ impl AgentsScreen {
                 let Some(a) = self.selected_agent() else {
                     return AgentsOutcome::Flash("Create an agent first: n".into());
                 };
-                self.add = Some(AddFlow::Speech(Box::new(super::speech::SpeechForm::open(a))));
+                self.add = Some(AddFlow::Speech(Box::new(super::speech::SpeechForm::open(
+                    a,
+                ))));
             }
             KeyCode::Char('s') if can_edit => {
                 let Some(a) = self.selected_agent() else {
