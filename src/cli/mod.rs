@@ -199,7 +199,7 @@ pub struct AgentArgs {
     #[arg(long = "widget", value_name = "FIELD=VALUE")]
     pub widget: Vec<String>,
     #[command(flatten)]
-    pub speech: SpeechArgs,
+    pub speech: Box<SpeechArgs>,
 }
 
 /// The agent's speech engines: what SIP calls are heard and spoken with.

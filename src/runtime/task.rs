@@ -228,7 +228,7 @@ async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
     };
     asked
         .into_iter()
-        .find_map(|a| crate::agents::speech::not_ready(a))
+        .find_map(crate::agents::speech::not_ready)
 }
 
 fn open_config(env: &TaskEnv, c: &Connection) -> Result<ConnConfig, String> {
