@@ -435,10 +435,52 @@ async fn an_agent_without_speech_engines_takes_no_calls(be: Be) {
         c.status_message
     );
 
-    // Set: the same line registers.
+    // Set, with a key that cannot be opened (damaged at rest): said now, not mid-call.
     let agent = env.channels.run_agent(&agent, false).await.unwrap();
     let edit = flametree::agents::service::AgentEdit {
-        speech: Some(speech_engines("http://127.0.0.1:9/v1")),
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new("sk-speech-key-0123")),
+            ..speech_engines("http://127.0.0.1:9/v1")
+        }),
+        ..Default::default()
+    };
+    let agent = env.channels.edit_agent(&agent, edit).await.unwrap();
+    let mut damaged = agent.clone();
+    let mut doc: serde_json::Value = serde_json::from_str(&agent.speech).unwrap();
+    doc["api_key"]["ciphertext"] = "AAAA".into();
+    damaged.speech = doc.to_string();
+    let note = flametree::store::AuditNote::new("test", "update", "damage the key");
+    let damaged = env
+        .channels
+        .store()
+        .update_agent(&damaged, &note)
+        .await
+        .unwrap();
+    env.channels.run_agent(&damaged, true).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = loop {
+        let c = env.channels.find("Desk phone").await.unwrap();
+        if c.status_message.contains("speech key") || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert_eq!(c.status, Status::Error);
+    assert!(
+        c.status_message
+            .starts_with("cannot decrypt speech key of agent 'Echo': the stored value is damaged"),
+        "{}",
+        c.status_message
+    );
+
+    // Set properly: the same line registers.
+    let agent = env.channels.find_agent("Echo").await.unwrap();
+    let agent = env.channels.run_agent(&agent, false).await.unwrap();
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new("sk-speech-key-0123")),
+            ..speech_engines("http://127.0.0.1:9/v1")
+        }),
         ..Default::default()
     };
     let agent = env.channels.edit_agent(&agent, edit).await.unwrap();

@@ -226,9 +226,27 @@ async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
     } else {
         running
     };
-    asked
-        .into_iter()
+    if let Some(why) = asked
+        .iter()
+        .copied()
         .find_map(crate::agents::speech::not_ready)
+    {
+        return Some(why);
+    }
+    // The key must open (a wrong master key is said now, not mid-call), and is masked
+    // in this line's log from here on, as the connection's own secrets are.
+    for a in asked {
+        match crate::agents::speech::open_key(&pipe.channels, a) {
+            Ok(Some(key)) => {
+                if let Some(r) = &pipe.router {
+                    r.protect(c.id, key.expose());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+    None
 }
 
 fn open_config(env: &TaskEnv, c: &Connection) -> Result<ConnConfig, String> {
