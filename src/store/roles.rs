@@ -266,7 +266,7 @@ pub trait AgentStore: Send + Sync {
     /// Names match case-insensitively.
     async fn agent_by_name(&self, tenant_id: i64, name: &str) -> StoreResult<Option<Agent>>;
 
-    /// Saves name, description, responder and widget if the stored version is still `a.version`.
+    /// Saves name, description, responder, widget and speech if the stored version is still `a.version`.
     async fn update_agent(&self, a: &Agent, note: &AuditNote) -> StoreResult<Agent>;
 
     async fn delete_agent(&self, id: i64, note: &AuditNote) -> StoreResult<()>;
