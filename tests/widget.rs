@@ -13,7 +13,6 @@ use flametree::model::Status;
 use flametree::sandbox::openai::OpenAiSandbox;
 use flametree::store::LedgerState;
 use flametree::widget::{self, Limits};
-use futures::SinkExt;
 use widget_support::*;
 
 const SHOP: &str = "http://shop.example.test";

@@ -209,7 +209,10 @@ impl Channels {
         if sealed_a_key {
             self.note_key_id().await?;
         }
-        crate::widget::sync(self, &saved).await?;
+        // Turning the widget on attaches its connection, which moves the agent's version on.
+        if crate::widget::sync(self, &saved).await?.is_some() {
+            return Ok(self.store().agent(saved.id).await?.unwrap_or(saved));
+        }
         Ok(saved)
     }
 

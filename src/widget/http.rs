@@ -85,6 +85,13 @@ pub fn router(pipe: Arc<Pipeline>, public_base: &str, limits: Limits) -> Router 
         .with_state(state)
 }
 
+/// A request turned away: its status and a few words for whoever looks.
+type Refusal = (StatusCode, &'static str);
+
+fn refused((status, text): Refusal) -> Response {
+    plain(status, text)
+}
+
 fn plain(status: StatusCode, text: &str) -> Response {
     (
         status,
@@ -96,7 +103,7 @@ fn plain(status: StatusCode, text: &str) -> Response {
 
 impl WidgetHttp {
     /// The widget behind a public id, if it is on (404 otherwise).
-    async fn lookup(&self, id: &str) -> Result<Found, Response> {
+    async fn lookup(&self, id: &str) -> Result<Found, Refusal> {
         let epoch = hub().find(id).map(|w| w.epoch()).unwrap_or(0);
         if let Some((at, seen, f)) = self.lookups.lock().expect("lookups lock").get(id)
             && at.elapsed() < LOOKUP_TTL
@@ -104,11 +111,11 @@ impl WidgetHttp {
         {
             return Ok(f.clone());
         }
-        let not_found = || plain(StatusCode::NOT_FOUND, "no such chat widget");
+        let not_found = || (StatusCode::NOT_FOUND, "no such chat widget");
         let store = self.pipe.channels.store();
         let unavailable = |e: crate::store::StoreError| {
             tracing::warn!("web widget: cannot look up a widget: {e}");
-            plain(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later")
         };
         let conn = match store.connection_by_hook(id).await {
             Ok(Some(c)) if c.type_key == super::TYPE_KEY => c,
@@ -139,7 +146,7 @@ impl WidgetHttp {
 
     /// The page's origin when the widget allows it; otherwise the 403 (and a WARN in
     /// the widget's log naming the site, so the operator can add it if it is theirs).
-    fn check_origin(&self, found: &Found, headers: &HeaderMap) -> Result<String, Response> {
+    fn check_origin(&self, found: &Found, headers: &HeaderMap) -> Result<String, Refusal> {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
@@ -162,10 +169,7 @@ impl WidgetHttp {
                 settings.origins.join(", ")
             ),
         );
-        Err(plain(
-            StatusCode::FORBIDDEN,
-            "this site may not use this chat",
-        ))
+        Err((StatusCode::FORBIDDEN, "this site may not use this chat"))
     }
 
     fn limited(&self, found: &Found, what: &str, r: Refused) {
@@ -313,7 +317,7 @@ async fn script(State(s): State<Arc<WidgetHttp>>, Path(file): Path<String>) -> R
     };
     let found = match s.lookup(id).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let st = found.settings();
     let config = serde_json::json!({
@@ -364,7 +368,7 @@ async fn preflight(
 ) -> Response {
     let found = match s.lookup(&id).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     match s.check_origin(&found, &headers) {
         Ok(origin) => {
@@ -380,7 +384,7 @@ async fn preflight(
             );
             cors(&origin, r)
         }
-        Err(r) => r,
+        Err(r) => refused(r),
     }
 }
 
@@ -415,11 +419,11 @@ fn slot(s: &Arc<WidgetHttp>, ip: IpAddr) -> Option<Slot> {
 async fn chat(State(s): State<Arc<WidgetHttp>>, Path(id): Path<String>, req: Request) -> Response {
     let found = match s.lookup(&id).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let origin = match s.check_origin(&found, req.headers()) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let upgrade = req
         .headers()

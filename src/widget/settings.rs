@@ -65,7 +65,7 @@ impl Settings {
 
     pub fn allows(&self, origin: &str) -> bool {
         let o = normalize_origin(origin);
-        self.origins.iter().any(|a| *a == o)
+        self.origins.contains(&o)
     }
 }
 

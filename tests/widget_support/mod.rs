@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use crate::common::ChannelsEnv as Env;
 use flametree::config::Http;
 use flametree::http::Ingress;
