@@ -17,6 +17,7 @@ pub mod responder;
 pub mod signin;
 pub mod theme;
 pub mod view;
+pub mod widget_form;
 pub mod worker;
 
 use crate::config::Loaded;
