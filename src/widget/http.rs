@@ -479,8 +479,14 @@ async fn chat(State(s): State<Arc<WidgetHttp>>, Path(id): Path<String>, req: Req
         Err(e) => return e.into_response(),
     };
     let max_bytes = (s.limits.max_message_chars as usize) * 4 + 1024;
+    // tungstenite reads in 128 KiB chunks and buffers 128 KiB of writes by default:
+    // most of an idle chat's memory, for frames of a few hundred bytes. A frame goes
+    // out at once (a reply should not wait for more).
     ws.max_message_size(max_bytes)
         .max_frame_size(max_bytes)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| session(s, id, found, visitor, ip, origin, socket, slot))
 }
 
