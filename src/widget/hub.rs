@@ -61,7 +61,12 @@ pub struct Widget {
     epoch: AtomicU64,
     visitors: Mutex<HashMap<String, Visitor>>,
     next_socket: AtomicU64,
+    /// Replies kept for absent visitors so far: every `SWEEP_EVERY`th, the visitors who
+    /// never came back for theirs are forgotten.
+    kept: AtomicU64,
 }
+
+const SWEEP_EVERY: u64 = 512;
 
 /// One open socket of a visitor.
 pub struct Joined {
@@ -130,6 +135,12 @@ impl Widget {
                 v.pending.pop_front();
             }
             v.pending.push_back((Instant::now(), frame));
+            if self.kept.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+                all.retain(|_, v| {
+                    !v.sockets.is_empty()
+                        || v.pending.iter().any(|(at, _)| at.elapsed() < PENDING_TTL)
+                });
+            }
         }
         taken
     }
