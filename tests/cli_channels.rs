@@ -541,7 +541,7 @@ fn variables_are_checked_against_their_range_named_and_a_webhook_nobody_can_reac
     assert!(
         refused
             .stderr()
-            .contains("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15"),
+            .contains("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 50"),
         "{}",
         refused.all()
     );

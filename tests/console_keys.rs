@@ -145,7 +145,7 @@ async fn add_a_telegram_bot_then_start_it_from_the_keyboard() {
 async fn save_errors_land_next_to_their_fields_and_nothing_is_stored() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("", "not a token").await;
-    let form = c.app.form.as_ref().unwrap();
+    let form = c.app.details.form.as_ref().unwrap();
     assert_eq!(
         form.errors.get("name").map(String::as_str),
         Some("Name is required")
@@ -253,7 +253,7 @@ async fn a_save_over_someone_elses_change_is_refused_and_the_input_kept() {
         c.channels.find("Sales bot").await.unwrap().description,
         "theirs"
     );
-    let form = c.app.form.as_ref().unwrap();
+    let form = c.app.details.form.as_ref().unwrap();
     assert_eq!(form.value(&flametree::tui::form::Slot::Description), "mine");
 }
 
@@ -305,7 +305,7 @@ async fn selection_follows_the_connection_when_another_process_adds_one_above_it
         flametree::secrets::SecretString::new(common::TG_TOKEN),
     );
     c.channels.add(&draft).await.unwrap();
-    let marker_before = c.app.marker;
+    let marker_before = c.app.fresh.marker;
     c.run(vec![Command::Poll {
         last: marker_before,
     }])
@@ -433,7 +433,7 @@ async fn an_idle_poll_asks_for_no_redraw() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("Sales bot", common::TG_TOKEN).await;
     c.app.dirty = false;
-    let cmds = c.app.on_tick(c.app.last_poll + 5_000, 1_000);
+    let cmds = c.app.on_tick(c.app.fresh.last_poll + 5_000, 1_000);
     assert!(
         cmds.iter().any(|c| matches!(c, Command::Poll { .. })),
         "a tick polls for changes"
@@ -441,7 +441,7 @@ async fn an_idle_poll_asks_for_no_redraw() {
     c.run(cmds).await;
     assert!(!c.app.dirty, "nothing changed, so nothing is redrawn");
     assert!(
-        c.app.on_tick(c.app.last_poll + 10, 1_000).is_empty(),
+        c.app.on_tick(c.app.fresh.last_poll + 10, 1_000).is_empty(),
         "no second poll within the interval"
     );
 }
@@ -474,7 +474,7 @@ async fn quitting_with_channels_running_here_says_how_many_will_stop() {
 async fn the_details_panel_says_why_a_channel_gets_no_replies() {
     let mut c = console(Role::Editor).await;
     c.add_telegram("Sales bot", common::TG_TOKEN).await;
-    let (_, text) = c.app.diagnosis.clone().expect("diagnosed");
+    let (_, text) = c.app.details.diagnosis.clone().expect("diagnosed");
     assert!(text.starts_with("attached to no agent"), "{text}");
 
     let conn = c.channels.find("Sales bot").await.unwrap();
@@ -490,7 +490,7 @@ async fn the_details_panel_says_why_a_channel_gets_no_replies() {
     c.channels.run_agent(&agent, true).await.unwrap();
     // Any change to the connection (here: Start) brings a fresh diagnosis.
     c.key(KeyCode::Char('s')).await;
-    let (_, text) = c.app.diagnosis.clone().unwrap();
+    let (_, text) = c.app.details.diagnosis.clone().unwrap();
     assert_eq!(text, "answered by agent 'Support'");
 
     let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
@@ -730,7 +730,7 @@ async fn a_flash_goes_once_the_situation_it_describes_has_changed() {
     assert!(c.flash().starts_with("Not saved"), "{}", c.flash());
     c.key(KeyCode::Esc).await;
     c.key(KeyCode::Esc).await;
-    assert!(c.app.form.as_ref().is_none_or(|f| !f.is_new()));
+    assert!(c.app.details.form.as_ref().is_none_or(|f| !f.is_new()));
     assert_eq!(c.app.flash, None, "the refusal of a form no longer open");
 
     // Information ages out.
@@ -838,17 +838,17 @@ async fn switching_advanced_mode_off_and_saving_changes_nothing() {
     c.key(KeyCode::Tab).await; // Description
     c.key(KeyCode::Tab).await; // Advanced mode
     assert!(
-        c.app.form.as_ref().unwrap().advanced,
+        c.app.details.form.as_ref().unwrap().advanced,
         "stored credentials: on"
     );
     c.key(KeyCode::Char(' ')).await;
-    assert!(!c.app.form.as_ref().unwrap().advanced);
+    assert!(!c.app.details.form.as_ref().unwrap().advanced);
     c.ctrl('s').await;
     assert_eq!(c.flash(), "Nothing changed: nothing to save");
     let stored = c.channels.find("Shop WhatsApp").await.unwrap();
     assert_eq!(stored.version, 1, "no version that changes nothing");
     assert!(
-        !c.app.form.as_ref().unwrap().advanced,
+        !c.app.details.form.as_ref().unwrap().advanced,
         "the switch stays where the operator put it"
     );
 

@@ -103,9 +103,11 @@ async fn the_console_survives_losing_the_database_and_recovers_by_itself() {
     assert_eq!(app.list.all.len(), 1);
 
     let port = relay.cut();
-    let poll = Command::Poll { last: app.marker };
+    let poll = Command::Poll {
+        last: app.fresh.marker,
+    };
     assert_eq!(run(&mut app, &ch, poll).await, ["down"]);
-    assert!(app.db_down.is_some(), "the banner shows");
+    assert!(app.fresh.db_down.is_some(), "the banner shows");
     assert_eq!(app.list.all.len(), 1, "the last known list stays on screen");
 
     // An action while the database is down is reported, not lost silently.
@@ -124,7 +126,9 @@ async fn the_console_survives_losing_the_database_and_recovers_by_itself() {
     let _relay = Relay::start(port, db.addr()).await;
     let mut recovered = false;
     for _ in 0..20 {
-        let poll = Command::Poll { last: app.marker };
+        let poll = Command::Poll {
+            last: app.fresh.marker,
+        };
         let kinds = run(&mut app, &ch, poll).await;
         if kinds.iter().any(|k| k == "loaded" || k == "unchanged") {
             recovered = true;
@@ -133,5 +137,5 @@ async fn the_console_survives_losing_the_database_and_recovers_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert!(recovered, "the console reconnects by itself");
-    assert!(app.db_down.is_none(), "the banner goes away");
+    assert!(app.fresh.db_down.is_none(), "the banner goes away");
 }

@@ -80,7 +80,7 @@ async fn console(url: &str, feed: &ChangeFeed) -> Console {
         role: Role::Editor,
     };
     let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
-    app.live = true;
+    app.fresh.live = true;
     app.tenant_id = channels.tenant().id;
     let mut c = Console {
         app,
@@ -208,7 +208,7 @@ impl Watcher {
             role: Role::Editor,
         };
         let mut app = App::new(header, Theme::plain(), false, (1000, 1 << 20));
-        app.live = feed.is_some();
+        app.fresh.live = feed.is_some();
         app.tenant_id = channels.tenant().id;
         let mut w = Watcher {
             app,

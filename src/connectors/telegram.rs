@@ -75,8 +75,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     let poll_timeout: u32 = cfg
         .env("TELEGRAM_POLL_TIMEOUT")
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(10)
-        .min(15);
+        .unwrap_or(30)
+        .min(50);
     let allowed = match cfg.env("TELEGRAM_ALLOWED_UPDATES") {
         Some(list) if !list.trim().is_empty() => Some(updates::parse_allowed(&list)?),
         _ => None,
@@ -322,7 +322,12 @@ impl Telegram {
         offset: Option<i32>,
     ) -> Result<Vec<teloxide::types::Update>, PollFailure> {
         let Some(endpoint) = &self.wire else {
-            let mut req = self.bot.get_updates().limit(100).timeout(self.poll_timeout);
+            // teloxide's client gives up after 17 s: its polls stay shorter.
+            let mut req = self
+                .bot
+                .get_updates()
+                .limit(100)
+                .timeout(self.poll_timeout.min(15));
             if let Some(o) = offset {
                 req = req.offset(o);
             }

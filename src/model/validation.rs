@@ -703,11 +703,11 @@ mod tests {
             .error_for("env.1")
             .map(str::to_string)
         };
-        assert_eq!(check("15"), None);
+        assert_eq!(check("50"), None);
         assert_eq!(check("0"), None);
         assert_eq!(
             check("99").as_deref(),
-            Some("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 15")
+            Some("TELEGRAM_POLL_TIMEOUT value '99' must be from 0 to 50")
         );
     }
 

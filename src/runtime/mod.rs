@@ -9,6 +9,7 @@
 mod answer;
 pub mod host;
 pub mod logs;
+mod memory;
 pub mod pipeline;
 pub mod presence;
 pub mod retention;
@@ -236,6 +237,7 @@ async fn supervise(inner: Arc<Inner>) {
     let mut last_full = Instant::now();
     // Wanted here but leased by another process: looked at again when that lease lapses.
     let mut held_elsewhere: HashSet<i64> = HashSet::new();
+    let mut trimmer = memory::Trimmer::default();
     loop {
         if inner.shutdown.is_cancelled() {
             return;
@@ -312,6 +314,9 @@ async fn supervise(inner: Arc<Inner>) {
                         held_elsewhere = elsewhere;
                         dirty = false;
                         last_full = Instant::now();
+                        trimmer
+                            .maybe_trim(inner.running.load(Ordering::Relaxed))
+                            .await;
                     }
                     Err(e) => tracing::warn!("runtime: {e}"),
                 }

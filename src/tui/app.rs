@@ -1,14 +1,19 @@
 //! Console state and what changes it: messages from the store worker, ticks, and the
-//! actions keys and clicks ask for (`input.rs` maps those). Rendering reads it.
+//! actions keys and clicks ask for (`input/` maps those). Rendering reads it.
+//!
+//! The screens' parts are components that own their state and keys: the channel list
+//! (`list.rs`), the Details panel (`details.rs`, its form in `form.rs`), the Logs pane
+//! (`logs/`), the popups (`overlay.rs`), the agents screen (`agents.rs`), and how current
+//! the copy of the database is (`freshness.rs`). `App` holds them, routes each key to the
+//! one with focus (the list and the panel header through the key table, `keys.rs`), and
+//! carries out what they ask of each other.
 
-use super::form::Form;
 use super::list::ChannelList;
 use super::theme::Theme;
 use super::worker::{Command, Msg};
 use crate::catalog::{Catalog, ChannelType};
 use crate::model::{Connection, DesiredState, LogLine, Millis, Status, now_millis};
 use crate::permission::Role;
-use crate::store::ChangeMarker;
 use ratatui::layout::Rect;
 
 /// The part of the presence a frame shows: summary, other processes, owner-gone of the
@@ -41,61 +46,7 @@ pub enum Focus {
     Logs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
-    Quit,
-    /// Quit even though channels run here (they stop, and resume at the next start).
-    QuitStopping,
-    LeavePanel,
-    Add(usize),
-    /// Close the agents screen's Simple mode form.
-    CloseSimple,
-}
-
-pub enum ConfirmAction {
-    Delete(Box<Connection>),
-    /// Stop a RUNNING connection.
-    Stop(Box<Connection>),
-    /// Stop, then Start once it is STOPPED.
-    Restart(Box<Connection>),
-    DeleteAgent(Box<crate::model::Agent>),
-    Discard(After),
-}
-
-pub struct Confirm {
-    pub title: &'static str,
-    pub question: String,
-    pub yes: &'static str,
-    pub action: ConfirmAction,
-}
-
-pub enum Overlay {
-    Picker {
-        selected: usize,
-        show_deprecated: bool,
-    },
-    Help {
-        scroll: u16,
-    },
-    Setup {
-        ty: &'static ChannelType,
-        scroll: u16,
-        /// Opened from the Add picker (its selection and deprecated toggle): closing
-        /// goes back there.
-        picker: Option<(usize, bool)>,
-    },
-    EnvPicker {
-        selected: usize,
-    },
-    Confirm(Confirm),
-    SignIn(super::signin::SignIn),
-    /// A long text shown whole, wrapped and scrollable (a status message, a log line).
-    Text {
-        title: String,
-        body: String,
-        scroll: u16,
-    },
-}
+pub use super::overlay::{After, Confirm, ConfirmAction, Overlay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlashKind {
@@ -133,10 +84,10 @@ pub struct App {
     pub header: HeaderInfo,
     pub list: ChannelList,
     pub focus: Focus,
-    pub form: Option<Form>,
+    pub details: super::details::Details,
     pub overlay: Option<Overlay>,
     pub logs: super::logs::view::LogsView,
-    pub db_down: Option<(Millis, String)>,
+    pub fresh: super::freshness::Freshness,
     /// An operator action waiting for the store, and since when.
     pub busy: Option<(String, Millis)>,
     pub flash: Option<(String, FlashKind)>,
@@ -153,28 +104,17 @@ pub struct App {
     pub quit: bool,
     /// Something changed since the last frame.
     pub dirty: bool,
-    pub loaded: bool,
-    /// Only the first screenful is loaded; the rest is on its way.
-    pub partial: bool,
-    pub marker: Option<ChangeMarker>,
-    pub poll_in_flight: bool,
-    pub last_poll: Millis,
     pub now: Millis,
     pub export_dir: std::path::PathBuf,
     pub hits: Vec<(Rect, Hit)>,
     pub screen: Screen,
     pub agents: super::agents::AgentsScreen,
-    /// Why the shown connection's messages get (or do not get) an answer.
-    pub diagnosis: Option<(i64, String)>,
-    diagnosis_key: Option<(i64, i64, Status)>,
     /// Channels this process runs (its runtime keeps the count).
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Where providers deliver webhooks (`http.public_url`): webhook URLs live under it.
     pub webhook_base: String,
     /// Where channels run and which processes work on this database.
     pub presence: Option<crate::runtime::Presence>,
-    /// The database announces changes (PostgreSQL): no polling for them.
-    pub live: bool,
     pub tenant_id: i64,
     /// Text for the terminal's clipboard: the event loop writes it as OSC 52 and clears it.
     pub clipboard: Option<String>,
@@ -192,10 +132,10 @@ impl App {
             header,
             list: ChannelList::default(),
             focus: Focus::List,
-            form: None,
+            details: Default::default(),
             overlay: None,
             logs: super::logs::view::LogsView::new(logs_cap.0, logs_cap.1),
-            db_down: None,
+            fresh: Default::default(),
             busy: None,
             flash: None,
             flash_ctx: None,
@@ -206,22 +146,14 @@ impl App {
             meta_app: None,
             quit: false,
             dirty: true,
-            loaded: false,
-            partial: false,
-            marker: None,
-            poll_in_flight: false,
-            last_poll: 0,
             now: now_millis(),
             export_dir: std::env::temp_dir(),
             hits: Vec::new(),
             running_here: std::sync::Arc::default(),
             webhook_base: "http://127.0.0.1:8787".into(),
             presence: None,
-            live: false,
             tenant_id: 0,
             clipboard: None,
-            diagnosis: None,
-            diagnosis_key: None,
             screen: Screen::Channels,
             agents: Default::default(),
         }
@@ -233,7 +165,7 @@ impl App {
 
     /// The connection the panel is about: the form's, else the list's selection.
     pub fn current(&self) -> Option<&Connection> {
-        match &self.form {
+        match &self.details.form {
             Some(f) => f.base.as_ref().and_then(|b| self.list.get(b.id)),
             None => self.list.selected_connection(),
         }
@@ -250,7 +182,7 @@ impl App {
     }
 
     pub fn current_type(&self) -> Option<&'static ChannelType> {
-        match &self.form {
+        match &self.details.form {
             Some(f) => Some(f.ty),
             None => self
                 .current()
@@ -259,19 +191,21 @@ impl App {
     }
 
     pub fn form_dirty(&self) -> bool {
-        self.form.as_ref().is_some_and(|f| f.dirty)
+        self.details.dirty()
+    }
+
+    /// How forms open here: with sign-in with Meta or not, for a viewer or not.
+    pub fn form_mode(&self) -> super::details::FormMode {
+        super::details::FormMode {
+            meta_configured: self.meta_configured,
+            read_only: !self.can_edit(),
+        }
     }
 
     /// Shows the selected connection in the panel (the portal opens Details on select).
     pub fn sync_form_to_selection(&mut self) {
-        if self.form_dirty() {
-            return;
-        }
-        let selected = self.list.selected_connection().cloned();
-        self.form = selected.and_then(|c| {
-            let ty = Catalog::get().find(&c.type_key)?;
-            Some(Form::edit(ty, &c, self.meta_configured, !self.can_edit()))
-        });
+        let mode = self.form_mode();
+        self.details.show(self.list.selected_connection(), mode);
     }
 
     /// With the Logs pane open, moving through the list moves the logs with it.
@@ -291,7 +225,7 @@ impl App {
     pub fn on_msg(&mut self, msg: Msg) -> Vec<Command> {
         if matches!(msg, Msg::Loaded { .. }) {
             // Agents change without touching the connection: look again on every reload.
-            self.diagnosis_key = None;
+            self.details.rediagnose();
         }
         let mut out = self.handle_msg(msg);
         self.expire_flash();
@@ -302,16 +236,11 @@ impl App {
 
     /// Work that follows from the state: the reply diagnosis of the connection shown.
     pub fn follow_up(&mut self) -> Vec<Command> {
-        let Some(c) = self.current() else {
-            return Vec::new();
-        };
-        let key = (c.id, c.version, c.status);
-        let id = c.id;
-        if self.diagnosis_key == Some(key) {
-            return Vec::new();
-        }
-        self.diagnosis_key = Some(key);
-        vec![Command::Diagnose { id }]
+        let current = self.current().cloned();
+        self.details
+            .diagnose(current.as_ref())
+            .into_iter()
+            .collect()
     }
 
     fn handle_msg(&mut self, msg: Msg) -> Vec<Command> {
@@ -324,22 +253,16 @@ impl App {
                 marker,
                 complete,
             } => {
-                self.partial = !complete;
-                if complete {
-                    self.poll_in_flight = false;
-                }
-                if self.db_down.take().is_some() {
+                let first = !self.fresh.loaded;
+                if self.fresh.on_loaded(marker, complete) {
                     self.flash(
                         "The database is back; the list is current again",
                         FlashKind::Info,
                     );
                 }
-                self.marker = marker;
-                let first = !self.loaded;
-                self.loaded = true;
                 self.list.set(connections);
                 self.refresh_form_after_reload();
-                if first || self.form.is_none() {
+                if first || self.details.form.is_none() {
                     self.sync_form_to_selection();
                 }
                 if self.logs.for_id.is_some()
@@ -350,10 +273,9 @@ impl App {
                 }
             }
             Msg::Unchanged => {
-                self.poll_in_flight = false;
                 // Nothing new to draw — but a frame still owed for what came before
                 // (a Logs pane's lines arriving just ahead of this answer) stays owed.
-                let back = self.db_down.take().is_some();
+                let back = self.fresh.on_unchanged();
                 self.dirty = was_dirty || back;
             }
             Msg::Saved {
@@ -368,12 +290,8 @@ impl App {
                 ));
                 let ty = Catalog::get().find(&connection.type_key);
                 self.list.selected = Some(connection.id);
-                if let Some(ty) = ty {
-                    let mut form =
-                        Form::edit(ty, &connection, self.meta_configured, !self.can_edit());
-                    form.warnings = warnings.clone();
-                    self.form = Some(form);
-                }
+                let mode = self.form_mode();
+                self.details.show_saved(&connection, mode, warnings.clone());
                 self.focus = Focus::Panel;
                 let mut text = format!("Saved '{}'.", connection.name);
                 if created && ty.is_some_and(|t| t.has_start_stop()) {
@@ -394,7 +312,7 @@ impl App {
             }
             Msg::SaveRejected(report) => {
                 self.busy = None;
-                if let Some(form) = &mut self.form {
+                if let Some(form) = &mut self.details.form {
                     form.set_report(&report);
                     self.focus = if form.focus.is_some() {
                         Focus::Fields
@@ -413,7 +331,7 @@ impl App {
                     if n == 1 { "" } else { "s" }
                 );
                 // It goes with the form it is about.
-                match self.form.as_ref().map(|f| f.base.clone()) {
+                match self.details.form.as_ref().map(|f| f.base.clone()) {
                     Some(Some(base)) => {
                         let now = self.list.get(base.id).cloned().unwrap_or(base);
                         self.flash_about(text, FlashKind::Error, &now)
@@ -423,7 +341,7 @@ impl App {
             }
             Msg::Deleted { name } => {
                 self.busy = None;
-                self.form = None;
+                self.details.form = None;
                 self.focus = Focus::List;
                 if self
                     .logs
@@ -466,10 +384,7 @@ impl App {
             }
             Msg::DbDown(err) => {
                 self.busy = None;
-                self.poll_in_flight = false;
-                if self.db_down.is_none() {
-                    self.db_down = Some((self.now, err));
-                }
+                self.fresh.on_down(self.now, err);
             }
             Msg::Agents(list) => {
                 self.agents.set_agents(list);
@@ -512,15 +427,14 @@ impl App {
             }
             Msg::Diagnosis { id, text } => {
                 // The same answer again (every tick) must not cost a frame.
-                let changed = self.diagnosis.as_ref() != Some(&(id, text.clone()));
+                let changed = self.details.on_diagnosis(id, text);
                 self.dirty = was_dirty || changed;
-                self.diagnosis = Some((id, text));
             }
             Msg::Logs { id, lines, last_id } => self.logs.on_loaded(id, &lines, last_id),
             Msg::One { id, connection } => {
                 self.list.upsert(id, connection.map(|c| *c));
                 self.refresh_form_after_reload();
-                if self.form.is_none() {
+                if self.details.form.is_none() {
                     self.sync_form_to_selection();
                 }
             }
@@ -532,30 +446,14 @@ impl App {
     /// After a reload: a clean form follows the stored version; an edited one keeps
     /// the operator's input and says what happened underneath it.
     fn refresh_form_after_reload(&mut self) {
-        let Some(form) = &self.form else { return };
-        let Some(base) = &form.base else { return };
-        let latest = self.list.get(base.id).cloned();
-        let (dirty, name, version) = (form.dirty, base.name.clone(), base.version);
-        match latest {
-            None if dirty => self.flash(
-                format!("'{name}' was deleted by someone else: saving will fail; Esc discards your edits"),
-                FlashKind::Warn,
-            ),
-            None => self.form = None,
-            Some(latest) if latest.version != version && dirty => self.flash(
-                format!(
-                    "'{}' was saved by {} since you opened it: your Save will be refused; Esc and reopen to see their version",
-                    latest.name, latest.updated_by
-                ),
-                FlashKind::Warn,
-            ),
-            Some(latest) if latest.version != version => {
-                let (focus, ty) = (form.focus, form.ty);
-                let mut fresh = Form::edit(ty, &latest, self.meta_configured, !self.can_edit());
-                fresh.set_focus(focus);
-                self.form = Some(fresh);
-            }
-            Some(_) => {}
+        let latest = self
+            .details
+            .shown_id()
+            .and_then(|id| self.list.get(id))
+            .cloned();
+        let mode = self.form_mode();
+        if let Some(warning) = self.details.refresh(latest.as_ref(), mode) {
+            self.flash(warning, FlashKind::Warn);
         }
     }
 
@@ -627,12 +525,7 @@ impl App {
     /// something happens.
     pub fn needs_tick(&self) -> bool {
         let info_flash = matches!(self.flash, Some((_, FlashKind::Info)));
-        !self.live
-            || self.db_down.is_some()
-            || self.busy.is_some()
-            || !self.loaded
-            || info_flash
-            || self.restarting.is_some()
+        self.fresh.needs_tick() || self.busy.is_some() || info_flash || self.restarting.is_some()
     }
 
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
@@ -647,27 +540,12 @@ impl App {
         {
             self.dirty = true;
         }
-        let interval = if self.db_down.is_some() {
-            2000.max(every)
-        } else {
-            every
-        };
-        // With the database announcing changes, polling is only for a lost database.
-        if self.poll_in_flight
-            || now - self.last_poll < interval
-            || (self.live && self.db_down.is_none() && self.loaded)
-        {
+        let Some(poll) = self.fresh.poll_due(now, every) else {
             return self.continue_restart().into_iter().collect();
-        }
-        self.poll_in_flight = true;
-        self.last_poll = now;
-        let mut out = vec![if self.loaded {
-            Command::Poll { last: self.marker }
-        } else {
-            Command::Reload
-        }];
+        };
+        let mut out = vec![poll];
         // Attachments can change in another process; the diagnosis follows within a tick.
-        self.diagnosis_key = None;
+        self.details.rediagnose();
         out.extend(self.follow_up());
         out.extend(self.continue_restart());
         out

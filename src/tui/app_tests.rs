@@ -89,7 +89,7 @@ fn a_selected_connection_losing_its_owner_is_drawn() {
 #[test]
 fn an_idle_live_console_needs_no_tick_a_polling_or_waiting_one_does() {
     let mut a = app();
-    a.live = true;
+    a.fresh.live = true;
     assert!(a.needs_tick(), "before the first load");
     a.on_msg(Msg::Loaded {
         connections: vec![conn(1, "Sales bot", "telegram")],
@@ -105,8 +105,8 @@ fn an_idle_live_console_needs_no_tick_a_polling_or_waiting_one_does() {
     a.busy = None;
     a.on_msg(Msg::DbDown("connection refused".into()));
     assert!(a.needs_tick(), "a lost database is retried");
-    a.db_down = None;
-    a.live = false;
+    a.fresh.db_down = None;
+    a.fresh.live = false;
     assert!(a.needs_tick(), "SQLite polls its change check");
 }
 
@@ -138,4 +138,40 @@ fn a_poll_that_finds_nothing_keeps_a_frame_still_owed() {
     a.dirty = false;
     a.on_msg(Msg::Unchanged);
     assert!(!a.dirty, "nothing new, nothing drawn");
+}
+
+/// With unsaved edits, choosing a deprecated type in the Add picker asks first; yes
+/// opens the new connector of the type that was highlighted, not the one at the same
+/// row of the list without deprecated types.
+#[test]
+fn discarding_edits_for_a_deprecated_type_opens_that_type() {
+    use crate::tui::overlay::picker_types;
+    use crossterm::event::{KeyCode, KeyEvent};
+    let mut a = app();
+    a.on_msg(Msg::Loaded {
+        connections: vec![conn(1, "Sales bot", "telegram")],
+        marker: None,
+        complete: true,
+    });
+    a.on_key(KeyEvent::from(KeyCode::Tab));
+    a.on_key(KeyEvent::from(KeyCode::Char('x')));
+    assert!(a.form_dirty(), "the name field was edited");
+    let all = picker_types(true);
+    let i = all
+        .iter()
+        .position(|t| t.deprecated)
+        .expect("a deprecated type");
+    a.overlay = Some(Overlay::Picker {
+        selected: i,
+        show_deprecated: true,
+    });
+    a.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(
+        matches!(a.overlay, Some(Overlay::Confirm(_))),
+        "asks before discarding"
+    );
+    a.on_key(KeyEvent::from(KeyCode::Char('y')));
+    let form = a.details.form.as_ref().expect("a new connector form");
+    assert!(form.is_new());
+    assert_eq!(form.ty.key, all[i].key);
 }

@@ -51,7 +51,7 @@ impl App {
 
     /// The id of the connection the panel shows (it may not be in the list yet).
     fn shown_id(&self) -> Option<i64> {
-        match &self.form {
+        match &self.details.form {
             Some(f) => f.base.as_ref().map(|b| b.id),
             None => self.list.selected,
         }
@@ -73,7 +73,7 @@ impl App {
                     .is_some_and(|c| (c.status, c.desired) != (status, desired));
                 changed || self.shown_id() != Some(id)
             }
-            About::NewForm => !self.form.as_ref().is_some_and(|f| f.is_new()),
+            About::NewForm => !self.details.form.as_ref().is_some_and(|f| f.is_new()),
             About::Nothing => false,
         };
         let old = *kind == FlashKind::Info && self.now - ctx.at >= INFO_FLASH_MS;

@@ -6,13 +6,16 @@ pub mod agents;
 pub mod app;
 pub mod choice;
 pub mod clipboard;
+pub mod details;
 pub mod flash;
 pub mod form;
+pub mod freshness;
 pub mod input;
 pub mod keys;
 mod keys_table;
 pub mod list;
 pub mod logs;
+pub mod overlay;
 pub mod responder;
 pub mod signin;
 pub mod theme;
@@ -200,7 +203,7 @@ async fn event_loop(
         presence,
         mut changes,
     } = watches;
-    app.live = changes.is_some();
+    app.fresh.live = changes.is_some();
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
     tokio::pin!(terminated);
@@ -216,7 +219,7 @@ async fn event_loop(
     let mut last_frame = Instant::now() - FRAME;
     let mut pacer = Pacer::start();
     let mut mouse_on = app.mouse;
-    app.last_poll = now_millis();
+    app.fresh.last_poll = now_millis();
     loop {
         if app.dirty && last_frame.elapsed() >= FRAME {
             term.terminal.draw(|f| view::draw(f, app))?;
@@ -264,7 +267,7 @@ async fn event_loop(
             }
             change = crate::store::feed::next(&mut changes) => match change {
                 Some(c) => app.on_change(c, app.tenant_id),
-                None => { changes = None; app.live = false; Vec::new() }
+                None => { changes = None; app.fresh.live = false; Vec::new() }
             },
             seen = next_presence(&mut presence) => match seen {
                 Some(p) => { app.on_presence(p); Vec::new() }

@@ -65,6 +65,9 @@ async fn connect(
     let tcp = TcpStream::connect((server.host.as_str(), server.port))
         .await
         .map_err(|e| unreachable(label, server, &e))?;
+    // A command written in pieces (and the TLS handshake) must not wait ~40 ms for the
+    // server's delayed ACK; as for the database's sockets.
+    let _ = tcp.set_nodelay(true);
     match server.security {
         Security::Tls => {
             let tls = wrap(tcp, server, trust, label).await?;

@@ -10,14 +10,15 @@ impl App {
             return;
         }
         self.focus = Focus::List;
-        if self.form.as_ref().is_some_and(|f| f.is_new()) {
-            self.form = None;
+        if self.details.form.as_ref().is_some_and(|f| f.is_new()) {
+            self.details.form = None;
         }
         self.sync_form_to_selection();
     }
 
     pub(super) fn ask_discard(&mut self, after: After) {
         let name = self
+            .details
             .form
             .as_ref()
             .map(|f| {
@@ -100,13 +101,13 @@ impl App {
     pub(super) fn start_new(&mut self, ty: &'static ChannelType) {
         let mut form = Form::new_connector(ty, self.meta_configured, !self.can_edit());
         form.set_focus(Some(0));
-        self.form = Some(form);
+        self.details.form = Some(form);
         self.focus = Focus::Fields;
     }
 
     /// Enter on "Advanced mode: off": the sign-in dialog, and the flow behind it.
     pub(super) fn start_sign_in(&mut self) -> Vec<Command> {
-        let (Some(app), Some(form)) = (self.meta_app.clone(), &self.form) else {
+        let (Some(app), Some(form)) = (self.meta_app.clone(), &self.details.form) else {
             self.flash(
                 "Meta App ID and App Secret are not configured on the server",
                 FlashKind::Warn,
@@ -127,7 +128,7 @@ impl App {
     }
 
     pub(super) fn apply_pick(&mut self, pick: crate::tui::signin::Pick) {
-        if let Some(form) = &mut self.form {
+        if let Some(form) = &mut self.details.form {
             form.fill(&pick.fields, &pick.secrets);
             self.flash(
                 format!("Filled from Meta: {}. Review, then Save (^S)", pick.label),
@@ -137,184 +138,33 @@ impl App {
     }
 
     pub(super) fn overlay_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        use crate::tui::overlay::Step;
         let Some(overlay) = self.overlay.take() else {
             return Vec::new();
         };
-        let mut keep = true;
-        let mut out = Vec::new();
-        let overlay = match overlay {
-            Overlay::SignIn(mut s) => {
-                use crate::tui::signin::Stage;
-                match (&mut s.stage, key.code) {
-                    (_, KeyCode::Esc | KeyCode::Char('q')) => {
-                        s.stop.cancel();
-                        keep = false;
-                    }
-                    (Stage::Failed(_), KeyCode::Enter) => keep = false,
-                    (Stage::Choose { picks, selected }, KeyCode::Down | KeyCode::Char('j')) => {
-                        *selected = (*selected + 1).min(picks.len().saturating_sub(1));
-                    }
-                    (Stage::Choose { selected, .. }, KeyCode::Up | KeyCode::Char('k')) => {
-                        *selected = selected.saturating_sub(1);
-                    }
-                    (Stage::Choose { picks, selected }, KeyCode::Enter) => {
-                        let pick = picks[*selected].clone();
-                        keep = false;
-                        self.apply_pick(pick);
-                    }
-                    _ => {}
-                }
-                Overlay::SignIn(s)
+        let env_choices = self
+            .details
+            .form
+            .as_ref()
+            .map_or(0, |f| f.env_choices().len());
+        match overlay.on_key(key, env_choices) {
+            Step::Open(o) => self.overlay = Some(o),
+            Step::Closed => {}
+            Step::Confirmed(action) => return self.confirmed(action),
+            Step::NewConnection(ty) if self.form_dirty() => {
+                self.ask_discard(After::Add(ty.key.as_str()))
             }
-            Overlay::Confirm(confirm) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    keep = false;
-                    out = self.confirmed(confirm.action);
-                    Overlay::Help { scroll: 0 }
-                }
-                KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q') => {
-                    keep = false;
-                    Overlay::Help { scroll: 0 }
-                }
-                _ => Overlay::Confirm(confirm),
-            },
-            Overlay::Text { .. } if matches!(key.code, KeyCode::Esc | KeyCode::Char('q' | 'i')) => {
-                keep = false;
-                Overlay::Help { scroll: 0 }
-            }
-            Overlay::Text {
-                title,
-                body,
-                scroll,
-            } => Overlay::Text {
-                title,
-                body,
-                scroll: scrolled(scroll, key),
-            },
-            Overlay::Setup {
-                picker: Some((selected, show_deprecated)),
-                ..
-            } if matches!(key.code, KeyCode::Esc | KeyCode::Char('q'))
-                || (key.code == KeyCode::Char('g')
-                    && key.modifiers.contains(KeyModifiers::CONTROL)) =>
-            {
-                Overlay::Picker {
-                    selected,
-                    show_deprecated,
-                }
-            }
-            Overlay::Help { scroll } | Overlay::Setup { scroll, .. }
-                if matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?')
-                ) || (key.code == KeyCode::Char('g')
-                    && key.modifiers.contains(KeyModifiers::CONTROL)) =>
-            {
-                keep = false;
-                Overlay::Help { scroll }
-            }
-            Overlay::Help { scroll } => Overlay::Help {
-                scroll: scrolled(scroll, key),
-            },
-            Overlay::Setup { ty, scroll, picker } => Overlay::Setup {
-                ty,
-                scroll: scrolled(scroll, key),
-                picker,
-            },
-            Overlay::Picker {
-                selected,
-                show_deprecated,
-            } => {
-                let types = picker_types(show_deprecated);
-                match key.code {
-                    KeyCode::Esc | KeyCode::Char('q') => {
-                        keep = false;
-                        Overlay::Picker {
-                            selected,
-                            show_deprecated,
-                        }
-                    }
-                    KeyCode::Char('d') => Overlay::Picker {
-                        selected: 0,
-                        show_deprecated: !show_deprecated,
-                    },
-                    // The highlighted type's setup page, before choosing it.
-                    KeyCode::Char('g') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                        match types.get(selected) {
-                            Some(ty) => Overlay::Setup {
-                                ty,
-                                scroll: 0,
-                                picker: Some((selected, show_deprecated)),
-                            },
-                            None => Overlay::Picker {
-                                selected,
-                                show_deprecated,
-                            },
-                        }
-                    }
-                    KeyCode::Down | KeyCode::Char('j') => Overlay::Picker {
-                        selected: (selected + 1).min(types.len().saturating_sub(1)),
-                        show_deprecated,
-                    },
-                    KeyCode::Up | KeyCode::Char('k') => Overlay::Picker {
-                        selected: selected.saturating_sub(1),
-                        show_deprecated,
-                    },
-                    KeyCode::Enter => {
-                        keep = false;
-                        if self.form_dirty() {
-                            self.ask_discard(After::Add(selected));
-                            return Vec::new();
-                        }
-                        if let Some(ty) = types.get(selected) {
-                            self.start_new(ty);
-                        }
-                        Overlay::Picker {
-                            selected,
-                            show_deprecated,
-                        }
-                    }
-                    _ => Overlay::Picker {
-                        selected,
-                        show_deprecated,
-                    },
-                }
-            }
-            Overlay::EnvPicker { selected } => {
-                let n = self
-                    .form
-                    .as_ref()
-                    .map(|f| f.env_choices().len())
-                    .unwrap_or(0)
-                    + 1;
-                match key.code {
-                    KeyCode::Esc => {
-                        keep = false;
-                        Overlay::EnvPicker { selected }
-                    }
-                    KeyCode::Down | KeyCode::Char('j') => Overlay::EnvPicker {
-                        selected: (selected + 1).min(n - 1),
-                    },
-                    KeyCode::Up | KeyCode::Char('k') => Overlay::EnvPicker {
-                        selected: selected.saturating_sub(1),
-                    },
-                    KeyCode::Enter => {
-                        keep = false;
-                        self.pick_env(selected);
-                        Overlay::EnvPicker { selected }
-                    }
-                    _ => Overlay::EnvPicker { selected },
-                }
-            }
-        };
-        if keep {
-            self.overlay = Some(overlay);
+            Step::NewConnection(ty) => self.start_new(ty),
+            Step::PickEnv(i) => self.pick_env(i),
+            Step::SignInPicked(pick) => self.apply_pick(pick),
         }
-        out
+        Vec::new()
     }
 
     pub(super) fn pick_env(&mut self, selected: usize) {
-        let Some(form) = &mut self.form else { return };
+        let Some(form) = &mut self.details.form else {
+            return;
+        };
         let (name, value) = match form.env_choices().get(selected) {
             Some(spec) => (spec.name.clone(), spec.default.clone().unwrap_or_default()),
             None => (String::new(), String::new()),
@@ -341,19 +191,19 @@ impl App {
                 Vec::new()
             }
             ConfirmAction::Discard(after) => {
-                if let Some(f) = &mut self.form {
+                if let Some(f) = &mut self.details.form {
                     f.dirty = false;
                 }
                 match after {
                     After::Quit => self.confirm_quit(),
                     After::QuitStopping => self.quit = true,
                     After::LeavePanel => {
-                        self.form = None;
+                        self.details.form = None;
                         self.leave_panel();
                     }
                     After::CloseSimple => {}
-                    After::Add(i) => {
-                        if let Some(ty) = picker_types(false).get(i) {
+                    After::Add(key) => {
+                        if let Some(ty) = Catalog::get().find(key) {
                             self.start_new(ty);
                         }
                     }
@@ -361,16 +211,5 @@ impl App {
                 Vec::new()
             }
         }
-    }
-}
-
-fn scrolled(scroll: u16, key: KeyEvent) -> u16 {
-    match key.code {
-        KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
-        KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
-        KeyCode::PageDown | KeyCode::Char(' ') => scroll.saturating_add(10),
-        KeyCode::PageUp => scroll.saturating_sub(10),
-        KeyCode::Home | KeyCode::Char('g') => 0,
-        _ => scroll,
     }
 }

@@ -224,7 +224,7 @@ impl App {
     }
 
     pub fn save(&mut self) -> Vec<Command> {
-        let Some(form) = &self.form else {
+        let Some(form) = &self.details.form else {
             return Vec::new();
         };
         if !self.can_edit() {
@@ -238,7 +238,7 @@ impl App {
         if form.migrate_from.is_none() && !form.has_changes() {
             // No version that changes nothing: a running channel would show "Restart
             // pending" for it, and the log would record a save.
-            if let Some(f) = &mut self.form {
+            if let Some(f) = &mut self.details.form {
                 f.dirty = false;
             }
             self.flash("Nothing changed: nothing to save", FlashKind::Info);
@@ -289,7 +289,7 @@ impl App {
         form.dirty = true;
         form.migrate_from = Some(Box::new(old.clone()));
         form.set_focus(Some(0));
-        self.form = Some(form);
+        self.details.form = Some(form);
         self.focus = Focus::Fields;
         self.flash(
             format!(

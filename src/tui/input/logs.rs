@@ -8,7 +8,7 @@ impl App {
         match self.logs.handle_key(key) {
             PaneOutcome::Consumed => Vec::new(),
             PaneOutcome::Close => {
-                self.focus = if self.form.is_some() {
+                self.focus = if self.details.form.is_some() {
                     Focus::Panel
                 } else {
                     Focus::List
@@ -115,7 +115,7 @@ impl App {
         if self.logs.for_id == Some(c.id) {
             if self.focus == Focus::Logs {
                 self.logs.close();
-                self.focus = if self.form.is_some() {
+                self.focus = if self.details.form.is_some() {
                     Focus::Panel
                 } else {
                     Focus::List

@@ -11,13 +11,7 @@ use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 
-/// Types offered by the Add picker: current ones, plus legacy ones when toggled on.
-pub fn picker_types(show_deprecated: bool) -> Vec<&'static ChannelType> {
-    Catalog::get()
-        .listed()
-        .filter(|t| show_deprecated || !t.deprecated)
-        .collect()
-}
+pub use super::overlay::picker_types;
 
 mod dialogs;
 mod lifecycle;
@@ -67,7 +61,7 @@ impl App {
             return;
         }
         if self.focus == Focus::Fields
-            && let Some(form) = &mut self.form
+            && let Some(form) = &mut self.details.form
             && form.paste(text) == FormOutcome::ReadOnly
         {
             self.flash("Read-only: viewers cannot change settings", FlashKind::Warn);
@@ -93,7 +87,7 @@ impl App {
                 }
             }
             Some(Action::Open) => {
-                if self.form.is_some() {
+                if self.details.form.is_some() {
                     self.focus = Focus::Panel;
                 }
             }
@@ -139,9 +133,9 @@ impl App {
                 self.flash(format!("Mouse capture {state}"), FlashKind::Info);
             }
             Some(Action::Setup) => self.open_setup(),
-            Some(Action::Fields) if self.form.is_some() => {
+            Some(Action::Fields) if self.details.form.is_some() => {
                 self.focus = Focus::Fields;
-                if let Some(f) = &mut self.form {
+                if let Some(f) = &mut self.details.form {
                     f.set_focus(Some(0));
                 }
             }
@@ -250,7 +244,7 @@ impl App {
             self.overlay = Some(Overlay::Help { scroll: 0 });
             return Vec::new();
         }
-        let Some(form) = &mut self.form else {
+        let Some(form) = &mut self.details.form else {
             self.focus = Focus::List;
             return Vec::new();
         };

@@ -37,18 +37,13 @@ impl App {
                 Vec::new()
             }
             Hit::Overlay => {
-                if let Some(
-                    Overlay::Help { scroll }
-                    | Overlay::Setup { scroll, .. }
-                    | Overlay::Text { scroll, .. },
-                ) = &mut self.overlay
-                {
-                    *scroll = (*scroll as i32 + delta).max(0) as u16;
+                if let Some(o) = &mut self.overlay {
+                    o.scroll_by(delta);
                 }
                 Vec::new()
             }
             Hit::Form | Hit::Slot(_) => {
-                if let Some(f) = &mut self.form {
+                if let Some(f) = &mut self.details.form {
                     f.scroll = (f.scroll as i32 + delta).max(0) as usize;
                 }
                 Vec::new()
@@ -94,7 +89,7 @@ impl App {
                 Vec::new()
             }
             Hit::Slot(i) => {
-                if let Some(f) = &mut self.form {
+                if let Some(f) = &mut self.details.form {
                     f.set_focus(Some(i));
                     self.focus = Focus::Fields;
                 }

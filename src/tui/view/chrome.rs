@@ -73,7 +73,7 @@ pub fn header(f: &mut Frame, app: &App, area: Rect) {
 }
 
 pub fn banner(f: &mut Frame, app: &App, area: Rect) {
-    let Some((since, err)) = &app.db_down else {
+    let Some((since, err)) = &app.fresh.db_down else {
         return;
     };
     let text = format!(
@@ -107,7 +107,7 @@ pub fn message_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         };
         // Flashes quote names and provider errors.
         (super::shown(text).into_owned(), style)
-    } else if !app.loaded {
+    } else if !app.fresh.loaded {
         ("Loading connections…".to_string(), t.dim())
     } else {
         return vec![Line::raw("")];

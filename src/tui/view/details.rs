@@ -17,7 +17,7 @@ const META_DISABLED: &str = "Meta App ID and App Secret are not configured on th
 
 pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     let t = app.theme;
-    let Some(form) = &app.form else {
+    let Some(form) = &app.details.form else {
         welcome(f, app, area);
         return;
     };
@@ -55,7 +55,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     // First line and number of lines of the Webhook URL, clickable to copy.
     let mut webhook_rows: Option<(usize, usize)> = None;
     let width = inner.width as usize;
-    let form = app.form.as_ref().expect("checked above");
+    let form = app.details.form.as_ref().expect("checked above");
     if let Some(c) = &current {
         lines.push(Line::from(vec![
             Span::styled(
@@ -83,7 +83,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         for l in super::wrap_with_hint(&message, width, 3, "i: all") {
             lines.push(Line::styled(l, style));
         }
-        if let Some((_, text)) = app.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
+        if let Some((_, text)) = app.details.diagnosis.as_ref().filter(|(id, _)| *id == c.id)
             && form.ty.lifecycle != Lifecycle::None
         {
             let line = match text.strip_prefix("answered by ") {
@@ -226,7 +226,7 @@ fn webhook_lines(t: &Theme, url: &str, width: usize) -> Vec<Line<'static>> {
 
 fn header_buttons(app: &App, _area: Rect, is_new: bool) -> Option<Line<'static>> {
     let t = &app.theme;
-    let form = app.form.as_ref()?;
+    let form = app.details.form.as_ref()?;
     if is_new || !form.ty.has_start_stop() {
         return None;
     }
@@ -262,7 +262,7 @@ fn welcome(f: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let mut lines = vec![Line::raw("")];
-    let text = if !app.loaded {
+    let text = if !app.fresh.loaded {
         "Loading…".to_string()
     } else if app.list.all.is_empty() && app.can_edit() {
         "Connect Flametree to the outside world: press a, pick a channel type, fill in its credentials, Ctrl-S to save, then s to Start.".to_string()
@@ -472,10 +472,10 @@ fn env_heading(app: &App, width: usize) -> FormRow {
 fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
     let width = area.width as usize;
     let editing = app.focus == Focus::Fields && app.overlay.is_none();
-    if let Some(form) = app.form.as_mut() {
+    if let Some(form) = app.details.form.as_mut() {
         form.show_cursor(editing);
     }
-    let Some(form) = app.form.as_ref() else {
+    let Some(form) = app.details.form.as_ref() else {
         return;
     };
     let rows = form_rows(app, form, width);
@@ -549,7 +549,7 @@ fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
             f.render_widget(text, rect);
         }
     }
-    if let Some(form) = app.form.as_mut() {
+    if let Some(form) = app.details.form.as_mut() {
         form.scroll = scroll;
     }
     app.hits.extend(hits);
@@ -557,7 +557,9 @@ fn draw_fields(f: &mut Frame, app: &mut App, area: Rect) {
 
 fn draw_footer_buttons(f: &mut Frame, app: &mut App, area: Rect) {
     let t = app.theme;
-    let Some(form) = &app.form else { return };
+    let Some(form) = &app.details.form else {
+        return;
+    };
     if !app.can_edit() {
         f.render_widget(
             Paragraph::new(Line::styled(

@@ -54,7 +54,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
 }
 
 fn status_counts(app: &App) -> String {
-    if app.partial {
+    if app.fresh.partial {
         return format!(" first {} shown · loading the rest… ", app.list.all.len());
     }
     let (running, errors) = app.list.status_counts();
@@ -92,7 +92,7 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
     let t = app.theme;
     let height = area.height as usize;
     app.list.scroll_into_view(height);
-    if app.loaded && app.list.all.is_empty() {
+    if app.fresh.loaded && app.list.all.is_empty() {
         let text = if app.can_edit() {
             "No connections yet. Press a to add one."
         } else {

@@ -25,7 +25,7 @@ pub fn draw(f: &mut Frame, app: &mut App) {
         too_small(f, area);
         return;
     }
-    let banner = u16::from(app.db_down.is_some());
+    let banner = u16::from(app.fresh.db_down.is_some());
     let message_h = chrome::message_lines(app, area.width as usize).len() as u16;
     let [header, banner_area, body, message, keys] = Layout::vertical([
         Constraint::Length(1),

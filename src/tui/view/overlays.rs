@@ -243,7 +243,9 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             text_box(f, app, rect, &title, lines, *scroll);
         }
         Overlay::EnvPicker { selected } => {
-            let Some(form) = &app.form else { return };
+            let Some(form) = &app.details.form else {
+                return;
+            };
             let ty = form.ty;
             let choices = form.env_choices();
             let rect = centered(area, 80, choices.len() as u16 + 5);
