@@ -9,25 +9,21 @@
 //! what keeps other sites out.
 
 use super::hub::hub;
-use super::limits::{Limits, RateLimit, Refused};
-use super::protocol::{self, ClientFrame};
+use super::limits::{Limits, RateLimit};
+use super::protocol;
 use super::settings::Settings;
-use crate::connectors::{Event, Inbound};
 use crate::model::{Agent, Connection, Status};
 use crate::runtime::Pipeline;
-use crate::runtime::pipeline::record;
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 const SCRIPT: &str = include_str!("../../assets/widget.js");
 const CONFIG_MARK: &str = "__FLAMETREE_WIDGET_CONFIG__";
@@ -35,32 +31,32 @@ const CONFIG_MARK: &str = "__FLAMETREE_WIDGET_CONFIG__";
 const LOOKUP_TTL: Duration = Duration::from_secs(1);
 
 pub struct WidgetHttp {
-    pipe: Arc<Pipeline>,
+    pub(super) pipe: Arc<Pipeline>,
     public_base: String,
-    limits: Limits,
-    per_visitor: RateLimit,
-    per_ip: RateLimit,
-    open_per_ip: Mutex<HashMap<IpAddr, u32>>,
+    pub(super) limits: Limits,
+    pub(super) per_visitor: RateLimit,
+    pub(super) per_ip: RateLimit,
+    pub(super) open_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Widgets looked up lately, with when and at which hub epoch.
     lookups: Mutex<HashMap<String, (Instant, u64, Found)>>,
 }
 
 /// A widget as one lookup found it.
 #[derive(Clone)]
-struct Found {
-    conn: Connection,
+pub(super) struct Found {
+    pub(super) conn: Connection,
     agent: Agent,
     /// The running agent answers it (it was started since the widget was turned on).
     applied: bool,
 }
 
 impl Found {
-    fn settings(&self) -> Settings {
+    pub(super) fn settings(&self) -> Settings {
         Settings::of(&self.agent)
     }
 
     /// Whether a message sent now gets an answer.
-    fn online(&self) -> bool {
+    pub(super) fn online(&self) -> bool {
         let running = hub()
             .find(&self.conn.hook_id)
             .is_some_and(|w| w.running_here())
@@ -103,7 +99,7 @@ fn plain(status: StatusCode, text: &str) -> Response {
 
 impl WidgetHttp {
     /// The widget behind a public id, if it is on (404 otherwise).
-    async fn lookup(&self, id: &str) -> Result<Found, Refusal> {
+    pub(super) async fn lookup(&self, id: &str) -> Result<Found, Refusal> {
         let epoch = hub().find(id).map(|w| w.epoch()).unwrap_or(0);
         if let Some((at, seen, f)) = self.lookups.lock().expect("lookups lock").get(id)
             && at.elapsed() < LOOKUP_TTL
@@ -170,143 +166,6 @@ impl WidgetHttp {
             ),
         );
         Err((StatusCode::FORBIDDEN, "this site may not use this chat"))
-    }
-
-    fn limited(&self, found: &Found, what: &str, r: Refused) {
-        if r.first {
-            self.pipe.log(found.conn.id, "WARN", what.to_string());
-        }
-    }
-
-    /// One visitor frame: recorded in the ledger and queued for the agent, or refused
-    /// with a sentence the widget shows. Returns the frame to send back.
-    async fn message(
-        &self,
-        id: &str,
-        visitor: &str,
-        ip: IpAddr,
-        origin: &str,
-        raw: &str,
-    ) -> String {
-        let Ok(frame) = serde_json::from_str::<ClientFrame>(raw) else {
-            return protocol::error("", "invalid", "This message could not be read.");
-        };
-        if frame.t != "msg" || !protocol::is_message_id(&frame.id) {
-            return protocol::error("", "invalid", "This message could not be read.");
-        }
-        let text = frame.text.trim();
-        if text.is_empty() {
-            return protocol::error(&frame.id, "invalid", "An empty message is not sent.");
-        }
-        let max = self.limits.max_message_chars as usize;
-        let chars = text.chars().count();
-        if chars > max {
-            return protocol::error(
-                &frame.id,
-                "size",
-                &format!(
-                    "Your message is too long ({chars} characters; at most {max}). Please shorten it."
-                ),
-            );
-        }
-        let found = match self.lookup(id).await {
-            Ok(f) => f,
-            Err(_) => {
-                return protocol::error(
-                    &frame.id,
-                    "offline",
-                    "This chat is not available any more.",
-                );
-            }
-        };
-        if let Err(r) = self.per_visitor.take(&format!("{id}/{visitor}")) {
-            self.limited(
-                &found,
-                &format!(
-                    "visitor {visitor} sends more than {} messages a minute; their messages are \
-                     refused for now",
-                    self.limits.messages_per_visitor_per_minute
-                ),
-                r,
-            );
-            return protocol::error(
-                &frame.id,
-                "rate",
-                &format!(
-                    "You are sending messages too quickly. Please wait {} seconds and try again.",
-                    r.wait.as_secs()
-                ),
-            );
-        }
-        if let Err(r) = self.per_ip.take(&ip.to_string()) {
-            self.limited(
-                &found,
-                &format!(
-                    "{ip} sends more than {} messages a minute; its messages are refused for now \
-                     (widget.messages_per_ip_per_minute)",
-                    self.limits.messages_per_ip_per_minute
-                ),
-                r,
-            );
-            return protocol::error(
-                &frame.id,
-                "rate",
-                &format!(
-                    "Too many messages from your network right now. Please wait {} seconds and try again.",
-                    r.wait.as_secs()
-                ),
-            );
-        }
-        if !found.online() {
-            return protocol::error(
-                &frame.id,
-                "offline",
-                &format!(
-                    "{} is offline right now, so your message was not sent. Please try again later.",
-                    found.settings().title
-                ),
-            );
-        }
-        let inbound = Inbound {
-            account: String::new(),
-            provider_id: format!("{visitor}:{}", frame.id),
-            customer: visitor.to_string(),
-            display_name: format!("visitor {}", &visitor[..8]),
-            text: text.to_string(),
-            raw: serde_json::json!({ "origin": origin }).to_string(),
-        };
-        let conn_id = found.conn.id;
-        let recorded = record(
-            &self.pipe.writer,
-            conn_id,
-            &[Event::Message(inbound)],
-            None,
-            None,
-        )
-        .instrument(self.pipe.span(conn_id))
-        .await;
-        match recorded {
-            Ok(fresh) => {
-                if let Some(inbox) = self.pipe.inbox(conn_id) {
-                    for entry in fresh {
-                        inbox.dispatch(entry);
-                    }
-                }
-                protocol::ack(&frame.id)
-            }
-            Err(e) => {
-                self.pipe.log(
-                    conn_id,
-                    "WARN",
-                    format!("a visitor's message could not be recorded: {e}"),
-                );
-                protocol::error(
-                    &frame.id,
-                    "busy",
-                    "Your message could not be delivered yet; it is sent again in a moment.",
-                )
-            }
-        }
     }
 }
 
@@ -388,34 +247,6 @@ async fn preflight(
     }
 }
 
-/// Holds one of an address's chat connections; given back when dropped.
-struct Slot {
-    s: Arc<WidgetHttp>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.s.open_per_ip.lock().expect("open lock");
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
-fn slot(s: &Arc<WidgetHttp>, ip: IpAddr) -> Option<Slot> {
-    let mut open = s.open_per_ip.lock().expect("open lock");
-    let n = open.entry(ip).or_insert(0);
-    if *n >= s.limits.connections_per_ip {
-        return None;
-    }
-    *n += 1;
-    Some(Slot { s: s.clone(), ip })
-}
-
 async fn chat(State(s): State<Arc<WidgetHttp>>, Path(id): Path<String>, req: Request) -> Response {
     let found = match s.lookup(&id).await {
         Ok(f) => f,
@@ -459,7 +290,7 @@ async fn chat(State(s): State<Arc<WidgetHttp>>, Path(id): Path<String>, req: Req
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let Some(slot) = slot(&s, ip) else {
+    let Some(slot) = super::session::slot(&s, ip) else {
         s.pipe.log(
             found.conn.id,
             "WARN",
@@ -487,53 +318,7 @@ async fn chat(State(s): State<Arc<WidgetHttp>>, Path(id): Path<String>, req: Req
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
-        .on_upgrade(move |socket| session(s, id, found, visitor, ip, origin, socket, slot))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    s: Arc<WidgetHttp>,
-    id: String,
-    found: Found,
-    visitor: String,
-    ip: IpAddr,
-    origin: String,
-    socket: WebSocket,
-    _slot: Slot,
-) {
-    let widget = hub().widget(&id);
-    let mut joined = widget.join(&visitor);
-    let (mut sink, mut stream) = socket.split();
-    let online = found.online();
-    let mut first = vec![protocol::status(online, "")];
-    first.append(&mut joined.pending);
-    for f in first {
-        if sink.send(Message::Text(f.into())).await.is_err() {
-            widget.leave(&visitor, joined.socket);
-            return;
-        }
-    }
-    loop {
-        tokio::select! {
-            f = joined.frames.recv() => match f {
-                Some(f) => {
-                    if sink.send(Message::Text(f.into())).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            m = stream.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    let back = s.message(&id, &visitor, ip, &origin, t.as_str()).await;
-                    if sink.send(Message::Text(back.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    widget.leave(&visitor, joined.socket);
+        .on_upgrade(move |socket| {
+            super::session::session(s, id, found, visitor, ip, origin, socket, slot)
+        })
 }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod protocol;
+mod session;
 pub mod settings;
 
 pub use limits::Limits;
