@@ -58,6 +58,8 @@ async fn a_visitor_is_answered_through_the_ledger_once(be: Be) {
     let reply = frame_of(&mut ws, "reply").await;
     assert_eq!(reply["text"], "You said: hello there");
     assert_eq!(reply["re"], "m1");
+    // The same id however often it is sent: the script shows it once.
+    assert_eq!(reply["id"], "re-m1");
 
     // The same message again (a reconnect resends what it has no ack for): recorded
     // once, answered once — the next reply is the next message's.
@@ -352,6 +354,26 @@ async fn the_cli_prints_the_snippet(be: Be) {
     assert!(
         r.stderr()
             .contains("Web Widget Colour 'red' does not look right: expected a hex colour"),
+        "{}",
+        r.all()
+    );
+    // Visitors are answered by their agent only: `send` has no socket to reach them.
+    let r = cli.run(
+        &[
+            "send",
+            "--connection",
+            "Web Widget · Store",
+            "--to",
+            VISITOR,
+            "--text",
+            "hi",
+        ],
+        None,
+    );
+    assert_ne!(r.code(), 0);
+    assert!(
+        r.stderr()
+            .contains("a Web Widget visitor is answered only by their agent"),
         "{}",
         r.all()
     );

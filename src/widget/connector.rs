@@ -22,6 +22,15 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     }))
 }
 
+/// The id of the reply to the visitor's message `re`: the same however often it is sent.
+fn reply_id(re: &str) -> String {
+    if re.is_empty() {
+        protocol::new_id()
+    } else {
+        format!("re-{re}")
+    }
+}
+
 pub fn status_line(live: usize) -> String {
     match live {
         1 => "serving the web widget · 1 live visitor".into(),
@@ -66,15 +75,30 @@ impl Connector for WidgetConnector {
     }
 
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
-        let id = protocol::new_id();
+        if !self.widget.running_here() {
+            // `flametree send`: its process has no visitor's socket, and its pending
+            // replies would die with it.
+            return Err(ConnectorError::Permanent(
+                "a Web Widget visitor is answered only by their agent (the process that runs \
+                 the agent's widget); there is no sending to them from here"
+                    .into(),
+            ));
+        }
         let re = out
             .in_reply_to
             .and_then(|k| k.split_once(':'))
             .map(|(_, m)| m)
             .unwrap_or("");
+        let id = reply_id(re);
         self.widget
             .deliver(out.to, protocol::reply(&id, out.text, re));
         Ok(id)
+    }
+
+    /// A reply sent again (flametree stopped while sending it) keeps its id, and the
+    /// script shows a reply id once: the visitor sees it once.
+    fn idempotent_replies(&self) -> bool {
+        true
     }
 
     async fn release(&self) {
