@@ -343,6 +343,15 @@ async fn the_cli_prints_the_snippet(be: Be) {
         text.contains("offline until the agent is started"),
         "{text}"
     );
+    assert!(
+        text.contains("Its log: flametree channels logs \"Web Widget · Shop\""),
+        "{text}"
+    );
+    let log = cli.ok(&["channels", "logs", "Web Widget · Shop"], None);
+    assert!(
+        log.contains("Web Widget turned on for agent 'Shop' by tester"),
+        "{log}"
+    );
     // Renaming keeps the public id: the snippet on the site keeps working.
     cli.ok(&["agents", "edit", "Shop", "--name", "Store"], None);
     assert_eq!(

@@ -268,6 +268,7 @@ async fn print_widget(ctx: &Context, a: &Agent) -> Result<(), Failure> {
         "  Chat endpoint: {}",
         crate::widget::chat_url(&base, &c.hook_id)
     );
+    say!("  Its log: flametree channels logs \"{}\"", c.name);
     if a.status != crate::model::Status::Running {
         say!("  The widget says it is offline until the agent is started.");
     }
