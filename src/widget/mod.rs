@@ -9,6 +9,7 @@
 //! The ingress (`http`) serves the script and the visitors' WebSocket.
 
 pub mod connector;
+pub mod demo;
 pub mod http;
 pub mod hub;
 pub mod limits;
