@@ -14,6 +14,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::Instrument;
 
+/// A quiet chat is pinged this often: proxies close idle connections (nginx after 60 s),
+/// and a visitor who vanished without closing is noticed.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl WidgetHttp {
     fn limited(&self, found: &Found, what: &str, r: Refused) {
         if r.first {
@@ -204,8 +208,15 @@ pub(super) async fn session(
             return;
         }
     }
+    let mut next_ping = tokio::time::Instant::now() + PING_EVERY;
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(next_ping) => {
+                next_ping += PING_EVERY;
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
             f = joined.frames.recv() => match f {
                 Some(f) => {
                     if sink.send(Message::Text(f.into())).await.is_err() {
