@@ -1,7 +1,8 @@
 //! The Web Widget in a real browser (Debian's headless Chromium, driven through
 //! chromedriver): a shop's page on an allowed origin loads the script, the visitor
 //! types, the agent's answer appears; a reload keeps the conversation; markup is shown
-//! as text; a page on another origin is refused — on SQLite and PostgreSQL.
+//! as text; a page on another origin is refused; a stopped agent's widget says it is
+//! offline — on SQLite and PostgreSQL.
 //!
 //! `FLAMETREE_WIDGET_SCREENSHOT=docs/widget.png` saves the open widget (the README's
 //! picture).
@@ -171,6 +172,36 @@ async fn a_visitor_chats_on_the_shop_s_page(be: Be) {
     assert!(
         log.contains(&format!("WARN refused a page on {other} (403)")),
         "{log}"
+    );
+
+    // Back on the shop's page, the agent stops: the open widget says so at once, and a
+    // message typed then is marked as not sent, with the reason.
+    b.goto(&format!("{shop}/")).await;
+    b.wait_for(
+        "the conversation on the shop's page again",
+        "return document.querySelectorAll('#ftw-log .ftw-msg').length === 7 ? true : null;",
+    )
+    .await;
+    env.channels.run_agent(&agent, false).await.unwrap();
+    let status = "const s = document.querySelector('#ftw-status'); \
+                  return s && s.textContent.includes('offline') ? s.textContent : null;";
+    assert_eq!(
+        b.wait_for("the offline notice", status).await,
+        "Ask Flametree is offline right now. Please try again later."
+    );
+    b.type_into("#ftw-input", "Hello?\u{E007}").await;
+    assert_eq!(
+        b.wait_for(
+            "the message marked as not sent",
+            "const n = document.querySelector('#ftw-log .ftw-note'); return n && n.textContent;"
+        )
+        .await,
+        "Not sent"
+    );
+    assert_eq!(
+        b.run("return document.querySelector('#ftw-status').textContent")
+            .await,
+        "Ask Flametree is offline right now, so your message was not sent. Please try again later."
     );
     drop(b);
     h.shutdown().await;
