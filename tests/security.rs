@@ -847,8 +847,16 @@ async fn no_connector_leaks_a_planted_secret_anywhere(be: Be) {
             ch.set_desired(&saved.connection, flametree::model::DesiredState::Running)
                 .await
                 .unwrap();
+        } else {
+            // Voice types run with their agent.
+            let support = ch.find_agent("Support").await.unwrap();
+            ch.attach_connection(&support, &saved.connection, true)
+                .await
+                .unwrap();
         }
     }
+    let support = ch.find_agent("Support").await.unwrap();
+    ch.run_agent(&support, true).await.unwrap();
     let mut child = serve(&env, "serve", true);
     // Every started connector has tried its provider and said what went wrong.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);

@@ -101,7 +101,7 @@ impl BenchDb {
                CASE WHEN ty = 'telegram' THEN t.sealed_fields ELSE 0 END, \
                CASE WHEN i % 5 = 2 THEN 'ERROR' ELSE 'STOPPED' END, \
                CASE WHEN i % 5 = 2 THEN 'the provider rejected the credentials (401)' ELSE '' END, \
-               0, 0, 'bench', 0, 'bench', 0, md5(random()::text || i::text) \
+               now(), now(), 'bench', now(), 'bench', 0, md5(random()::text || i::text) \
              FROM connections t, generate_series(0, $1 - 1) AS i, \
                LATERAL (SELECT (ARRAY['telegram','email','whatsapp','facebook','infobip','messagebird'])[i % 6 + 1] AS ty) AS types, \
                LATERAL (SELECT 'Channel ' || lpad(i::text, 6, '0') || ' ' || ty AS nm) AS names \
@@ -150,7 +150,7 @@ impl BenchDb {
     pub async fn serve_alive(&self) -> sqlx::Result<bool> {
         let mut db = PgConnection::connect(&self.url).await?;
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM flametree_processes WHERE role = 'serve' AND runs_channels = 1",
+            "SELECT COUNT(*) FROM flametree_processes WHERE role = 'serve' AND runs_channels",
         )
         .fetch_one(&mut db)
         .await?;

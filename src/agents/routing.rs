@@ -67,6 +67,22 @@ pub fn diagnosis(list: &[(Agent, AgentChannel)]) -> String {
     format!("answered by agent '{}'", a.name)
 }
 
+/// For a conversation flametree started (an outbound call): the running agent that has
+/// the connection on its card, Inbound on or off — with Inbound off an agent's channel
+/// is there for exactly this.
+pub async fn outbound_route(store: &dyn AgentStore, connection_id: i64) -> StoreResult<Route> {
+    let list = store.connection_agents(connection_id).await?;
+    let mut candidates: Vec<&(Agent, AgentChannel)> = list
+        .iter()
+        .filter(|(a, _)| a.status == Status::Running)
+        .collect();
+    candidates.sort_by_key(|(_, ch)| (ch.detached, !ch.applied_inbound));
+    Ok(match candidates.first() {
+        Some((a, _)) => Route::Agent(a.clone()),
+        None => Route::Nobody(diagnosis(&list)),
+    })
+}
+
 /// A connection's route, remembered for a second: a burst of messages costs one
 /// lookup, and a change of agent applies within a second.
 #[derive(Default)]
@@ -101,10 +117,21 @@ pub struct AnswerEnv<'a> {
 /// The reply to one inbound message and the agent that gave it, or `None` when nobody
 /// may answer it (then the message is kept as unanswered and the connection's log says
 /// why).
-pub async fn answer(ctx: &AnswerEnv<'_>, customer: &str, text: &str) -> Option<(String, String)> {
+/// `ours`: the message continues a conversation flametree started (`outbound_route`).
+pub async fn answer(
+    ctx: &AnswerEnv<'_>,
+    customer: &str,
+    text: &str,
+    ours: bool,
+) -> Option<(String, String)> {
     let store = ctx.channels.store();
     let id = ctx.connection_id;
-    let agent = match ctx.routes.route(store.as_ref(), id).await {
+    let route = if ours {
+        outbound_route(store.as_ref(), id).await
+    } else {
+        ctx.routes.route(store.as_ref(), id).await
+    };
+    let agent = match route {
         Ok(Route::Agent(a)) => a,
         Ok(Route::Nobody(reason)) => {
             warn!("message from {customer} not answered: {reason}");

@@ -12,6 +12,7 @@ macro_rules! esay {
 }
 
 mod agents_cmd;
+mod call_cmd;
 mod channels_cmd;
 pub mod clean;
 mod info;
@@ -100,6 +101,20 @@ pub enum Command {
         account: Option<String>,
         #[arg(long)]
         text: String,
+    },
+    /// Place a voice call through a Twilio connection; its agent holds the conversation.
+    Call {
+        #[arg(long)]
+        connection: String,
+        /// The phone number to call, with its country code (+14155550123).
+        #[arg(long)]
+        to: String,
+        /// What the agent opens with (default: the agent's greeting).
+        #[arg(long)]
+        text: Option<String>,
+        /// Seconds to wait for the outcome (answered and ended, busy, no answer, failed); 0: don't wait.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
     },
 }
 
@@ -395,7 +410,7 @@ impl Command {
                     | ChannelsCmd::Stop { .. }
             ),
             Command::Agents(a) => !matches!(a, AgentsCmd::List | AgentsCmd::Show { .. }),
-            Command::Send { .. } | Command::Demo => true,
+            Command::Send { .. } | Command::Call { .. } | Command::Demo => true,
             Command::Secrets(c) => matches!(c, SecretsCmd::Rotate { .. }),
             Command::Db(_) => false,
             Command::Info | Command::Audit { .. } | Command::Serve { .. } => false,
@@ -466,6 +481,20 @@ pub async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<(), Failure>
             account,
             text,
         } => agents_cmd::send(&ctx, &connection, &to, account.as_deref(), &text, cli.json).await,
+        Command::Call {
+            connection,
+            to,
+            text,
+            wait,
+        } => {
+            let args = call_cmd::CallArgs {
+                connection: &connection,
+                to: &to,
+                text: text.as_deref(),
+                wait,
+            };
+            call_cmd::call(&ctx, args, cli.json).await
+        }
         Command::Demo => Ok(()),
     }
 }

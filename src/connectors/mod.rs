@@ -16,7 +16,9 @@ pub mod meta;
 pub mod onprem;
 mod rest;
 pub mod retry;
+pub mod sip;
 pub mod telegram;
+pub mod twilio;
 mod unavailable;
 
 pub use config::ConnConfig;
@@ -232,6 +234,29 @@ pub trait Connector: Send + Sync {
 
     /// Undoes what `receive` set up at the provider (a webhook registration) on Stop.
     async fn release(&self) {}
+
+    /// The response to an accepted delivery once its events are recorded, for a
+    /// provider that waits for the agent's answer in it (Twilio's TwiML); `accepted`
+    /// is what `webhook` gave.
+    async fn respond(&self, _req: &HookRequest, accepted: HookResponse) -> HookResponse {
+        accepted
+    }
+
+    /// Nobody may answer the message with this ledger key (the log says why): for a
+    /// connector whose customer is waiting on the line.
+    fn unanswered(&self, _key: &str) {}
+
+    /// How many of the connection's messages may be answered at the same time. One (in
+    /// order) for chats; more where each customer waits on a line of their own (calls).
+    fn answers_at_once(&self) -> usize {
+        1
+    }
+
+    /// Whether a recorded message (its raw payload) continues a conversation flametree
+    /// started (an outbound call): the connection's agent answers it even with Inbound off.
+    fn started_by_us(&self, _raw: &str) -> bool {
+        false
+    }
 }
 
 /// A delivery whose (already checked) body is JSON, turned into events; 400 otherwise.
@@ -284,6 +309,8 @@ type Factory = Opener;
 /// The connector of a family, if this build has one.
 fn factory(family: Family) -> Option<Factory> {
     match family {
+        Family::Twilio => Some(twilio::open),
+        Family::Sip => Some(sip::open),
         Family::Telegram => Some(telegram::open),
         Family::Email => Some(email::open),
         Family::Meta => Some(meta::open),

@@ -219,6 +219,7 @@ async fn hook(
                     inbox.dispatch(entry);
                 }
             }
+            let response = connector.respond(&req, response).await;
             (
                 StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK),
                 [(header::CONTENT_TYPE, response.content_type)],

@@ -30,6 +30,17 @@ pub async fn answer_loop(
     connector: Arc<dyn Connector>,
     stop: CancellationToken,
 ) {
+    let at_once = connector.answers_at_once();
+    if at_once > 1 {
+        return Box::pin(side_by_side(
+            &inbox,
+            &type_key,
+            connector.as_ref(),
+            &stop,
+            at_once,
+        ))
+        .await;
+    }
     loop {
         let batch = tokio::select! {
             b = inbox.next_batch(TAKE) => b,
@@ -55,16 +66,61 @@ async fn answer_batch(
     stop: &CancellationToken,
 ) {
     for entry in batch {
-        match prepare(inbox, type_key, entry).await {
-            Ok(r) => deliver(inbox, connector, r, stop).await,
-            Err(key) => inbox.done(&key),
+        answer_one(inbox, type_key, connector, entry, stop).await;
+    }
+}
+
+/// Up to `at_once` messages answered at the same time, for connectors whose customers
+/// wait on the line (a call each): one caller's slow answer does not hold up another's.
+async fn side_by_side(
+    inbox: &ConnInbox,
+    type_key: &str,
+    connector: &dyn Connector,
+    stop: &CancellationToken,
+    at_once: usize,
+) {
+    use futures::StreamExt;
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut queued: std::collections::VecDeque<LedgerEntry> = Default::default();
+    loop {
+        while running.len() < at_once
+            && let Some(entry) = queued.pop_front()
+        {
+            running.push(answer_one(inbox, type_key, connector, entry, stop));
+        }
+        tokio::select! {
+            b = inbox.next_batch(TAKE), if queued.is_empty() => queued.extend(b),
+            Some(()) = running.next(), if !running.is_empty() => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn answer_one(
+    inbox: &ConnInbox,
+    type_key: &str,
+    connector: &dyn Connector,
+    entry: LedgerEntry,
+    stop: &CancellationToken,
+) {
+    let ours = connector.started_by_us(&entry.raw);
+    match prepare(inbox, type_key, entry, ours).await {
+        Ok(r) => deliver(inbox, connector, r, stop).await,
+        Err(key) => {
+            connector.unanswered(&key);
+            inbox.done(&key);
         }
     }
 }
 
 /// The reply to one message; when nobody answers it, it is recorded as ignored and its
-/// key returned.
-async fn prepare(inbox: &ConnInbox, type_key: &str, e: LedgerEntry) -> Result<Ready, String> {
+/// key returned. `ours`: it continues a conversation flametree started (an outbound call).
+async fn prepare(
+    inbox: &ConnInbox,
+    type_key: &str,
+    e: LedgerEntry,
+    ours: bool,
+) -> Result<Ready, String> {
     let pipe = &inbox.pipe;
     let id = inbox.connection_id;
     let who = if e.account.is_empty() {
@@ -87,7 +143,7 @@ async fn prepare(inbox: &ConnInbox, type_key: &str, e: LedgerEntry) -> Result<Re
         protect: &protect,
     };
     let customer_key = format!("{type_key}:{}", e.customer);
-    match crate::agents::answer(&env, &customer_key, &e.text).await {
+    match crate::agents::answer(&env, &customer_key, &e.text, ours).await {
         Some((reply, agent)) => Ok(Ready {
             entry: e,
             reply,

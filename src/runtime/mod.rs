@@ -47,6 +47,10 @@ const SWEEP: u32 = 1_000;
 const PRESENCE_EVERY: u32 = 3;
 /// A full look at every connection at least this often, changes or not.
 const FULL_PASS: Duration = Duration::from_secs(30);
+/// The same where the database announces every change (PostgreSQL): then the full look
+/// is only a safety net, and at 100,000 connections it was most of an idle database's
+/// rows read (a lost notice channel resynchronizes at once anyway).
+const FULL_PASS_LIVE: Duration = Duration::from_secs(300);
 
 /// What a runtime needs besides the store.
 #[derive(Debug, Clone)]
@@ -243,7 +247,7 @@ async fn supervise(inner: Arc<Inner>) {
             return;
         }
         if pass.is_multiple_of(PRESENCE_EVERY) {
-            match look_around(&inner, !held_elsewhere.is_empty()).await {
+            match look_around(&inner, !held_elsewhere.is_empty(), runs, pass == 0).await {
                 Ok(r) => {
                     if !held_elsewhere.is_empty() {
                         let p = inner.presence.borrow();
@@ -308,7 +312,12 @@ async fn supervise(inner: Arc<Inner>) {
                 .expect("tasks lock")
                 .values()
                 .any(|t| t.handle.is_finished());
-            if dirty || ended || last_full.elapsed() >= FULL_PASS {
+            let full_every = if changes.is_some() {
+                FULL_PASS_LIVE
+            } else {
+                FULL_PASS
+            };
+            if dirty || ended || last_full.elapsed() >= full_every {
                 match reconcile(&inner).await {
                     Ok(elsewhere) => {
                         held_elsewhere = elsewhere;
@@ -348,60 +357,78 @@ async fn supervise(inner: Arc<Inner>) {
 /// Heartbeat, the other processes, dead owners on this host; returns whether channels
 /// should run here. Every lease is read only when somebody looks at them (a console's
 /// header and list, or `held_elsewhere` waiting for a lease to lapse); otherwise just
-/// their owners: with 10,000 connections that read was most of an idle pass.
+/// their owners: with 10,000 connections that read was most of an idle pass. All of it
+/// is one transaction; the heartbeat says whether channels ran here until now, and is
+/// written again at once when that changes.
 async fn look_around(
     inner: &Arc<Inner>,
     need_leases: bool,
+    ran: bool,
+    first: bool,
 ) -> Result<bool, crate::store::StoreError> {
+    use crate::store::LeaseRead;
     let store = inner.channels.store();
     let tenant = inner.channels.tenant().name.clone();
-    let all = store.processes().await?;
+    let tenant_id = inner.channels.tenant().id;
+    let said = match inner.options.run_channels {
+        RunChannels::Always => true,
+        RunChannels::Never => false,
+        RunChannels::Auto => ran,
+    };
+    let me = |runs_channels| ProcessInfo {
+        id: inner.owner.clone(),
+        host: inner.host.clone(),
+        pid: i64::from(std::process::id()),
+        role: inner.options.role.to_string(),
+        tenant: tenant.clone(),
+        runs_channels,
+        started_at: inner.started_at,
+        seen_ms_ago: 0,
+    };
+    let want = if need_leases || inner.presence.receiver_count() > 0 {
+        LeaseRead::All
+    } else if said || (first && inner.options.run_channels == RunChannels::Auto) {
+        LeaseRead::Holders
+    } else {
+        LeaseRead::Nothing
+    };
+    let round = store.presence_round(&me(said), tenant_id, want).await?;
     let runs_now = match inner.options.run_channels {
         RunChannels::Always => true,
         RunChannels::Never => false,
-        RunChannels::Auto => !presence::serve_alive(&all, &inner.owner, &tenant),
+        RunChannels::Auto => !presence::serve_alive(&round.processes, &inner.owner, &tenant),
     };
-    store
-        .heartbeat(&ProcessInfo {
-            id: inner.owner.clone(),
-            host: inner.host.clone(),
-            pid: i64::from(std::process::id()),
-            role: inner.options.role.to_string(),
-            tenant,
-            runs_channels: runs_now,
-            started_at: inner.started_at,
-            seen_ms_ago: 0,
-        })
-        .await?;
-    let tenant_id = inner.channels.tenant().id;
-    let leases = if need_leases || inner.presence.receiver_count() > 0 {
-        store.leases(tenant_id).await?
-    } else {
-        Vec::new()
-    };
+    if runs_now != said {
+        store.heartbeat(&me(runs_now)).await?;
+    }
     if runs_now {
-        let owners: HashSet<String> = if leases.is_empty() {
-            store.lease_holders(tenant_id).await?.into_iter().collect()
-        } else {
-            leases
+        let owners: HashSet<String> = if want == LeaseRead::All {
+            round
+                .leases
                 .iter()
                 .filter(|l| l.expires_in_ms >= 0)
                 .map(|l| l.owner.clone())
                 .collect()
+        } else {
+            round.holders.into_iter().collect()
         };
         reclaim_dead(inner, owners).await?;
     }
-    let others = all
+    let others = round
+        .processes
         .into_iter()
         .filter(|p| p.id != inner.owner && presence::alive(p))
         .collect();
-    let leases = leases.into_iter().map(|l| (l.connection_id, l)).collect();
-    let db_now = store.db_now().await?;
+    let leases = round
+        .leases
+        .into_iter()
+        .map(|l| (l.connection_id, l))
+        .collect();
     inner.presence.send_replace(Presence {
         runs_here: runs_now,
         others,
         leases,
-        db_now,
+        db_now: round.db_now,
     });
     Ok(runs_now)
 }

@@ -9,3 +9,4 @@ pub mod meta;
 pub mod openai;
 pub mod server;
 pub mod telegram;
+pub mod twilio;

@@ -21,6 +21,9 @@ struct Inner {
     fail_next: u32,
     delay: Duration,
     requests: Vec<Value>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -70,6 +73,11 @@ impl OpenAiSandbox {
     pub fn requests(&self) -> Vec<Value> {
         self.inner.lock().expect("sandbox lock").requests.clone()
     }
+
+    /// The most requests that were being answered at the same time.
+    pub fn most_in_flight(&self) -> usize {
+        self.inner.lock().expect("sandbox lock").most_in_flight
+    }
 }
 
 impl Drop for OpenAiSandbox {
@@ -116,7 +124,13 @@ async fn complete(
         }
     }
     if !delay.is_zero() {
+        {
+            let mut g = inner.lock().expect("sandbox lock");
+            g.in_flight += 1;
+            g.most_in_flight = g.most_in_flight.max(g.in_flight);
+        }
         tokio::time::sleep(delay).await;
+        inner.lock().expect("sandbox lock").in_flight -= 1;
     }
     if fail {
         return error(

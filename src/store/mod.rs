@@ -219,6 +219,27 @@ pub struct LeaseInfo {
     pub expires_at: Millis,
 }
 
+/// What a presence round reads of the tenant's leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRead {
+    /// Every lease (a console shows them).
+    All,
+    /// Only the owners of unexpired leases (to find dead ones on this host).
+    Holders,
+    Nothing,
+}
+
+/// What a process learns in one presence round.
+#[derive(Debug, Clone)]
+pub struct PresenceRound {
+    pub processes: Vec<ProcessInfo>,
+    /// With `LeaseRead::All`.
+    pub leases: Vec<LeaseInfo>,
+    /// With `LeaseRead::Holders`.
+    pub holders: Vec<String>,
+    pub db_now: Millis,
+}
+
 /// A flametree process working on this database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {

@@ -3,8 +3,8 @@
 //! `Store` is all of them, for the composition root that opens the database.
 
 use super::{
-    AuditNote, Backend, ChangeMarker, LeaseInfo, LedgerEntry, LedgerState, OutboundRecord,
-    ProcessInfo, PruneCounts, StoreResult, WriteOp, WriteResult,
+    AuditNote, Backend, ChangeMarker, LeaseInfo, LeaseRead, LedgerEntry, LedgerState,
+    OutboundRecord, PresenceRound, ProcessInfo, PruneCounts, StoreResult, WriteOp, WriteResult,
 };
 use crate::model::{
     Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
@@ -182,6 +182,15 @@ pub trait RuntimeStore: Send + Sync {
     async fn processes(&self) -> StoreResult<Vec<ProcessInfo>>;
 
     async fn forget_process(&self, id: &str) -> StoreResult<()>;
+
+    /// A process's look around, in one transaction: its heartbeat `me`, every process,
+    /// the tenant's leases (all, or only their owners, or none) and the database's clock.
+    async fn presence_round(
+        &self,
+        me: &ProcessInfo,
+        tenant_id: i64,
+        want: LeaseRead,
+    ) -> StoreResult<PresenceRound>;
 
     async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
 

@@ -2,8 +2,8 @@
 
 use super::{NOW, SqlStore, Ts, classify, ms, ms_between, plus_ms, ts};
 use crate::model::Millis;
-use crate::store::{LeaseInfo, ProcessInfo, StoreResult};
-use sqlx::Row;
+use crate::store::{LeaseInfo, LeaseRead, PresenceRound, ProcessInfo, StoreResult};
+use sqlx::{Executor, Row};
 
 /// `sql` in the backend's dialect of time: `{now}` is the database's clock,
 /// `{now+PARAM}` that clock plus PARAM milliseconds, `{ms:A-B}` the milliseconds
@@ -45,11 +45,7 @@ fn expand(term: &str) -> String {
 
 impl SqlStore {
     pub(super) async fn db_now_(&self) -> StoreResult<Millis> {
-        sqlx::query_scalar::<_, Ts>(with_now("SELECT {now}"))
-            .fetch_one(&self.pool)
-            .await
-            .map(ms)
-            .map_err(classify)
+        db_now_on(&self.pool).await
     }
 
     pub(super) async fn acquire_lease_(
@@ -112,88 +108,47 @@ impl SqlStore {
     }
 
     pub(super) async fn leases_(&self, tenant_id: i64) -> StoreResult<Vec<LeaseInfo>> {
-        let sql = with_now(
-            // The tenant's connection ids come from the (tenant_id, changed_at) index:
-            // joining the table read every connection's whole row (configuration and
-            // all) every few seconds, most of an idle process's work with 10,000 bots.
-            "SELECT l.connection_id, l.owner, l.generation, l.expires_at, \
-             {ms:l.expires_at-now} AS expires_in FROM connection_leases l \
-             WHERE l.connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
-        );
-        let rows = sqlx::query(sql)
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(LeaseInfo {
-                    connection_id: r.try_get("connection_id").map_err(classify)?,
-                    owner: r.try_get("owner").map_err(classify)?,
-                    generation: r.try_get("generation").map_err(classify)?,
-                    expires_at: ms(r.try_get("expires_at").map_err(classify)?),
-                    expires_in_ms: r.try_get("expires_in").map_err(classify)?,
-                })
-            })
-            .collect()
+        leases_on(&self.pool, tenant_id).await
     }
 
     pub(super) async fn lease_holders_(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
-        let sql = with_now(
-            "SELECT DISTINCT owner FROM connection_leases WHERE expires_at >= {now} \
-             AND connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
-        );
-        sqlx::query_scalar(sql)
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)
+        lease_holders_on(&self.pool, tenant_id).await
     }
 
     pub(super) async fn heartbeat_(&self, p: &ProcessInfo) -> StoreResult<()> {
-        let sql = with_now(
-            "INSERT INTO flametree_processes (id, host, pid, role, tenant, runs_channels, \
-             started_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) \
-             ON CONFLICT (id) DO UPDATE SET role = excluded.role, tenant = excluded.tenant, \
-             runs_channels = excluded.runs_channels, seen_at = excluded.seen_at",
-        );
-        sqlx::query(sql)
-            .bind(&p.id)
-            .bind(&p.host)
-            .bind(p.pid)
-            .bind(&p.role)
-            .bind(&p.tenant)
-            .bind(p.runs_channels)
-            .bind(ts(p.started_at))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(())
+        heartbeat_on(&self.pool, p).await
     }
 
     pub(super) async fn processes_(&self) -> StoreResult<Vec<ProcessInfo>> {
-        let sql = with_now(
-            "SELECT id, host, pid, role, tenant, runs_channels, started_at, \
-             {ms:now-seen_at} AS ago FROM flametree_processes ORDER BY started_at",
-        );
-        let rows = sqlx::query(sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ProcessInfo {
-                    id: r.try_get("id").map_err(classify)?,
-                    host: r.try_get("host").map_err(classify)?,
-                    pid: r.try_get("pid").map_err(classify)?,
-                    role: r.try_get("role").map_err(classify)?,
-                    tenant: r.try_get("tenant").map_err(classify)?,
-                    runs_channels: r.try_get("runs_channels").map_err(classify)?,
-                    started_at: ms(r.try_get("started_at").map_err(classify)?),
-                    seen_ms_ago: r.try_get("ago").map_err(classify)?,
-                })
-            })
-            .collect()
+        processes_on(&self.pool).await
+    }
+
+    /// The heartbeat and the look at the others in one transaction: a process at idle
+    /// costs the database one commit every few seconds, not four. The heartbeat comes
+    /// first, so on SQLite the transaction takes the write lock before it reads
+    /// anything (a read first could not be upgraded once another process had written).
+    pub(super) async fn presence_round_(
+        &self,
+        me: &ProcessInfo,
+        tenant_id: i64,
+        want: LeaseRead,
+    ) -> StoreResult<PresenceRound> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        heartbeat_on(&mut *tx, me).await?;
+        let processes = processes_on(&mut *tx).await?;
+        let (leases, holders) = match want {
+            LeaseRead::All => (leases_on(&mut *tx, tenant_id).await?, Vec::new()),
+            LeaseRead::Holders => (Vec::new(), lease_holders_on(&mut *tx, tenant_id).await?),
+            LeaseRead::Nothing => (Vec::new(), Vec::new()),
+        };
+        let db_now = db_now_on(&mut *tx).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(PresenceRound {
+            processes,
+            leases,
+            holders,
+            db_now,
+        })
     }
 
     pub(super) async fn forget_process_(&self, id: &str) -> StoreResult<()> {
@@ -204,4 +159,105 @@ impl SqlStore {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+async fn db_now_on<'c, E: Executor<'c, Database = super::Db>>(ex: E) -> StoreResult<Millis> {
+    sqlx::query_scalar::<_, Ts>(with_now("SELECT {now}"))
+        .fetch_one(ex)
+        .await
+        .map(ms)
+        .map_err(classify)
+}
+
+async fn leases_on<'c, E: Executor<'c, Database = super::Db>>(
+    ex: E,
+    tenant_id: i64,
+) -> StoreResult<Vec<LeaseInfo>> {
+    let sql = with_now(
+        // The tenant's connection ids come from the (tenant_id, changed_at) index:
+        // joining the table read every connection's whole row (configuration and
+        // all) every few seconds, most of an idle process's work with 10,000 bots.
+        "SELECT l.connection_id, l.owner, l.generation, l.expires_at, \
+         {ms:l.expires_at-now} AS expires_in FROM connection_leases l \
+         WHERE l.connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
+    );
+    let rows = sqlx::query(sql)
+        .bind(tenant_id)
+        .fetch_all(ex)
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(|r| {
+            Ok(LeaseInfo {
+                connection_id: r.try_get("connection_id").map_err(classify)?,
+                owner: r.try_get("owner").map_err(classify)?,
+                generation: r.try_get("generation").map_err(classify)?,
+                expires_at: ms(r.try_get("expires_at").map_err(classify)?),
+                expires_in_ms: r.try_get("expires_in").map_err(classify)?,
+            })
+        })
+        .collect()
+}
+
+async fn lease_holders_on<'c, E: Executor<'c, Database = super::Db>>(
+    ex: E,
+    tenant_id: i64,
+) -> StoreResult<Vec<String>> {
+    let sql = with_now(
+        "SELECT DISTINCT owner FROM connection_leases WHERE expires_at >= {now} \
+         AND connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
+    );
+    sqlx::query_scalar(sql)
+        .bind(tenant_id)
+        .fetch_all(ex)
+        .await
+        .map_err(classify)
+}
+
+async fn heartbeat_on<'c, E: Executor<'c, Database = super::Db>>(
+    ex: E,
+    p: &ProcessInfo,
+) -> StoreResult<()> {
+    let sql = with_now(
+        "INSERT INTO flametree_processes (id, host, pid, role, tenant, runs_channels, \
+         started_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {now}) \
+         ON CONFLICT (id) DO UPDATE SET role = excluded.role, tenant = excluded.tenant, \
+         runs_channels = excluded.runs_channels, seen_at = excluded.seen_at",
+    );
+    sqlx::query(sql)
+        .bind(&p.id)
+        .bind(&p.host)
+        .bind(p.pid)
+        .bind(&p.role)
+        .bind(&p.tenant)
+        .bind(p.runs_channels)
+        .bind(ts(p.started_at))
+        .execute(ex)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+async fn processes_on<'c, E: Executor<'c, Database = super::Db>>(
+    ex: E,
+) -> StoreResult<Vec<ProcessInfo>> {
+    let sql = with_now(
+        "SELECT id, host, pid, role, tenant, runs_channels, started_at, \
+         {ms:now-seen_at} AS ago FROM flametree_processes ORDER BY started_at",
+    );
+    let rows = sqlx::query(sql).fetch_all(ex).await.map_err(classify)?;
+    rows.iter()
+        .map(|r| {
+            Ok(ProcessInfo {
+                id: r.try_get("id").map_err(classify)?,
+                host: r.try_get("host").map_err(classify)?,
+                pid: r.try_get("pid").map_err(classify)?,
+                role: r.try_get("role").map_err(classify)?,
+                tenant: r.try_get("tenant").map_err(classify)?,
+                runs_channels: r.try_get("runs_channels").map_err(classify)?,
+                started_at: ms(r.try_get("started_at").map_err(classify)?),
+                seen_ms_ago: r.try_get("ago").map_err(classify)?,
+            })
+        })
+        .collect()
 }

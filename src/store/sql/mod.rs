@@ -823,6 +823,15 @@ impl RuntimeStore for SqlStore {
         self.db_now_().await
     }
 
+    async fn presence_round(
+        &self,
+        me: &crate::store::ProcessInfo,
+        tenant_id: i64,
+        want: crate::store::LeaseRead,
+    ) -> StoreResult<crate::store::PresenceRound> {
+        self.presence_round_(me, tenant_id, want).await
+    }
+
     async fn acquire_lease(
         &self,
         connection_id: i64,

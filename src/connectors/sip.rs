@@ -1,0 +1,357 @@
+//! SIP: a user agent built on rsipstack (0.7, pinned: its API moves fast) — the most
+//! active Rust SIP stack, with transactions, digest authentication and registration
+//! done to RFC 3261, and the dialogs the call side will need. While its agent runs the
+//! connection registers with the registrar (`SIP_REGISTER`), renewing at 3/4 of the
+//! granted lifetime, and unregisters when it stops. Calls are not answered in this
+//! build: an INVITE gets 480 Temporarily Unavailable and a line in the log.
+
+use super::{ConnConfig, Connector, ConnectorError, Outbound, Receiver};
+use async_trait::async_trait;
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::registration::{Registration, backoff_interval, refresh_interval};
+use rsipstack::sip::StatusCode;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::udp::UdpConnection;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+/// How long a REGISTER may take (challenge included) before the registrar counts as
+/// unreachable.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+pub struct Sip {
+    /// host[:port], as the operator wrote it.
+    registrar: String,
+    username: String,
+    password: String,
+    tcp: bool,
+    outbound_proxy: Option<String>,
+    register: bool,
+    expires: u32,
+    local_port: u16,
+    /// The lifetime the registrar granted last (it may grant less than asked).
+    granted: AtomicU32,
+    ua: Mutex<Option<Ua>>,
+}
+
+/// The running user agent: its endpoint (one UDP socket) and registration.
+struct Ua {
+    stop: CancellationToken,
+    registration: Registration,
+}
+
+impl Drop for Ua {
+    /// A connection that failed never reaches `release`: its endpoint must still let go
+    /// of the port, or the next start after the fix finds SIP_LOCAL_PORT taken.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let field = |k: &str, label: &str| {
+        cfg.field(k)
+            .map(|v| v.trim().to_string())
+            .ok_or_else(|| ConnectorError::Permanent(format!("{label} is not set")))
+    };
+    let transport = cfg
+        .field("transport")
+        .unwrap_or_else(|| "udp".into())
+        .trim()
+        .to_ascii_lowercase();
+    let tcp = match transport.as_str() {
+        "udp" => false,
+        "tcp" => true,
+        "tls" => {
+            return Err(ConnectorError::Permanent(
+                "SIP over TLS is not in this build yet: set Transport to udp or tcp".into(),
+            ));
+        }
+        other => {
+            return Err(ConnectorError::Permanent(format!(
+                "Transport is '{other}': use udp or tcp"
+            )));
+        }
+    };
+    let expires = cfg
+        .env("SIP_REGISTER_EXPIRES")
+        .unwrap_or_else(|| "3600".into());
+    let expires = match expires.trim().parse::<u32>() {
+        Ok(e) if (60..=86_400).contains(&e) => e,
+        _ => {
+            return Err(ConnectorError::Permanent(format!(
+                "SIP_REGISTER_EXPIRES is '{}': use seconds from 60 to 86400",
+                expires.trim()
+            )));
+        }
+    };
+    let port = cfg.env("SIP_LOCAL_PORT").unwrap_or_else(|| "5060".into());
+    let local_port = port.trim().parse::<u16>().map_err(|_| {
+        ConnectorError::Permanent(format!(
+            "SIP_LOCAL_PORT is '{}': use a port number",
+            port.trim()
+        ))
+    })?;
+    Ok(Arc::new(Sip {
+        registrar: field("registrar", "Registrar")?,
+        username: field("username", "Username")?,
+        password: cfg.secret("password")?.expose().to_string(),
+        tcp,
+        outbound_proxy: cfg
+            .field("outbound_proxy")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty()),
+        register: cfg.flag("SIP_REGISTER")?,
+        expires,
+        local_port,
+        granted: AtomicU32::new(expires),
+        ua: Mutex::default(),
+    }))
+}
+
+fn with_port(host: &str) -> String {
+    if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5060")
+    }
+}
+
+impl Sip {
+    fn server(&self) -> Result<rsipstack::sip::Uri, ConnectorError> {
+        let param = if self.tcp { ";transport=tcp" } else { "" };
+        rsipstack::sip::Uri::try_from(format!("sip:{}{param}", self.registrar)).map_err(|e| {
+            ConnectorError::Permanent(format!(
+                "Registrar '{}' is not a SIP address ({e})",
+                self.registrar
+            ))
+        })
+    }
+
+    /// Binds the signalling socket and starts the endpoint.
+    async fn start_ua(&self) -> Result<Ua, ConnectorError> {
+        let stop = CancellationToken::new();
+        let local: SocketAddr = ([0, 0, 0, 0], self.local_port).into();
+        let udp = UdpConnection::create_connection(local, None, Some(stop.child_token()))
+            .await
+            .map_err(|e| {
+                ConnectorError::Permanent(format!(
+                    "cannot use SIP_LOCAL_PORT {} ({e}): another program (or connection) has \
+                     it; set SIP_LOCAL_PORT to a free port",
+                    self.local_port
+                ))
+            })?;
+        let layer = TransportLayer::new(stop.clone());
+        layer.add_transport(udp.into());
+        let endpoint = rsipstack::EndpointBuilder::new()
+            .with_cancel_token(stop.clone())
+            .with_transport_layer(layer)
+            .with_user_agent("flametree")
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| ConnectorError::Permanent(format!("the SIP endpoint: {e}")))?;
+        let inner = endpoint.inner.clone();
+        let span = tracing::Span::current();
+        tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
+        tokio::spawn(turn_away_calls(incoming).instrument(span));
+        let mut registration = Registration::new(
+            inner,
+            Some(Credential {
+                username: self.username.clone(),
+                password: self.password.clone(),
+                realm: None,
+                auth_username: None,
+            }),
+        );
+        if let Some(proxy) = &self.outbound_proxy {
+            let addr = tokio::net::lookup_host(with_port(proxy))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    ConnectorError::transient(format!("cannot resolve the outbound proxy {proxy}"))
+                })?;
+            registration.outbound_proxy = Some(addr);
+        }
+        Ok(Ua { stop, registration })
+    }
+
+    /// One REGISTER (with its digest challenge); Ok carries the granted lifetime.
+    async fn register(&self, ua: &mut Ua, expires: u32) -> Result<u32, ConnectorError> {
+        let server = self.server()?;
+        let answer = tokio::time::timeout(
+            ANSWER_WITHIN,
+            ua.registration.register(server, Some(expires)),
+        )
+        .await;
+        let resp = match answer {
+            Err(_) => {
+                return Err(ConnectorError::transient(format!(
+                    "the registrar {} did not answer within {} s",
+                    self.registrar,
+                    ANSWER_WITHIN.as_secs()
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(ConnectorError::transient(format!(
+                    "cannot reach the registrar {} ({e})",
+                    self.registrar
+                )));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let code = resp.status_code.code();
+        let why = format!("{code} {}", resp.status_code);
+        match resp.status_code {
+            StatusCode::OK => Ok(ua.registration.expires()),
+            StatusCode::Unauthorized
+            | StatusCode::ProxyAuthenticationRequired
+            | StatusCode::Forbidden => Err(ConnectorError::Permanent(format!(
+                "the registrar refused username/password ({why}): check Username and Password, \
+                 Save, then start the agent again"
+            ))),
+            StatusCode::NotFound => Err(ConnectorError::Permanent(format!(
+                "the registrar does not know user '{}' ({why}): check Username",
+                self.username
+            ))),
+            StatusCode::IntervalTooBrief => Err(ConnectorError::Permanent(format!(
+                "the registrar wants a longer registration ({why}): raise SIP_REGISTER_EXPIRES"
+            ))),
+            _ if code == 408 || code >= 500 => Err(ConnectorError::transient(format!(
+                "the registrar {} answered {why}",
+                self.registrar
+            ))),
+            _ => Err(ConnectorError::Permanent(format!(
+                "the registrar {} refused the registration ({why})",
+                self.registrar
+            ))),
+        }
+    }
+}
+
+/// Calls cannot be answered yet: each INVITE is declined, so the caller's side moves
+/// on at once instead of ringing out.
+async fn turn_away_calls(mut incoming: rsipstack::transaction::TransactionReceiver) {
+    use rsipstack::sip::Method;
+    while let Some(mut tx) = incoming.recv().await {
+        let method = tx.original.method;
+        let status = match method {
+            Method::Invite => {
+                let from = tx
+                    .original
+                    .headers
+                    .iter()
+                    .find_map(|h| match h {
+                        rsipstack::sip::Header::From(f) => Some(f.value().to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                info!(
+                    "a call from {from} was turned away (480): answering SIP calls is not in \
+                     this build yet"
+                );
+                StatusCode::TemporarilyUnavailable
+            }
+            Method::Ack => continue,
+            Method::Options | Method::Bye | Method::Cancel => StatusCode::OK,
+            _ => StatusCode::MethodNotAllowed,
+        };
+        if let Err(e) = tx.reply(status).await {
+            warn!("could not answer a SIP {method}: {e}");
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for Sip {
+    async fn verify(&self) -> Result<String, ConnectorError> {
+        let mut guard = self.ua.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.start_ua().await?);
+        }
+        let ua = guard.as_mut().expect("just set");
+        if !self.register {
+            return Ok(format!(
+                "not registering (SIP_REGISTER=false); listening on port {}",
+                self.local_port
+            ));
+        }
+        let granted = self.register(ua, self.expires).await?;
+        self.granted.store(granted, Ordering::Relaxed);
+        info!(
+            "registered as {} with {} for {granted} s",
+            self.username, self.registrar
+        );
+        Ok(format!(
+            "registered as {}@{}",
+            self.username, self.registrar
+        ))
+    }
+
+    async fn receive(&self, rx: &Receiver) -> Result<(), ConnectorError> {
+        rx.inbox.running("").await;
+        if !self.register {
+            rx.stop.cancelled().await;
+            return Ok(());
+        }
+        let mut wait = refresh_interval(self.granted.load(Ordering::Relaxed));
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                _ = rx.stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let mut guard = self.ua.lock().await;
+            let Some(ua) = guard.as_mut() else {
+                return Err(ConnectorError::transient(
+                    "the SIP user agent is not running",
+                ));
+            };
+            match self.register(ua, self.expires).await {
+                Ok(granted) => {
+                    if failures > 0 {
+                        rx.inbox.running("").await;
+                    }
+                    failures = 0;
+                    info!("registration renewed for {granted} s");
+                    wait = refresh_interval(granted);
+                }
+                Err(ConnectorError::Transient { why, .. }) => {
+                    failures += 1;
+                    warn!("{why}; trying again");
+                    rx.inbox.degraded(&format!("{why}; trying again")).await;
+                    wait = backoff_interval(failures);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn check_recipient(&self, to: &str) -> Result<(), String> {
+        super::phone_recipient(to)
+    }
+
+    async fn send(&self, _out: &Outbound<'_>) -> Result<String, ConnectorError> {
+        Err(ConnectorError::Permanent(
+            "SIP calls are not in this build yet".into(),
+        ))
+    }
+
+    async fn release(&self) {
+        let Some(mut ua) = self.ua.lock().await.take() else {
+            return;
+        };
+        if self.register {
+            match self.register(&mut ua, 0).await {
+                Ok(_) => info!("unregistered from {}", self.registrar),
+                Err(e) => warn!("could not unregister from {} ({e})", self.registrar),
+            }
+        }
+    }
+}
