@@ -161,8 +161,15 @@ impl Channels {
         self.key.as_deref()
     }
 
+    /// The Settings › Channels list: not the types configured elsewhere (an agent's
+    /// Web Widget connection).
     pub async fn list(&self) -> Result<Vec<Connection>, ServiceError> {
-        Ok(self.store.list_connections(self.tenant.id).await?)
+        let all = self.store.list_connections(self.tenant.id).await?;
+        let catalog = crate::catalog::Catalog::get();
+        Ok(all
+            .into_iter()
+            .filter(|c| catalog.find(&c.type_key).is_none_or(|t| t.listed))
+            .collect())
     }
 
     pub async fn find(&self, name: &str) -> Result<Connection, ServiceError> {

@@ -18,6 +18,7 @@ pub struct Config {
     pub runtime: Runtime,
     pub http: Http,
     pub retention: Retention,
+    pub widget: crate::widget::Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +216,12 @@ max_body_bytes = 1048576
 
 [retention]
 days = 30
+
+[widget]
+messages_per_visitor_per_minute = 20
+messages_per_ip_per_minute = 120
+connections_per_ip = 20
+max_message_chars = 2000
 "#;
 
 /// The built-in defaults as a table, so tests can check the example file names every key.

@@ -243,6 +243,10 @@ pub async fn run(mut loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()
         "\nSMS line (Infobip), Bird SMS and Legacy SMS (deprecated MessageBird) get a customer's \
          message every few seconds from their local sandboxes.\n",
     );
+    let shop = crate::widget::demo::start(&ctx.channels, &agent, &ingress).await?;
+    how_to_chat.push_str(&format!(
+        "\nWeb Widget: open {shop} in a browser and chat with agent 'Support' there.\n"
+    ));
     ctx.channels.run_agent(&agent, true).await?;
     crate::fsutil::create_private_file(&chat)
         .or_else(|_| {

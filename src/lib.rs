@@ -21,3 +21,4 @@ pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod tui;
+pub mod widget;

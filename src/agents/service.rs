@@ -190,6 +190,7 @@ impl Channels {
             return Err(invalid("responder", problem));
         }
         if let Some(w) = edit.widget {
+            crate::widget::settings::validate(&w).map_err(|why| invalid("widget", why))?;
             a.widget = w.to_string();
             changed.push("web widget");
         }
@@ -245,12 +246,17 @@ impl Channels {
         if sealed_a_key {
             self.note_key_id().await?;
         }
+        // Turning the widget on attaches its connection, which moves the agent's version on.
+        if crate::widget::sync(self, &saved).await?.is_some() {
+            return Ok(self.store().agent(saved.id).await?.unwrap_or(saved));
+        }
         Ok(saved)
     }
 
     pub async fn delete_agent(&self, agent: &Agent) -> Result<(), ServiceError> {
         self.operator()
             .require_editor(&format!("delete agent '{}'", agent.name))?;
+        crate::widget::remove(self, agent).await?;
         let note = AuditNote::new(&self.operator().name, "delete", "");
         Ok(self.store().delete_agent(agent.id, &note).await?)
     }
@@ -261,6 +267,8 @@ impl Channels {
         let verb = if run { "start" } else { "stop" };
         self.operator()
             .require_editor(&format!("{verb} agent '{}'", agent.name))?;
+        // An agent whose widget was set before widgets were served gets its connection now.
+        crate::widget::sync(self, agent).await?;
         let note = AuditNote::new(&self.operator().name, verb, "");
         let updated = if run {
             self.store().start_agent(agent.id, &note).await?

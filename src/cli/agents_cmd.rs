@@ -63,7 +63,8 @@ pub async fn run(ctx: &Context, cmd: AgentsCmd, json: bool) -> Result<(), Failur
         }
         AgentsCmd::Edit { agent, args } => {
             let a = ch.find_agent(&agent).await?;
-            let edit = edit_from(&args, false)?;
+            let mut edit = edit_from(&args, false)?;
+            edit.widget = edit.widget.map(|w| merge_widget(&a, w));
             let replaced = crate::agents::service::responder_replacement(&a, &edit);
             let a = ch.edit_agent(&a, edit).await?;
             if let Some(r) = replaced {
@@ -163,7 +164,7 @@ async fn agent_json(ctx: &Context, a: &Agent) -> Result<serde_json::Value, Servi
         "name": a.name, "description": a.description, "status": a.status.as_str(),
         "restart_pending": a.restart_pending(), "version": a.version,
         "responder": responder_json(a),
-        "widget": serde_json::from_str::<serde_json::Value>(&a.widget).unwrap_or_default(),
+        "widget": widget_json(ctx, a).await?,
         "speech": SpeechConfig::parse(&a.speech).to_json(),
         "channels": list,
     }))
@@ -211,11 +212,88 @@ async fn print_agent(ctx: &Context, a: &Agent, json: bool, verb: &str) -> Result
         }
         say!("  {} · {ty} · {state} · {}", c.name, c.status);
     }
-    let widget: serde_json::Value = serde_json::from_str(&a.widget).unwrap_or_default();
-    if widget.as_object().is_some_and(|o| !o.is_empty()) {
-        say!("Web Widget:  {widget}");
+    print_widget(ctx, a).await
+}
+
+/// The public base the widget's URLs live under (`http.public_url`, or the listen address).
+fn public_base(ctx: &Context) -> String {
+    ctx.loaded.config.http.public_base(None)
+}
+
+/// The settings as stored, plus where the widget is served once it is on.
+async fn widget_json(ctx: &Context, a: &Agent) -> Result<serde_json::Value, ServiceError> {
+    let mut w = serde_json::from_str::<serde_json::Value>(&a.widget).unwrap_or_default();
+    if !w.is_object() {
+        w = json!({});
+    }
+    let enabled = crate::widget::Settings::of(a).enabled();
+    w["enabled"] = json!(enabled);
+    if let Some(c) = crate::widget::connection_of(&ctx.channels, a).await?
+        && enabled
+    {
+        let base = public_base(ctx);
+        w["script_url"] = json!(crate::widget::script_url(&base, &c.hook_id));
+        w["chat_url"] = json!(crate::widget::chat_url(&base, &c.hook_id));
+        w["snippet"] = json!(crate::widget::snippet(&base, &c.hook_id));
+        w["connection"] = json!(c.name);
+    }
+    Ok(w)
+}
+
+async fn print_widget(ctx: &Context, a: &Agent) -> Result<(), Failure> {
+    let s = crate::widget::Settings::of(a);
+    if !s.enabled() {
+        say!(
+            "Web Widget:  off (turn it on with `flametree agents edit \"{}\" --widget \
+             allowed_origins=https://www.example.com`)",
+            a.name
+        );
+        return Ok(());
+    }
+    say!(
+        "Web Widget:  on for {} · title \"{}\" · {} · {}",
+        s.origins.join(", "),
+        s.title,
+        s.colour,
+        s.position
+    );
+    if !s.greeting.is_empty() {
+        say!("  Greeting:  {}", s.greeting);
+    }
+    let Some(c) = crate::widget::connection_of(&ctx.channels, a).await? else {
+        say!("  Start the agent to get the widget's snippet.");
+        return Ok(());
+    };
+    let base = public_base(ctx);
+    say!("  Paste into your site's pages:");
+    say!("  {}", crate::widget::snippet(&base, &c.hook_id));
+    say!(
+        "  Chat endpoint: {}",
+        crate::widget::chat_url(&base, &c.hook_id)
+    );
+    say!("  Its log: flametree channels logs \"{}\"", c.name);
+    if a.status != crate::model::Status::Running {
+        say!("  The widget says it is offline until the agent is started.");
     }
     Ok(())
+}
+
+/// Settings given on `agents edit` change only the named ones (an empty value clears one).
+fn merge_widget(a: &Agent, given: serde_json::Value) -> serde_json::Value {
+    let mut w = serde_json::from_str::<serde_json::Value>(&a.widget).unwrap_or_default();
+    if !w.is_object() {
+        w = json!({});
+    }
+    if let (Some(obj), Some(given)) = (w.as_object_mut(), given.as_object()) {
+        for (k, v) in given {
+            if v.as_str().is_some_and(|s| s.trim().is_empty()) {
+                obj.remove(k);
+            } else {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    w
 }
 
 /// Builds the change from the options; responder options replace the responder.

@@ -319,6 +319,7 @@ fn factory(family: Family) -> Option<Factory> {
         Family::MessageBird => Some(messagebird::open),
         Family::WhatsAppOnPrem => Some(onprem::open),
         Family::Infobip => Some(infobip::open),
+        Family::Widget => Some(crate::widget::connector::open),
         _ => None,
     }
 }

@@ -47,6 +47,16 @@ impl Ingress {
         listen: &str,
         http: &crate::config::Http,
     ) -> std::io::Result<Ingress> {
+        Ingress::start_with(pipe, listen, http, crate::widget::Limits::default()).await
+    }
+
+    /// The same, with the Web Widget's limits (`[widget]`).
+    pub async fn start_with(
+        pipe: Arc<Pipeline>,
+        listen: &str,
+        http: &crate::config::Http,
+        widget: crate::widget::Limits,
+    ) -> std::io::Result<Ingress> {
         let listener = tokio::net::TcpListener::bind(listen.trim()).await?;
         let addr = listener.local_addr()?;
         let public_base = http.public_base(Some(addr));
@@ -56,13 +66,17 @@ impl Ingress {
             max_body: http.max_body_bytes.max(1024),
             opened: Mutex::default(),
         });
+        let widget = crate::widget::http::router(shared.pipe.clone(), &public_base, widget);
         let app = Router::new()
             .route("/hooks/{hook}", any(hook))
             .route("/healthz", get(|| async { "ok" }))
-            .with_state(shared);
+            .with_state(shared)
+            .merge(widget);
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
+            // The peer's address: the widget's per-address limits.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { s.cancelled().await })
                 .await;

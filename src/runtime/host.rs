@@ -33,7 +33,14 @@ impl Host {
                 Some("the webhook ingress is off (http.listen is empty)".to_string()),
             )
         } else {
-            match Ingress::start(pipe.clone(), &cfg.http.listen, &cfg.http).await {
+            match Ingress::start_with(
+                pipe.clone(),
+                &cfg.http.listen,
+                &cfg.http,
+                cfg.widget.clone(),
+            )
+            .await
+            {
                 Ok(i) => (Some(i), None),
                 Err(e) => (
                     None,

@@ -34,7 +34,21 @@ pub enum AddFlow {
     Responder(Box<super::responder::ResponderForm>),
     /// The selected agent's speech engines (`v`).
     Speech(Box<super::speech::SpeechForm>),
+    /// The selected agent's Web Widget settings (`w`).
+    Widget(Box<super::widget_form::WidgetForm>),
 }
+
+/// The selected agent's Web Widget as the panel shows it: its connection (public id,
+/// status with the live visitors) and its recent log.
+#[derive(Debug, Clone)]
+pub struct WidgetView {
+    pub agent_id: i64,
+    pub connection: Option<Connection>,
+    pub log: Vec<crate::model::LogLine>,
+}
+
+/// Log lines of the widget kept on the panel.
+pub const WIDGET_LOG_LINES: usize = 6;
 
 pub struct AgentsScreen {
     pub agents: Vec<Agent>,
@@ -45,6 +59,7 @@ pub struct AgentsScreen {
     pub card_sel: usize,
     pub add: Option<AddFlow>,
     pub loaded: bool,
+    pub widget: Option<WidgetView>,
 }
 
 impl Default for AgentsScreen {
@@ -58,6 +73,7 @@ impl Default for AgentsScreen {
             card_sel: 0,
             add: None,
             loaded: false,
+            widget: None,
         }
     }
 }
@@ -114,10 +130,61 @@ impl AgentsScreen {
         }
     }
 
-    /// The card of the selected agent is needed (or stale).
-    pub fn card_request(&self) -> Option<Command> {
-        let id = self.selected?;
-        (self.card_for != Some(id)).then_some(Command::LoadCard { agent_id: id })
+    /// The card (and the Web Widget) of the selected agent is needed (or stale).
+    pub fn card_request(&self) -> Vec<Command> {
+        match self.selected {
+            Some(id) if self.card_for != Some(id) => vec![
+                Command::LoadCard { agent_id: id },
+                Command::LoadWidget { agent_id: id },
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn set_widget(&mut self, view: WidgetView) {
+        if self.selected == Some(view.agent_id) {
+            self.widget = Some(view);
+        }
+    }
+
+    /// The widget shown, if it is this connection.
+    fn shown_widget(&self, connection_id: i64) -> bool {
+        self.widget
+            .as_ref()
+            .and_then(|w| w.connection.as_ref())
+            .is_some_and(|c| c.id == connection_id)
+    }
+
+    /// Another process changed the shown widget's status or log: read it again.
+    pub fn widget_changed(&self, connection_id: i64) -> Option<Command> {
+        let w = self.widget.as_ref()?;
+        self.shown_widget(connection_id)
+            .then_some(Command::LoadWidget {
+                agent_id: w.agent_id,
+            })
+    }
+
+    /// Live lines from this process's runtime; true when the panel shows some of them.
+    pub fn on_log_lines(&mut self, lines: &[crate::model::LogLine]) -> bool {
+        let Some(id) = self
+            .widget
+            .as_ref()
+            .and_then(|w| w.connection.as_ref())
+            .map(|c| c.id)
+        else {
+            return false;
+        };
+        let Some(w) = self.widget.as_mut() else {
+            return false;
+        };
+        let before = w.log.len();
+        w.log
+            .extend(lines.iter().filter(|l| l.connection_id == id).cloned());
+        let added = w.log.len() != before;
+        if w.log.len() > WIDGET_LOG_LINES {
+            w.log.drain(..w.log.len() - WIDGET_LOG_LINES);
+        }
+        added
     }
 
     fn move_list(&mut self, delta: isize) {
@@ -187,6 +254,14 @@ impl AgentsScreen {
                     a,
                 ))));
             }
+            KeyCode::Char('w') if can_edit => {
+                let Some(a) = self.selected_agent() else {
+                    return AgentsOutcome::Flash("Create an agent first: n".into());
+                };
+                self.add = Some(AddFlow::Widget(Box::new(
+                    super::widget_form::WidgetForm::open(a),
+                )));
+            }
             KeyCode::Char('s') if can_edit => {
                 let Some(a) = self.selected_agent() else {
                     return none;
@@ -244,13 +319,10 @@ impl AgentsScreen {
                     return AgentsOutcome::AskDelete(Box::new(a.clone()));
                 }
             }
-            KeyCode::Char('n' | 's' | 'a' | 'e' | 'v' | ' ' | 'x' | 'D') => return ro(),
+            KeyCode::Char('n' | 's' | 'a' | 'e' | 'v' | 'w' | ' ' | 'x' | 'D') => return ro(),
             _ => {}
         }
-        match self.card_request() {
-            Some(cmd) => AgentsOutcome::Commands(vec![cmd]),
-            None => none,
-        }
+        AgentsOutcome::Commands(self.card_request())
     }
 
     fn add_key(&mut self, key: KeyEvent, all: &[Connection]) -> AgentsOutcome {
@@ -457,6 +529,30 @@ impl AgentsScreen {
                     }
                 }
             }
+            AddFlow::Widget(mut form) => {
+                use super::widget_form::Outcome;
+                match form.handle_key(key) {
+                    Outcome::Consumed => Some(AddFlow::Widget(form)),
+                    Outcome::Close if form.dirty => {
+                        let what =
+                            format!("your changes to the Web Widget of '{}'", form.agent.name);
+                        self.add = Some(AddFlow::Widget(form));
+                        return AgentsOutcome::AskDiscardSimple(what);
+                    }
+                    Outcome::Close => None,
+                    Outcome::Save => {
+                        let saved = form.to_widget();
+                        let agent = Box::new(form.agent.clone());
+                        self.add = Some(AddFlow::Widget(form));
+                        return match saved {
+                            Ok(widget) => {
+                                AgentsOutcome::Commands(vec![Command::EditWidget { agent, widget }])
+                            }
+                            Err(why) => AgentsOutcome::Flash(format!("Not saved: {why}")),
+                        };
+                    }
+                }
+            }
             AddFlow::NewAgent { mut name } => {
                 if ctrl_s || key.code == KeyCode::Enter {
                     let typed = name.lines().join("");
@@ -485,7 +581,12 @@ impl AgentsScreen {
     pub fn discard_simple(&mut self) {
         if matches!(
             self.add,
-            Some(AddFlow::Simple { .. } | AddFlow::Responder(_) | AddFlow::Speech(_))
+            Some(
+                AddFlow::Simple { .. }
+                    | AddFlow::Responder(_)
+                    | AddFlow::Speech(_)
+                    | AddFlow::Widget(_)
+            )
         ) {
             self.add = None;
         }
@@ -502,6 +603,7 @@ impl AgentsScreen {
             }
             Some(AddFlow::Responder(form)) => form.paste(text),
             Some(AddFlow::Speech(form)) => form.paste(text),
+            Some(AddFlow::Widget(form)) => form.paste(text),
             _ => {}
         }
     }

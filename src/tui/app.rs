@@ -390,6 +390,7 @@ impl App {
                 self.agents.set_agents(list);
                 out.extend(self.agents.card_request());
             }
+            Msg::Widget(w) => self.agents.set_widget(*w),
             Msg::Card { agent_id, rows } => {
                 if self.agents.selected == Some(agent_id) {
                     self.agents.card = rows;
@@ -458,7 +459,7 @@ impl App {
 
     /// Live lines from the runtime's log bus.
     pub fn on_log_lines(&mut self, lines: &[LogLine]) {
-        if self.logs.on_live(lines) {
+        if self.logs.on_live(lines) | self.agents.on_log_lines(lines) {
             self.dirty = true;
         }
     }
@@ -471,6 +472,12 @@ impl App {
     ) -> Vec<Command> {
         use crate::store::feed::Change;
         match change {
+            // The Web Widget on the agents screen (its connection is not in the list).
+            Change::Connection { id, .. } | Change::Log { connection_id: id }
+                if let Some(load) = self.agents.widget_changed(id) =>
+            {
+                vec![load]
+            }
             Change::Connection { tenant_id: t, id } if t == tenant_id => {
                 vec![Command::ReloadOne { id }]
             }

@@ -84,6 +84,15 @@ pub enum Command {
         agent: Box<Agent>,
         speech: crate::agents::speech::SpeechEdit,
     },
+    /// The agent's Web Widget: its connection and recent log.
+    LoadWidget {
+        agent_id: i64,
+    },
+    /// New Web Widget settings for an agent.
+    EditWidget {
+        agent: Box<Agent>,
+        widget: serde_json::Value,
+    },
     /// Simple mode: create the connection from the inline form, then attach it.
     SimpleAttach {
         agent: Box<Agent>,
@@ -155,6 +164,7 @@ pub enum Msg {
     },
     /// An agent action was refused; the open dialog stays for a correction.
     AgentRejected(String),
+    Widget(Box<super::agents::WidgetView>),
     SignIn(super::signin::Update),
 }
 
@@ -286,6 +296,31 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             Err(e) => vec![Msg::AgentRejected(e.to_string())],
         },
         Command::LoadCard { agent_id } => vec![card_msg(ch, agent_id).await],
+        Command::LoadWidget { agent_id } => vec![widget_msg(ch, agent_id).await],
+        Command::EditWidget { agent, widget } => {
+            let edit = crate::agents::service::AgentEdit {
+                widget: Some(widget),
+                ..Default::default()
+            };
+            match ch.edit_agent(&agent, edit).await {
+                Ok(a) => {
+                    let on = crate::widget::Settings::of(&a).enabled();
+                    let text = format!(
+                        "Saved the Web Widget of agent '{}'.{}",
+                        a.name,
+                        match (on, a.restart_pending()) {
+                            (false, _) => " It is off: no site may embed it.",
+                            (true, true) => " It goes live after Stop agent, then Start agent.",
+                            (true, false) => "",
+                        }
+                    );
+                    let mut out = agent_done(ch, a.id, text, Vec::new()).await;
+                    out.push(widget_msg(ch, a.id).await);
+                    out
+                }
+                Err(e) => vec![Msg::AgentRejected(e.to_string())],
+            }
+        }
         Command::CreateAgent { name } => match ch.create_agent(&name, Default::default()).await {
             Ok(a) => {
                 agent_done(
@@ -446,7 +481,9 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
         Command::ReloadOne { id } => match ch.store().connection(id).await {
             Ok(c) => vec![Msg::One {
                 id,
-                connection: c.filter(|c| c.tenant_id == ch.tenant().id).map(Box::new),
+                connection: c
+                    .filter(|c| c.tenant_id == ch.tenant().id && listed(c))
+                    .map(Box::new),
             }],
             Err(e) => vec![store_failure(e)],
         },
@@ -476,9 +513,54 @@ async fn card_msg(ch: &Channels, agent_id: i64) -> Msg {
         Err(e) => return store_failure(e),
     };
     match ch.agent_connections(&agent).await {
-        Ok(rows) => Msg::Card { agent_id, rows },
+        Ok(mut rows) => {
+            // The widget's connection has a section of its own on the panel.
+            rows.retain(|(c, _)| c.type_key != crate::widget::TYPE_KEY);
+            Msg::Card { agent_id, rows }
+        }
         Err(e) => service_failure(e),
     }
+}
+
+async fn widget_msg(ch: &Channels, agent_id: i64) -> Msg {
+    let agent = match ch.store().agent(agent_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return Msg::Widget(Box::new(super::agents::WidgetView {
+                agent_id,
+                connection: None,
+                log: Vec::new(),
+            }));
+        }
+        Err(e) => return store_failure(e),
+    };
+    let connection = match crate::widget::connection_of(ch, &agent).await {
+        Ok(c) => c,
+        Err(e) => return service_failure(e),
+    };
+    let log = match &connection {
+        Some(c) => match ch
+            .store()
+            .recent_logs(c.id, super::agents::WIDGET_LOG_LINES as u32)
+            .await
+        {
+            Ok(lines) => lines,
+            Err(e) => return store_failure(e),
+        },
+        None => Vec::new(),
+    };
+    Msg::Widget(Box::new(super::agents::WidgetView {
+        agent_id,
+        connection,
+        log,
+    }))
+}
+
+/// Settings › Channels shows the listed types only (not an agent's widget connection).
+fn listed(c: &Connection) -> bool {
+    crate::catalog::Catalog::get()
+        .find(&c.type_key)
+        .is_none_or(|t| t.listed)
 }
 
 async fn agent_done(ch: &Channels, agent_id: i64, text: String, warnings: Vec<String>) -> Vec<Msg> {
@@ -498,7 +580,7 @@ async fn agent_done(ch: &Channels, agent_id: i64, text: String, warnings: Vec<St
 async fn first_page(ch: &Channels, page: u32) -> Vec<Msg> {
     match ch.store().first_connections(ch.tenant().id, page).await {
         Ok(first) if first.len() == page as usize => vec![Msg::Loaded {
-            connections: first,
+            connections: first.into_iter().filter(listed).collect(),
             marker: None,
             complete: false,
         }],

@@ -171,17 +171,8 @@ fn draw_agent(f: &mut Frame, app: &App, area: Rect) {
         }
         lines.push(line);
     }
-    let widget: serde_json::Value = serde_json::from_str(&a.widget).unwrap_or_default();
-    if let Some(w) = widget.as_object().filter(|w| !w.is_empty()) {
-        lines.push(Line::raw(""));
-        lines.push(Line::styled("Web Widget", t.title()));
-        for (k, v) in w {
-            lines.push(Line::raw(fit(
-                &super::shown(&format!("  {k}: {}", v.as_str().unwrap_or_default())),
-                width,
-            )));
-        }
-    }
+    lines.push(Line::raw(""));
+    widget_lines(app, a, width, &mut lines);
     lines.push(Line::raw(""));
     for l in wrap(
         "Channels do nothing on their own: attach them here with Inbound on for the agent that answers, then restart the agent.",
@@ -315,6 +306,7 @@ fn draw_add(f: &mut Frame, app: &App, area: Rect) {
             let inner = dialog(f, app, area, &form.title(), form.lines(t));
             form.render_inputs(f, inner);
         }
+        AddFlow::Widget(form) => draw_widget_form(f, app, area, form),
         AddFlow::NewAgent { name } => {
             let lines = vec![
                 Line::raw(" Name*"),
@@ -441,5 +433,133 @@ fn render_inputs(f: &mut Frame, form: &Form, inner: Rect) {
             );
             f.render_widget(text, area);
         }
+    }
+}
+
+/// The Web Widget section of the agent's panel: its settings, the snippet to paste, its
+/// status with the live visitors, and its recent log.
+fn widget_lines(app: &App, a: &crate::model::Agent, width: usize, lines: &mut Vec<Line>) {
+    let t = &app.theme;
+    let s = crate::widget::Settings::of(a);
+    lines.push(Line::from(vec![
+        Span::styled("Web Widget", t.title()),
+        Span::styled("  w edits", t.dim()),
+    ]));
+    if !s.enabled() {
+        lines.push(Line::styled(
+            fit("  off — w sets the sites that may embed it", width),
+            t.dim(),
+        ));
+        return;
+    }
+    lines.push(Line::raw(fit(
+        &super::shown(&format!(
+            "  on for {} · \"{}\" · {} · {}",
+            s.origins.join(", "),
+            s.title,
+            s.colour,
+            s.position
+        )),
+        width,
+    )));
+    let view = app.agents.widget.as_ref().filter(|w| w.agent_id == a.id);
+    let Some(c) = view.and_then(|w| w.connection.as_ref()) else {
+        return;
+    };
+    // On one line, so that it is copied whole from the terminal.
+    let snippet = crate::widget::snippet(&app.webhook_base, &c.hook_id);
+    lines.push(Line::styled(fit(&format!("  {snippet}"), width), t.key()));
+    if snippet.chars().count() + 2 > width {
+        lines.push(Line::styled(
+            fit(
+                "  (cut short here: `flametree agents show` prints it whole)",
+                width,
+            ),
+            t.dim(),
+        ));
+    }
+    let here = crate::widget::hub::hub()
+        .find(&c.hook_id)
+        .filter(|w| w.running_here());
+    let state = match (&here, c.status) {
+        (Some(w), _) => crate::widget::connector::status_line(w.live_visitors()),
+        (None, Status::Running) => c.status_message.clone(),
+        (None, _) if a.status != Status::Running => {
+            "offline: visitors are told so until Start agent".into()
+        }
+        (None, status) => format!("{status} {}", c.status_message),
+    };
+    lines.push(Line::from(vec![
+        Span::styled(
+            format!("  {} ", Theme::status_symbol(c.status)),
+            t.status(c.status),
+        ),
+        Span::raw(fit(&super::shown(&state), width.saturating_sub(4))),
+    ]));
+    for l in view.map(|w| w.log.as_slice()).unwrap_or_default() {
+        let style = match l.level.as_str() {
+            "WARN" => t.warning(),
+            "ERROR" => t.status(Status::Error),
+            _ => t.dim(),
+        };
+        lines.push(Line::styled(
+            fit(
+                &super::shown(&format!(
+                    "  {} {} {}",
+                    crate::model::format_millis(l.at),
+                    l.level,
+                    l.message
+                )),
+                width,
+            ),
+            style,
+        ));
+    }
+}
+
+/// The Web Widget settings dialog: one line per setting, the focused one marked.
+fn draw_widget_form(
+    f: &mut Frame,
+    app: &App,
+    area: Rect,
+    form: &crate::tui::widget_form::WidgetForm,
+) {
+    let t = &app.theme;
+    let mut lines: Vec<Line> = Vec::new();
+    for (i, (spec, _)) in form.fields.iter().enumerate() {
+        let focused = i == form.focus;
+        let label = format!("{}{}", spec.label, if spec.required { "*" } else { "" });
+        lines.push(Line::styled(
+            format!(
+                " {}{}",
+                if focused { "▸" } else { " " },
+                super::pad(&label, LABEL_W)
+            ),
+            if focused {
+                t.key()
+            } else {
+                ratatui::style::Style::default()
+            },
+        ));
+    }
+    lines.push(Line::styled(
+        " Origins: https://www.example.com, comma-separated · Position: Space switches",
+        t.dim(),
+    ));
+    lines.push(Line::styled(
+        " Tab next field   Ctrl-S save   Esc cancel",
+        t.key(),
+    ));
+    let title = format!("Web Widget · {}", super::shown(&form.agent.name));
+    let inner = dialog(f, app, area, &title, lines);
+    let at = LABEL_W as u16 + 3;
+    for (row, (_, text)) in form.fields.iter().enumerate() {
+        let rect = Rect::new(
+            inner.x + at,
+            inner.y + row as u16,
+            inner.width.saturating_sub(at + 1),
+            1,
+        );
+        f.render_widget(text, rect);
     }
 }
