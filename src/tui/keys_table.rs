@@ -140,8 +140,6 @@ pub static TABLE: &[Binding] = &[
     info(Agents, "Tab", "between the agent list and the card", "Tab", &[(Agents, "card", 3)], Always),
     info(Agents, "n", "new agent (with the built-in rule responder)", "n", &[(Agents, "new agent", 4)], Edits),
     info(Agents, "e  v", "edit the responder (rules or OpenAI-compatible API) / v: speech engines for SIP", "e", &[(Agents, "responder", 5)], Edits),
-    // Listed with `e` above (the help has no room for a row of its own at 80 lines).
-    info(Agents, "", "", "v", &[(Agents, "speech", 10)], Edits),
     info(Agents, "w", "edit the Web Widget; the panel shows its snippet, live visitors, log", "w", &[], Edits),
     info(Agents, "s", "Start agent / Stop agent (saved changes apply at restart)", "s", &[(Agents, "start/stop agent", 6)], Edits),
     info(Agents, "a", "add channels: pick the type (d: show deprecated), tick connections with Space, i toggles Inbound, Enter saves; Simple mode creates a Telegram or WhatsApp connection right there", "a", &[(Agents, "add channel", 7)], Edits),
