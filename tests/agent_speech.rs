@@ -178,12 +178,7 @@ async fn speaking_agent(env: &common::ChannelsEnv, sandbox: &OpenAiSandbox) -> S
         ..Default::default()
     };
     let agent = env.channels.create_agent("Support", edit).await.unwrap();
-    let key = open_key(&env.channels, &agent).unwrap();
-    SpeechClient::new(
-        SpeechConfig::parse(&agent.speech),
-        key,
-        reqwest::Client::new(),
-    )
+    SpeechClient::for_agent(&env.channels, &agent, reqwest::Client::new()).unwrap()
 }
 
 fn rms(samples: &[i16]) -> f64 {

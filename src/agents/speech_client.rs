@@ -52,6 +52,20 @@ impl SpeechClient {
         }
     }
 
+    /// The agent's engines with its key opened (the error names the agent).
+    pub fn for_agent(
+        channels: &crate::channels::Channels,
+        agent: &crate::model::Agent,
+        http: reqwest::Client,
+    ) -> Result<SpeechClient, crate::channels::ServiceError> {
+        let key = super::speech::open_key(channels, agent)?;
+        Ok(SpeechClient::new(
+            SpeechConfig::parse(&agent.speech),
+            key,
+            http,
+        ))
+    }
+
     fn post(&self, url: &str) -> reqwest::RequestBuilder {
         let req = self.http.post(url).timeout(self.timeout);
         match &self.key {
