@@ -12,6 +12,9 @@ pub struct ConnConfig {
     pub webhook_url: String,
     /// The process's shared HTTP client (one connection pool).
     pub http: reqwest::Client,
+    /// Where a voice connector reports the calls it holds (see `Calls`); the runtime
+    /// shows the count in the connection's status.
+    pub calls: super::Calls,
 }
 
 impl std::fmt::Debug for ConnConfig {
@@ -36,6 +39,7 @@ impl ConnConfig {
             secrets,
             webhook_url,
             http,
+            calls: super::Calls::default(),
         }
     }
 

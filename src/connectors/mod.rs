@@ -6,6 +6,7 @@
 //! Adding a type is a module here, a line in `registry`, and a catalog entry.
 
 pub mod bird;
+mod calls;
 mod config;
 pub mod email;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod telegram;
 pub mod twilio;
 mod unavailable;
 
+pub use calls::{Calls, count_in as calls_in, in_progress};
 pub use config::ConnConfig;
 pub use event::{Delivery, Event, Inbound};
 
@@ -375,6 +377,11 @@ pub fn webhook_switch(type_key: &str) -> Option<&'static str> {
         Some(Family::Infobip) => Some("INFOBIP_INBOUND_MODE"),
         _ => None,
     }
+}
+
+/// Whether connections of this type hold calls (and so report them through `Calls`).
+pub fn takes_calls(type_key: &str) -> bool {
+    matches!(Family::of_type(type_key), Some(Family::Sip | Family::Twilio))
 }
 
 /// Whether `flametree send` and replies can use this type in this build.

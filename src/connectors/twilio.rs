@@ -50,6 +50,9 @@ pub struct Twilio {
     /// The connection's webhook path: unique across databases, so replies on the board
     /// never meet another connection's.
     hook_id: String,
+    /// The calls in progress, for the connection's status: from a call's first webhook
+    /// to its status callback, or to the hang-up we sent.
+    calls: super::Calls,
     /// `<TWILIO_WEBHOOK_BASE_URL or public URL>/hooks/<id>`: what Twilio calls and signs.
     webhook: String,
     voice: Voice,
@@ -141,6 +144,12 @@ impl Twilio {
                 raw: serde_json::to_string(&r.params).unwrap_or_default(),
             })
         };
+        match &r.step {
+            Step::Goodbye { .. } | Step::Silence { silent: 2.., .. } => self.calls.ended(&sid),
+            Step::Status if call::is_over(r.param("CallStatus")) => self.calls.ended(&sid),
+            Step::Start | Step::Open(_) => self.calls.started(&sid),
+            _ => {}
+        }
         match &r.step {
             Step::Start => {
                 let line = if r.outbound() {
@@ -343,7 +352,10 @@ impl Connector for Twilio {
             Some(Answer::Reply(text)) => {
                 twiml(twiml::listen(&self.voice, &text, &self.action(turn + 1)))
             }
-            Some(Answer::Nobody) => twiml(twiml::hang_up(&self.voice, NOBODY)),
+            Some(Answer::Nobody) => {
+                self.calls.ended(r.sid());
+                twiml(twiml::hang_up(&self.voice, NOBODY))
+            }
             None if round >= MAX_HOLDS => {
                 warn!("call {}: no answer for turn {turn} in time", r.sid());
                 twiml(twiml::listen(&self.voice, TOO_SLOW, &self.action(turn + 1)))

@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub router_index: Option<usize>,
     /// The inboxes of the connections this process runs, for webhooks it receives.
     inboxes: Mutex<HashMap<i64, Arc<ConnInbox>>>,
+    /// The calls each voice connection holds in this process: one count shared by the
+    /// running task's connector and the ingress's (which opens its own for webhooks).
+    calls: Mutex<HashMap<i64, crate::connectors::Calls>>,
     /// Permits for messages on their way to a provider (`SENDS_AT_ONCE`).
     sending: tokio::sync::Semaphore,
 }
@@ -51,6 +54,7 @@ impl Pipeline {
             router: Some(router),
             router_index: Some(index),
             inboxes: Mutex::default(),
+            calls: Mutex::default(),
             sending: tokio::sync::Semaphore::new(SENDS_AT_ONCE),
         })
     }
@@ -67,6 +71,17 @@ impl Pipeline {
             .lock()
             .expect("inboxes lock")
             .remove(&connection_id);
+    }
+
+    /// The connection's calls count in this process (made on first use: voice
+    /// connections only, so idle chat bots pay nothing).
+    pub fn calls(&self, connection_id: i64) -> crate::connectors::Calls {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .entry(connection_id)
+            .or_default()
+            .clone()
     }
 
     /// The inbox of a connection this process runs.
@@ -124,6 +139,11 @@ pub struct ConnInbox {
     ready: Notify,
     /// What the credential check found ("polling as @sales_bot"): the RUNNING message.
     identity: Mutex<String>,
+    /// The RUNNING message last recorded, without the calls (None until running): the
+    /// calls count is added to it whenever either changes.
+    shown: Mutex<Option<String>>,
+    /// The calls a voice connector holds (see `connectors::Calls`).
+    calls: Mutex<Option<crate::connectors::Calls>>,
     /// The lease this process was granted; every ledger write carries it.
     pub(super) fence: Option<Fence>,
     pub(super) routes: crate::agents::routing::RouteCache,
@@ -138,6 +158,45 @@ struct Waiting {
 }
 
 impl ConnInbox {
+    /// Where this connection's connector reports its calls.
+    pub fn set_calls(&self, calls: crate::connectors::Calls) {
+        *self.calls.lock().expect("calls lock") = Some(calls);
+    }
+
+    /// The message with the calls in progress, remembering it as the one shown.
+    fn with_calls(&self, message: &str) -> String {
+        *self.shown.lock().expect("shown lock") = Some(message.to_string());
+        let n = self
+            .calls
+            .lock()
+            .expect("calls lock")
+            .as_ref()
+            .map_or(0, |c| c.count());
+        match (message.is_empty(), crate::connectors::in_progress(n)) {
+            (_, calls) if calls.is_empty() => message.to_string(),
+            (true, calls) => calls,
+            (false, calls) => format!("{message} · {calls}"),
+        }
+    }
+
+    /// A call started or ended: the RUNNING message says so (every console sees it
+    /// through the change feed). Nothing before the connection is running.
+    pub async fn calls_changed(&self) {
+        let Some(shown) = self.shown.lock().expect("shown lock").clone() else {
+            return;
+        };
+        let message = self.with_calls(&shown);
+        if let Err(e) = self
+            .pipe
+            .channels
+            .store()
+            .set_status(self.connection_id, Status::Running, &message)
+            .await
+        {
+            warn!("could not record the calls in progress: {e}");
+        }
+    }
+
     pub fn set_identity(&self, identity: &str) {
         *self.identity.lock().expect("identity lock") = identity.to_string();
     }
@@ -155,6 +214,8 @@ impl ConnInbox {
             waiting: Mutex::default(),
             ready: Notify::new(),
             identity: Mutex::default(),
+            shown: Mutex::default(),
+            calls: Mutex::default(),
             fence,
             routes: Default::default(),
         })
@@ -353,9 +414,10 @@ impl InboxSink for ConnInbox {
         } else {
             message
         };
+        let message = self.with_calls(message);
         let store = self.pipe.channels.store();
         if let Err(e) = store
-            .set_status(self.connection_id, Status::Running, message)
+            .set_status(self.connection_id, Status::Running, &message)
             .await
         {
             warn!("could not record status RUNNING: {e}");
@@ -369,11 +431,12 @@ impl InboxSink for ConnInbox {
     }
 
     async fn degraded(&self, message: &str) {
+        let message = self.with_calls(message);
         if let Err(e) = self
             .pipe
             .channels
             .store()
-            .set_status(self.connection_id, Status::Running, message)
+            .set_status(self.connection_id, Status::Running, &message)
             .await
         {
             warn!("could not record the status message: {e}");

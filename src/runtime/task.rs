@@ -65,6 +65,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
             r.protect(id, s);
         }
     }
+    let calls = cfg.calls.clone();
     let connector = match (env.open)(cfg) {
         Ok(c) => c,
         Err(e) => return fail(&pipe, id, &e.to_string()).await,
@@ -108,6 +109,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
 
     let inbox = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
     inbox.set_identity(&identity);
+    inbox.set_calls(calls.clone());
     pipe.register(inbox.clone());
     report_interrupted(&pipe, id, connector.idempotent_replies()).await;
     // Answered in this task, alongside receiving: not one more task per connection.
@@ -147,7 +149,8 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         stop.cancel();
         received
     };
-    let (received, ()) = tokio::join!(receiving, answers);
+    let counting = count_calls(&inbox, &calls, &stop);
+    let (received, (), ()) = tokio::join!(receiving, answers, counting);
     pipe.unregister(id);
     if tokio::time::timeout(RELEASE_GRACE, connector.release())
         .await
@@ -163,6 +166,23 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         _ if quiet() => {}
         Outcome::Failed(e) => fail(&pipe, id, &e.to_string()).await,
         _ => record_stopped(&pipe, id).await,
+    }
+}
+
+/// Keeps the RUNNING message's calls in progress current until the connection stops
+/// (its STOPPED or ERROR then replaces the message, calls and all).
+async fn count_calls(inbox: &ConnInbox, calls: &connectors::Calls, stop: &CancellationToken) {
+    let mut count = calls.watch();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = count.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                inbox.calls_changed().await;
+            }
+        }
     }
 }
 
@@ -269,12 +289,16 @@ pub fn open_config_with(
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(ConnConfig::new(
+    let mut cfg = ConnConfig::new(
         c.clone(),
         secrets,
         webhook_url(public_base, &c.hook_id),
         pipe.http.clone(),
-    ))
+    );
+    if crate::connectors::takes_calls(&c.type_key) {
+        cfg.calls = pipe.calls(c.id);
+    }
+    Ok(cfg)
 }
 
 /// Where a connection's webhooks are delivered.

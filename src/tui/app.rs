@@ -109,6 +109,8 @@ pub struct App {
     pub hits: Vec<(Rect, Hit)>,
     pub screen: Screen,
     pub agents: super::agents::AgentsScreen,
+    /// Connection id → the agents a voice connection runs with (`Command::LoadRunsWith`).
+    pub runs_with: std::collections::HashMap<i64, Vec<String>>,
     /// Channels this process runs (its runtime keeps the count).
     pub running_here: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Where providers deliver webhooks (`http.public_url`): webhook URLs live under it.
@@ -156,6 +158,7 @@ impl App {
             clipboard: None,
             screen: Screen::Channels,
             agents: Default::default(),
+            runs_with: Default::default(),
         }
     }
 
@@ -262,6 +265,9 @@ impl App {
                 }
                 self.list.set(connections);
                 self.refresh_form_after_reload();
+                if first {
+                    out.push(Command::LoadRunsWith);
+                }
                 if first || self.details.form.is_none() {
                     self.sync_form_to_selection();
                 }
@@ -386,6 +392,7 @@ impl App {
                 self.busy = None;
                 self.fresh.on_down(self.now, err);
             }
+            Msg::RunsWith(map) => self.runs_with = map,
             Msg::Agents(list) => {
                 self.agents.set_agents(list);
                 out.extend(self.agents.card_request());
@@ -484,7 +491,9 @@ impl App {
             Change::Log { connection_id } if Some(connection_id) == self.logs.for_id => {
                 self.logs.more_request(connection_id).into_iter().collect()
             }
-            Change::Agents { tenant_id: t } if t == tenant_id => vec![Command::LoadAgents],
+            Change::Agents { tenant_id: t } if t == tenant_id => {
+                vec![Command::LoadAgents, Command::LoadRunsWith]
+            }
             Change::Resync => {
                 let mut out = vec![Command::Reload];
                 if let Some(id) = self.logs.for_id {

@@ -21,6 +21,7 @@ pub mod signin;
 pub mod speech;
 pub mod theme;
 pub mod view;
+pub mod voice;
 pub mod widget_form;
 pub mod worker;
 

@@ -53,6 +53,8 @@ pub enum Command {
         id: i64,
     },
     LoadAgents,
+    /// The agents each voice connection runs with (they have no Start/Stop of their own).
+    LoadRunsWith,
     DeleteAgent(Box<Agent>),
     LoadCard {
         agent_id: i64,
@@ -152,6 +154,8 @@ pub enum Msg {
         text: String,
     },
     Agents(Vec<Agent>),
+    /// Connection id → the names of the agents it runs with (voice types only).
+    RunsWith(std::collections::HashMap<i64, Vec<String>>),
     Card {
         agent_id: i64,
         rows: Vec<(Connection, AgentChannel)>,
@@ -284,6 +288,7 @@ pub async fn execute(ch: &Channels, cmd: Command) -> Vec<Msg> {
             Err(e) => vec![service_failure(e)],
         },
         Command::LoadAgents => vec![agents_msg(ch).await],
+        Command::LoadRunsWith => vec![runs_with_msg(ch).await],
         Command::DeleteAgent(a) => match ch.delete_agent(&a).await {
             Ok(()) => vec![
                 Msg::AgentDone {
@@ -499,6 +504,31 @@ async fn agents_msg(ch: &Channels) -> Msg {
         Ok(list) => Msg::Agents(list),
         Err(e) => service_failure(e),
     }
+}
+
+/// Which agents run each connection that has no Start/Stop of its own. Agents are few
+/// (one query each); connections of other types are skipped.
+async fn runs_with_msg(ch: &Channels) -> Msg {
+    let agents = match ch.agents().await {
+        Ok(list) => list,
+        Err(e) => return service_failure(e),
+    };
+    let mut runs_with = std::collections::HashMap::<i64, Vec<String>>::new();
+    for a in agents {
+        let rows = match ch.agent_connections(&a).await {
+            Ok(rows) => rows,
+            Err(e) => return service_failure(e),
+        };
+        for (c, link) in rows {
+            let own = crate::catalog::Catalog::get()
+                .find(&c.type_key)
+                .is_none_or(|t| t.has_start_stop());
+            if !own && !link.detached {
+                runs_with.entry(c.id).or_default().push(a.name.clone());
+            }
+        }
+    }
+    Msg::RunsWith(runs_with)
 }
 
 async fn card_msg(ch: &Channels, agent_id: i64) -> Msg {

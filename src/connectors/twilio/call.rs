@@ -134,6 +134,14 @@ pub fn outcome_words(status: &str) -> &'static str {
 }
 
 /// A status callback's events: the end of a call, or why it never connected.
+/// Whether a status callback's `CallStatus` means the call is over.
+pub fn is_over(status: &str) -> bool {
+    matches!(
+        status,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled"
+    )
+}
+
 pub fn status_events(r: &CallRequest) -> Vec<Event> {
     let sid = r.sid();
     let status = r.param("CallStatus");

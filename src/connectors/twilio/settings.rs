@@ -75,6 +75,7 @@ pub fn open_twilio(cfg: ConnConfig) -> Result<Twilio, ConnectorError> {
         },
         number,
         hook_id: cfg.connection.hook_id.clone(),
+        calls: cfg.calls.clone(),
         webhook,
         voice: Voice {
             voice: cfg

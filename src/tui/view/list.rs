@@ -127,11 +127,7 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
         .skip(app.list.offset)
         .take(height)
         .filter_map(|r| match r {
-            Row::Item(i) => Some(
-                status_word(app.list.all[*i].status, app.list.all[*i].desired)
-                    .chars()
-                    .count(),
-            ),
+            Row::Item(i) => Some(row_status(&app.list.all[*i]).chars().count()),
             Row::Group { .. } => None,
         })
         .max()
@@ -163,7 +159,7 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
             Row::Item(i) => {
                 let c = &app.list.all[i];
                 let selected = app.list.selected == Some(c.id);
-                let status_word = status_word(c.status, c.desired);
+                let status_word = row_status(c);
                 let type_name = catalog
                     .find(&c.type_key)
                     .map(|ty| ty.display_name())
@@ -197,6 +193,15 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
         };
         f.render_widget(Paragraph::new(line), row_area);
         app.hits.push((row_area, Hit::ListRow(drawn)));
+    }
+}
+
+/// A row's status: the word, and the calls a voice line holds ("RUNNING · 2 calls").
+fn row_status(c: &crate::model::Connection) -> String {
+    let word = status_word(c.status, c.desired);
+    match crate::tui::voice::calls_short(c) {
+        Some(calls) if c.status == Status::Running => format!("{word} · {calls}"),
+        _ => word,
     }
 }
 
@@ -235,6 +240,8 @@ pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
         .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
     if let Some(since) = gone {
         crate::runtime::presence::owner_gone_message(since)
+    } else if let Some(agents) = app.runs_with_words(c) {
+        runs_with_message(&agents, c)
     } else if c.status_message.is_empty() {
         match (c.status, c.desired) {
             (Status::Stopped, DesiredState::Running) => {
@@ -247,6 +254,29 @@ pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
         // Provider text: it may hold anything.
         super::shown(&c.status_message).into_owned()
     }
+}
+
+/// A connection without Start/Stop of its own: whose it is, what starts it, then what
+/// the runtime says ("Runs with agent Support · answering +1415… · 1 call in progress").
+fn runs_with_message(agents: &str, c: &crate::model::Connection) -> String {
+    let mut parts = vec![format!("Runs with {agents}")];
+    match (c.status, c.desired) {
+        (Status::Stopped, DesiredState::Running) => {
+            parts.push("start requested: waiting for the runtime to pick it up".into())
+        }
+        (Status::Stopped | Status::Error, _) if agents == crate::tui::voice::NO_AGENT => {
+            parts.push("attach it to an agent to run it (A: AI Agents)".into())
+        }
+        (Status::Stopped | Status::Error, _) => {
+            parts.push("starts when its agent starts (A: AI Agents)".into())
+        }
+        _ => {}
+    }
+    if !c.status_message.is_empty() {
+        // Provider text: it may hold anything.
+        parts.push(super::shown(&c.status_message).into_owned());
+    }
+    parts.join(" · ")
 }
 
 fn draw_selected_status(f: &mut Frame, app: &App, area: Rect) {

@@ -1,0 +1,118 @@
+//! The calls a voice connection holds right now, as its connector reports them. The
+//! runtime turns the count into the connection's RUNNING message ("answering +1415… ·
+//! 2 calls in progress"), which every console sees through the store's change feed —
+//! consoles are often other processes than the one holding the calls.
+//!
+//! A connector takes `cfg.calls.clone()` in its `open` and says, with the call's own id
+//! (Twilio's CallSid, SIP's Call-ID):
+//!
+//! ```ignore
+//! calls.started(call_id); // the call is answered (or an outbound call connects)
+//! calls.ended(call_id);   // BYE, hang-up, or the provider says it is over
+//! ```
+//!
+//! Both are idempotent per id (a retried webhook counts once; ending twice is harmless),
+//! cheap (a lock and a watch send), and never block.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Calls {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    live: Mutex<HashSet<String>>,
+    count: watch::Sender<usize>,
+}
+
+impl Default for Calls {
+    fn default() -> Calls {
+        Calls {
+            inner: Arc::new(Inner {
+                live: Mutex::default(),
+                count: watch::Sender::new(0),
+            }),
+        }
+    }
+}
+
+impl Calls {
+    /// A call is in progress from now on (again: no change).
+    pub fn started(&self, call_id: &str) {
+        let mut live = self.inner.live.lock().expect("calls lock");
+        if live.insert(call_id.to_string()) {
+            self.inner.count.send_replace(live.len());
+        }
+    }
+
+    /// The call is over (unknown or already ended: no change).
+    pub fn ended(&self, call_id: &str) {
+        let mut live = self.inner.live.lock().expect("calls lock");
+        if live.remove(call_id) {
+            self.inner.count.send_replace(live.len());
+        }
+    }
+
+    /// Calls in progress.
+    pub fn count(&self) -> usize {
+        *self.inner.count.borrow()
+    }
+
+    /// Follows the count: each change is seen (the latest when several came at once).
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.inner.count.subscribe()
+    }
+}
+
+/// The status words for a count: nothing when idle, so a quiet line's message stays as
+/// it was.
+pub fn in_progress(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "1 call in progress".into(),
+        n => format!("{n} calls in progress"),
+    }
+}
+
+/// The calls in progress a status message reports (`in_progress`'s words at its end):
+/// what a console shows, read back from the store.
+pub fn count_in(message: &str) -> usize {
+    let Some(rest) = message
+        .strip_suffix(" calls in progress")
+        .or_else(|| message.strip_suffix(" call in progress"))
+    else {
+        return 0;
+    };
+    let digits = rest.rsplit([' ', '·']).next().unwrap_or("");
+    digits.parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_each_call_once_and_ends_only_known_ones() {
+        let calls = Calls::default();
+        let seen = calls.watch();
+        calls.started("CA1");
+        calls.started("CA1");
+        calls.started("CA2");
+        assert_eq!(calls.count(), 2);
+        calls.ended("CA9");
+        calls.ended("CA1");
+        calls.ended("CA1");
+        assert_eq!(calls.count(), 1);
+        assert_eq!(*seen.borrow(), 1);
+        assert_eq!(in_progress(0), "");
+        assert_eq!(in_progress(1), "1 call in progress");
+        assert_eq!(in_progress(3), "3 calls in progress");
+        assert_eq!(count_in("answering +1415 · 3 calls in progress"), 3);
+        assert_eq!(count_in("1 call in progress"), 1);
+        assert_eq!(count_in("answering +1415"), 0);
+        assert_eq!(count_in("a call in progress"), 0);
+    }
+}
