@@ -280,8 +280,18 @@ fn voice_connections_say_they_run_with_their_agents() {
     select(&mut a, "Desk voice");
     let s = screen(&mut a, 100, 30);
     assert!(s.contains("Desk voice · Twilio"));
-    assert!(s.contains("Runs with its agents"), "{s}");
-    assert!(!s.contains("[ Start s ]"));
+    assert!(s.contains("No Start/Stop of its own"), "{s}");
+    assert!(s.contains("Attached to no agent yet"), "{s}");
+    assert!(
+        !s.contains("[ Start s ]") && !s.contains("[ Logs l ]"),
+        "{s}"
+    );
+    let footer = s.lines().last().unwrap();
+    assert!(!footer.contains("start/stop"), "{footer}");
+    assert!(
+        footer.contains("l logs"),
+        "its log is still one key away: {footer}"
+    );
 }
 
 #[test]
@@ -877,4 +887,26 @@ fn every_new_view_draws_at_the_smallest_size_and_in_a_wide_one() {
             assert!(!s.contains("Terminal too small"), "{w}×{h}:\n{s}");
         }
     }
+}
+
+#[test]
+fn a_voice_line_shows_its_agent_and_calls_in_progress_at_80x24() {
+    let mut a = app();
+    let mut all = sample();
+    let desk = all.iter_mut().find(|c| c.name == "Desk voice").unwrap();
+    desk.status = Status::Running;
+    desk.desired = DesiredState::Running;
+    desk.status_message = "answering +14155550100 (account 'Bakery') · 2 calls in progress".into();
+    desk.hook_id = "3f9c2a7b5e1d4c6a8b0e2f4d6c8a0b1e".into();
+    a.on_msg(Msg::Loaded {
+        connections: all,
+        marker: None,
+        complete: true,
+    });
+    a.on_msg(Msg::RunsWith([(6, vec!["Support".to_string()])].into()));
+    select(&mut a, "Desk voice");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("RUNNING 2 calls"), "{s}");
+    assert!(s.contains("Runs with agent Support"), "{s}");
+    insta::assert_snapshot!(s);
 }

@@ -381,7 +381,10 @@ pub fn webhook_switch(type_key: &str) -> Option<&'static str> {
 
 /// Whether connections of this type hold calls (and so report them through `Calls`).
 pub fn takes_calls(type_key: &str) -> bool {
-    matches!(Family::of_type(type_key), Some(Family::Sip | Family::Twilio))
+    matches!(
+        Family::of_type(type_key),
+        Some(Family::Sip | Family::Twilio)
+    )
 }
 
 /// Whether `flametree send` and replies can use this type in this build.

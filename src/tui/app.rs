@@ -221,7 +221,7 @@ impl App {
         if Some(c.id) == self.logs.for_id {
             return None;
         }
-        let (id, name) = (c.id, c.name.clone());
+        let (id, name) = (c.id, self.logs_title(c));
         Some(self.logs.open(id, &name))
     }
 

@@ -73,8 +73,12 @@ pub enum Offer {
     Edits,
     /// Where the connection shown has a webhook URL.
     WebhookUrl,
-    /// Where the connection shown runs or is wanted running (and not to viewers).
+    /// Where the connection shown runs or is wanted running, on its own (and not to
+    /// viewers).
     Runs,
+    /// Where the connection shown starts and stops on its own — not a voice line, which
+    /// runs with its agent (and not to viewers).
+    OwnRun,
 }
 
 pub struct Binding {

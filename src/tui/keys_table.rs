@@ -67,7 +67,7 @@ const fn in_panel(mut b: Binding) -> Binding {
     b
 }
 
-use Offer::{Always, Edits, Runs, WebhookUrl};
+use Offer::{Always, Edits, OwnRun, Runs, WebhookUrl};
 
 #[rustfmt::skip]
 pub static TABLE: &[Binding] = &[
@@ -86,9 +86,9 @@ pub static TABLE: &[Binding] = &[
     act(Action::NextError, &[ch('E')], &[List], "E", "jump to the next connection in ERROR", "E", &[(List, "next error", 9)], Always),
     // The list, the panel header and the Logs pane.
     act(Action::Add, &[ch('a')], COMMON, "a", "add a connection: pick a channel type (d shows deprecated types, Ctrl-G its setup guide)", "a", &[(List, "add", 7)], Edits),
-    act(Action::StartStop, &[ch('s')], COMMON, "s", "Stop when running, starting or retrying (asks first when RUNNING); else Start", "s", &[(List, "start/stop", 4), (Panel, "start/stop", 2)], Edits),
+    act(Action::StartStop, &[ch('s')], COMMON, "s", "Stop when running, starting or retrying (asks first when RUNNING); else Start", "s", &[(List, "start/stop", 4), (Panel, "start/stop", 2)], OwnRun),
     act(Action::Restart, &[ch('r')], COMMON, "r", "restart: Stop, then Start once STOPPED (asks first; ui.confirm_stop = false skips both questions)", "r", &[(List, "restart", 6), (Panel, "restart", 6)], Runs),
-    act(Action::Logs, &[ch('l')], COMMON, "l", "Logs of the selected connection (again: focus / close)", "l", &[(List, "logs", 5), (Panel, "logs", 3), (Logs, "close", 9)], Always),
+    act(Action::Logs, &[ch('l')], COMMON, "l", "Logs of the selected connection (again: focus / close); SIP/Twilio: their calls", "l", &[(List, "logs", 5), (Panel, "logs", 3), (Logs, "close", 9)], Always),
     act(Action::CopyUrl, &[ch('c')], COMMON, "c", "copy the webhook URL, whole, to the clipboard (OSC 52)", "c", &[(List, "copy URL", 5), (Panel, "copy URL", 3)], WebhookUrl),
     act(Action::Delete, &[ch('D'), (KeyCode::Delete, N)], COMMON, "D  Delete", "delete the connection (asks first, naming it)", "D", &[(List, "delete", 10), (Panel, "delete", 7)], Edits),
     act(Action::Status, &[ch('i')], COMMON, "i", "the connection's status and its whole message, in a popup", "", &[], Always),
@@ -100,7 +100,7 @@ pub static TABLE: &[Binding] = &[
     // The panel header.
     in_panel(act(Action::Fields, &[(KeyCode::Tab, N)], &[List, Panel], "Tab  Enter  e", "go into the form's fields", "Tab", &[(Panel, "fields", 1)], Always)),
     in_panel(act(Action::Fields, &[(KeyCode::Enter, N), ch('e'), (KeyCode::Down, N)], &[Panel], "", "", "", &[], Always)),
-    info(Panel, "s r l c D", "Start/Stop, restart, Logs, copy URL, Delete — as in the list", "", &[], Always),
+    info(Panel, "s r l c D", "Start/Stop, restart, Logs, copy URL, Delete — as in the list (voice: no s r)", "", &[], Always),
     info(Panel, "Ctrl-S", "save", "^S", &[(Panel, "save", 4)], Edits),
     in_panel(act(Action::Setup, &[(KeyCode::Char('g'), C)], COMMON, "Ctrl-G", "setup guide for this channel type: where to find each credential", "^G", &[(Panel, "setup guide", 8)], Always)),
     in_panel(act(Action::Back, &[(KeyCode::Esc, N), (KeyCode::Left, N)], &[Panel], "Esc  ←", "back to the list (asks before discarding unsaved changes)", "Esc", &[(Panel, "back", 5)], Always)),

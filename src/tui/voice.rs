@@ -41,6 +41,15 @@ pub fn calls_short(c: &Connection) -> Option<String> {
 }
 
 impl App {
+    /// What the Logs pane is titled for `c`: its name, and for a voice line the agent
+    /// it runs under (its log is read-only, as every log here, and has no button).
+    pub fn logs_title(&self, c: &Connection) -> String {
+        match self.runs_with_words(c) {
+            Some(agents) => format!("{} · {agents}", c.name),
+            None => c.name.clone(),
+        }
+    }
+
     /// The agents `c` runs with, as words, for a connection without Start/Stop of its own.
     pub fn runs_with_words(&self, c: &Connection) -> Option<String> {
         if own_lifecycle(c) {

@@ -45,9 +45,7 @@ impl App {
     /// `s`: Stop when the connection runs or is wanted running (in any state, as the CLI
     /// allows), Start otherwise. It only records the desired state; the runtime acts.
     pub fn start_stop(&mut self) -> Vec<Command> {
-        let Some(c) = self.with_own_lifecycle(
-            "have no Start/Stop: they start and stop with the agents they are attached to",
-        ) else {
+        let Some(c) = self.with_own_lifecycle("have no Start/Stop") else {
             return Vec::new();
         };
         if !self.can_edit() {
@@ -91,8 +89,7 @@ impl App {
     /// `r`: Stop, then Start once STOPPED — the spec's restart, in one key. Offered for a
     /// connection that runs or is wanted running; it asks first (`ui.confirm_stop`).
     pub fn restart(&mut self) -> Vec<Command> {
-        let Some(c) = self.with_own_lifecycle("restart with the agents they are attached to")
-        else {
+        let Some(c) = self.with_own_lifecycle("have no restart of their own") else {
             return Vec::new();
         };
         if !self.can_edit() {
@@ -170,7 +167,22 @@ impl App {
             .find(&c.type_key)
             .filter(|t| !t.has_start_stop())
         {
-            self.flash(format!("{} connections {why}", ty.name), FlashKind::Info);
+            let agents = self.runs_with_words(&c).unwrap_or_default();
+            let how = if agents == crate::tui::voice::NO_AGENT {
+                format!(
+                    "'{}' runs with an agent: attach it to one (A: AI Agents)",
+                    c.name
+                )
+            } else {
+                format!(
+                    "'{}' runs with {agents}: start or stop the agent (A)",
+                    c.name
+                )
+            };
+            self.flash(
+                format!("{} connections {why}: {how}", ty.name),
+                FlashKind::Info,
+            );
             return None;
         }
         Some(c)

@@ -107,9 +107,10 @@ impl App {
     }
 
     pub fn toggle_logs(&mut self) -> Vec<Command> {
-        let Some(c) =
-            self.with_own_lifecycle("have no Logs of their own: they run with their agents")
-        else {
+        // Voice lines too: no Logs button of their own (the spec), but their log of
+        // registration and calls is what an operator needs; titled with the agent.
+        let Some(c) = self.current().cloned() else {
+            self.flash("Select a connection first", FlashKind::Info);
             return Vec::new();
         };
         if self.logs.for_id == Some(c.id) {
@@ -126,6 +127,7 @@ impl App {
             return Vec::new();
         }
         self.focus = Focus::Logs;
-        vec![self.logs.open(c.id, &c.name)]
+        let title = self.logs_title(&c);
+        vec![self.logs.open(c.id, &title)]
     }
 }

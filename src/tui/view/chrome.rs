@@ -147,10 +147,13 @@ pub fn keys(f: &mut Frame, app: &App, area: Rect) {
         crate::tui::app::start_stop_target(c) == crate::model::DesiredState::Stopped
     });
     let has_url = app.current_webhook_url().is_some();
+    // A voice line runs with its agent: nothing to start, stop or restart here.
+    let own = app.current().is_none_or(crate::tui::voice::own_lifecycle);
     let pairs = footer(scope, |offer| match offer {
         Offer::Always => true,
         Offer::Edits => can_edit,
-        Offer::Runs => can_edit && runs,
+        Offer::OwnRun => can_edit && own,
+        Offer::Runs => can_edit && runs && own,
         Offer::WebhookUrl => has_url,
     });
     let t = &app.theme;

@@ -78,6 +78,8 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             .and_then(|p| crate::runtime::presence::owner_gone(c, &p.leases, p.db_now));
         let message = match gone {
             Some(since) => crate::runtime::presence::owner_gone_message(since),
+            // With its agent's name and the calls in progress, as the list says.
+            None if app.runs_with_words(c).is_some() => super::list_status_message(app, c),
             None => super::shown(&c.status_message).into_owned(),
         };
         for l in super::wrap_with_hint(&message, width, 3, "i: all") {
@@ -123,10 +125,16 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
         }
     }
     if form.ty.lifecycle == Lifecycle::WithAgent {
-        lines.push(Line::styled(
-            "Runs with its agents: no Start/Stop or Logs here — saving is the last step.",
-            t.dim(),
-        ));
+        let note = if form.is_new() {
+            "Runs with its agents: no Start/Stop here — saving is the last step, then attach \
+             it to an agent (A)."
+        } else {
+            "No Start/Stop of its own (the agent's, on A). l shows its log: registration \
+             and calls."
+        };
+        for l in wrap(note, width, 3) {
+            lines.push(Line::styled(l, t.dim()));
+        }
     }
     if let (Some(target), false) = (&form.ty.migrates_to, form.is_new()) {
         let to = crate::catalog::Catalog::get()

@@ -127,7 +127,7 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
         .skip(app.list.offset)
         .take(height)
         .filter_map(|r| match r {
-            Row::Item(i) => Some(row_status(&app.list.all[*i]).chars().count()),
+            Row::Item(i) => Some(row_status(&app.list.all[*i], show_type).chars().count()),
             Row::Group { .. } => None,
         })
         .max()
@@ -159,7 +159,7 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
             Row::Item(i) => {
                 let c = &app.list.all[i];
                 let selected = app.list.selected == Some(c.id);
-                let status_word = row_status(c);
+                let status_word = row_status(c, show_type);
                 let type_name = catalog
                     .find(&c.type_key)
                     .map(|ty| ty.display_name())
@@ -196,11 +196,13 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
     }
 }
 
-/// A row's status: the word, and the calls a voice line holds ("RUNNING · 2 calls").
-fn row_status(c: &crate::model::Connection) -> String {
+/// A row's status: the word, and the calls a voice line holds ("RUNNING · 2 calls";
+/// "RUNNING 2 calls" where the list is narrow, so the name keeps some room).
+fn row_status(c: &crate::model::Connection, wide: bool) -> String {
     let word = status_word(c.status, c.desired);
     match crate::tui::voice::calls_short(c) {
-        Some(calls) if c.status == Status::Running => format!("{word} · {calls}"),
+        Some(calls) if c.status == Status::Running && wide => format!("{word} · {calls}"),
+        Some(calls) if c.status == Status::Running => format!("{word} {calls}"),
         _ => word,
     }
 }
@@ -259,13 +261,13 @@ pub fn status_message(app: &App, c: &crate::model::Connection) -> String {
 /// A connection without Start/Stop of its own: whose it is, what starts it, then what
 /// the runtime says ("Runs with agent Support · answering +1415… · 1 call in progress").
 fn runs_with_message(agents: &str, c: &crate::model::Connection) -> String {
+    if agents == crate::tui::voice::NO_AGENT {
+        return "Attached to no agent yet: it runs with its agent (A: AI Agents)".into();
+    }
     let mut parts = vec![format!("Runs with {agents}")];
     match (c.status, c.desired) {
         (Status::Stopped, DesiredState::Running) => {
             parts.push("start requested: waiting for the runtime to pick it up".into())
-        }
-        (Status::Stopped | Status::Error, _) if agents == crate::tui::voice::NO_AGENT => {
-            parts.push("attach it to an agent to run it (A: AI Agents)".into())
         }
         (Status::Stopped | Status::Error, _) => {
             parts.push("starts when its agent starts (A: AI Agents)".into())

@@ -106,7 +106,7 @@ fn draw_logs(f: &mut Frame, app: &mut App, area: Rect) {
         .logs
         .for_id
         .and_then(|id| app.list.get(id))
-        .map(|c| shown(&c.name).into_owned())
+        .map(|c| shown(&app.logs_title(c)).into_owned())
         .unwrap_or_default();
     let focused = app.focus == Focus::Logs;
     let theme = app.theme;
