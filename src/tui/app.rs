@@ -265,7 +265,15 @@ impl App {
                 }
                 self.list.set(connections);
                 self.refresh_form_after_reload();
-                if first {
+                // Attaching changes no connection row (SQLite's change check cannot see
+                // it), so the agents of voice lines are read again on each reload, as the
+                // diagnosis is — only when there are voice lines to name them for.
+                if self
+                    .list
+                    .all
+                    .iter()
+                    .any(|c| !super::voice::own_lifecycle(c))
+                {
                     out.push(Command::LoadRunsWith);
                 }
                 if first || self.details.form.is_none() {
