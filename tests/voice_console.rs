@@ -293,9 +293,14 @@ mod screen {
                 .any(|l| l.contains("Shop line") && l.contains("RUNNING 2 calls")),
             "the row\n{screen}"
         );
+        let wide = c.draw(160, 30);
+        let row = wide
+            .lines()
+            .find(|l| l.contains("Shop line") && l.contains("RUNNING"))
+            .unwrap_or_default();
         assert!(
-            c.draw(160, 30).contains("RUNNING · 2 calls"),
-            "wide: the row says it roomily"
+            row.contains("Twilio · Support") && row.contains("RUNNING · 2 calls"),
+            "wide: the row names the agent and says the calls roomily\n{wide}"
         );
         let screen = c.draw(80, 24);
         assert!(

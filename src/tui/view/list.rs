@@ -160,10 +160,15 @@ fn draw_rows(f: &mut Frame, app: &mut App, area: Rect) {
                 let c = &app.list.all[i];
                 let selected = app.list.selected == Some(c.id);
                 let status_word = row_status(c, show_type);
-                let type_name = catalog
+                let mut type_name = catalog
                     .find(&c.type_key)
                     .map(|ty| ty.display_name())
                     .unwrap_or_default();
+                // A voice line's row names the agent it runs with ("Twilio · Support").
+                if let Some(names) = app.runs_with.get(&c.id).filter(|n| !n.is_empty()) {
+                    let names: Vec<_> = names.iter().map(|n| super::shown(n)).collect();
+                    type_name = format!("{type_name} · {}", names.join(", "));
+                }
                 let type_col = if show_type { 24.min(width * 2 / 5) } else { 0 };
                 let name_width = width.saturating_sub(2 + 1 + status_w + type_col);
                 let mut spans = vec![
