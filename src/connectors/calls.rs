@@ -12,11 +12,19 @@
 //! ```
 //!
 //! Both are idempotent per id (a retried webhook counts once; ending twice is harmless),
-//! cheap (a lock and a watch send), and never block.
+//! cheap (a lock and a watch send), and never block. A call whose end never arrives is
+//! forgotten after `LONGEST_CALL`. The count is per connection and per process
+//! (`Pipeline::calls`): the running task's connector and the webhook ingress's share it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// A call reported as started but never as ended is forgotten after this long: Twilio
+/// ends every call at 4 h (its default time limit), and an end that was never delivered
+/// (a lost status callback) must not show a call in progress for ever.
+pub const LONGEST_CALL: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Clone)]
 pub struct Calls {
@@ -24,7 +32,8 @@ pub struct Calls {
 }
 
 struct Inner {
-    live: Mutex<HashSet<String>>,
+    /// Call id → when it started.
+    live: Mutex<HashMap<String, Instant>>,
     count: watch::Sender<usize>,
 }
 
@@ -43,7 +52,8 @@ impl Calls {
     /// A call is in progress from now on (again: no change).
     pub fn started(&self, call_id: &str) {
         let mut live = self.inner.live.lock().expect("calls lock");
-        if live.insert(call_id.to_string()) {
+        if !live.contains_key(call_id) {
+            live.insert(call_id.to_string(), Instant::now());
             self.inner.count.send_replace(live.len());
         }
     }
@@ -51,7 +61,17 @@ impl Calls {
     /// The call is over (unknown or already ended: no change).
     pub fn ended(&self, call_id: &str) {
         let mut live = self.inner.live.lock().expect("calls lock");
-        if live.remove(call_id) {
+        if live.remove(call_id).is_some() {
+            self.inner.count.send_replace(live.len());
+        }
+    }
+
+    /// Forgets the calls that started more than `age` ago (their end was lost).
+    pub fn forget_older_than(&self, age: Duration) {
+        let mut live = self.inner.live.lock().expect("calls lock");
+        let before = live.len();
+        live.retain(|_, started| started.elapsed() < age);
+        if live.len() != before {
             self.inner.count.send_replace(live.len());
         }
     }
@@ -107,6 +127,10 @@ mod tests {
         calls.ended("CA1");
         assert_eq!(calls.count(), 1);
         assert_eq!(*seen.borrow(), 1);
+        calls.forget_older_than(LONGEST_CALL);
+        assert_eq!(calls.count(), 1, "a young call stays");
+        calls.forget_older_than(Duration::ZERO);
+        assert_eq!(calls.count(), 0, "a call whose end was lost goes");
         assert_eq!(in_progress(0), "");
         assert_eq!(in_progress(1), "1 call in progress");
         assert_eq!(in_progress(3), "3 calls in progress");

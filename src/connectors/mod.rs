@@ -6,7 +6,7 @@
 //! Adding a type is a module here, a line in `registry`, and a catalog entry.
 
 pub mod bird;
-mod calls;
+pub mod calls;
 mod config;
 pub mod email;
 pub mod event;

@@ -172,14 +172,22 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
 /// Keeps the RUNNING message's calls in progress current until the connection stops
 /// (its STOPPED or ERROR then replaces the message, calls and all).
 async fn count_calls(inbox: &ConnInbox, calls: &connectors::Calls, stop: &CancellationToken) {
+    // While calls are in progress, a look now and then for one whose end was lost.
+    const SWEEP: Duration = Duration::from_secs(600);
     let mut count = calls.watch();
     loop {
+        let busy = *count.borrow() > 0;
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP), if busy => {
+                calls.forget_older_than(connectors::calls::LONGEST_CALL);
+            }
             changed = count.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                // On a busy line the timer may never fire: look at every change too.
+                calls.forget_older_than(connectors::calls::LONGEST_CALL);
                 inbox.calls_changed().await;
             }
         }
