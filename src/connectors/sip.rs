@@ -2,19 +2,26 @@
 //! active Rust SIP stack, with transactions, digest authentication and registration
 //! done to RFC 3261, and the dialogs the call side will need. While its agent runs the
 //! connection registers with the registrar (`SIP_REGISTER`), renewing at 3/4 of the
-//! granted lifetime, and unregisters when it stops. Calls are not answered in this
-//! build: an INVITE gets 480 Temporarily Unavailable and a line in the log.
+//! granted lifetime, and unregisters when it stops. INVITEs are answered (`call`):
+//! G.711 over RTP from `SIP_RTP_PORT_RANGE`, up to `SIP_MAX_CALLS` at once (486 Busy
+//! Here beyond).
+
+mod call;
+mod g711;
+mod rtp;
+mod sdp;
 
 use super::{ConnConfig, Connector, ConnectorError, Outbound, Receiver};
 use async_trait::async_trait;
 use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::registration::{Registration, backoff_interval, refresh_interval};
 use rsipstack::sip::StatusCode;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::udp::UdpConnection;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +41,8 @@ pub struct Sip {
     register: bool,
     expires: u32,
     local_port: u16,
+    rtp_ports: (u16, u16),
+    max_calls: usize,
     /// The lifetime the registrar granted last (it may grant less than asked).
     granted: AtomicU32,
     ua: Mutex<Option<Ua>>,
@@ -43,6 +52,7 @@ pub struct Sip {
 struct Ua {
     stop: CancellationToken,
     registration: Registration,
+    lines: Arc<call::Lines>,
 }
 
 impl Drop for Ua {
@@ -97,7 +107,29 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
             port.trim()
         ))
     })?;
+    let range = cfg
+        .env("SIP_RTP_PORT_RANGE")
+        .unwrap_or_else(|| "10000-20000".into());
+    let rtp_ports = rtp_range(range.trim()).ok_or_else(|| {
+        ConnectorError::Permanent(format!(
+            "SIP_RTP_PORT_RANGE is '{}': use first-last, e.g. 10000-20000 (ports 1024 to \
+             65535, at least two)",
+            range.trim()
+        ))
+    })?;
+    let most = cfg.env("SIP_MAX_CALLS").unwrap_or_else(|| "4".into());
+    let max_calls = match most.trim().parse::<usize>() {
+        Ok(n) if (1..=500).contains(&n) => n,
+        _ => {
+            return Err(ConnectorError::Permanent(format!(
+                "SIP_MAX_CALLS is '{}': use a number of calls from 1 to 500",
+                most.trim()
+            )));
+        }
+    };
     Ok(Arc::new(Sip {
+        rtp_ports,
+        max_calls,
         registrar: field("registrar", "Registrar")?,
         username: field("username", "Username")?,
         password: cfg.secret("password")?.expose().to_string(),
@@ -112,6 +144,14 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         granted: AtomicU32::new(expires),
         ua: Mutex::default(),
     }))
+}
+
+/// `first-last` with room for at least one RTP port (RTP takes the even ones).
+fn rtp_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    let first = a + a % 2;
+    (a >= 1024 && first <= b).then_some((first, b))
 }
 
 fn with_port(host: &str) -> String {
@@ -157,9 +197,16 @@ impl Sip {
             .incoming_transactions()
             .map_err(|e| ConnectorError::Permanent(format!("the SIP endpoint: {e}")))?;
         let inner = endpoint.inner.clone();
+        let lines = Arc::new(call::Lines {
+            dialogs: Arc::new(DialogLayer::new(inner.clone())),
+            rtp_ports: self.rtp_ports,
+            max_calls: self.max_calls,
+            active: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+        });
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
-        tokio::spawn(turn_away_calls(incoming).instrument(span));
+        tokio::spawn(serve_calls(incoming, lines.clone()).instrument(span));
         let mut registration = Registration::new(
             inner,
             Some(Credential {
@@ -179,7 +226,11 @@ impl Sip {
                 })?;
             registration.outbound_proxy = Some(addr);
         }
-        Ok(Ua { stop, registration })
+        Ok(Ua {
+            stop,
+            registration,
+            lines,
+        })
     }
 
     /// One REGISTER (with its digest challenge); Ok carries the granted lifetime.
@@ -235,31 +286,39 @@ impl Sip {
     }
 }
 
-/// Calls cannot be answered yet: each INVITE is declined, so the caller's side moves
-/// on at once instead of ringing out.
-async fn turn_away_calls(mut incoming: rsipstack::transaction::TransactionReceiver) {
-    use rsipstack::sip::Method;
+/// Each new INVITE becomes a call of its own; requests inside a call go to its dialog.
+async fn serve_calls(
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+    lines: Arc<call::Lines>,
+) {
+    use rsipstack::sip::{HeadersExt, Method};
     while let Some(mut tx) = incoming.recv().await {
         let method = tx.original.method;
+        let in_dialog = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        if method == Method::Invite && !in_dialog {
+            tokio::spawn(call::answer(lines.clone(), tx).in_current_span());
+            continue;
+        }
+        if let Some(mut dialog) = lines.dialogs.match_dialog(&tx) {
+            tokio::spawn(
+                async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        warn!("a SIP {method} in a call: {e}");
+                    }
+                }
+                .in_current_span(),
+            );
+            continue;
+        }
         let status = match method {
-            Method::Invite => {
-                let from = tx
-                    .original
-                    .headers
-                    .iter()
-                    .find_map(|h| match h {
-                        rsipstack::sip::Header::From(f) => Some(f.value().to_string()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                info!(
-                    "a call from {from} was turned away (480): answering SIP calls is not in \
-                     this build yet"
-                );
-                StatusCode::TemporarilyUnavailable
-            }
             Method::Ack => continue,
-            Method::Options | Method::Bye | Method::Cancel => StatusCode::OK,
+            Method::Options => StatusCode::OK,
+            Method::Bye | Method::Cancel | Method::Invite => StatusCode::CallTransactionDoesNotExist,
             _ => StatusCode::MethodNotAllowed,
         };
         if let Err(e) = tx.reply(status).await {
@@ -347,6 +406,12 @@ impl Connector for Sip {
         let Some(mut ua) = self.ua.lock().await.take() else {
             return;
         };
+        // Calls in progress say BYE while the endpoint can still send it.
+        ua.lines.stop.cancel();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while ua.lines.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if self.register {
             match self.register(&mut ua, 0).await {
                 Ok(_) => info!("unregistered from {}", self.registrar),

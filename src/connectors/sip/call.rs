@@ -1,0 +1,317 @@
+//! One answered call: the INVITE's SDP offer read and answered, its RTP socket taken
+//! from `SIP_RTP_PORT_RANGE`, audio paced out in 20 ms frames and what arrives put back
+//! in order, until either side hangs up.
+
+use super::rtp::{FRAME, Jitter, Packet, telephone_event};
+use super::sdp::{self, Offer};
+use rsipstack::dialog::DialogId;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::{Header, HeadersExt, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+/// Packets held back waiting for a missing one: 3 frames, 60 ms.
+const JITTER_DEPTH: usize = 3;
+/// How long the caller has to ACK our 200 OK.
+const ACK_WITHIN: Duration = Duration::from_secs(32);
+
+/// What every call of one connection shares.
+pub struct Lines {
+    pub dialogs: Arc<DialogLayer>,
+    /// First and last port of `SIP_RTP_PORT_RANGE`.
+    pub rtp_ports: (u16, u16),
+    pub max_calls: usize,
+    pub active: AtomicUsize,
+    /// Cancelled when the connection stops: every call says BYE.
+    pub stop: CancellationToken,
+}
+
+/// Reads the caller's names from the INVITE, for the log.
+fn party(tx: &Transaction) -> (String, String, String) {
+    let uri = |h: Option<String>| h.unwrap_or_else(|| "an unknown caller".into());
+    let from = tx
+        .original
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri().ok())
+        .map(|u| u.to_string());
+    let to = tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.uri().ok())
+        .map(|u| u.to_string());
+    let call_id = tx
+        .original
+        .call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    (uri(from), uri(to), call_id)
+}
+
+/// Counts a call in while it lasts.
+struct Slot(Arc<Lines>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A new INVITE: busy, refused for its offer, or answered and carried to its end.
+pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
+    let (from, to, call_id) = party(&tx);
+    let taken = lines.active.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot(lines.clone());
+    if taken >= lines.max_calls {
+        info!(
+            "a call from {from} was turned away: busy (486), {taken} calls in progress is \
+             SIP_MAX_CALLS"
+        );
+        if let Err(e) = tx.reply(StatusCode::BusyHere).await {
+            warn!("could not answer the call from {from}: {e}");
+        }
+        return;
+    }
+    let body = String::from_utf8_lossy(&tx.original.body).to_string();
+    let offer = match sdp::read_offer(&body) {
+        Ok(o) => o,
+        Err(why) => {
+            info!("a call from {from} was refused (488 Not Acceptable Here): {why}");
+            let reason = Header::Other("Warning".into(), format!("304 flametree \"{why}\""));
+            if let Err(e) = tx
+                .reply_with(StatusCode::NotAcceptableHere, vec![reason], None)
+                .await
+            {
+                warn!("could not answer the call from {from}: {e}");
+            }
+            return;
+        }
+    };
+    let (states_tx, states) = lines.dialogs.new_dialog_state_channel();
+    let dialog = match lines
+        .dialogs
+        .get_or_create_server_invite(&tx, states_tx, None, None)
+    {
+        Ok(d) => d,
+        Err(e) => {
+            warn!("could not take the call from {from}: {e}");
+            tx.reply(StatusCode::ServerInternalError).await.ok();
+            return;
+        }
+    };
+    let id = dialog.id();
+    // The INVITE transaction (100, CANCEL, the ACK) runs alongside the call.
+    let mut handler = rsipstack::dialog::dialog::Dialog::Invite(dialog.clone());
+    tokio::spawn(
+        async move {
+            if let Err(e) = handler.handle(&mut tx).await {
+                warn!("the call's INVITE: {e}");
+            }
+        }
+        .in_current_span(),
+    );
+    dialog.ringing(None, None).ok();
+    let socket = match bind_rtp(lines.rtp_ports, offer.remote).await {
+        Ok(s) => s,
+        Err(why) => {
+            warn!("a call from {from} was refused (503): {why}");
+            dialog
+                .reject(Some(StatusCode::ServiceUnavailable), Some(why))
+                .ok();
+            lines.dialogs.remove_dialog(&id);
+            return;
+        }
+    };
+    let local = socket.local_addr().expect("a bound socket has an address");
+    let answer = sdp::answer(local, &offer, rand::random::<u32>().into());
+    let content = Header::ContentType("application/sdp".into());
+    if let Err(e) = dialog.accept(Some(vec![content]), Some(answer.into_bytes())) {
+        warn!("could not answer the call from {from}: {e}");
+        lines.dialogs.remove_dialog(&id);
+        return;
+    }
+    info!(
+        "call from {from} to {to} answered ({}, audio {local} ⇄ {})",
+        offer.codec.name(),
+        offer.remote
+    );
+    let call = Call {
+        from,
+        call_id,
+        offer,
+        socket,
+        lines: lines.clone(),
+    };
+    call.run(states, &id, &dialog).await;
+    lines.dialogs.remove_dialog(&id);
+    drop(slot);
+}
+
+/// A UDP port from the range, bound on the address that routes to the caller (so the
+/// answer's c= line names an address the caller can reach).
+async fn bind_rtp((first, last): (u16, u16), remote: SocketAddr) -> Result<UdpSocket, String> {
+    let probe = std::net::UdpSocket::bind(if remote.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .and_then(|s| s.connect(remote).map(|_| s))
+    .and_then(|s| s.local_addr())
+    .map_err(|e| format!("no route to the caller's audio address {remote} ({e})"))?;
+    let ip: IpAddr = probe.ip();
+    // RTP takes even ports (RFC 3550 §11); start somewhere random so calls spread.
+    let span = u32::from(last - first) / 2 + 1;
+    let start = rand::random::<u32>() % span;
+    for i in 0..span {
+        let port = first + (((start + i) % span) * 2) as u16;
+        if let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            return Ok(s);
+        }
+    }
+    Err(format!(
+        "every port of SIP_RTP_PORT_RANGE {first}-{last} is taken"
+    ))
+}
+
+struct Call {
+    from: String,
+    #[allow(dead_code)]
+    call_id: String,
+    offer: Offer,
+    socket: UdpSocket,
+    lines: Arc<Lines>,
+}
+
+/// Who ended a call, for its log line.
+enum Ended {
+    Caller,
+    Us,
+    Cancelled,
+    NoAck,
+}
+
+impl Call {
+    async fn run(
+        self,
+        mut states: DialogStateReceiver,
+        id: &DialogId,
+        dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+    ) {
+        let started = Instant::now();
+        // Until the ACK: only CANCEL (or a BYE) can end it.
+        let confirmed = tokio::time::timeout(ACK_WITHIN, async {
+            while let Some(s) = states.recv().await {
+                match s {
+                    DialogState::Confirmed(..) => return Ok(()),
+                    DialogState::Terminated(_, TerminatedReason::UacCancel) => {
+                        return Err(Ended::Cancelled);
+                    }
+                    DialogState::Terminated(..) => return Err(Ended::Caller),
+                    _ => {}
+                }
+            }
+            Err(Ended::Caller)
+        })
+        .await
+        .unwrap_or(Err(Ended::NoAck));
+        let ended = match confirmed {
+            Err(e) => e,
+            Ok(()) => self.media(&mut states).await,
+        };
+        let secs = started.elapsed().as_secs_f32();
+        let from = &self.from;
+        match ended {
+            Ended::Caller => info!("call from {from} ended by the caller after {secs:.1} s"),
+            Ended::Us => {
+                if let Err(e) = dialog.bye().await {
+                    warn!("could not hang up the call from {from} ({e})");
+                }
+                info!("call from {from} ended by flametree after {secs:.1} s");
+            }
+            Ended::Cancelled => info!("call from {from} was cancelled before it was answered"),
+            Ended::NoAck => {
+                dialog.bye().await.ok();
+                warn!("call from {from} dropped: the caller never acknowledged the answer (ACK)");
+            }
+        }
+        let _ = id;
+    }
+
+    /// Audio both ways until the dialog ends (BYE) or the connection stops.
+    async fn media(&self, states: &mut DialogStateReceiver) -> Ended {
+        let codec = self.offer.codec;
+        let remote = self.offer.remote;
+        let (_say, mut queued) = mpsc::unbounded_channel::<Vec<i16>>();
+        let mut pending: VecDeque<i16> = VecDeque::new();
+        let ssrc: u32 = rand::random();
+        let mut seq: u16 = rand::random();
+        let mut timestamp: u32 = rand::random();
+        let mut first = true;
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        // A late tick is sent late, not made up for with a burst.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut jitter = Jitter::new(JITTER_DEPTH);
+        let mut buf = [0u8; 2048];
+        let mut last_tone: Option<u32> = None;
+        loop {
+            tokio::select! {
+                _ = self.lines.stop.cancelled() => return Ended::Us,
+                s = states.recv() => match s {
+                    Some(DialogState::Terminated(..)) | None => return Ended::Caller,
+                    _ => {}
+                },
+                _ = ticks.tick() => {
+                    while let Ok(pcm) = queued.try_recv() {
+                        pending.extend(pcm);
+                    }
+                    let frame: Vec<i16> = (0..FRAME)
+                        .map(|_| pending.pop_front().unwrap_or(0))
+                        .collect();
+                    let p = Packet {
+                        marker: first,
+                        payload_type: codec.payload_type(),
+                        seq,
+                        timestamp,
+                        ssrc,
+                        payload: codec.encode(&frame),
+                    };
+                    first = false;
+                    seq = seq.wrapping_add(1);
+                    timestamp = timestamp.wrapping_add(FRAME as u32);
+                    if let Err(e) = self.socket.send_to(&p.to_bytes(), remote).await {
+                        warn!("could not send audio to {remote} ({e})");
+                    }
+                }
+                r = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, _)) = r else { continue };
+                    let Some(p) = Packet::parse(&buf[..n]) else { continue };
+                    jitter.push(p);
+                    while let Some(p) = jitter.pop() {
+                        if Some(p.payload_type) == self.offer.dtmf {
+                            if let Some(tone) = telephone_event(&p.payload)
+                                && tone.end
+                                && last_tone != Some(p.timestamp)
+                            {
+                                // The end packet comes three times (RFC 4733 §2.5.1.4).
+                                last_tone = Some(p.timestamp);
+                                info!("call from {}: the caller pressed {}", self.from, tone.key);
+                            }
+                        } else if p.payload_type == codec.payload_type() {
+                            let _pcm = codec.decode(&p.payload);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
