@@ -201,6 +201,8 @@ impl Sip {
             dialogs: Arc::new(DialogLayer::new(inner.clone())),
             rtp_ports: self.rtp_ports,
             max_calls: self.max_calls,
+            user: self.username.clone(),
+            sip_port: self.local_port,
             active: AtomicUsize::new(0),
             stop: CancellationToken::new(),
         });

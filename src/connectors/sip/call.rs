@@ -30,6 +30,9 @@ pub struct Lines {
     /// First and last port of `SIP_RTP_PORT_RANGE`.
     pub rtp_ports: (u16, u16),
     pub max_calls: usize,
+    /// For the Contact of our answers: our user name and signalling port.
+    pub user: String,
+    pub sip_port: u16,
     pub active: AtomicUsize,
     /// Cancelled when the connection stops: every call says BYE.
     pub stop: CancellationToken,
@@ -97,10 +100,22 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
             return;
         }
     };
+    let ip = match route_to(offer.remote) {
+        Ok(ip) => ip,
+        Err(why) => {
+            warn!("a call from {from} was refused (503): {why}");
+            tx.reply(StatusCode::ServiceUnavailable).await.ok();
+            return;
+        }
+    };
+    // The Contact names the address the caller can reach us on (the endpoint listens
+    // on every interface, so it cannot tell which one by itself).
+    let contact =
+        rsipstack::sip::Uri::try_from(format!("sip:{}@{}", lines.user, SocketAddr::new(ip, lines.sip_port))).ok();
     let (states_tx, states) = lines.dialogs.new_dialog_state_channel();
     let dialog = match lines
         .dialogs
-        .get_or_create_server_invite(&tx, states_tx, None, None)
+        .get_or_create_server_invite(&tx, states_tx, None, contact)
     {
         Ok(d) => d,
         Err(e) => {
@@ -121,7 +136,7 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
         .in_current_span(),
     );
     dialog.ringing(None, None).ok();
-    let socket = match bind_rtp(lines.rtp_ports, offer.remote).await {
+    let socket = match bind_rtp(lines.rtp_ports, ip).await {
         Ok(s) => s,
         Err(why) => {
             warn!("a call from {from} was refused (503): {why}");
@@ -157,18 +172,23 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
     drop(slot);
 }
 
-/// A UDP port from the range, bound on the address that routes to the caller (so the
-/// answer's c= line names an address the caller can reach).
-async fn bind_rtp((first, last): (u16, u16), remote: SocketAddr) -> Result<UdpSocket, String> {
-    let probe = std::net::UdpSocket::bind(if remote.is_ipv4() {
+/// The local address the system routes to `remote` by (a connected UDP socket sends
+/// nothing; it only picks the route).
+fn route_to(remote: SocketAddr) -> Result<IpAddr, String> {
+    std::net::UdpSocket::bind(if remote.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
     })
     .and_then(|s| s.connect(remote).map(|_| s))
     .and_then(|s| s.local_addr())
-    .map_err(|e| format!("no route to the caller's audio address {remote} ({e})"))?;
-    let ip: IpAddr = probe.ip();
+    .map(|a| a.ip())
+    .map_err(|e| format!("no route to the caller's audio address {remote} ({e})"))
+}
+
+/// A UDP port from the range, bound on the address that routes to the caller (so the
+/// answer's c= line names an address the caller can reach).
+async fn bind_rtp((first, last): (u16, u16), ip: IpAddr) -> Result<UdpSocket, String> {
     // RTP takes even ports (RFC 3550 §11); start somewhere random so calls spread.
     let span = u32::from(last - first) / 2 + 1;
     let start = rand::random::<u32>() % span;
