@@ -59,6 +59,7 @@ impl Drop for Ua {
     /// A connection that failed never reaches `release`: its endpoint must still let go
     /// of the port, or the next start after the fix finds SIP_LOCAL_PORT taken.
     fn drop(&mut self) {
+        self.lines.stop.cancel();
         self.stop.cancel();
     }
 }
@@ -208,7 +209,7 @@ impl Sip {
         });
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
-        tokio::spawn(serve_calls(incoming, lines.clone()).instrument(span));
+        tokio::spawn(serve_calls(incoming, lines.clone(), stop.clone()).instrument(span));
         let mut registration = Registration::new(
             inner,
             Some(Credential {
@@ -292,9 +293,15 @@ impl Sip {
 async fn serve_calls(
     mut incoming: rsipstack::transaction::TransactionReceiver,
     lines: Arc<call::Lines>,
+    stop: CancellationToken,
 ) {
     use rsipstack::sip::{HeadersExt, Method};
-    while let Some(mut tx) = incoming.recv().await {
+    // The loop holds the dialog layer, which holds the endpoint and its socket: it
+    // must end with the endpoint, or a failed start keeps SIP_LOCAL_PORT taken.
+    while let Some(mut tx) = tokio::select! {
+        _ = stop.cancelled() => None,
+        tx = incoming.recv() => tx,
+    } {
         let method = tx.original.method;
         let in_dialog = tx
             .original
