@@ -487,10 +487,7 @@ on_both!(
 );
 
 /// A line that does not register (nothing to register with): calls come straight in.
-async fn answering_line(
-    be: Be,
-    env_vars: &[(&str, String)],
-) -> (common::ChannelsEnv, Host, u16) {
+async fn answering_line(be: Be, env_vars: &[(&str, String)]) -> (common::ChannelsEnv, Host, u16) {
     let env = common::channels_env_on(be).await;
     let host = host(&env).await;
     let local = free_udp_port();
@@ -564,7 +561,10 @@ async fn a_call_is_answered_with_paced_audio_logs_dtmf_and_ends_on_the_callers_b
         .nth(2)
         .and_then(|m| m.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("the answer's audio port: {messages}"));
-    assert!((41000..=41999).contains(&port), "{port} from SIP_RTP_PORT_RANGE");
+    assert!(
+        (41000..=41999).contains(&port),
+        "{port} from SIP_RTP_PORT_RANGE"
+    );
 
     let log = log_text(&env, "Desk phone", "ended by the caller").await;
     assert!(
@@ -643,7 +643,9 @@ async fn an_offer_without_g711_is_refused_with_488_and_pcma_is_taken(be: Be) {
     assert!(heard.iter().all(|(_, p)| p.payload_type == 8), "PCMA");
     let answered = caller.finish(20).await;
     assert!(
-        answered.lines().any(|l| l.trim_end().ends_with("RTP/AVP 8")),
+        answered
+            .lines()
+            .any(|l| l.trim_end().ends_with("RTP/AVP 8")),
         "PCMA alone, no telephone-event (not offered): {answered}"
     );
     let log = log_text(&env, "Desk phone", "answered (PCMA").await;

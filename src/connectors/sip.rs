@@ -327,7 +327,9 @@ async fn serve_calls(
         let status = match method {
             Method::Ack => continue,
             Method::Options => StatusCode::OK,
-            Method::Bye | Method::Cancel | Method::Invite => StatusCode::CallTransactionDoesNotExist,
+            Method::Bye | Method::Cancel | Method::Invite => {
+                StatusCode::CallTransactionDoesNotExist
+            }
             _ => StatusCode::MethodNotAllowed,
         };
         if let Err(e) = tx.reply(status).await {

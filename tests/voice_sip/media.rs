@@ -51,9 +51,7 @@ fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
 /// RTP bytes)`: what SIPp's `play_pcap_audio` replays, at the recorded pace.
 fn pcap(packets: &[(u32, Vec<u8>)]) -> Vec<u8> {
     let mut f = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     f.extend_from_slice(&0i32.to_le_bytes());
@@ -95,14 +93,15 @@ fn pcap(packets: &[(u32, Vec<u8>)]) -> Vec<u8> {
 pub fn caller_pcap(keys: &[char]) -> Vec<u8> {
     let mut packets = Vec::new();
     let (mut seq, mut ts, mut ms) = (100u16, 8_000u32, 0u32);
-    let silence = |packets: &mut Vec<(u32, Vec<u8>)>, seq: &mut u16, ts: &mut u32, ms: &mut u32, n| {
-        for _ in 0..n {
-            packets.push((*ms, rtp(0, false, *seq, *ts, &[0xFF; 160])));
-            *seq = seq.wrapping_add(1);
-            *ts += 160;
-            *ms += 20;
-        }
-    };
+    let silence =
+        |packets: &mut Vec<(u32, Vec<u8>)>, seq: &mut u16, ts: &mut u32, ms: &mut u32, n| {
+            for _ in 0..n {
+                packets.push((*ms, rtp(0, false, *seq, *ts, &[0xFF; 160])));
+                *seq = seq.wrapping_add(1);
+                *ts += 160;
+                *ms += 20;
+            }
+        };
     silence(&mut packets, &mut seq, &mut ts, &mut ms, 25);
     for key in keys {
         let event = match key {
@@ -111,7 +110,10 @@ pub fn caller_pcap(keys: &[char]) -> Vec<u8> {
             '#' => 11,
             _ => panic!("not a key: {key}"),
         };
-        for (i, end) in [false, false, false, true, true, true].into_iter().enumerate() {
+        for (i, end) in [false, false, false, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
             let duration = 160 * (i as u16 + 1).min(4);
             let mut payload = vec![event, if end { 0x8A } else { 0x0A }];
             payload.extend_from_slice(&duration.to_be_bytes());
@@ -179,7 +181,10 @@ impl Caller {
     pub fn start(self) -> Running {
         let port = free_udp_port();
         let messages = self.dir.join(format!("caller-{port}-messages.log"));
-        let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sipp/caller.xml");
+        let scenario = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sipp/caller.xml"
+        );
         let child = Command::new("sipp")
             .args(["-sf", scenario, &format!("127.0.0.1:{}", self.line)])
             .args(["-s", "flametree-bot", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
@@ -205,7 +210,10 @@ impl Caller {
 
 impl Running {
     pub fn messages(&self) -> String {
-        let err = self.messages.to_string_lossy().replace("-messages.log", ".err");
+        let err = self
+            .messages
+            .to_string_lossy()
+            .replace("-messages.log", ".err");
         std::fs::read_to_string(&self.messages).unwrap_or_default()
             + &std::fs::read_to_string(err).unwrap_or_default()
     }

@@ -110,8 +110,12 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
     };
     // The Contact names the address the caller can reach us on (the endpoint listens
     // on every interface, so it cannot tell which one by itself).
-    let contact =
-        rsipstack::sip::Uri::try_from(format!("sip:{}@{}", lines.user, SocketAddr::new(ip, lines.sip_port))).ok();
+    let contact = rsipstack::sip::Uri::try_from(format!(
+        "sip:{}@{}",
+        lines.user,
+        SocketAddr::new(ip, lines.sip_port)
+    ))
+    .ok();
     let (states_tx, states) = lines.dialogs.new_dialog_state_channel();
     let dialog = match lines
         .dialogs

@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn every_code_survives_a_round_trip() {
         for b in 0..=255u8 {
-            assert_eq!(ulaw_encode(ulaw_decode(b)), b | if b == 0x7F { 0x80 } else { 0 });
+            assert_eq!(
+                ulaw_encode(ulaw_decode(b)),
+                b | if b == 0x7F { 0x80 } else { 0 }
+            );
             assert_eq!(alaw_encode(alaw_decode(b)), b);
         }
     }

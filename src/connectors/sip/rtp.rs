@@ -190,11 +190,17 @@ mod tests {
     fn telephone_events_name_their_key() {
         assert_eq!(
             telephone_event(&[11, 0x8A, 0x03, 0x20]),
-            Some(Tone { key: '#', end: true })
+            Some(Tone {
+                key: '#',
+                end: true
+            })
         );
         assert_eq!(
             telephone_event(&[5, 0x0A, 0, 160]),
-            Some(Tone { key: '5', end: false })
+            Some(Tone {
+                key: '5',
+                end: false
+            })
         );
         assert_eq!(telephone_event(&[42, 0x80, 0, 0]), None);
     }

@@ -62,7 +62,12 @@ pub fn read_offer(body: &str) -> Result<Offer, String> {
     let Some((port, pts)) = audio else {
         return Err("the offer has no RTP/AVP audio stream".into());
     };
-    let named = |pt: u8| rtpmap.iter().find(|(p, _)| *p == pt).map(|(_, n)| n.as_str());
+    let named = |pt: u8| {
+        rtpmap
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, n)| n.as_str())
+    };
     let codec = pts.iter().find_map(|&pt| match (pt, named(pt)) {
         (0, None) => Some(Codec::Pcmu),
         (8, None) => Some(Codec::Pcma),
