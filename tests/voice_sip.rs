@@ -484,11 +484,18 @@ on_both!(
     a_call_is_answered_with_paced_audio_logs_dtmf_and_ends_on_the_callers_bye,
     callers_beyond_sip_max_calls_hear_busy,
     an_offer_without_g711_is_refused_with_488_and_pcma_is_taken,
+    the_agent_greets_hears_the_caller_and_answers_over_rtp,
 );
 
 /// A line that does not register (nothing to register with): calls come straight in.
 async fn answering_line(be: Be, env_vars: &[(&str, String)]) -> (common::ChannelsEnv, Host, u16) {
-    let env = common::channels_env_on(be).await;
+    answering_line_in(common::channels_env_on(be).await, env_vars).await
+}
+
+async fn answering_line_in(
+    env: common::ChannelsEnv,
+    env_vars: &[(&str, String)],
+) -> (common::ChannelsEnv, Host, u16) {
     let host = host(&env).await;
     let local = free_udp_port();
     let mut vars = vec![
@@ -650,5 +657,66 @@ async fn an_offer_without_g711_is_refused_with_488_and_pcma_is_taken(be: Be) {
     );
     let log = log_text(&env, "Desk phone", "answered (PCMA").await;
     assert!(log.contains("answered (PCMA"), "{log}");
+    host.shutdown().await;
+}
+
+const SPEECH_KEY: &str = "sk-sip-speech-0123";
+
+async fn the_agent_greets_hears_the_caller_and_answers_over_rtp(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = flametree::sandbox::openai::OpenAiSandbox::start(Some(SPEECH_KEY))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let agent = common::runtime::echo_agent(&env).await;
+    let url = sandbox.url();
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new(SPEECH_KEY)),
+            ..speech_engines(&url)
+        }),
+        ..Default::default()
+    };
+    env.channels.edit_agent(&agent, edit).await.unwrap();
+    let (env, host, local) = answering_line_in(env, &[]).await;
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_saying("opening hours")).unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, ear.local_addr().unwrap().port())
+        .pcap(&pcap)
+        .hold_ms(9000)
+        .start();
+
+    // The greeting, as the caller hears it: 8 kHz μ-law carrying the sandbox's tune.
+    let heard = sip_media::listen(&ear, 150).await;
+    let pcm: Vec<i16> = heard
+        .iter()
+        .flat_map(|(_, p)| p.payload.iter().map(|&b| sip_media::ulaw_decode(b)))
+        .collect();
+    let greeting = "You said: Hello";
+    let start = pcm.iter().position(|s| s.unsigned_abs() > 2_000);
+    let said = start.and_then(|at| {
+        let end = (at + greeting.len() * 800 + 400).min(pcm.len());
+        flametree::sandbox::speech::decode(&pcm[at..end], 8_000)
+    });
+    assert_eq!(said.as_deref(), Some(greeting), "what the caller heard");
+
+    let log = log_text(&env, "Desk phone", "turn 1: the agent says").await;
+    assert!(
+        log.contains("turn 0: the agent says \"You said: Hello\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("turn 1: the caller said \"opening hours\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("turn 1: the agent says \"You said: opening hours\""),
+        "{log}"
+    );
+    assert!(!log.contains(SPEECH_KEY));
+    let messages = caller.finish(20).await;
+    assert!(messages.contains("BYE sip:"), "{messages}");
+    assert_eq!(log.matches("turn 1: the agent says").count(), 1, "{log}");
     host.shutdown().await;
 }

@@ -7,10 +7,12 @@
 //! Here beyond).
 
 mod call;
-mod g711;
+pub mod g711;
 mod rtp;
 mod sdp;
+mod vad;
 
+use super::twilio::board::{self, Answer};
 use super::{ConnConfig, Connector, ConnectorError, Outbound, Receiver};
 use async_trait::async_trait;
 use rsipstack::dialog::authenticate::Credential;
@@ -43,6 +45,9 @@ pub struct Sip {
     local_port: u16,
     rtp_ports: (u16, u16),
     max_calls: usize,
+    /// Where the agent's replies meet the calls waiting for them.
+    board: String,
+    speech: std::sync::Mutex<Option<Arc<crate::agents::speech_client::SpeechClient>>>,
     /// The lifetime the registrar granted last (it may grant less than asked).
     granted: AtomicU32,
     ua: Mutex<Option<Ua>>,
@@ -129,6 +134,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         }
     };
     Ok(Arc::new(Sip {
+        board: format!("sip-{}", cfg.connection.id),
+        speech: std::sync::Mutex::default(),
         rtp_ports,
         max_calls,
         registrar: field("registrar", "Registrar")?,
@@ -206,6 +213,9 @@ impl Sip {
             sip_port: self.local_port,
             active: AtomicUsize::new(0),
             stop: CancellationToken::new(),
+            speech: self.speech.lock().expect("speech lock").clone(),
+            inbox: std::sync::OnceLock::new(),
+            board: self.board.clone(),
         });
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
@@ -365,6 +375,9 @@ impl Connector for Sip {
     }
 
     async fn receive(&self, rx: &Receiver) -> Result<(), ConnectorError> {
+        if let Some(ua) = self.ua.lock().await.as_ref() {
+            let _ = ua.lines.inbox.set(rx.inbox.clone());
+        }
         rx.inbox.running("").await;
         if !self.register {
             rx.stop.cancelled().await;
@@ -407,10 +420,32 @@ impl Connector for Sip {
         super::phone_recipient(to)
     }
 
-    async fn send(&self, _out: &Outbound<'_>) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Permanent(
-            "SIP calls are not in this build yet".into(),
-        ))
+    /// A reply to a call's turn (ledger key `Call-ID:turn`) goes to the call waiting
+    /// for it, which speaks it.
+    async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
+        let Some(key) = out.in_reply_to.filter(|k| k.contains(':')) else {
+            return Err(ConnectorError::Permanent(
+                "a SIP connection speaks on calls only; placing SIP calls is not in this \
+                 build yet"
+                    .into(),
+            ));
+        };
+        let (call, turn) = key.rsplit_once(':').unwrap_or((key, ""));
+        info!("call {call}, turn {turn}: the agent says \"{}\"", out.text);
+        board::post(&self.board, key, Answer::Reply(out.text.to_string()));
+        Ok(format!("{key}:reply"))
+    }
+
+    fn unanswered(&self, key: &str) {
+        board::post(&self.board, key, Answer::Nobody);
+    }
+
+    fn answers_at_once(&self) -> usize {
+        self.max_calls
+    }
+
+    fn use_speech(&self, speech: crate::agents::speech_client::SpeechClient) {
+        *self.speech.lock().expect("speech lock") = Some(Arc::new(speech));
     }
 
     async fn release(&self) {

@@ -38,6 +38,10 @@ pub async fn listen(ear: &tokio::net::UdpSocket, n: usize) -> Vec<(Instant, Rtp)
     got
 }
 
+pub fn ulaw_decode(b: u8) -> i16 {
+    flametree::connectors::sip::g711::ulaw_decode(b)
+}
+
 fn rtp(pt: u8, marker: bool, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0x80, (u8::from(marker) << 7) | pt];
     b.extend_from_slice(&seq.to_be_bytes());
@@ -125,6 +129,32 @@ pub fn caller_pcap(keys: &[char]) -> Vec<u8> {
         silence(&mut packets, &mut seq, &mut ts, &mut ms, 10);
     }
     silence(&mut packets, &mut seq, &mut ts, &mut ms, 10);
+    pcap(&packets)
+}
+
+/// The caller saying `text` in the OpenAI sandbox's tone code (which its transcription
+/// reads back), as μ-law RTP after a second of silence, then 1.5 s of silence.
+pub fn caller_saying(text: &str) -> Vec<u8> {
+    let mut pcm = vec![0i16; 8_000];
+    pcm.extend(flametree::sandbox::speech::encode(text, 8_000));
+    pcm.extend(vec![0i16; 12_000]);
+    let packets = pcm
+        .chunks(160)
+        .enumerate()
+        .map(|(i, frame)| {
+            let mut frame = frame.to_vec();
+            frame.resize(160, 0);
+            let payload: Vec<u8> = frame
+                .iter()
+                .map(|&s| flametree::connectors::sip::g711::ulaw_encode(s))
+                .collect();
+            let i = i as u32;
+            (
+                i * 20,
+                rtp(0, i == 0, 500 + i as u16, 1_000 + i * 160, &payload),
+            )
+        })
+        .collect::<Vec<_>>();
     pcap(&packets)
 }
 

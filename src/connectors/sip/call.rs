@@ -4,6 +4,10 @@
 
 use super::rtp::{FRAME, Jitter, Packet, telephone_event};
 use super::sdp::{self, Offer};
+use super::vad::Vad;
+use crate::agents::speech_client::SpeechClient;
+use crate::connectors::twilio::board::{self, Answer};
+use crate::connectors::{Event, Inbound, InboxSink};
 use rsipstack::dialog::DialogId;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -23,6 +27,11 @@ use tracing::{Instrument, info, warn};
 const JITTER_DEPTH: usize = 3;
 /// How long the caller has to ACK our 200 OK.
 const ACK_WITHIN: Duration = Duration::from_secs(32);
+/// What the caller's arrival says to the agent: its greeting (as on Twilio calls).
+const CALL_OPENS: &str = "Hello";
+/// How long one turn may wait for the agent's reply.
+const REPLY_WITHIN: Duration = Duration::from_secs(60);
+const NOBODY: &str = "Sorry, nobody can take your call right now. Please try again later.";
 
 /// What every call of one connection shares.
 pub struct Lines {
@@ -36,6 +45,11 @@ pub struct Lines {
     pub active: AtomicUsize,
     /// Cancelled when the connection stops: every call says BYE.
     pub stop: CancellationToken,
+    /// The agent's engines (hearing and speaking) and where the caller's words go.
+    pub speech: Option<Arc<SpeechClient>>,
+    pub inbox: std::sync::OnceLock<Arc<dyn InboxSink>>,
+    /// Where `send` posts the agent's replies for the calls to pick up.
+    pub board: String,
 }
 
 /// Reads the caller's names from the INVITE, for the log.
@@ -209,7 +223,6 @@ async fn bind_rtp((first, last): (u16, u16), ip: IpAddr) -> Result<UdpSocket, St
 
 struct Call {
     from: String,
-    #[allow(dead_code)]
     call_id: String,
     offer: Offer,
     socket: UdpSocket,
@@ -275,7 +288,11 @@ impl Call {
     async fn media(&self, states: &mut DialogStateReceiver) -> Ended {
         let codec = self.offer.codec;
         let remote = self.offer.remote;
-        let (_say, mut queued) = mpsc::unbounded_channel::<Vec<i16>>();
+        let (say, mut queued) = mpsc::unbounded_channel::<Vec<i16>>();
+        let (heard, utterances) = mpsc::unbounded_channel::<Vec<i16>>();
+        let talk = tokio::spawn(self.talk(say, utterances).in_current_span());
+        let _ended = AbortOnDrop(talk);
+        let mut vad = Vad::default();
         let mut pending: VecDeque<i16> = VecDeque::new();
         let ssrc: u32 = rand::random();
         let mut seq: u16 = rand::random();
@@ -330,12 +347,113 @@ impl Call {
                                 last_tone = Some(p.timestamp);
                                 info!("call from {}: the caller pressed {}", self.from, tone.key);
                             }
-                        } else if p.payload_type == codec.payload_type() {
-                            let _pcm = codec.decode(&p.payload);
+                        } else if p.payload_type == codec.payload_type()
+                            && let Some(utterance) = vad.push(codec.decode(&p.payload))
+                        {
+                            heard.send(utterance).ok();
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// Ends the call's conversation when the media loop ends (however it ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Call {
+    /// The conversation: the agent's greeting, then each utterance heard → text → the
+    /// agent (through the runtime's ledger, keyed by Call-ID and turn) → speech.
+    fn talk(
+        &self,
+        say: mpsc::UnboundedSender<Vec<i16>>,
+        mut utterances: mpsc::UnboundedReceiver<Vec<i16>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let speech = self.lines.speech.clone();
+        let inbox = self.lines.inbox.get().cloned();
+        let board = self.lines.board.clone();
+        let (from, call_id) = (self.from.clone(), self.call_id.clone());
+        async move {
+            let (Some(speech), Some(inbox)) = (speech, inbox) else {
+                warn!(
+                    "call from {from}: no speech engines or agent to talk with; the line stays silent"
+                );
+                return;
+            };
+            let t = Turns {
+                speech,
+                inbox,
+                board,
+                from,
+                call_id,
+                say,
+            };
+            t.turn(0, CALL_OPENS).await;
+            let mut n = 0;
+            while let Some(audio) = utterances.recv().await {
+                let text = match t.speech.transcribe(&audio).await {
+                    Ok(text) => text.trim().to_string(),
+                    Err(e) => {
+                        warn!("call from {}: speech-to-text failed ({e})", t.from);
+                        continue;
+                    }
+                };
+                if text.is_empty() {
+                    continue;
+                }
+                n += 1;
+                info!("call from {}, turn {n}: the caller said \"{text}\"", t.from);
+                t.turn(n, &text).await;
+            }
+        }
+    }
+}
+
+struct Turns {
+    speech: Arc<SpeechClient>,
+    inbox: Arc<dyn InboxSink>,
+    board: String,
+    from: String,
+    call_id: String,
+    say: mpsc::UnboundedSender<Vec<i16>>,
+}
+
+impl Turns {
+    async fn turn(&self, n: u32, text: &str) {
+        let key = format!("{}:{n}", self.call_id);
+        let raw = serde_json::json!({ "call_id": self.call_id, "from": self.from, "turn": n });
+        let event = Event::Message(Inbound {
+            account: String::new(),
+            provider_id: key.clone(),
+            customer: self.from.clone(),
+            display_name: String::new(),
+            text: text.to_string(),
+            raw: raw.to_string(),
+        });
+        if let Err(e) = self.inbox.submit(vec![event], None).await {
+            warn!("call from {}: could not record turn {n} ({e})", self.from);
+            return;
+        }
+        let reply = match board::wait(&self.board, &key, REPLY_WITHIN).await {
+            Some(Answer::Reply(reply)) => reply,
+            Some(Answer::Nobody) => NOBODY.to_string(),
+            None => {
+                warn!("call from {}: no answer for turn {n} in time", self.from);
+                return;
+            }
+        };
+        match self.speech.speak(&reply).await {
+            Ok(pcm) => {
+                self.say.send(pcm).ok();
+            }
+            Err(e) => warn!("call from {}: text-to-speech failed ({e})", self.from),
         }
     }
 }
