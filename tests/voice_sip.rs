@@ -109,8 +109,8 @@ fn authorized_registers(messages: &str) -> usize {
         .count()
 }
 
-/// The echo agent with speech engines set (SIP lines do not start without them). Calls
-/// are not answered in this build, so the engines are only configured, never called.
+/// The echo agent with speech engines set (SIP lines do not start without them), at an
+/// address where nobody listens: these tests look at signalling and media, not speech.
 async fn speaking_agent(env: &common::ChannelsEnv) -> flametree::model::Agent {
     let agent = common::runtime::echo_agent(env).await;
     if !agent.speech.contains("stt_url") {
