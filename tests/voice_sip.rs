@@ -485,6 +485,7 @@ on_both!(
     callers_beyond_sip_max_calls_hear_busy,
     an_offer_without_g711_is_refused_with_488_and_pcma_is_taken,
     the_agent_greets_hears_the_caller_and_answers_over_rtp,
+    a_caller_saying_goodbye_is_hung_up_on,
 );
 
 /// A line that does not register (nothing to register with): calls come straight in.
@@ -718,5 +719,42 @@ async fn the_agent_greets_hears_the_caller_and_answers_over_rtp(be: Be) {
     let messages = caller.finish(20).await;
     assert!(messages.contains("BYE sip:"), "{messages}");
     assert_eq!(log.matches("turn 1: the agent says").count(), 1, "{log}");
+    host.shutdown().await;
+}
+
+async fn a_caller_saying_goodbye_is_hung_up_on(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = flametree::sandbox::openai::OpenAiSandbox::start(Some(SPEECH_KEY))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let agent = common::runtime::echo_agent(&env).await;
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new(SPEECH_KEY)),
+            ..speech_engines(&sandbox.url())
+        }),
+        ..Default::default()
+    };
+    env.channels.edit_agent(&agent, edit).await.unwrap();
+    let (env, host, local) = answering_line_in(env, &[]).await;
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_saying("ok goodbye")).unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, free_udp_port())
+        .pcap(&pcap)
+        .until_hung_up()
+        .start();
+    let messages = caller.finish(30).await;
+    assert!(
+        messages.contains("UDP message received") && messages.contains("BYE sip:"),
+        "the line sent BYE: {messages}"
+    );
+    let log = log_text(&env, "Desk phone", "ended by flametree").await;
+    assert!(
+        log.contains("the caller said \"ok goodbye\"; saying goodbye and hanging up"),
+        "{log}\n{messages}"
+    );
+    assert!(log.contains("ended by flametree after"), "{log}");
+    assert!(!log.contains("agent says \"You said: ok goodbye"), "{log}");
     host.shutdown().await;
 }

@@ -166,6 +166,7 @@ pub struct Caller {
     pcap: PathBuf,
     formats: String,
     hold_ms: u64,
+    scenario: &'static str,
 }
 
 pub struct Running {
@@ -190,6 +191,7 @@ impl Caller {
             pcap: PathBuf::new(),
             formats: "0 101".into(),
             hold_ms: 1000,
+            scenario: "caller.xml",
         }
     }
 
@@ -203,6 +205,12 @@ impl Caller {
         self
     }
 
+    /// The caller waits for the line's BYE instead of hanging up itself.
+    pub fn until_hung_up(mut self) -> Caller {
+        self.scenario = "hung_up_on.xml";
+        self
+    }
+
     pub fn hold_ms(mut self, ms: u64) -> Caller {
         self.hold_ms = ms;
         self
@@ -211,12 +219,13 @@ impl Caller {
     pub fn start(self) -> Running {
         let port = free_udp_port();
         let messages = self.dir.join(format!("caller-{port}-messages.log"));
-        let scenario = concat!(
+        let scenario = format!(
+            "{}/tests/fixtures/sipp/{}",
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/sipp/caller.xml"
+            self.scenario
         );
         let child = Command::new("sipp")
-            .args(["-sf", scenario, &format!("127.0.0.1:{}", self.line)])
+            .args(["-sf", &scenario, &format!("127.0.0.1:{}", self.line)])
             .args(["-s", "flametree-bot", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-p", &port.to_string(), "-mp", &free_udp_port().to_string()])
             .args(["-m", "1", "-timeout", "30", "-nostdin", "-trace_msg"])

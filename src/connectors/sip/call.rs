@@ -32,6 +32,7 @@ const CALL_OPENS: &str = "Hello";
 /// How long one turn may wait for the agent's reply.
 const REPLY_WITHIN: Duration = Duration::from_secs(60);
 const NOBODY: &str = "Sorry, nobody can take your call right now. Please try again later.";
+const GOODBYE: &str = "Thank you for calling. Goodbye.";
 
 /// What every call of one connection shares.
 pub struct Lines {
@@ -290,7 +291,12 @@ impl Call {
         let remote = self.offer.remote;
         let (say, mut queued) = mpsc::unbounded_channel::<Vec<i16>>();
         let (heard, utterances) = mpsc::unbounded_channel::<Vec<i16>>();
-        let talk = tokio::spawn(self.talk(say, utterances).in_current_span());
+        // Set by the conversation when it ends the call: hang up once all is said.
+        let hang_up = CancellationToken::new();
+        let talk = tokio::spawn(
+            self.talk(say, utterances, hang_up.clone())
+                .in_current_span(),
+        );
         let _ended = AbortOnDrop(talk);
         let mut vad = Vad::default();
         let mut pending: VecDeque<i16> = VecDeque::new();
@@ -314,6 +320,9 @@ impl Call {
                 _ = ticks.tick() => {
                     while let Ok(pcm) = queued.try_recv() {
                         pending.extend(pcm);
+                    }
+                    if pending.is_empty() && hang_up.is_cancelled() {
+                        return Ended::Us;
                     }
                     let frame: Vec<i16> = (0..FRAME)
                         .map(|_| pending.pop_front().unwrap_or(0))
@@ -375,6 +384,7 @@ impl Call {
         &self,
         say: mpsc::UnboundedSender<Vec<i16>>,
         mut utterances: mpsc::UnboundedReceiver<Vec<i16>>,
+        hang_up: CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let speech = self.lines.speech.clone();
         let inbox = self.lines.inbox.get().cloned();
@@ -409,6 +419,16 @@ impl Call {
                     continue;
                 }
                 n += 1;
+                if crate::connectors::twilio::call::is_goodbye(&text) {
+                    info!(
+                        "call from {}, turn {n}: the caller said \"{text}\"; saying goodbye \
+                         and hanging up",
+                        t.from
+                    );
+                    t.say_text(GOODBYE).await;
+                    hang_up.cancel();
+                    return;
+                }
                 info!("call from {}, turn {n}: the caller said \"{text}\"", t.from);
                 t.turn(n, &text).await;
             }
@@ -449,7 +469,11 @@ impl Turns {
                 return;
             }
         };
-        match self.speech.speak(&reply).await {
+        self.say_text(&reply).await;
+    }
+
+    async fn say_text(&self, text: &str) {
+        match self.speech.speak(text).await {
             Ok(pcm) => {
                 self.say.send(pcm).ok();
             }
