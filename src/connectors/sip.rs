@@ -158,7 +158,7 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
 fn rtp_range(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once('-')?;
     let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    let first = a + a % 2;
+    let first = a.checked_add(a % 2)?;
     (a >= 1024 && first <= b).then_some((first, b))
 }
 
@@ -464,5 +464,22 @@ impl Connector for Sip {
                 Err(e) => warn!("could not unregister from {} ({e})", self.registrar),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtp_range;
+
+    #[test]
+    fn rtp_port_ranges_start_even_and_hold_a_port() {
+        assert_eq!(rtp_range("10000-20000"), Some((10000, 20000)));
+        assert_eq!(rtp_range(" 41001 - 41003 "), Some((41002, 41003)));
+        assert_eq!(rtp_range("41001-41001"), None, "no even port in it");
+        assert_eq!(rtp_range("80-90"), None, "privileged ports");
+        assert_eq!(rtp_range("20000-10000"), None);
+        assert_eq!(rtp_range("10000"), None);
+        assert_eq!(rtp_range("a-b"), None);
+        assert_eq!(rtp_range("65535-65535"), None, "no even port, no overflow");
     }
 }

@@ -8,7 +8,6 @@ use super::vad::Vad;
 use crate::agents::speech_client::SpeechClient;
 use crate::connectors::twilio::board::{self, Answer};
 use crate::connectors::{Event, Inbound, InboxSink};
-use rsipstack::dialog::DialogId;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::{Header, HeadersExt, StatusCode};
@@ -186,7 +185,7 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
         socket,
         lines: lines.clone(),
     };
-    call.run(states, &id, &dialog).await;
+    call.run(states, &dialog).await;
     lines.dialogs.remove_dialog(&id);
     drop(slot);
 }
@@ -242,7 +241,6 @@ impl Call {
     async fn run(
         self,
         mut states: DialogStateReceiver,
-        id: &DialogId,
         dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
     ) {
         let started = Instant::now();
@@ -282,9 +280,7 @@ impl Call {
                 warn!("call from {from} dropped: the caller never acknowledged the answer (ACK)");
             }
         }
-        let _ = id;
     }
-
     /// Audio both ways until the dialog ends (BYE) or the connection stops.
     async fn media(&self, states: &mut DialogStateReceiver) -> Ended {
         let codec = self.offer.codec;
