@@ -1,8 +1,12 @@
 //! SIP registration against a real peer: SIPp (Debian's `sip-tester`) as a registrar
 //! with digest authentication (`tests/fixtures/sipp/registrar.xml`), on SQLite and
-//! PostgreSQL. Calls are not answered in this build: an INVITE is turned away.
+//! PostgreSQL; and SIPp as a caller (`tests/fixtures/sipp/caller.xml`) whose audio and
+//! RFC 4733 digits are played from a pcap the test writes, with the line's RTP sent to
+//! the test's own socket so its pacing and numbering can be checked.
 
 mod common;
+#[path = "voice_sip/media.rs"]
+mod sip_media;
 
 use common::Be;
 use common::hooks::{Host, draft, host, wait_status};
@@ -105,8 +109,8 @@ fn authorized_registers(messages: &str) -> usize {
         .count()
 }
 
-/// The echo agent with speech engines set (SIP lines do not start without them). Calls
-/// are not answered in this build, so the engines are only configured, never called.
+/// The echo agent with speech engines set (SIP lines do not start without them), at an
+/// address where nobody listens: these tests look at signalling and media, not speech.
 async fn speaking_agent(env: &common::ChannelsEnv) -> flametree::model::Agent {
     let agent = common::runtime::echo_agent(env).await;
     if !agent.speech.contains("stt_url") {
@@ -249,30 +253,6 @@ async fn an_unreachable_registrar_is_retried(be: Be) {
         c.desired,
         flametree::model::DesiredState::Running,
         "still trying"
-    );
-    host.shutdown().await;
-}
-
-async fn an_incoming_call_is_turned_away_with_a_log_line(be: Be) {
-    let dir = tempfile::tempdir().unwrap();
-    let sipp = Sipp::registrar(dir.path());
-    let (env, host, local) = sip_line(be, &format!("127.0.0.1:{}", sipp.port), RIGHT).await;
-    wait_status(&env, "Desk phone", Status::Running).await;
-    let caller = Command::new("sipp")
-        .args(["-sn", "uac", "-s", USER, &format!("127.0.0.1:{local}")])
-        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
-        .args(["-m", "1", "-timeout", "10", "-nostdin"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("sipp runs");
-    assert!(!caller.success(), "the call did not go through");
-    let log = log_text(&env, "Desk phone", "was turned away").await;
-    assert!(
-        log.contains("was turned away (480): answering SIP calls is not in this build yet"),
-        "{log}"
     );
     host.shutdown().await;
 }
@@ -501,5 +481,280 @@ on_both!(
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,
     an_unreachable_registrar_is_retried,
-    an_incoming_call_is_turned_away_with_a_log_line,
+    a_call_is_answered_with_paced_audio_logs_dtmf_and_ends_on_the_callers_bye,
+    callers_beyond_sip_max_calls_hear_busy,
+    an_offer_without_g711_is_refused_with_488_and_pcma_is_taken,
+    the_agent_greets_hears_the_caller_and_answers_over_rtp,
+    a_caller_saying_goodbye_is_hung_up_on,
 );
+
+/// A line that does not register (nothing to register with): calls come straight in.
+async fn answering_line(be: Be, env_vars: &[(&str, String)]) -> (common::ChannelsEnv, Host, u16) {
+    answering_line_in(common::channels_env_on(be).await, env_vars).await
+}
+
+async fn answering_line_in(
+    env: common::ChannelsEnv,
+    env_vars: &[(&str, String)],
+) -> (common::ChannelsEnv, Host, u16) {
+    let host = host(&env).await;
+    let local = free_udp_port();
+    let mut vars = vec![
+        ("SIP_LOCAL_PORT", local.to_string()),
+        ("SIP_REGISTER", "false".into()),
+    ];
+    vars.extend(env_vars.iter().cloned());
+    let d = draft(
+        "sip",
+        "Desk phone",
+        &[
+            ("registrar", "127.0.0.1:9"),
+            ("username", USER),
+            ("transport", "udp"),
+        ],
+        &[("password", RIGHT)],
+        &vars,
+    );
+    let c = env.channels.add(&d).await.unwrap().connection;
+    let agent = speaking_agent(&env).await;
+    env.channels
+        .attach_connection(&agent, &c, true)
+        .await
+        .unwrap();
+    env.channels.run_agent(&agent, true).await.unwrap();
+    wait_status(&env, "Desk phone", Status::Running).await;
+    (env, host, local)
+}
+
+async fn a_call_is_answered_with_paced_audio_logs_dtmf_and_ends_on_the_callers_bye(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, host, local) =
+        answering_line(be, &[("SIP_RTP_PORT_RANGE", "41000-41999".into())]).await;
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_pcap(&['5', '#'])).unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, ear.local_addr().unwrap().port())
+        .pcap(&pcap)
+        .hold_ms(2500)
+        .start();
+
+    // What the line sends: 20 ms PCMU frames, numbered and timed one after another.
+    let heard = sip_media::listen(&ear, 30).await;
+    assert_eq!(
+        heard.len(),
+        30,
+        "the line sends audio: {}\n{}",
+        caller.messages(),
+        log_text(&env, "Desk phone", "").await
+    );
+    for w in heard.windows(2) {
+        let (a, b) = (&w[0].1, &w[1].1);
+        assert_eq!(b.payload_type, 0, "PCMU");
+        assert_eq!(b.payload.len(), 160, "20 ms frames");
+        assert_eq!(b.seq, a.seq.wrapping_add(1));
+        assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+        assert_eq!(b.ssrc, heard[0].1.ssrc);
+    }
+    let took = heard[29].0 - heard[0].0;
+    assert!(
+        took >= Duration::from_millis(450),
+        "paced by a clock, not sent in a burst: 30 frames in {took:?}"
+    );
+
+    let messages = caller.finish(20).await;
+    assert!(messages.contains("SIP/2.0 180 Ringing"), "{messages}");
+    assert!(messages.contains("RTP/AVP 0 101"), "{messages}");
+    let port: u16 = messages
+        .split("m=audio ")
+        .nth(2)
+        .and_then(|m| m.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the answer's audio port: {messages}"));
+    assert!(
+        (41000..=41999).contains(&port),
+        "{port} from SIP_RTP_PORT_RANGE"
+    );
+
+    let log = log_text(&env, "Desk phone", "ended by the caller").await;
+    assert!(
+        log.contains("call from sip:ada@127.0.0.1") && log.contains("answered (PCMU"),
+        "{log}"
+    );
+    assert_eq!(log.matches("the caller pressed 5").count(), 1, "{log}");
+    assert_eq!(log.matches("the caller pressed #").count(), 1, "{log}");
+    let ended = log
+        .lines()
+        .find(|l| l.contains("ended by the caller after"))
+        .unwrap();
+    let secs: f32 = ended
+        .rsplit("after ")
+        .next()
+        .and_then(|t| t.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("a duration: {ended}"));
+    assert!((2.0..15.0).contains(&secs), "{ended}");
+    host.shutdown().await;
+}
+
+async fn callers_beyond_sip_max_calls_hear_busy(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, host, local) = answering_line(be, &[("SIP_MAX_CALLS", "1".into())]).await;
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_pcap(&[])).unwrap();
+    let first = sip_media::Caller::dial(dir.path(), local, ear.local_addr().unwrap().port())
+        .pcap(&pcap)
+        .hold_ms(6000)
+        .start();
+    log_text(&env, "Desk phone", "answered").await;
+    let second = sip_media::Caller::dial(dir.path(), local, free_udp_port())
+        .pcap(&pcap)
+        .start();
+    let refused = second.finish(20).await;
+    assert!(refused.contains("SIP/2.0 486 Busy Here"), "{refused}");
+    let log = log_text(&env, "Desk phone", "busy (486)").await;
+    assert!(
+        log.contains("was turned away: busy (486), 1 calls in progress is SIP_MAX_CALLS"),
+        "{log}"
+    );
+    let answered = first.finish(20).await;
+    assert!(answered.contains("SIP/2.0 200 OK"), "{answered}");
+    host.shutdown().await;
+}
+
+async fn an_offer_without_g711_is_refused_with_488_and_pcma_is_taken(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, host, local) = answering_line(be, &[]).await;
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_pcap(&[])).unwrap();
+    let refused = sip_media::Caller::dial(dir.path(), local, free_udp_port())
+        .pcap(&pcap)
+        .formats("18 9")
+        .start()
+        .finish(20)
+        .await;
+    assert!(
+        refused.contains("SIP/2.0 488 Not Acceptable Here"),
+        "{refused}"
+    );
+    let log = log_text(&env, "Desk phone", "(488").await;
+    assert!(
+        log.contains("was refused (488 Not Acceptable Here): the offer has neither PCMU nor PCMA"),
+        "{log}"
+    );
+
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, ear.local_addr().unwrap().port())
+        .pcap(&pcap)
+        .formats("18 8 0")
+        .hold_ms(1000)
+        .start();
+    let heard = sip_media::listen(&ear, 5).await;
+    assert!(heard.iter().all(|(_, p)| p.payload_type == 8), "PCMA");
+    let answered = caller.finish(20).await;
+    assert!(
+        answered
+            .lines()
+            .any(|l| l.trim_end().ends_with("RTP/AVP 8")),
+        "PCMA alone, no telephone-event (not offered): {answered}"
+    );
+    let log = log_text(&env, "Desk phone", "answered (PCMA").await;
+    assert!(log.contains("answered (PCMA"), "{log}");
+    host.shutdown().await;
+}
+
+const SPEECH_KEY: &str = "sk-sip-speech-0123";
+
+async fn the_agent_greets_hears_the_caller_and_answers_over_rtp(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = flametree::sandbox::openai::OpenAiSandbox::start(Some(SPEECH_KEY))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let agent = common::runtime::echo_agent(&env).await;
+    let url = sandbox.url();
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new(SPEECH_KEY)),
+            ..speech_engines(&url)
+        }),
+        ..Default::default()
+    };
+    env.channels.edit_agent(&agent, edit).await.unwrap();
+    let (env, host, local) = answering_line_in(env, &[]).await;
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_saying("opening hours")).unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, ear.local_addr().unwrap().port())
+        .pcap(&pcap)
+        .hold_ms(9000)
+        .start();
+
+    // The greeting, as the caller hears it: 8 kHz μ-law carrying the sandbox's tune.
+    let heard = sip_media::listen(&ear, 150).await;
+    let pcm: Vec<i16> = heard
+        .iter()
+        .flat_map(|(_, p)| p.payload.iter().map(|&b| sip_media::ulaw_decode(b)))
+        .collect();
+    let greeting = "You said: Hello";
+    let start = pcm.iter().position(|s| s.unsigned_abs() > 2_000);
+    let said = start.and_then(|at| {
+        let end = (at + greeting.len() * 800 + 400).min(pcm.len());
+        flametree::sandbox::speech::decode(&pcm[at..end], 8_000)
+    });
+    assert_eq!(said.as_deref(), Some(greeting), "what the caller heard");
+
+    let log = log_text(&env, "Desk phone", "turn 1: the agent says").await;
+    assert!(
+        log.contains("turn 0: the agent says \"You said: Hello\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("turn 1: the caller said \"opening hours\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("turn 1: the agent says \"You said: opening hours\""),
+        "{log}"
+    );
+    assert!(!log.contains(SPEECH_KEY));
+    let messages = caller.finish(20).await;
+    assert!(messages.contains("BYE sip:"), "{messages}");
+    assert_eq!(log.matches("turn 1: the agent says").count(), 1, "{log}");
+    host.shutdown().await;
+}
+
+async fn a_caller_saying_goodbye_is_hung_up_on(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = flametree::sandbox::openai::OpenAiSandbox::start(Some(SPEECH_KEY))
+        .await
+        .unwrap();
+    let env = common::channels_env_on(be).await;
+    let agent = common::runtime::echo_agent(&env).await;
+    let edit = flametree::agents::service::AgentEdit {
+        speech: Some(flametree::agents::speech::SpeechEdit {
+            key: Some(flametree::secrets::SecretString::new(SPEECH_KEY)),
+            ..speech_engines(&sandbox.url())
+        }),
+        ..Default::default()
+    };
+    env.channels.edit_agent(&agent, edit).await.unwrap();
+    let (env, host, local) = answering_line_in(env, &[]).await;
+    let pcap = dir.path().join("caller.pcap");
+    std::fs::write(&pcap, sip_media::caller_saying("ok goodbye")).unwrap();
+    let caller = sip_media::Caller::dial(dir.path(), local, free_udp_port())
+        .pcap(&pcap)
+        .until_hung_up()
+        .start();
+    let messages = caller.finish(30).await;
+    assert!(
+        messages.contains("UDP message received") && messages.contains("BYE sip:"),
+        "the line sent BYE: {messages}"
+    );
+    let log = log_text(&env, "Desk phone", "ended by flametree").await;
+    assert!(
+        log.contains("the caller said \"ok goodbye\"; saying goodbye and hanging up"),
+        "{log}\n{messages}"
+    );
+    assert!(log.contains("ended by flametree after"), "{log}");
+    assert!(!log.contains("agent says \"You said: ok goodbye"), "{log}");
+    host.shutdown().await;
+}

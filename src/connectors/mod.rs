@@ -248,6 +248,10 @@ pub trait Connector: Send + Sync {
     /// connector whose customer is waiting on the line.
     fn unanswered(&self, _key: &str) {}
 
+    /// The agent's speech engines, for a connector that carries calls as audio (SIP);
+    /// given once, after `open` and before `verify`.
+    fn use_speech(&self, _speech: crate::agents::speech_client::SpeechClient) {}
+
     /// How many of the connection's messages may be answered at the same time. One (in
     /// order) for chats; more where each customer waits on a line of their own (calls).
     fn answers_at_once(&self) -> usize {

@@ -2,19 +2,28 @@
 //! active Rust SIP stack, with transactions, digest authentication and registration
 //! done to RFC 3261, and the dialogs the call side will need. While its agent runs the
 //! connection registers with the registrar (`SIP_REGISTER`), renewing at 3/4 of the
-//! granted lifetime, and unregisters when it stops. Calls are not answered in this
-//! build: an INVITE gets 480 Temporarily Unavailable and a line in the log.
+//! granted lifetime, and unregisters when it stops. INVITEs are answered (`call`):
+//! G.711 over RTP from `SIP_RTP_PORT_RANGE`, up to `SIP_MAX_CALLS` at once (486 Busy
+//! Here beyond).
 
+mod call;
+pub mod g711;
+mod rtp;
+mod sdp;
+mod vad;
+
+use super::twilio::board::{self, Answer};
 use super::{ConnConfig, Connector, ConnectorError, Outbound, Receiver};
 use async_trait::async_trait;
 use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::registration::{Registration, backoff_interval, refresh_interval};
 use rsipstack::sip::StatusCode;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::udp::UdpConnection;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +43,12 @@ pub struct Sip {
     register: bool,
     expires: u32,
     local_port: u16,
+    rtp_ports: (u16, u16),
+    max_calls: usize,
+    /// Where the agent's replies meet the calls waiting for them.
+    board: String,
+    speech: std::sync::Mutex<Option<Arc<crate::agents::speech_client::SpeechClient>>>,
+    calls: crate::connectors::Calls,
     /// The lifetime the registrar granted last (it may grant less than asked).
     granted: AtomicU32,
     ua: Mutex<Option<Ua>>,
@@ -43,12 +58,14 @@ pub struct Sip {
 struct Ua {
     stop: CancellationToken,
     registration: Registration,
+    lines: Arc<call::Lines>,
 }
 
 impl Drop for Ua {
     /// A connection that failed never reaches `release`: its endpoint must still let go
     /// of the port, or the next start after the fix finds SIP_LOCAL_PORT taken.
     fn drop(&mut self) {
+        self.lines.stop.cancel();
         self.stop.cancel();
     }
 }
@@ -97,7 +114,32 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
             port.trim()
         ))
     })?;
+    let range = cfg
+        .env("SIP_RTP_PORT_RANGE")
+        .unwrap_or_else(|| "10000-20000".into());
+    let rtp_ports = rtp_range(range.trim()).ok_or_else(|| {
+        ConnectorError::Permanent(format!(
+            "SIP_RTP_PORT_RANGE is '{}': use first-last, e.g. 10000-20000 (ports 1024 to \
+             65535, at least two)",
+            range.trim()
+        ))
+    })?;
+    let most = cfg.env("SIP_MAX_CALLS").unwrap_or_else(|| "4".into());
+    let max_calls = match most.trim().parse::<usize>() {
+        Ok(n) if (1..=500).contains(&n) => n,
+        _ => {
+            return Err(ConnectorError::Permanent(format!(
+                "SIP_MAX_CALLS is '{}': use a number of calls from 1 to 500",
+                most.trim()
+            )));
+        }
+    };
     Ok(Arc::new(Sip {
+        board: format!("sip-{}", cfg.connection.id),
+        speech: std::sync::Mutex::default(),
+        calls: cfg.calls.clone(),
+        rtp_ports,
+        max_calls,
         registrar: field("registrar", "Registrar")?,
         username: field("username", "Username")?,
         password: cfg.secret("password")?.expose().to_string(),
@@ -112,6 +154,14 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         granted: AtomicU32::new(expires),
         ua: Mutex::default(),
     }))
+}
+
+/// `first-last` with room for at least one RTP port (RTP takes the even ones).
+fn rtp_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    let first = a.checked_add(a % 2)?;
+    (a >= 1024 && first <= b).then_some((first, b))
 }
 
 fn with_port(host: &str) -> String {
@@ -157,9 +207,22 @@ impl Sip {
             .incoming_transactions()
             .map_err(|e| ConnectorError::Permanent(format!("the SIP endpoint: {e}")))?;
         let inner = endpoint.inner.clone();
+        let lines = Arc::new(call::Lines {
+            dialogs: Arc::new(DialogLayer::new(inner.clone())),
+            rtp_ports: self.rtp_ports,
+            max_calls: self.max_calls,
+            user: self.username.clone(),
+            sip_port: self.local_port,
+            active: AtomicUsize::new(0),
+            calls: self.calls.clone(),
+            stop: CancellationToken::new(),
+            speech: self.speech.lock().expect("speech lock").clone(),
+            inbox: std::sync::OnceLock::new(),
+            board: self.board.clone(),
+        });
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
-        tokio::spawn(turn_away_calls(incoming).instrument(span));
+        tokio::spawn(serve_calls(incoming, lines.clone(), stop.clone()).instrument(span));
         let mut registration = Registration::new(
             inner,
             Some(Credential {
@@ -179,7 +242,11 @@ impl Sip {
                 })?;
             registration.outbound_proxy = Some(addr);
         }
-        Ok(Ua { stop, registration })
+        Ok(Ua {
+            stop,
+            registration,
+            lines,
+        })
     }
 
     /// One REGISTER (with its digest challenge); Ok carries the granted lifetime.
@@ -235,31 +302,47 @@ impl Sip {
     }
 }
 
-/// Calls cannot be answered yet: each INVITE is declined, so the caller's side moves
-/// on at once instead of ringing out.
-async fn turn_away_calls(mut incoming: rsipstack::transaction::TransactionReceiver) {
-    use rsipstack::sip::Method;
-    while let Some(mut tx) = incoming.recv().await {
+/// Each new INVITE becomes a call of its own; requests inside a call go to its dialog.
+async fn serve_calls(
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+    lines: Arc<call::Lines>,
+    stop: CancellationToken,
+) {
+    use rsipstack::sip::{HeadersExt, Method};
+    // The loop holds the dialog layer, which holds the endpoint and its socket: it
+    // must end with the endpoint, or a failed start keeps SIP_LOCAL_PORT taken.
+    while let Some(mut tx) = tokio::select! {
+        _ = stop.cancelled() => None,
+        tx = incoming.recv() => tx,
+    } {
         let method = tx.original.method;
+        let in_dialog = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        if method == Method::Invite && !in_dialog {
+            tokio::spawn(call::answer(lines.clone(), tx).in_current_span());
+            continue;
+        }
+        if let Some(mut dialog) = lines.dialogs.match_dialog(&tx) {
+            tokio::spawn(
+                async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        warn!("a SIP {method} in a call: {e}");
+                    }
+                }
+                .in_current_span(),
+            );
+            continue;
+        }
         let status = match method {
-            Method::Invite => {
-                let from = tx
-                    .original
-                    .headers
-                    .iter()
-                    .find_map(|h| match h {
-                        rsipstack::sip::Header::From(f) => Some(f.value().to_string()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                info!(
-                    "a call from {from} was turned away (480): answering SIP calls is not in \
-                     this build yet"
-                );
-                StatusCode::TemporarilyUnavailable
-            }
             Method::Ack => continue,
-            Method::Options | Method::Bye | Method::Cancel => StatusCode::OK,
+            Method::Options => StatusCode::OK,
+            Method::Bye | Method::Cancel | Method::Invite => {
+                StatusCode::CallTransactionDoesNotExist
+            }
             _ => StatusCode::MethodNotAllowed,
         };
         if let Err(e) = tx.reply(status).await {
@@ -295,6 +378,9 @@ impl Connector for Sip {
     }
 
     async fn receive(&self, rx: &Receiver) -> Result<(), ConnectorError> {
+        if let Some(ua) = self.ua.lock().await.as_ref() {
+            let _ = ua.lines.inbox.set(rx.inbox.clone());
+        }
         rx.inbox.running("").await;
         if !self.register {
             rx.stop.cancelled().await;
@@ -337,21 +423,66 @@ impl Connector for Sip {
         super::phone_recipient(to)
     }
 
-    async fn send(&self, _out: &Outbound<'_>) -> Result<String, ConnectorError> {
-        Err(ConnectorError::Permanent(
-            "SIP calls are not in this build yet".into(),
-        ))
+    /// A reply to a call's turn (ledger key `Call-ID:turn`) goes to the call waiting
+    /// for it, which speaks it.
+    async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
+        let Some(key) = out.in_reply_to.filter(|k| k.contains(':')) else {
+            return Err(ConnectorError::Permanent(
+                "a SIP connection speaks on calls only; placing SIP calls is not in this \
+                 build yet"
+                    .into(),
+            ));
+        };
+        let (call, turn) = key.rsplit_once(':').unwrap_or((key, ""));
+        info!("call {call}, turn {turn}: the agent says \"{}\"", out.text);
+        board::post(&self.board, key, Answer::Reply(out.text.to_string()));
+        Ok(format!("{key}:reply"))
+    }
+
+    fn unanswered(&self, key: &str) {
+        board::post(&self.board, key, Answer::Nobody);
+    }
+
+    fn answers_at_once(&self) -> usize {
+        self.max_calls
+    }
+
+    fn use_speech(&self, speech: crate::agents::speech_client::SpeechClient) {
+        *self.speech.lock().expect("speech lock") = Some(Arc::new(speech));
     }
 
     async fn release(&self) {
         let Some(mut ua) = self.ua.lock().await.take() else {
             return;
         };
+        // Calls in progress say BYE while the endpoint can still send it.
+        ua.lines.stop.cancel();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while ua.lines.active.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if self.register {
             match self.register(&mut ua, 0).await {
                 Ok(_) => info!("unregistered from {}", self.registrar),
                 Err(e) => warn!("could not unregister from {} ({e})", self.registrar),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rtp_range;
+
+    #[test]
+    fn rtp_port_ranges_start_even_and_hold_a_port() {
+        assert_eq!(rtp_range("10000-20000"), Some((10000, 20000)));
+        assert_eq!(rtp_range(" 41001 - 41003 "), Some((41002, 41003)));
+        assert_eq!(rtp_range("41001-41001"), None, "no even port in it");
+        assert_eq!(rtp_range("80-90"), None, "privileged ports");
+        assert_eq!(rtp_range("20000-10000"), None);
+        assert_eq!(rtp_range("10000"), None);
+        assert_eq!(rtp_range("a-b"), None);
+        assert_eq!(rtp_range("65535-65535"), None, "no even port, no overflow");
     }
 }

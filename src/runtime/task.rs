@@ -66,13 +66,14 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         }
     }
     let calls = cfg.calls.clone();
+    let http = cfg.http.clone();
     let connector = match (env.open)(cfg) {
         Ok(c) => c,
         Err(e) => return fail(&pipe, id, &e.to_string()).await,
     };
     // After the line's own settings (those are the connection's to fix), before it
     // registers and takes calls.
-    if let Some(why) = speech_missing(&pipe, &c).await {
+    if let Some(why) = speech_missing(&pipe, &c, connector.as_ref(), http).await {
         return fail(&pipe, id, &why).await;
     }
 
@@ -229,7 +230,12 @@ async fn report_interrupted(pipe: &Pipeline, id: i64, idempotent: bool) {
 /// engines: better ERROR naming what to set than a registered line that answers
 /// callers with nothing. The agents that run it are asked (desired Running); if none
 /// is, every attached one.
-async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
+async fn speech_missing(
+    pipe: &Pipeline,
+    c: &Connection,
+    connector: &dyn crate::connectors::Connector,
+    http: reqwest::Client,
+) -> Option<String> {
     let needs = crate::catalog::Catalog::get()
         .find(&c.type_key)
         .is_some_and(|t| t.needs_speech);
@@ -263,7 +269,7 @@ async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
     }
     // The key must open (a wrong master key is said now, not mid-call), and is masked
     // in this line's log from here on, as the connection's own secrets are.
-    for a in asked {
+    for a in &asked {
         match crate::agents::speech::open_key(&pipe.channels, a) {
             Ok(Some(key)) => {
                 if let Some(r) = &pipe.router {
@@ -271,6 +277,13 @@ async fn speech_missing(pipe: &Pipeline, c: &Connection) -> Option<String> {
                 }
             }
             Ok(None) => {}
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+    // The line speaks with the first of them (one inbound agent per line).
+    if let Some(a) = asked.first() {
+        match crate::agents::speech_client::SpeechClient::for_agent(&pipe.channels, a, http) {
+            Ok(speech) => connector.use_speech(speech),
             Err(e) => return Some(e.to_string()),
         }
     }
