@@ -605,6 +605,20 @@ async fn callers_beyond_sip_max_calls_hear_busy(be: Be) {
         .hold_ms(6000)
         .start();
     log_text(&env, "Desk phone", "answered").await;
+    // The answered call shows in the connection's status, where every console reads it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = env.channels.find("Desk phone").await.unwrap();
+        if c.status_message.ends_with("1 call in progress") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call in progress: {}",
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let second = sip_media::Caller::dial(dir.path(), local, free_udp_port())
         .pcap(&pcap)
         .start();
@@ -617,6 +631,19 @@ async fn callers_beyond_sip_max_calls_hear_busy(be: Be) {
     );
     let answered = first.finish(20).await;
     assert!(answered.contains("SIP/2.0 200 OK"), "{answered}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = env.channels.find("Desk phone").await.unwrap();
+        if !c.status_message.contains("in progress") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call stays counted: {}",
+            c.status_message
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     host.shutdown().await;
 }
 
