@@ -136,8 +136,27 @@ async fn other_sites_are_refused(be: Be) {
         .unwrap();
     assert_eq!(evil.status(), 403);
     assert!(evil.headers().get("access-control-allow-origin").is_none());
+    // A site retrying in a loop gets its 403s, but one WARN a minute, not one each.
+    for _ in 0..20 {
+        let again = client
+            .get(&http_chat)
+            .header("Origin", "https://evil.example.net")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 403);
+    }
     let none = client.get(&http_chat).send().await.unwrap();
     assert_eq!(none.status(), 403, "no Origin: not a web page of the site");
+    // Lines reach the log in order: once the later refusal is there, so are the others.
+    let log = common::runtime::log_text(&env, &c.name, "without an Origin header").await;
+    assert!(log.contains("without an Origin header"), "{log}");
+    assert_eq!(
+        log.matches("refused a page on https://evil.example.net")
+            .count(),
+        1,
+        "{log}"
+    );
     let pre = client
         .request(reqwest::Method::OPTIONS, &http_chat)
         .header("Origin", SHOP)

@@ -39,7 +39,14 @@ pub struct WidgetHttp {
     pub(super) open_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Widgets looked up lately, with when and at which hub epoch.
     lookups: Mutex<HashMap<String, (Instant, u64, Found)>>,
+    /// Refusals logged lately, by widget connection and site: when, and how many were
+    /// refused since without a line of their own.
+    warned: Mutex<HashMap<(i64, String), (Instant, u64)>>,
 }
+
+/// One WARN per widget and refused site in this long: a page (or a script pretending
+/// to be one) retrying in a loop must not flood the widget's log.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A widget as one lookup found it.
 #[derive(Clone)]
@@ -74,6 +81,7 @@ pub fn router(pipe: Arc<Pipeline>, public_base: &str, limits: Limits) -> Router 
         limits,
         open_per_ip: Mutex::default(),
         lookups: Mutex::default(),
+        warned: Mutex::default(),
     });
     Router::new()
         .route("/widget/{id}", get(script))
@@ -156,16 +164,50 @@ impl WidgetHttp {
         } else {
             format!("a page on {}", origin.escape_debug())
         };
-        self.pipe.log(
-            found.conn.id,
-            "WARN",
-            format!(
-                "refused {who} (403): the widget allows only {}; add the site to the agent's \
-                 Web Widget allowed origins if it is yours",
-                settings.origins.join(", ")
-            ),
-        );
+        if let Some(unlogged) = self.refusal_to_log(found.conn.id, origin) {
+            let more = match unlogged {
+                0 => String::new(),
+                n => format!(" ({n} more refused since the last line about it)"),
+            };
+            self.pipe.log(
+                found.conn.id,
+                "WARN",
+                format!(
+                    "refused {who} (403){more}: the widget allows only {}; add the site to the \
+                     agent's Web Widget allowed origins if it is yours",
+                    settings.origins.join(", ")
+                ),
+            );
+        }
         Err((StatusCode::FORBIDDEN, "this site may not use this chat"))
+    }
+}
+
+impl WidgetHttp {
+    /// Whether this refusal gets a log line (the first for the site, then one a
+    /// minute), and how many went unlogged before it.
+    fn refusal_to_log(&self, conn: i64, origin: &str) -> Option<u64> {
+        let mut warned = self.warned.lock().expect("warned lock");
+        let now = Instant::now();
+        if warned.len() > 10_000 {
+            warned.retain(|_, (at, _)| now.duration_since(*at) < WARN_EVERY);
+        }
+        match warned.get_mut(&(conn, origin.to_string())) {
+            Some((at, unlogged)) if now.duration_since(*at) < WARN_EVERY => {
+                *unlogged += 1;
+                None
+            }
+            Some((at, unlogged)) => {
+                let n = *unlogged;
+                *at = now;
+                *unlogged = 0;
+                Some(n)
+            }
+            None => {
+                warned.insert((conn, origin.to_string()), (now, 0));
+                Some(0)
+            }
+        }
     }
 }
 
