@@ -441,13 +441,7 @@ pub async fn send(
         code: super::exit::FAILURE,
         message,
     };
-    let shared = std::sync::Arc::new(ch.clone());
-    let pipe = crate::runtime::Pipeline::start(shared, ctx.loaded.config.logs.keep_per_connection);
-    let public = ctx.loaded.config.http.public_base(None);
-    let cfg = crate::runtime::open_config_with(&pipe, &public, &c).map_err(fail)?;
-    for s in cfg.masked() {
-        crate::runtime::logs::protect_in_diagnostics(s);
-    }
+    let (pipe, cfg) = open_line(ctx, ch, &c).map_err(fail)?;
     let connector = crate::connectors::open(cfg).map_err(|e| fail(e.to_string()))?;
     connector
         .check_recipient(to)
@@ -501,4 +495,30 @@ pub async fn send(
         );
     }
     Ok(())
+}
+
+/// A connection opened by a command that speaks through it (`send`, `call`): a log
+/// pipeline of its own and the connection's configuration, every secret in it kept out
+/// of this process's diagnostics.
+pub(super) fn open_line(
+    ctx: &Context,
+    ch: &crate::channels::Channels,
+    c: &crate::model::Connection,
+) -> Result<
+    (
+        std::sync::Arc<crate::runtime::Pipeline>,
+        crate::connectors::ConnConfig,
+    ),
+    String,
+> {
+    let pipe = crate::runtime::Pipeline::start(
+        std::sync::Arc::new(ch.clone()),
+        ctx.loaded.config.logs.keep_per_connection,
+    );
+    let public = ctx.loaded.config.http.public_base(None);
+    let cfg = crate::runtime::open_config_with(&pipe, &public, c)?;
+    for s in cfg.masked() {
+        crate::runtime::logs::protect_in_diagnostics(s);
+    }
+    Ok((pipe, cfg))
 }

@@ -4,6 +4,7 @@
 //! `send`, and waits for how it went.
 
 use super::Failure;
+use super::agents_cmd::open_line;
 use super::view::print_json;
 use crate::channels::ServiceError;
 use crate::connectors::{self, Family, twilio};
@@ -46,13 +47,7 @@ pub async fn call(ctx: &Context, args: CallArgs<'_>, json: bool) -> Result<(), F
         code: super::exit::FAILURE,
         message,
     };
-    let shared = std::sync::Arc::new(ch.clone());
-    let pipe = crate::runtime::Pipeline::start(shared, ctx.loaded.config.logs.keep_per_connection);
-    let public = ctx.loaded.config.http.public_base(None);
-    let cfg = crate::runtime::open_config_with(&pipe, &public, &c).map_err(fail)?;
-    for s in cfg.masked() {
-        crate::runtime::logs::protect_in_diagnostics(s);
-    }
+    let (pipe, cfg) = open_line(ctx, ch, &c).map_err(fail)?;
     let line = twilio::open_twilio(cfg).map_err(|e| fail(e.to_string()))?;
     let to = args.to.trim();
     connectors::phone_recipient(to).map_err(|why| Failure::invalid(format!("--to: {why}")))?;
