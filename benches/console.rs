@@ -16,7 +16,13 @@ use sqlx::Connection as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const CONNECTIONS: usize = 10_000;
+/// How many connections to seed: `BENCH_CONNECTIONS` (10,000).
+fn connections() -> usize {
+    std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -45,7 +51,7 @@ async fn seed(path: &std::path::Path) {
         "messagebird",
     ];
     let statuses = ["RUNNING", "STOPPED", "ERROR", "RUNNING", "STARTING"];
-    for i in 0..CONNECTIONS {
+    for i in 0..connections() {
         sqlx::query(
             "INSERT INTO connections (tenant_id, type_key, name, name_key, description, config, \
              status, status_message, status_since, created_at, created_by, updated_at, updated_by, changed_at, \
@@ -79,12 +85,13 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    let connections = connections();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let t = Instant::now();
     seed(&db).await;
     println!(
-        "seeded {CONNECTIONS} connections in {:.1} s",
+        "seeded {connections} connections in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -133,7 +140,7 @@ async fn main() {
     };
     drop(ctx);
     worker.await.unwrap();
-    assert_eq!(app.list.all.len(), CONNECTIONS);
+    assert_eq!(app.list.all.len(), connections);
 
     // One frame, redrawn with nothing changed.
     let mut frames = Vec::new();
@@ -210,7 +217,7 @@ async fn main() {
     let idle = idle_cpu(&db);
 
     println!();
-    println!("| measure ({w}×{h}, {CONNECTIONS} connections) | result |");
+    println!("| measure ({w}×{h}, {connections} connections) | result |");
     println!("|---|---|");
     println!(
         "| launch to first frame (\"Loading…\") | {} |",
@@ -221,7 +228,7 @@ async fn main() {
         ms(page_frame.unwrap())
     );
     println!(
-        "| launch to all {CONNECTIONS} loaded, grouped, sorted and drawn | {} |",
+        "| launch to all {connections} loaded, grouped, sorted and drawn | {} |",
         ms(full_frame)
     );
     println!(
@@ -247,7 +254,7 @@ async fn main() {
     );
     match idle {
         Some((cpu, secs, rss)) => println!(
-            "| idle: the real binary in tmux, {CONNECTIONS} connections, {secs} s untouched | {cpu:.2} % CPU, RSS {rss} MiB |"
+            "| idle: the real binary in tmux, {connections} connections, {secs} s untouched | {cpu:.2} % CPU, RSS {rss} MiB |"
         ),
         None => println!("| idle | not measured: tmux is missing |"),
     }

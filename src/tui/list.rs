@@ -88,6 +88,16 @@ fn status_rank(status: Status) -> u8 {
     }
 }
 
+/// `indexes` grouped by status rank, A→Z kept within a status: one pass into buckets
+/// rather than a sort per keystroke.
+fn by_status_rank(all: &[Connection], indexes: Vec<usize>) -> Vec<usize> {
+    let mut buckets: [Vec<usize>; 5] = Default::default();
+    for i in indexes {
+        buckets[status_rank(all[i].status) as usize].push(i);
+    }
+    buckets.concat()
+}
+
 /// One line of the list: a group heading or a connection (by index into `all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
@@ -112,8 +122,19 @@ pub struct ChannelList {
     pub selected: Option<i64>,
     /// First row drawn; kept so the selection stays in view without jumping.
     pub offset: usize,
-    lowered: Vec<String>,
+    /// The lowercased names in A→Z order, each ended by NUL, in one buffer: a search
+    /// is one SIMD substring scan over it instead of a pointer chase per name.
+    haystack: String,
+    /// Where each name of `order` starts in `haystack`, plus its end as a last entry.
+    starts: Vec<usize>,
+    /// Whether each connection of `order` is of a deprecated type.
     deprecated: Vec<bool>,
+    /// What the rows show: positions in `order`, and the sort and filter they were
+    /// made for (`None` after the data changed).
+    matched: Vec<usize>,
+    shown_for: Option<(SortOrder, StatusFilter)>,
+    /// The previous search's buffer, reused.
+    spare: Vec<usize>,
     /// Indexes into `all`, A→Z by lowercased name, then id.
     order: Vec<usize>,
     /// Index into `all` by connection id.
@@ -143,8 +164,7 @@ impl ChannelList {
 
     /// Recomputes everything that depends on the data alone.
     fn derive(&mut self) {
-        self.lowered = self.all.iter().map(|c| c.name.to_lowercase()).collect();
-        self.deprecated = self.all.iter().map(is_deprecated).collect();
+        let lowered: Vec<String> = self.all.iter().map(|c| c.name.to_lowercase()).collect();
         self.index_of = self
             .all
             .iter()
@@ -154,11 +174,23 @@ impl ChannelList {
         let mut order: Vec<usize> = (0..self.all.len()).collect();
         // The store sends the rows by name already, so this is close to one pass.
         order.sort_by(|a, b| {
-            self.lowered[*a]
-                .cmp(&self.lowered[*b])
+            lowered[*a]
+                .cmp(&lowered[*b])
                 .then(self.all[*a].id.cmp(&self.all[*b].id))
         });
+        self.haystack.clear();
+        self.starts.clear();
+        for &i in &order {
+            self.starts.push(self.haystack.len());
+            // A name cannot hold the separator, so no match spans two names.
+            self.haystack
+                .extend(lowered[i].chars().filter(|c| *c != '\0'));
+            self.haystack.push('\0');
+        }
+        self.starts.push(self.haystack.len());
+        self.deprecated = order.iter().map(|&i| is_deprecated(&self.all[i])).collect();
         self.order = order;
+        self.shown_for = None;
         self.running = self
             .all
             .iter()
@@ -249,19 +281,24 @@ impl ChannelList {
     /// Recomputes rows; the selection keeps its id, or moves to the nearest visible
     /// connection when its own is filtered out or deleted.
     fn rebuild(&mut self, previous_position: Option<usize>) {
-        let needle = self.query.to_lowercase();
-        let mut current = Vec::new();
-        let mut legacy = Vec::new();
-        for &i in &self.order {
-            if !self.filter.keeps(self.all[i].status) {
-                continue;
-            }
-            if needle.is_empty() || self.lowered[i].contains(&needle) {
-                if self.deprecated[i] {
-                    legacy.push(i);
-                } else {
-                    current.push(i);
-                }
+        let mut matched = std::mem::take(&mut self.spare);
+        self.find_matches(&mut matched);
+        // Typing into a search that every name still matches ("c", "ch", … against
+        // "Channel …") changes nothing: the rows stand and only the scan was paid.
+        let shown = (self.sort, self.filter);
+        if self.shown_for == Some(shown) && matched == self.matched {
+            self.spare = matched;
+            return;
+        }
+        self.spare = std::mem::replace(&mut self.matched, matched);
+        self.shown_for = Some(shown);
+        let (mut current, mut legacy): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+        for &k in &self.matched {
+            let i = self.order[k];
+            if self.deprecated[k] {
+                legacy.push(i);
+            } else {
+                current.push(i);
             }
         }
         match self.sort {
@@ -271,14 +308,16 @@ impl ChannelList {
                 legacy.reverse();
             }
             SortOrder::Status => {
-                // Stable: A→Z within a status.
-                let all = &self.all;
-                current.sort_by_key(|&i| status_rank(all[i].status));
-                legacy.sort_by_key(|&i| status_rank(all[i].status));
+                current = by_status_rank(&self.all, current);
+                legacy = by_status_rank(&self.all, legacy);
             }
         }
         self.visible = current.len() + legacy.len();
-        let mut rows = Vec::with_capacity(self.visible + 2);
+        // The old rows' buffer is reused: freeing and growing a 100,000-row vector on
+        // every keystroke cost as much as the search itself.
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.clear();
+        rows.reserve(self.visible + 2);
         rows.push(Row::Group {
             deprecated: false,
             count: current.len(),
@@ -303,6 +342,30 @@ impl ChannelList {
         if still_there.is_none() {
             let near = previous_position.unwrap_or(0);
             self.selected = self.nearest_item(near).map(|i| self.all[i].id);
+        }
+    }
+
+    /// The positions in `order` of the connections the search and the status filter
+    /// keep, A→Z.
+    fn find_matches(&self, matched: &mut Vec<usize>) {
+        matched.clear();
+        let needle = self.query.to_lowercase().replace('\0', "");
+        let keeps = |k: usize| {
+            self.filter == StatusFilter::All || self.filter.keeps(self.all[self.order[k]].status)
+        };
+        if needle.is_empty() {
+            matched.extend((0..self.order.len()).filter(|&k| keeps(k)));
+            return;
+        }
+        // Matches come in order: walk the name starts along with them.
+        let mut k = 0;
+        for at in memchr::memmem::find_iter(self.haystack.as_bytes(), needle.as_bytes()) {
+            while self.starts[k + 1] <= at {
+                k += 1;
+            }
+            if matched.last() != Some(&k) && keeps(k) {
+                matched.push(k);
+            }
         }
     }
 
@@ -482,6 +545,21 @@ mod tests {
         assert_eq!(names(&l), ["[C1]", "beta bot"]);
         l.set_query("");
         assert_eq!(l.visible_count(), 4);
+    }
+
+    #[test]
+    fn a_search_never_matches_across_two_names_and_lists_a_name_once() {
+        let mut l = sample();
+        // "Alpha mail" is followed by "beta bot": "mailbeta" spans the two.
+        l.set_query("mailbeta");
+        assert_eq!(names(&l), ["[C0]"]);
+        l.set_query("a");
+        assert_eq!(names(&l), ["[C3]", "Alpha mail", "beta bot", "Gamma"]);
+        l.set_query("mail");
+        assert_eq!(names(&l), ["[C1]", "Alpha mail"]);
+        // The last name in the buffer matches up to its end.
+        l.set_query("sms");
+        assert_eq!(names(&l), ["[C0]", "[D1]", "old sms"]);
     }
 
     #[test]
