@@ -379,6 +379,7 @@ async fn chunks_are_bounded_and_repeated_calls_finish(url: &str) {
         turns: n,
         audit: n,
         outbound: 0,
+        calls: 0,
     };
     for expected in [2, 2, 1, 0] {
         assert_eq!(
