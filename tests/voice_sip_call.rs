@@ -6,13 +6,16 @@
 //! behind a digest-authenticating proxy that is busy; one that rings until cancelled.
 
 mod common;
+// The pcap writer and μ-law decoding; its SIPp-as-caller half is voice_sip.rs's.
+#[allow(dead_code)]
 #[path = "voice_sip/media.rs"]
 mod sip_media;
 
 use common::Be;
 use common::hooks::{Host, draft, wait_status};
-use common::runtime::log_text;
+use common::runtime::{log_text, speech_engines};
 use flametree::model::{CallState, Status};
+use sip_media::free_udp_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,14 +25,6 @@ const PASSWORD: &str = "right-password";
 const CALLER_ID: &str = "+31201234567";
 const CALLEE: &str = "+31612345678";
 const SPEECH_KEY: &str = "sk-sip-speech-0123";
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// SIPp as the callee (a UAS), on its own port; killed (by its pid) when dropped.
 struct Callee {
@@ -118,13 +113,8 @@ async fn speaking_agent(env: &common::ChannelsEnv, speech_url: &str) {
     let agent = common::runtime::echo_agent(env).await;
     let edit = flametree::agents::service::AgentEdit {
         speech: Some(flametree::agents::speech::SpeechEdit {
-            stt_url: Some(speech_url.into()),
-            stt_model: Some("whisper-1".into()),
-            tts_url: Some(speech_url.into()),
-            tts_model: Some("tts-1".into()),
-            tts_voice: Some("alloy".into()),
             key: Some(flametree::secrets::SecretString::new(SPEECH_KEY)),
-            ..Default::default()
+            ..speech_engines(speech_url)
         }),
         ..Default::default()
     };
