@@ -129,8 +129,10 @@ pub async fn place(
     let mut cancelled: Option<Cancelled> = None;
     let mut states_open = true;
     let answered = loop {
+        // States first: a 180 followed at once by the 200 is still reported as ringing
+        // (the state is queued before the INVITE's outcome is).
         tokio::select! {
-            done = &mut invite => break done,
+            biased;
             state = states.recv(), if states_open => match state {
                 Some(DialogState::Early(_, resp)) if !rang => {
                     rang = true;
@@ -140,6 +142,7 @@ pub async fn place(
                 Some(_) => {}
                 None => states_open = false,
             },
+            done = &mut invite => break done,
             _ = tokio::time::sleep_until(ring_until), if cancelled.is_none() => {
                 cancelled = Some(Cancelled::RingTimeout);
                 info!(
