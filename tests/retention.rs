@@ -172,10 +172,10 @@ impl Db {
 
     /// Moves rows matched by `filter` back to `at` in the table's time column.
     async fn age(&mut self, table: &str, filter: &str, at: i64) {
-        let column = if table == "inbound_ledger" {
-            "updated_at"
-        } else {
-            "at"
+        let column = match table {
+            "inbound_ledger" => "updated_at",
+            "call_requests" => "requested_at",
+            _ => "at",
         };
         let at = self.time(at);
         let n = self
@@ -226,6 +226,25 @@ async fn old_rows_go_recent_rows_stay(url: &str) {
     db.age("conversation_turns", "customer LIKE 'old-%'", old)
         .await;
 
+    // Call requests go once they have ended; one still queued is never pruned.
+    let s = db.store.clone();
+    let ended = flametree::model::CallProgress::to(flametree::model::CallState::Busy);
+    for callee in ["+31600000001", "+31600000002", "+31600000003"] {
+        let id = s
+            .request_call(db.connection_id, callee, Some("Hi"), "tester")
+            .await
+            .unwrap();
+        if callee != "+31600000002" {
+            s.update_call(id, &ended).await.unwrap();
+        }
+    }
+    db.age(
+        "call_requests",
+        "callee IN ('+31600000001', '+31600000002')",
+        old,
+    )
+    .await;
+
     db.audit("old-stop").await;
     db.audit("new-stop").await;
     db.age("audit_log", "action = 'old-stop'", old).await;
@@ -240,9 +259,17 @@ async fn old_rows_go_recent_rows_stay(url: &str) {
             turns: 2,
             audit: 1,
             outbound: 0,
+            calls: 1,
         }
     );
-    assert_eq!(pruned.total(), 7);
+    assert_eq!(pruned.total(), 8);
+    let calls = db
+        .count("SELECT COUNT(*) FROM call_requests WHERE callee <> '+31600000001'")
+        .await;
+    assert_eq!(
+        calls, 2,
+        "the queued old request and the recent ended one stay"
+    );
 
     let ledger = db
         .count("SELECT COUNT(*) FROM inbound_ledger WHERE provider_id LIKE 'old-%'")
@@ -352,6 +379,7 @@ async fn chunks_are_bounded_and_repeated_calls_finish(url: &str) {
         turns: n,
         audit: n,
         outbound: 0,
+        calls: 0,
     };
     for expected in [2, 2, 1, 0] {
         assert_eq!(

@@ -430,3 +430,126 @@ async fn a_stop_never_hides_an_error_on_postgres() {
     let db = common::PgDb::create().await;
     a_stop_never_hides_an_error(&db.url).await;
 }
+
+/// Outbound call requests: queued by `flametree call`, claimed once by the process
+/// holding the connection's lease, moved along, read back by the command.
+async fn call_requests_are_claimed_once_and_read_back(url: &str) {
+    use flametree::model::{CallProgress, CallState};
+    let s = store::open(url, 5, 8).await.unwrap();
+    let t = s.tenant("default").await.unwrap();
+    let c = s
+        .insert_connection(
+            &new_connection(t.id, "sip", "Desk phone"),
+            &note("ann", "create"),
+        )
+        .await
+        .unwrap();
+    const MINUTE: i64 = 60_000;
+    let id = s
+        .request_call(c.id, "+31612345678", Some("Your cake is ready"), "ann")
+        .await
+        .unwrap();
+    let queued = s.call_request(id).await.unwrap().unwrap();
+    assert_eq!(queued.state, CallState::Queued);
+    assert_eq!(queued.callee, "+31612345678");
+    assert_eq!(queued.opening.as_deref(), Some("Your cake is ready"));
+    assert_eq!(queued.requested_by, "ann");
+    assert_eq!(queued.claimed_by, None);
+    assert!(queued.requested_at > 0 && queued.answered_at.is_none());
+    assert_eq!(s.queued_call_connections().await.unwrap(), vec![c.id]);
+
+    // Only the lease holder claims, and only once, however many try at the same time.
+    assert!(s.claim_call(c.id, "p1", MINUTE).await.unwrap().is_none());
+    s.acquire_lease(c.id, "p1", 15_000).await.unwrap().unwrap();
+    assert!(s.claim_call(c.id, "p2", MINUTE).await.unwrap().is_none());
+    let tries = (0..6).map(|_| {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_call(c.id, "p1", MINUTE).await.unwrap() })
+    });
+    let claimed: Vec<_> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].id, id);
+    assert_eq!(claimed[0].state, CallState::Dialing);
+    assert_eq!(claimed[0].claimed_by.as_deref(), Some("p1"));
+    assert!(s.queued_call_connections().await.unwrap().is_empty());
+    assert!(
+        !s.cancel_queued_call(id, "gave up").await.unwrap(),
+        "claimed"
+    );
+
+    // Progress: the Call-ID and reason stay once given; the end is final.
+    let dialing = CallProgress {
+        call_id: "a84b4c76e66710@flametree".into(),
+        ..CallProgress::to(CallState::Dialing)
+    };
+    s.update_call(id, &dialing).await.unwrap();
+    s.update_call(
+        id,
+        &CallProgress::to(CallState::Ringing).because("180 Ringing"),
+    )
+    .await
+    .unwrap();
+    s.update_call(id, &CallProgress::to(CallState::Answered))
+        .await
+        .unwrap();
+    let done = CallProgress {
+        duration_secs: Some(12),
+        ..CallProgress::to(CallState::Completed).because("ended by the callee")
+    };
+    s.update_call(id, &done).await.unwrap();
+    s.update_call(id, &CallProgress::to(CallState::Failed).because("late"))
+        .await
+        .unwrap();
+    let ended = s.call_request(id).await.unwrap().unwrap();
+    assert_eq!(ended.state, CallState::Completed);
+    assert_eq!(ended.call_id, "a84b4c76e66710@flametree");
+    assert_eq!(ended.reason, "ended by the callee");
+    assert_eq!(ended.duration_secs, Some(12));
+    assert!(ended.answered_at.is_some() && ended.ended_at.is_some());
+
+    // A request nobody picked up: the command cancels it; one too old is not dialed.
+    let unclaimed = s
+        .request_call(c.id, "+31612345679", None, "bo")
+        .await
+        .unwrap();
+    assert!(s.cancel_queued_call(unclaimed, "nobody").await.unwrap());
+    let r = s.call_request(unclaimed).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.reason.as_str()),
+        (CallState::Canceled, "nobody")
+    );
+    let stale = s
+        .request_call(c.id, "+31612345670", None, "bo")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(s.claim_call(c.id, "p1", 5).await.unwrap().is_none());
+    let r = s.call_request(stale).await.unwrap().unwrap();
+    assert_eq!(r.state, CallState::Canceled);
+    assert!(
+        r.reason.contains("no process ran the connection"),
+        "{}",
+        r.reason
+    );
+    assert!(s.call_request(9_999_999).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn call_requests_are_claimed_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    call_requests_are_claimed_once_and_read_back(&format!(
+        "sqlite://{}/f.db",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn call_requests_are_claimed_once_on_postgres() {
+    let db = common::PgDb::create().await;
+    call_requests_are_claimed_once_and_read_back(&db.url).await;
+}

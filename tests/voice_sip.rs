@@ -10,22 +10,14 @@ mod sip_media;
 
 use common::Be;
 use common::hooks::{Host, draft, host, wait_status};
-use common::runtime::log_text;
+use common::runtime::{log_text, speech_engines};
 use flametree::model::Status;
+use sip_media::free_udp_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const USER: &str = "flametree-bot";
 const RIGHT: &str = "right-password";
-
-/// A free UDP port on 127.0.0.1 (free when asked; SIPp and flametree bind it next).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// SIPp running a scenario; killed (by its pid) when dropped.
 struct Sipp {
@@ -121,17 +113,6 @@ async fn speaking_agent(env: &common::ChannelsEnv) -> flametree::model::Agent {
         return env.channels.edit_agent(&agent, edit).await.unwrap();
     }
     agent
-}
-
-fn speech_engines(url: &str) -> flametree::agents::speech::SpeechEdit {
-    flametree::agents::speech::SpeechEdit {
-        stt_url: Some(url.into()),
-        stt_model: Some("whisper-1".into()),
-        tts_url: Some(url.into()),
-        tts_model: Some("tts-1".into()),
-        tts_voice: Some("alloy".into()),
-        ..Default::default()
-    }
 }
 
 /// A SIP connection registering with `registrar`, attached to a started agent.

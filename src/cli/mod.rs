@@ -102,11 +102,13 @@ pub enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Place a voice call through a Twilio connection; its agent holds the conversation.
+    /// Place a voice call through a Twilio or SIP connection; its agent holds the
+    /// conversation. A SIP call is dialed by the process that runs the connection.
     Call {
         #[arg(long)]
         connection: String,
-        /// The phone number to call, with its country code (+14155550123).
+        /// The phone number to call, with its country code (+14155550123); through SIP
+        /// also a user at the registrar (2001).
         #[arg(long)]
         to: String,
         /// What the agent opens with (default: the agent's greeting).

@@ -254,7 +254,7 @@ async fn logs(
                 tokio::select! {
                     change = rx.recv() => match change {
                         Ok(crate::store::feed::Change::Log { connection_id }) if connection_id == c.id => break Duration::ZERO,
-                        Ok(crate::store::feed::Change::Log { .. }) | Ok(crate::store::feed::Change::Connection { .. }) | Ok(crate::store::feed::Change::Agents { .. }) => continue,
+                        Ok(crate::store::feed::Change::Log { .. }) | Ok(crate::store::feed::Change::Connection { .. }) | Ok(crate::store::feed::Change::Agents { .. }) | Ok(crate::store::feed::Change::CallRequested { .. }) => continue,
                         Ok(crate::store::feed::Change::Resync) | Err(_) => break Duration::ZERO,
                     },
                     _ = tokio::time::sleep(Duration::from_secs(30)) => break Duration::ZERO,

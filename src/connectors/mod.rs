@@ -263,6 +263,20 @@ pub trait Connector: Send + Sync {
     fn started_by_us(&self, _raw: &str) -> bool {
         false
     }
+
+    /// Places the outbound call a request asks for, from the process that runs the
+    /// connection (the request was claimed here): each step goes to `progress` as it
+    /// happens, and this returns once the call is over, its conversation included. The
+    /// runtime writes the steps to the request, where `flametree call` reads them.
+    async fn place_call(
+        &self,
+        _request: &crate::model::CallRequest,
+        _progress: tokio::sync::mpsc::UnboundedSender<crate::model::CallProgress>,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Permanent(
+            "this connection type does not place queued calls".into(),
+        ))
+    }
 }
 
 /// A delivery whose (already checked) body is JSON, turned into events; 400 otherwise.

@@ -4,10 +4,12 @@
 //! connection registers with the registrar (`SIP_REGISTER`), renewing at 3/4 of the
 //! granted lifetime, and unregisters when it stops. INVITEs are answered (`call`):
 //! G.711 over RTP from `SIP_RTP_PORT_RANGE`, up to `SIP_MAX_CALLS` at once (486 Busy
-//! Here beyond).
+//! Here beyond). Calls queued by `flametree call` are placed from here (`outbound`),
+//! as the line's Caller ID, through its outbound proxy.
 
 mod call;
 pub mod g711;
+mod outbound;
 mod rtp;
 mod sdp;
 mod vad;
@@ -40,6 +42,10 @@ pub struct Sip {
     password: String,
     tcp: bool,
     outbound_proxy: Option<String>,
+    /// The user part of our From on outbound calls: Caller ID, else the username.
+    caller_id: String,
+    /// How long an outbound call may ring before it is cancelled (`SIP_RING_TIMEOUT`).
+    ring_timeout: Duration,
     register: bool,
     expires: u32,
     local_port: u16,
@@ -134,6 +140,22 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
             )));
         }
     };
+    let ring = cfg.env("SIP_RING_TIMEOUT").unwrap_or_else(|| "30".into());
+    let ring_timeout = match ring.trim().parse::<u64>() {
+        Ok(n) if (1..=600).contains(&n) => Duration::from_secs(n),
+        _ => {
+            return Err(ConnectorError::Permanent(format!(
+                "SIP_RING_TIMEOUT is '{}': use seconds from 1 to 600",
+                ring.trim()
+            )));
+        }
+    };
+    let username = field("username", "Username")?;
+    let caller_id = cfg
+        .field("caller_id")
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| username.clone());
     Ok(Arc::new(Sip {
         board: format!("sip-{}", cfg.connection.id),
         speech: std::sync::Mutex::default(),
@@ -141,7 +163,9 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         rtp_ports,
         max_calls,
         registrar: field("registrar", "Registrar")?,
-        username: field("username", "Username")?,
+        username,
+        caller_id,
+        ring_timeout,
         password: cfg.secret("password")?.expose().to_string(),
         tcp,
         outbound_proxy: cfg
@@ -169,6 +193,33 @@ fn with_port(host: &str) -> String {
         host.to_string()
     } else {
         format!("{host}:5060")
+    }
+}
+
+/// The address of a host[:port] setting (`what` names it in the error).
+async fn resolve(host: &str, what: &str) -> Result<SocketAddr, ConnectorError> {
+    tokio::net::lookup_host(with_port(host))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConnectorError::transient(format!("cannot resolve {what} {host}")))
+}
+
+/// Whether `to` is someone a SIP line can call: a phone number, or the user part of a
+/// SIP address at the registrar ("reception", "2001").
+pub fn callee(to: &str) -> Result<(), String> {
+    let to = to.trim();
+    if to.starts_with('+') {
+        return super::phone_recipient(to);
+    }
+    let user_part = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+    if (1..=64).contains(&to.len()) && to.chars().all(user_part) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{to}' is neither a phone number (+31612345678) nor a SIP user at the registrar \
+             (letters, digits and - . _ ~, e.g. 2001 or reception)"
+        ))
     }
 }
 
@@ -223,29 +274,63 @@ impl Sip {
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
         tokio::spawn(serve_calls(incoming, lines.clone(), stop.clone()).instrument(span));
-        let mut registration = Registration::new(
-            inner,
-            Some(Credential {
-                username: self.username.clone(),
-                password: self.password.clone(),
-                realm: None,
-                auth_username: None,
-            }),
-        );
+        let mut registration = Registration::new(inner, Some(self.credential()));
         if let Some(proxy) = &self.outbound_proxy {
-            let addr = tokio::net::lookup_host(with_port(proxy))
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| {
-                    ConnectorError::transient(format!("cannot resolve the outbound proxy {proxy}"))
-                })?;
-            registration.outbound_proxy = Some(addr);
+            registration.outbound_proxy = Some(resolve(proxy, "the outbound proxy").await?);
         }
         Ok(Ua {
             stop,
             registration,
             lines,
+        })
+    }
+
+    fn credential(&self) -> Credential {
+        Credential {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            realm: None,
+            auth_username: None,
+        }
+    }
+
+    /// How an outbound call to `to` goes out: addressed at the registrar, sent to the
+    /// outbound proxy when there is one.
+    async fn route(&self, to: &str) -> Result<outbound::Route, ConnectorError> {
+        let param = if self.tcp { ";transport=tcp" } else { "" };
+        let uri = |user: &str| {
+            rsipstack::sip::Uri::try_from(format!("sip:{user}@{}{param}", self.registrar)).map_err(
+                |e| {
+                    ConnectorError::Permanent(format!(
+                        "'{user}@{}' is not a SIP address ({e})",
+                        self.registrar
+                    ))
+                },
+            )
+        };
+        let proxy = match &self.outbound_proxy {
+            Some(p) => Some(resolve(p, "the outbound proxy").await?),
+            None => None,
+        };
+        let next_hop = match proxy {
+            Some(addr) => addr,
+            None => resolve(&self.registrar, "the registrar").await?,
+        };
+        let transport = if self.tcp {
+            rsipstack::sip::Transport::Tcp
+        } else {
+            rsipstack::sip::Transport::Udp
+        };
+        Ok(outbound::Route {
+            callee: uri(to)?,
+            caller: uri(&self.caller_id)?,
+            proxy: proxy.map(|addr| rsipstack::transport::SipAddr {
+                r#type: Some(transport),
+                ..rsipstack::transport::SipAddr::from(addr)
+            }),
+            next_hop,
+            credential: self.credential(),
+            ring_timeout: self.ring_timeout,
         })
     }
 
@@ -420,7 +505,7 @@ impl Connector for Sip {
     }
 
     fn check_recipient(&self, to: &str) -> Result<(), String> {
-        super::phone_recipient(to)
+        callee(to)
     }
 
     /// A reply to a call's turn (ledger key `Call-ID:turn`) goes to the call waiting
@@ -428,8 +513,8 @@ impl Connector for Sip {
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
         let Some(key) = out.in_reply_to.filter(|k| k.contains(':')) else {
             return Err(ConnectorError::Permanent(
-                "a SIP connection speaks on calls only; placing SIP calls is not in this \
-                 build yet"
+                "a SIP connection speaks on calls only: place one with `flametree call \
+                 --connection NAME --to NUMBER --text …`"
                     .into(),
             ));
         };
@@ -445,6 +530,28 @@ impl Connector for Sip {
 
     fn answers_at_once(&self) -> usize {
         self.max_calls
+    }
+
+    fn started_by_us(&self, raw: &str) -> bool {
+        call::placed_by_us(raw)
+    }
+
+    async fn place_call(
+        &self,
+        request: &crate::model::CallRequest,
+        progress: tokio::sync::mpsc::UnboundedSender<crate::model::CallProgress>,
+    ) -> Result<(), ConnectorError> {
+        callee(&request.callee).map_err(ConnectorError::Permanent)?;
+        let lines = self
+            .ua
+            .lock()
+            .await
+            .as_ref()
+            .map(|ua| ua.lines.clone())
+            .ok_or_else(|| ConnectorError::transient("the SIP user agent is not running"))?;
+        let route = self.route(&request.callee).await?;
+        outbound::place(lines, route, request, progress).await;
+        Ok(())
     }
 
     fn use_speech(&self, speech: crate::agents::speech_client::SpeechClient) {
@@ -472,7 +579,29 @@ impl Connector for Sip {
 
 #[cfg(test)]
 mod tests {
-    use super::rtp_range;
+    use super::{callee, rtp_range};
+
+    #[test]
+    fn callees_are_numbers_or_sip_users() {
+        assert!(callee("+31612345678").is_ok());
+        assert!(callee("2001").is_ok());
+        assert!(callee("reception.desk").is_ok());
+        assert!(callee("+3161234").is_ok());
+        let e = callee("+31 6 12").unwrap_err();
+        assert!(e.contains("not a phone number"), "{e}");
+        for bad in [
+            "",
+            "ann@example.com",
+            "a b",
+            "sip:2001",
+            "x;transport=tcp",
+            "<2001>",
+        ] {
+            let e = callee(bad).unwrap_err();
+            assert!(e.contains("neither a phone number"), "{bad}: {e}");
+        }
+        assert!(callee(&"9".repeat(65)).is_err());
+    }
 
     #[test]
     fn rtp_port_ranges_start_even_and_hold_a_port() {

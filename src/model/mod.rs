@@ -1,8 +1,11 @@
 //! The domain: connections, their status, agents and attachments.
 
+pub mod calls;
 pub mod destinations;
 pub mod inputs;
 pub mod validation;
+
+pub use calls::{CallProgress, CallRequest, CallState};
 
 use crate::secrets::SealedSecret;
 use serde::{Deserialize, Serialize};

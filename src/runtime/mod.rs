@@ -7,6 +7,7 @@
 //! that lost its lease can write nothing more.
 
 mod answer;
+pub mod dial;
 pub mod host;
 pub mod logs;
 mod memory;
@@ -242,6 +243,8 @@ async fn supervise(inner: Arc<Inner>) {
     // Wanted here but leased by another process: looked at again when that lease lapses.
     let mut held_elsewhere: HashSet<i64> = HashSet::new();
     let mut trimmer = memory::Trimmer::default();
+    // Notifications of queued calls may have been lost (or none came yet).
+    let mut calls_missed = true;
     loop {
         if inner.shutdown.is_cancelled() {
             return;
@@ -334,6 +337,13 @@ async fn supervise(inner: Arc<Inner>) {
         if let Err(e) = sweep(&inner).await {
             tracing::debug!("runtime: cannot look for recorded messages: {e}");
         }
+        // PostgreSQL announces each queued call; SQLite is looked at every pass.
+        if changes.is_none() || calls_missed {
+            match dial::pick_up(&inner.pipe).await {
+                Ok(()) => calls_missed = false,
+                Err(e) => tracing::debug!("runtime: cannot look for queued calls: {e}"),
+            }
+        }
         let tick = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(tick);
         loop {
@@ -345,7 +355,13 @@ async fn supervise(inner: Arc<Inner>) {
                     Some(crate::store::feed::Change::Connection { tenant_id: t, .. }) if t == tenant_id => {
                         dirty = true;
                     }
-                    Some(crate::store::feed::Change::Resync) => dirty = true,
+                    Some(crate::store::feed::Change::CallRequested { connection_id }) => {
+                        dial::poke(&inner.pipe, connection_id);
+                    }
+                    Some(crate::store::feed::Change::Resync) => {
+                        dirty = true;
+                        calls_missed = true;
+                    }
                     Some(_) => {}
                     None => changes = None,
                 },

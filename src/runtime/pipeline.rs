@@ -93,6 +93,17 @@ impl Pipeline {
             .cloned()
     }
 
+    /// The connections run here that dial queued outbound calls.
+    pub fn dialers(&self) -> Vec<Arc<ConnInbox>> {
+        self.inboxes
+            .lock()
+            .expect("inboxes lock")
+            .values()
+            .filter(|i| i.dials())
+            .cloned()
+            .collect()
+    }
+
     pub fn running_ids(&self) -> Vec<i64> {
         self.inboxes
             .lock()
@@ -147,6 +158,10 @@ pub struct ConnInbox {
     /// The lease this process was granted; every ledger write carries it.
     pub(super) fence: Option<Fence>,
     pub(super) routes: crate::agents::routing::RouteCache,
+    /// A voice line: it dials the outbound calls queued for it (`runtime::dial`).
+    dials: std::sync::atomic::AtomicBool,
+    /// Wakes the dial loop when a call may be queued for this connection.
+    pub(super) calls_queued: Notify,
 }
 
 /// Queued entries, and the keys of every entry queued or being answered (so the
@@ -218,7 +233,23 @@ impl ConnInbox {
             calls: Mutex::default(),
             fence,
             routes: Default::default(),
+            dials: Default::default(),
+            calls_queued: Notify::new(),
         })
+    }
+
+    /// This connection dials the outbound calls queued for it.
+    pub fn set_dials(&self) {
+        self.dials.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn dials(&self) -> bool {
+        self.dials.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A call may be queued for this connection: its dial loop looks.
+    pub fn call_queued(&self) {
+        self.calls_queued.notify_one();
     }
 
     /// Queues a recorded message for an answer unless it is queued already.

@@ -37,6 +37,7 @@ pub async fn prune_loop(store: Arc<dyn RuntimeStore>, days: u32, stop: Cancellat
                 turns = deleted.turns,
                 audit = deleted.audit,
                 outbound = deleted.outbound,
+                calls = deleted.calls,
                 "retention: pruned {} rows older than {days} days",
                 deleted.total()
             );
@@ -74,12 +75,14 @@ async fn prune_pass(
         total.turns += chunk.turns;
         total.audit += chunk.audit;
         total.outbound += chunk.outbound;
+        total.calls += chunk.calls;
         let full = [
             chunk.ledger,
             chunk.unanswered,
             chunk.turns,
             chunk.audit,
             chunk.outbound,
+            chunk.calls,
         ]
         .iter()
         .any(|n| *n >= u64::from(CHUNK));

@@ -3,6 +3,7 @@
 //! and answer until stopped.
 
 use super::answer::answer_loop;
+use super::dial::dial_loop;
 use super::pipeline::{ConnInbox, Pipeline};
 use crate::connectors::retry::{self, Outcome, Policy};
 use crate::connectors::{self, ConnConfig, ConnectorError, Receiver};
@@ -151,7 +152,19 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         received
     };
     let counting = count_calls(&inbox, &calls, &stop);
-    let (received, (), ()) = tokio::join!(receiving, answers, counting);
+    let dialing = async {
+        if connectors::takes_calls(&c.type_key) {
+            inbox.set_dials();
+            dial_loop(
+                inbox.clone(),
+                connector.clone(),
+                env.fence.owner.clone(),
+                stop.clone(),
+            )
+            .await;
+        }
+    };
+    let (received, (), (), ()) = tokio::join!(receiving, answers, counting, dialing);
     pipe.unregister(id);
     if tokio::time::timeout(RELEASE_GRACE, connector.release())
         .await

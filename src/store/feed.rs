@@ -19,6 +19,10 @@ pub enum Change {
     Agents {
         tenant_id: i64,
     },
+    /// An outbound call was queued for the connection (`flametree call`).
+    CallRequested {
+        connection_id: i64,
+    },
     /// Notifications may have been lost (the connection dropped): read everything again.
     Resync,
 }
@@ -36,6 +40,9 @@ impl Change {
             }),
             ("a", Some(t), None) => Some(Change::Agents {
                 tenant_id: t.parse().ok()?,
+            }),
+            ("q", Some(id), None) => Some(Change::CallRequested {
+                connection_id: id.parse().ok()?,
             }),
             _ => None,
         }
@@ -142,6 +149,10 @@ mod tests {
             Some(Change::Log { connection_id: 42 })
         );
         assert_eq!(Change::parse("a:3"), Some(Change::Agents { tenant_id: 3 }));
+        assert_eq!(
+            Change::parse("q:42"),
+            Some(Change::CallRequested { connection_id: 42 })
+        );
         assert_eq!(Change::parse("x:1"), None);
         assert_eq!(Change::parse("c:1"), None);
     }

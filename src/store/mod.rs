@@ -283,11 +283,13 @@ pub struct PruneCounts {
     pub audit: u64,
     /// Records of sent messages (matched to delivery reports).
     pub outbound: u64,
+    /// Outbound call requests that have ended.
+    pub calls: u64,
 }
 
 impl PruneCounts {
     pub fn total(&self) -> u64 {
-        self.ledger + self.unanswered + self.turns + self.audit + self.outbound
+        self.ledger + self.unanswered + self.turns + self.audit + self.outbound + self.calls
     }
 }
 

@@ -7,8 +7,8 @@ use super::{
     OutboundRecord, PresenceRound, ProcessInfo, PruneCounts, StoreResult, WriteOp, WriteResult,
 };
 use crate::model::{
-    Agent, AgentChannel, Attachment, AuditEntry, Connection, DesiredState, LogLine, Millis,
-    NewConnection, Status, Tenant,
+    Agent, AgentChannel, Attachment, AuditEntry, CallProgress, CallRequest, Connection,
+    DesiredState, LogLine, Millis, NewConnection, Status, Tenant,
 };
 use async_trait::async_trait;
 
@@ -237,6 +237,39 @@ pub trait RuntimeStore: Send + Sync {
         connection_id: i64,
         provider_id: &str,
     ) -> StoreResult<Option<OutboundRecord>>;
+
+    /// Queues an outbound call for whichever process runs the connection; returns the
+    /// request's id. On PostgreSQL the insert is announced (`q:<connection id>`).
+    async fn request_call(
+        &self,
+        connection_id: i64,
+        callee: &str,
+        opening: Option<&str>,
+        requested_by: &str,
+    ) -> StoreResult<i64>;
+
+    async fn call_request(&self, id: i64) -> StoreResult<Option<CallRequest>>;
+
+    /// The connections that have queued call requests: one cheap look (an index of
+    /// queued rows only) for the processes that run voice lines.
+    async fn queued_call_connections(&self) -> StoreResult<Vec<i64>>;
+
+    /// Claims the connection's oldest queued request for `owner`, which must hold the
+    /// connection's lease: queued → dialing in one statement, so two processes never
+    /// dial the same request. Requests queued more than `max_age_ms` ago are canceled
+    /// instead of dialed.
+    async fn claim_call(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        max_age_ms: i64,
+    ) -> StoreResult<Option<CallRequest>>;
+
+    /// Records how a claimed call goes; a request that has ended stays as it ended.
+    async fn update_call(&self, id: i64, progress: &CallProgress) -> StoreResult<()>;
+
+    /// Cancels a request nobody has claimed; false when it was claimed (or ended).
+    async fn cancel_queued_call(&self, id: i64, reason: &str) -> StoreResult<bool>;
 
     /// Retention: deletes at most `limit_per_table` rows from each of the inbound ledger
     /// (answered or ignored events only, by when they were last updated), unanswered

@@ -29,6 +29,18 @@ pub async fn echo_agent(env: &ChannelsEnv) -> flametree::model::Agent {
         .unwrap()
 }
 
+/// Speech engines at `url` (the OpenAI sandbox's model and voice names), no key.
+pub fn speech_engines(url: &str) -> flametree::agents::speech::SpeechEdit {
+    flametree::agents::speech::SpeechEdit {
+        stt_url: Some(url.into()),
+        stt_model: Some("whisper-1".into()),
+        tts_url: Some(url.into()),
+        tts_model: Some("tts-1".into()),
+        tts_voice: Some("alloy".into()),
+        ..Default::default()
+    }
+}
+
 /// The connection's stored log once it holds `until` (lines reach the store in
 /// batches), or as it is after 10 s.
 pub async fn log_text(env: &ChannelsEnv, name: &str, until: &str) -> String {

@@ -174,7 +174,8 @@ pub struct Running {
     messages: PathBuf,
 }
 
-fn free_udp_port() -> u16 {
+/// A free UDP port on 127.0.0.1 (free when asked; SIPp and flametree bind it next).
+pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

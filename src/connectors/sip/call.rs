@@ -77,8 +77,20 @@ fn party(tx: &Transaction) -> (String, String, String) {
     (uri(from), uri(to), call_id)
 }
 
-/// Counts a call in while it lasts.
-struct Slot(Arc<Lines>);
+/// Counts a call in while it lasts (inbound and outbound alike: `SIP_MAX_CALLS`).
+pub struct Slot(Arc<Lines>);
+
+impl Slot {
+    /// A place for one more call; the calls already in progress when there is none.
+    pub fn take(lines: &Arc<Lines>) -> Result<Slot, usize> {
+        let taken = lines.active.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(lines.clone());
+        if taken >= lines.max_calls {
+            return Err(taken);
+        }
+        Ok(slot)
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -89,18 +101,19 @@ impl Drop for Slot {
 /// A new INVITE: busy, refused for its offer, or answered and carried to its end.
 pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
     let (from, to, call_id) = party(&tx);
-    let taken = lines.active.fetch_add(1, Ordering::SeqCst);
-    let slot = Slot(lines.clone());
-    if taken >= lines.max_calls {
-        info!(
-            "a call from {from} was turned away: busy (486), {taken} calls in progress is \
-             SIP_MAX_CALLS"
-        );
-        if let Err(e) = tx.reply(StatusCode::BusyHere).await {
-            warn!("could not answer the call from {from}: {e}");
+    let slot = match Slot::take(&lines) {
+        Ok(slot) => slot,
+        Err(taken) => {
+            info!(
+                "a call from {from} was turned away: busy (486), {taken} calls in progress \
+                 is SIP_MAX_CALLS"
+            );
+            if let Err(e) = tx.reply(StatusCode::BusyHere).await {
+                warn!("could not answer the call from {from}: {e}");
+            }
+            return;
         }
-        return;
-    }
+    };
     let body = String::from_utf8_lossy(&tx.original.body).to_string();
     let offer = match sdp::read_offer(&body) {
         Ok(o) => o,
@@ -184,11 +197,14 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
     lines.calls.started(&call_id);
     let counted = call_id.clone();
     let call = Call {
-        from,
+        label: format!("call from {from}"),
+        customer: from,
+        direction: Direction::Inbound,
         call_id,
         offer,
         socket,
         lines: lines.clone(),
+        opening: Opening::Greeting,
     };
     call.run(states, &dialog).await;
     lines.calls.ended(&counted);
@@ -198,7 +214,7 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
 
 /// The local address the system routes to `remote` by (a connected UDP socket sends
 /// nothing; it only picks the route).
-fn route_to(remote: SocketAddr) -> Result<IpAddr, String> {
+pub fn route_to(remote: SocketAddr) -> Result<IpAddr, String> {
     std::net::UdpSocket::bind(if remote.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -212,7 +228,7 @@ fn route_to(remote: SocketAddr) -> Result<IpAddr, String> {
 
 /// A UDP port from the range, bound on the address that routes to the caller (so the
 /// answer's c= line names an address the caller can reach).
-async fn bind_rtp((first, last): (u16, u16), ip: IpAddr) -> Result<UdpSocket, String> {
+pub async fn bind_rtp((first, last): (u16, u16), ip: IpAddr) -> Result<UdpSocket, String> {
     // RTP takes even ports (RFC 3550 §11); start somewhere random so calls spread.
     let span = u32::from(last - first) / 2 + 1;
     let start = rand::random::<u32>() % span;
@@ -227,30 +243,64 @@ async fn bind_rtp((first, last): (u16, u16), ip: IpAddr) -> Result<UdpSocket, St
     ))
 }
 
-struct Call {
-    from: String,
-    call_id: String,
-    offer: Offer,
-    socket: UdpSocket,
-    lines: Arc<Lines>,
+/// Who placed the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    /// flametree placed it (`flametree call`).
+    Outbound,
 }
 
-/// Who ended a call, for its log line.
-enum Ended {
-    Caller,
+impl Direction {
+    /// The other side, in the log's words.
+    fn peer(self) -> &'static str {
+        match self {
+            Direction::Inbound => "caller",
+            Direction::Outbound => "callee",
+        }
+    }
+}
+
+/// How a call begins once it is answered.
+pub enum Opening {
+    /// "Hello" goes to the agent as turn 0 and its reply (the greeting) is spoken.
+    Greeting,
+    /// These words are spoken first (`flametree call --text`); no agent turn.
+    Say(String),
+}
+
+/// A call in progress, inbound or outbound: the same conversation either way.
+pub struct Call {
+    /// How the log names it: "call from sip:ada@…", "call to +31612345678".
+    pub label: String,
+    /// Whom the agent talks to (its conversation and the ledger's customer).
+    pub customer: String,
+    pub direction: Direction,
+    pub call_id: String,
+    /// Where the other side wants its audio, and in which codec.
+    pub offer: Offer,
+    pub socket: UdpSocket,
+    pub lines: Arc<Lines>,
+    pub opening: Opening,
+}
+
+/// Who ended a call, for its log line and its outcome.
+pub enum Ended {
+    Peer,
     Us,
     Cancelled,
     NoAck,
 }
 
 impl Call {
+    /// An answered INVITE: until the ACK only CANCEL (or a BYE) can end it; then the
+    /// conversation.
     async fn run(
         self,
         mut states: DialogStateReceiver,
         dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
     ) {
         let started = Instant::now();
-        // Until the ACK: only CANCEL (or a BYE) can end it.
         let confirmed = tokio::time::timeout(ACK_WITHIN, async {
             while let Some(s) = states.recv().await {
                 match s {
@@ -258,35 +308,61 @@ impl Call {
                     DialogState::Terminated(_, TerminatedReason::UacCancel) => {
                         return Err(Ended::Cancelled);
                     }
-                    DialogState::Terminated(..) => return Err(Ended::Caller),
+                    DialogState::Terminated(..) => return Err(Ended::Peer),
                     _ => {}
                 }
             }
-            Err(Ended::Caller)
+            Err(Ended::Peer)
         })
         .await
         .unwrap_or(Err(Ended::NoAck));
-        let ended = match confirmed {
-            Err(e) => e,
-            Ok(()) => self.media(&mut states).await,
-        };
-        let secs = started.elapsed().as_secs_f32();
-        let from = &self.from;
-        match ended {
-            Ended::Caller => info!("call from {from} ended by the caller after {secs:.1} s"),
-            Ended::Us => {
-                if let Err(e) = dialog.bye().await {
-                    warn!("could not hang up the call from {from} ({e})");
-                }
-                info!("call from {from} ended by flametree after {secs:.1} s");
+        let label = &self.label;
+        match confirmed {
+            Ok(()) => {
+                self.hold(&mut states, dialog, started).await;
             }
-            Ended::Cancelled => info!("call from {from} was cancelled before it was answered"),
-            Ended::NoAck => {
+            Err(Ended::Cancelled) => info!("{label} was cancelled before it was answered"),
+            Err(Ended::NoAck) => {
                 dialog.bye().await.ok();
-                warn!("call from {from} dropped: the caller never acknowledged the answer (ACK)");
+                warn!(
+                    "{label} dropped: the {} never acknowledged the answer (ACK)",
+                    self.direction.peer()
+                );
             }
+            Err(_) => info!(
+                "{label} ended by the {} after {:.1} s",
+                self.direction.peer(),
+                started.elapsed().as_secs_f32()
+            ),
         }
     }
+
+    /// The conversation until either side hangs up (BYE from us when we end it);
+    /// logs how it ended and returns who ended it.
+    pub async fn hold(
+        &self,
+        states: &mut DialogStateReceiver,
+        dialog: &rsipstack::dialog::invite_dialog::InviteDialog,
+        started: Instant,
+    ) -> Ended {
+        let ended = self.media(states).await;
+        let secs = started.elapsed().as_secs_f32();
+        let label = &self.label;
+        match ended {
+            Ended::Us => {
+                if let Err(e) = dialog.bye().await {
+                    warn!("could not hang up the {label} ({e})");
+                }
+                info!("{label} ended by flametree after {secs:.1} s");
+            }
+            _ => info!(
+                "{label} ended by the {} after {secs:.1} s",
+                self.direction.peer()
+            ),
+        }
+        ended
+    }
+
     /// Audio both ways until the dialog ends (BYE) or the connection stops.
     async fn media(&self, states: &mut DialogStateReceiver) -> Ended {
         let codec = self.offer.codec;
@@ -316,7 +392,7 @@ impl Call {
             tokio::select! {
                 _ = self.lines.stop.cancelled() => return Ended::Us,
                 s = states.recv() => match s {
-                    Some(DialogState::Terminated(..)) | None => return Ended::Caller,
+                    Some(DialogState::Terminated(..)) | None => return Ended::Peer,
                     _ => {}
                 },
                 _ = ticks.tick() => {
@@ -356,7 +432,12 @@ impl Call {
                             {
                                 // The end packet comes three times (RFC 4733 §2.5.1.4).
                                 last_tone = Some(p.timestamp);
-                                info!("call from {}: the caller pressed {}", self.from, tone.key);
+                                info!(
+                                    "{}: the {} pressed {}",
+                                    self.label,
+                                    self.direction.peer(),
+                                    tone.key
+                                );
                             }
                         } else if p.payload_type == codec.payload_type()
                             && let Some(utterance) = vad.push(codec.decode(&p.payload))
@@ -380,8 +461,9 @@ impl Drop for AbortOnDrop {
 }
 
 impl Call {
-    /// The conversation: the agent's greeting, then each utterance heard → text → the
-    /// agent (through the runtime's ledger, keyed by Call-ID and turn) → speech.
+    /// The conversation: the opening (the agent's greeting, or the words it was asked
+    /// to open with), then each utterance heard → text → the agent (through the
+    /// runtime's ledger, keyed by Call-ID and turn) → speech.
     fn talk(
         &self,
         say: mpsc::UnboundedSender<Vec<i16>>,
@@ -391,29 +473,45 @@ impl Call {
         let speech = self.lines.speech.clone();
         let inbox = self.lines.inbox.get().cloned();
         let board = self.lines.board.clone();
-        let (from, call_id) = (self.from.clone(), self.call_id.clone());
+        let (label, customer, call_id) = (
+            self.label.clone(),
+            self.customer.clone(),
+            self.call_id.clone(),
+        );
+        let direction = self.direction;
+        let peer = direction.peer();
+        let opening = match &self.opening {
+            Opening::Greeting => None,
+            Opening::Say(text) => Some(text.clone()),
+        };
         async move {
             let (Some(speech), Some(inbox)) = (speech, inbox) else {
-                warn!(
-                    "call from {from}: no speech engines or agent to talk with; the line stays silent"
-                );
+                warn!("{label}: no speech engines or agent to talk with; the line stays silent");
                 return;
             };
             let t = Turns {
                 speech,
                 inbox,
                 board,
-                from,
+                outbound: direction == Direction::Outbound,
+                label,
+                customer,
                 call_id,
                 say,
             };
-            t.turn(0, CALL_OPENS).await;
+            match opening {
+                Some(text) => {
+                    info!("{}: opening with \"{text}\"", t.label);
+                    t.say_text(&text).await;
+                }
+                None => t.turn(0, CALL_OPENS).await,
+            }
             let mut n = 0;
             while let Some(audio) = utterances.recv().await {
                 let text = match t.speech.transcribe(&audio).await {
                     Ok(text) => text.trim().to_string(),
                     Err(e) => {
-                        warn!("call from {}: speech-to-text failed ({e})", t.from);
+                        warn!("{}: speech-to-text failed ({e})", t.label);
                         continue;
                     }
                 };
@@ -423,15 +521,15 @@ impl Call {
                 n += 1;
                 if crate::connectors::twilio::call::is_goodbye(&text) {
                     info!(
-                        "call from {}, turn {n}: the caller said \"{text}\"; saying goodbye \
-                         and hanging up",
-                        t.from
+                        "{}, turn {n}: the {peer} said \"{text}\"; saying goodbye and hanging \
+                         up",
+                        t.label
                     );
                     t.say_text(GOODBYE).await;
                     hang_up.cancel();
                     return;
                 }
-                info!("call from {}, turn {n}: the caller said \"{text}\"", t.from);
+                info!("{}, turn {n}: the {peer} said \"{text}\"", t.label);
                 t.turn(n, &text).await;
             }
         }
@@ -442,32 +540,49 @@ struct Turns {
     speech: Arc<SpeechClient>,
     inbox: Arc<dyn InboxSink>,
     board: String,
-    from: String,
+    /// flametree placed the call: its turns are answered with Inbound off too.
+    outbound: bool,
+    label: String,
+    customer: String,
     call_id: String,
     say: mpsc::UnboundedSender<Vec<i16>>,
+}
+
+/// Whether a turn's recorded payload belongs to a call flametree placed.
+pub fn placed_by_us(raw: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v.get("outbound")?.as_bool())
+        .unwrap_or(false)
 }
 
 impl Turns {
     async fn turn(&self, n: u32, text: &str) {
         let key = format!("{}:{n}", self.call_id);
-        let raw = serde_json::json!({ "call_id": self.call_id, "from": self.from, "turn": n });
+        let raw = if self.outbound {
+            serde_json::json!({
+                "call_id": self.call_id, "to": self.customer, "turn": n, "outbound": true
+            })
+        } else {
+            serde_json::json!({ "call_id": self.call_id, "from": self.customer, "turn": n })
+        };
         let event = Event::Message(Inbound {
             account: String::new(),
             provider_id: key.clone(),
-            customer: self.from.clone(),
+            customer: self.customer.clone(),
             display_name: String::new(),
             text: text.to_string(),
             raw: raw.to_string(),
         });
         if let Err(e) = self.inbox.submit(vec![event], None).await {
-            warn!("call from {}: could not record turn {n} ({e})", self.from);
+            warn!("{}: could not record turn {n} ({e})", self.label);
             return;
         }
         let reply = match board::wait(&self.board, &key, REPLY_WITHIN).await {
             Some(Answer::Reply(reply)) => reply,
             Some(Answer::Nobody) => NOBODY.to_string(),
             None => {
-                warn!("call from {}: no answer for turn {n} in time", self.from);
+                warn!("{}: no answer for turn {n} in time", self.label);
                 return;
             }
         };
@@ -479,7 +594,21 @@ impl Turns {
             Ok(pcm) => {
                 self.say.send(pcm).ok();
             }
-            Err(e) => warn!("call from {}: text-to-speech failed ({e})", self.from),
+            Err(e) => warn!("{}: text-to-speech failed ({e})", self.label),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_turns_of_calls_we_placed_count_as_ours() {
+        assert!(super::placed_by_us(
+            r#"{"call_id":"a@b","to":"+31612345678","turn":1,"outbound":true}"#
+        ));
+        assert!(!super::placed_by_us(
+            r#"{"call_id":"a@b","from":"sip:ada@h","turn":1}"#
+        ));
+        assert!(!super::placed_by_us("not json"));
     }
 }

@@ -98,8 +98,6 @@ pub fn read_offer(body: &str) -> Result<Offer, String> {
 /// The answer: our address and port, the one codec chosen, telephone-event when the
 /// caller offered it (on its payload type, as RFC 3264 asks).
 pub fn answer(local: SocketAddr, offer: &Offer, session: u64) -> String {
-    let family = if local.is_ipv4() { "IP4" } else { "IP6" };
-    let ip = local.ip();
     let pt = offer.codec.payload_type();
     let mut formats = pt.to_string();
     let mut attrs = format!("a=rtpmap:{pt} {}/8000\r\n", offer.codec.name());
@@ -109,6 +107,26 @@ pub fn answer(local: SocketAddr, offer: &Offer, session: u64) -> String {
             "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
         ));
     }
+    description(local, session, &formats, &attrs)
+}
+
+/// The telephone-event payload type of our own offers.
+const OUR_DTMF: u8 = 101;
+
+/// Our offer on an outbound call: PCMU, then PCMA, and telephone-event; the callee's
+/// answer (read with `read_offer`: it has the same shape) says which one it took.
+pub fn offer(local: SocketAddr, session: u64) -> String {
+    let attrs = format!(
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:{OUR_DTMF} telephone-event/8000\r\na=fmtp:{OUR_DTMF} 0-15\r\n"
+    );
+    description(local, session, &format!("0 8 {OUR_DTMF}"), &attrs)
+}
+
+/// A session with one audio stream at `local`.
+fn description(local: SocketAddr, session: u64, formats: &str, attrs: &str) -> String {
+    let family = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
     format!(
         "v=0\r\no=flametree {session} {session} IN {family} {ip}\r\ns=flametree\r\n\
          c=IN {family} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP {formats}\r\n{attrs}\
@@ -151,6 +169,17 @@ mod tests {
         let a = answer("1.2.3.4:10000".parse().unwrap(), &o, 1);
         assert!(a.contains("m=audio 10000 RTP/AVP 0\r\n"), "{a}");
         assert!(!a.contains("telephone-event"), "{a}");
+    }
+
+    #[test]
+    fn our_offer_lists_both_g711_codecs_and_reads_back() {
+        let o = offer("192.168.1.2:10002".parse().unwrap(), 9);
+        assert!(o.contains("m=audio 10002 RTP/AVP 0 8 101\r\n"), "{o}");
+        assert!(o.contains("a=rtpmap:8 PCMA/8000\r\n"), "{o}");
+        let read = read_offer(&o).unwrap();
+        assert_eq!(read.codec, Codec::Pcmu);
+        assert_eq!(read.dtmf, Some(101));
+        assert_eq!(read.remote, "192.168.1.2:10002".parse().unwrap());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! its timestamp columns, and the few spots where the dialects differ ask `BACKEND`.
 
 mod agents;
+mod calls;
 mod leases;
 pub(crate) mod migrate;
 mod pipeline;
@@ -1004,6 +1005,42 @@ impl RuntimeStore for SqlStore {
         provider_id: &str,
     ) -> StoreResult<Option<crate::store::OutboundRecord>> {
         self.outbound_(connection_id, provider_id).await
+    }
+
+    async fn request_call(
+        &self,
+        connection_id: i64,
+        callee: &str,
+        opening: Option<&str>,
+        requested_by: &str,
+    ) -> StoreResult<i64> {
+        self.request_call_(connection_id, callee, opening, requested_by)
+            .await
+    }
+
+    async fn call_request(&self, id: i64) -> StoreResult<Option<crate::model::CallRequest>> {
+        self.call_request_(id).await
+    }
+
+    async fn queued_call_connections(&self) -> StoreResult<Vec<i64>> {
+        self.queued_call_connections_().await
+    }
+
+    async fn claim_call(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        max_age_ms: i64,
+    ) -> StoreResult<Option<crate::model::CallRequest>> {
+        self.claim_call_(connection_id, owner, max_age_ms).await
+    }
+
+    async fn update_call(&self, id: i64, progress: &crate::model::CallProgress) -> StoreResult<()> {
+        self.update_call_(id, progress).await
+    }
+
+    async fn cancel_queued_call(&self, id: i64, reason: &str) -> StoreResult<bool> {
+        self.cancel_queued_call_(id, reason).await
     }
 
     async fn prune_older_than(

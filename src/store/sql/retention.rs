@@ -32,6 +32,13 @@ const UNANSWERED: &str = "DELETE FROM unanswered_messages WHERE id IN \
 const TURNS: &str = "DELETE FROM conversation_turns WHERE id IN \
      (SELECT id FROM conversation_turns WHERE at < $1 ORDER BY at LIMIT {limit})";
 
+// Outbound call requests once they have ended (their opening words are conversation
+// content); one still queued or in progress is never pruned.
+const CALLS: &str = "DELETE FROM call_requests WHERE state IN ('completed', 'busy', 'no-answer', \
+     'failed', 'canceled') AND id IN (SELECT id FROM call_requests WHERE requested_at < $1 \
+     AND state IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') \
+     ORDER BY requested_at LIMIT {limit})";
+
 const AUDIT: &str = "DELETE FROM audit_log WHERE id IN \
      (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT {limit})";
 
@@ -66,6 +73,7 @@ impl SqlStore {
             outbound: self
                 .prune_chunk(outbound, cutoff_ms, limit_per_table)
                 .await?,
+            calls: self.prune_chunk(CALLS, cutoff_ms, limit_per_table).await?,
         })
     }
 
