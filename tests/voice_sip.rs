@@ -186,11 +186,10 @@ async fn a_wrong_password_is_an_error_saying_so(be: Be) {
     let sipp = Sipp::registrar(dir.path());
     let (env, host, _) = sip_line(be, &format!("127.0.0.1:{}", sipp.port), "wrong-password").await;
     let c = wait_status(&env, "Desk phone", Status::Error).await;
-    assert!(
-        c.status_message
-            .starts_with("the registrar refused username/password (403"),
-        "{}",
-        c.status_message
+    assert_eq!(
+        c.status_message,
+        "the registrar refused username/password (403 Forbidden): check Username and \
+         Password, Save, then start the agent again"
     );
     assert!(!c.status_message.contains("wrong-password"));
     // Fixed and started again: the failed start let go of its port.

@@ -359,7 +359,8 @@ impl Sip {
             Ok(Ok(resp)) => resp,
         };
         let code = resp.status_code.code();
-        let why = format!("{code} {}", resp.status_code);
+        // rsipstack's Display is already "403 Forbidden".
+        let why = resp.status_code.to_string();
         match resp.status_code {
             StatusCode::OK => Ok(ua.registration.expires()),
             StatusCode::Unauthorized
