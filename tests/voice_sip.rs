@@ -606,7 +606,9 @@ async fn callers_beyond_sip_max_calls_hear_busy(be: Be) {
     assert!(refused.contains("SIP/2.0 486 Busy Here"), "{refused}");
     let log = log_text(&env, "Desk phone", "busy (486)").await;
     assert!(
-        log.contains("was turned away: busy (486), 1 calls in progress is SIP_MAX_CALLS"),
+        log.contains(
+            "was turned away: busy (486), SIP_MAX_CALLS is 1 and the line has 1 call in progress"
+        ),
         "{log}"
     );
     let answered = first.finish(20).await;

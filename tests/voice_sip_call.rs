@@ -14,7 +14,7 @@ mod sip_media;
 use common::Be;
 use common::hooks::{Host, draft, wait_status};
 use common::runtime::{log_text, speech_engines};
-use flametree::model::{CallState, Status};
+use flametree::model::{CallProgress, CallRequest, CallState, Status};
 use sip_media::free_udp_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -572,9 +572,286 @@ async fn a_call_nobody_can_place_is_withdrawn_and_said_so(be: Be) {
     host.shutdown().await;
 }
 
+/// The request once `done` says so; fails after `secs`.
+async fn wait_request(
+    env: &common::ChannelsEnv,
+    id: i64,
+    secs: u64,
+    done: impl Fn(&CallRequest) -> bool,
+) -> CallRequest {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = env.channels.store().call_request(id).await.unwrap();
+        match r {
+            Some(r) if done(&r) => return r,
+            r => assert!(Instant::now() < deadline, "request {id}: {r:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIPp answering and then holding the call `hold_ms` before its BYE; what it says
+/// is not listened to (these tests look at how calls end).
+fn holding_callee(env: &common::ChannelsEnv, hold_ms: u64) -> Callee {
+    let pcap = env.dir.path().join("callee.pcap");
+    std::fs::write(&pcap, sip_media::caller_saying("hello")).unwrap();
+    let keys = [
+        ("audio_port", free_udp_port().to_string()),
+        ("pcap", pcap.display().to_string()),
+    ];
+    Callee::start(env.dir.path(), "callee_answers.xml", &keys, hold_ms)
+}
+
+async fn a_call_whose_process_was_killed_ends_failed_and_the_command_says_so(be: Be) {
+    let env = common::channels_env_on(be).await;
+    speaking_agent(&env, "http://127.0.0.1:9/v1").await;
+    let callee = holding_callee(&env, 60_000);
+    let registrar = format!("127.0.0.1:{}", callee.port);
+    outbound_line(&env, &[("registrar", &registrar)], &[]).await;
+    let mut serve = common::runtime::serve(&env, "serve", false);
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let call = call_in_background(
+        &env,
+        &[
+            "call",
+            "--connection",
+            "Desk phone",
+            "--to",
+            CALLEE,
+            "--wait",
+            "60",
+        ],
+    );
+    let answered = wait_request(&env, 1, 30, |r| r.state == CallState::Answered).await;
+    let owner = answered.claimed_by.clone().unwrap();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let killed = Instant::now();
+
+    let r = call.await.unwrap();
+    let why = format!("the process that placed the call ({owner}) stopped during the call");
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains(&format!("the call to {CALLEE} was cut off (failed): {why}")),
+        "{}",
+        r.all()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "said so at once, not at the end of --wait"
+    );
+    let request = env.channels.store().call_request(1).await.unwrap().unwrap();
+    assert_eq!(
+        (request.state, request.reason.as_str()),
+        (CallState::Failed, why.as_str())
+    );
+    assert!(request.ended_at.is_some(), "{request:?}");
+}
+
+async fn a_call_left_in_progress_is_ended_when_another_process_runs_the_line(be: Be) {
+    let env = common::channels_env_on(be).await;
+    speaking_agent(&env, "http://127.0.0.1:9/v1").await;
+    let c = outbound_line(&env, &[("registrar", "127.0.0.1:9")], &[]).await;
+    let store = env.channels.store();
+    // A process on another host claimed the call and was answered, then died: the
+    // processes there expired its lease.
+    let gone = "elsewhere:4242:1";
+    let id = store
+        .request_call(c.id, CALLEE, None, "tester")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .acquire_lease(c.id, gone, 15_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let claimed = store
+        .claim_call(c.id, gone, 300_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    store
+        .update_call(id, &CallProgress::to(CallState::Answered))
+        .await
+        .unwrap();
+    store.expire_leases_of(gone).await.unwrap();
+    // Another of the line's calls that ended already stays as it ended.
+    let ended = store
+        .request_call(c.id, "2001", None, "tester")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .acquire_lease(c.id, gone, 15_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .claim_call(c.id, gone, 300_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let busy = CallProgress::to(CallState::Busy).because("486 Busy Here");
+    store.update_call(ended, &busy).await.unwrap();
+    store.expire_leases_of(gone).await.unwrap();
+
+    let host = host(&env).await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let request = wait_request(&env, id, 20, |r| r.state.ended()).await;
+    let why = "the process that placed the call (elsewhere:4242:1) stopped during the call";
+    assert_eq!(
+        (request.state, request.reason.as_str()),
+        (CallState::Failed, why)
+    );
+    let other = store.call_request(ended).await.unwrap().unwrap();
+    assert_eq!(
+        (other.state, other.reason.as_str()),
+        (CallState::Busy, "486 Busy Here")
+    );
+    let log = log_text(&env, "Desk phone", why).await;
+    assert!(
+        log.contains(&format!(
+            "WARN outbound call to {CALLEE} (request {id}, by tester): failed ({why})"
+        )),
+        "{log}"
+    );
+    host.shutdown().await;
+}
+
+async fn an_answered_call_takes_a_place_in_sip_max_calls_and_is_hung_up_on_shutdown(be: Be) {
+    let env = common::channels_env_on(be).await;
+    speaking_agent(&env, "http://127.0.0.1:9/v1").await;
+    let mut callee = holding_callee(&env, 60_000);
+    let host = host(&env).await;
+    let registrar = format!("127.0.0.1:{}", callee.port);
+    outbound_line(
+        &env,
+        &[("registrar", &registrar)],
+        &[("SIP_MAX_CALLS", "1".into())],
+    )
+    .await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let first = call_in_background(
+        &env,
+        &[
+            "call",
+            "--connection",
+            "Desk phone",
+            "--to",
+            CALLEE,
+            "--wait",
+            "60",
+        ],
+    );
+    wait_request(&env, 1, 30, |r| r.state == CallState::Answered).await;
+
+    // The outbound call holds the line's one place: the next is not dialed.
+    let r = cli(&env).run(
+        &[
+            "call",
+            "--connection",
+            "Desk phone",
+            "--to",
+            "2001",
+            "--wait",
+            "20",
+        ],
+        None,
+    );
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stderr().contains(
+            "the call to 2001 did not connect (failed): the call could not be placed \
+             (SIP_MAX_CALLS is 1 and the line has 1 call in progress)"
+        ),
+        "{}",
+        r.all()
+    );
+
+    // Shut down mid-call: the callee is hung up on, and the request says so by the time
+    // the process could exit.
+    host.shutdown().await;
+    let request = env.channels.store().call_request(1).await.unwrap().unwrap();
+    let why = "flametree hung up: the connection stopped during the call";
+    assert_eq!(
+        (request.state, request.reason.as_str()),
+        (CallState::Completed, why),
+        "{request:?}"
+    );
+    let messages = callee.finish(20).await;
+    assert!(messages.contains("BYE sip:callee@"), "{messages}");
+    let r = first.await.unwrap();
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(r.stdout().contains(&format!("s ({why}).")), "{}", r.all());
+    let log = log_text(&env, "Desk phone", "hung up").await;
+    assert!(
+        log.contains(&format!("call to {CALLEE} ended by flametree after"))
+            && log.contains("s: the connection stopped"),
+        "{log}"
+    );
+}
+
+async fn stopping_the_line_while_the_call_rings_cancels_it(be: Be) {
+    let env = common::channels_env_on(be).await;
+    speaking_agent(&env, "http://127.0.0.1:9/v1").await;
+    let mut callee = Callee::start(env.dir.path(), "callee_rings.xml", &[], 0);
+    let host = host(&env).await;
+    let registrar = format!("127.0.0.1:{}", callee.port);
+    outbound_line(&env, &[("registrar", &registrar)], &[]).await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let call = call_in_background(
+        &env,
+        &[
+            "call",
+            "--connection",
+            "Desk phone",
+            "--to",
+            "2001",
+            "--wait",
+            "60",
+        ],
+    );
+    wait_request(&env, 1, 30, |r| r.state == CallState::Ringing).await;
+    let agent = env.channels.find_agent("Echo").await.unwrap();
+    env.channels.run_agent(&agent, false).await.unwrap();
+
+    let r = call.await.unwrap();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stderr().contains(
+            "the call to 2001 did not connect (canceled): the call was canceled before it was \
+             answered (the connection stopped while it rang; CANCEL sent)"
+        ),
+        "{}",
+        r.all()
+    );
+    let messages = callee.finish(20).await;
+    assert!(messages.contains("CANCEL sip:2001@"), "{messages}");
+    assert!(
+        messages.contains("SIP/2.0 487 Request Terminated"),
+        "{messages}"
+    );
+    wait_status(&env, "Desk phone", Status::Stopped).await;
+    let log = log_text(&env, "Desk phone", "canceled (").await;
+    assert!(
+        log.contains("call to 2001: the connection is stopping; cancelling"),
+        "{log}"
+    );
+    host.shutdown().await;
+}
+
 on_both!(
     an_answered_call_is_held_by_the_agent_with_inbound_off,
     a_busy_callee_behind_an_authenticating_proxy_is_reported_busy,
     an_unanswered_call_is_cancelled_at_the_ring_timeout,
     a_call_nobody_can_place_is_withdrawn_and_said_so,
+    a_call_whose_process_was_killed_ends_failed_and_the_command_says_so,
+    a_call_left_in_progress_is_ended_when_another_process_runs_the_line,
+    an_answered_call_takes_a_place_in_sip_max_calls_and_is_hung_up_on_shutdown,
+    stopping_the_line_while_the_call_rings_cancels_it,
 );

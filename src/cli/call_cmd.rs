@@ -31,6 +31,8 @@ struct Standing {
     duration_secs: Option<u64>,
     /// The provider's words for how it ended ("486 Busy Here"), when it gives them.
     reason: String,
+    /// It was answered (an end other than completed cut a conversation off).
+    answered: bool,
 }
 
 impl Standing {
@@ -50,6 +52,8 @@ enum Placed {
         request: i64,
         /// SIP's Call-ID, once the process running the line dialed it.
         call_id: String,
+        /// When the claimer's liveness was last looked at.
+        checked: Option<Instant>,
     },
 }
 
@@ -79,7 +83,7 @@ impl Placed {
                 Ok(s) => Ok(Some(Standing {
                     status: s.status,
                     duration_secs: s.duration_secs,
-                    reason: String::new(),
+                    ..Standing::default()
                 })),
                 Err(connectors::ConnectorError::Transient { .. }) => Ok(None),
                 Err(e) => Err(fail(e.to_string())),
@@ -88,25 +92,56 @@ impl Placed {
                 store,
                 request,
                 call_id,
+                checked,
             } => {
-                let Some(r) = store
-                    .call_request(*request)
-                    .await
-                    .map_err(ServiceError::from)?
-                else {
-                    return Err(fail(format!(
-                        "call request {request} is gone (the connection was deleted?)"
-                    )));
-                };
+                let mut r = read_request(store.as_ref(), *request).await?;
+                let claimer = r.claimed_by.clone().filter(|_| !r.state.ended());
+                if let Some(claimer) = claimer
+                    && checked.is_none_or(|at| at.elapsed() >= CLAIMER_CHECK)
+                {
+                    *checked = Some(Instant::now());
+                    if claimer_gone(store.as_ref(), &claimer).await?
+                        && store
+                            .end_abandoned_call(*request, &claimer)
+                            .await
+                            .map_err(ServiceError::from)?
+                    {
+                        r = read_request(store.as_ref(), *request).await?;
+                    }
+                }
                 call_id.clone_from(&r.call_id);
                 Ok(Some(Standing {
                     status: r.state.as_str().to_string(),
                     duration_secs: r.duration_secs.and_then(|d| u64::try_from(d).ok()),
                     reason: r.reason,
+                    answered: r.answered_at.is_some(),
                 }))
             }
         }
     }
+}
+
+async fn read_request(
+    store: &dyn crate::store::Store,
+    id: i64,
+) -> Result<crate::model::CallRequest, Failure> {
+    match store.call_request(id).await.map_err(ServiceError::from)? {
+        Some(r) => Ok(r),
+        None => Err(fail(format!(
+            "call request {id} is gone (the connection was deleted?)"
+        ))),
+    }
+}
+
+/// How often a waiting command asks whether the process dialing its call still lives.
+const CLAIMER_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the process that claimed a call is gone (killed, or its host lost): then
+/// nothing will move the request any more, and waiting on would only hide that.
+async fn claimer_gone(store: &dyn crate::store::Store, claimer: &str) -> Result<bool, Failure> {
+    let processes = store.processes().await.map_err(ServiceError::from)?;
+    let host = whoami::hostname().unwrap_or_default();
+    Ok(crate::runtime::presence::gone(claimer, &processes, &host))
 }
 
 fn fail(message: String) -> Failure {
@@ -247,6 +282,7 @@ async fn queue_sip(
         store,
         request,
         call_id: String::new(),
+        checked: None,
     })
 }
 
@@ -309,13 +345,20 @@ fn report(
     match status {
         "completed" => {
             if !json {
+                let how = match standing.reason.as_str() {
+                    "" => String::new(),
+                    r => format!(" ({r})"),
+                };
                 say!(
-                    "The call to {to} ended after {} s.",
+                    "The call to {to} ended after {} s{how}.",
                     standing.duration_secs.unwrap_or(0)
                 );
             }
             Ok(())
         }
+        s @ ("busy" | "no-answer" | "failed" | "canceled") if standing.answered => Err(fail(
+            format!("the call to {to} was cut off ({s}): {}", standing.reason),
+        )),
         s @ ("busy" | "no-answer" | "failed" | "canceled") => {
             let words = match (s, placed) {
                 ("failed", Placed::Sip { .. }) => "the call could not be placed",

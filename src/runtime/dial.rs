@@ -15,22 +15,36 @@ use crate::model::{CallProgress, CallRequest, CallState};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
 /// A request nobody dialed within this long is canceled rather than dialed: a call
 /// placed long after it was asked for (the line was down) would surprise both sides.
 pub const QUEUED_AT_MOST: Duration = Duration::from_secs(300);
 
-/// Claims and places the connection's queued calls until the connection stops. Calls
-/// in progress then end with the connector (which hangs them up on release).
+/// Claims and places the connection's queued calls until the connection stops. The
+/// calls go on in `calls`: the task waits for them after the connector's release has
+/// hung them up, so each one's last step is written before the connection (or the
+/// process) is reported stopped.
 pub async fn dial_loop(
     inbox: Arc<ConnInbox>,
     connector: Arc<dyn Connector>,
     owner: String,
     stop: CancellationToken,
+    calls: TaskTracker,
 ) {
     let store = inbox.pipe.channels.store().clone();
     let id = inbox.connection_id;
+    // This process holds the lease now: a call another process still shows in progress
+    // lost its process mid-call (a clean stop ends its calls before letting go).
+    match store.end_orphaned_calls(id, &owner).await {
+        Ok(orphans) => {
+            for request in orphans {
+                warn!("{}: failed ({})", who(&request), request.reason);
+            }
+        }
+        Err(e) => warn!("cannot look for calls left by a stopped process: {e}"),
+    }
     loop {
         loop {
             let claimed = store
@@ -39,7 +53,7 @@ pub async fn dial_loop(
             match claimed {
                 Ok(Some(request)) => {
                     let call = place(inbox.pipe.clone(), connector.clone(), request);
-                    tokio::spawn(call.in_current_span());
+                    calls.spawn(call.in_current_span());
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -55,13 +69,18 @@ pub async fn dial_loop(
     }
 }
 
+/// How the log names a request.
+fn who(request: &CallRequest) -> String {
+    format!(
+        "outbound call to {} (request {}, by {})",
+        request.callee, request.id, request.requested_by
+    )
+}
+
 /// One claimed request: dialed, each step written, the outcome logged.
 async fn place(pipe: Arc<Pipeline>, connector: Arc<dyn Connector>, request: CallRequest) {
     let store = pipe.channels.store().clone();
-    let who = format!(
-        "outbound call to {} (request {}, by {})",
-        request.callee, request.id, request.requested_by
-    );
+    let who = who(&request);
     info!("{who}: dialing");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CallProgress>();
     let record = async {

@@ -112,6 +112,13 @@ pub fn serve_alive(all: &[ProcessInfo], me: &str, tenant: &str) -> bool {
     })
 }
 
+/// Whether the process named `owner` (`host:pid:started`) is gone, as far as can be
+/// told from here: its pid is not running on this host, or it has no recent heartbeat
+/// (a process on another host shows only there).
+pub fn gone(owner: &str, processes: &[ProcessInfo], host: &str) -> bool {
+    dead_on_this_host(owner, host, "") || !processes.iter().any(|p| p.id == owner && alive(p))
+}
+
 /// `host:pid:started` of this process.
 pub fn owner_name(host: &str) -> String {
     format!(
@@ -179,6 +186,28 @@ mod tests {
             "web1",
             "web1:4000000:5"
         ));
+    }
+
+    #[test]
+    fn a_process_is_gone_without_a_recent_heartbeat_or_its_pid_here() {
+        let mine = format!("web1:{}:5", std::process::id());
+        let all = [
+            p(&mine, "serve", true, 1_000),
+            p("web2:7:5", "serve", true, 0),
+        ];
+        assert!(!gone(&mine, &all, "web1"));
+        assert!(
+            !gone("web2:7:5", &all, "web1"),
+            "another host's pid is not ours"
+        );
+        assert!(gone("web2:8:5", &all, "web1"), "no heartbeat at all");
+        let stale = [p("web2:7:5", "serve", true, ALIVE_MS + 1)];
+        assert!(gone("web2:7:5", &stale, "web1"));
+        let beating = [p("web1:4000000:5", "serve", true, 0)];
+        assert!(
+            gone("web1:4000000:5", &beating, "web1"),
+            "its pid is not running"
+        );
     }
 
     #[test]

@@ -13,10 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
 /// How long a connector gets to undo its provider-side setup on Stop.
 const RELEASE_GRACE: Duration = Duration::from_secs(5);
+/// How long outbound calls get, after the release, to record how they ended: with
+/// the release, within the runtime's 10 s for a task to stop.
+const CALLS_GRACE: Duration = Duration::from_secs(3);
 
 pub struct TaskEnv {
     pub pipe: Arc<Pipeline>,
@@ -152,6 +156,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         received
     };
     let counting = count_calls(&inbox, &calls, &stop);
+    let placing = TaskTracker::new();
     let dialing = async {
         if connectors::takes_calls(&c.type_key) {
             inbox.set_dials();
@@ -160,6 +165,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
                 connector.clone(),
                 env.fence.owner.clone(),
                 stop.clone(),
+                placing.clone(),
             )
             .await;
         }
@@ -173,6 +179,19 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         warn!(
             "the provider did not confirm the cleanup within {} s",
             RELEASE_GRACE.as_secs()
+        );
+    }
+    // The release hung the calls up; what is left is writing how each ended.
+    placing.close();
+    if tokio::time::timeout(CALLS_GRACE, placing.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            "{} outbound calls were still ending after {} s; their requests may not say \
+             how they ended",
+            placing.len(),
+            CALLS_GRACE.as_secs()
         );
     }
     match received {

@@ -271,6 +271,20 @@ pub trait RuntimeStore: Send + Sync {
     /// Cancels a request nobody has claimed; false when it was claimed (or ended).
     async fn cancel_queued_call(&self, id: i64, reason: &str) -> StoreResult<bool>;
 
+    /// Fails the connection's calls still dialing, ringing or answered that another
+    /// process claimed, when `owner` holds the connection's lease: their claimer let go
+    /// of the line without ending them, so it stopped during them (killed). Returns the
+    /// requests so ended; none unless `owner` holds the lease.
+    async fn end_orphaned_calls(
+        &self,
+        connection_id: i64,
+        owner: &str,
+    ) -> StoreResult<Vec<CallRequest>>;
+
+    /// Fails the request when `claimer`, known to be gone, still has it in progress;
+    /// false when it ended meanwhile (or someone else has it).
+    async fn end_abandoned_call(&self, id: i64, claimer: &str) -> StoreResult<bool>;
+
     /// Retention: deletes at most `limit_per_table` rows from each of the inbound ledger
     /// (answered or ignored events only, by when they were last updated), unanswered
     /// messages, conversation turns and the audit log that are older than `cutoff_ms`

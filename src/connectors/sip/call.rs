@@ -98,6 +98,12 @@ impl Drop for Slot {
     }
 }
 
+/// Why a call had no place: inbound and outbound calls share `SIP_MAX_CALLS`.
+pub fn at_most(taken: usize, max: usize) -> String {
+    let calls = if taken == 1 { "call" } else { "calls" };
+    format!("SIP_MAX_CALLS is {max} and the line has {taken} {calls} in progress")
+}
+
 /// A new INVITE: busy, refused for its offer, or answered and carried to its end.
 pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
     let (from, to, call_id) = party(&tx);
@@ -105,8 +111,8 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
         Ok(slot) => slot,
         Err(taken) => {
             info!(
-                "a call from {from} was turned away: busy (486), {taken} calls in progress \
-                 is SIP_MAX_CALLS"
+                "a call from {from} was turned away: busy (486), {}",
+                at_most(taken, lines.max_calls)
             );
             if let Err(e) = tx.reply(StatusCode::BusyHere).await {
                 warn!("could not answer the call from {from}: {e}");
@@ -287,7 +293,10 @@ pub struct Call {
 /// Who ended a call, for its log line and its outcome.
 pub enum Ended {
     Peer,
+    /// The conversation ended it (the other side said goodbye).
     Us,
+    /// The connection stopped (Stop, or flametree shutting down): we hung up.
+    Stopped,
     Cancelled,
     NoAck,
 }
@@ -349,11 +358,15 @@ impl Call {
         let secs = started.elapsed().as_secs_f32();
         let label = &self.label;
         match ended {
-            Ended::Us => {
+            Ended::Us | Ended::Stopped => {
                 if let Err(e) = dialog.bye().await {
                     warn!("could not hang up the {label} ({e})");
                 }
-                info!("{label} ended by flametree after {secs:.1} s");
+                let why = match ended {
+                    Ended::Stopped => ": the connection stopped",
+                    _ => "",
+                };
+                info!("{label} ended by flametree after {secs:.1} s{why}");
             }
             _ => info!(
                 "{label} ended by the {} after {secs:.1} s",
@@ -390,7 +403,7 @@ impl Call {
         let mut last_tone: Option<u32> = None;
         loop {
             tokio::select! {
-                _ = self.lines.stop.cancelled() => return Ended::Us,
+                _ = self.lines.stop.cancelled() => return Ended::Stopped,
                 s = states.recv() => match s {
                     Some(DialogState::Terminated(..)) | None => return Ended::Peer,
                     _ => {}

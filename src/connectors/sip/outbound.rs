@@ -55,6 +55,12 @@ pub fn outcome_of(status: &StatusCode) -> CallState {
     }
 }
 
+/// The reason of a call hung up because its connection stopped: it was held, so it
+/// is completed (as a provider reports a call either side hung up), and this says who.
+const STOPPED_ANSWERED: &str = "flametree hung up: the connection stopped during the call";
+/// The reason of a call cancelled because its connection stopped while it rang.
+const STOPPED_RINGING: &str = "the connection stopped while it rang; CANCEL sent";
+
 /// Why we cancelled an INVITE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cancelled {
@@ -77,7 +83,7 @@ pub async fn place(
     let _slot = match Slot::take(&lines) {
         Ok(slot) => slot,
         Err(taken) => {
-            let why = format!("{taken} calls in progress is SIP_MAX_CALLS");
+            let why = call::at_most(taken, lines.max_calls);
             warn!("{label} was not placed: {why}");
             return steps.at(CallState::Failed, why);
         }
@@ -155,6 +161,7 @@ pub async fn place(
             }
             _ = lines.stop.cancelled(), if cancelled.is_none() => {
                 cancelled = Some(Cancelled::Stopping);
+                info!("{label}: the connection is stopping; cancelling");
                 if let Err(e) = dialog.cancel().await {
                     warn!("{label}: the CANCEL failed ({e})");
                 }
@@ -163,6 +170,10 @@ pub async fn place(
     };
     let (dialog_id, response) = match answered {
         Ok(Ok(done)) => done,
+        // The endpoint went away with the connection before the CANCEL was answered.
+        _ if cancelled == Some(Cancelled::Stopping) => {
+            return steps.at(CallState::Canceled, STOPPED_RINGING);
+        }
         Ok(Err(e)) => {
             warn!("{label}: not placed ({e})");
             return steps.at(CallState::Failed, e.to_string());
@@ -218,6 +229,7 @@ pub async fn place(
     lines.dialogs.remove_dialog(&dialog_id);
     let by = match ended {
         Ended::Us => "ended by flametree",
+        Ended::Stopped => STOPPED_ANSWERED,
         _ => "ended by the callee",
     };
     steps.send(CallProgress {
@@ -241,10 +253,7 @@ fn refused(
                 status.map(|s| format!(", {s}")).unwrap_or_default()
             ),
         ),
-        (_, Some(Cancelled::Stopping)) => (
-            CallState::Canceled,
-            "the connection stopped before the call was answered".into(),
-        ),
+        (_, Some(Cancelled::Stopping)) => (CallState::Canceled, STOPPED_RINGING.into()),
         (Some(s), None) => (outcome_of(s), s.to_string()),
         (None, None) => (CallState::Failed, "no final answer to the INVITE".into()),
     }

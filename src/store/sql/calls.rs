@@ -14,6 +14,14 @@ const COLUMNS: &str = "id, connection_id, callee, opening, requested_by, state, 
 /// States a request leaves no more (kept as SQL for the statements below).
 const ENDED: &str = "('completed', 'busy', 'no-answer', 'failed', 'canceled')";
 
+/// A claimed call still going, as far as the row says.
+const IN_PROGRESS: &str = "('dialing', 'ringing', 'answered')";
+
+/// Ends a call whose claimer is gone. The claimer is named from the row itself, so
+/// the statement that finds the orphans also words their reason.
+const ORPHANED: &str = "SET state = 'failed', reason = 'the process that placed the call (' \
+     || claimed_by || ') stopped during the call', updated_at = {now}, ended_at = {now}";
+
 fn request(row: &DbRow) -> StoreResult<CallRequest> {
     let state: String = row.try_get("state").map_err(classify)?;
     let time = |col: &str| -> StoreResult<Option<i64>> {
@@ -143,6 +151,41 @@ impl SqlStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    pub(super) async fn end_orphaned_calls_(
+        &self,
+        connection_id: i64,
+        owner: &str,
+    ) -> StoreResult<Vec<CallRequest>> {
+        // Only the lease holder may say the others are gone: it runs the line now.
+        let sql = with_now(&format!(
+            "UPDATE call_requests {ORPHANED} WHERE connection_id = $1 \
+             AND state IN {IN_PROGRESS} AND claimed_by <> $2 \
+             AND EXISTS (SELECT 1 FROM connection_leases WHERE connection_id = $1 \
+             AND owner = $2 AND expires_at >= {{now}}) RETURNING {COLUMNS}"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(connection_id)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(request).collect()
+    }
+
+    pub(super) async fn end_abandoned_call_(&self, id: i64, claimer: &str) -> StoreResult<bool> {
+        let sql = with_now(&format!(
+            "UPDATE call_requests {ORPHANED} WHERE id = $1 AND claimed_by = $2 \
+             AND state IN {IN_PROGRESS}"
+        ));
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(claimer)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn cancel_queued_call_(&self, id: i64, reason: &str) -> StoreResult<bool> {

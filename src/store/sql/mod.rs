@@ -1043,6 +1043,18 @@ impl RuntimeStore for SqlStore {
         self.cancel_queued_call_(id, reason).await
     }
 
+    async fn end_orphaned_calls(
+        &self,
+        connection_id: i64,
+        owner: &str,
+    ) -> StoreResult<Vec<crate::model::CallRequest>> {
+        self.end_orphaned_calls_(connection_id, owner).await
+    }
+
+    async fn end_abandoned_call(&self, id: i64, claimer: &str) -> StoreResult<bool> {
+        self.end_abandoned_call_(id, claimer).await
+    }
+
     async fn prune_older_than(
         &self,
         cutoff_ms: i64,
