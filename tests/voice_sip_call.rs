@@ -152,6 +152,19 @@ fn cli(env: &common::ChannelsEnv) -> common::Cli {
         .env("FLAMETREE_SECRETS_MASTER_KEY", common::KEY_B64)
 }
 
+/// `flametree call --connection "Desk phone" --to TO --wait WAIT`.
+fn dial<'a>(to: &'a str, wait: &'a str) -> [&'a str; 7] {
+    [
+        "call",
+        "--connection",
+        "Desk phone",
+        "--to",
+        to,
+        "--wait",
+        wait,
+    ]
+}
+
 /// `flametree call` in a thread of its own, so the test can listen meanwhile.
 fn call_in_background(
     env: &common::ChannelsEnv,
@@ -211,6 +224,12 @@ fn utterances(pcm: &[i16]) -> Vec<String> {
         at = end;
     }
     out
+}
+
+/// Fails unless the line's log comes to hold `line`.
+async fn logged(env: &common::ChannelsEnv, line: &str) {
+    let log = log_text(env, "Desk phone", line).await;
+    assert!(log.contains(line), "{line}\n{log}");
 }
 
 /// The number in "(request N)".
@@ -426,13 +445,11 @@ async fn a_busy_callee_behind_an_authenticating_proxy_is_reported_busy(be: Be) {
     );
     assert!(!messages.contains("SIP/2.0 403"), "{messages}");
     assert!(!messages.contains(PASSWORD));
-    let log = log_text(&env, "Desk phone", "busy (486 Busy Here)").await;
-    assert!(
-        log.contains(&format!(
-            "outbound call to {CALLEE} (request 1, by tester): busy (486 Busy Here)"
-        )),
-        "{log}"
-    );
+    logged(
+        &env,
+        &format!("outbound call to {CALLEE} (request 1, by tester): busy (486 Busy Here)"),
+    )
+    .await;
     host.shutdown().await;
 }
 
@@ -505,18 +522,7 @@ async fn a_call_nobody_can_place_is_withdrawn_and_said_so(be: Be) {
         r.all()
     );
     let began = Instant::now();
-    let r = cli.run(
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            CALLEE,
-            "--wait",
-            "2",
-        ],
-        None,
-    );
+    let r = cli.run(&dial(CALLEE, "2"), None);
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
         r.stderr().contains(
@@ -540,18 +546,7 @@ async fn a_call_nobody_can_place_is_withdrawn_and_said_so(be: Be) {
     // one (requests are claimed oldest first).
     let host = host(&env).await;
     wait_status(&env, "Desk phone", Status::Running).await;
-    let out = cli.ok(
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            "2002",
-            "--wait",
-            "0",
-        ],
-        None,
-    );
+    let out = cli.ok(&dial("2002", "0"), None);
     let next = request_id(&out);
     let log = log_text(
         &env,
@@ -610,18 +605,7 @@ async fn a_call_whose_process_was_killed_ends_failed_and_the_command_says_so(be:
     outbound_line(&env, &[("registrar", &registrar)], &[]).await;
     let mut serve = common::runtime::serve(&env, "serve", false);
     wait_status(&env, "Desk phone", Status::Running).await;
-    let call = call_in_background(
-        &env,
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            CALLEE,
-            "--wait",
-            "60",
-        ],
-    );
+    let call = call_in_background(&env, &dial(CALLEE, "60"));
     let answered = wait_request(&env, 1, 30, |r| r.state == CallState::Answered).await;
     let owner = answered.claimed_by.clone().unwrap();
     serve.kill().unwrap();
@@ -713,13 +697,11 @@ async fn a_call_left_in_progress_is_ended_when_another_process_runs_the_line(be:
         (other.state, other.reason.as_str()),
         (CallState::Busy, "486 Busy Here")
     );
-    let log = log_text(&env, "Desk phone", why).await;
-    assert!(
-        log.contains(&format!(
-            "WARN outbound call to {CALLEE} (request {id}, by tester): failed ({why})"
-        )),
-        "{log}"
-    );
+    logged(
+        &env,
+        &format!("WARN outbound call to {CALLEE} (request {id}, by tester): failed ({why})"),
+    )
+    .await;
     host.shutdown().await;
 }
 
@@ -736,33 +718,11 @@ async fn an_answered_call_takes_a_place_in_sip_max_calls_and_is_hung_up_on_shutd
     )
     .await;
     wait_status(&env, "Desk phone", Status::Running).await;
-    let first = call_in_background(
-        &env,
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            CALLEE,
-            "--wait",
-            "60",
-        ],
-    );
+    let first = call_in_background(&env, &dial(CALLEE, "60"));
     wait_request(&env, 1, 30, |r| r.state == CallState::Answered).await;
 
     // The outbound call holds the line's one place: the next is not dialed.
-    let r = cli(&env).run(
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            "2001",
-            "--wait",
-            "20",
-        ],
-        None,
-    );
+    let r = cli(&env).run(&dial("2001", "20"), None);
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
         r.stderr().contains(
@@ -804,18 +764,7 @@ async fn stopping_the_line_while_the_call_rings_cancels_it(be: Be) {
     let registrar = format!("127.0.0.1:{}", callee.port);
     outbound_line(&env, &[("registrar", &registrar)], &[]).await;
     wait_status(&env, "Desk phone", Status::Running).await;
-    let call = call_in_background(
-        &env,
-        &[
-            "call",
-            "--connection",
-            "Desk phone",
-            "--to",
-            "2001",
-            "--wait",
-            "60",
-        ],
-    );
+    let call = call_in_background(&env, &dial("2001", "60"));
     wait_request(&env, 1, 30, |r| r.state == CallState::Ringing).await;
     let agent = env.channels.find_agent("Echo").await.unwrap();
     env.channels.run_agent(&agent, false).await.unwrap();
@@ -837,11 +786,7 @@ async fn stopping_the_line_while_the_call_rings_cancels_it(be: Be) {
         "{messages}"
     );
     wait_status(&env, "Desk phone", Status::Stopped).await;
-    let log = log_text(&env, "Desk phone", "canceled (").await;
-    assert!(
-        log.contains("call to 2001: the connection is stopping; cancelling"),
-        "{log}"
-    );
+    logged(&env, "call to 2001: the connection is stopping; cancelling").await;
     host.shutdown().await;
 }
 
