@@ -3,6 +3,7 @@ use flametree::cli::{self, Cli, Command};
 use std::path::Path;
 
 fn main() {
+    flametree::runtime::memory::limit_arenas();
     let cli = Cli::parse();
     // A server or the console keeps going when a log reader goes away; a one-shot
     // command's output simply ends.

@@ -198,8 +198,19 @@ impl Bench {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if std::env::var(child::ROLE).as_deref() == Ok("flametree") {
+        // What the flametree binary does first, before any thread starts.
+        flametree::runtime::memory::limit_arenas();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     if let Ok(role) = std::env::var(child::ROLE) {
         child::main(&role).await;
         return;

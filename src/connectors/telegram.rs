@@ -308,6 +308,9 @@ impl Telegram {
                 );
             }
             let events = batch.iter().map(updates::event).collect();
+            // teloxide's decoded updates are several times the size of the events: not
+            // held by a thousand bots while their batches wait for the commit below.
+            drop(batch);
             offset = newest + 1;
             last_seen = crate::model::now_millis();
             // Recorded before the next getUpdates confirms the batch to Telegram.

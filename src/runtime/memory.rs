@@ -27,6 +27,19 @@ impl Trimmer {
     }
 }
 
+/// At most two malloc arenas. glibc gives each thread that meets contention an arena of
+/// its own (up to 8 per core), and every arena keeps what was freed in it: after a burst
+/// of 5,000 messages through 1,000 bots the process held 57 MiB more with the default,
+/// 40 MiB with two. The tokio workers are few and allocation is rarely contended, so
+/// the cost is nothing measurable. Call before the async runtime's threads start.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes glibc's allocator; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of glibc's own arenas to the kernel.

@@ -10,7 +10,7 @@ mod answer;
 pub mod dial;
 pub mod host;
 pub mod logs;
-mod memory;
+pub mod memory;
 pub mod pipeline;
 pub mod presence;
 pub mod retention;
