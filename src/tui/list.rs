@@ -357,15 +357,20 @@ impl ChannelList {
             matched.extend((0..self.order.len()).filter(|&k| keeps(k)));
             return;
         }
-        // Matches come in order: walk the name starts along with them.
-        let mut k = 0;
-        for at in memchr::memmem::find_iter(self.haystack.as_bytes(), needle.as_bytes()) {
+        // One finder over the whole buffer; after a match the scan resumes at the next
+        // name, so a name is looked at once however often it holds the needle.
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let hay = self.haystack.as_bytes();
+        let (mut k, mut from) = (0, 0);
+        while let Some(found) = finder.find(&hay[from..]) {
+            let at = from + found;
             while self.starts[k + 1] <= at {
                 k += 1;
             }
-            if matched.last() != Some(&k) && keeps(k) {
+            if keeps(k) {
                 matched.push(k);
             }
+            from = self.starts[k + 1];
         }
     }
 
