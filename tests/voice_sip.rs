@@ -7,6 +7,8 @@
 mod common;
 #[path = "voice_sip/media.rs"]
 mod sip_media;
+#[path = "voice_sip/tls.rs"]
+mod sip_tls;
 
 use common::Be;
 use common::hooks::{Host, draft, host, wait_status};
@@ -34,11 +36,7 @@ impl Sipp {
     /// `transport`: SIPp's `-t` (u1 UDP, t1 TCP).
     fn registrar_on(dir: &std::path::Path, transport: &str) -> Sipp {
         let port = if transport == "t1" {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
+            sip_media::free_tcp_port()
         } else {
             free_udp_port()
         };
@@ -130,18 +128,24 @@ async fn sip_line_with(
     fields: &[(&str, &str)],
     password: &str,
 ) -> (common::ChannelsEnv, Host, u16) {
+    sip_line_env(be, fields, password, &[]).await
+}
+
+/// `sip_line_with`, with settings (`env_vars`) besides its own SIP_LOCAL_PORT.
+async fn sip_line_env(
+    be: Be,
+    fields: &[(&str, &str)],
+    password: &str,
+    env_vars: &[(&str, String)],
+) -> (common::ChannelsEnv, Host, u16) {
     let env = common::channels_env_on(be).await;
     let host = host(&env).await;
     let local = free_udp_port();
     let mut all = vec![("username", USER)];
     all.extend(fields.iter().cloned());
-    let d = draft(
-        "sip",
-        "Desk phone",
-        &all,
-        &[("password", password)],
-        &[("SIP_LOCAL_PORT", local.to_string())],
-    );
+    let mut vars = vec![("SIP_LOCAL_PORT", local.to_string())];
+    vars.extend(env_vars.iter().cloned());
+    let d = draft("sip", "Desk phone", &all, &[("password", password)], &vars);
     let c = env.channels.add(&d).await.unwrap().connection;
     let agent = speaking_agent(&env).await;
     env.channels
@@ -277,6 +281,106 @@ async fn registers_over_tcp_and_through_an_outbound_proxy(be: Be) {
             .contains("REGISTER sip:pbx.flametree.invalid SIP/2.0"),
         "{}",
         sipp.messages()
+    );
+    host.shutdown().await;
+}
+
+async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar_on(dir.path(), "t1");
+    let relay = sip_tls::Relay::start(dir.path(), sipp.port).await;
+    let registrar = format!("127.0.0.1:{}", relay.port);
+    let (env, host, _) = sip_line_env(
+        be,
+        &[("registrar", &registrar), ("transport", "tls")],
+        RIGHT,
+        &[("SIP_TLS_CA_FILE", relay.ca_file.display().to_string())],
+    )
+    .await;
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert_eq!(
+        c.status_message,
+        format!("registered as {USER}@{registrar}")
+    );
+    // Renewed (the registrar grants 2 s) on the same flow: one handshake in all.
+    let m = sipp
+        .wait_messages(15, |m| authorized_registers(m) >= 3)
+        .await;
+    assert!(authorized_registers(&m) >= 3, "{m}");
+    assert!(
+        m.contains(&format!("REGISTER sip:{registrar};transport=TLS SIP/2.0")),
+        "{m}"
+    );
+    assert!(m.contains("Via: SIP/2.0/TLS 127.0.0.1:"), "{m}");
+    assert!(
+        m.contains(";transport=TLS>"),
+        "the Contact is the flow: {m}"
+    );
+    assert!(!m.contains(RIGHT), "{m}");
+    assert_eq!((relay.handshakes(), relay.refused()), (1, 0));
+    let log = log_text(&env, "Desk phone", "verified").await;
+    assert!(
+        log.contains(&format!(
+            "TLS to the registrar 127.0.0.1 ({registrar}) verified"
+        )),
+        "{log}"
+    );
+
+    let agent = env.channels.find_agent("Echo").await.unwrap();
+    env.channels.run_agent(&agent, false).await.unwrap();
+    wait_status(&env, "Desk phone", Status::Stopped).await;
+    let m = sipp.wait_messages(10, |m| m.contains("Expires: 0")).await;
+    assert!(m.contains("Expires: 0"), "unregistered on stop: {m}");
+    assert_eq!(relay.handshakes(), 1, "unregistered on the same flow");
+    host.shutdown().await;
+}
+
+async fn an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar_on(dir.path(), "t1");
+    let relay = sip_tls::Relay::start(dir.path(), sipp.port).await;
+    let registrar = format!("127.0.0.1:{}", relay.port);
+    let (env, host, _) = sip_line_with(
+        be,
+        &[("registrar", &registrar), ("transport", "tls")],
+        RIGHT,
+    )
+    .await;
+    let c = wait_status(&env, "Desk phone", Status::Error).await;
+    assert!(
+        c.status_message
+            .starts_with("the registrar's certificate is not trusted (127.0.0.1: "),
+        "{}",
+        c.status_message
+    );
+    assert!(
+        c.status_message.contains(
+            "if it is signed by a private CA, set SIP_TLS_CA_FILE to that CA's certificate \
+             (a PEM file)"
+        ),
+        "{}",
+        c.status_message
+    );
+    assert!(relay.refused() >= 1, "the line broke the handshake off");
+    assert_eq!(relay.handshakes(), 0);
+    assert!(!sipp.messages().contains("REGISTER"), "{}", sipp.messages());
+    host.shutdown().await;
+
+    // A CA file that is not there is said so before anything is dialled.
+    let (env, host, _) = sip_line_env(
+        be,
+        &[("registrar", &registrar), ("transport", "tls")],
+        RIGHT,
+        &[("SIP_TLS_CA_FILE", "/nonexistent/pbx-ca.pem".into())],
+    )
+    .await;
+    let c = wait_status(&env, "Desk phone", Status::Error).await;
+    assert!(
+        c.status_message.starts_with(
+            "SIP_TLS_CA_FILE names the file '/nonexistent/pbx-ca.pem', which cannot be read"
+        ),
+        "{}",
+        c.status_message
     );
     host.shutdown().await;
 }
@@ -458,6 +562,8 @@ on_both!(
     an_agent_without_speech_engines_takes_no_calls,
     an_ip_authenticated_trunk_does_not_register,
     registers_over_tcp_and_through_an_outbound_proxy,
+    registers_over_tls_trusting_sip_tls_ca_file,
+    an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file,
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,
     an_unreachable_registrar_is_retried,
