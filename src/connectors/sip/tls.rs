@@ -166,3 +166,54 @@ fn refused(what: &str, name: &str, e: &std::io::Error) -> ConnectorError {
     };
     ConnectorError::Permanent(why)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectorError, refused};
+    use rustls::{CertificateError, Error};
+
+    fn said(e: Error) -> (bool, String) {
+        match refused(
+            "the registrar",
+            "pbx.example.net",
+            &std::io::Error::other(e),
+        ) {
+            ConnectorError::Permanent(why) => (true, why),
+            other => (false, other.to_string()),
+        }
+    }
+
+    #[test]
+    fn certificate_failures_say_what_to_set() {
+        let (permanent, why) = said(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        assert!(permanent);
+        assert!(
+            why.starts_with("the registrar's certificate is not trusted (pbx.example.net: ")
+                && why.ends_with("set SIP_TLS_CA_FILE to that CA's certificate (a PEM file)"),
+            "{why}"
+        );
+        let (permanent, why) = said(Error::InvalidCertificate(CertificateError::NotValidForName));
+        assert!(permanent);
+        assert!(
+            why.starts_with("the registrar's certificate is not for the name 'pbx.example.net'"),
+            "{why}"
+        );
+        let (_, why) = said(Error::InvalidCertificate(CertificateError::Expired));
+        assert!(why.contains("has expired"), "{why}");
+        let (permanent, why) = said(Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert!(permanent);
+        assert!(
+            why.contains("did not answer in TLS") && why.contains("5061"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_broken_connection_is_tried_again() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = refused("the outbound proxy", "sbc.example.net", &reset);
+        assert!(matches!(e, ConnectorError::Transient { .. }), "{e}");
+    }
+}
