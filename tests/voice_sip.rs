@@ -318,6 +318,14 @@ async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
     );
     assert!(!m.contains(RIGHT), "{m}");
     assert_eq!((relay.handshakes(), relay.refused()), (1, 0));
+    // The server closes the flow: the next renewal opens another and goes on it.
+    let before = authorized_registers(&sipp.messages());
+    relay.cut();
+    let m = sipp
+        .wait_messages(15, |m| authorized_registers(m) > before + 1)
+        .await;
+    assert!(authorized_registers(&m) > before + 1, "{m}");
+    assert_eq!((relay.handshakes(), relay.refused()), (2, 0));
     let log = log_text(&env, "Desk phone", "verified").await;
     assert!(
         log.contains(&format!(
@@ -331,7 +339,7 @@ async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
     wait_status(&env, "Desk phone", Status::Stopped).await;
     let m = sipp.wait_messages(10, |m| m.contains("Expires: 0")).await;
     assert!(m.contains("Expires: 0"), "unregistered on stop: {m}");
-    assert_eq!(relay.handshakes(), 1, "unregistered on the same flow");
+    assert_eq!(relay.handshakes(), 2, "unregistered on the same flow");
     host.shutdown().await;
 }
 

@@ -446,6 +446,11 @@ impl Sip {
             ua.registration.register(server, Some(expires)),
         )
         .await;
+        if !matches!(answer, Ok(Ok(_)))
+            && let Some(flow) = ua.flow.take()
+        {
+            flow.drop_from(&ua.endpoint.transport_layer).await;
+        }
         let resp = match answer {
             Err(_) => {
                 return Err(ConnectorError::transient(format!(

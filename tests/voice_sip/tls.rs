@@ -2,7 +2,9 @@
 //! offloading TLS for a PBX, it accepts the line's TLS on 127.0.0.1 with a certificate
 //! from a throwaway CA (for 127.0.0.1 and localhost) and relays each connection's bytes
 //! to SIPp's TCP port and back. It counts the handshakes that succeeded and failed, so
-//! a test can tell that the line spoke TLS and how many flows it opened.
+//! a test can tell that the line spoke TLS and how many flows it opened. Like an SBC it
+//! keeps its one connection to SIPp when the line's flow is cut: SIPp takes a call
+//! whose connection closed for dead.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_util::sync::CancellationToken;
 
 pub struct Relay {
     pub port: u16,
@@ -17,13 +20,15 @@ pub struct Relay {
     pub ca_file: PathBuf,
     handshakes: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
+    /// Cancelled by `cut`: the connections open then end.
+    cut: Arc<std::sync::Mutex<CancellationToken>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Relay {
     /// Relays to SIPp listening on TCP at 127.0.0.1:`upstream`.
-    pub async fn start(dir: &Path, upstream: u16) -> Relay {
-        let dir = dir.join(format!("tls-relay-{upstream}"));
+    pub async fn start(dir: &Path, port_of_sipp: u16) -> Relay {
+        let dir = dir.join(format!("tls-relay-{port_of_sipp}"));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = crate::common::mail::Ca::new(&dir);
         let certs = CertificateDer::pem_file_iter(&ca.cert_pem)
@@ -44,9 +49,15 @@ impl Relay {
         let (handshakes, refused) = (Arc::default(), Arc::default());
         let (ok, bad): (Arc<AtomicUsize>, Arc<AtomicUsize>) =
             (Arc::clone(&handshakes), Arc::clone(&refused));
+        let cut: Arc<std::sync::Mutex<CancellationToken>> = Arc::default();
+        let cuts = cut.clone();
+        // One TLS flow at a time is relayed; the next waits for it to end.
+        let upstream: Arc<tokio::sync::Mutex<Option<tokio::net::TcpStream>>> = Arc::default();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, ok, bad) = (acceptor.clone(), ok.clone(), bad.clone());
+                let cut = cuts.lock().unwrap().clone();
+                let upstream = upstream.clone();
                 tokio::spawn(async move {
                     let mut tls = match acceptor.accept(tcp).await {
                         Ok(tls) => tls,
@@ -57,12 +68,20 @@ impl Relay {
                         }
                     };
                     ok.fetch_add(1, Ordering::SeqCst);
-                    let Ok(mut sipp) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
+                    let mut slot = upstream.lock().await;
+                    if slot.is_none() {
+                        *slot = tokio::net::TcpStream::connect(("127.0.0.1", port_of_sipp))
+                            .await
+                            .ok();
+                    }
+                    let Some(sipp) = slot.as_mut() else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut sipp).await;
+                    tokio::select! {
+                        // Ended by either side: SIPp's end was shut down with it.
+                        _ = tokio::io::copy_bidirectional(&mut tls, sipp) => *slot = None,
+                        _ = cut.cancelled() => {}
+                    }
                 });
             }
         });
@@ -71,6 +90,7 @@ impl Relay {
             ca_file: ca.ca_pem,
             handshakes,
             refused,
+            cut,
             task,
         }
     }
@@ -78,6 +98,13 @@ impl Relay {
     /// TLS handshakes completed.
     pub fn handshakes(&self) -> usize {
         self.handshakes.load(Ordering::SeqCst)
+    }
+
+    /// Closes the connections open now, as a server restarting would.
+    pub fn cut(&self) {
+        let mut cut = self.cut.lock().unwrap();
+        cut.cancel();
+        *cut = CancellationToken::new();
     }
 
     /// TLS handshakes the client broke off.

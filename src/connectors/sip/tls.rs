@@ -58,6 +58,14 @@ impl Flow {
             .is_some_and(|t| !t.is_cancelled())
     }
 
+    /// Gives the flow up, so the next request dials a new one: a server that vanished
+    /// without closing it (power, NAT timeout) would otherwise keep the line sending
+    /// into a connection nobody reads.
+    pub async fn drop_from(self, layer: &rsipstack::transport::TransportLayer) {
+        layer.remove_connection(&self.connection);
+        self.connection.close().await.ok();
+    }
+
     /// The transport-layer key requests to the next hop are looked up by.
     pub fn target(&self) -> SipAddr {
         target(self.next_hop)
