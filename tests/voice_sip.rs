@@ -35,19 +35,32 @@ impl Sipp {
 
     /// `transport`: SIPp's `-t` (u1 UDP, t1 TCP).
     fn registrar_on(dir: &std::path::Path, transport: &str) -> Sipp {
+        let scenario = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sipp/registrar.xml"
+        );
+        Sipp::run(dir, transport, scenario, &[])
+    }
+
+    /// SIPp running `scenario` on `transport` with the scenario's `-key`s.
+    fn run(
+        dir: &std::path::Path,
+        transport: &str,
+        scenario: &str,
+        keys: &[(&str, String)],
+    ) -> Sipp {
         let port = if transport == "t1" {
             sip_media::free_tcp_port()
         } else {
             free_udp_port()
         };
         let messages = dir.join(format!("sipp-{port}-messages.log"));
-        let scenario = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/sipp/registrar.xml"
-        );
         let child = Command::new("sipp")
             .args(["-sf", scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", transport])
+            .args(keys.iter().flat_map(|(k, v)| ["-key", k, v.as_str()]))
+            // How long a scenario's <pause/> holds (a call before its BYE).
+            .args(["-d", "2000"])
             .args(["-nostdin", "-trace_msg", "-message_file"])
             .arg(&messages)
             .current_dir(dir)
@@ -285,18 +298,29 @@ async fn registers_over_tcp_and_through_an_outbound_proxy(be: Be) {
     host.shutdown().await;
 }
 
+/// A line registering over TLS through the terminator in front of `sipp` (on TCP),
+/// trusting the terminator's CA when `trusting`.
+async fn tls_line(
+    be: Be,
+    dir: &std::path::Path,
+    sipp: &Sipp,
+    trusting: bool,
+) -> (sip_tls::Relay, String, common::ChannelsEnv, Host) {
+    let relay = sip_tls::Relay::start(dir, sipp.port).await;
+    let registrar = format!("127.0.0.1:{}", relay.port);
+    let mut vars = Vec::new();
+    if trusting {
+        vars.push(("SIP_TLS_CA_FILE", relay.ca_file.display().to_string()));
+    }
+    let fields = [("registrar", registrar.as_str()), ("transport", "tls")];
+    let (env, host, _) = sip_line_env(be, &fields, RIGHT, &vars).await;
+    (relay, registrar, env, host)
+}
+
 async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
     let dir = tempfile::tempdir().unwrap();
     let sipp = Sipp::registrar_on(dir.path(), "t1");
-    let relay = sip_tls::Relay::start(dir.path(), sipp.port).await;
-    let registrar = format!("127.0.0.1:{}", relay.port);
-    let (env, host, _) = sip_line_env(
-        be,
-        &[("registrar", &registrar), ("transport", "tls")],
-        RIGHT,
-        &[("SIP_TLS_CA_FILE", relay.ca_file.display().to_string())],
-    )
-    .await;
+    let (relay, registrar, env, host) = tls_line(be, dir.path(), &sipp, true).await;
     let c = wait_status(&env, "Desk phone", Status::Running).await;
     assert_eq!(
         c.status_message,
@@ -346,14 +370,7 @@ async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
 async fn an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file(be: Be) {
     let dir = tempfile::tempdir().unwrap();
     let sipp = Sipp::registrar_on(dir.path(), "t1");
-    let relay = sip_tls::Relay::start(dir.path(), sipp.port).await;
-    let registrar = format!("127.0.0.1:{}", relay.port);
-    let (env, host, _) = sip_line_with(
-        be,
-        &[("registrar", &registrar), ("transport", "tls")],
-        RIGHT,
-    )
-    .await;
+    let (relay, registrar, env, host) = tls_line(be, dir.path(), &sipp, false).await;
     let c = wait_status(&env, "Desk phone", Status::Error).await;
     assert!(
         c.status_message
@@ -389,6 +406,48 @@ async fn an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file(b
         ),
         "{}",
         c.status_message
+    );
+    host.shutdown().await;
+}
+
+/// An inbound call over TLS: the registrar calls the line back on the flow it
+/// registered on (the line has no TLS port of its own to be called at).
+async fn a_call_comes_in_on_the_registered_tls_flow(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/voice_sip/registrar_calls_back.xml"
+    );
+    let keys = [("audio_port", ear.local_addr().unwrap().port().to_string())];
+    let sipp = Sipp::run(dir.path(), "t1", scenario, &keys);
+    let (relay, _, env, host) = tls_line(be, dir.path(), &sipp, true).await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    // The line answers and speaks: its audio reaches the caller's socket.
+    let heard = sip_media::listen(&ear, 5).await;
+    assert_eq!(heard.len(), 5, "{}", sipp.messages());
+    let m = sipp
+        .wait_messages(20, |m| {
+            m.contains("SIP/2.0 200 OK") && m.contains("BYE sip:")
+        })
+        .await;
+    let answer = m
+        .split("SIP/2.0 200 OK")
+        .find(|a| a.contains("CSeq: 1 INVITE"))
+        .unwrap_or_else(|| panic!("the line's 200 OK to the INVITE: {m}"));
+    assert!(
+        answer.contains(";transport=TLS>") || answer.contains(";transport=tls>"),
+        "the answer's Contact is the flow: {answer}"
+    );
+    let log = log_text(&env, "Desk phone", "ended by the caller").await;
+    assert!(
+        log.contains("call from sip:ada@127.0.0.1") && log.contains("answered (PCMU"),
+        "{log}"
+    );
+    assert_eq!(
+        (relay.handshakes(), relay.refused()),
+        (1, 0),
+        "the call came on the line's own flow"
     );
     host.shutdown().await;
 }
@@ -572,6 +631,7 @@ on_both!(
     registers_over_tcp_and_through_an_outbound_proxy,
     registers_over_tls_trusting_sip_tls_ca_file,
     an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file,
+    a_call_comes_in_on_the_registered_tls_flow,
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,
     an_unreachable_registrar_is_retried,
