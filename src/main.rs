@@ -5,6 +5,10 @@ use std::path::Path;
 fn main() {
     flametree::runtime::memory::limit_arenas();
     let cli = Cli::parse();
+    // Our own TLS clients name ring, but a library that takes rustls' process default
+    // (rsipstack when it redials a SIP flow by itself) must find the same one rather
+    // than panic on finding none or two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // A server or the console keeps going when a log reader goes away; a one-shot
     // command's output simply ends.
     if !matches!(

@@ -635,9 +635,9 @@ async fn deleting_a_running_connection_stops_it_and_spares_the_others(be: Be) {
 }
 
 async fn voice_connections_of_a_started_agent_reach_error_with_a_message(be: Be) {
-    // A setting the connector cannot run with (SIP over TLS is not in this build): the
-    // voice connection of a started agent shows ERROR with what to change. (Running
-    // ones: tests/voice_twilio.rs, tests/voice_sip.rs.)
+    // A setting the connector cannot run with (a CA file that is not there): the voice
+    // connection of a started agent shows ERROR with what to change. (Running ones:
+    // tests/voice_twilio.rs, tests/voice_sip.rs.)
     let env = common::channels_env_on(be).await;
     let mut d = Draft {
         type_key: "sip".into(),
@@ -648,6 +648,10 @@ async fn voice_connections_of_a_started_agent_reach_error_with_a_message(be: Be)
         .insert("registrar".into(), "sip.example.com".into());
     d.fields.insert("username".into(), "bot".into());
     d.fields.insert("transport".into(), "tls".into());
+    d.env.push(flametree::model::EnvVar {
+        name: "SIP_TLS_CA_FILE".into(),
+        value: "/nonexistent/pbx-ca.pem".into(),
+    });
     d.secrets.insert(
         "password".into(),
         flametree::secrets::SecretString::new("sip-password-1"),
@@ -665,7 +669,7 @@ async fn voice_connections_of_a_started_agent_reach_error_with_a_message(be: Be)
     assert!(
         failed
             .status_message
-            .contains("SIP over TLS is not in this build yet: set Transport to udp or tcp"),
+            .contains("SIP_TLS_CA_FILE names the file '/nonexistent/pbx-ca.pem'"),
         "{}",
         failed.status_message
     );

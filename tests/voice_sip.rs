@@ -7,6 +7,8 @@
 mod common;
 #[path = "voice_sip/media.rs"]
 mod sip_media;
+#[path = "voice_sip/tls.rs"]
+mod sip_tls;
 
 use common::Be;
 use common::hooks::{Host, draft, host, wait_status};
@@ -33,23 +35,32 @@ impl Sipp {
 
     /// `transport`: SIPp's `-t` (u1 UDP, t1 TCP).
     fn registrar_on(dir: &std::path::Path, transport: &str) -> Sipp {
-        let port = if transport == "t1" {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        } else {
-            free_udp_port()
-        };
-        let messages = dir.join(format!("sipp-{port}-messages.log"));
         let scenario = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/sipp/registrar.xml"
         );
+        Sipp::run(dir, transport, scenario, &[])
+    }
+
+    /// SIPp running `scenario` on `transport` with the scenario's `-key`s.
+    fn run(
+        dir: &std::path::Path,
+        transport: &str,
+        scenario: &str,
+        keys: &[(&str, String)],
+    ) -> Sipp {
+        let port = if transport == "t1" {
+            sip_media::free_tcp_port()
+        } else {
+            free_udp_port()
+        };
+        let messages = dir.join(format!("sipp-{port}-messages.log"));
         let child = Command::new("sipp")
             .args(["-sf", scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", transport])
+            .args(keys.iter().flat_map(|(k, v)| ["-key", k, v.as_str()]))
+            // How long a scenario's <pause/> holds (a call before its BYE).
+            .args(["-d", "2000"])
             .args(["-nostdin", "-trace_msg", "-message_file"])
             .arg(&messages)
             .current_dir(dir)
@@ -130,18 +141,24 @@ async fn sip_line_with(
     fields: &[(&str, &str)],
     password: &str,
 ) -> (common::ChannelsEnv, Host, u16) {
+    sip_line_env(be, fields, password, &[]).await
+}
+
+/// `sip_line_with`, with settings (`env_vars`) besides its own SIP_LOCAL_PORT.
+async fn sip_line_env(
+    be: Be,
+    fields: &[(&str, &str)],
+    password: &str,
+    env_vars: &[(&str, String)],
+) -> (common::ChannelsEnv, Host, u16) {
     let env = common::channels_env_on(be).await;
     let host = host(&env).await;
     let local = free_udp_port();
     let mut all = vec![("username", USER)];
     all.extend(fields.iter().cloned());
-    let d = draft(
-        "sip",
-        "Desk phone",
-        &all,
-        &[("password", password)],
-        &[("SIP_LOCAL_PORT", local.to_string())],
-    );
+    let mut vars = vec![("SIP_LOCAL_PORT", local.to_string())];
+    vars.extend(env_vars.iter().cloned());
+    let d = draft("sip", "Desk phone", &all, &[("password", password)], &vars);
     let c = env.channels.add(&d).await.unwrap().connection;
     let agent = speaking_agent(&env).await;
     env.channels
@@ -277,6 +294,160 @@ async fn registers_over_tcp_and_through_an_outbound_proxy(be: Be) {
             .contains("REGISTER sip:pbx.flametree.invalid SIP/2.0"),
         "{}",
         sipp.messages()
+    );
+    host.shutdown().await;
+}
+
+/// A line registering over TLS through the terminator in front of `sipp` (on TCP),
+/// trusting the terminator's CA when `trusting`.
+async fn tls_line(
+    be: Be,
+    dir: &std::path::Path,
+    sipp: &Sipp,
+    trusting: bool,
+) -> (sip_tls::Relay, String, common::ChannelsEnv, Host) {
+    let relay = sip_tls::Relay::start(dir, sipp.port).await;
+    let registrar = format!("127.0.0.1:{}", relay.port);
+    let mut vars = Vec::new();
+    if trusting {
+        vars.push(("SIP_TLS_CA_FILE", relay.ca_file.display().to_string()));
+    }
+    let fields = [("registrar", registrar.as_str()), ("transport", "tls")];
+    let (env, host, _) = sip_line_env(be, &fields, RIGHT, &vars).await;
+    (relay, registrar, env, host)
+}
+
+async fn registers_over_tls_trusting_sip_tls_ca_file(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar_on(dir.path(), "t1");
+    let (relay, registrar, env, host) = tls_line(be, dir.path(), &sipp, true).await;
+    let c = wait_status(&env, "Desk phone", Status::Running).await;
+    assert_eq!(
+        c.status_message,
+        format!("registered as {USER}@{registrar}")
+    );
+    // Renewed (the registrar grants 2 s) on the same flow: one handshake in all.
+    let m = sipp
+        .wait_messages(15, |m| authorized_registers(m) >= 3)
+        .await;
+    assert!(authorized_registers(&m) >= 3, "{m}");
+    assert!(
+        m.contains(&format!("REGISTER sip:{registrar};transport=TLS SIP/2.0")),
+        "{m}"
+    );
+    assert!(m.contains("Via: SIP/2.0/TLS 127.0.0.1:"), "{m}");
+    assert!(
+        m.contains(";transport=TLS>"),
+        "the Contact is the flow: {m}"
+    );
+    assert!(!m.contains(RIGHT), "{m}");
+    assert_eq!((relay.handshakes(), relay.refused()), (1, 0));
+    // The server closes the flow: the next renewal opens another and goes on it.
+    let before = authorized_registers(&sipp.messages());
+    relay.cut();
+    let m = sipp
+        .wait_messages(15, |m| authorized_registers(m) > before + 1)
+        .await;
+    assert!(authorized_registers(&m) > before + 1, "{m}");
+    assert_eq!((relay.handshakes(), relay.refused()), (2, 0));
+    let log = log_text(&env, "Desk phone", "verified").await;
+    assert!(
+        log.contains(&format!(
+            "TLS to the registrar 127.0.0.1 ({registrar}) verified"
+        )),
+        "{log}"
+    );
+
+    let agent = env.channels.find_agent("Echo").await.unwrap();
+    env.channels.run_agent(&agent, false).await.unwrap();
+    wait_status(&env, "Desk phone", Status::Stopped).await;
+    let m = sipp.wait_messages(10, |m| m.contains("Expires: 0")).await;
+    assert!(m.contains("Expires: 0"), "unregistered on stop: {m}");
+    assert_eq!(relay.handshakes(), 2, "unregistered on the same flow");
+    host.shutdown().await;
+}
+
+async fn an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let sipp = Sipp::registrar_on(dir.path(), "t1");
+    let (relay, registrar, env, host) = tls_line(be, dir.path(), &sipp, false).await;
+    let c = wait_status(&env, "Desk phone", Status::Error).await;
+    assert!(
+        c.status_message
+            .starts_with("the registrar's certificate is not trusted (127.0.0.1: "),
+        "{}",
+        c.status_message
+    );
+    assert!(
+        c.status_message.contains(
+            "if it is signed by a private CA, set SIP_TLS_CA_FILE to that CA's certificate \
+             (a PEM file)"
+        ),
+        "{}",
+        c.status_message
+    );
+    assert!(relay.refused() >= 1, "the line broke the handshake off");
+    assert_eq!(relay.handshakes(), 0);
+    assert!(!sipp.messages().contains("REGISTER"), "{}", sipp.messages());
+    host.shutdown().await;
+
+    // A CA file that is not there is said so before anything is dialled.
+    let (env, host, _) = sip_line_env(
+        be,
+        &[("registrar", &registrar), ("transport", "tls")],
+        RIGHT,
+        &[("SIP_TLS_CA_FILE", "/nonexistent/pbx-ca.pem".into())],
+    )
+    .await;
+    let c = wait_status(&env, "Desk phone", Status::Error).await;
+    assert!(
+        c.status_message.starts_with(
+            "SIP_TLS_CA_FILE names the file '/nonexistent/pbx-ca.pem', which cannot be read"
+        ),
+        "{}",
+        c.status_message
+    );
+    host.shutdown().await;
+}
+
+/// An inbound call over TLS: the registrar calls the line back on the flow it
+/// registered on (the line has no TLS port of its own to be called at).
+async fn a_call_comes_in_on_the_registered_tls_flow(be: Be) {
+    let dir = tempfile::tempdir().unwrap();
+    let ear = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/voice_sip/registrar_calls_back.xml"
+    );
+    let keys = [("audio_port", ear.local_addr().unwrap().port().to_string())];
+    let sipp = Sipp::run(dir.path(), "t1", scenario, &keys);
+    let (relay, _, env, host) = tls_line(be, dir.path(), &sipp, true).await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    // The line answers and speaks: its audio reaches the caller's socket.
+    let heard = sip_media::listen(&ear, 5).await;
+    assert_eq!(heard.len(), 5, "{}", sipp.messages());
+    let m = sipp
+        .wait_messages(20, |m| {
+            m.contains("SIP/2.0 200 OK") && m.contains("BYE sip:")
+        })
+        .await;
+    let answer = m
+        .split("SIP/2.0 200 OK")
+        .find(|a| a.contains("CSeq: 1 INVITE"))
+        .unwrap_or_else(|| panic!("the line's 200 OK to the INVITE: {m}"));
+    assert!(
+        answer.contains(";transport=TLS>") || answer.contains(";transport=tls>"),
+        "the answer's Contact is the flow: {answer}"
+    );
+    let log = log_text(&env, "Desk phone", "ended by the caller").await;
+    assert!(
+        log.contains("call from sip:ada@127.0.0.1") && log.contains("answered (PCMU"),
+        "{log}"
+    );
+    assert_eq!(
+        (relay.handshakes(), relay.refused()),
+        (1, 0),
+        "the call came on the line's own flow"
     );
     host.shutdown().await;
 }
@@ -458,6 +629,9 @@ on_both!(
     an_agent_without_speech_engines_takes_no_calls,
     an_ip_authenticated_trunk_does_not_register,
     registers_over_tcp_and_through_an_outbound_proxy,
+    registers_over_tls_trusting_sip_tls_ca_file,
+    an_untrusted_registrar_certificate_is_an_error_naming_sip_tls_ca_file,
+    a_call_comes_in_on_the_registered_tls_flow,
     registers_renews_and_unregisters,
     a_wrong_password_is_an_error_saying_so,
     an_unreachable_registrar_is_retried,

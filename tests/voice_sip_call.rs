@@ -10,6 +10,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "voice_sip/media.rs"]
 mod sip_media;
+// The TLS terminator; cutting its flows is voice_sip.rs's.
+#[allow(dead_code)]
+#[path = "voice_sip/tls.rs"]
+mod sip_tls;
 
 use common::Be;
 use common::hooks::{Host, draft, wait_status};
@@ -36,11 +40,27 @@ struct Callee {
 impl Callee {
     /// `scenario` from `tests/voice_sip/`; `keys` are its `-key`s; `hold_ms` its pause.
     fn start(dir: &Path, scenario: &str, keys: &[(&str, String)], hold_ms: u64) -> Callee {
-        let port = free_udp_port();
+        Callee::start_on(dir, scenario, keys, hold_ms, "u1")
+    }
+
+    /// `transport`: SIPp's `-t` (u1 UDP, t1 TCP).
+    fn start_on(
+        dir: &Path,
+        scenario: &str,
+        keys: &[(&str, String)],
+        hold_ms: u64,
+        transport: &str,
+    ) -> Callee {
+        let port = if transport == "t1" {
+            sip_media::free_tcp_port()
+        } else {
+            free_udp_port()
+        };
         let messages = dir.join(format!("callee-{port}-messages.log"));
         let path = format!("{}/tests/voice_sip/{scenario}", env!("CARGO_MANIFEST_DIR"));
         let mut cmd = Command::new("sipp");
         cmd.args(["-sf", &path, "-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", transport])
             .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
             .args(["-m", "1", "-timeout", "60", "-nostdin", "-trace_msg"])
             .arg("-message_file")
@@ -588,13 +608,74 @@ async fn wait_request(
 /// SIPp answering and then holding the call `hold_ms` before its BYE; what it says
 /// is not listened to (these tests look at how calls end).
 fn holding_callee(env: &common::ChannelsEnv, hold_ms: u64) -> Callee {
+    holding_callee_on(env, hold_ms, "u1")
+}
+
+/// `holding_callee` on SIPp's transport `transport` (u1 UDP, t1 TCP).
+fn holding_callee_on(env: &common::ChannelsEnv, hold_ms: u64, transport: &str) -> Callee {
     let pcap = env.dir.path().join("callee.pcap");
     std::fs::write(&pcap, sip_media::caller_saying("hello")).unwrap();
     let keys = [
         ("audio_port", free_udp_port().to_string()),
         ("pcap", pcap.display().to_string()),
     ];
-    Callee::start(env.dir.path(), "callee_answers.xml", &keys, hold_ms)
+    Callee::start_on(
+        env.dir.path(),
+        "callee_answers.xml",
+        &keys,
+        hold_ms,
+        transport,
+    )
+}
+
+/// The line speaks TLS to a TLS-offloading SBC (the relay) in front of SIPp on TCP.
+async fn a_call_over_tls_is_answered_and_completed(be: Be) {
+    let env = common::channels_env_on(be).await;
+    speaking_agent(&env, "http://127.0.0.1:9/v1").await;
+    let mut callee = holding_callee_on(&env, 2_000, "t1");
+    let relay = sip_tls::Relay::start(env.dir.path(), callee.port).await;
+    let host = host(&env).await;
+    let registrar = format!("127.0.0.1:{}", relay.port);
+    outbound_line(
+        &env,
+        &[("registrar", &registrar), ("transport", "tls")],
+        &[("SIP_TLS_CA_FILE", relay.ca_file.display().to_string())],
+    )
+    .await;
+    wait_status(&env, "Desk phone", Status::Running).await;
+    let r = cli(&env).run(&dial(CALLEE, "60"), None);
+    let messages = callee.finish(20).await;
+    assert_eq!(r.code(), 0, "{}\n{messages}", r.all());
+    assert!(
+        r.stdout()
+            .contains(&format!("The call to {CALLEE} ended after ")),
+        "{}",
+        r.all()
+    );
+    let request = env.channels.store().call_request(1).await.unwrap().unwrap();
+    assert_eq!(
+        (request.state, request.reason.as_str()),
+        (CallState::Completed, "ended by the callee"),
+        "{request:?}"
+    );
+    assert!(
+        messages.contains(&format!(
+            "INVITE sip:{CALLEE}@{registrar};transport=TLS SIP/2.0"
+        )),
+        "{messages}"
+    );
+    assert!(messages.contains("Via: SIP/2.0/TLS "), "{messages}");
+    assert!(messages.contains("ACK sip:callee@"), "{messages}");
+    assert!(messages.contains("BYE sip:"), "{messages}");
+    assert!(!messages.contains(PASSWORD));
+    // Not registering, the line still opened its flow at start; the call rode it.
+    assert_eq!((relay.handshakes(), relay.refused()), (1, 0));
+    logged(
+        &env,
+        &format!("outbound call to {CALLEE} (request 1, by tester): completed after"),
+    )
+    .await;
+    host.shutdown().await;
 }
 
 async fn a_call_whose_process_was_killed_ends_failed_and_the_command_says_so(be: Be) {
@@ -791,6 +872,7 @@ async fn stopping_the_line_while_the_call_rings_cancels_it(be: Be) {
 }
 
 on_both!(
+    a_call_over_tls_is_answered_and_completed,
     an_answered_call_is_held_by_the_agent_with_inbound_off,
     a_busy_callee_behind_an_authenticating_proxy_is_reported_busy,
     an_unanswered_call_is_cancelled_at_the_ring_timeout,

@@ -19,6 +19,7 @@ mod rest;
 pub mod retry;
 pub mod sip;
 pub mod telegram;
+mod trust;
 pub mod twilio;
 mod unavailable;
 

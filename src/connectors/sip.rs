@@ -12,6 +12,7 @@ pub mod g711;
 mod outbound;
 mod rtp;
 mod sdp;
+mod tls;
 mod vad;
 
 use super::twilio::board::{self, Answer};
@@ -40,7 +41,9 @@ pub struct Sip {
     registrar: String,
     username: String,
     password: String,
-    tcp: bool,
+    transport: Transport,
+    /// What a TLS line trusts (Transport tls only).
+    tls: Option<tls::Trust>,
     outbound_proxy: Option<String>,
     /// The user part of our From on outbound calls: Caller ID, else the username.
     caller_id: String,
@@ -60,11 +63,39 @@ pub struct Sip {
     ua: Mutex<Option<Ua>>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The Request-URI's `;transport=` parameter: UDP is the default and needs none.
+    fn param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => tls::DEFAULT_PORT,
+            _ => 5060,
+        }
+    }
+}
+
 /// The running user agent: its endpoint (one UDP socket) and registration.
 struct Ua {
     stop: CancellationToken,
     registration: Registration,
     lines: Arc<call::Lines>,
+    endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
+    /// The TLS flow to the first hop (Transport tls), while it is open.
+    flow: Option<tls::Flow>,
 }
 
 impl Drop for Ua {
@@ -87,19 +118,19 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         .unwrap_or_else(|| "udp".into())
         .trim()
         .to_ascii_lowercase();
-    let tcp = match transport.as_str() {
-        "udp" => false,
-        "tcp" => true,
-        "tls" => {
-            return Err(ConnectorError::Permanent(
-                "SIP over TLS is not in this build yet: set Transport to udp or tcp".into(),
-            ));
-        }
+    let transport = match transport.as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
         other => {
             return Err(ConnectorError::Permanent(format!(
-                "Transport is '{other}': use udp or tcp"
+                "Transport is '{other}': use udp, tcp or tls"
             )));
         }
+    };
+    let tls = match transport {
+        Transport::Tls => Some(tls::trust(cfg.env("SIP_TLS_CA_FILE").as_deref())?),
+        _ => None,
     };
     let expires = cfg
         .env("SIP_REGISTER_EXPIRES")
@@ -167,7 +198,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
         caller_id,
         ring_timeout,
         password: cfg.secret("password")?.expose().to_string(),
-        tcp,
+        transport,
+        tls,
         outbound_proxy: cfg
             .field("outbound_proxy")
             .map(|p| p.trim().to_string())
@@ -188,17 +220,22 @@ fn rtp_range(s: &str) -> Option<(u16, u16)> {
     (a >= 1024 && first <= b).then_some((first, b))
 }
 
-fn with_port(host: &str) -> String {
+fn with_port(host: &str, default: u16) -> String {
     if host.contains(':') {
         host.to_string()
     } else {
-        format!("{host}:5060")
+        format!("{host}:{default}")
     }
 }
 
+/// The host of a host[:port] setting.
+fn host_of(setting: &str) -> &str {
+    setting.split_once(':').map_or(setting, |(host, _)| host)
+}
+
 /// The address of a host[:port] setting (`what` names it in the error).
-async fn resolve(host: &str, what: &str) -> Result<SocketAddr, ConnectorError> {
-    tokio::net::lookup_host(with_port(host))
+async fn resolve(host: &str, what: &str, default_port: u16) -> Result<SocketAddr, ConnectorError> {
+    tokio::net::lookup_host(with_port(host, default_port))
         .await
         .ok()
         .and_then(|mut a| a.next())
@@ -225,7 +262,7 @@ pub fn callee(to: &str) -> Result<(), String> {
 
 impl Sip {
     fn server(&self) -> Result<rsipstack::sip::Uri, ConnectorError> {
-        let param = if self.tcp { ";transport=tcp" } else { "" };
+        let param = self.transport.param();
         rsipstack::sip::Uri::try_from(format!("sip:{}{param}", self.registrar)).map_err(|e| {
             ConnectorError::Permanent(format!(
                 "Registrar '{}' is not a SIP address ({e})",
@@ -274,15 +311,65 @@ impl Sip {
         let span = tracing::Span::current();
         tokio::spawn(async move { endpoint.serve().await }.instrument(span.clone()));
         tokio::spawn(serve_calls(incoming, lines.clone(), stop.clone()).instrument(span));
-        let mut registration = Registration::new(inner, Some(self.credential()));
-        if let Some(proxy) = &self.outbound_proxy {
-            registration.outbound_proxy = Some(resolve(proxy, "the outbound proxy").await?);
+        let mut registration = Registration::new(inner.clone(), Some(self.credential()));
+        if let Some(proxy) = &self.outbound_proxy
+            && self.tls.is_none()
+        {
+            registration.outbound_proxy = Some(self.resolve_proxy(proxy).await?);
         }
-        Ok(Ua {
+        let mut ua = Ua {
             stop,
             registration,
             lines,
-        })
+            endpoint: inner,
+            flow: None,
+        };
+        self.tls_flow(&mut ua).await?;
+        Ok(ua)
+    }
+
+    async fn resolve_proxy(&self, proxy: &str) -> Result<SocketAddr, ConnectorError> {
+        resolve(proxy, "the outbound proxy", self.transport.default_port()).await
+    }
+
+    /// A TLS line's flow to its first hop, dialled again when it has closed: every
+    /// request (REGISTER, INVITE) is sent on it, and the server may send its own back.
+    async fn tls_flow(&self, ua: &mut Ua) -> Result<(), ConnectorError> {
+        let Some(trust) = &self.tls else {
+            return Ok(());
+        };
+        if ua.flow.as_ref().is_some_and(tls::Flow::alive) {
+            return Ok(());
+        }
+        let (what, setting) = match &self.outbound_proxy {
+            Some(proxy) => ("the outbound proxy", proxy),
+            None => ("the registrar", &self.registrar),
+        };
+        let hop = tls::Hop {
+            what,
+            name: host_of(setting),
+            addr: resolve(setting, what, tls::DEFAULT_PORT).await?,
+        };
+        let layer = &ua.endpoint.transport_layer;
+        // The stack would close an idle flow after 5 minutes, and with it the only
+        // way the server can reach us (we listen for no TLS of our own); the flow
+        // lives as long as the line, and a dead one shows when the next REGISTER
+        // goes unanswered.
+        layer.set_stream_idle_timeout(Duration::ZERO);
+        let flow = tls::dial(trust, &hop, layer, ua.stop.child_token()).await?;
+        info!("TLS to {what} {} ({}) verified", hop.name, hop.addr);
+        // Packets go to the flow's peer (the cache key) while the Request-URI keeps
+        // the registrar's name.
+        ua.registration.outbound_proxy = Some(flow.next_hop);
+        ua.registration.contact =
+            flow.contact(&self.username)
+                .map(|uri| rsipstack::sip::typed::Contact {
+                    display_name: None,
+                    uri,
+                    params: vec![],
+                });
+        ua.flow = Some(flow);
+        Ok(())
     }
 
     fn credential(&self) -> Credential {
@@ -296,8 +383,12 @@ impl Sip {
 
     /// How an outbound call to `to` goes out: addressed at the registrar, sent to the
     /// outbound proxy when there is one.
-    async fn route(&self, to: &str) -> Result<outbound::Route, ConnectorError> {
-        let param = if self.tcp { ";transport=tcp" } else { "" };
+    async fn route(
+        &self,
+        to: &str,
+        flow: Option<&tls::Flow>,
+    ) -> Result<outbound::Route, ConnectorError> {
+        let param = self.transport.param();
         let uri = |user: &str| {
             rsipstack::sip::Uri::try_from(format!("sip:{user}@{}{param}", self.registrar)).map_err(
                 |e| {
@@ -308,15 +399,26 @@ impl Sip {
                 },
             )
         };
+        if let Some(flow) = flow {
+            return Ok(outbound::Route {
+                callee: uri(to)?,
+                caller: uri(&self.caller_id)?,
+                proxy: Some(flow.target()),
+                next_hop: flow.next_hop,
+                contact: flow.contact(&self.username),
+                credential: self.credential(),
+                ring_timeout: self.ring_timeout,
+            });
+        }
         let proxy = match &self.outbound_proxy {
-            Some(p) => Some(resolve(p, "the outbound proxy").await?),
+            Some(p) => Some(self.resolve_proxy(p).await?),
             None => None,
         };
         let next_hop = match proxy {
             Some(addr) => addr,
-            None => resolve(&self.registrar, "the registrar").await?,
+            None => resolve(&self.registrar, "the registrar", 5060).await?,
         };
-        let transport = if self.tcp {
+        let transport = if self.transport == Transport::Tcp {
             rsipstack::sip::Transport::Tcp
         } else {
             rsipstack::sip::Transport::Udp
@@ -329,6 +431,7 @@ impl Sip {
                 ..rsipstack::transport::SipAddr::from(addr)
             }),
             next_hop,
+            contact: None,
             credential: self.credential(),
             ring_timeout: self.ring_timeout,
         })
@@ -337,11 +440,17 @@ impl Sip {
     /// One REGISTER (with its digest challenge); Ok carries the granted lifetime.
     async fn register(&self, ua: &mut Ua, expires: u32) -> Result<u32, ConnectorError> {
         let server = self.server()?;
+        self.tls_flow(ua).await?;
         let answer = tokio::time::timeout(
             ANSWER_WITHIN,
             ua.registration.register(server, Some(expires)),
         )
         .await;
+        if !matches!(answer, Ok(Ok(_)))
+            && let Some(flow) = ua.flow.take()
+        {
+            flow.drop_from(&ua.endpoint.transport_layer).await;
+        }
         let resp = match answer {
             Err(_) => {
                 return Err(ConnectorError::transient(format!(
@@ -543,14 +652,17 @@ impl Connector for Sip {
         progress: tokio::sync::mpsc::UnboundedSender<crate::model::CallProgress>,
     ) -> Result<(), ConnectorError> {
         callee(&request.callee).map_err(ConnectorError::Permanent)?;
-        let lines = self
-            .ua
-            .lock()
-            .await
-            .as_ref()
-            .map(|ua| ua.lines.clone())
-            .ok_or_else(|| ConnectorError::transient("the SIP user agent is not running"))?;
-        let route = self.route(&request.callee).await?;
+        let (lines, route) = {
+            let mut guard = self.ua.lock().await;
+            let ua = guard
+                .as_mut()
+                .ok_or_else(|| ConnectorError::transient("the SIP user agent is not running"))?;
+            self.tls_flow(ua).await?;
+            (
+                ua.lines.clone(),
+                self.route(&request.callee, ua.flow.as_ref()).await?,
+            )
+        };
         outbound::place(lines, route, request, progress).await;
         Ok(())
     }

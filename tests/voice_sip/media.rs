@@ -183,6 +183,14 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Caller {
     pub fn dial(dir: &Path, line: u16, ear: u16) -> Caller {
         Caller {

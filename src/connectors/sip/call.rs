@@ -144,12 +144,18 @@ pub async fn answer(lines: Arc<Lines>, mut tx: Transaction) {
         }
     };
     // The Contact names the address the caller can reach us on (the endpoint listens
-    // on every interface, so it cannot tell which one by itself).
-    let contact = rsipstack::sip::Uri::try_from(format!(
-        "sip:{}@{}",
-        lines.user,
-        SocketAddr::new(ip, lines.sip_port)
-    ))
+    // on every interface, so it cannot tell which one by itself). A call that came in
+    // on our TLS flow can only come back on it: we listen for no TLS of our own.
+    let contact = match &tx.connection {
+        Some(flow @ rsipstack::transport::SipConnection::Tls(_)) => rsipstack::sip::Uri::try_from(
+            format!("sip:{}@{};transport=tls", lines.user, flow.get_addr().addr),
+        ),
+        _ => rsipstack::sip::Uri::try_from(format!(
+            "sip:{}@{}",
+            lines.user,
+            SocketAddr::new(ip, lines.sip_port)
+        )),
+    }
     .ok();
     let (states_tx, states) = lines.dialogs.new_dialog_state_channel();
     let dialog = match lines

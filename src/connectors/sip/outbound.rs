@@ -27,6 +27,9 @@ pub struct Route {
     pub proxy: Option<SipAddr>,
     /// The first hop (the proxy, else the registrar), to pick our own address by.
     pub next_hop: SocketAddr,
+    /// Our Contact when calls ride a TLS flow (its own end); else our address and
+    /// signalling port.
+    pub contact: Option<rsipstack::sip::Uri>,
     pub credential: Credential,
     pub ring_timeout: Duration,
 }
@@ -97,11 +100,14 @@ pub async fn place(
         Err(why) => return steps.at(CallState::Failed, why),
     };
     let local = socket.local_addr().expect("a bound socket has an address");
-    let contact = rsipstack::sip::Uri::try_from(format!(
-        "sip:{}@{}",
-        lines.user,
-        SocketAddr::new(ip, lines.sip_port)
-    ));
+    let contact = match route.contact.clone() {
+        Some(uri) => Ok(uri),
+        None => rsipstack::sip::Uri::try_from(format!(
+            "sip:{}@{}",
+            lines.user,
+            SocketAddr::new(ip, lines.sip_port)
+        )),
+    };
     let Ok(contact) = contact else {
         return steps.at(CallState::Failed, "the line's own SIP address is not valid");
     };
