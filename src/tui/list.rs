@@ -98,6 +98,25 @@ fn by_status_rank(all: &[Connection], indexes: Vec<usize>) -> Vec<usize> {
     buckets.concat()
 }
 
+/// What one search found: positions in `order`, and where in the buffer each first
+/// holds the needle.
+#[derive(Debug)]
+struct Searched {
+    needle: String,
+    matched: Vec<usize>,
+    first: Vec<usize>,
+}
+
+impl Searched {
+    fn new(needle: &str) -> Searched {
+        Searched {
+            needle: needle.to_string(),
+            matched: Vec::new(),
+            first: Vec::new(),
+        }
+    }
+}
+
 /// One line of the list: a group heading or a connection (by index into `all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
@@ -135,6 +154,10 @@ pub struct ChannelList {
     shown_for: Option<(SortOrder, StatusFilter)>,
     /// The previous search's buffer, reused.
     spare: Vec<usize>,
+    /// What each prefix of the search typed so far found (for the status filter
+    /// `trail_filter`), shortest first; cleared when the data changes.
+    trail: Vec<Searched>,
+    trail_filter: StatusFilter,
     /// Indexes into `all`, A→Z by lowercased name, then id.
     order: Vec<usize>,
     /// Index into `all` by connection id.
@@ -191,6 +214,7 @@ impl ChannelList {
         self.deprecated = order.iter().map(|&i| is_deprecated(&self.all[i])).collect();
         self.order = order;
         self.shown_for = None;
+        self.trail.clear();
         self.running = self
             .all
             .iter()
@@ -347,31 +371,92 @@ impl ChannelList {
 
     /// The positions in `order` of the connections the search and the status filter
     /// keep, A→Z.
-    fn find_matches(&self, matched: &mut Vec<usize>) {
+    fn find_matches(&mut self, matched: &mut Vec<usize>) {
         matched.clear();
         let needle = self.query.to_lowercase().replace('\0', "");
-        let keeps = |k: usize| {
-            self.filter == StatusFilter::All || self.filter.keeps(self.all[self.order[k]].status)
-        };
+        if self.trail_filter != self.filter {
+            self.trail.clear();
+            self.trail_filter = self.filter;
+        }
         if needle.is_empty() {
-            matched.extend((0..self.order.len()).filter(|&k| keeps(k)));
+            self.trail.clear();
+            matched.extend((0..self.order.len()).filter(|&k| self.keeps(k)));
             return;
         }
-        // One finder over the whole buffer; after a match the scan resumes at the next
-        // name, so a name is looked at once however often it holds the needle.
+        // Erasing goes back to what a shorter search found; typing on narrows it.
+        while self
+            .trail
+            .last()
+            .is_some_and(|t| !needle.starts_with(&t.needle))
+        {
+            self.trail.pop();
+        }
+        let step = match self.trail.last() {
+            Some(t) if t.needle == needle => None,
+            Some(t) => Some(self.narrow(t, &needle)),
+            None => Some(self.scan(&needle)),
+        };
+        if let Some(step) = step {
+            self.trail.push(step);
+        }
+        if let Some(t) = self.trail.last() {
+            matched.extend_from_slice(&t.matched);
+        }
+    }
+
+    fn keeps(&self, k: usize) -> bool {
+        self.filter == StatusFilter::All || self.filter.keeps(self.all[self.order[k]].status)
+    }
+
+    /// Every name searched: one finder over the whole buffer; after a match the scan
+    /// resumes at the next name, so a name is looked at once however often it holds
+    /// the needle.
+    fn scan(&self, needle: &str) -> Searched {
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
         let hay = self.haystack.as_bytes();
+        let mut found = Searched::new(needle);
         let (mut k, mut from) = (0, 0);
-        while let Some(found) = finder.find(&hay[from..]) {
-            let at = from + found;
+        while let Some(at) = finder.find(&hay[from..]) {
+            let at = from + at;
             while self.starts[k + 1] <= at {
                 k += 1;
             }
-            if keeps(k) {
-                matched.push(k);
+            if self.keeps(k) {
+                found.matched.push(k);
+                found.first.push(at);
             }
             from = self.starts[k + 1];
         }
+        found
+    }
+
+    /// A search that extends `shorter`: only its matches can hold `needle`, and where
+    /// one first holds it, `needle` starts there or later. Typing into a search that
+    /// every name matches costs a byte comparison a name instead of a scan.
+    fn narrow(&self, shorter: &Searched, needle: &str) -> Searched {
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let (hay, n) = (self.haystack.as_bytes(), needle.len());
+        let mut found = Searched::new(needle);
+        found.matched.reserve(shorter.matched.len());
+        found.first.reserve(shorter.matched.len());
+        for (&k, &at) in shorter.matched.iter().zip(&shorter.first) {
+            // The name ends before its NUL.
+            let end = self.starts[k + 1] - 1;
+            let here = at + n <= end && &hay[at..at + n] == needle.as_bytes();
+            let first = if here {
+                Some(at)
+            } else {
+                finder.find(&hay[at + 1..end]).map(|f| at + 1 + f)
+            };
+            if let Some(first) = first {
+                found.matched.push(k);
+                found.first.push(first);
+            }
+        }
+        // Kept while the search is typed on: no more than it found.
+        found.matched.shrink_to_fit();
+        found.first.shrink_to_fit();
+        found
     }
 
     fn row_of(&self, id: i64) -> Option<usize> {
@@ -565,6 +650,75 @@ mod tests {
         // The last name in the buffer matches up to its end.
         l.set_query("sms");
         assert_eq!(names(&l), ["[C0]", "[D1]", "old sms"]);
+    }
+
+    #[test]
+    fn typing_and_erasing_find_what_a_plain_search_finds() {
+        // Names where a needle's first place is not where its extension is.
+        let words = ["cxch", "abab", "aab", "Chan", "cch", "xcxcx", "ba", "ABA b"];
+        let mut all = Vec::new();
+        for (i, a) in words.iter().enumerate() {
+            for (j, b) in words.iter().enumerate() {
+                let mut c = conn((i * 10 + j) as i64, &format!("{a}{b}"), "telegram");
+                c.status = if (i + j) % 3 == 0 {
+                    Status::Error
+                } else {
+                    Status::Running
+                };
+                all.push(c);
+            }
+        }
+        let mut l = ChannelList::default();
+        l.set(all.clone());
+        let plain = |l: &ChannelList, q: &str| -> Vec<String> {
+            let mut v: Vec<String> = l
+                .all
+                .iter()
+                .filter(|c| c.name.to_lowercase().contains(&q.to_lowercase()))
+                .filter(|c| l.filter.keeps(c.status))
+                .map(|c| c.name.clone())
+                .collect();
+            v.sort_by_key(|n| n.to_lowercase());
+            v
+        };
+        let shown = |l: &ChannelList| -> Vec<String> {
+            let mut v: Vec<String> = l
+                .rows
+                .iter()
+                .filter_map(|r| match r {
+                    Row::Item(i) => Some(l.all[*i].name.clone()),
+                    _ => None,
+                })
+                .collect();
+            v.sort_by_key(|n| n.to_lowercase());
+            v
+        };
+        for typed in ["cxch", "abab b", "ch", "aab", "xcx", "b a"] {
+            for filter_step in 0..2 {
+                let mut q = String::new();
+                for ch in typed.chars() {
+                    q.push(ch);
+                    l.set_query(&q);
+                    assert_eq!(shown(&l), plain(&l, &q), "typing {q:?}");
+                }
+                while q.pop().is_some() {
+                    l.set_query(&q);
+                    assert_eq!(shown(&l), plain(&l, &q), "erasing to {q:?}");
+                }
+                if filter_step == 0 {
+                    l.cycle_filter();
+                }
+            }
+            l.cycle_filter();
+            l.cycle_filter();
+        }
+        // A change of data mid-search: the search starts over on the new names.
+        l.set_query("ch");
+        let mut fewer = all.clone();
+        fewer.retain(|c| !c.name.starts_with("cxch"));
+        l.set(fewer);
+        l.set_query("cha");
+        assert_eq!(shown(&l), plain(&l, "cha"));
     }
 
     #[test]
