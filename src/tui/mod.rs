@@ -96,10 +96,29 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         Ok(m) => m,
         Err(e) => anyhow::bail!("{e}"),
     };
-    let feed = crate::store::feed::ChangeFeed::start(&ctx_url).await;
-    let host =
-        crate::runtime::host::Host::start(channels.clone(), cfg, "console", mode, feed.clone())
-            .await;
+    // On screen before the change feed and the runtime start (a connection of their
+    // own, the process's registration, the first look around): the first page of the
+    // list is drawn as soon as it arrives instead of after them.
+    let mut terminal = TerminalGuard::enter(app.mouse)?;
+    terminal.terminal.draw(|f| view::draw(f, &mut app))?;
+    let mut msg_rx = msg_rx;
+    let starting = async {
+        let feed = crate::store::feed::ChangeFeed::start(&ctx_url).await;
+        let host =
+            crate::runtime::host::Host::start(channels.clone(), cfg, "console", mode, feed.clone())
+                .await;
+        (feed, host)
+    };
+    tokio::pin!(starting);
+    let (feed, host) = loop {
+        tokio::select! {
+            started = &mut starting => break started,
+            Some(msg) = msg_rx.recv() => {
+                app.on_msg(msg);
+                terminal.terminal.draw(|f| view::draw(f, &mut app))?;
+            }
+        }
+    };
     app.running_here = host.runtime.running_counter();
     app.webhook_base = host
         .ingress
@@ -112,7 +131,6 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
         app.flash(ctx_warnings.join(" · "), app::FlashKind::Warn);
     }
 
-    let mut terminal = TerminalGuard::enter(app.mouse)?;
     let presence = host.runtime.presence();
     let result = event_loop(
         &mut terminal,
