@@ -200,16 +200,7 @@ impl ConnInbox {
         let Some(shown) = self.shown.lock().expect("shown lock").clone() else {
             return;
         };
-        let message = self.with_calls(&shown);
-        if let Err(e) = self
-            .pipe
-            .channels
-            .store()
-            .set_status(self.connection_id, Status::Running, &message)
-            .await
-        {
-            warn!("could not record the calls in progress: {e}");
-        }
+        self.degraded(&shown).await;
     }
 
     pub fn set_identity(&self, identity: &str) {
@@ -461,6 +452,8 @@ impl InboxSink for ConnInbox {
         }
     }
 
+    /// RUNNING with `message` and the calls in progress (a degraded poll's warning, or
+    /// the running message again when the call count changes).
     async fn degraded(&self, message: &str) {
         let message = self.with_calls(message);
         if let Err(e) = self
