@@ -784,7 +784,108 @@ async fn allowed_updates_are_honoured_and_checked(be: Be) {
     host.shutdown().await;
 }
 
+/// A burst's first messages look up their connections' agents together (one lookup for
+/// many): each message is still answered by its own connection's agent, and one on a
+/// connection without an agent is kept with the reason, on both backends.
+async fn agents_looked_up_together_answer_each_its_own_connection(be: Be) {
+    const TOKEN_C: &str = "7000000003:AAEplatformTestTokenCharlieValue0003";
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    for (t, n) in [
+        (TOKEN_A, "alpha_bot"),
+        (TOKEN_B, "bravo_bot"),
+        (TOKEN_C, "charlie_bot"),
+    ] {
+        sandbox.add_bot(t, n);
+    }
+    let env = common::channels_env_on(be).await;
+    let mut ids = Vec::new();
+    for (name, token, prefix) in [
+        ("Alpha", TOKEN_A, Some("Alpha agent: ")),
+        ("Bravo", TOKEN_B, Some("Bravo agent: ")),
+        ("Charlie", TOKEN_C, None),
+    ] {
+        let draft = common::telegram_draft(name, token, &sandbox.url());
+        let c = env.channels.add(&draft).await.unwrap().connection;
+        if let Some(prefix) = prefix {
+            let a = env
+                .channels
+                .create_agent(&format!("{name} agent"), common::runtime::echo_edit(prefix))
+                .await
+                .unwrap();
+            env.channels.attach_connection(&a, &c, true).await.unwrap();
+            env.channels.run_agent(&a, true).await.unwrap();
+        }
+        ids.push(c.id);
+        set(&env, name, DesiredState::Running).await;
+    }
+    let store = env.channels.store();
+    let together = store.connection_agents_many(&ids).await.unwrap();
+    assert_eq!(together.len(), 3, "every connection asked for has an entry");
+    for id in &ids {
+        let alone = store.connection_agents(*id).await.unwrap();
+        let names = |l: &[(flametree::model::Agent, flametree::model::AgentChannel)]| {
+            l.iter()
+                .map(|(a, ch)| (a.name.clone(), ch.connection_id, ch.applied_inbound))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&together[id]), names(&alone), "connection {id}");
+    }
+    // Asked for at once, answered by shared lookups: each gets its own connection's.
+    let loader = flametree::agents::routing::RouteLoader::start(env.channels.clone());
+    let asks: Vec<i64> = ids.iter().cycle().take(30).copied().collect();
+    let answers = futures::future::join_all(asks.iter().map(|id| loader.agents_of(*id))).await;
+    for (id, got) in asks.iter().zip(answers) {
+        let got: Vec<String> = got.unwrap().into_iter().map(|(a, _)| a.name).collect();
+        let want = match ids.iter().position(|x| x == id) {
+            Some(0) => vec!["Alpha agent".to_string()],
+            Some(1) => vec!["Bravo agent".to_string()],
+            _ => Vec::new(),
+        };
+        assert_eq!(got, want, "connection {id}");
+    }
+
+    let h = host(&env).await;
+    for name in ["Alpha", "Bravo", "Charlie"] {
+        wait_status(&env, name, Status::Running).await;
+    }
+    for (t, k) in [(TOKEN_A, 1), (TOKEN_B, 2), (TOKEN_C, 3)] {
+        for i in 0..3 {
+            sandbox.inject_message(t, 600 + k, "Ann", &format!("hello {k}.{i}"));
+        }
+    }
+    let alpha = sandbox.wait_sent(TOKEN_A, 3, Duration::from_secs(20)).await;
+    let bravo = sandbox.wait_sent(TOKEN_B, 3, Duration::from_secs(20)).await;
+    let mut a: Vec<String> = alpha.iter().map(|m| m.text.clone()).collect();
+    let mut b: Vec<String> = bravo.iter().map(|m| m.text.clone()).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(
+        a,
+        [
+            "Alpha agent: hello 1.0",
+            "Alpha agent: hello 1.1",
+            "Alpha agent: hello 1.2"
+        ]
+    );
+    assert_eq!(
+        b,
+        [
+            "Bravo agent: hello 2.0",
+            "Bravo agent: hello 2.1",
+            "Bravo agent: hello 2.2"
+        ]
+    );
+    let log = common::runtime::log_text(&env, "Charlie", "attached to no agent").await;
+    assert!(log.contains("attached to no agent"), "{log}");
+    assert!(
+        sandbox.sent(TOKEN_C).is_empty(),
+        "nobody answers Charlie's customers"
+    );
+    h.shutdown().await;
+}
+
 on_both!(
+    agents_looked_up_together_answer_each_its_own_connection,
     allowed_updates_are_honoured_and_checked,
     webhook_mode_registers_answers_through_the_ingress_and_removes_the_webhook_on_stop,
     a_redelivered_webhook_is_answered_once,

@@ -44,8 +44,13 @@ impl Pg {
             .unwrap();
         let _ = c.close().await;
         self.created.push(name.clone());
-        let base = self.admin.rsplit_once('/').map(|(b, _)| b).unwrap();
-        format!("{base}/{name}")
+        // The admin URL's options (e.g. `?sslmode=disable`) apply to the new database too.
+        let (path, query) = match self.admin.split_once('?') {
+            Some((p, q)) => (p, format!("?{q}")),
+            None => (self.admin.as_str(), String::new()),
+        };
+        let base = path.rsplit_once('/').map(|(b, _)| b).unwrap();
+        format!("{base}/{name}{query}")
     }
 
     /// Drops every database this run created.

@@ -137,6 +137,7 @@ async fn prepare(
     };
     let env = AnswerEnv {
         routes: &inbox.routes,
+        loader: &pipe.routes,
         channels: &pipe.channels,
         http: &pipe.http,
         connection_id: id,

@@ -33,6 +33,8 @@ pub struct Pipeline {
     calls: Mutex<HashMap<i64, crate::connectors::Calls>>,
     /// Permits for messages on their way to a provider (`SENDS_AT_ONCE`).
     sending: tokio::sync::Semaphore,
+    /// Which agents answer the connections' messages, looked up many at a time.
+    pub routes: crate::agents::routing::RouteLoader,
 }
 
 /// Messages sent at once by one process. Each needs an HTTP connection of its own while
@@ -48,6 +50,7 @@ impl Pipeline {
         let router = LogRouter::new(channels.bus().clone(), writer.clone());
         let index = super::logs::install_router(router.clone());
         Arc::new(Pipeline {
+            routes: crate::agents::routing::RouteLoader::start(channels.clone()),
             channels,
             writer,
             http: crate::connectors::http_client(),

@@ -214,16 +214,23 @@ async fn commit(
     held: &mut Vec<LogLine>,
     keep: u32,
 ) {
+    // The ops move into the statement list (a burst's carry raw payloads and log lines:
+    // copying them doubled the writer's allocations); their replies wait beside it.
     let mut ops: Vec<WriteOp> = Vec::with_capacity(batch.len() + 1);
     if !held.is_empty() {
         ops.push(WriteOp::Logs(std::mem::take(held)));
     }
     let offset = ops.len();
-    ops.extend(batch.iter().map(|r| r.op.clone()));
+    let mut replies: Vec<Option<oneshot::Sender<StoreResult<WriteResult>>>> =
+        Vec::with_capacity(batch.len());
+    for r in batch.drain(..) {
+        ops.push(r.op);
+        replies.push(r.reply);
+    }
     match store.write_batch(&ops, keep).await {
         Ok(results) => {
-            for (req, result) in batch.drain(..).zip(results.into_iter().skip(offset)) {
-                if let Some(reply) = req.reply {
+            for (reply, result) in replies.into_iter().zip(results.into_iter().skip(offset)) {
+                if let Some(reply) = reply {
                     let _ = reply.send(Ok(result));
                 }
             }
@@ -231,19 +238,20 @@ async fn commit(
         Err(e) if e.is_unavailable() => {
             // Nothing was written: callers hear it and retry; log lines wait for the
             // database to come back.
-            for (i, req) in batch.drain(..).enumerate() {
-                match (req.reply, &ops[offset + i]) {
+            let mut ops = ops.into_iter();
+            if offset > 0
+                && let Some(WriteOp::Logs(lines)) = ops.next()
+            {
+                held.extend(lines);
+            }
+            for (reply, op) in replies.into_iter().zip(ops) {
+                match (reply, op) {
                     (Some(reply), _) => {
                         let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                     }
-                    (None, WriteOp::Logs(lines)) => held.extend(lines.iter().cloned()),
+                    (None, WriteOp::Logs(lines)) => held.extend(lines),
                     (None, _) => {}
                 }
-            }
-            if offset > 0
-                && let WriteOp::Logs(lines) = &ops[0]
-            {
-                held.splice(0..0, lines.iter().cloned());
             }
             if held.len() > HELD_LOGS {
                 let extra = held.len() - HELD_LOGS;
@@ -255,17 +263,17 @@ async fn commit(
             if offset > 0 {
                 let _ = store.write_batch(&ops[..offset], keep).await;
             }
-            for req in batch.drain(..) {
+            for (reply, op) in replies.into_iter().zip(&ops[offset..]) {
                 let result = store
-                    .write_batch(std::slice::from_ref(&req.op), keep)
+                    .write_batch(std::slice::from_ref(op), keep)
                     .await
                     .map(|mut r| r.pop().unwrap_or(WriteResult::Done));
                 if let Err(e) = &result
-                    && req.reply.is_none()
+                    && reply.is_none()
                 {
                     tracing::warn!(target: "flametree::writer", "a runtime write failed: {e}");
                 }
-                if let Some(reply) = req.reply {
+                if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }

@@ -345,6 +345,12 @@ pub trait AgentStore: Send + Sync {
         connection_id: i64,
     ) -> StoreResult<Vec<(Agent, AgentChannel)>>;
 
+    /// `connection_agents` of many connections at once (each id has an entry).
+    async fn connection_agents_many(
+        &self,
+        connection_ids: &[i64],
+    ) -> StoreResult<std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>>>;
+
     /// Appends a conversation turn, keeping the customer's last `keep`.
     async fn add_turn(
         &self,

@@ -356,6 +356,65 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// `connection_agents_` for many connections in two statements, whatever their
+    /// number: a burst's first message on each of 1,000 connections looked up its agent
+    /// with a query of its own, and then each agent with another.
+    pub(super) async fn connection_agents_many_(
+        &self,
+        connection_ids: &[i64],
+    ) -> StoreResult<std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>>> {
+        use super::rowset::{fixed_sql, json, rowset};
+        #[derive(serde::Serialize)]
+        struct Id {
+            c: i64,
+        }
+        let mut out: std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>> =
+            connection_ids.iter().map(|id| (*id, Vec::new())).collect();
+        if connection_ids.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<Id> = connection_ids.iter().map(|c| Id { c: *c }).collect();
+        let sql = fixed_sql!(format!(
+            "SELECT {CHANNEL_COLUMNS} FROM agent_channels \
+             WHERE connection_id IN (SELECT r.c FROM {} AS r) ORDER BY created_at",
+            rowset(1, &[("c", "bigint")])
+        ));
+        let found = sqlx::query(sql)
+            .bind(json(&ids))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let channels: Vec<AgentChannel> = found
+            .iter()
+            .map(rows::agent_channel)
+            .collect::<StoreResult<_>>()?;
+        let mut agent_ids: Vec<i64> = channels.iter().map(|ch| ch.agent_id).collect();
+        agent_ids.sort_unstable();
+        agent_ids.dedup();
+        let wanted: Vec<Id> = agent_ids.into_iter().map(|c| Id { c }).collect();
+        let sql = fixed_sql!(format!(
+            "SELECT {} FROM agents WHERE id IN (SELECT r.c FROM {} AS r)",
+            agent_columns!(),
+            rowset(1, &[("c", "bigint")])
+        ));
+        let agents: std::collections::HashMap<i64, Agent> = sqlx::query(sql)
+            .bind(json(&wanted))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| rows::agent(r).map(|a| (a.id, a)))
+            .collect::<StoreResult<_>>()?;
+        for ch in channels {
+            if let Some(a) = agents.get(&ch.agent_id) {
+                out.entry(ch.connection_id)
+                    .or_default()
+                    .push((a.clone(), ch));
+            }
+        }
+        Ok(out)
+    }
+
     pub(super) async fn add_turn_(
         &self,
         agent_id: i64,

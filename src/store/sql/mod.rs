@@ -10,6 +10,7 @@ mod pipeline;
 mod receive;
 mod retention;
 mod rows;
+mod rowset;
 
 pub(crate) use super::{BACKEND, Db, MIGRATOR, NOW, Ts, ms, ms_between, plus_ms, ts};
 
@@ -1146,6 +1147,13 @@ impl AgentStore for SqlStore {
         connection_id: i64,
     ) -> StoreResult<Vec<(Agent, AgentChannel)>> {
         self.connection_agents_(connection_id).await
+    }
+
+    async fn connection_agents_many(
+        &self,
+        connection_ids: &[i64],
+    ) -> StoreResult<std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>>> {
+        self.connection_agents_many_(connection_ids).await
     }
 
     async fn add_turn(

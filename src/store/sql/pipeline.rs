@@ -3,6 +3,7 @@
 
 use super::receive::Receiving;
 use super::rows::{self, connection_columns};
+use super::rowset::{PAIR_COLUMNS, Pair, fixed_sql, json, rowset, ts_from_ms};
 use super::{BACKEND, Db, SqlStore, Tx, classify, ms, ts};
 use crate::model::{Connection, LogLine, now_millis};
 use crate::store::{
@@ -121,10 +122,10 @@ impl SqlStore {
                 results[i] = r;
             }
         }
-        for chunk in claims.chunks(PAIRS_PER_STATEMENT) {
-            let pairs: Vec<(i64, &str)> = chunk.iter().map(|(_, c, k)| (*c, *k)).collect();
+        if !claims.is_empty() {
+            let pairs: Vec<(i64, &str)> = claims.iter().map(|(_, c, k)| (*c, *k)).collect();
             let claimed = claim_many(&mut tx, &pairs).await?;
-            for (i, c, k) in chunk {
+            for (i, c, k) in &claims {
                 if claimed.contains(&(*c, k.to_string())) {
                     results[*i] = WriteResult::Claimed(true);
                 }
@@ -141,16 +142,14 @@ impl SqlStore {
                 .filter(|(s, _, _)| *s == state)
                 .map(|(_, c, k)| (*c, *k))
                 .collect();
-            for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-                mark_many(&mut tx, state, chunk).await?;
+            if !pairs.is_empty() {
+                mark_many(&mut tx, state, &pairs).await?;
             }
         }
-        for chunk in outbound.chunks(PAIRS_PER_STATEMENT) {
-            insert_outbound(&mut tx, chunk).await?;
+        if !outbound.is_empty() {
+            insert_outbound(&mut tx, &outbound).await?;
         }
-        for chunk in lines.chunks(LOG_ROWS_PER_INSERT) {
-            insert_logs(&mut tx, chunk).await?;
-        }
+        insert_logs(&mut tx, &lines).await?;
         tx.commit().await.map_err(classify)?;
         Ok(results)
     }
@@ -274,6 +273,10 @@ async fn fences_held(
     tx: &mut Tx<'_>,
     ops: &[WriteOp],
 ) -> StoreResult<std::collections::HashMap<i64, (String, i64)>> {
+    #[derive(serde::Serialize)]
+    struct Id {
+        c: i64,
+    }
     let mut ids: Vec<i64> = ops
         .iter()
         .filter_map(|op| match op {
@@ -290,50 +293,42 @@ async fn fences_held(
             _ => None,
         })
         .collect();
+    let mut held = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(held);
+    }
     ids.sort_unstable();
     ids.dedup();
-    let mut held = std::collections::HashMap::new();
-    for chunk in ids.chunks(PAIRS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = super::leases::with_now(&format!(
+    let rows: Vec<Id> = ids.into_iter().map(|c| Id { c }).collect();
+    let sql = fixed_sql!(
+        super::leases::with_now(&format!(
             "SELECT connection_id, owner, generation FROM connection_leases \
-                 WHERE expires_at >= {{now}} AND connection_id IN ({})",
-            list.join(", ")
-        ));
-        let mut q = sqlx::query(sql);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(&mut **tx).await.map_err(classify)? {
-            held.insert(
-                r.try_get::<i64, _>("connection_id").map_err(classify)?,
-                (
-                    r.try_get::<String, _>("owner").map_err(classify)?,
-                    r.try_get::<i64, _>("generation").map_err(classify)?,
-                ),
-            );
-        }
+         WHERE expires_at >= {{now}} AND connection_id IN (SELECT r.c FROM {} AS r)",
+            rowset(1, &[("c", "bigint")])
+        ))
+        .0
+    );
+    for r in sqlx::query(sql)
+        .bind(json(&rows))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?
+    {
+        held.insert(
+            r.try_get::<i64, _>("connection_id").map_err(classify)?,
+            (
+                r.try_get::<String, _>("owner").map_err(classify)?,
+                r.try_get::<i64, _>("generation").map_err(classify)?,
+            ),
+        );
     }
     Ok(held)
 }
 
-/// Rows per statement. Small enough that a statement's parameters stay under ~16 KiB:
-/// sqlx 0.9.0 leaves Nagle on, and a larger message waits ~40 ms for PostgreSQL's
-/// delayed ACK.
-pub(super) const PAIRS_PER_STATEMENT: usize = 60;
-
-/// `(connection_id = $a AND provider_id = $b) OR …`, numbering from `first`.
-pub(super) fn pairs_condition(n: usize, first: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "(connection_id = ${} AND provider_id = ${})",
-                first + 2 * i,
-                first + 2 * i + 1
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ")
+/// The pairs as rows of a `rowset` parameter.
+pub(super) fn pairs_json(pairs: &[(i64, &str)]) -> String {
+    let rows: Vec<Pair<'_>> = pairs.iter().map(|(c, k)| Pair { c: *c, k }).collect();
+    json(&rows)
 }
 
 /// received → sending for each pair still received; returns the ones claimed.
@@ -341,16 +336,18 @@ async fn claim_many(
     tx: &mut Tx<'_>,
     pairs: &[(i64, &str)],
 ) -> StoreResult<std::collections::HashSet<(i64, String)>> {
-    let sql = format!(
-        "UPDATE inbound_ledger SET state = 'sending', updated_at = $1 \
-         WHERE state = 'received' AND ({}) RETURNING connection_id, provider_id",
-        pairs_condition(pairs.len(), 2)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ts(now_millis()));
-    for (c, k) in pairs {
-        q = q.bind(c).bind(*k);
-    }
-    let rows = q.fetch_all(&mut **tx).await.map_err(classify)?;
+    let sql = fixed_sql!(format!(
+        "UPDATE inbound_ledger AS l SET state = 'sending', updated_at = $1 FROM {} AS r \
+         WHERE l.connection_id = r.c AND l.provider_id = r.k AND l.state = 'received' \
+         RETURNING connection_id, provider_id",
+        rowset(2, PAIR_COLUMNS)
+    ));
+    let rows = sqlx::query(sql)
+        .bind(ts(now_millis()))
+        .bind(pairs_json(pairs))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -362,69 +359,77 @@ async fn claim_many(
 }
 
 async fn mark_many(tx: &mut Tx<'_>, state: LedgerState, pairs: &[(i64, &str)]) -> StoreResult<()> {
-    let sql = format!(
-        "UPDATE inbound_ledger SET state = $1, updated_at = $2 WHERE {}",
-        pairs_condition(pairs.len(), 3)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let sql = fixed_sql!(format!(
+        "UPDATE inbound_ledger AS l SET state = $1, updated_at = $2 FROM {} AS r \
+         WHERE l.connection_id = r.c AND l.provider_id = r.k",
+        rowset(3, PAIR_COLUMNS)
+    ));
+    sqlx::query(sql)
         .bind(state.as_str())
-        .bind(ts(now_millis()));
-    for (c, k) in pairs {
-        q = q.bind(c).bind(*k);
-    }
-    q.execute(&mut **tx).await.map_err(classify)?;
+        .bind(ts(now_millis()))
+        .bind(pairs_json(pairs))
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
 
 /// The row's connection still exists. A correlated lookup by primary key: PostgreSQL
 /// planned `EXISTS (…)` as a hash semi-join over a sequential scan of every connection,
 /// once per statement (40 connection rows read per message in a burst of 1,000 bots).
-const LIVE_CONNECTION: &str = "(SELECT c.id FROM connections c WHERE c.id = v.column1) IS NOT NULL";
+const LIVE_CONNECTION: &str = "(SELECT x.id FROM connections x WHERE x.id = r.c) IS NOT NULL";
 
-/// Records of sent messages, many per statement; a deleted connection's are dropped.
+/// Records of sent messages, one statement for the batch; a deleted connection's are
+/// dropped.
 async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
-    let rows: Vec<String> = (0..ops.len())
-        .map(|i| {
-            let n = i * 6;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6
-            )
+    #[derive(serde::Serialize)]
+    struct Sent<'a> {
+        c: i64,
+        k: &'a str,
+        a: &'a str,
+        u: &'a str,
+        r: &'a str,
+    }
+    let rows: Vec<Sent<'_>> = ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Outbound {
+                connection_id,
+                provider_id,
+                account,
+                customer,
+                in_reply_to,
+            } => Some(Sent {
+                c: *connection_id,
+                k: provider_id,
+                a: account,
+                u: customer,
+                r: in_reply_to,
+            }),
+            _ => None,
         })
         .collect();
-    let sql = format!(
+    let sql = fixed_sql!(format!(
         "INSERT INTO outbound_messages (connection_id, provider_id, account, customer, \
-         in_reply_to, sent_at) SELECT column1, column2, column3, column4, column5, column6 \
-         FROM (VALUES {}) AS v WHERE {LIVE_CONNECTION} \
-         ON CONFLICT (connection_id, provider_id) DO NOTHING",
-        rows.join(", ")
-    );
-    let now = ts(now_millis());
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for op in ops {
-        if let WriteOp::Outbound {
-            connection_id,
-            provider_id,
-            account,
-            customer,
-            in_reply_to,
-        } = op
-        {
-            q = q
-                .bind(connection_id)
-                .bind(provider_id)
-                .bind(account)
-                .bind(customer)
-                .bind(in_reply_to)
-                .bind(now);
-        }
-    }
-    q.execute(&mut **tx).await.map_err(classify)?;
+         in_reply_to, sent_at) SELECT r.c, r.k, r.a, r.u, r.r, $1 FROM {} AS r \
+         WHERE {LIVE_CONNECTION} ON CONFLICT (connection_id, provider_id) DO NOTHING",
+        rowset(
+            2,
+            &[
+                ("c", "bigint"),
+                ("k", "text"),
+                ("a", "text"),
+                ("u", "text"),
+                ("r", "text")
+            ]
+        )
+    ));
+    sqlx::query(sql)
+        .bind(ts(now_millis()))
+        .bind(json(&rows))
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
 
@@ -454,37 +459,51 @@ async fn apply<'o>(
     }
 }
 
-/// Log rows per INSERT statement (4 parameters each): kept small for the same reason as
-/// `PAIRS_PER_STATEMENT`.
-const LOG_ROWS_PER_INSERT: usize = 60;
-
-/// Many lines in one statement; lines of a connection deleted meanwhile are dropped.
+/// Every line of the batch in one statement; lines of a connection deleted meanwhile
+/// are dropped. In the batch's order: a log is read by id.
 async fn insert_logs(tx: &mut Tx<'_>, lines: &[&LogLine]) -> StoreResult<()> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        i: usize,
+        c: i64,
+        t: i64,
+        l: &'a str,
+        m: &'a str,
+    }
     if lines.is_empty() {
         return Ok(());
     }
-    let mut sql = String::from(
+    let rows: Vec<Line<'_>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Line {
+            i,
+            c: l.connection_id,
+            t: l.at,
+            l: &l.level,
+            m: &l.message,
+        })
+        .collect();
+    let sql = fixed_sql!(format!(
         "INSERT INTO connection_logs (connection_id, at, level, message) \
-         SELECT column1, column2, column3, column4 FROM (VALUES ",
-    );
-    for i in 0..lines.len() {
-        let n = i * 4;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
-    }
-    sql.push_str(") AS v WHERE ");
-    sql.push_str(LIVE_CONNECTION);
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for l in lines {
-        q = q
-            .bind(l.connection_id)
-            .bind(ts(l.at))
-            .bind(&l.level)
-            .bind(&l.message);
-    }
-    q.execute(&mut **tx).await.map_err(classify)?;
+         SELECT r.c, {}, r.l, r.m FROM {} AS r WHERE {LIVE_CONNECTION} ORDER BY r.i",
+        ts_from_ms("r.t"),
+        rowset(
+            1,
+            &[
+                ("i", "bigint"),
+                ("c", "bigint"),
+                ("t", "bigint"),
+                ("l", "text"),
+                ("m", "text")
+            ]
+        )
+    ));
+    sqlx::query(sql)
+        .bind(json(&rows))
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
 

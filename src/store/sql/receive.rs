@@ -1,9 +1,10 @@
 //! `Receive` ops of a whole group-commit batch applied together: every connection's new
-//! ledger rows in a few multi-row INSERTs, the states of the ones already known in one
+//! ledger rows in one INSERT, the states of the ones already known in one
 //! SELECT, and the cursors in one upsert. One statement per message (and per cursor)
 //! was the largest cost of a burst on PostgreSQL, where each is a round trip.
 
-use super::pipeline::{PAIRS_PER_STATEMENT, pairs_condition};
+use super::pipeline::pairs_json;
+use super::rowset::{PAIR_COLUMNS, fixed_sql, json, rowset};
 use super::{Ts, Tx, classify, ts};
 use crate::model::now_millis;
 use crate::store::{LedgerEntry, LedgerState, WriteResult};
@@ -17,10 +18,6 @@ pub(super) struct Receiving<'a> {
     pub cursor: Option<&'a str>,
 }
 
-/// Parameter bytes per INSERT: kept under ~16 KiB for the reason `PAIRS_PER_STATEMENT`
-/// gives (a raw Telegram update is a few hundred bytes).
-const BYTES_PER_INSERT: usize = 12_000;
-
 /// Applies every `Receive` of the batch; one result per op, in order.
 pub(super) async fn receive_many(
     tx: &mut Tx<'_>,
@@ -32,8 +29,8 @@ pub(super) async fn receive_many(
         .flat_map(|op| op.entries.iter().map(move |e| (op.connection_id, e)))
         .collect();
     let mut inserted: HashSet<(i64, String)> = HashSet::new();
-    for chunk in chunks(&rows) {
-        inserted.extend(insert_rows(tx, chunk, now).await?);
+    if !rows.is_empty() {
+        inserted.extend(insert_rows(tx, &rows, now).await?);
     }
     // The others were known already: their states, in one look.
     let mut known: Vec<(i64, &str)> = rows
@@ -44,8 +41,8 @@ pub(super) async fn receive_many(
     known.sort_unstable();
     known.dedup();
     let mut states: HashMap<(i64, String), LedgerState> = HashMap::new();
-    for chunk in known.chunks(PAIRS_PER_STATEMENT) {
-        states.extend(states_of(tx, chunk).await?);
+    if !known.is_empty() {
+        states.extend(states_of(tx, &known).await?);
     }
     upsert_cursors(tx, ops, now).await?;
     Ok(ops
@@ -72,72 +69,60 @@ pub(super) async fn receive_many(
         .collect())
 }
 
-/// Rows split so that no statement has more than `PAIRS_PER_STATEMENT` rows or about
-/// `BYTES_PER_INSERT` bytes of text.
-fn chunks<'r, 'e>(rows: &'r [(i64, &'e LedgerEntry)]) -> Vec<&'r [(i64, &'e LedgerEntry)]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, (_, e)) in rows.iter().enumerate() {
-        let size = e.key.len()
-            + e.account.len()
-            + e.customer.len()
-            + e.display_name.len()
-            + e.text.len()
-            + e.raw.len()
-            + 40;
-        if i > start && (i - start >= PAIRS_PER_STATEMENT || bytes + size > BYTES_PER_INSERT) {
-            out.push(&rows[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
-    }
-    out
-}
-
 /// Inserts the rows not known yet; returns the ones it inserted.
 async fn insert_rows(
     tx: &mut Tx<'_>,
     rows: &[(i64, &LedgerEntry)],
     now: Ts,
 ) -> crate::store::StoreResult<Vec<(i64, String)>> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let n = 2 + i * 7;
-            format!(
-                "(${}, ${}, 'received', $1, $1, ${}, ${}, ${}, ${}, ${})",
-                n,
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6
-            )
+    #[derive(serde::Serialize)]
+    struct New<'a> {
+        c: i64,
+        k: &'a str,
+        a: &'a str,
+        u: &'a str,
+        n: &'a str,
+        b: &'a str,
+        w: &'a str,
+    }
+    let list: Vec<New<'_>> = rows
+        .iter()
+        .map(|(c, e)| New {
+            c: *c,
+            k: &e.key,
+            a: &e.account,
+            u: &e.customer,
+            n: &e.display_name,
+            b: &e.text,
+            w: &e.raw,
         })
         .collect();
-    let sql = format!(
+    // `WHERE true`: SQLite reads `ON CONFLICT` after a bare `FROM …` as a join clause.
+    let sql = fixed_sql!(format!(
         "INSERT INTO inbound_ledger (connection_id, provider_id, state, received_at, \
-         updated_at, account, customer, display_name, body, raw) VALUES {} \
+         updated_at, account, customer, display_name, body, raw) \
+         SELECT r.c, r.k, 'received', $1, $1, r.a, r.u, r.n, r.b, r.w FROM {} AS r WHERE true \
          ON CONFLICT (connection_id, provider_id) DO NOTHING \
          RETURNING connection_id, provider_id",
-        values.join(", ")
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-    for (c, e) in rows {
-        q = q
-            .bind(c)
-            .bind(&e.key)
-            .bind(&e.account)
-            .bind(&e.customer)
-            .bind(&e.display_name)
-            .bind(&e.text)
-            .bind(&e.raw);
-    }
-    let found = q.fetch_all(&mut **tx).await.map_err(classify)?;
+        rowset(
+            2,
+            &[
+                ("c", "bigint"),
+                ("k", "text"),
+                ("a", "text"),
+                ("u", "text"),
+                ("n", "text"),
+                ("b", "text"),
+                ("w", "text")
+            ]
+        )
+    ));
+    let found = sqlx::query(sql)
+        .bind(now)
+        .bind(json(&list))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
     found
         .iter()
         .map(|r| {
@@ -153,15 +138,16 @@ async fn states_of(
     tx: &mut Tx<'_>,
     pairs: &[(i64, &str)],
 ) -> crate::store::StoreResult<Vec<((i64, String), LedgerState)>> {
-    let sql = format!(
-        "SELECT connection_id, provider_id, state FROM inbound_ledger WHERE {}",
-        pairs_condition(pairs.len(), 1)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (c, k) in pairs {
-        q = q.bind(c).bind(*k);
-    }
-    let found = q.fetch_all(&mut **tx).await.map_err(classify)?;
+    let sql = fixed_sql!(format!(
+        "SELECT l.connection_id, l.provider_id, l.state FROM {} AS r \
+         JOIN inbound_ledger l ON l.connection_id = r.c AND l.provider_id = r.k",
+        rowset(1, PAIR_COLUMNS)
+    ));
+    let found = sqlx::query(sql)
+        .bind(pairs_json(pairs))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
     found
         .iter()
         .map(|r| {
@@ -196,21 +182,27 @@ async fn upsert_cursors(
             }
         }
     }
-    for chunk in latest.chunks(PAIRS_PER_STATEMENT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, $1)", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        let sql = format!(
-            "INSERT INTO connection_cursors (connection_id, cursor, updated_at) VALUES {} \
-             ON CONFLICT (connection_id) DO UPDATE SET cursor = excluded.cursor, \
-             updated_at = excluded.updated_at",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-        for (c, cursor) in chunk {
-            q = q.bind(c).bind(*cursor);
-        }
-        q.execute(&mut **tx).await.map_err(classify)?;
+    if latest.is_empty() {
+        return Ok(());
     }
+    #[derive(serde::Serialize)]
+    struct Cursor<'a> {
+        c: i64,
+        v: &'a str,
+    }
+    let rows: Vec<Cursor<'_>> = latest.iter().map(|(c, v)| Cursor { c: *c, v }).collect();
+    let sql = fixed_sql!(format!(
+        "INSERT INTO connection_cursors (connection_id, cursor, updated_at) \
+         SELECT r.c, r.v, $1 FROM {} AS r WHERE true \
+         ON CONFLICT (connection_id) DO UPDATE SET cursor = excluded.cursor, \
+         updated_at = excluded.updated_at",
+        rowset(2, &[("c", "bigint"), ("v", "text")])
+    ));
+    sqlx::query(sql)
+        .bind(now)
+        .bind(json(&rows))
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
