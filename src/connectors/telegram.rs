@@ -47,6 +47,9 @@ pub struct Telegram {
     allowed_json: Option<String>,
 }
 
+/// A reply's whole exchange, as teloxide's client allows it.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(17);
+
 /// A getUpdates that failed: a 409 is counted by the poll loop, the rest classified.
 enum PollFailure {
     Conflict,
@@ -138,6 +141,9 @@ impl Connector for Telegram {
 
     async fn send(&self, out: &Outbound<'_>) -> Result<String, ConnectorError> {
         let chat = chat_id(out.to).map_err(ConnectorError::Permanent)?;
+        if let Some(endpoint) = &self.wire {
+            return self.send_wire(endpoint, chat, out.text).await;
+        }
         let sent = self
             .bot
             .send_message(ChatId(chat), out.text)
@@ -315,6 +321,48 @@ impl Telegram {
             last_seen = crate::model::now_millis();
             // Recorded before the next getUpdates confirms the batch to Telegram.
             rx.inbox.submit(events, Some(offset.to_string())).await?;
+        }
+    }
+
+    /// A sendMessage through the lightweight client, on an idle kept connection to
+    /// the Bot API when there is one.
+    async fn send_wire(
+        &self,
+        endpoint: &wire::Endpoint,
+        chat: i64,
+        text: &str,
+    ) -> Result<String, ConnectorError> {
+        #[derive(serde::Serialize)]
+        struct Message<'a> {
+            chat_id: i64,
+            text: &'a str,
+        }
+        let body = serde_json::to_vec(&Message {
+            chat_id: chat,
+            text,
+        })
+        .map_err(|e| ConnectorError::Permanent(format!("the reply cannot be written ({e})")))?;
+        let mut stream = endpoint.take_idle();
+        let answer = endpoint
+            .post_once(
+                &mut stream,
+                self.bot.token(),
+                "sendMessage",
+                &body,
+                SEND_TIMEOUT,
+            )
+            .await;
+        if let Some(kept) = stream {
+            endpoint.keep_idle(kept);
+        }
+        match answer {
+            Ok(r) => updates::parse_sent(r.status, &r.body),
+            Err(wire::WireError::Network(cause)) => Err(ConnectorError::transient(format!(
+                "cannot reach Telegram ({cause})"
+            ))),
+            Err(wire::WireError::Protocol(why)) => Err(ConnectorError::transient(format!(
+                "Telegram's answer was not understood ({why})"
+            ))),
         }
     }
 

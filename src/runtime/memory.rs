@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// At most this often: a trim walks every arena's free lists.
 const EVERY: Duration = Duration::from_secs(30);
+/// No messages recorded or answered for this long before a trim.
+const QUIET: Duration = Duration::from_secs(5);
 /// Below this many running connections the arenas stay small; nothing to gain.
 const WORTH_IT: usize = 100;
 
@@ -16,9 +18,13 @@ pub struct Trimmer {
 }
 
 impl Trimmer {
-    /// Hands freed memory back to the system, when due and worth it.
-    pub async fn maybe_trim(&mut self, running: usize) {
-        if running < WORTH_IT || self.last.is_some_and(|t| t.elapsed() < EVERY) {
+    /// Hands freed memory back to the system, when due and worth it, and only while
+    /// no messages flow (`quiet_for`): a trim holds each malloc arena's lock while it
+    /// walks it, and with two arenas every thread that allocates waits. Trimming in the
+    /// middle of a burst froze the whole process for half a second.
+    pub async fn maybe_trim(&mut self, running: usize, quiet_for: Duration) {
+        if running < WORTH_IT || quiet_for < QUIET || self.last.is_some_and(|t| t.elapsed() < EVERY)
+        {
             return;
         }
         self.last = Some(Instant::now());
@@ -45,5 +51,21 @@ fn trim() {
     // SAFETY: malloc_trim only returns free pages of glibc's own arenas to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_trim_while_messages_flow() {
+        let mut t = Trimmer::default();
+        t.maybe_trim(1_000, Duration::from_millis(200)).await;
+        assert!(t.last.is_none(), "busy a moment ago: not trimmed");
+        t.maybe_trim(10, Duration::from_secs(60)).await;
+        assert!(t.last.is_none(), "too few connections to be worth it");
+        t.maybe_trim(1_000, QUIET).await;
+        assert!(t.last.is_some(), "quiet long enough: trimmed");
     }
 }

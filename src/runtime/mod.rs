@@ -327,7 +327,10 @@ async fn supervise(inner: Arc<Inner>) {
                         dirty = false;
                         last_full = Instant::now();
                         trimmer
-                            .maybe_trim(inner.running.load(Ordering::Relaxed))
+                            .maybe_trim(
+                                inner.running.load(Ordering::Relaxed),
+                                inner.pipe.writer.quiet_for(),
+                            )
                             .await;
                     }
                     Err(e) => tracing::warn!("runtime: {e}"),

@@ -33,6 +33,8 @@ struct Request {
 pub struct Writer {
     tx: mpsc::Sender<Request>,
     dropped: Arc<AtomicU64>,
+    /// When a transaction last carried more than log lines (`now_millis`).
+    busy_at: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -43,11 +45,13 @@ impl Writer {
         log_keep: u32,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(run(store, rx, log_keep));
+        let busy_at: Arc<AtomicU64> = Arc::default();
+        let handle = tokio::spawn(run(store, rx, log_keep, busy_at.clone()));
         (
             Writer {
                 tx,
                 dropped: Arc::default(),
+                busy_at,
             },
             handle,
         )
@@ -83,6 +87,13 @@ impl Writer {
     /// Returns once everything queued before it is committed.
     pub async fn flush(&self) {
         let _ = self.write(WriteOp::Logs(Vec::new())).await;
+    }
+
+    /// How long no messages have been recorded, claimed or marked: log lines alone do
+    /// not count.
+    pub fn quiet_for(&self) -> Duration {
+        let at = self.busy_at.load(Ordering::Relaxed) as i64;
+        Duration::from_millis((crate::model::now_millis() - at).max(0) as u64)
     }
 
     /// Writes lost because the queue was full.
@@ -128,7 +139,12 @@ impl Trims {
     }
 }
 
-async fn run(store: Arc<dyn RuntimeStore>, mut rx: mpsc::Receiver<Request>, keep: u32) {
+async fn run(
+    store: Arc<dyn RuntimeStore>,
+    mut rx: mpsc::Receiver<Request>,
+    keep: u32,
+    busy_at: Arc<AtomicU64>,
+) {
     let mut held: Vec<LogLine> = Vec::new();
     let mut trims = Trims::new(keep);
     let mut batch: Vec<Request> = Vec::with_capacity(256);
@@ -172,6 +188,9 @@ async fn run(store: Arc<dyn RuntimeStore>, mut rx: mpsc::Receiver<Request>, keep
                 op: WriteOp::TrimLogs(due),
                 reply: None,
             });
+        }
+        if batch.iter().any(|r| !matches!(r.op, WriteOp::Logs(_))) {
+            busy_at.store(crate::model::now_millis() as u64, Ordering::Relaxed);
         }
         commit(store.as_ref(), &mut batch, &mut held, keep).await;
     }

@@ -5,36 +5,64 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 
-/// The Bot API's answer to a getUpdates, as teloxide would read it.
+/// The Bot API's answer to a call, as teloxide would read it.
 #[derive(serde::Deserialize)]
-struct Answer {
+struct Answer<T> {
     ok: bool,
-    result: Option<Vec<Update>>,
+    result: Option<T>,
     description: Option<teloxide::ApiError>,
     parameters: Option<teloxide::types::ResponseParameters>,
+}
+
+/// Of a sent message, only its id is kept.
+#[derive(serde::Deserialize)]
+struct Sent {
+    message_id: i64,
 }
 
 /// The updates of a getUpdates answer (HTTP `status`, `body`), or its error classified.
 pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Update>, super::PollFailure> {
     use super::PollFailure;
-    use teloxide::types::ResponseParameters;
-    use teloxide::{ApiError, RequestError};
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| {
-        PollFailure::Other(ConnectorError::transient(format!(
-            "Telegram answered HTTP {status} with something that is not the Bot API's JSON"
-        )))
-    })?;
+    let answer: Answer<Vec<Update>> =
+        serde_json::from_slice(body).map_err(|_| PollFailure::Other(not_json(status)))?;
     if answer.ok {
         return Ok(answer.result.unwrap_or_default());
     }
-    let error = match (answer.parameters, answer.description) {
+    match refusal(status, answer) {
+        teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates) => {
+            Err(PollFailure::Conflict)
+        }
+        error => Err(PollFailure::Other(super::classify::classify(error))),
+    }
+}
+
+/// The id of the message a sendMessage answer (HTTP `status`, `body`) says went out,
+/// or its error classified as teloxide's would be.
+pub fn parse_sent(status: u16, body: &[u8]) -> Result<String, ConnectorError> {
+    let answer: Answer<Sent> = serde_json::from_slice(body).map_err(|_| not_json(status))?;
+    match (answer.ok, &answer.result) {
+        (true, Some(sent)) => Ok(sent.message_id.to_string()),
+        (true, None) => Err(not_json(status)),
+        (false, _) => Err(super::classify::classify(refusal(status, answer))),
+    }
+}
+
+fn not_json(status: u16) -> ConnectorError {
+    ConnectorError::transient(format!(
+        "Telegram answered HTTP {status} with something that is not the Bot API's JSON"
+    ))
+}
+
+/// A refused call's error, as teloxide reports it.
+fn refusal<T>(status: u16, answer: Answer<T>) -> teloxide::RequestError {
+    use teloxide::types::ResponseParameters;
+    use teloxide::{ApiError, RequestError};
+    match (answer.parameters, answer.description) {
         (Some(ResponseParameters::RetryAfter(s)), _) => RequestError::RetryAfter(s),
         (Some(ResponseParameters::MigrateToChatId(c)), _) => RequestError::MigrateToChatId(c),
-        (None, Some(ApiError::TerminatedByOtherGetUpdates)) => return Err(PollFailure::Conflict),
         (None, Some(e)) => RequestError::Api(e),
         (None, None) => RequestError::Api(ApiError::Unknown(format!("HTTP {status}"))),
-    };
-    Err(PollFailure::Other(super::classify::classify(error)))
+    }
 }
 
 /// A message is identified by its chat and its id in the chat: unlike update ids,

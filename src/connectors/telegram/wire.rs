@@ -4,7 +4,10 @@
 //! here a parked poll is a socket waiting to become readable, and the read buffer
 //! exists only while an answer arrives. Only getUpdates goes this way: it is safe to
 //! repeat, so a keep-alive connection the server closed meanwhile is simply retried.
-//! Replies go through teloxide, which never sends one twice on its own.
+//! Replies (sendMessage) use it too, on connections shared by the process's bots
+//! (`take_idle`), but never twice on their own (`post_once`): through teloxide a reply cost more CPU than
+//! everything else flametree does for a message (reqwest's layers, and teloxide's
+//! decoding of the whole sent `Message` when only its id is kept).
 
 use bytes::{Buf, BytesMut};
 use std::sync::{Arc, OnceLock};
@@ -75,6 +78,8 @@ impl Endpoint {
 
     /// POSTs a JSON body to `method` of the bot `token` over `conn` (opened when
     /// needed, kept open for the next call); the whole exchange within `timeout`.
+    /// For calls that are safe to repeat (getUpdates): a kept connection found closed
+    /// only once the request was written is retried on a fresh one.
     pub async fn post(
         &self,
         conn: &mut Option<Stream>,
@@ -82,6 +87,36 @@ impl Endpoint {
         method: &str,
         body: &[u8],
         timeout: Duration,
+    ) -> Result<Response, WireError> {
+        self.call(conn, token, method, body, timeout, true).await
+    }
+
+    /// `post` for a call that must not be made twice (sendMessage): a kept connection
+    /// is checked before the request is written, and one that closes after it was
+    /// written is an error (the message may have gone out), never a silent second try.
+    /// hyper's pool behaves the same way.
+    pub async fn post_once(
+        &self,
+        conn: &mut Option<Stream>,
+        token: &str,
+        method: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, WireError> {
+        if conn.as_ref().is_some_and(|c| !c.idle_and_open()) {
+            *conn = None;
+        }
+        self.call(conn, token, method, body, timeout, false).await
+    }
+
+    async fn call(
+        &self,
+        conn: &mut Option<Stream>,
+        token: &str,
+        method: &str,
+        body: &[u8],
+        timeout: Duration,
+        repeatable: bool,
     ) -> Result<Response, WireError> {
         let mut request = format!(
             "POST {}/bot{token}/{method} HTTP/1.1\r\nHost: {}\r\n\
@@ -97,7 +132,12 @@ impl Endpoint {
             // on a fresh one (getUpdates is safe to repeat).
             if conn.is_some() {
                 match exchange(conn, &request).await {
-                    Err(Failure::Stale) => *conn = None,
+                    Err(Failure::Stale) if repeatable => *conn = None,
+                    Err(Failure::Stale) => {
+                        return Err(WireError::Network(
+                            "the connection closed before Telegram answered".into(),
+                        ));
+                    }
                     other => return other.map_err(Failure::into_error),
                 }
             }
@@ -141,6 +181,42 @@ impl Endpoint {
     }
 }
 
+/// Idle kept-alive connections for calls that are not long polls, per server: any bot
+/// may use any of them (the token is in the path), as reqwest's pool shares its
+/// connections. One per bot opened 1,000 at once in a burst: more than the server's
+/// accept queue held, and a dropped SYN waits a second before it is sent again.
+static IDLE: std::sync::Mutex<Vec<(String, Stream)>> = std::sync::Mutex::new(Vec::new());
+
+/// Idle connections kept at most (replies in flight are limited to as many).
+const IDLE_KEPT: usize = 256;
+
+impl Endpoint {
+    fn key(&self) -> String {
+        format!(
+            "{}://{}:{}",
+            if self.tls { "https" } else { "http" },
+            self.host,
+            self.port
+        )
+    }
+
+    /// An idle kept connection to this server, if there is one.
+    pub fn take_idle(&self) -> Option<Stream> {
+        let key = self.key();
+        let mut idle = IDLE.lock().expect("idle connections lock");
+        let at = idle.iter().rposition(|(k, _)| *k == key)?;
+        Some(idle.swap_remove(at).1)
+    }
+
+    /// Keeps `conn` for the next call to this server (closed when enough are kept).
+    pub fn keep_idle(&self, conn: Stream) {
+        let mut idle = IDLE.lock().expect("idle connections lock");
+        if idle.len() < IDLE_KEPT {
+            idle.push((self.key(), conn));
+        }
+    }
+}
+
 /// rustls with Mozilla's roots (webpki-roots), as reqwest's `rustls-tls` uses.
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
@@ -167,6 +243,16 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Nothing to read and not closed: a kept connection the server has not dropped.
+    /// (An idle HTTP connection receives nothing; a TLS close alert counts as closing.)
+    fn idle_and_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.tcp().try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
@@ -385,6 +471,105 @@ fn io_cause(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server that reads each request whole and, per connection, answers the first
+    /// `answered` of them (keep-alive), then closes it — at once, or (`then_read_one`)
+    /// after reading one more request. Counts the requests it read.
+    async fn server(answered: usize, then_read_one: bool) -> (Endpoint, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut done = 0;
+                    loop {
+                        let mut got = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        // A request of this test ends with its one-line JSON body's `}`.
+                        while !got.ends_with(b"}") {
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => got.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        if done == answered {
+                            return;
+                        }
+                        let body = format!("{{\"ok\":true,\"result\":{{\"message_id\":{n}}}}}");
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        done += 1;
+                        if done == answered && !then_read_one {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (Endpoint::parse(&url).unwrap(), seen)
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the condition was not met within 5 s");
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_sent_once_even_when_its_connection_closes() {
+        let t = Duration::from_secs(5);
+        // One answer per connection: the kept connection is closed by the server after
+        // the first reply, so the second goes out on a fresh one, found closed before
+        // anything was written.
+        let (api, seen) = server(1, false).await;
+        let mut conn = None;
+        let first = api.post_once(&mut conn, "T", "sendMessage", b"{}", t).await;
+        assert_eq!(first.unwrap().status, 200);
+        assert!(conn.is_some(), "kept alive");
+        let c = conn.as_ref().unwrap();
+        until(|| !c.idle_and_open()).await;
+        let second = api.post_once(&mut conn, "T", "sendMessage", b"{}", t).await;
+        assert_eq!(second.unwrap().status, 200);
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "each reply written once");
+
+        // The kept connection is open, but closes once the next request was read and
+        // before any answer. The reply may have gone out: an error, not a second try...
+        let (api, seen) = server(1, true).await;
+        let mut conn = None;
+        api.post_once(&mut conn, "T", "sendMessage", b"{}", t)
+            .await
+            .unwrap();
+        let lost = api.post_once(&mut conn, "T", "sendMessage", b"{}", t).await;
+        assert!(matches!(lost, Err(WireError::Network(_))), "an error");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "the lost reply written once"
+        );
+        // ...while a repeatable call (getUpdates) tries again on a fresh connection.
+        let (api, seen) = server(1, true).await;
+        let mut conn = None;
+        api.post(&mut conn, "T", "getUpdates", b"{}", t)
+            .await
+            .unwrap();
+        let again = api.post(&mut conn, "T", "getUpdates", b"{}", t).await;
+        assert_eq!(again.unwrap().status, 200);
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn a_chunked_body_is_decoded_once_complete() {
