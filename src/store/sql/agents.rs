@@ -363,24 +363,18 @@ impl SqlStore {
         &self,
         connection_ids: &[i64],
     ) -> StoreResult<std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>>> {
-        use super::rowset::{fixed_sql, json, rowset};
-        #[derive(serde::Serialize)]
-        struct Id {
-            c: i64,
-        }
+        use super::rowset::{fixed_sql, id_in, json};
         let mut out: std::collections::HashMap<i64, Vec<(Agent, AgentChannel)>> =
             connection_ids.iter().map(|id| (*id, Vec::new())).collect();
         if connection_ids.is_empty() {
             return Ok(out);
         }
-        let ids: Vec<Id> = connection_ids.iter().map(|c| Id { c: *c }).collect();
         let sql = fixed_sql!(format!(
-            "SELECT {CHANNEL_COLUMNS} FROM agent_channels \
-             WHERE connection_id IN (SELECT r.c FROM {} AS r) ORDER BY created_at",
-            rowset(1, &[("c", "bigint")])
+            "SELECT {CHANNEL_COLUMNS} FROM agent_channels WHERE {} ORDER BY created_at",
+            id_in("connection_id", 1)
         ));
         let found = sqlx::query(sql)
-            .bind(json(&ids))
+            .bind(json(connection_ids))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -391,14 +385,13 @@ impl SqlStore {
         let mut agent_ids: Vec<i64> = channels.iter().map(|ch| ch.agent_id).collect();
         agent_ids.sort_unstable();
         agent_ids.dedup();
-        let wanted: Vec<Id> = agent_ids.into_iter().map(|c| Id { c }).collect();
         let sql = fixed_sql!(format!(
-            "SELECT {} FROM agents WHERE id IN (SELECT r.c FROM {} AS r)",
+            "SELECT {} FROM agents WHERE {}",
             agent_columns!(),
-            rowset(1, &[("c", "bigint")])
+            id_in("id", 1)
         ));
         let agents: std::collections::HashMap<i64, Agent> = sqlx::query(sql)
-            .bind(json(&wanted))
+            .bind(json(&agent_ids))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?

@@ -273,10 +273,6 @@ async fn fences_held(
     tx: &mut Tx<'_>,
     ops: &[WriteOp],
 ) -> StoreResult<std::collections::HashMap<i64, (String, i64)>> {
-    #[derive(serde::Serialize)]
-    struct Id {
-        c: i64,
-    }
     let mut ids: Vec<i64> = ops
         .iter()
         .filter_map(|op| match op {
@@ -299,17 +295,16 @@ async fn fences_held(
     }
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<Id> = ids.into_iter().map(|c| Id { c }).collect();
     let sql = fixed_sql!(
         super::leases::with_now(&format!(
             "SELECT connection_id, owner, generation FROM connection_leases \
-         WHERE expires_at >= {{now}} AND connection_id IN (SELECT r.c FROM {} AS r)",
-            rowset(1, &[("c", "bigint")])
+             WHERE expires_at >= {{now}} AND {}",
+            super::rowset::id_in("connection_id", 1)
         ))
         .0
     );
     for r in sqlx::query(sql)
-        .bind(json(&rows))
+        .bind(json(&ids))
         .fetch_all(&mut **tx)
         .await
         .map_err(classify)?

@@ -29,6 +29,19 @@ pub(super) fn rowset(param: usize, cols: &[(&str, &str)]) -> String {
     }
 }
 
+/// `column` is one of the ids in parameter `$param` (a JSON array of numbers). On
+/// PostgreSQL as `= ANY (ARRAY(…))`, which it looks up in the column's index; `IN
+/// (SELECT … FROM json_array_elements …)` it planned as a scan of the whole table
+/// joined to the list (1,000 rows read for a lookup of one connection's agents).
+pub(super) fn id_in(column: &str, param: usize) -> String {
+    match BACKEND {
+        Backend::Postgres => format!(
+            "{column} = ANY (ARRAY(SELECT json_array_elements_text(${param}::json)::bigint))"
+        ),
+        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
+    }
+}
+
 /// A timestamp column's value from milliseconds since the epoch (`expr`, a BIGINT).
 pub(super) fn ts_from_ms(expr: &str) -> String {
     match BACKEND {
