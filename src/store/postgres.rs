@@ -66,16 +66,7 @@ pub(crate) async fn connect(
         .await
         .map_err(sql::unavailable)?;
     sql::migrate::run(&pool).await?;
-    // Opened on first use: processes that never run channels never open it. Its
-    // statements join a batch's rows (a JSON parameter, which PostgreSQL guesses at 100
-    // rows) to tables by primary key; the planner, costing that guess against a small
-    // table, scanned and hashed the whole ledger for each batch, and a ledger kept for
-    // 30 days is not small. Every one of them has an index to go by.
-    let writer_options = options.options([
-        ("enable_seqscan", "off"),
-        ("enable_hashjoin", "off"),
-        ("enable_mergejoin", "off"),
-    ]);
-    let writer_pool = pool_options(1).connect_lazy_with(writer_options);
+    // Opened on first use: processes that never run channels never open it.
+    let writer_pool = pool_options(1).connect_lazy_with(options);
     SqlStore::ready(pool, writer_pool, redact_url(url)).await
 }
