@@ -5,6 +5,8 @@ use std::{env, fs, path::Path};
 fn main() {
     let dir = Path::new("assets/setup");
     println!("cargo:rerun-if-changed=assets/setup");
+    // sqlx's migrate! embeds the migrations, but cargo does not see a new or changed file.
+    println!("cargo:rerun-if-changed=src/store/migrations");
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -1,5 +1,5 @@
 //! Many rows as one parameter: a JSON array of objects, read back as a table by the
-//! database (`json_to_recordset` on PostgreSQL, `json_each` on SQLite). A batch's
+//! database (`flametree_rows`, migration 0014, on PostgreSQL, `json_each` on SQLite). A batch's
 //! statement then has the same text whatever its size, so it is parsed and planned
 //! once per connection. Statements with a placeholder per value had a text per row
 //! count: PostgreSQL planned each anew (a 60-pair `OR` took it ~85 ms for a batch of
@@ -12,10 +12,16 @@ use crate::store::Backend;
 /// (name, PostgreSQL type); SQLite takes the JSON values as they are.
 pub(super) fn rowset(param: usize, cols: &[(&str, &str)]) -> String {
     match BACKEND {
+        // `flametree_rows` (migration 0014) rather than `json_to_recordset`: its estimate
+        // of one row makes the joins lookups by primary key, where 100 made PostgreSQL
+        // read the whole table for every statement planned while it was small.
         Backend::Postgres => {
-            let typed: Vec<String> = cols.iter().map(|(n, t)| format!("{n} {t}")).collect();
+            let typed: Vec<String> = cols
+                .iter()
+                .map(|(n, t)| format!("(e->>'{n}')::{t} AS {n}"))
+                .collect();
             format!(
-                "(SELECT * FROM json_to_recordset(${param}::json) AS x({}))",
+                "(SELECT {} FROM flametree_rows(${param}::json) AS e)",
                 typed.join(", ")
             )
         }
