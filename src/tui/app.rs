@@ -542,7 +542,17 @@ impl App {
     /// something happens.
     pub fn needs_tick(&self) -> bool {
         let info_flash = matches!(self.flash, Some((_, FlashKind::Info)));
-        self.fresh.needs_tick() || self.busy.is_some() || info_flash || self.restarting.is_some()
+        self.fresh.needs_tick()
+            || self.busy.is_some()
+            || info_flash
+            || self.restarting.is_some()
+            || self.logs.owes_reread()
+    }
+
+    /// The log bus skipped lines this console fell behind on: the open Logs pane reads
+    /// them back from the store instead of silently missing them.
+    pub fn on_log_lag(&mut self, now: Millis) -> Vec<Command> {
+        self.logs.on_lag(now).into_iter().collect()
     }
 
     /// Periodic: look for changes made elsewhere (every tick; every 2 s while the
@@ -557,10 +567,12 @@ impl App {
         {
             self.dirty = true;
         }
+        let reread = self.logs.reread_after_lag(now);
         let Some(poll) = self.fresh.poll_due(now, every) else {
-            return self.continue_restart().into_iter().collect();
+            return reread.into_iter().chain(self.continue_restart()).collect();
         };
-        let mut out = vec![poll];
+        let mut out: Vec<Command> = reread.into_iter().collect();
+        out.push(poll);
         // Attachments can change in another process; the diagnosis follows within a tick.
         self.details.rediagnose();
         out.extend(self.follow_up());

@@ -175,3 +175,63 @@ fn discarding_edits_for_a_deprecated_type_opens_that_type() {
     assert!(form.is_new());
     assert_eq!(form.ty.key, all[i].key);
 }
+
+/// A flood while the console could not keep up (a terminal blocked on a slow link): the
+/// log bus skips lines, and the open Logs pane reads them back from the store — at once,
+/// and again once the writer has stored what it still held — instead of missing them.
+#[test]
+fn lines_the_log_bus_skipped_are_read_back_from_the_store() {
+    let line = |at: i64, text: &str| crate::model::LogLine {
+        connection_id: 1,
+        at,
+        level: "INFO".into(),
+        message: text.into(),
+    };
+    let mut a = app();
+    a.fresh.live = true;
+    a.on_msg(Msg::Loaded {
+        connections: vec![conn(1, "Sales bot", "telegram")],
+        marker: None,
+        complete: true,
+    });
+    a.toggle_logs();
+    a.on_msg(Msg::Logs {
+        id: 1,
+        lines: vec![line(1, "started")],
+        last_id: 5,
+    });
+    assert!(!a.needs_tick(), "nothing owed before the lag");
+
+    let now = 10_000;
+    let first = a.on_log_lag(now);
+    assert!(
+        matches!(first.as_slice(), [Command::MoreLogs { id: 1, after: 5 }]),
+        "the skipped lines are read from the store at once"
+    );
+    assert!(a.needs_tick(), "a second read is owed");
+    a.on_msg(Msg::MoreLogs {
+        id: 1,
+        lines: vec![(6, line(2, "flood 6"))],
+    });
+    let reads = |cmds: &[Command]| {
+        cmds.iter()
+            .filter(|c| matches!(c, Command::MoreLogs { .. }))
+            .count()
+    };
+    assert_eq!(
+        reads(&a.on_tick(now + 50, 1000)),
+        0,
+        "too soon: the writer may hold lines"
+    );
+    let later = a.on_tick(now + 300, 1000);
+    assert!(
+        matches!(later.as_slice(), [Command::MoreLogs { id: 1, after: 6 }]),
+        "read again after the last line read"
+    );
+    a.on_msg(Msg::MoreLogs {
+        id: 1,
+        lines: vec![(7, line(3, "flood 7"))],
+    });
+    assert!(!a.needs_tick(), "nothing owed any more");
+    assert_eq!(reads(&a.on_tick(now + 2_000, 1000)), 0);
+}

@@ -274,16 +274,22 @@ async fn event_loop(
                 app.on_msg(msg)
             }
             line = log_lines.recv() => {
-                // Take what has piled up since the last frame in one go.
-                let mut batch: Vec<LogLine> = line.into_iter().collect();
-                while batch.len() < 8192 {
-                    match log_lines.try_recv() {
-                        Ok(l) => batch.push(l),
-                        Err(_) => break,
+                if let Err(broadcast::error::RecvError::Lagged(_)) = line {
+                    app.on_log_lag(now_millis())
+                } else {
+                    // Take what has piled up since the last frame in one go.
+                    let mut batch: Vec<LogLine> = line.into_iter().collect();
+                    let mut lagged = false;
+                    while batch.len() < 8192 {
+                        match log_lines.try_recv() {
+                            Ok(l) => batch.push(l),
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                            Err(_) => break,
+                        }
                     }
+                    app.on_log_lines(&batch);
+                    if lagged { app.on_log_lag(now_millis()) } else { Vec::new() }
                 }
-                app.on_log_lines(&batch);
-                Vec::new()
             }
             change = crate::store::feed::next(&mut changes) => match change {
                 Some(c) => app.on_change(c, app.tenant_id),

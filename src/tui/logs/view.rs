@@ -20,7 +20,14 @@ pub struct LogsView {
     seen: HashSet<(Millis, String)>,
     /// A read for new lines is under way; another is due when it returns.
     more: (bool, bool),
+    /// When the log bus last skipped lines this console fell behind on: they are read
+    /// back from the store at once, and again a moment later for the lines the writer
+    /// had not stored yet (it holds them up to 100 ms).
+    lagged_at: Option<Millis>,
 }
+
+/// How long after a lag the second read back waits: past the writer's hold on lines.
+const REREAD_AFTER_MS: Millis = 250;
 
 impl std::ops::Deref for LogsView {
     type Target = LogsPane;
@@ -44,6 +51,7 @@ impl LogsView {
             after: 0,
             seen: HashSet::new(),
             more: (false, false),
+            lagged_at: None,
         }
     }
 
@@ -52,6 +60,7 @@ impl LogsView {
         self.pane.reset(name);
         self.after = 0;
         self.seen.clear();
+        self.lagged_at = None;
         self.for_id = Some(id);
         Command::LoadLogs {
             id,
@@ -111,6 +120,30 @@ impl LogsView {
         self.remember(&mine);
         self.pane.push(mine.iter().map(entry));
         true
+    }
+
+    /// The log bus skipped lines (this console fell behind, e.g. a terminal blocked on a
+    /// slow link during a flood): the open pane reads what was stored since its last read.
+    pub fn on_lag(&mut self, now: Millis) -> Option<Command> {
+        let id = self.for_id?;
+        self.lagged_at = Some(now);
+        self.more_request(id)
+    }
+
+    /// A second read after a lag is still owed.
+    pub fn owes_reread(&self) -> bool {
+        self.for_id.is_some() && self.lagged_at.is_some()
+    }
+
+    /// The second read after a lag, once the writer has stored what it held then.
+    pub fn reread_after_lag(&mut self, now: Millis) -> Option<Command> {
+        let at = self.lagged_at?;
+        let id = self.for_id?;
+        if now - at < REREAD_AFTER_MS {
+            return None;
+        }
+        self.lagged_at = None;
+        self.more_request(id)
     }
 
     /// A read of the lines stored after the last one, unless one is under way (then it
