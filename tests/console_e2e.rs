@@ -110,6 +110,28 @@ impl Drop for Tmux {
     }
 }
 
+/// A Telegram bot whose Bot API address does not answer, added and started with the
+/// CLI: a console that runs it keeps retrying with "cannot reach Telegram".
+fn started_unreachable_bot(dir: &Path, name: &str) -> common::Cli {
+    let cli = common::Cli::new(dir);
+    cli.ok(
+        &[
+            "channels",
+            "add",
+            "--type",
+            "telegram",
+            "--name",
+            name,
+            "--env",
+            "TELEGRAM_API_URL=http://127.0.0.1:9",
+            "--secrets-stdin",
+        ],
+        Some(&format!("bot_token={}\n", common::TG_TOKEN)),
+    );
+    cli.ok(&["channels", "start", name], None);
+    cli
+}
+
 const NEW_TOKEN: &str = "222222222:AAEsecondTokenTypedInTheConsole2222";
 
 fn stored_token(dir: &Path) -> Option<String> {
@@ -407,22 +429,7 @@ fn migrating_a_deprecated_connection_in_the_console() {
 #[test]
 fn the_console_screens_and_exported_logs_never_show_a_planted_token() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = common::Cli::new(dir.path());
-    cli.ok(
-        &[
-            "channels",
-            "add",
-            "--type",
-            "telegram",
-            "--name",
-            "Leaky bot",
-            "--env",
-            "TELEGRAM_API_URL=http://127.0.0.1:9",
-            "--secrets-stdin",
-        ],
-        Some(&format!("bot_token={}\n", common::TG_TOKEN)),
-    );
-    cli.ok(&["channels", "start", "Leaky bot"], None);
+    let cli = started_unreachable_bot(dir.path(), "Leaky bot");
     let t = Tmux::start(dir.path(), 160, 40);
     t.wait_for("Leaky bot");
     t.keys(&["/"]);
@@ -613,4 +620,32 @@ fn incident_moves_replayed_at_80x24() {
         cli.run(&["channels", "show", "Night bot"], None).code() == 4,
         "nothing was created"
     );
+}
+
+/// An SSH session drops under a console that runs channels: the terminal hangs up
+/// (SIGHUP). The console does not die on the spot but ends as after `q`: each channel
+/// it ran is stopped and recorded STOPPED (still wanted running, for the next process),
+/// and its last log lines are written.
+#[test]
+fn a_hung_up_terminal_stops_the_console_s_channels_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = started_unreachable_bot(dir.path(), "Alpha bot");
+    let t = Tmux::start(dir.path(), 80, 24);
+    t.wait_until("Alpha bot retrying", |s| {
+        s.contains("cannot reach Telegram")
+    });
+    assert!(t.tmux(&["kill-server"]).status.success());
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = cli.ok(&["channels", "logs", "Alpha bot"], None);
+        if logs.contains("stopping: flametree is shutting down") && logs.contains("INFO  stopped") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stopped cleanly:\n{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = cli.json(&["channels", "status"]);
+    assert_eq!(status[0]["status"], "STOPPED", "{status}");
+    assert_eq!(status[0]["desired_state"], "RUNNING", "{status}");
 }

@@ -237,7 +237,8 @@ impl Watcher {
     /// Takes in what other processes changed — announced on PostgreSQL, polled on
     /// SQLite — until `ok` holds. The timeout only turns a hang into a failure.
     async fn until(&mut self, ok: impl Fn(&App) -> bool) {
-        let mut clock = now_millis();
+        let started = now_millis();
+        let mut clock = started;
         while !ok(&self.app) {
             let cmds = match &mut self.changes {
                 Some(rx) => {
@@ -249,6 +250,10 @@ impl Watcher {
                 }
                 None => {
                     clock += 60_000;
+                    assert!(
+                        clock - started < 50 * 60_000,
+                        "50 change checks and still not there"
+                    );
                     self.app.on_tick(clock, 1000)
                 }
             };
@@ -318,3 +323,50 @@ async fn changes_from_elsewhere_keep_the_search_and_the_selection(be: common::Be
 }
 
 on_both!(changes_from_elsewhere_keep_the_search_and_the_selection);
+
+fn pane_text(app: &App) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pane.log");
+    app.logs.export(&path).unwrap();
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// A console beside `flametree serve` follows serve's log lines in the open Logs pane
+/// on either database — announced on PostgreSQL, asked for with each change check on
+/// SQLite — and a line the console's own process showed live is not shown twice.
+async fn another_process_s_log_lines_follow_in_the_open_logs_pane(be: common::Be) {
+    let env = common::channels_env_on(be).await;
+    let draft = common::telegram_draft("Alpha", common::TG_TOKEN, "http://127.0.0.1:9");
+    let alpha = env.channels.add(&draft).await.unwrap().connection;
+    let mut w = Watcher::open(&env.url).await;
+    w.app.list.selected = Some(alpha.id);
+    let open = w.app.follow_logs_to_selection().into_iter().collect();
+    w.run(open).await;
+    assert_eq!(w.app.logs.for_id, Some(alpha.id));
+    assert!(!pane_text(&w.app).contains("written by serve"));
+
+    env.channels
+        .log(alpha.id, "INFO", "message 42:7 from 42 (written by serve)")
+        .await;
+    w.until(|a| pane_text(a).contains("written by serve")).await;
+
+    // A line this console's own runtime showed live, then stored.
+    let own = flametree::model::LogLine {
+        connection_id: alpha.id,
+        at: now_millis(),
+        level: "INFO".into(),
+        message: "written here".into(),
+    };
+    w.app.on_log_lines(std::slice::from_ref(&own));
+    env.channels.store().append_logs(&[own], 100).await.unwrap();
+    env.channels
+        .log(alpha.id, "INFO", "and a marker after it")
+        .await;
+    w.until(|a| pane_text(a).contains("and a marker after it"))
+        .await;
+    let pane = pane_text(&w.app);
+    assert_eq!(pane.matches("written here").count(), 1, "{pane}");
+    assert_eq!(pane.matches("written by serve").count(), 1, "{pane}");
+}
+
+on_both!(another_process_s_log_lines_follow_in_the_open_logs_pane);

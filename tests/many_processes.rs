@@ -449,7 +449,81 @@ async fn a_paused_owner_stops_instead_of_polling_alongside_the_new_one(be: Be) {
     }
 }
 
+/// A process died while running a connection (killed, or its terminal hung up) and the
+/// operator then stopped the connection: the next process that runs channels records
+/// STOPPED instead of leaving the dead process's RUNNING on screen forever, and says why
+/// in its log. A connection whose live owner is still stopping it is left to that owner.
+async fn a_connection_stopped_after_its_process_died_is_recorded_stopped(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let alpha = add_bot(&env, "http://127.0.0.1:9").await;
+    let draft = common::telegram_draft("Bravo", TOKEN, "http://127.0.0.1:9");
+    let bravo = env.channels.add(&draft).await.unwrap().connection;
+    let store = env.channels.store();
+    let note = AuditNote::new("t", "stop", "");
+    // Alpha: its owner on another machine died; its lease has run out.
+    store.acquire_lease(alpha.id, "web1:1:1", 1).await.unwrap();
+    store
+        .set_status(alpha.id, Status::Running, "polling as @alpha_bot")
+        .await
+        .unwrap();
+    // Bravo: a live owner is stopping it right now and holds its lease.
+    store
+        .acquire_lease(bravo.id, "web2:2:2", 600_000)
+        .await
+        .unwrap();
+    store
+        .set_status(bravo.id, Status::Stopping, "")
+        .await
+        .unwrap();
+    for id in [alpha.id, bravo.id] {
+        store
+            .set_desired_state(id, DesiredState::Stopped, &note)
+            .await
+            .unwrap();
+    }
+    until("Alpha's lease ran out", 10, async || {
+        let leases = store.leases(env.channels.tenant().id).await.unwrap();
+        leases
+            .iter()
+            .any(|l| l.connection_id == alpha.id && l.expires_in_ms < 0)
+    })
+    .await;
+
+    let runtime = Runtime::launch(env.channels.clone(), 100);
+    let c = wait_for(&env, "recorded STOPPED", 10, |c| {
+        c.status == Status::Stopped
+    })
+    .await;
+    assert_eq!(c.status_message, "");
+    assert_eq!(c.desired, DesiredState::Stopped);
+    let log = common::runtime::log_text(&env, "Alpha", "ended without stopping it").await;
+    assert!(
+        log.contains(
+            "stopped: the process that ran it ended without stopping it (RUNNING until then)"
+        ),
+        "{log}"
+    );
+    let me = runtime.owner().to_string();
+    runtime.shutdown().await;
+    let b = env.channels.find("Bravo").await.unwrap();
+    assert_eq!(
+        b.status,
+        Status::Stopping,
+        "its live owner records the stop"
+    );
+    let leases = store.leases(env.channels.tenant().id).await.unwrap();
+    let owner = |id| {
+        leases
+            .iter()
+            .find(|l| l.connection_id == id)
+            .map(|l| l.owner.clone())
+    };
+    assert_eq!(owner(bravo.id).as_deref(), Some("web2:2:2"));
+    assert_ne!(owner(alpha.id).as_deref(), Some(me.as_str()), "given back");
+}
+
 on_both!(
+    a_connection_stopped_after_its_process_died_is_recorded_stopped,
     a_takeover_bumps_the_generation_and_fences_the_old_owner,
     a_dead_process_on_this_host_gives_its_leases_back_at_once,
     a_console_in_auto_mode_leaves_channels_to_a_live_serve,

@@ -20,7 +20,7 @@ mod runtime_cmd;
 mod secrets_cmd;
 pub mod webhook_check;
 
-pub use runtime_cmd::wait_for_signal;
+pub use runtime_cmd::{wait_for_hangup, wait_for_signal};
 mod input;
 mod meta_sign_in;
 mod view;

@@ -117,6 +117,22 @@ pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The console's terminal hung up (an SSH session dropped). Without a handler the
+/// process would die on the spot, leaving its channels' statuses and its last log lines
+/// unwritten; with one it ends as after `q`. Only the console listens: `serve` under
+/// `nohup` must keep ignoring it.
+pub async fn wait_for_hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            hup.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 pub async fn channels(ctx: &Context, cmd: ChannelsCmd, json: bool) -> Result<(), Failure> {
     match cmd {
         ChannelsCmd::Start { name } => desire(ctx, &name, DesiredState::Running, json).await,

@@ -580,6 +580,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
             }
         }
     }
+    settle_abandoned(inner, &all).await?;
     let mut elsewhere = HashSet::new();
     for c in &all {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
@@ -600,6 +601,47 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
         }
     }
     Ok(elsewhere)
+}
+
+/// Connections asked to stop whose process ended without stopping them (killed, or
+/// its terminal hung up): they still show the live status it last wrote, and nothing
+/// else would write STOPPED. The process that can take the lease — free, expired or
+/// taken back from a dead owner — records it; a live owner still stopping one keeps
+/// its lease until it has written STOPPED itself.
+async fn settle_abandoned(
+    inner: &Arc<Inner>,
+    all: &[crate::model::Connection],
+) -> Result<(), crate::store::StoreError> {
+    use crate::model::Status;
+    let live = [Status::Starting, Status::Running, Status::Stopping];
+    let store = inner.channels.store();
+    for c in all {
+        let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
+        if here || c.desired == DesiredState::Running || !live.contains(&c.status) {
+            continue;
+        }
+        if store
+            .acquire_lease(c.id, &inner.owner, LEASE_MS)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        if store
+            .set_status_from(c.id, &live, Status::Stopped, "")
+            .await?
+        {
+            let _ = store.set_running_version(c.id, None).await;
+            inner.pipe.span(c.id).in_scope(|| {
+                tracing::info!(
+                    "stopped: the process that ran it ended without stopping it ({} until then)",
+                    c.status
+                )
+            });
+        }
+        store.release_lease(c.id, &inner.owner).await?;
+    }
+    Ok(())
 }
 
 async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fence) {

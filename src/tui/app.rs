@@ -573,6 +573,13 @@ impl App {
         };
         let mut out: Vec<Command> = reread.into_iter().collect();
         out.push(poll);
+        // Without announced changes (SQLite), lines another process stored reach the open
+        // pane only by asking; this process's own lines, read back too, are shown once.
+        if !self.fresh.live
+            && let Some(id) = self.logs.for_id
+        {
+            out.extend(self.logs.more_request(id));
+        }
         // Attachments can change in another process; the diagnosis follows within a tick.
         self.details.rediagnose();
         out.extend(self.follow_up());

@@ -148,7 +148,12 @@ pub async fn run(loaded: Loaded, overrides: &Overrides) -> anyhow::Result<()> {
     drop(terminal);
     let n = host.runtime.running_here();
     if n > 0 {
-        eprintln!("flametree: stopping {n} running channel(s)…");
+        // Not eprintln!: after a hangup the terminal is gone, and it would panic.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "flametree: stopping {n} running channel(s)…"
+        );
     }
     host.shutdown().await;
     drop(bus);
@@ -227,6 +232,8 @@ async fn event_loop(
     let mut events = EventStream::new();
     let terminated = crate::cli::wait_for_signal();
     tokio::pin!(terminated);
+    let hung_up = crate::cli::wait_for_hangup();
+    tokio::pin!(hung_up);
     let mut presence = Some(presence);
     // The runtime may have looked around already, before this receiver existed.
     if let Some(rx) = &mut presence {
@@ -306,6 +313,8 @@ async fn event_loop(
             Some(()) = pacer.due.recv() => { pacer.asked = false; Vec::new() }
             // SIGTERM: stop cleanly without asking, as `flametree serve` does.
             _ = &mut terminated => { app.quit = true; Vec::new() }
+            // The terminal is gone: nothing more to draw, but the channels stop cleanly.
+            _ = &mut hung_up => return Ok(()),
         };
         for cmd in out {
             let _ = commands.send(cmd);
@@ -340,7 +349,11 @@ fn short_location(described: &str) -> String {
 /// Raw mode and the alternate screen, undone on drop and on panic, so a crash never
 /// leaves the operator's SSH session in a broken terminal.
 struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// Never dropped: ratatui's drop shows the cursor (`restore_terminal` does that) and,
+    /// when the terminal is gone (a hangup), reports it with `eprintln!`, which panics on
+    /// the dead terminal, so the console died before stopping its channels. Its buffers
+    /// are left to the process's exit.
+    terminal: std::mem::ManuallyDrop<Terminal<CrosstermBackend<Stdout>>>,
 }
 
 fn restore_terminal() {
@@ -368,7 +381,9 @@ impl TerminalGuard {
             execute!(stdout, EnableMouseCapture)?;
         }
         let terminal = Terminal::new(CrosstermBackend::new(stdout))?;
-        Ok(TerminalGuard { terminal })
+        Ok(TerminalGuard {
+            terminal: std::mem::ManuallyDrop::new(terminal),
+        })
     }
 
     /// Puts `text` on the clipboard through the terminal (OSC 52).
