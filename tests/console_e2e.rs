@@ -429,7 +429,7 @@ fn migrating_a_deprecated_connection_in_the_console() {
 #[test]
 fn the_console_screens_and_exported_logs_never_show_a_planted_token() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = started_unreachable_bot(dir.path(), "Leaky bot");
+    started_unreachable_bot(dir.path(), "Leaky bot");
     let t = Tmux::start(dir.path(), 160, 40);
     t.wait_for("Leaky bot");
     t.keys(&["/"]);
