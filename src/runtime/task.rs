@@ -6,7 +6,7 @@ use super::answer::answer_loop;
 use super::dial::dial_loop;
 use super::pipeline::{ConnInbox, Pipeline};
 use crate::connectors::retry::{self, Outcome, Policy};
-use crate::connectors::{self, ConnConfig, ConnectorError, Receiver};
+use crate::connectors::{self, ConnConfig, Connector, ConnectorError, Receiver};
 use crate::model::{Connection, DesiredState, Status};
 use crate::store::AuditNote;
 use std::collections::BTreeMap;
@@ -50,12 +50,36 @@ pub async fn run(env: TaskEnv, c: Connection, stop: CancellationToken) {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
             let why = format!("the connector crashed: {what}");
-            fail(&pipe, id, &why).instrument(span).await;
+            fail::<()>(&pipe, id, &why).instrument(span).await;
         }
     }
 }
 
 async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
+    // Starting holds much more than running does (the connection's whole row, the
+    // credential check's retries), and a future is as large as its largest state: boxed,
+    // it is freed once the connection runs, and 10,000 idle bots carry only `Running`.
+    let Some(running) = Box::pin(start(env, c, &stop)).await else {
+        return;
+    };
+    running.run(stop).await
+}
+
+/// What a connection that passed its start needs while it runs.
+struct Running {
+    pipe: Arc<Pipeline>,
+    id: i64,
+    type_key: String,
+    connector: Arc<dyn Connector>,
+    inbox: Arc<ConnInbox>,
+    calls: connectors::Calls,
+    owner: String,
+    quiet: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// STARTING: the configuration opened, the credentials checked (retried while the
+/// provider cannot be reached). None when it ended there (failed, or stopped first).
+async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<Running> {
     let pipe = env.pipe.clone();
     let store = pipe.channels.store().clone();
     let id = c.id;
@@ -85,7 +109,7 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
     let began = Instant::now();
     let timeout = env.start_timeout;
     let verified = retry::retry(
-        &stop,
+        stop,
         Policy::FOREVER,
         |w| {
             warn!("{w}");
@@ -105,11 +129,13 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
         || connector.verify(),
     )
     .await;
-    let quiet = || env.quiet.load(std::sync::atomic::Ordering::SeqCst);
     let identity = match verified {
         Outcome::Done(identity) => identity,
-        Outcome::Stopped if quiet() => return,
-        Outcome::Stopped => return record_stopped(&pipe, id).await,
+        Outcome::Stopped if env.quiet.load(std::sync::atomic::Ordering::SeqCst) => return None,
+        Outcome::Stopped => {
+            record_stopped(&pipe, id).await;
+            return None;
+        }
         Outcome::Failed(e) => return fail(&pipe, id, &e.to_string()).await,
     };
 
@@ -118,87 +144,126 @@ async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
     inbox.set_calls(calls.clone());
     pipe.register(inbox.clone());
     report_interrupted(&pipe, id, connector.idempotent_replies()).await;
-    // Answered in this task, alongside receiving: not one more task per connection.
-    let answers = answer_loop(
-        inbox.clone(),
-        c.type_key.clone(),
-        connector.clone(),
-        stop.clone(),
-    );
-    let receiver = Receiver {
-        stop: stop.clone(),
-        inbox: inbox.clone(),
-    };
-    let receiving = retry::retry(
-        &stop,
-        Policy::FOREVER,
-        |w| {
-            warn!("{w}");
-            let inbox = inbox.clone();
-            let message = w.to_string();
-            tokio::spawn(async move {
-                use crate::connectors::InboxSink;
-                inbox.degraded(&message).await;
-            });
-        },
-        || async {
-            connector.receive(&receiver).await?;
-            if stop.is_cancelled() {
-                Ok(())
-            } else {
-                Err(ConnectorError::transient("the connector stopped receiving"))
+    Some(Running {
+        pipe,
+        id,
+        type_key: c.type_key,
+        connector,
+        inbox,
+        calls,
+        owner: env.fence.owner,
+        quiet: env.quiet,
+    })
+}
+
+impl Running {
+    /// RUNNING: receive and answer (and place calls, for voice lines) until stopped.
+    async fn run(self, stop: CancellationToken) {
+        let Running {
+            ref inbox,
+            ref connector,
+            ref calls,
+            ..
+        } = self;
+        // Answered in this task, alongside receiving: not one more task per connection.
+        let answers = answer_loop(
+            inbox.clone(),
+            self.type_key.clone(),
+            connector.clone(),
+            stop.clone(),
+        );
+        let receiver = Receiver {
+            stop: stop.clone(),
+            inbox: inbox.clone(),
+        };
+        let receiving = retry::retry(
+            &stop,
+            Policy::FOREVER,
+            |w| {
+                warn!("{w}");
+                let inbox = inbox.clone();
+                let message = w.to_string();
+                tokio::spawn(async move {
+                    use crate::connectors::InboxSink;
+                    inbox.degraded(&message).await;
+                });
+            },
+            || async {
+                connector.receive(&receiver).await?;
+                if stop.is_cancelled() {
+                    Ok(())
+                } else {
+                    Err(ConnectorError::transient("the connector stopped receiving"))
+                }
+            },
+        );
+        let receiving = async {
+            let received = receiving.await;
+            stop.cancel();
+            received
+        };
+        // Only voice lines hold and place calls; the rest carry neither loop's state
+        // (boxed, so a chat bot's future has no room for them).
+        let voice = connectors::takes_calls(&self.type_key);
+        let counting = async {
+            if voice {
+                Box::pin(count_calls(inbox, calls, &stop)).await;
             }
-        },
-    );
-    let receiving = async {
-        let received = receiving.await;
-        stop.cancel();
-        received
-    };
-    let counting = count_calls(&inbox, &calls, &stop);
-    let placing = TaskTracker::new();
-    let dialing = async {
-        if connectors::takes_calls(&c.type_key) {
-            inbox.set_dials();
-            dial_loop(
-                inbox.clone(),
-                connector.clone(),
-                env.fence.owner.clone(),
-                stop.clone(),
-                placing.clone(),
-            )
-            .await;
+        };
+        let placing = TaskTracker::new();
+        let dialing = async {
+            if voice {
+                inbox.set_dials();
+                Box::pin(dial_loop(
+                    inbox.clone(),
+                    connector.clone(),
+                    self.owner.clone(),
+                    stop.clone(),
+                    placing.clone(),
+                ))
+                .await;
+            }
+        };
+        let (received, (), (), ()) = tokio::join!(receiving, answers, counting, dialing);
+        Box::pin(self.finish(received, placing)).await
+    }
+
+    /// Undoes the provider-side setup, lets calls record how they ended, and records
+    /// how the connection ended.
+    async fn finish(self, received: Outcome<()>, placing: TaskTracker) {
+        let (pipe, id) = (&self.pipe, self.id);
+        pipe.unregister(id);
+        if tokio::time::timeout(RELEASE_GRACE, self.connector.release())
+            .await
+            .is_err()
+        {
+            warn!(
+                "the provider did not confirm the cleanup within {} s",
+                RELEASE_GRACE.as_secs()
+            );
         }
-    };
-    let (received, (), (), ()) = tokio::join!(receiving, answers, counting, dialing);
-    pipe.unregister(id);
-    if tokio::time::timeout(RELEASE_GRACE, connector.release())
-        .await
-        .is_err()
-    {
-        warn!(
-            "the provider did not confirm the cleanup within {} s",
-            RELEASE_GRACE.as_secs()
-        );
-    }
-    // The release hung the calls up; what is left is writing how each ended.
-    placing.close();
-    if tokio::time::timeout(CALLS_GRACE, placing.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            "{} outbound calls were still ending after {} s; their requests may not say \
-             how they ended",
-            placing.len(),
-            CALLS_GRACE.as_secs()
-        );
-    }
-    match received {
-        Outcome::Failed(ConnectorError::Superseded(why)) => warn!("{why}"),
-        _ if quiet() => {}
-        Outcome::Failed(e) => fail(&pipe, id, &e.to_string()).await,
-        _ => record_stopped(&pipe, id).await,
+        // The release hung the calls up; what is left is writing how each ended.
+        placing.close();
+        if tokio::time::timeout(CALLS_GRACE, placing.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "{} outbound calls were still ending after {} s; their requests may not say \
+                 how they ended",
+                placing.len(),
+                CALLS_GRACE.as_secs()
+            );
+        }
+        let quiet = self.quiet.load(std::sync::atomic::Ordering::SeqCst);
+        match received {
+            Outcome::Failed(ConnectorError::Superseded(why)) => warn!("{why}"),
+            _ if quiet => {}
+            Outcome::Failed(e) => {
+                fail::<()>(pipe, id, &e.to_string()).await;
+            }
+            _ => record_stopped(pipe, id).await,
+        }
     }
 }
 
@@ -368,7 +433,7 @@ pub async fn record_stopped(pipe: &Pipeline, id: i64) {
 
 /// A permanent failure: ERROR with the reason, and the desired state back to STOPPED
 /// so it is not retried in a loop — the operator fixes it and starts it again.
-async fn fail(pipe: &Pipeline, id: i64, why: &str) {
+async fn fail<T>(pipe: &Pipeline, id: i64, why: &str) -> Option<T> {
     error!("{why}");
     let store = pipe.channels.store();
     // The desired state first: whoever sees ERROR also sees that it is not retried.
@@ -379,4 +444,5 @@ async fn fail(pipe: &Pipeline, id: i64, why: &str) {
     let _ = store.set_running_version(id, None).await;
     let _ = store.set_status(id, Status::Error, why).await;
     pipe.unregister(id);
+    None
 }

@@ -560,7 +560,12 @@ mod tests {
             customer: "42".into(),
             in_reply_to: "1:1".into(),
         };
-        let background = vec![mark(), outbound, WriteOp::Logs(Vec::new()), WriteOp::TrimLogs(vec![1])];
+        let background = vec![
+            mark(),
+            outbound,
+            WriteOp::Logs(Vec::new()),
+            WriteOp::TrimLogs(vec![1]),
+        ];
         assert!(!acted_on(&background));
         let claim = WriteOp::Claim {
             connection_id: 1,
