@@ -111,8 +111,22 @@ async fn a_takeover_bumps_the_generation_and_fences_the_old_owner(be: Be) {
         "too late"
     );
     assert_eq!(
+        store
+            .renew_leases_counted("web1:1:1", 15_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
         store.acquire_lease(c.id, "web2:2:2", 15_000).await.unwrap(),
         Some(2)
+    );
+    assert_eq!(
+        store
+            .renew_leases_counted("web2:2:2", 15_000)
+            .await
+            .unwrap(),
+        1
     );
 
     let pipe = Pipeline::start(env.channels.clone(), 100);

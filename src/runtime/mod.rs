@@ -482,15 +482,20 @@ fn task_ids(inner: &Inner) -> Vec<i64> {
 }
 
 /// Renews every lease of this process in one statement; a task whose lease was not
-/// renewed (another process took over) stops without a word to the store.
+/// renewed (another process took over) stops without a word to the store. Which ones
+/// were renewed is read only when their number is not the number of tasks here: a
+/// lease lost at the very moment another is held past its task (a stop finishing)
+/// is then noticed one renewal later.
 async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
     let ours = task_ids(inner);
     if ours.is_empty() {
         return Ok(());
     }
-    let renewed: HashSet<i64> = inner
-        .channels
-        .store()
+    let store = inner.channels.store();
+    if store.renew_leases_counted(&inner.owner, LEASE_MS).await? == ours.len() as u64 {
+        return Ok(());
+    }
+    let renewed: HashSet<i64> = store
         .renew_leases(&inner.owner, LEASE_MS)
         .await?
         .into_iter()

@@ -163,6 +163,10 @@ pub trait RuntimeStore: Send + Sync {
     /// connections with their generations.
     async fn renew_leases(&self, owner: &str, ttl_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
 
+    /// `renew_leases`, saying only how many were renewed: with 10,000 connections the
+    /// list, read back every few seconds, was most of an idle process's database work.
+    async fn renew_leases_counted(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64>;
+
     async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()>;
 
     /// Expires every lease of `owner` (a process known to be dead).

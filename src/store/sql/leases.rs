@@ -97,6 +97,20 @@ impl SqlStore {
             .collect()
     }
 
+    pub(super) async fn renew_leases_counted_(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
+        let sql = with_now(
+            "UPDATE connection_leases SET expires_at = {now+$2} \
+             WHERE owner = $1 AND expires_at >= {now}",
+        );
+        let done = sqlx::query(sql)
+            .bind(owner)
+            .bind(ttl_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
     pub(super) async fn expire_leases_of_(&self, owner: &str) -> StoreResult<u64> {
         let done = sqlx::query("UPDATE connection_leases SET expires_at = $2 WHERE owner = $1")
             .bind(owner)

@@ -856,6 +856,10 @@ impl RuntimeStore for SqlStore {
         self.renew_leases_(owner, ttl_ms).await
     }
 
+    async fn renew_leases_counted(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
+        self.renew_leases_counted_(owner, ttl_ms).await
+    }
+
     async fn release_lease(&self, connection_id: i64, owner: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM connection_leases WHERE connection_id = $1 AND owner = $2")
             .bind(connection_id)
