@@ -174,7 +174,7 @@ impl Connector for Telegram {
         }
         match serde_json::from_slice::<teloxide::types::Update>(&req.body) {
             Ok(update) => HookVerdict::Accept {
-                events: vec![updates::event(&update)],
+                events: vec![updates::event(&update, &String::from_utf8_lossy(&req.body))],
                 response: HookResponse::ok(),
             },
             Err(e) => HookVerdict::Reject {
@@ -306,14 +306,21 @@ impl Telegram {
             if batch.is_empty() {
                 continue;
             }
-            let newest = batch.iter().map(|u| u.id.0 as i32).max().unwrap_or(offset);
+            let newest = batch
+                .iter()
+                .map(|p| p.update.id.0 as i32)
+                .max()
+                .unwrap_or(offset);
             if !stale && newest < offset {
                 info!(
                     "Telegram's update ids went back (from {offset} to {newest}), as it does after \
                      a quiet week; carrying on from there"
                 );
             }
-            let events = batch.iter().map(updates::event).collect();
+            let events = batch
+                .iter()
+                .map(|p| updates::event(&p.update, p.raw.get()))
+                .collect();
             // teloxide's decoded updates are several times the size of the events: not
             // held by a thousand bots while their batches wait for the commit below.
             drop(batch);
@@ -371,7 +378,7 @@ impl Telegram {
         &self,
         conn: &std::sync::Mutex<Option<wire::Stream>>,
         offset: Option<i32>,
-    ) -> Result<Vec<teloxide::types::Update>, PollFailure> {
+    ) -> Result<Vec<updates::Polled>, PollFailure> {
         let Some(endpoint) = &self.wire else {
             // teloxide's client gives up after 17 s: its polls stay shorter.
             let mut req = self
@@ -385,12 +392,13 @@ impl Telegram {
             if let Some(a) = &self.allowed {
                 req = req.allowed_updates(a.clone());
             }
-            return req.send().await.map_err(|e| match e {
-                teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates) => {
-                    PollFailure::Conflict
-                }
-                e => PollFailure::Other(classify(e)),
-            });
+            return match req.send().await {
+                Ok(list) => Ok(list.into_iter().map(updates::Polled::from_update).collect()),
+                Err(teloxide::RequestError::Api(
+                    teloxide::ApiError::TerminatedByOtherGetUpdates,
+                )) => Err(PollFailure::Conflict),
+                Err(e) => Err(PollFailure::Other(classify(e))),
+            };
         };
         // Written directly: a thousand polls a second (10,000 idle bots) add up.
         let mut body = format!("{{\"limit\":100,\"timeout\":{}", self.poll_timeout);

@@ -2,6 +2,7 @@
 
 use crate::connectors::{ConnectorError, Event, Inbound};
 use hmac::{Hmac, Mac};
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 
@@ -20,13 +21,40 @@ struct Sent {
     message_id: i64,
 }
 
+/// One update of a getUpdates answer: decoded, and as Telegram sent it (the ledger keeps
+/// the provider's own bytes, with fields teloxide does not know).
+pub struct Polled {
+    pub update: Update,
+    pub raw: Box<RawValue>,
+}
+
+impl Polled {
+    /// An update decoded elsewhere (teloxide's own client), written back as JSON.
+    pub fn from_update(update: Update) -> Polled {
+        let raw = serde_json::value::to_raw_value(&update)
+            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("JSON null"));
+        Polled { update, raw }
+    }
+}
+
 /// The updates of a getUpdates answer (HTTP `status`, `body`), or its error classified.
-pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Update>, super::PollFailure> {
+/// Each update is kept as sent rather than decoded and written again: that was most of
+/// a burst's string copies, and lost what teloxide does not model.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Polled>, super::PollFailure> {
     use super::PollFailure;
-    let answer: Answer<Vec<Update>> =
+    let answer: Answer<Vec<Box<RawValue>>> =
         serde_json::from_slice(body).map_err(|_| PollFailure::Other(not_json(status)))?;
     if answer.ok {
-        return Ok(answer.result.unwrap_or_default());
+        return answer
+            .result
+            .unwrap_or_default()
+            .into_iter()
+            .map(|raw| {
+                let update = serde_json::from_str::<Update>(raw.get())
+                    .map_err(|_| PollFailure::Other(not_json(status)))?;
+                Ok(Polled { update, raw })
+            })
+            .collect();
     }
     match refusal(status, answer) {
         teloxide::RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates) => {
@@ -67,7 +95,8 @@ fn refusal<T>(status: u16, answer: Answer<T>) -> teloxide::RequestError {
 
 /// A message is identified by its chat and its id in the chat: unlike update ids,
 /// these never restart.
-pub fn event(update: &Update) -> Event {
+/// `raw` is the update as the provider sent it.
+pub fn event(update: &Update, raw: &str) -> Event {
     let id = update.id.0;
     let UpdateKind::Message(msg) = &update.kind else {
         return Event::Ignored {
@@ -94,7 +123,7 @@ pub fn event(update: &Update) -> Event {
         customer: msg.chat.id.to_string(),
         display_name,
         text: text.to_string(),
-        raw: serde_json::to_string(update).unwrap_or_default(),
+        raw: raw.to_string(),
     })
 }
 
@@ -138,6 +167,30 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, secret_token("123:abc", "hook2"));
         assert_ne!(a, secret_token("123:abd", "hook1"));
+    }
+
+    /// The ledger keeps each update as Telegram sent it: its own spacing, and a field
+    /// teloxide does not model (a newer Bot API's) still there.
+    #[test]
+    fn a_polled_update_is_recorded_as_telegram_sent_it() {
+        let first = r#"{"update_id": 7, "message": {"message_id": 3, "date": 1700000000,
+            "chat": {"id": 42, "type": "private", "first_name": "Ann"},
+            "from": {"id": 42, "is_bot": false, "first_name": "Ann"},
+            "text": "hi", "a_field_from_a_newer_bot_api": {"x": 1}}}"#;
+        let second = r#"{"update_id":8,"edited_message":{"message_id":3,"date":1700000001,"edit_date":1700000002,"chat":{"id":42,"type":"private","first_name":"Ann"},"text":"hi!"}}"#;
+        let body = format!(r#"{{"ok":true,"result":[{first}, {second}]}}"#);
+        let polled = parse_answer(200, body.as_bytes()).unwrap_or_else(|_| panic!("parsed"));
+        assert_eq!(polled.len(), 2);
+        assert_eq!(polled[0].update.id.0, 7);
+        let Event::Message(m) = event(&polled[0].update, polled[0].raw.get()) else {
+            panic!("a text message");
+        };
+        assert_eq!((m.text.as_str(), m.customer.as_str()), ("hi", "42"));
+        assert_eq!(m.raw, first, "byte for byte");
+        assert!(matches!(
+            event(&polled[1].update, polled[1].raw.get()),
+            Event::Ignored { .. }
+        ));
     }
 
     #[test]
