@@ -133,8 +133,8 @@ impl Bench {
             dropped,
         };
         eprintln!(
-            "  {:.0} msg/s, p50 {:?}, p99 {:?}, max {:?}, {} of {} answered; RSS +{:.0} MiB; \
-             CPU {:.2} s; log lines dropped {}",
+            "  {:.0} msg/s, p50 {:?}, p99 {:?}, max {:?}, {} of {} answered; RSS +{:.0} MiB \
+             (+{:.0} MiB of it once all ran, before the load); CPU {:.2} s; log lines dropped {}",
             load.throughput,
             load.p50,
             load.p99,
@@ -142,6 +142,7 @@ impl Bench {
             load.answered,
             load.messages,
             row.rss_growth_kib / 1024.0,
+            (before.rss_kib as f64 - bots.at_launch.rss_kib as f64) / 1024.0,
             row.cpu_secs,
             dropped
         );
