@@ -536,7 +536,39 @@ async fn a_connection_stopped_after_its_process_died_is_recorded_stopped(be: Be)
     assert_ne!(owner(alpha.id).as_deref(), Some(me.as_str()), "given back");
 }
 
+/// The same, with the dead process's lease still running when the runtime first looks:
+/// the connection is settled as soon as the lease lapses, not at the next full pass
+/// (30 s on SQLite, 5 minutes on PostgreSQL).
+async fn an_abandoned_connection_is_settled_once_its_lease_lapses(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let alpha = add_bot(&env, "http://127.0.0.1:9").await;
+    let store = env.channels.store();
+    store
+        .acquire_lease(alpha.id, "web1:1:1", 3_000)
+        .await
+        .unwrap();
+    store
+        .set_status(alpha.id, Status::Running, "polling as @alpha_bot")
+        .await
+        .unwrap();
+    store
+        .set_desired_state(
+            alpha.id,
+            DesiredState::Stopped,
+            &AuditNote::new("t", "stop", ""),
+        )
+        .await
+        .unwrap();
+    let runtime = Runtime::launch(env.channels.clone(), 100);
+    wait_for(&env, "recorded STOPPED after the lease lapsed", 15, |c| {
+        c.status == Status::Stopped
+    })
+    .await;
+    runtime.shutdown().await;
+}
+
 on_both!(
+    an_abandoned_connection_is_settled_once_its_lease_lapses,
     a_connection_stopped_after_its_process_died_is_recorded_stopped,
     a_takeover_bumps_the_generation_and_fences_the_old_owner,
     a_dead_process_on_this_host_gives_its_leases_back_at_once,

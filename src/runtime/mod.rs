@@ -542,7 +542,8 @@ async fn sweep(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
 }
 
 /// One pass: start what should run, stop what should not, notice ends. Returns the
-/// connections wanted running that another process holds.
+/// connections another process holds that this one would act on once the lease lapses
+/// (start them, or record the stop of an abandoned one).
 async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::StoreError> {
     let store = inner.channels.store();
     let all = store.list_connections(inner.channels.tenant().id).await?;
@@ -585,8 +586,8 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
             }
         }
     }
-    settle_abandoned(inner, &all).await?;
-    let mut elsewhere = HashSet::new();
+    // Those whose lease still runs are looked at again when it lapses.
+    let mut elsewhere = settle_abandoned(inner, &all).await?;
     for c in &all {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
         if c.desired != DesiredState::Running || here || inner.shutdown.is_cancelled() {
@@ -612,14 +613,15 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
 /// its terminal hung up): they still show the live status it last wrote, and nothing
 /// else would write STOPPED. The process that can take the lease — free, expired or
 /// taken back from a dead owner — records it; a live owner still stopping one keeps
-/// its lease until it has written STOPPED itself.
+/// its lease until it has written STOPPED itself. Returns those whose lease is held.
 async fn settle_abandoned(
     inner: &Arc<Inner>,
     all: &[crate::model::Connection],
-) -> Result<(), crate::store::StoreError> {
+) -> Result<HashSet<i64>, crate::store::StoreError> {
     use crate::model::Status;
     let live = [Status::Starting, Status::Running, Status::Stopping];
     let store = inner.channels.store();
+    let mut held = HashSet::new();
     for c in all {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
         if here || c.desired == DesiredState::Running || !live.contains(&c.status) {
@@ -630,6 +632,7 @@ async fn settle_abandoned(
             .await?
             .is_none()
         {
+            held.insert(c.id);
             continue;
         }
         if store
@@ -646,7 +649,7 @@ async fn settle_abandoned(
         }
         store.release_lease(c.id, &inner.owner).await?;
     }
-    Ok(())
+    Ok(held)
 }
 
 async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fence) {
