@@ -122,6 +122,9 @@ struct Inner {
     owner: String,
     host: String,
     tasks: Mutex<HashMap<i64, Task>>,
+    /// Connections this process is stopping: their task has left `tasks`, but the lease
+    /// stays theirs until STOPPED is written. Locked after `tasks`.
+    stopping: Mutex<HashSet<i64>>,
     tracker: TaskTracker,
     running: Arc<AtomicUsize>,
     wake: Arc<Notify>,
@@ -158,6 +161,7 @@ impl Runtime {
             owner,
             host,
             tasks: Mutex::default(),
+            stopping: Mutex::default(),
             tracker: TaskTracker::new(),
             running: Arc::default(),
             shutdown: CancellationToken::new(),
@@ -623,8 +627,21 @@ async fn settle_abandoned(
     let store = inner.channels.store();
     let mut held = HashSet::new();
     for c in all {
-        let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
-        if here || c.desired == DesiredState::Running || !live.contains(&c.status) {
+        if c.desired == DesiredState::Running || !live.contains(&c.status) {
+            continue;
+        }
+        // One this process runs or is stopping is not abandoned: its lease is already
+        // ours, so taking it would succeed and record the stop before the task ends.
+        let here = {
+            let tasks = inner.tasks.lock().expect("tasks lock");
+            tasks.contains_key(&c.id)
+                || inner
+                    .stopping
+                    .lock()
+                    .expect("stopping lock")
+                    .contains(&c.id)
+        };
+        if here {
             continue;
         }
         if store
@@ -715,7 +732,15 @@ async fn end_within_grace(mut handle: JoinHandle<()>, name: &str, span: &tracing
 
 /// STOPPING, ask the task to stop, wait (abort after the grace period), STOPPED.
 async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
-    let Some(task) = inner.tasks.lock().expect("tasks lock").remove(&id) else {
+    let task = {
+        let mut tasks = inner.tasks.lock().expect("tasks lock");
+        let task = tasks.remove(&id);
+        if task.is_some() {
+            inner.stopping.lock().expect("stopping lock").insert(id);
+        }
+        task
+    };
+    let Some(task) = task else {
         return;
     };
     inner.running.fetch_sub(1, Ordering::Relaxed);
@@ -744,6 +769,7 @@ async fn stop_task(inner: Arc<Inner>, id: i64, why: &'static str) {
     }
     inner.pipe.unregister(id);
     let _ = inner.channels.store().release_lease(id, &inner.owner).await;
+    inner.stopping.lock().expect("stopping lock").remove(&id);
     if let Some(r) = &inner.pipe.router {
         r.forget(id);
     }

@@ -50,7 +50,7 @@ pub async fn run(env: TaskEnv, c: Connection, stop: CancellationToken) {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
             let why = format!("the connector crashed: {what}");
-            fail::<()>(&pipe, id, &why).instrument(span).await;
+            fail(&pipe, id, &why).instrument(span).await;
         }
     }
 }
@@ -87,7 +87,7 @@ async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<
     info!("starting (configuration version {})", c.version);
     let cfg = match open_config(&env, &c) {
         Ok(cfg) => cfg,
-        Err(why) => return fail(&pipe, id, &why).await,
+        Err(why) => return failed(&pipe, id, &why).await,
     };
     if let Some(r) = &pipe.router {
         for s in cfg.masked() {
@@ -98,12 +98,12 @@ async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<
     let http = cfg.http.clone();
     let connector = match (env.open)(cfg) {
         Ok(c) => c,
-        Err(e) => return fail(&pipe, id, &e.to_string()).await,
+        Err(e) => return failed(&pipe, id, &e.to_string()).await,
     };
     // After the line's own settings (those are the connection's to fix), before it
     // registers and takes calls.
     if let Some(why) = speech_missing(&pipe, &c, connector.as_ref(), http).await {
-        return fail(&pipe, id, &why).await;
+        return failed(&pipe, id, &why).await;
     }
 
     let began = Instant::now();
@@ -136,7 +136,7 @@ async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<
             record_stopped(&pipe, id).await;
             return None;
         }
-        Outcome::Failed(e) => return fail(&pipe, id, &e.to_string()).await,
+        Outcome::Failed(e) => return failed(&pipe, id, &e.to_string()).await,
     };
 
     let inbox = ConnInbox::new(id, c.version, pipe.clone(), Some(env.fence.clone()));
@@ -259,9 +259,7 @@ impl Running {
         match received {
             Outcome::Failed(ConnectorError::Superseded(why)) => warn!("{why}"),
             _ if quiet => {}
-            Outcome::Failed(e) => {
-                fail::<()>(pipe, id, &e.to_string()).await;
-            }
+            Outcome::Failed(e) => fail(pipe, id, &e.to_string()).await,
             _ => record_stopped(pipe, id).await,
         }
     }
@@ -431,9 +429,15 @@ pub async fn record_stopped(pipe: &Pipeline, id: i64) {
     info!("stopped");
 }
 
+/// `fail`, for a start that ends there.
+async fn failed(pipe: &Pipeline, id: i64, why: &str) -> Option<Running> {
+    fail(pipe, id, why).await;
+    None
+}
+
 /// A permanent failure: ERROR with the reason, and the desired state back to STOPPED
 /// so it is not retried in a loop — the operator fixes it and starts it again.
-async fn fail<T>(pipe: &Pipeline, id: i64, why: &str) -> Option<T> {
+async fn fail(pipe: &Pipeline, id: i64, why: &str) {
     error!("{why}");
     let store = pipe.channels.store();
     // The desired state first: whoever sees ERROR also sees that it is not retried.
@@ -444,5 +448,4 @@ async fn fail<T>(pipe: &Pipeline, id: i64, why: &str) -> Option<T> {
     let _ = store.set_running_version(id, None).await;
     let _ = store.set_status(id, Status::Error, why).await;
     pipe.unregister(id);
-    None
 }
