@@ -132,7 +132,7 @@ async fn a_takeover_bumps_the_generation_and_fences_the_old_owner(be: Be) {
     let pipe = Pipeline::start(env.channels.clone(), 100);
     let write = |owner: &str, generation: i64, key: &str| WriteOp::Receive {
         connection_id: c.id,
-        entries: vec![entry(key)],
+        entries: std::sync::Arc::new(vec![entry(key)]),
         cursor: Some("5".into()),
         fence: Some(Fence {
             owner: owner.into(),

@@ -339,6 +339,48 @@ async fn any_process_can_receive_a_webhook(be: Be) {
     owner.shutdown().await;
 }
 
+/// A burst's messages, more than one statement's worth of payload, each recorded once
+/// (a redelivery inside the same batch, in another statement of it, adds no row), every
+/// one waiting with its payload intact; a later redelivery adds no row either.
+async fn a_large_burst_is_recorded_whole_and_once(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let c = add_bot(&env, "Alpha", TOKEN_A, "http://127.0.0.1:9", &[]).await;
+    let pipe = Pipeline::start(env.channels.clone(), 1000);
+    // ~2 MiB of payloads: several statements.
+    let message = |i: usize| {
+        Event::Message(Inbound {
+            account: String::new(),
+            provider_id: format!("7:{i}"),
+            customer: "7".into(),
+            display_name: "Ann".into(),
+            text: format!("message {i}"),
+            raw: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "\u{e9}\\\"x".repeat(500)),
+        })
+    };
+    let mut events: Vec<Event> = (0..1000).map(message).collect();
+    // The first one again, at the end of the batch.
+    events.push(message(0));
+    let fresh = record(&pipe.writer, c.id, &mut events, Some("1000".into()), None)
+        .await
+        .unwrap();
+    // The inbox queues a key once (`ConnInbox::dispatch`): that is what answers once.
+    let keys: std::collections::HashSet<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys.len(), 1000, "every message is to be answered");
+    let waiting = env.channels.store().waiting_inbound(5000).await.unwrap();
+    assert_eq!(waiting.len(), 1000);
+    let Event::Message(m) = message(999) else {
+        unreachable!()
+    };
+    let kept = waiting.iter().find(|(_, e)| e.key == "7:999").unwrap();
+    assert_eq!(kept.1.raw, m.raw, "the payload as it came");
+    let again = record(&pipe.writer, c.id, &mut vec![message(500)], None, None)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "still waiting: still to be answered");
+    let waiting = env.channels.store().waiting_inbound(5000).await.unwrap();
+    assert_eq!(waiting.len(), 1000, "redelivered later: no second row");
+}
+
 async fn a_recorded_message_is_answered_once_after_start(be: Be) {
     let sandbox = TelegramSandbox::start().await.unwrap();
     sandbox.add_bot(TOKEN_A, "alpha_bot");
@@ -354,11 +396,11 @@ async fn a_recorded_message_is_answered_once_after_start(be: Be) {
         text: "waiting since yesterday".into(),
         raw: "{}".into(),
     });
-    let fresh = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None, None)
+    let fresh = record(&pipe.writer, c.id, &mut vec![msg.clone()], None, None)
         .await
         .unwrap();
     assert_eq!(fresh.len(), 1);
-    let again = record(&pipe.writer, c.id, std::slice::from_ref(&msg), None, None)
+    let again = record(&pipe.writer, c.id, &mut vec![msg.clone()], None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -386,7 +428,7 @@ async fn a_recorded_message_is_answered_once_after_start(be: Be) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(state, Some(LedgerState::Answered));
-    let after = record(&pipe.writer, c.id, &[msg], None, None)
+    let after = record(&pipe.writer, c.id, &mut vec![msg], None, None)
         .await
         .unwrap();
     assert!(
@@ -436,7 +478,7 @@ async fn delivery_reports_and_echoes_are_logged_never_answered(be: Be) {
             note: "a reaction; not answered".into(),
         },
     ];
-    let fresh = record(&pipe.writer, c.id, &events, None, None)
+    let fresh = record(&pipe.writer, c.id, &mut events.clone(), None, None)
         .await
         .unwrap();
     assert!(fresh.is_empty(), "nothing to answer");
@@ -892,6 +934,7 @@ on_both!(
     the_ingress_refuses_bad_secrets_unknown_urls_and_oversized_bodies,
     any_process_can_receive_a_webhook,
     a_recorded_message_is_answered_once_after_start,
+    a_large_burst_is_recorded_whole_and_once,
     delivery_reports_and_echoes_are_logged_never_answered,
     an_unreachable_provider_shows_starting_then_error_and_recovers_by_itself,
     stop_is_accepted_while_starting,

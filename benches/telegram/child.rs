@@ -1,7 +1,8 @@
 //! The measured process: N bots run by flametree's runtime or as bare teloxide echo
 //! bots, against the sandbox the parent runs. It speaks a line protocol with the parent:
 //! it prints `launch <stat>` just before the bots start and `running` once all run,
-//! then answers `stat` on stdin with `stat <cpu ticks> <rss KiB> <peak KiB> <dropped>`
+//! then answers `stat` on stdin with
+//! `stat <cpu ticks> <rss KiB> <peak KiB> <anon KiB> <file KiB> <dropped>`
 //! (its own /proc/self readings) and ends on `stop`.
 
 use crate::util::{ProcStat, env_or, token};

@@ -126,7 +126,7 @@ impl Bots {
         self.stdin.write_all(b"stat\n").await.unwrap();
         let words = self.expect("stat").await;
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        let dropped = words.get(3).and_then(|w| w.parse().ok()).unwrap_or(0);
+        let dropped = words.get(5).and_then(|w| w.parse().ok()).unwrap_or(0);
         (ProcStat::parse(&words), dropped)
     }
 

@@ -134,7 +134,8 @@ impl Bench {
         };
         eprintln!(
             "  {:.0} msg/s, p50 {:?}, p99 {:?}, max {:?}, {} of {} answered; RSS +{:.0} MiB \
-             (+{:.0} MiB of it once all ran, before the load); CPU {:.2} s; log lines dropped {}",
+             (+{:.0} MiB of it once all ran, before the load; own pages +{:.1}, code +{:.1}); \
+             CPU {:.2} s; log lines dropped {}",
             load.throughput,
             load.p50,
             load.p99,
@@ -143,6 +144,8 @@ impl Bench {
             load.messages,
             row.rss_growth_kib / 1024.0,
             (before.rss_kib as f64 - bots.at_launch.rss_kib as f64) / 1024.0,
+            (after.anon_kib as f64 - bots.at_launch.anon_kib as f64) / 1024.0,
+            (after.file_kib as f64 - bots.at_launch.file_kib as f64) / 1024.0,
             row.cpu_secs,
             dropped
         );

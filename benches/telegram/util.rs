@@ -27,6 +27,10 @@ pub struct ProcStat {
     pub rss_kib: u64,
     /// Peak RSS so far.
     pub hwm_kib: u64,
+    /// The RSS split: the process's own pages (heap, stacks) and file pages (the
+    /// executable's code as it is first run, shared and reclaimable).
+    pub anon_kib: u64,
+    pub file_kib: u64,
 }
 
 impl ProcStat {
@@ -51,11 +55,16 @@ impl ProcStat {
             cpu_ticks,
             rss_kib: kib("VmRSS:"),
             hwm_kib: kib("VmHWM:"),
+            anon_kib: kib("RssAnon:"),
+            file_kib: kib("RssFile:"),
         }
     }
 
     pub fn to_line(self) -> String {
-        format!("{} {} {}", self.cpu_ticks, self.rss_kib, self.hwm_kib)
+        format!(
+            "{} {} {} {} {}",
+            self.cpu_ticks, self.rss_kib, self.hwm_kib, self.anon_kib, self.file_kib
+        )
     }
 
     pub fn parse(words: &[&str]) -> ProcStat {
@@ -64,6 +73,8 @@ impl ProcStat {
             cpu_ticks: n(0),
             rss_kib: n(1),
             hwm_kib: n(2),
+            anon_kib: n(3),
+            file_kib: n(4),
         }
     }
 }

@@ -57,7 +57,7 @@ impl Ingress {
         http: &crate::config::Http,
         widget: crate::widget::Limits,
     ) -> std::io::Result<Ingress> {
-        let listener = tokio::net::TcpListener::bind(listen.trim()).await?;
+        let listener = bind(listen.trim()).await?;
         let addr = listener.local_addr()?;
         let public_base = http.public_base(Some(addr));
         let shared = Arc::new(Shared {
@@ -193,8 +193,11 @@ async fn hook(
                 "refused",
             )
         }
-        HookVerdict::Accept { events, response } => {
-            let recorded = record(&pipe.writer, id, &events, None, None)
+        HookVerdict::Accept {
+            mut events,
+            response,
+        } => {
+            let recorded = record(&pipe.writer, id, &mut events, None, None)
                 .instrument(pipe.span(id))
                 .await;
             let fresh = match recorded {
@@ -253,4 +256,59 @@ fn connector_for(
         .expect("opened lock")
         .insert(hook_id.to_string(), (c.version, k.clone()));
     Ok(k)
+}
+
+/// A listening socket with room for thousands of connections arriving at once.
+/// `TcpListener::bind` asks for std's 128: a burst of new connections beyond it (a
+/// provider's webhook deliveries, or in the sandboxes a burst's replies) waited for
+/// their SYN to be sent again, a second later. The kernel caps it at
+/// `net.core.somaxconn`.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// `listen` on the first address `host:port` names that can be bound.
+async fn bind(at: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(at).await? {
+        match listen(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("'{at}' names no address to listen on"),
+        )
+    }))
+}
+
+#[cfg(test)]
+mod listen_tests {
+    /// Hundreds of connections arriving before the server accepts any all complete at
+    /// once. With std's backlog of 128 those beyond it waited a second for their SYN to
+    /// be sent again.
+    #[tokio::test]
+    async fn a_burst_of_connections_is_not_kept_waiting() {
+        let listener = super::listen(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(700),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures::future::join_all(connects).await;
+        let late = results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(late, 0, "connections not accepted into the queue at once");
+        drop(listener);
+    }
 }

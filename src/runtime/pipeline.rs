@@ -277,27 +277,33 @@ impl ConnInbox {
     }
 }
 
-fn entry(m: &crate::connectors::Inbound) -> LedgerEntry {
+fn entry(m: crate::connectors::Inbound) -> LedgerEntry {
     LedgerEntry {
         key: m.key(),
-        account: m.account.clone(),
-        customer: m.customer.clone(),
-        display_name: m.display_name.clone(),
-        text: m.text.clone(),
-        raw: m.raw.clone(),
+        account: m.account,
+        customer: m.customer,
+        display_name: m.display_name,
+        text: m.text,
+        raw: m.raw,
     }
 }
 
-/// Records messages (and the cursor with them); returns the ones to answer now.
+/// Records the messages among `events` (and the cursor with them); returns the ones
+/// to answer now. The messages are taken out of `events`: what stays is for
+/// `describe_event`.
 pub async fn record(
     writer: &Writer,
     connection_id: i64,
-    events: &[Event],
+    events: &mut Vec<Event>,
     cursor: Option<String>,
     fence: Option<Fence>,
 ) -> Result<Vec<LedgerEntry>, ConnectorError> {
-    let entries: Vec<LedgerEntry> = events
-        .iter()
+    let (messages, others): (Vec<Event>, Vec<Event>) = std::mem::take(events)
+        .into_iter()
+        .partition(|e| matches!(e, Event::Message(_)));
+    *events = others;
+    let entries: Vec<LedgerEntry> = messages
+        .into_iter()
         .filter_map(|e| match e {
             Event::Message(m) => Some(entry(m)),
             _ => None,
@@ -306,6 +312,8 @@ pub async fn record(
     if entries.is_empty() && cursor.is_none() {
         return Ok(Vec::new());
     }
+    // Shared with the writer rather than copied: a burst's payloads were held twice.
+    let entries = Arc::new(entries);
     let result = writer
         .write(WriteOp::Receive {
             connection_id,
@@ -315,6 +323,7 @@ pub async fn record(
         })
         .await
         .map_err(|e| ConnectorError::transient(format!("cannot record incoming messages: {e}")))?;
+    let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
     let states = match result {
         WriteResult::Received(states) => states,
         WriteResult::Fenced => {
@@ -394,13 +403,13 @@ pub async fn describe_event(
 impl InboxSink for ConnInbox {
     async fn submit(
         &self,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         cursor: Option<String>,
     ) -> Result<(), ConnectorError> {
         let fresh = record(
             &self.pipe.writer,
             self.connection_id,
-            &events,
+            &mut events,
             cursor,
             self.fence.clone(),
         )

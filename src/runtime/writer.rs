@@ -23,6 +23,11 @@ const HELD_LOGS: usize = 50_000;
 /// the next. In a burst the background ops were most of a batch, and every claim, each
 /// of which a reply waits for, waited for them to be written first.
 const BACKGROUND_WITH_AWAITED: usize = 120;
+/// Background ops that may wait while awaited ones keep coming; beyond it each
+/// transaction also writes the excess. A burst of 5,000 messages makes ~20,000 (two log
+/// lines, a mark and an outbound record each): held until the claims are through, they
+/// are written after it, where each took a share of every claim's transaction before.
+const BACKLOG: usize = 25_000;
 
 struct Request {
     op: WriteOp,
@@ -148,32 +153,30 @@ async fn run(
     let mut held: Vec<LogLine> = Vec::new();
     let mut trims = Trims::new(keep);
     let mut batch: Vec<Request> = Vec::with_capacity(256);
-    // Background ops held over for a later transaction, oldest first.
+    // Ops somebody waits on, and background ops not written yet (oldest first).
+    let mut awaited: Vec<Request> = Vec::new();
     let mut later: VecDeque<Request> = VecDeque::new();
     loop {
-        if later.is_empty() {
+        let fresh = later.is_empty();
+        if fresh {
             let Some(first) = rx.recv().await else {
                 flush_held(store.as_ref(), &mut held, keep).await;
                 return;
             };
-            batch.push(first);
+            sort(first, &mut awaited, &mut later);
         }
-        drain(&mut rx, &mut batch);
-        if later.is_empty()
-            && batch
-                .iter()
-                .all(|r| r.reply.is_none() && matches!(r.op, WriteOp::Logs(_)))
-        {
+        drain(&mut rx, &mut awaited, &mut later);
+        if fresh && awaited.is_empty() && later.iter().all(|r| matches!(r.op, WriteOp::Logs(_))) {
             let linger = tokio::time::sleep(LOG_LINGER);
             tokio::pin!(linger);
             loop {
                 tokio::select! {
                     more = rx.recv() => match more {
                         Some(r) => {
-                            batch.push(r);
-                            drain(&mut rx, &mut batch);
+                            sort(r, &mut awaited, &mut later);
+                            drain(&mut rx, &mut awaited, &mut later);
                             // Somebody waits on this batch: commit now.
-                            if batch.iter().any(|r| r.reply.is_some()) || batch.len() >= MAX_BATCH { break; }
+                            if !awaited.is_empty() || later.len() >= MAX_BATCH { break; }
                         }
                         None => break,
                     },
@@ -181,7 +184,7 @@ async fn run(
                 }
             }
         }
-        choose(&mut batch, &mut later);
+        choose(&mut batch, &mut awaited, &mut later);
         let due = trims.due(&batch);
         if !due.is_empty() {
             batch.push(Request {
@@ -197,31 +200,40 @@ async fn run(
 }
 
 /// What this transaction writes: when somebody waits, every awaited op and the oldest
-/// background ones (`BACKGROUND_WITH_AWAITED`, more when many are held over), the rest
-/// held over in `later`; otherwise the oldest ops, up to `MAX_BATCH`. Background ops
-/// keep their order. A flush (awaited, empty `Logs`) writes everything before it.
-fn choose(batch: &mut Vec<Request>, later: &mut VecDeque<Request>) {
-    let barrier = batch
-        .iter()
-        .any(|r| r.reply.is_some() && matches!(r.op, WriteOp::Logs(_)));
-    let (awaited, background): (Vec<Request>, Vec<Request>) =
-        batch.drain(..).partition(|r| r.reply.is_some());
-    later.extend(background);
+/// background ones (`BACKGROUND_WITH_AWAITED`, more once over `BACKLOG` are held);
+/// otherwise the oldest background ops, up to `MAX_BATCH`. Background ops keep their
+/// order. A flush (awaited, empty `Logs`) writes everything before it.
+fn choose(batch: &mut Vec<Request>, awaited: &mut Vec<Request>, later: &mut VecDeque<Request>) {
+    let barrier = awaited.iter().any(|r| matches!(r.op, WriteOp::Logs(_)));
     let take = if barrier {
         later.len()
     } else if awaited.is_empty() {
         later.len().min(MAX_BATCH)
     } else {
-        BACKGROUND_WITH_AWAITED.max(later.len().saturating_sub(MAX_BATCH))
+        BACKGROUND_WITH_AWAITED.max(later.len().saturating_sub(BACKLOG))
     };
     batch.extend(later.drain(..take.min(later.len())));
-    batch.extend(awaited);
+    batch.append(awaited);
 }
 
-fn drain(rx: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
-    while batch.len() < MAX_BATCH {
+fn sort(r: Request, awaited: &mut Vec<Request>, later: &mut VecDeque<Request>) {
+    if r.reply.is_some() {
+        awaited.push(r);
+    } else {
+        later.push_back(r);
+    }
+}
+
+/// Everything queued, up to `MAX_BATCH` awaited ops and `QUEUE` background ones: an
+/// op somebody waits on is never left in the queue behind a crowd of log lines.
+fn drain(
+    rx: &mut mpsc::Receiver<Request>,
+    awaited: &mut Vec<Request>,
+    later: &mut VecDeque<Request>,
+) {
+    while awaited.len() < MAX_BATCH && later.len() < QUEUE {
         match rx.try_recv() {
-            Ok(r) => batch.push(r),
+            Ok(r) => sort(r, awaited, later),
             Err(_) => break,
         }
     }
@@ -248,6 +260,8 @@ async fn commit(
     }
     match store.write_batch(&ops, keep).await {
         Ok(results) => {
+            // Before anyone hears: a caller takes back what it shared with its op.
+            drop(ops);
             for (reply, result) in replies.into_iter().zip(results.into_iter().skip(offset)) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(result));
@@ -305,5 +319,90 @@ async fn flush_held(store: &dyn RuntimeStore, held: &mut Vec<LogLine>, keep: u32
         let _ = store
             .write_batch(&[WriteOp::Logs(std::mem::take(held))], keep)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> Request {
+        Request {
+            op: WriteOp::Logs(Vec::new()),
+            reply: None,
+        }
+    }
+
+    fn claim() -> (Request, oneshot::Receiver<StoreResult<WriteResult>>) {
+        let (reply, rx) = oneshot::channel();
+        let op = WriteOp::Claim {
+            connection_id: 1,
+            key: "1:1".into(),
+            fence: None,
+        };
+        (
+            Request {
+                op,
+                reply: Some(reply),
+            },
+            rx,
+        )
+    }
+
+    fn gather(rx: &mut mpsc::Receiver<Request>, later: &mut VecDeque<Request>) -> Vec<Request> {
+        let (mut awaited, mut batch) = (Vec::new(), Vec::new());
+        drain(rx, &mut awaited, later);
+        choose(&mut batch, &mut awaited, later);
+        batch
+    }
+
+    /// A reply waits on its claim: queued behind more log lines than a transaction
+    /// takes, it still goes into the next one, with only a few of them.
+    #[test]
+    fn a_claim_behind_thousands_of_log_lines_is_written_next() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        for _ in 0..3 * MAX_BATCH {
+            tx.try_send(line()).unwrap();
+        }
+        let (c, _answer) = claim();
+        tx.try_send(c).unwrap();
+        let mut later = VecDeque::new();
+        let batch = gather(&mut rx, &mut later);
+        assert!(batch.iter().any(|r| matches!(r.op, WriteOp::Claim { .. })));
+        assert_eq!(batch.len(), BACKGROUND_WITH_AWAITED + 1);
+        assert_eq!(later.len(), 3 * MAX_BATCH - BACKGROUND_WITH_AWAITED);
+        // Nobody waits: the held lines go, oldest first, a transaction's worth at a time.
+        let batch = gather(&mut rx, &mut later);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert!(batch.iter().all(|r| r.reply.is_none()));
+    }
+
+    /// The lines held while claims keep coming are bounded: beyond `BACKLOG` each
+    /// transaction with a claim also writes the excess.
+    #[test]
+    fn held_log_lines_are_bounded() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        let mut later: VecDeque<Request> = (0..BACKLOG + 500).map(|_| line()).collect();
+        let (c, _answer) = claim();
+        tx.try_send(c).unwrap();
+        let batch = gather(&mut rx, &mut later);
+        assert_eq!(batch.len(), 500 + 1);
+        assert_eq!(later.len(), BACKLOG);
+    }
+
+    /// A flush (an awaited empty `Logs`) writes everything queued before it.
+    #[test]
+    fn a_flush_writes_everything_held() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        let mut later: VecDeque<Request> = (0..5_000).map(|_| line()).collect();
+        let (reply, _answer) = oneshot::channel();
+        tx.try_send(Request {
+            op: WriteOp::Logs(Vec::new()),
+            reply: Some(reply),
+        })
+        .unwrap();
+        let batch = gather(&mut rx, &mut later);
+        assert_eq!(batch.len(), 5_001);
+        assert!(later.is_empty());
     }
 }

@@ -46,7 +46,7 @@ impl OpenAiSandbox {
             key: key.map(str::to_string),
             ..Inner::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = super::server::listen(([127, 0, 0, 1], 0).into())?;
         let url = format!("http://{}/v1", listener.local_addr()?);
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))

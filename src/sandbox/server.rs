@@ -14,9 +14,15 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The sandboxes listen as a provider's servers do, with room for a burst of new
+/// connections (see `crate::http::listen`).
+pub fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    crate::http::listen(addr)
+}
+
 impl Server {
     pub async fn start(app: Router) -> io::Result<Server> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -300,7 +300,7 @@ impl TelegramSandbox {
     }
 
     pub async fn start_on(addr: SocketAddr) -> io::Result<TelegramSandbox> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = super::server::listen(addr)?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let http = reqwest::Client::builder()

@@ -165,7 +165,8 @@ pub enum WriteOp {
     /// one transaction: the provider may be told "received" once this commits.
     Receive {
         connection_id: i64,
-        entries: Vec<LedgerEntry>,
+        /// Shared with the caller, who dispatches the new ones once they are recorded.
+        entries: std::sync::Arc<Vec<LedgerEntry>>,
         cursor: Option<String>,
         /// The writer's lease, when a running task writes (the ingress writes without).
         fence: Option<Fence>,

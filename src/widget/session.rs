@@ -126,7 +126,7 @@ impl WidgetHttp {
         let recorded = record(
             &self.pipe.writer,
             conn_id,
-            &[Event::Message(inbound)],
+            &mut vec![Event::Message(inbound)],
             None,
             None,
         )

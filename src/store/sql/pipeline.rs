@@ -574,7 +574,7 @@ mod tests {
         };
         let receive = WriteOp::Receive {
             connection_id: 1,
-            entries: Vec::new(),
+            entries: Default::default(),
             cursor: Some("5".into()),
             fence: None,
         };

@@ -69,8 +69,40 @@ pub(super) async fn receive_many(
         .collect())
 }
 
+/// The rows of one statement are cut at about this much text. A burst's batch carried
+/// every message's raw payload in one JSON parameter of several MiB, built, then copied
+/// into the driver's buffer (which PostgreSQL's connection keeps at its largest size):
+/// the largest allocation of a burst.
+const CHUNK_BYTES: usize = 256 * 1024;
+
 /// Inserts the rows not known yet; returns the ones it inserted.
 async fn insert_rows(
+    tx: &mut Tx<'_>,
+    rows: &[(i64, &LedgerEntry)],
+    now: Ts,
+) -> crate::store::StoreResult<Vec<(i64, String)>> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    let mut start = 0;
+    let mut size = 0;
+    for (i, (_, e)) in rows.iter().enumerate() {
+        // JSON escaping can grow a payload; the cut need not be exact.
+        size += 64
+            + e.key.len()
+            + e.account.len()
+            + e.customer.len()
+            + e.display_name.len()
+            + e.text.len()
+            + e.raw.len();
+        if size >= CHUNK_BYTES || i + 1 == rows.len() {
+            inserted.extend(insert_chunk(tx, &rows[start..=i], now).await?);
+            start = i + 1;
+            size = 0;
+        }
+    }
+    Ok(inserted)
+}
+
+async fn insert_chunk(
     tx: &mut Tx<'_>,
     rows: &[(i64, &LedgerEntry)],
     now: Ts,
