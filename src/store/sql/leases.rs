@@ -8,6 +8,10 @@ use sqlx::{Executor, Row};
 /// `sql` in the backend's dialect of time: `{now}` is the database's clock,
 /// `{now+PARAM}` that clock plus PARAM milliseconds, `{ms:A-B}` the milliseconds
 /// from B to A as a BIGINT.
+/// Extends the owner's unexpired leases by `$2` ms (`renew_leases_`, `renew_leases_counted_`).
+const RENEW: &str = "UPDATE connection_leases SET expires_at = {now+$2} \
+                     WHERE owner = $1 AND expires_at >= {now}";
+
 pub(super) fn with_now(sql: &str) -> sqlx::AssertSqlSafe<String> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql;
@@ -77,10 +81,7 @@ impl SqlStore {
         owner: &str,
         ttl_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        let sql = with_now(
-            "UPDATE connection_leases SET expires_at = {now+$2} \
-             WHERE owner = $1 AND expires_at >= {now} RETURNING connection_id, generation",
-        );
+        let sql = with_now(&format!("{RENEW} RETURNING connection_id, generation"));
         let rows = sqlx::query(sql)
             .bind(owner)
             .bind(ttl_ms)
@@ -98,10 +99,7 @@ impl SqlStore {
     }
 
     pub(super) async fn renew_leases_counted_(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
-        let sql = with_now(
-            "UPDATE connection_leases SET expires_at = {now+$2} \
-             WHERE owner = $1 AND expires_at >= {now}",
-        );
+        let sql = with_now(RENEW);
         let done = sqlx::query(sql)
             .bind(owner)
             .bind(ttl_ms)
