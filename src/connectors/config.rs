@@ -39,7 +39,7 @@ impl ConnConfig {
             secrets,
             webhook_url,
             http,
-            calls: super::Calls::default(),
+            calls: super::Calls::none(),
         }
     }
 

@@ -75,52 +75,66 @@ pub enum Outcome<T> {
 
 /// Runs `op` until it succeeds, fails permanently, the policy's attempts run out, or
 /// `stop` is cancelled. `on_wait` hears about each wait before it starts.
-pub async fn retry<T, F, Fut>(
-    stop: &CancellationToken,
+// An async fn's future keeps its arguments twice (see the body).
+#[allow(clippy::manual_async_fn)]
+pub fn retry<'a, T, F, Fut>(
+    stop: &'a CancellationToken,
     policy: Policy,
-    mut on_wait: impl FnMut(&Waiting),
+    mut on_wait: impl FnMut(&Waiting) + 'a,
     mut op: F,
-) -> Outcome<T>
+) -> impl Future<Output = Outcome<T>> + 'a
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ConnectorError>>,
+    F: FnMut() -> Fut + 'a,
+    Fut: Future<Output = Result<T, ConnectorError>> + 'a,
 {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(policy.first)
-        .with_max_delay(policy.cap)
-        .with_jitter()
-        .without_max_times()
-        .build();
-    let mut attempt = 1u32;
-    loop {
-        let result = tokio::select! {
-            r = op() => r,
-            _ = stop.cancelled() => return Outcome::Stopped,
-        };
-        let (why, after) = match result {
-            Ok(v) => return Outcome::Done(v),
-            Err(ConnectorError::Transient { why, retry_after }) => (why, retry_after),
-            Err(e) => return Outcome::Failed(e),
-        };
-        if policy.attempts.is_some_and(|max| attempt >= max) {
-            return Outcome::Failed(ConnectorError::Transient {
-                why: format!("{why} (gave up after {attempt} attempts)"),
-                retry_after: None,
+    // An async block rather than an async fn: an async fn's future keeps its arguments
+    // twice, and every idle poll of 10,000 bots sits inside one of these.
+    async move {
+        // Boxed and made at the first failure: most waits never fail.
+        let mut delays: Option<Box<backon::ExponentialBackoff>> = None;
+        let mut attempt = 1u32;
+        loop {
+            let result = tokio::select! {
+                r = op() => r,
+                _ = stop.cancelled() => return Outcome::Stopped,
+            };
+            let (why, after) = match result {
+                Ok(v) => return Outcome::Done(v),
+                Err(ConnectorError::Transient { why, retry_after }) => (why, retry_after),
+                Err(e) => return Outcome::Failed(e),
+            };
+            if policy.attempts.is_some_and(|max| attempt >= max) {
+                return Outcome::Failed(ConnectorError::Transient {
+                    why: format!("{why} (gave up after {attempt} attempts)"),
+                    retry_after: None,
+                });
+            }
+            let backoff = delays
+                .get_or_insert_with(|| {
+                    Box::new(
+                        ExponentialBuilder::default()
+                            .with_min_delay(policy.first)
+                            .with_max_delay(policy.cap)
+                            .with_jitter()
+                            .without_max_times()
+                            .build(),
+                    )
+                })
+                .next()
+                .unwrap_or(policy.cap);
+            let wait = after
+                .map(|a| a.min(Duration::from_secs(3600)))
+                .unwrap_or(backoff);
+            attempt += 1;
+            on_wait(&Waiting {
+                next_attempt: attempt,
+                wait,
+                why,
             });
-        }
-        let backoff = delays.next().unwrap_or(policy.cap);
-        let wait = after
-            .map(|a| a.min(Duration::from_secs(3600)))
-            .unwrap_or(backoff);
-        attempt += 1;
-        on_wait(&Waiting {
-            next_attempt: attempt,
-            wait,
-            why,
-        });
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => return Outcome::Stopped,
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return Outcome::Stopped,
+            }
         }
     }
 }

@@ -8,7 +8,6 @@ use super::pipeline::{ConnInbox, send};
 use crate::agents::routing::AnswerEnv;
 use crate::connectors::{Connector, Outbound};
 use crate::store::{LedgerEntry, LedgerState, WriteOp, WriteResult};
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -25,21 +24,14 @@ struct Ready {
 
 /// Answers what is queued for one connection until stopped.
 pub async fn answer_loop(
-    inbox: Arc<ConnInbox>,
-    type_key: String,
-    connector: Arc<dyn Connector>,
-    stop: CancellationToken,
+    inbox: &ConnInbox,
+    type_key: &str,
+    connector: &dyn Connector,
+    stop: &CancellationToken,
 ) {
     let at_once = connector.answers_at_once();
     if at_once > 1 {
-        return Box::pin(side_by_side(
-            &inbox,
-            &type_key,
-            connector.as_ref(),
-            &stop,
-            at_once,
-        ))
-        .await;
+        return Box::pin(side_by_side(inbox, type_key, connector, stop, at_once)).await;
     }
     loop {
         let batch = tokio::select! {
@@ -47,14 +39,7 @@ pub async fn answer_loop(
             _ = stop.cancelled() => return,
         };
         // Boxed: answering's state is large, and the loop waits idle most of its life.
-        Box::pin(answer_batch(
-            &inbox,
-            &type_key,
-            connector.as_ref(),
-            batch,
-            &stop,
-        ))
-        .await;
+        Box::pin(answer_batch(inbox, type_key, connector, batch, stop)).await;
     }
 }
 

@@ -450,17 +450,18 @@ impl InboxSink for ConnInbox {
         };
         let message = self.with_calls(message);
         let store = self.pipe.channels.store();
-        if let Err(e) = store
-            .set_status(self.connection_id, Status::Running, &message)
-            .await
-        {
-            warn!("could not record status RUNNING: {e}");
-        }
+        // The version first: whoever sees RUNNING also sees which version runs.
         if let Err(e) = store
             .set_running_version(self.connection_id, Some(self.version))
             .await
         {
             warn!("could not record the running version: {e}");
+        }
+        if let Err(e) = store
+            .set_status(self.connection_id, Status::Running, &message)
+            .await
+        {
+            warn!("could not record status RUNNING: {e}");
         }
     }
 

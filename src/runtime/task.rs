@@ -34,16 +34,27 @@ pub struct TaskEnv {
 }
 
 /// Runs the connection; a panic in its connector ends as ERROR, never a restart loop.
-pub async fn run(env: TaskEnv, c: Connection, stop: CancellationToken) {
+///
+/// Built from combinators, not as an async fn: an async fn keeps its arguments and
+/// each future it awaits side by side, and this one is held by every connection for
+/// its whole life (as an async fn it took 8 KiB a connection).
+pub fn run(
+    env: TaskEnv,
+    c: Connection,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send {
+    use futures::FutureExt;
     let pipe = env.pipe.clone();
     let id = c.id;
     let span = pipe.span(id);
     // Caught here rather than through a task of its own: one task per connection fewer
     // (10,000 idle bots).
-    let run = std::panic::AssertUnwindSafe(lifecycle(env, c, stop).instrument(span.clone()));
-    match futures::FutureExt::catch_unwind(run).await {
-        Ok(()) => {}
-        Err(payload) => {
+    std::panic::AssertUnwindSafe(lifecycle(env, c, stop).instrument(span.clone()))
+        .catch_unwind()
+        .then(move |ended| async move {
+            let Err(payload) = ended else {
+                return;
+            };
             let what = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -51,18 +62,22 @@ pub async fn run(env: TaskEnv, c: Connection, stop: CancellationToken) {
                 .unwrap_or_else(|| "a panic without a message".into());
             let why = format!("the connector crashed: {what}");
             fail(&pipe, id, &why).instrument(span).await;
-        }
-    }
+        })
 }
 
-async fn lifecycle(env: TaskEnv, c: Connection, stop: CancellationToken) {
+fn lifecycle(
+    env: TaskEnv,
+    c: Connection,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send {
+    use futures::FutureExt;
     // Starting holds much more than running does (the connection's whole row, the
     // credential check's retries), and a future is as large as its largest state: boxed,
     // it is freed once the connection runs, and 10,000 idle bots carry only `Running`.
-    let Some(running) = Box::pin(start(env, c, &stop)).await else {
-        return;
-    };
-    running.run(stop).await
+    let starting = stop.clone();
+    Box::pin(async move { start(env, c, &starting).await })
+        .then(move |running| futures::future::OptionFuture::from(running.map(|r| r.run(stop))))
+        .map(|_| ())
 }
 
 /// What a connection that passed its start needs while it runs.
@@ -158,28 +173,75 @@ async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<
 
 impl Running {
     /// RUNNING: receive and answer (and place calls, for voice lines) until stopped.
-    async fn run(self, stop: CancellationToken) {
-        let Running {
-            ref inbox,
-            ref connector,
-            ref calls,
-            ..
-        } = self;
-        // Answered in this task, alongside receiving: not one more task per connection.
-        let answers = answer_loop(
-            inbox.clone(),
-            self.type_key.clone(),
-            connector.clone(),
+    /// An async block that owns `self` and `stop` in place (see `run` above).
+    #[allow(clippy::manual_async_fn)] // on purpose: `self` not held twice
+    fn run(self, stop: CancellationToken) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let receiver = Receiver {
+                stop: stop.clone(),
+                inbox: self.inbox.clone(),
+            };
+            let placing = TaskTracker::new();
+            // Only voice lines hold and place calls: a chat bot's future has no room for
+            // their loops.
+            let received = if connectors::takes_calls(&self.type_key) {
+                Box::pin(self.serve_voice(&receiver, &placing)).await
+            } else {
+                self.serve(&receiver).await
+            };
+            Box::pin(self.finish(received, placing)).await
+        }
+    }
+
+    /// Receiving and answering, side by side in this task (not one more task per
+    /// connection). Made by a plain fn: the futures go straight into the join, not into
+    /// locals the caller's future would keep as well.
+    fn serve<'a>(
+        &'a self,
+        rx: &'a Receiver,
+    ) -> impl std::future::Future<Output = Outcome<()>> + Send + 'a {
+        use futures::FutureExt;
+        futures::future::join(
+            self.receiving(rx),
+            answer_loop(
+                &self.inbox,
+                &self.type_key,
+                self.connector.as_ref(),
+                &rx.stop,
+            ),
+        )
+        .map(|(received, ())| received)
+    }
+
+    async fn serve_voice(&self, rx: &Receiver, placing: &TaskTracker) -> Outcome<()> {
+        let stop = &rx.stop;
+        let counting = count_calls(&self.inbox, &self.calls, stop);
+        self.inbox.set_dials();
+        let dialing = dial_loop(
+            self.inbox.clone(),
+            self.connector.clone(),
+            self.owner.clone(),
             stop.clone(),
+            placing.clone(),
         );
-        let receiver = Receiver {
-            stop: stop.clone(),
-            inbox: inbox.clone(),
-        };
-        let receiving = retry::retry(
-            &stop,
+        let (received, (), ()) = tokio::join!(self.serve(rx), counting, dialing);
+        received
+    }
+
+    /// The connector's receive, retried while transient; Stop for the rest of the
+    /// connection once it ends.
+    fn receiving<'a>(
+        &'a self,
+        rx: &'a Receiver,
+    ) -> impl std::future::Future<Output = Outcome<()>> + Send + 'a {
+        use futures::FutureExt;
+        let inbox = &self.inbox;
+        let connector = &self.connector;
+        let stop = &rx.stop;
+        retry::retry(
+            stop,
             Policy::FOREVER,
-            |w| {
+            move |w| {
                 warn!("{w}");
                 let inbox = inbox.clone();
                 let message = w.to_string();
@@ -188,44 +250,16 @@ impl Running {
                     inbox.degraded(&message).await;
                 });
             },
-            || async {
-                connector.receive(&receiver).await?;
+            move || async move {
+                connector.receive(rx).await?;
                 if stop.is_cancelled() {
                     Ok(())
                 } else {
                     Err(ConnectorError::transient("the connector stopped receiving"))
                 }
             },
-        );
-        let receiving = async {
-            let received = receiving.await;
-            stop.cancel();
-            received
-        };
-        // Only voice lines hold and place calls; the rest carry neither loop's state
-        // (boxed, so a chat bot's future has no room for them).
-        let voice = connectors::takes_calls(&self.type_key);
-        let counting = async {
-            if voice {
-                Box::pin(count_calls(inbox, calls, &stop)).await;
-            }
-        };
-        let placing = TaskTracker::new();
-        let dialing = async {
-            if voice {
-                inbox.set_dials();
-                Box::pin(dial_loop(
-                    inbox.clone(),
-                    connector.clone(),
-                    self.owner.clone(),
-                    stop.clone(),
-                    placing.clone(),
-                ))
-                .await;
-            }
-        };
-        let (received, (), (), ()) = tokio::join!(receiving, answers, counting, dialing);
-        Box::pin(self.finish(received, placing)).await
+        )
+        .inspect(move |_| stop.cancel())
     }
 
     /// Undoes the provider-side setup, lets calls record how they ended, and records

@@ -10,6 +10,7 @@
 //! decoding of the whole sent `Message` when only its id is kept).
 
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,33 +81,34 @@ impl Endpoint {
     /// needed, kept open for the next call); the whole exchange within `timeout`.
     /// For calls that are safe to repeat (getUpdates): a kept connection found closed
     /// only once the request was written is retried on a fresh one.
-    pub async fn post(
-        &self,
-        conn: &mut Option<Stream>,
-        token: &str,
-        method: &str,
-        body: &[u8],
+    pub fn post<'a>(
+        &'a self,
+        conn: &'a mut Option<Stream>,
+        token: &'a str,
+        method: &'a str,
+        body: &'a [u8],
         timeout: Duration,
-    ) -> Result<Response, WireError> {
-        self.call(conn, token, method, body, timeout, true).await
+    ) -> impl Future<Output = Result<Response, WireError>> + Send + 'a {
+        // Not an async fn: that would hold the arguments once more in every parked poll.
+        self.call(conn, token, method, body, timeout, true)
     }
 
     /// `post` for a call that must not be made twice (sendMessage): a kept connection
     /// is checked before the request is written, and one that closes after it was
     /// written is an error (the message may have gone out), never a silent second try.
     /// hyper's pool behaves the same way.
-    pub async fn post_once(
-        &self,
-        conn: &mut Option<Stream>,
-        token: &str,
-        method: &str,
-        body: &[u8],
+    pub fn post_once<'a>(
+        &'a self,
+        conn: &'a mut Option<Stream>,
+        token: &'a str,
+        method: &'a str,
+        body: &'a [u8],
         timeout: Duration,
-    ) -> Result<Response, WireError> {
+    ) -> impl Future<Output = Result<Response, WireError>> + Send + 'a {
         if conn.as_ref().is_some_and(|c| !c.idle_and_open()) {
             *conn = None;
         }
-        self.call(conn, token, method, body, timeout, false).await
+        self.call(conn, token, method, body, timeout, false)
     }
 
     async fn call(
