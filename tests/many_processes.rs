@@ -567,7 +567,60 @@ async fn an_abandoned_connection_is_settled_once_its_lease_lapses(be: Be) {
     runtime.shutdown().await;
 }
 
+/// What the runtime reads every few seconds instead of whole rows and every lease: each
+/// connection's wanted and actual state, and the owners still holding a lease.
+async fn the_runtime_reads_states_and_lease_holders_not_whole_rows(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let alpha = add_bot(&env, "http://127.0.0.1:9").await;
+    let draft = common::telegram_draft(
+        "Beta",
+        "7100000002:AAEmanyProcessesTokenValue0000000002",
+        "http://127.0.0.1:9",
+    );
+    let beta = env.channels.add(&draft).await.unwrap().connection;
+    start(&env).await;
+    let store = env.channels.store();
+    let mut states = store
+        .connection_states(env.channels.tenant().id)
+        .await
+        .unwrap();
+    states.sort_by_key(|s| s.id);
+    let seen: Vec<_> = states.iter().map(|s| (s.id, s.desired, s.status)).collect();
+    assert_eq!(
+        seen,
+        [
+            (alpha.id, DesiredState::Running, Status::Stopped),
+            (beta.id, DesiredState::Stopped, Status::Stopped),
+        ]
+    );
+
+    assert!(store.lease_holders().await.unwrap().is_empty());
+    assert!(
+        store
+            .acquire_lease(alpha.id, "web1:1:1", 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .acquire_lease(beta.id, "web2:2:2", 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut holders = store.lease_holders().await.unwrap();
+    holders.sort();
+    assert_eq!(holders, ["web1:1:1", "web2:2:2"]);
+    // A dead owner's expired leases stay in the table, but it holds nothing any more.
+    assert_eq!(store.expire_leases_of("web2:2:2").await.unwrap(), 1);
+    assert_eq!(store.lease_holders().await.unwrap(), ["web1:1:1"]);
+    store.release_lease(alpha.id, "web1:1:1").await.unwrap();
+    assert!(store.lease_holders().await.unwrap().is_empty());
+}
+
 on_both!(
+    the_runtime_reads_states_and_lease_holders_not_whole_rows,
     an_abandoned_connection_is_settled_once_its_lease_lapses,
     a_connection_stopped_after_its_process_died_is_recorded_stopped,
     a_takeover_bumps_the_generation_and_fences_the_old_owner,

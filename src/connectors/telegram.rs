@@ -22,6 +22,10 @@ const DEFAULT_API: &str = "https://api.telegram.org";
 /// Telegram picks update ids at random after a week without updates; polling once
 /// without an offset then is the only way not to confirm (drop) the new, lower ids.
 const ID_RESET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
+/// getUpdates' long-poll seconds unless TELEGRAM_POLL_TIMEOUT says otherwise: the Bot
+/// API server's own maximum (`LONG_POLL_MAX_TIMEOUT` in telegram-bot-api), since an
+/// idle bot costs one request per poll (10,000 idle bots: 200 a second, not 333 at 30).
+const DEFAULT_POLL_TIMEOUT: u32 = 50;
 /// This many 409s in a row mean a rival program, not a previous owner letting go.
 const CONFLICTS_BEFORE_ERROR: u32 = 3;
 
@@ -78,8 +82,8 @@ pub fn open(cfg: ConnConfig) -> Result<Arc<dyn Connector>, ConnectorError> {
     let poll_timeout: u32 = cfg
         .env("TELEGRAM_POLL_TIMEOUT")
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(30)
-        .min(50);
+        .unwrap_or(DEFAULT_POLL_TIMEOUT)
+        .min(DEFAULT_POLL_TIMEOUT);
     let allowed = match cfg.env("TELEGRAM_ALLOWED_UPDATES") {
         Some(list) if !list.trim().is_empty() => Some(updates::parse_allowed(&list)?),
         _ => None,

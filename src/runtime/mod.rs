@@ -24,6 +24,7 @@ pub use task::{open_config_with, webhook_url};
 use crate::channels::Channels;
 use crate::model::DesiredState;
 use crate::store::{Fence, ProcessInfo};
+use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,6 +128,9 @@ struct Inner {
     stopping: Mutex<HashSet<i64>>,
     tracker: TaskTracker,
     running: Arc<AtomicUsize>,
+    /// Set by a task as it ends: the supervisor looks for ended tasks only then (each
+    /// second it asked every task, 10,000 of them).
+    some_ended: Arc<AtomicBool>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     presence: watch::Sender<Presence>,
@@ -155,6 +159,7 @@ impl Runtime {
         let (presence, _) = watch::channel(Presence::default());
         let inner = Arc::new(Inner {
             wake: channels.wake_handle(),
+            some_ended: Arc::default(),
             channels,
             pipe,
             options,
@@ -313,12 +318,7 @@ async fn supervise(inner: Arc<Inner>) {
                     Err(e) => tracing::debug!("runtime: {e}"),
                 }
             }
-            let ended = inner
-                .tasks
-                .lock()
-                .expect("tasks lock")
-                .values()
-                .any(|t| t.handle.is_finished());
+            let ended = inner.some_ended.swap(false, Ordering::AcqRel);
             let full_every = if changes.is_some() {
                 FULL_PASS_LIVE
             } else {
@@ -337,7 +337,12 @@ async fn supervise(inner: Arc<Inner>) {
                             )
                             .await;
                     }
-                    Err(e) => tracing::warn!("runtime: {e}"),
+                    Err(e) => {
+                        if ended {
+                            inner.some_ended.store(true, Ordering::Release);
+                        }
+                        tracing::warn!("runtime: {e}")
+                    }
                 }
             }
         }
@@ -550,8 +555,10 @@ async fn sweep(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
 /// (start them, or record the stop of an abandoned one).
 async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::StoreError> {
     let store = inner.channels.store();
-    let all = store.list_connections(inner.channels.tenant().id).await?;
-    let by_id: HashMap<i64, &crate::model::Connection> = all.iter().map(|c| (c.id, c)).collect();
+    let tenant_id = inner.channels.tenant().id;
+    let all = store.connection_states(tenant_id).await?;
+    let by_id: HashMap<i64, &crate::store::ConnectionState> =
+        all.iter().map(|c| (c.id, c)).collect();
 
     let finished: Vec<i64> = {
         let tasks = inner.tasks.lock().expect("tasks lock");
@@ -592,7 +599,14 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
     }
     // Those whose lease still runs are looked at again when it lapses.
     let mut elsewhere = settle_abandoned(inner, &all).await?;
-    for c in &all {
+    let to_start: Vec<i64> = {
+        let tasks = inner.tasks.lock().expect("tasks lock");
+        all.iter()
+            .filter(|c| c.desired == DesiredState::Running && !tasks.contains_key(&c.id))
+            .map(|c| c.id)
+            .collect()
+    };
+    for c in full_rows(&**store, tenant_id, &to_start).await? {
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
         if c.desired != DesiredState::Running || here || inner.shutdown.is_cancelled() {
             continue;
@@ -603,7 +617,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
                     owner: inner.owner.clone(),
                     generation,
                 };
-                start_task(inner, c.clone(), fence).await;
+                start_task(inner, c, fence).await;
             }
             None => {
                 elsewhere.insert(c.id);
@@ -613,6 +627,27 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
     Ok(elsewhere)
 }
 
+/// The whole rows of the connections `ids` (read again: one may have changed or gone
+/// since its state was read). A few are read one by one; more, with all the others.
+async fn full_rows(
+    store: &dyn crate::store::Store,
+    tenant_id: i64,
+    ids: &[i64],
+) -> Result<Vec<crate::model::Connection>, crate::store::StoreError> {
+    const ONE_BY_ONE: usize = 16;
+    if ids.len() > ONE_BY_ONE {
+        let wanted: HashSet<i64> = ids.iter().copied().collect();
+        let mut all = store.list_connections(tenant_id).await?;
+        all.retain(|c| wanted.contains(&c.id));
+        return Ok(all);
+    }
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        found.extend(store.connection(*id).await?);
+    }
+    Ok(found)
+}
+
 /// Connections asked to stop whose process ended without stopping them (killed, or
 /// its terminal hung up): they still show the live status it last wrote, and nothing
 /// else would write STOPPED. The process that can take the lease — free, expired or
@@ -620,7 +655,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
 /// its lease until it has written STOPPED itself. Returns those whose lease is held.
 async fn settle_abandoned(
     inner: &Arc<Inner>,
-    all: &[crate::model::Connection],
+    all: &[crate::store::ConnectionState],
 ) -> Result<HashSet<i64>, crate::store::StoreError> {
     use crate::model::Status;
     let live = [Status::Starting, Status::Running, Status::Stopping];
@@ -675,18 +710,22 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fenc
     let quiet = Arc::new(AtomicBool::new(false));
     let id = c.id;
     let name = c.name.clone();
-    let handle = tokio::spawn(task::run(
-        task::TaskEnv {
-            pipe: inner.pipe.clone(),
-            start_timeout: inner.options.start_timeout,
-            public_base: inner.options.public_base.clone(),
-            open: inner.options.open,
-            fence,
-            quiet: quiet.clone(),
-        },
-        c,
-        stop.clone(),
-    ));
+    let ended = inner.some_ended.clone();
+    let handle = tokio::spawn(
+        task::run(
+            task::TaskEnv {
+                pipe: inner.pipe.clone(),
+                start_timeout: inner.options.start_timeout,
+                public_base: inner.options.public_base.clone(),
+                open: inner.options.open,
+                fence,
+                quiet: quiet.clone(),
+            },
+            c,
+            stop.clone(),
+        )
+        .map(move |()| ended.store(true, Ordering::Release)),
+    );
     inner.tasks.lock().expect("tasks lock").insert(
         id,
         Task {

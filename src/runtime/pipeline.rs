@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub router_index: Option<usize>,
     /// The inboxes of the connections this process runs, for webhooks it receives.
     inboxes: Mutex<HashMap<i64, Arc<ConnInbox>>>,
+    /// How many of `inboxes` dial queued calls: with none, the look for queued calls
+    /// every second goes no further (it walked 10,000 chat inboxes each time).
+    dialing: std::sync::atomic::AtomicUsize,
     /// The calls each voice connection holds in this process: one count shared by the
     /// running task's connector and the ingress's (which opens its own for webhooks).
     calls: Mutex<HashMap<i64, crate::connectors::Calls>>,
@@ -57,23 +60,35 @@ impl Pipeline {
             router: Some(router),
             router_index: Some(index),
             inboxes: Mutex::default(),
+            dialing: Default::default(),
             calls: Mutex::default(),
             sending: tokio::sync::Semaphore::new(SENDS_AT_ONCE),
         })
     }
 
     pub fn register(&self, inbox: Arc<ConnInbox>) {
-        self.inboxes
+        let replaced = self
+            .inboxes
             .lock()
             .expect("inboxes lock")
-            .insert(inbox.connection_id, inbox);
+            .insert(inbox.connection_id, inbox.clone());
+        self.forget_dialer(replaced.filter(|old| !Arc::ptr_eq(old, &inbox)));
     }
 
     pub fn unregister(&self, connection_id: i64) {
-        self.inboxes
+        let removed = self
+            .inboxes
             .lock()
             .expect("inboxes lock")
             .remove(&connection_id);
+        self.forget_dialer(removed);
+    }
+
+    fn forget_dialer(&self, gone: Option<Arc<ConnInbox>>) {
+        if gone.is_some_and(|i| i.dials()) {
+            self.dialing
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The connection's calls count in this process (made on first use: voice
@@ -98,6 +113,9 @@ impl Pipeline {
 
     /// The connections run here that dial queued outbound calls.
     pub fn dialers(&self) -> Vec<Arc<ConnInbox>> {
+        if self.dialing.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
         self.inboxes
             .lock()
             .expect("inboxes lock")
@@ -234,7 +252,11 @@ impl ConnInbox {
 
     /// This connection dials the outbound calls queued for it.
     pub fn set_dials(&self) {
-        self.dials.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !self.dials.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.pipe
+                .dialing
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn dials(&self) -> bool {

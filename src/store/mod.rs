@@ -225,7 +225,8 @@ pub struct LeaseInfo {
 pub enum LeaseRead {
     /// Every lease (a console shows them).
     All,
-    /// Only the owners of unexpired leases (to find dead ones on this host).
+    /// Only the owners of unexpired leases, of every tenant (to find dead ones on this
+    /// host: a dead process's leases are given back whole).
     Holders,
     Nothing,
 }
@@ -292,6 +293,14 @@ impl PruneCounts {
     pub fn total(&self) -> u64 {
         self.ledger + self.unanswered + self.turns + self.audit + self.outbound + self.calls
     }
+}
+
+/// What the runtime reconciles on: a connection without its name or configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionState {
+    pub id: i64,
+    pub desired: crate::model::DesiredState,
+    pub status: crate::model::Status,
 }
 
 /// Count, newest change and a checksum of change times of a tenant's connections.

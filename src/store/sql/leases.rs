@@ -123,8 +123,8 @@ impl SqlStore {
         leases_on(&self.pool, tenant_id).await
     }
 
-    pub(super) async fn lease_holders_(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
-        lease_holders_on(&self.pool, tenant_id).await
+    pub(super) async fn lease_holders_(&self) -> StoreResult<Vec<String>> {
+        lease_holders_on(&self.pool).await
     }
 
     pub(super) async fn heartbeat_(&self, p: &ProcessInfo) -> StoreResult<()> {
@@ -150,7 +150,7 @@ impl SqlStore {
         let processes = processes_on(&mut *tx).await?;
         let (leases, holders) = match want {
             LeaseRead::All => (leases_on(&mut *tx, tenant_id).await?, Vec::new()),
-            LeaseRead::Holders => (Vec::new(), lease_holders_on(&mut *tx, tenant_id).await?),
+            LeaseRead::Holders => (Vec::new(), lease_holders_on(&mut *tx).await?),
             LeaseRead::Nothing => (Vec::new(), Vec::new()),
         };
         let db_now = db_now_on(&mut *tx).await?;
@@ -211,16 +211,22 @@ async fn leases_on<'c, E: Executor<'c, Database = super::Db>>(
         .collect()
 }
 
+/// The owners holding an unexpired lease, of any tenant (a dead process's leases are
+/// given back whole). The distinct owners are walked through the owner index, one
+/// step per owner, not read off every lease.
 async fn lease_holders_on<'c, E: Executor<'c, Database = super::Db>>(
     ex: E,
-    tenant_id: i64,
 ) -> StoreResult<Vec<String>> {
     let sql = with_now(
-        "SELECT DISTINCT owner FROM connection_leases WHERE expires_at >= {now} \
-         AND connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
+        "WITH RECURSIVE owners (owner) AS ( \
+           SELECT MIN(owner) FROM connection_leases \
+           UNION ALL \
+           SELECT (SELECT MIN(l.owner) FROM connection_leases l WHERE l.owner > o.owner) \
+           FROM owners o WHERE o.owner IS NOT NULL) \
+         SELECT o.owner FROM owners o WHERE o.owner IS NOT NULL AND EXISTS \
+           (SELECT 1 FROM connection_leases l WHERE l.owner = o.owner AND l.expires_at >= {now})",
     );
     sqlx::query_scalar(sql)
-        .bind(tenant_id)
         .fetch_all(ex)
         .await
         .map_err(classify)

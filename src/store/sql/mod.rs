@@ -19,8 +19,8 @@ use crate::model::{
     NewConnection, Status, Tenant, format_millis, now_millis,
 };
 use crate::store::{
-    AgentStore, AuditNote, Backend, ChangeMarker, ChannelStore, LedgerState, LogStore, PruneCounts,
-    RuntimeStore, Store, StoreError, StoreResult,
+    AgentStore, AuditNote, Backend, ChangeMarker, ChannelStore, ConnectionState, LedgerState,
+    LogStore, PruneCounts, RuntimeStore, Store, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use rows::connection_columns;
@@ -233,6 +233,16 @@ impl ChannelStore for SqlStore {
             .await
             .map_err(classify)?;
         decode_yielding(&found, rows::connection).await
+    }
+
+    async fn connection_states(&self, tenant_id: i64) -> StoreResult<Vec<ConnectionState>> {
+        let found =
+            sqlx::query("SELECT id, desired_state, status FROM connections WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        decode_yielding(&found, rows::connection_state).await
     }
 
     async fn first_connections(&self, tenant_id: i64, limit: u32) -> StoreResult<Vec<Connection>> {
@@ -878,8 +888,8 @@ impl RuntimeStore for SqlStore {
         self.leases_(tenant_id).await
     }
 
-    async fn lease_holders(&self, tenant_id: i64) -> StoreResult<Vec<String>> {
-        self.lease_holders_(tenant_id).await
+    async fn lease_holders(&self) -> StoreResult<Vec<String>> {
+        self.lease_holders_().await
     }
 
     async fn heartbeat(&self, p: &crate::store::ProcessInfo) -> StoreResult<()> {

@@ -4,7 +4,7 @@ use super::{Db, DbRow, Ts, ms};
 use crate::model::{
     Agent, AgentChannel, AuditEntry, Connection, DesiredState, LogLine, Millis, Status,
 };
-use crate::store::StoreError;
+use crate::store::{ConnectionState, StoreError};
 use sqlx::Row;
 use sqlx::types::Json;
 
@@ -84,6 +84,16 @@ pub fn connection(row: &DbRow) -> Result<Connection, StoreError> {
         updated_at: time(row, "updated_at")?,
         updated_by: get(row, "updated_by")?,
         hook_id: get::<Option<String>>(row, "hook_id")?.unwrap_or_default(),
+    })
+}
+
+pub fn connection_state(row: &DbRow) -> Result<ConnectionState, StoreError> {
+    let status: String = get(row, "status")?;
+    let desired: String = get(row, "desired_state")?;
+    Ok(ConnectionState {
+        id: get(row, "id")?,
+        desired: DesiredState::parse(&desired).ok_or_else(|| corrupt("desired_state", &desired))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
     })
 }
 
