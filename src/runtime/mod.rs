@@ -108,7 +108,16 @@ struct Task {
     stop: CancellationToken,
     /// Set when another process takes over: the task ends without recording a status.
     quiet: Arc<AtomicBool>,
+    /// Set as the task's future returns, a moment before `handle` says it finished: the
+    /// supervisor, woken by `some_ended`, must not miss it in that moment.
+    ended: Arc<AtomicBool>,
     handle: JoinHandle<()>,
+}
+
+impl Task {
+    fn finished(&self) -> bool {
+        self.ended.load(Ordering::Acquire) || self.handle.is_finished()
+    }
 }
 
 pub struct Runtime {
@@ -564,7 +573,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
         let tasks = inner.tasks.lock().expect("tasks lock");
         tasks
             .iter()
-            .filter(|(_, t)| t.handle.is_finished())
+            .filter(|(_, t)| t.finished())
             .map(|(id, _)| *id)
             .collect()
     };
@@ -710,7 +719,8 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fenc
     let quiet = Arc::new(AtomicBool::new(false));
     let id = c.id;
     let name = c.name.clone();
-    let ended = inner.some_ended.clone();
+    let ended = Arc::new(AtomicBool::new(false));
+    let (this_ended, some_ended) = (ended.clone(), inner.some_ended.clone());
     let handle = tokio::spawn(
         task::run(
             task::TaskEnv {
@@ -724,7 +734,10 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fenc
             c,
             stop.clone(),
         )
-        .map(move |()| ended.store(true, Ordering::Release)),
+        .map(move |()| {
+            this_ended.store(true, Ordering::Release);
+            some_ended.store(true, Ordering::Release);
+        }),
     );
     inner.tasks.lock().expect("tasks lock").insert(
         id,
@@ -732,6 +745,7 @@ async fn start_task(inner: &Arc<Inner>, c: crate::model::Connection, fence: Fenc
             name,
             stop,
             quiet,
+            ended,
             handle,
         },
     );
