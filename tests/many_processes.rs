@@ -8,7 +8,9 @@ use common::{Be, KEY_B64};
 use flametree::model::{Connection, DesiredState, Status};
 use flametree::runtime::{Options, Pipeline, RunChannels, Runtime};
 use flametree::sandbox::telegram::TelegramSandbox;
-use flametree::store::{AuditNote, Fence, LedgerEntry, ProcessInfo, WriteOp, WriteResult};
+use flametree::store::{
+    AuditNote, Fence, LeaseRead, LedgerEntry, LedgerState, ProcessInfo, WriteOp, WriteResult,
+};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -619,8 +621,91 @@ async fn the_runtime_reads_states_and_lease_holders_not_whole_rows(be: Be) {
     assert!(store.lease_holders().await.unwrap().is_empty());
 }
 
+async fn a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_messages(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let alpha = add_bot(&env, "http://127.0.0.1:9").await;
+    start(&env).await;
+    let store = env.channels.store();
+    let tenant = env.channels.tenant().id;
+    assert!(
+        store
+            .acquire_lease(alpha.id, "web1:1:1", 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let expires_in = |leases: Vec<flametree::store::LeaseInfo>| {
+        leases
+            .iter()
+            .find(|l| l.connection_id == alpha.id)
+            .unwrap()
+            .expires_in_ms
+    };
+
+    // The heartbeat and the renewal in one round; a round without it renews nothing.
+    let round = store
+        .presence_round(
+            &serve_heartbeat("web1:1:1"),
+            tenant,
+            LeaseRead::All,
+            Some(600_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(round.renewed, Some(1));
+    assert!(expires_in(round.leases) > 500_000, "renewed to 10 minutes");
+    assert!(round.processes.iter().any(|p| p.id == "web1:1:1"));
+    let other = store
+        .presence_round(&serve_heartbeat("web2:2:2"), tenant, LeaseRead::All, None)
+        .await
+        .unwrap();
+    assert_eq!(other.renewed, None);
+    assert!(
+        expires_in(other.leases) > 500_000,
+        "not shortened by another's round"
+    );
+    let none = store
+        .presence_round(
+            &serve_heartbeat("web2:2:2"),
+            tenant,
+            LeaseRead::Nothing,
+            Some(600_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.renewed, Some(0), "it holds no lease");
+
+    // The pulse: the change marker moves with a write, and says when a message waits.
+    let first = store.pulse(Some(tenant)).await.unwrap();
+    assert!(!first.inbound_waiting);
+    assert_eq!(
+        first.marker,
+        Some(store.change_marker(tenant).await.unwrap())
+    );
+    assert_eq!(
+        store.pulse(Some(tenant)).await.unwrap(),
+        first,
+        "nothing changed"
+    );
+    store
+        .set_status(alpha.id, Status::Error, "cannot reach Telegram")
+        .await
+        .unwrap();
+    let moved = store.pulse(Some(tenant)).await.unwrap();
+    assert_ne!(moved.marker, first.marker, "a write moves the marker");
+    assert_eq!(store.pulse(None).await.unwrap().marker, None);
+    store.ledger_receive(alpha.id, "update-1").await.unwrap();
+    assert!(store.pulse(None).await.unwrap().inbound_waiting);
+    store
+        .ledger_mark(alpha.id, "update-1", LedgerState::Answered)
+        .await
+        .unwrap();
+    assert!(!store.pulse(Some(tenant)).await.unwrap().inbound_waiting);
+}
+
 on_both!(
     the_runtime_reads_states_and_lease_holders_not_whole_rows,
+    a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_messages,
     an_abandoned_connection_is_settled_once_its_lease_lapses,
     a_connection_stopped_after_its_process_died_is_recorded_stopped,
     a_takeover_bumps_the_generation_and_fences_the_old_owner,

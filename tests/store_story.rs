@@ -130,6 +130,7 @@ async fn story(url: &str, expected: Backend) {
 
     // Every kind of write moves the change marker a watcher polls.
     let mut marker = s.change_marker(acme.id).await.unwrap();
+    let elsewhere = s.change_marker(other.id).await.unwrap();
     let mut moved = |m: (i64, i64, i64)| {
         let changed = m != marker;
         marker = m;
@@ -147,7 +148,11 @@ async fn story(url: &str, expected: Backend) {
         .unwrap();
     assert!(moved(s.change_marker(acme.id).await.unwrap()), "status");
     assert!(!moved(s.change_marker(acme.id).await.unwrap()), "idle");
-    assert_eq!(s.change_marker(other.id).await.unwrap().0, 1, "per tenant");
+    assert_eq!(
+        s.change_marker(other.id).await.unwrap(),
+        elsewhere,
+        "another tenant's writes do not move it"
+    );
 
     // Desired state and status transitions with their time.
     s.set_desired_state(sales.id, DesiredState::Running, &note("ann", "start"))
@@ -286,10 +291,16 @@ async fn story(url: &str, expected: Backend) {
         Err(StoreError::Conflict { .. })
     ));
     let latest = s.connection(sales.id).await.unwrap().unwrap();
+    let before_delete = s.change_marker(acme.id).await.unwrap();
     s.delete_connection(sales.id, latest.version, &note("ann", "delete"))
         .await
         .unwrap();
     assert!(s.connection(sales.id).await.unwrap().is_none());
+    assert_ne!(
+        s.change_marker(acme.id).await.unwrap(),
+        before_delete,
+        "a delete moves the change marker"
+    );
     assert!(s.recent_logs(sales.id, 10).await.unwrap().is_empty());
     assert!(
         s.attachments_of_connection(sales.id)

@@ -39,8 +39,13 @@ const LEASE_MS: i64 = 15_000;
 /// A task stops itself when its lease could not be renewed for this long: before
 /// anyone else may take the connection over.
 const SELF_STOP: Duration = Duration::from_millis(LEASE_MS as u64 - 5_000);
-/// How often a process renews its leases.
-const RENEW_EVERY: Duration = Duration::from_secs(3);
+/// A process renews its leases with each look around (every `PRESENCE_EVERY` passes,
+/// about 3 s); on its own, a pass renews only when the last renewal is this old (the
+/// look around failed, or came late).
+const RENEW_LATE: Duration = Duration::from_secs(4);
+/// In a pass that starts many connections (which the supervisor waits for), leases are
+/// renewed this often.
+const RENEW_DURING_START: Duration = Duration::from_secs(3);
 /// How long a task gets to stop before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Recorded messages handed to their connection's task per sweep.
@@ -140,6 +145,9 @@ struct Inner {
     /// Set by a task as it ends: the supervisor looks for ended tasks only then (each
     /// second it asked every task, 10,000 of them).
     some_ended: Arc<AtomicBool>,
+    /// When the leases were last renewed: by the supervisor, and in the middle of a long
+    /// start (10,000 connections took 30 s to start, twice a lease's life).
+    renewed_at: Mutex<Instant>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     presence: watch::Sender<Presence>,
@@ -169,6 +177,7 @@ impl Runtime {
         let inner = Arc::new(Inner {
             wake: channels.wake_handle(),
             some_ended: Arc::default(),
+            renewed_at: Mutex::new(Instant::now()),
             channels,
             pipe,
             options,
@@ -249,7 +258,6 @@ impl Runtime {
 }
 
 async fn supervise(inner: Arc<Inner>) {
-    let mut last_renewed = Instant::now();
     let mut pass: u32 = 0;
     let mut runs = false;
     let mut changes = inner.options.feed.as_ref().map(|f| f.subscribe());
@@ -267,9 +275,24 @@ async fn supervise(inner: Arc<Inner>) {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        if pass.is_multiple_of(PRESENCE_EVERY) {
-            match look_around(&inner, !held_elsewhere.is_empty(), runs, pass == 0).await {
-                Ok(r) => {
+        let presence_pass = pass.is_multiple_of(PRESENCE_EVERY);
+        // Renewed in the look around's transaction: one commit every few seconds at
+        // idle, not two; on its own only when that is late or failed.
+        let renew_due = presence_pass || renewed_ago(&inner) >= RENEW_LATE;
+        let renew_now = renew_due && !task_ids(&inner).is_empty();
+        let mut renewal = None;
+        if presence_pass {
+            match look_around(
+                &inner,
+                !held_elsewhere.is_empty(),
+                runs,
+                pass == 0,
+                renew_now,
+            )
+            .await
+            {
+                Ok((r, renewed)) => {
+                    renewal = renewed.map(Ok);
                     if !held_elsewhere.is_empty() {
                         let p = inner.presence.borrow();
                         let lapsed = held_elsewhere
@@ -287,24 +310,24 @@ async fn supervise(inner: Arc<Inner>) {
                     }
                     runs = r;
                 }
-                Err(e) => tracing::debug!("runtime: cannot look at the other processes: {e}"),
+                Err(e) => {
+                    tracing::debug!("runtime: cannot look at the other processes: {e}");
+                    if renew_now {
+                        renewal = Some(Err(e));
+                    }
+                }
             }
         }
         pass = pass.wrapping_add(1);
-        // Every few seconds is plenty for a 15 s lease, and renewing every lease each
-        // second was the largest idle cost with thousands of connections. Right after a
-        // failure it is tried every second.
-        let renew_due = last_renewed.elapsed() >= RENEW_EVERY;
-        match if renew_due {
-            renew(&inner).await
-        } else {
-            Ok(())
-        } {
-            Ok(()) if !renew_due => {}
-            Ok(()) => last_renewed = Instant::now(),
-            Err(e) => {
+        if renew_due {
+            let renewed = match renewal {
+                Some(Ok(n)) => renew(&inner, Some(n)).await,
+                Some(Err(e)) => Err(e),
+                None => renew(&inner, None).await,
+            };
+            if let Err(e) = renewed {
                 tracing::warn!("runtime: cannot renew the leases: {e}");
-                if last_renewed.elapsed() >= SELF_STOP {
+                if renewed_ago(&inner) >= SELF_STOP {
                     hand_over(
                         &inner,
                         "the lease could not be renewed for 10 s (is the database reachable?); \
@@ -315,18 +338,24 @@ async fn supervise(inner: Arc<Inner>) {
                 }
             }
         }
-        if runs {
-            if changes.is_none() && !dirty {
-                // SQLite: one cheap query says whether anything changed.
-                match inner.channels.store().change_marker(tenant_id).await {
-                    Ok(m) if Some(m) != marker => {
-                        marker = Some(m);
+        // One statement a second: whether the connections changed (SQLite; PostgreSQL
+        // announces it) and whether recorded messages wait for their task.
+        let marker_of = (runs && changes.is_none() && !dirty).then_some(tenant_id);
+        let sweep_due = !inner.tasks.lock().expect("tasks lock").is_empty();
+        let mut inbound_waiting = sweep_due;
+        if marker_of.is_some() || sweep_due {
+            match inner.channels.store().pulse(marker_of).await {
+                Ok(p) => {
+                    if p.marker.is_some() && p.marker != marker {
+                        marker = p.marker;
                         dirty = true;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("runtime: {e}"),
+                    inbound_waiting &= p.inbound_waiting;
                 }
+                Err(e) => tracing::debug!("runtime: {e}"),
             }
+        }
+        if runs {
             let ended = inner.some_ended.swap(false, Ordering::AcqRel);
             let full_every = if changes.is_some() {
                 FULL_PASS_LIVE
@@ -355,7 +384,7 @@ async fn supervise(inner: Arc<Inner>) {
                 }
             }
         }
-        if let Err(e) = sweep(&inner).await {
+        if inbound_waiting && let Err(e) = sweep(&inner).await {
             tracing::debug!("runtime: cannot look for recorded messages: {e}");
         }
         // PostgreSQL announces each queued call; SQLite is looked at every pass.
@@ -402,7 +431,8 @@ async fn look_around(
     need_leases: bool,
     ran: bool,
     first: bool,
-) -> Result<bool, crate::store::StoreError> {
+    renew: bool,
+) -> Result<(bool, Option<u64>), crate::store::StoreError> {
     use crate::store::LeaseRead;
     let store = inner.channels.store();
     let tenant = inner.channels.tenant().name.clone();
@@ -429,7 +459,10 @@ async fn look_around(
     } else {
         LeaseRead::Nothing
     };
-    let round = store.presence_round(&me(said), tenant_id, want).await?;
+    let round = store
+        .presence_round(&me(said), tenant_id, want, renew.then_some(LEASE_MS))
+        .await?;
+    let renewed = round.renewed;
     let runs_now = match inner.options.run_channels {
         RunChannels::Always => true,
         RunChannels::Never => false,
@@ -467,7 +500,7 @@ async fn look_around(
         leases,
         db_now: round.db_now,
     });
-    Ok(runs_now)
+    Ok((runs_now, renewed))
 }
 
 /// A process that died on this host (its pid is gone) gives its leases back at once,
@@ -503,14 +536,22 @@ fn task_ids(inner: &Inner) -> Vec<i64> {
 /// renewed (another process took over) stops without a word to the store. Which ones
 /// were renewed is read only when their number is not the number of tasks here: a
 /// lease lost at the very moment another is held past its task (a stop finishing)
-/// is then noticed one renewal later.
-async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
+/// is then noticed one renewal later. `counted`: the leases were just renewed (with the
+/// look around), so many of them.
+async fn renew(inner: &Arc<Inner>, counted: Option<u64>) -> Result<(), crate::store::StoreError> {
     let ours = task_ids(inner);
+    let now = Instant::now();
     if ours.is_empty() {
+        *inner.renewed_at.lock().expect("renewal lock") = now;
         return Ok(());
     }
     let store = inner.channels.store();
-    if store.renew_leases_counted(&inner.owner, LEASE_MS).await? == ours.len() as u64 {
+    let renewed = match counted {
+        Some(n) => n,
+        None => store.renew_leases_counted(&inner.owner, LEASE_MS).await?,
+    };
+    *inner.renewed_at.lock().expect("renewal lock") = now;
+    if renewed == ours.len() as u64 {
         return Ok(());
     }
     let renewed: HashSet<i64> = store
@@ -528,6 +569,10 @@ async fn renew(inner: &Arc<Inner>) -> Result<(), crate::store::StoreError> {
         }
     }
     Ok(())
+}
+
+fn renewed_ago(inner: &Inner) -> Duration {
+    inner.renewed_at.lock().expect("renewal lock").elapsed()
 }
 
 /// Stops every task here without recording a status, and gives the leases back, so
@@ -619,6 +664,13 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
         let here = inner.tasks.lock().expect("tasks lock").contains_key(&c.id);
         if c.desired != DesiredState::Running || here || inner.shutdown.is_cancelled() {
             continue;
+        }
+        // The supervisor waits for this pass: leases taken at its start would lapse
+        // before it ends, and their tasks stop as if another process had taken them.
+        if renewed_ago(inner) >= RENEW_DURING_START
+            && let Err(e) = renew(inner, None).await
+        {
+            tracing::warn!("runtime: cannot renew the leases: {e}");
         }
         match store.acquire_lease(c.id, &inner.owner, LEASE_MS).await? {
             Some(generation) => {

@@ -234,6 +234,8 @@ pub enum LeaseRead {
 /// What a process learns in one presence round.
 #[derive(Debug, Clone)]
 pub struct PresenceRound {
+    /// How many leases were renewed, when asked to.
+    pub renewed: Option<u64>,
     pub processes: Vec<ProcessInfo>,
     /// With `LeaseRead::All`.
     pub leases: Vec<LeaseInfo>,
@@ -303,8 +305,17 @@ pub struct ConnectionState {
     pub status: crate::model::Status,
 }
 
-/// Count, newest change and a checksum of change times of a tenant's connections.
+/// Moves whenever a tenant's connections change: on PostgreSQL their count, newest
+/// change and a checksum of change times; on SQLite a counter of writes, kept by triggers.
 pub type ChangeMarker = (i64, i64, i64);
+
+/// A runtime's look at the database each second (`RuntimeStore::pulse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulse {
+    pub marker: Option<ChangeMarker>,
+    /// A message is recorded and not yet claimed.
+    pub inbound_waiting: bool,
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -4,8 +4,8 @@
 
 use super::{
     AuditNote, Backend, ChangeMarker, ConnectionState, LeaseInfo, LeaseRead, LedgerEntry,
-    LedgerState, OutboundRecord, PresenceRound, ProcessInfo, PruneCounts, StoreResult, WriteOp,
-    WriteResult,
+    LedgerState, OutboundRecord, PresenceRound, ProcessInfo, PruneCounts, Pulse, StoreResult,
+    WriteOp, WriteResult,
 };
 use crate::model::{
     Agent, AgentChannel, Attachment, AuditEntry, CallProgress, CallRequest, Connection,
@@ -193,13 +193,15 @@ pub trait RuntimeStore: Send + Sync {
 
     async fn forget_process(&self, id: &str) -> StoreResult<()>;
 
-    /// A process's look around, in one transaction: its heartbeat `me`, every process,
+    /// A process's look around, in one transaction: its heartbeat `me`, the renewal of
+    /// its leases by `renew_ttl_ms` when given (`renew_leases_counted`), every process,
     /// the tenant's leases (all, or only their owners, or none) and the database's clock.
     async fn presence_round(
         &self,
         me: &ProcessInfo,
         tenant_id: i64,
         want: LeaseRead,
+        renew_ttl_ms: Option<i64>,
     ) -> StoreResult<PresenceRound>;
 
     async fn cursor(&self, connection_id: i64) -> StoreResult<Option<String>>;
@@ -229,6 +231,11 @@ pub trait RuntimeStore: Send + Sync {
     /// Messages recorded but not yet claimed, oldest first, across the tenant's
     /// connections: (connection id, entry).
     async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, LedgerEntry)>>;
+
+    /// What a runtime asks every second, in one statement: the tenant's change marker
+    /// (when `marker_of` names the tenant) and whether any recorded message waits to
+    /// be claimed (`waiting_inbound` is read only then).
+    async fn pulse(&self, marker_of: Option<i64>) -> StoreResult<Pulse>;
 
     /// Replies a process claimed and never finished (it died while sending): back to
     /// received when `retry` (the connector's replies are idempotent), else ignored, so

@@ -68,6 +68,9 @@ pub(crate) async fn connect(
     let pool_options = |max: u32| {
         SqlitePoolOptions::new()
             .max_connections(max)
+            // A file has no connection to lose: sqlx's ping before every acquire was a
+            // round trip to the connection's thread, and a second wake-up, per query.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
     };
     let pool = pool_options(max_connections.max(1))

@@ -99,14 +99,7 @@ impl SqlStore {
     }
 
     pub(super) async fn renew_leases_counted_(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
-        let sql = with_now(RENEW);
-        let done = sqlx::query(sql)
-            .bind(owner)
-            .bind(ttl_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected())
+        renew_counted_on(&self.pool, owner, ttl_ms).await
     }
 
     pub(super) async fn expire_leases_of_(&self, owner: &str) -> StoreResult<u64> {
@@ -135,18 +128,24 @@ impl SqlStore {
         processes_on(&self.pool).await
     }
 
-    /// The heartbeat and the look at the others in one transaction: a process at idle
-    /// costs the database one commit every few seconds, not four. The heartbeat comes
-    /// first, so on SQLite the transaction takes the write lock before it reads
-    /// anything (a read first could not be upgraded once another process had written).
+    /// The heartbeat, the renewal and the look at the others in one transaction: a
+    /// process at idle costs the database one commit every few seconds, not five. The
+    /// heartbeat comes first, so on SQLite the transaction takes the write lock before
+    /// it reads anything (a read first could not be upgraded once another process had
+    /// written).
     pub(super) async fn presence_round_(
         &self,
         me: &ProcessInfo,
         tenant_id: i64,
         want: LeaseRead,
+        renew_ttl_ms: Option<i64>,
     ) -> StoreResult<PresenceRound> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         heartbeat_on(&mut *tx, me).await?;
+        let renewed = match renew_ttl_ms {
+            Some(ttl) => Some(renew_counted_on(&mut *tx, &me.id, ttl).await?),
+            None => None,
+        };
         let processes = processes_on(&mut *tx).await?;
         let (leases, holders) = match want {
             LeaseRead::All => (leases_on(&mut *tx, tenant_id).await?, Vec::new()),
@@ -156,6 +155,7 @@ impl SqlStore {
         let db_now = db_now_on(&mut *tx).await?;
         tx.commit().await.map_err(classify)?;
         Ok(PresenceRound {
+            renewed,
             processes,
             leases,
             holders,
@@ -171,6 +171,20 @@ impl SqlStore {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+async fn renew_counted_on<'c, E: Executor<'c, Database = super::Db>>(
+    ex: E,
+    owner: &str,
+    ttl_ms: i64,
+) -> StoreResult<u64> {
+    let done = sqlx::query(with_now(RENEW))
+        .bind(owner)
+        .bind(ttl_ms)
+        .execute(ex)
+        .await
+        .map_err(classify)?;
+    Ok(done.rows_affected())
 }
 
 async fn db_now_on<'c, E: Executor<'c, Database = super::Db>>(ex: E) -> StoreResult<Millis> {

@@ -184,6 +184,45 @@ fn config_json(
     })
 }
 
+// The change marker. On PostgreSQL: every write moves its row's changed_at forward by
+// at least 1, even within one millisecond, so the checksum changes on every write. SQLite
+// keeps a counter of those writes instead (migration 0013): one row read, not every
+// connection.
+const MARKER: [&str; 2] = [
+    "SELECT COALESCE((SELECT changes FROM connection_changes WHERE tenant_id = $1), 0) AS n, \
+     0 AS newest, 0 AS checksum",
+    "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
+     CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum \
+     FROM connections WHERE tenant_id = $1",
+];
+/// `pulse` with the marker: `MARKER` and the waiting check in one statement.
+const PULSE_WITH_MARKER: [&str; 2] = [
+    "SELECT COALESCE((SELECT changes FROM connection_changes WHERE tenant_id = $1), 0) AS n, \
+     0 AS newest, 0 AS checksum, \
+     EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting",
+    "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
+     CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum, \
+     EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting \
+     FROM connections WHERE tenant_id = $1",
+];
+const PULSE: &str =
+    "SELECT EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting";
+
+fn marker_dialect() -> usize {
+    match BACKEND {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    }
+}
+
+fn marker_of(row: &DbRow) -> StoreResult<ChangeMarker> {
+    Ok((
+        row.try_get("n").map_err(classify)?,
+        row.try_get("newest").map_err(classify)?,
+        row.try_get("checksum").map_err(classify)?,
+    ))
+}
+
 #[async_trait]
 impl ChannelStore for SqlStore {
     async fn tenant(&self, name: &str) -> StoreResult<Tenant> {
@@ -260,23 +299,13 @@ impl ChannelStore for SqlStore {
         found.iter().map(rows::connection).collect()
     }
 
-    // Every write moves its row's changed_at forward by at least 1, even within one
-    // millisecond, so the checksum changes on every write.
     async fn change_marker(&self, tenant_id: i64) -> StoreResult<ChangeMarker> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
-             CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum \
-             FROM connections WHERE tenant_id = $1",
-        )
-        .bind(tenant_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok((
-            row.try_get("n").map_err(classify)?,
-            row.try_get("newest").map_err(classify)?,
-            row.try_get("checksum").map_err(classify)?,
-        ))
+        let row = sqlx::query(MARKER[marker_dialect()])
+            .bind(tenant_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        marker_of(&row)
     }
 
     async fn connection(&self, id: i64) -> StoreResult<Option<Connection>> {
@@ -849,8 +878,10 @@ impl RuntimeStore for SqlStore {
         me: &crate::store::ProcessInfo,
         tenant_id: i64,
         want: crate::store::LeaseRead,
+        renew_ttl_ms: Option<i64>,
     ) -> StoreResult<crate::store::PresenceRound> {
-        self.presence_round_(me, tenant_id, want).await
+        self.presence_round_(me, tenant_id, want, renew_ttl_ms)
+            .await
     }
 
     async fn acquire_lease(
@@ -996,6 +1027,23 @@ impl RuntimeStore for SqlStore {
         limit: u32,
     ) -> StoreResult<Vec<(i64, crate::store::LedgerEntry)>> {
         self.waiting_inbound_(limit).await
+    }
+
+    async fn pulse(&self, marker_of_tenant: Option<i64>) -> StoreResult<crate::store::Pulse> {
+        let row = match marker_of_tenant {
+            Some(tenant_id) => sqlx::query(PULSE_WITH_MARKER[marker_dialect()]).bind(tenant_id),
+            None => sqlx::query(PULSE),
+        }
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(crate::store::Pulse {
+            marker: match marker_of_tenant {
+                Some(_) => Some(marker_of(&row)?),
+                None => None,
+            },
+            inbound_waiting: row.try_get("waiting").map_err(classify)?,
+        })
     }
 
     async fn settle_interrupted(
