@@ -703,6 +703,84 @@ async fn a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_me
     assert!(!store.pulse(Some(tenant)).await.unwrap().inbound_waiting);
 }
 
+/// Starting thousands of connections is one supervisor pass longer than a lease (10,000
+/// took 30 s): leases taken at its start lapsed before it ended, and half the tasks
+/// stopped as if another process had taken them over. Here each lease is made slow to
+/// take (0.4 s, a trigger in the database) so that 50 connections take 20 s to start.
+/// PostgreSQL only: SQLite cannot wait inside a statement; the pass is the same code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_longer_than_a_lease_renews_the_leases_as_it_goes() {
+    use sqlx::Connection as _;
+    const BOTS: usize = 50;
+    let env = common::channels_env_on(Be::Postgres).await;
+    let mut db = sqlx::PgConnection::connect(&env.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_lease() RETURNS trigger AS $$ \
+         BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER slow_lease BEFORE INSERT ON connection_leases \
+         FOR EACH ROW EXECUTE FUNCTION slow_lease();",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..BOTS {
+        let token = format!("71{i:08}:AAEmanyProcessesTokenValue{i:010}");
+        let draft = common::telegram_draft(&format!("Bot {i}"), &token, "http://127.0.0.1:9");
+        let c = env.channels.add(&draft).await.unwrap().connection;
+        env.channels
+            .set_desired(&c, DesiredState::Running)
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    let store = env.channels.store();
+    let tenant = env.channels.tenant().id;
+    let began = Instant::now();
+    let runtime = Runtime::launch(env.channels.clone(), 100);
+    until("every connection leased", 60, async || {
+        store.leases(tenant).await.unwrap().len() == BOTS
+    })
+    .await;
+    let took = began.elapsed();
+    assert!(
+        took > Duration::from_secs(15),
+        "the start must outlast a lease (15 s) to show anything; it took {took:?}"
+    );
+    // The first renewal after the pass is when lapsed leases were found lost.
+    let newest = store
+        .leases(tenant)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.expires_at)
+        .max()
+        .unwrap();
+    until("a renewal after the start", 20, async || {
+        let leases = store.leases(tenant).await.unwrap();
+        leases.iter().any(|l| l.expires_at > newest)
+    })
+    .await;
+    let leases = store.leases(tenant).await.unwrap();
+    let owners: std::collections::HashSet<_> = leases.iter().map(|l| l.owner.clone()).collect();
+    assert_eq!(owners.len(), 1, "one process holds them all: {owners:?}");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.expires_in_ms > 0 && l.generation == 1),
+        "every lease unexpired and never taken again: {leases:?}"
+    );
+    for id in &ids {
+        let lines = store.recent_logs(*id, 100).await.unwrap();
+        assert!(
+            !lines.iter().any(|l| l.message.contains("lost the lease")),
+            "connection {id}: {:?}",
+            lines.iter().map(|l| &l.message).collect::<Vec<_>>()
+        );
+    }
+    runtime.shutdown().await;
+}
+
 on_both!(
     the_runtime_reads_states_and_lease_holders_not_whole_rows,
     a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_messages,
