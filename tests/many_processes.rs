@@ -571,6 +571,15 @@ async fn an_abandoned_connection_is_settled_once_its_lease_lapses(be: Be) {
 
 /// What the runtime reads every few seconds instead of whole rows and every lease: each
 /// connection's wanted and actual state, and the owners still holding a lease.
+/// Takes the connection's lease for `owner` for a minute, as another process would.
+async fn take_lease(env: &Env, connection_id: i64, owner: &str) {
+    let taken = env
+        .channels
+        .store()
+        .acquire_lease(connection_id, owner, 60_000);
+    assert!(taken.await.unwrap().is_some(), "{owner} got the lease");
+}
+
 async fn the_runtime_reads_states_and_lease_holders_not_whole_rows(be: Be) {
     let env = common::channels_env_on(be).await;
     let alpha = add_bot(&env, "http://127.0.0.1:9").await;
@@ -597,20 +606,8 @@ async fn the_runtime_reads_states_and_lease_holders_not_whole_rows(be: Be) {
     );
 
     assert!(store.lease_holders().await.unwrap().is_empty());
-    assert!(
-        store
-            .acquire_lease(alpha.id, "web1:1:1", 60_000)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .acquire_lease(beta.id, "web2:2:2", 60_000)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    take_lease(&env, alpha.id, "web1:1:1").await;
+    take_lease(&env, beta.id, "web2:2:2").await;
     let mut holders = store.lease_holders().await.unwrap();
     holders.sort();
     assert_eq!(holders, ["web1:1:1", "web2:2:2"]);
@@ -627,13 +624,7 @@ async fn a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_me
     start(&env).await;
     let store = env.channels.store();
     let tenant = env.channels.tenant().id;
-    assert!(
-        store
-            .acquire_lease(alpha.id, "web1:1:1", 60_000)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    take_lease(&env, alpha.id, "web1:1:1").await;
     let expires_in = |leases: Vec<flametree::store::LeaseInfo>| {
         leases
             .iter()

@@ -384,6 +384,10 @@ async fn supervise(inner: Arc<Inner>) {
                 }
             }
         }
+        // Tasks this pass started were not asked about: their messages may be waiting.
+        if !sweep_due && !inner.tasks.lock().expect("tasks lock").is_empty() {
+            inbound_waiting = true;
+        }
         if inbound_waiting && let Err(e) = sweep(&inner).await {
             tracing::debug!("runtime: cannot look for recorded messages: {e}");
         }
