@@ -18,7 +18,11 @@ async fn env(be: Be) -> Env {
 }
 
 async fn add_bot(env: &Env, name: &str, token: &str, api: &str) -> Connection {
-    let draft = common::telegram_draft(name, token, api);
+    add_draft(env, common::telegram_draft(name, token, api)).await
+}
+
+/// Adds the connection, attached to a running echo agent.
+async fn add_draft(env: &Env, draft: flametree::channels::Draft) -> Connection {
     let c = env.channels.add(&draft).await.unwrap().connection;
     let echo = common::runtime::echo_agent(env).await;
     env.channels
@@ -425,6 +429,43 @@ async fn a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted(be: Be
     runtime.shutdown().await;
 }
 
+/// `TELEGRAM_POLL_TIMEOUT=0` (short polling) answers every poll at once: the bot asks
+/// again on the next beat (ten a second), not in a loop as fast as the API answers,
+/// and a message still gets its reply.
+async fn short_polling_asks_at_most_ten_times_a_second_and_still_answers(be: Be) {
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env(be).await;
+    let mut draft = common::telegram_draft("Alpha", TOKEN_A, &sandbox.url());
+    for var in &mut draft.env {
+        if var.name == "TELEGRAM_POLL_TIMEOUT" {
+            var.value = "0".into();
+        }
+    }
+    add_draft(&env, draft).await;
+    let runtime = Runtime::launch(env.channels.clone(), 1000);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
+
+    let before = sandbox.calls(TOKEN_A, "getUpdates");
+    let from = Instant::now();
+    let deadline = from + Duration::from_secs(20);
+    while sandbox.calls(TOKEN_A, "getUpdates") < before + 11 {
+        assert!(Instant::now() < deadline, "the bot stopped polling");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = from.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "ten empty short polls took {took:?}: the bot polled faster than ten a second"
+    );
+
+    sandbox.inject_message(TOKEN_A, 42, "Ann", "still there?");
+    let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].text, "You said: still there?");
+    runtime.shutdown().await;
+}
+
 on_both!(
     start_runs_the_bot_and_answers_a_customer,
     a_wrong_token_goes_to_error_with_a_message_to_act_on,
@@ -436,4 +477,5 @@ on_both!(
     telegram_unreachable_keeps_running_and_says_so_then_recovers,
     a_webhook_left_on_the_bot_is_removed_before_polling,
     a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted,
+    short_polling_asks_at_most_ten_times_a_second_and_still_answers,
 );

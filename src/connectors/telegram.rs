@@ -2,6 +2,7 @@
 //! batch is recorded before the next getUpdates confirms it) or a webhook through the
 //! ingress (`TELEGRAM_MODE=webhook`).
 
+mod beat;
 mod classify;
 mod updates;
 mod wire;
@@ -308,7 +309,11 @@ impl Telegram {
                 degraded = false;
             }
             if batch.is_empty() {
-                continue;
+                let beat = beat::next_after(tokio::time::Instant::now());
+                tokio::select! {
+                    _ = tokio::time::sleep_until(beat) => continue,
+                    _ = rx.stop.cancelled() => return Ok(()),
+                }
             }
             let newest = batch
                 .iter()
