@@ -449,13 +449,13 @@ async fn delivery_reports_and_echoes_are_logged_never_answered(be: Be) {
     let c = add_bot(&env, "Alpha", TOKEN_A, &sandbox.url(), &[]).await;
     let pipe = Pipeline::start(env.channels.clone(), 1000);
     pipe.writer
-        .write(WriteOp::Outbound {
+        .write(WriteOp::Outbound(Box::new(flametree::store::SentRecord {
             connection_id: c.id,
             provider_id: "m-17".into(),
             account: String::new(),
             customer: "42".into(),
             in_reply_to: "42:3".into(),
-        })
+        })))
         .await
         .unwrap();
     let events = vec![

@@ -38,15 +38,38 @@ async fn serve(dropped: impl Fn() -> u64) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(cmd)) = lines.next_line().await {
         match cmd.trim() {
-            "stat" => say(&format!(
-                "stat {} {}",
-                ProcStat::read_self().to_line(),
-                dropped()
-            )),
+            "stat" => {
+                sqlite_memory();
+                say(&format!(
+                    "stat {} {}",
+                    ProcStat::read_self().to_line(),
+                    dropped()
+                ))
+            }
             "stop" => break,
             _ => {}
         }
     }
+}
+
+/// SQLite's own allocations (page caches, statements), with BENCH_SQLITE_MEMORY=1: how
+/// much of the process's memory is the database engine's.
+fn sqlite_memory() {
+    if env_or("BENCH_SQLITE_MEMORY", 0) != 1 {
+        return;
+    }
+    // SAFETY: both only read SQLite's global memory counters.
+    let (now, most) = unsafe {
+        (
+            libsqlite3_sys::sqlite3_memory_used(),
+            libsqlite3_sys::sqlite3_memory_highwater(0),
+        )
+    };
+    eprintln!(
+        "  SQLite's own memory: {} KiB now, {} KiB at most",
+        now / 1024,
+        most / 1024
+    );
 }
 
 pub async fn main(role: &str) {
@@ -186,6 +209,7 @@ async fn flametree(url: &str, tokens: &[String], poll: u64, db: Option<String>) 
         channels.attach_connection(&echo, &c, true).await.unwrap();
     }
     channels.run_agent(&echo, true).await.unwrap();
+    sqlite_memory();
     say(&format!("launch {}", ProcStat::read_self().to_line()));
     let t0 = Instant::now();
     let runtime = Runtime::launch(channels, 1000);

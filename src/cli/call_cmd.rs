@@ -241,13 +241,14 @@ async fn place_twilio(
     };
     audited?;
     // Recorded like a sent message, so the call's status callback is matched to it.
-    pipe.writer.submit(WriteOp::Outbound {
-        connection_id: c.id,
-        provider_id: sid.clone(),
-        account: String::new(),
-        customer: to.to_string(),
-        in_reply_to: String::new(),
-    });
+    pipe.writer
+        .submit(WriteOp::Outbound(Box::new(crate::store::SentRecord {
+            connection_id: c.id,
+            provider_id: sid.clone(),
+            account: String::new(),
+            customer: to.to_string(),
+            in_reply_to: String::new(),
+        })));
     pipe.log(
         c.id,
         "INFO",

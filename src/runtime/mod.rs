@@ -679,7 +679,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<HashSet<i64>, crate::store::Sto
         match store.acquire_lease(c.id, &inner.owner, LEASE_MS).await? {
             Some(generation) => {
                 let fence = Fence {
-                    owner: inner.owner.clone(),
+                    owner: inner.owner.as_str().into(),
                     generation,
                 };
                 start_task(inner, c, fence).await;

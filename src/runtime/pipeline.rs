@@ -285,7 +285,13 @@ impl ConnInbox {
                 let mut w = self.waiting.lock().expect("waiting lock");
                 if !w.queue.is_empty() {
                     let n = w.queue.len().min(max);
-                    return w.queue.drain(..n).collect();
+                    let batch = w.queue.drain(..n).collect();
+                    if w.queue.is_empty() {
+                        // A thousand connections each kept the room of their largest
+                        // burst (half a MiB in all after five messages each).
+                        w.queue = VecDeque::new();
+                    }
+                    return batch;
                 }
             }
             // `notify_one` keeps a permit when nobody waits: no wake-up is lost.
@@ -295,7 +301,11 @@ impl ConnInbox {
 
     /// The entry is answered (or given up): a later redelivery may queue it again.
     pub(super) fn done(&self, key: &str) {
-        self.waiting.lock().expect("waiting lock").keys.remove(key);
+        let mut w = self.waiting.lock().expect("waiting lock");
+        w.keys.remove(key);
+        if w.keys.is_empty() {
+            w.keys = HashSet::new();
+        }
     }
 }
 
@@ -525,13 +535,14 @@ pub async fn send(
     .await;
     match outcome {
         Outcome::Done(sent) => {
-            pipe.writer.submit(WriteOp::Outbound {
-                connection_id,
-                provider_id: sent.clone(),
-                account: out.account.to_string(),
-                customer: out.to.to_string(),
-                in_reply_to: out.in_reply_to.unwrap_or("").to_string(),
-            });
+            pipe.writer
+                .submit(WriteOp::Outbound(Box::new(crate::store::SentRecord {
+                    connection_id,
+                    provider_id: sent.clone(),
+                    account: out.account.to_string(),
+                    customer: out.to.to_string(),
+                    in_reply_to: out.in_reply_to.unwrap_or("").to_string(),
+                })));
             Ok(sent)
         }
         Outcome::Stopped => Err(ConnectorError::Permanent(

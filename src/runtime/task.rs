@@ -166,7 +166,7 @@ async fn start(env: TaskEnv, c: Connection, stop: &CancellationToken) -> Option<
         connector,
         inbox,
         calls,
-        owner: env.fence.owner,
+        owner: env.fence.owner.to_string(),
         quiet: env.quiet,
     })
 }

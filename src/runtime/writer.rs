@@ -159,6 +159,7 @@ async fn run(
     loop {
         let fresh = later.is_empty();
         if fresh {
+            give_back(&mut batch, &mut awaited, &mut later);
             let Some(first) = rx.recv().await else {
                 flush_held(store.as_ref(), &mut held, keep).await;
                 return;
@@ -196,6 +197,21 @@ async fn run(
             busy_at.store(crate::model::now_millis() as u64, Ordering::Relaxed);
         }
         commit(store.as_ref(), &mut batch, &mut held, keep).await;
+    }
+}
+
+/// Empties the queues' room grown in a burst (a backlog of 20,000 ops holds 4 MiB) once
+/// everything is written, before waiting for more: kept, it stayed with the process.
+/// Queues that still hold ops keep their room.
+fn give_back(batch: &mut Vec<Request>, awaited: &mut Vec<Request>, later: &mut VecDeque<Request>) {
+    if later.is_empty() && later.capacity() > MAX_BATCH {
+        *later = VecDeque::new();
+    }
+    if batch.is_empty() && batch.capacity() > MAX_BATCH {
+        *batch = Vec::with_capacity(256);
+    }
+    if awaited.is_empty() && awaited.capacity() > MAX_BATCH {
+        *awaited = Vec::new();
     }
 }
 
@@ -325,6 +341,30 @@ async fn flush_held(store: &dyn RuntimeStore, held: &mut Vec<LogLine>, keep: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queued_op_stays_small() {
+        // A burst of 5,000 messages leaves ~20,000 background ops queued at once: every
+        // slot is as large as the largest op (120 bytes before the sent record was boxed).
+        assert!(
+            std::mem::size_of::<Request>() <= 80,
+            "{} bytes",
+            std::mem::size_of::<Request>()
+        );
+    }
+
+    #[test]
+    fn the_room_a_burst_grew_is_given_back_once_written() {
+        let mut later: VecDeque<Request> = (0..5_000).map(|_| line()).collect();
+        let mut batch = Vec::with_capacity(MAX_BATCH * 2);
+        let mut awaited = Vec::with_capacity(MAX_BATCH * 2);
+        give_back(&mut batch, &mut awaited, &mut later);
+        assert!(later.capacity() >= 5_000, "still queued: kept");
+        later.clear();
+        give_back(&mut batch, &mut awaited, &mut later);
+        assert!(later.capacity() <= MAX_BATCH && batch.capacity() <= MAX_BATCH);
+        assert!(awaited.capacity() <= MAX_BATCH);
+    }
 
     fn line() -> Request {
         Request {

@@ -182,18 +182,23 @@ pub enum WriteOp {
         key: String,
         state: LedgerState,
     },
-    /// A message we sent, by the provider's id.
-    Outbound {
-        connection_id: i64,
-        provider_id: String,
-        account: String,
-        customer: String,
-        in_reply_to: String,
-    },
+    /// A message we sent, by the provider's id (boxed: the largest op would size every
+    /// slot of the writer's queue, 20,000 of them after a burst).
+    Outbound(Box<SentRecord>),
     /// Log lines; lines of a connection deleted meanwhile are dropped, not fatal.
     Logs(Vec<LogLine>),
     /// Trims these connections' logs to the kept number of lines.
     TrimLogs(Vec<i64>),
+}
+
+/// A message we sent, to record: by the provider's id, to whom, in reply to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecord {
+    pub connection_id: i64,
+    pub provider_id: String,
+    pub account: String,
+    pub customer: String,
+    pub in_reply_to: String,
 }
 
 /// What a `WriteOp` found.
@@ -264,7 +269,9 @@ pub struct ProcessInfo {
 /// The lease a task was granted: its writes are refused once another process took over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    pub owner: String,
+    /// Shared: every op a task queues carries it, and the writer's queue is sized by
+    /// its largest op.
+    pub owner: std::sync::Arc<str>,
     pub generation: i64,
 }
 

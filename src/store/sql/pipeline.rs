@@ -82,8 +82,11 @@ impl SqlStore {
         let mut receives: Vec<(usize, Receiving<'_>)> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let fenced = |id: i64, f: &Option<Fence>| {
-                f.as_ref()
-                    .is_some_and(|f| leases.get(&id) != Some(&(f.owner.clone(), f.generation)))
+                f.as_ref().is_some_and(|f| {
+                    leases
+                        .get(&id)
+                        .is_none_or(|(o, g)| **o != *f.owner || *g != f.generation)
+                })
             };
             match op {
                 WriteOp::Receive {
@@ -128,7 +131,7 @@ impl SqlStore {
                     marks.push((*state, *connection_id, key.as_str()));
                     results.push(WriteResult::Done);
                 }
-                WriteOp::Outbound { .. } => {
+                WriteOp::Outbound(_) => {
                     outbound.push(op);
                     results.push(WriteResult::Done);
                 }
@@ -408,18 +411,12 @@ async fn insert_outbound(tx: &mut Tx<'_>, ops: &[&WriteOp]) -> StoreResult<()> {
     let rows: Vec<Sent<'_>> = ops
         .iter()
         .filter_map(|op| match op {
-            WriteOp::Outbound {
-                connection_id,
-                provider_id,
-                account,
-                customer,
-                in_reply_to,
-            } => Some(Sent {
-                c: *connection_id,
-                k: provider_id,
-                a: account,
-                u: customer,
-                r: in_reply_to,
+            WriteOp::Outbound(s) => Some(Sent {
+                c: s.connection_id,
+                k: &s.provider_id,
+                a: &s.account,
+                u: &s.customer,
+                r: &s.in_reply_to,
             }),
             _ => None,
         })
@@ -459,7 +456,7 @@ async fn apply<'o>(
         WriteOp::Receive { .. }
         | WriteOp::Claim { .. }
         | WriteOp::Mark { .. }
-        | WriteOp::Outbound { .. } => Ok(WriteResult::Done),
+        | WriteOp::Outbound(_) => Ok(WriteResult::Done),
         WriteOp::Logs(batch) => {
             // Inserted together at the end of the transaction.
             lines.extend(batch.iter());
@@ -553,13 +550,13 @@ mod tests {
     /// on. One receive or claim among them makes the whole batch wait.
     #[test]
     fn only_batches_nobody_acts_on_skip_the_wait_for_the_disk() {
-        let outbound = WriteOp::Outbound {
+        let outbound = WriteOp::Outbound(Box::new(crate::store::SentRecord {
             connection_id: 1,
             provider_id: "9".into(),
             account: String::new(),
             customer: "42".into(),
             in_reply_to: "1:1".into(),
-        };
+        }));
         let background = vec![
             mark(),
             outbound,
