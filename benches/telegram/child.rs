@@ -33,13 +33,15 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// Answers `stat` until `stop` (or the parent goes away).
-async fn serve(dropped: impl Fn() -> u64) {
+/// Answers `stat` until `stop` (or the parent goes away). `extra` prints what only
+/// one kind of child knows (to stderr).
+async fn serve(dropped: impl Fn() -> u64, extra: impl Fn()) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(cmd)) = lines.next_line().await {
         match cmd.trim() {
             "stat" => {
                 sqlite_memory();
+                extra();
                 say(&format!(
                     "stat {} {}",
                     ProcStat::read_self().to_line(),
@@ -113,7 +115,7 @@ async fn bare(url: &str, tokens: &[String], poll: u64) {
     }
     // The parent sees the first getUpdates of each bot in the sandbox.
     say("running");
-    serve(|| 0).await;
+    serve(|| 0, || {}).await;
     // All at once: each dispatcher waits for its long poll to end.
     let stops: Vec<_> = shutdowns
         .into_iter()
@@ -227,9 +229,31 @@ async fn flametree(url: &str, tokens: &[String], poll: u64, db: Option<String>) 
         );
         tokio::time::sleep(every).await;
     }
+    if env_or("BENCH_TRIM_AFTER_START", 0) == 1 {
+        let before = ProcStat::read_self();
+        // SAFETY: experiment only: returns glibc's free pages to the kernel.
+        tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) })
+            .await
+            .unwrap();
+        let after = ProcStat::read_self();
+        eprintln!(
+            "  trimmed after the start: RSS {} -> {} KiB",
+            before.rss_kib, after.rss_kib
+        );
+    }
     say("running");
     let pipe = runtime.pipeline();
-    serve(|| pipe.writer.dropped()).await;
+    let stalls = crate::util::watch_stalls("flametree's");
+    let extra = || {
+        let (slow, slowest, at) = pipe.writer.slow_commits().read();
+        let (n, longest) = *stalls.lock().unwrap();
+        eprintln!(
+            "  commits of 250 ms or more: {slow} (slowest {slowest} ms, ended at {:.3}); \
+             runtime stalls of 50 ms or more: {n} (longest {longest} ms)",
+            at as f64 / 1000.0
+        );
+    };
+    serve(|| pipe.writer.dropped(), extra).await;
     runtime.shutdown().await;
     say("stopped");
 }

@@ -154,14 +154,22 @@ pub struct Load {
     pub max: Duration,
 }
 
+/// One injected message: when, to which bot, its update_id.
+pub struct Injected {
+    at: Instant,
+    bot: usize,
+    update_id: i64,
+}
+
 /// Waits until `total` replies arrived or `deadline`, then times each reply against
 /// the injection it answers (matched by text).
 async fn collect(
     sandbox: &TelegramSandbox,
     tokens: &[String],
-    injected: &HashMap<String, Instant>,
+    injected: &HashMap<String, Injected>,
     started: Instant,
     deadline: Instant,
+    explain: bool,
 ) -> Load {
     let total = injected.len();
     loop {
@@ -172,12 +180,18 @@ async fn collect(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut latencies = Vec::with_capacity(total);
+    let mut slow = Vec::new();
+    let slow_at = Duration::from_millis(env_or("BENCH_SLOW_MS", 100));
     let mut last = started;
     for t in tokens {
         for (m, at) in sandbox.sent_with_times(t) {
             if let Some(sent) = injected.get(&m.text) {
-                latencies.push(at.duration_since(*sent));
+                let took = at.duration_since(sent.at);
+                latencies.push(took);
                 last = last.max(at);
+                if took >= slow_at {
+                    slow.push((sent, at));
+                }
             }
         }
     }
@@ -185,6 +199,9 @@ async fn collect(
     let answered = latencies.len();
     if answered < total {
         eprintln!("  only {answered} of {total} messages answered");
+    }
+    if explain {
+        explain_slow(sandbox, tokens, &mut slow);
     }
     Load {
         messages: total,
@@ -196,6 +213,92 @@ async fn collect(
     }
 }
 
+/// Replies of BENCH_SLOW_MS (100) or more: each one's time split at the moment a
+/// getUpdates handed its message over. Before it the message waited for a poll (the
+/// sandbox, or a bot not polling); after it, for flametree (recording, the agent,
+/// sending). A summary, then (unless BENCH_SLOW_LIST=0) at most three per second of
+/// wall clock, to be set beside the stall lines.
+fn explain_slow(sandbox: &TelegramSandbox, tokens: &[String], slow: &mut [(&Injected, Instant)]) {
+    if slow.is_empty() || env_or("BENCH_EXPLAIN_SLOW", 1) != 1 {
+        return;
+    }
+    slow.sort_by_key(|(m, _)| m.at);
+    let wall = |at: Instant| {
+        let ago = Instant::now().duration_since(at);
+        (std::time::SystemTime::now() - ago)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let mut polls: Vec<Duration> = Vec::new();
+    let mut insides: Vec<Duration> = Vec::new();
+    for (m, sent) in slow.iter() {
+        let handed = sandbox.handed_over_at(&tokens[m.bot], m.update_id);
+        let h = handed.unwrap_or(m.at);
+        polls.push(h.duration_since(m.at));
+        insides.push(sent.duration_since(h));
+    }
+    polls.sort();
+    insides.sort();
+    eprintln!(
+        "  {} replies took {} ms or more; waiting for a poll: median {:?}, max {:?}; \
+         in flametree: median {:?}, max {:?}",
+        slow.len(),
+        env_or("BENCH_SLOW_MS", 100),
+        quantile(&polls, 0.5),
+        polls.last().copied().unwrap_or_default(),
+        quantile(&insides, 0.5),
+        insides.last().copied().unwrap_or_default(),
+    );
+    if env_or("BENCH_SLOW_LIST", 1) != 1 {
+        return;
+    }
+    let mut shown = 0;
+    let mut second = None;
+    for (m, sent) in slow.iter() {
+        let handed = sandbox.handed_over_at(&tokens[m.bot], m.update_id);
+        let s = wall(m.at).floor();
+        if second == Some(s) && shown >= 3 {
+            continue;
+        }
+        if second != Some(s) {
+            second = Some(s);
+            shown = 0;
+        }
+        shown += 1;
+        let (poll, inside) = match handed {
+            Some(h) => (h.duration_since(m.at), sent.duration_since(h)),
+            None => (Duration::ZERO, sent.duration_since(m.at)),
+        };
+        eprintln!(
+            "    injected at {:.3}: waited for a poll {} ms, then in flametree {} ms",
+            wall(m.at),
+            poll.as_millis(),
+            inside.as_millis()
+        );
+    }
+}
+
+/// Sends `text` to bot `i` from the user `from` (chat id base + i, first name), noting
+/// when, under the reply the echo makes of it.
+fn inject(
+    sandbox: &TelegramSandbox,
+    token: &str,
+    i: usize,
+    from: (i64, &str),
+    text: &str,
+    injected: &mut HashMap<String, Injected>,
+) {
+    let at = Instant::now();
+    let update_id = sandbox.inject_message(token, from.0 + i as i64, from.1, text);
+    let sent = Injected {
+        at,
+        bot: i,
+        update_id,
+    };
+    injected.insert(format!("You said: {text}"), sent);
+}
+
 /// Sends `per_bot` messages to every bot at once.
 pub async fn burst(sandbox: &TelegramSandbox, tokens: &[String], per_bot: usize) -> Load {
     let mut injected = HashMap::new();
@@ -203,12 +306,11 @@ pub async fn burst(sandbox: &TelegramSandbox, tokens: &[String], per_bot: usize)
     for k in 0..per_bot {
         for (i, t) in tokens.iter().enumerate() {
             let text = format!("m{i}-{k}");
-            injected.insert(format!("You said: {text}"), Instant::now());
-            sandbox.inject_message(t, 1_000_000 + i as i64, "Ann", &text);
+            inject(sandbox, t, i, (1_000_000, "Ann"), &text, &mut injected);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(env_or("BENCH_DEADLINE_SECS", 600));
-    collect(sandbox, tokens, &injected, started, deadline).await
+    collect(sandbox, tokens, &injected, started, deadline, false).await
 }
 
 /// `rate` messages a second for `secs`, each to the next bot in a stride through all
@@ -223,16 +325,34 @@ pub async fn steady(sandbox: &TelegramSandbox, tokens: &[String], rate: f64, sec
         .unwrap_or(1);
     let mut injected = HashMap::new();
     let started = Instant::now();
+    // Evenly spaced by default (comparable with earlier figures): each bot then gets a
+    // message exactly every n/rate s, which can beat in step with the poll timeout.
+    // BENCH_STEADY_POISSON=1 draws the gaps at random, as independent senders would.
+    let poisson = env_or("BENCH_STEADY_POISSON", 0) == 1;
+    let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(env_or("BENCH_SEED", 1));
+    let mut clock = 0.0;
     for k in 0..total {
-        let at = started + Duration::from_secs_f64(k as f64 / rate);
+        clock = if poisson {
+            let u: f64 = rand::Rng::gen_range(&mut rng, f64::EPSILON..1.0);
+            clock - u.ln() / rate
+        } else {
+            k as f64 / rate
+        };
+        let at = started + Duration::from_secs_f64(clock);
         tokio::time::sleep_until(at.into()).await;
         let i = (k * stride) % n;
         let text = format!("s{i}-{k}");
-        injected.insert(format!("You said: {text}"), Instant::now());
-        sandbox.inject_message(&tokens[i], 2_000_000 + i as i64, "Bob", &text);
+        inject(
+            sandbox,
+            &tokens[i],
+            i,
+            (2_000_000, "Bob"),
+            &text,
+            &mut injected,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    collect(sandbox, tokens, &injected, started, deadline).await
+    collect(sandbox, tokens, &injected, started, deadline, true).await
 }
 
 fn gcd(a: usize, b: usize) -> usize {

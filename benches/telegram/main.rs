@@ -10,7 +10,10 @@
 //! Parts (BENCH_PARTS, comma-separated; default all):
 //! - `burst`: BENCH_BOTS (1,000) bots, BENCH_BURST (5) messages to each at once.
 //! - `steady`: BENCH_STEADY_RATE (100) messages/s spread over BENCH_BOTS bots for
-//!   BENCH_STEADY_SECS (30) s.
+//!   BENCH_STEADY_SECS (30) s, evenly spaced; BENCH_STEADY_POISSON=1 draws the gaps
+//!   at random (seed BENCH_SEED). Replies of BENCH_SLOW_MS (100) or more are split at
+//!   the moment a getUpdates handed their message over (BENCH_EXPLAIN_SLOW=0: not), and
+//!   both processes report their runtime stalls, the flametree one its slow commits.
 //! - `idle`: BENCH_IDLE_BOTS (10,000) flametree bots on SQLite, no messages: RSS, and
 //!   CPU time over BENCH_IDLE_SECS (20) s once all are RUNNING and settled
 //!   (BENCH_IDLE_SETTLE_SECS, default the poll timeout). BENCH_IDLE_BARE=1 adds bare
@@ -219,6 +222,7 @@ async fn run() {
         child::main(&role).await;
         return;
     }
+    let _stalls = util::watch_stalls("the load generator's");
     let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "burst,steady,idle".into());
     let wants = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let configs: Vec<Config> = std::env::var("BENCH_CONFIGS")

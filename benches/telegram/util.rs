@@ -1,7 +1,8 @@
 //! Small helpers: environment knobs, /proc readings, percentiles, formatting.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `name` parsed, or `default` when unset or unreadable.
 pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
@@ -146,5 +147,36 @@ pub fn thousands(n: u64) -> String {
         }
         out.push(c);
     }
+    out
+}
+
+/// Ticks every 10 ms on the runtime and counts the ticks that came 50 ms or more late:
+/// a stall of every worker thread, which a slow commit is not. Each is printed as it
+/// happens, with its time, to be set beside the replies' latencies. The load
+/// generator's process watches too: a stall both see at once is the machine's.
+pub fn watch_stalls(whose: &'static str) -> Arc<std::sync::Mutex<(u64, u64)>> {
+    let seen: Arc<std::sync::Mutex<(u64, u64)>> = Arc::default();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let tick = Duration::from_millis(10);
+        loop {
+            let before = Instant::now();
+            tokio::time::sleep(tick).await;
+            let late = before.elapsed().saturating_sub(tick);
+            if late >= Duration::from_millis(50) {
+                let mut s = seen.lock().unwrap();
+                s.0 += 1;
+                s.1 = s.1.max(late.as_millis() as u64);
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                eprintln!(
+                    "  {whose} runtime stalled: a 10 ms tick came {} ms late, at {:.3}",
+                    late.as_millis(),
+                    wall.as_secs_f64()
+                );
+            }
+        }
+    });
     out
 }

@@ -7,7 +7,8 @@ use super::writer::Writer;
 use crate::logbus::LogBus;
 use crate::model::{LogLine, now_millis};
 use crate::secrets::MASK;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
 use tracing::field::{Field, Visit};
@@ -114,8 +115,11 @@ impl LogRouter {
     }
 }
 
-/// Every secret a connector opened in this process.
-static PROTECTED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// Every secret a connector opened in this process, longest first: a form inside
+/// another (the part after a colon) must not leave the rest of the longer one showing.
+/// A set, not a sorted list: starting 10,000 bots added 40,000 forms, each to a list
+/// searched and sorted again.
+static PROTECTED: RwLock<BTreeSet<(Reverse<usize>, String)>> = RwLock::new(BTreeSet::new());
 
 /// Masks `secret` in everything this process prints as diagnostics from now on; for
 /// code that opens a secret outside a channel task (`flametree send`).
@@ -125,11 +129,8 @@ pub fn protect_in_diagnostics(secret: &str) {
     }
     let mut all = PROTECTED.write().expect("protected lock");
     for form in secret_forms(secret) {
-        if !all.contains(&form) {
-            all.push(form);
-        }
+        all.insert((Reverse(form.len()), form));
     }
-    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// Every form in which a secret reaches a line: as it is; URL-encoded (a token in a
@@ -180,11 +181,11 @@ pub fn clip(text: &str, max: usize) -> String {
 /// `text` with every protected secret masked.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
     let all = PROTECTED.read().expect("protected lock");
-    if !all.iter().any(|s| text.contains(s.as_str())) {
+    if !all.iter().any(|(_, s)| text.contains(s.as_str())) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = text.to_string();
-    for s in all.iter() {
+    for (_, s) in all.iter() {
         out = out.replace(s.as_str(), MASK);
     }
     std::borrow::Cow::Owned(out)
@@ -346,5 +347,19 @@ mod masking_tests {
         let cut = clip(&format!("error body: {{\"token\":\"{token}\"}}"), 24);
         assert!(!cut.contains("7000000123"), "{cut}");
         assert!(!cut.contains("AAE"), "{cut}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_and_its_part_after_the_colon_are_both_masked_whole() {
+        protect_in_diagnostics("4242:unit-test-secret-part");
+        protect_in_diagnostics("4242:unit-test-secret-part");
+        let out = redact("url /bot4242:unit-test-secret-part/getMe; alone unit-test-secret-part");
+        assert_eq!(out, format!("url /bot{MASK}/getMe; alone {MASK}"));
+        assert_eq!(redact("nothing here"), "nothing here");
     }
 }

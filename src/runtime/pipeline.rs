@@ -67,23 +67,19 @@ impl Pipeline {
     }
 
     pub fn register(&self, inbox: Arc<ConnInbox>) {
-        let replaced = self
-            .inboxes
-            .lock()
-            .expect("inboxes lock")
-            .insert(inbox.connection_id, inbox.clone());
+        let mut inboxes = self.inboxes.lock().expect("inboxes lock");
+        let replaced = inboxes.insert(inbox.connection_id, inbox.clone());
         self.forget_dialer(replaced.filter(|old| !Arc::ptr_eq(old, &inbox)));
     }
 
     pub fn unregister(&self, connection_id: i64) {
-        let removed = self
-            .inboxes
-            .lock()
-            .expect("inboxes lock")
-            .remove(&connection_id);
+        let mut inboxes = self.inboxes.lock().expect("inboxes lock");
+        let removed = inboxes.remove(&connection_id);
         self.forget_dialer(removed);
     }
 
+    /// Called with the inboxes locked, as `ConnInbox::set_dials` counts: an inbox
+    /// replaced while it began dialing is counted once and forgotten once.
     fn forget_dialer(&self, gone: Option<Arc<ConnInbox>>) {
         if gone.is_some_and(|i| i.dials()) {
             self.dialing
@@ -251,8 +247,15 @@ impl ConnInbox {
     }
 
     /// This connection dials the outbound calls queued for it.
+    /// Counted only while this inbox is the registered one (under the same lock as
+    /// registering): one replaced or removed before it got here is never forgotten, so
+    /// counting it would leave the count high for good.
     pub fn set_dials(&self) {
-        if !self.dials.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let inboxes = self.pipe.inboxes.lock().expect("inboxes lock");
+        let registered = inboxes
+            .get(&self.connection_id)
+            .is_some_and(|i| std::ptr::eq(Arc::as_ptr(i), self));
+        if !self.dials.swap(true, std::sync::atomic::Ordering::Relaxed) && registered {
             self.pipe
                 .dialing
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

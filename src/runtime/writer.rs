@@ -40,6 +40,61 @@ pub struct Writer {
     dropped: Arc<AtomicU64>,
     /// When a transaction last carried more than log lines (`now_millis`).
     busy_at: Arc<AtomicU64>,
+    slow: Arc<SlowCommits>,
+}
+
+/// Commits that kept every waiting reply waiting: a database or disk that stalls shows
+/// here (and in a warning), not as a mystery in the replies' latency.
+#[derive(Default)]
+pub struct SlowCommits {
+    count: AtomicU64,
+    slowest_ms: AtomicU64,
+    /// When the slowest ended (`now_millis`).
+    slowest_at: AtomicU64,
+    warned_at: AtomicU64,
+}
+
+/// A commit this slow is counted.
+const SLOW_COMMIT: Duration = Duration::from_millis(250);
+/// A commit this slow is also a warning (at most one a minute).
+const STALLED_COMMIT: Duration = Duration::from_secs(1);
+
+impl SlowCommits {
+    fn note(&self, took: Duration, ops: usize) {
+        if took < SLOW_COMMIT {
+            return;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = crate::model::now_millis() as u64;
+        let ms = took.as_millis() as u64;
+        if self.slowest_ms.fetch_max(ms, Ordering::Relaxed) < ms {
+            self.slowest_at.store(now, Ordering::Relaxed);
+        }
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if took >= STALLED_COMMIT
+            && now.saturating_sub(last) >= 60_000
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                target: "flametree::writer",
+                "the database took {:.1} s to commit {ops} writes; every reply waited for it \
+                 (a slow disk or a busy database server)",
+                took.as_secs_f64()
+            );
+        }
+    }
+
+    /// Commits that took 250 ms or more, the slowest (ms), and when it ended.
+    pub fn read(&self) -> (u64, u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.slowest_ms.load(Ordering::Relaxed),
+            self.slowest_at.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Writer {
@@ -51,12 +106,14 @@ impl Writer {
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let busy_at: Arc<AtomicU64> = Arc::default();
-        let handle = tokio::spawn(run(store, rx, log_keep, busy_at.clone()));
+        let slow: Arc<SlowCommits> = Arc::default();
+        let handle = tokio::spawn(run(store, rx, log_keep, busy_at.clone(), slow.clone()));
         (
             Writer {
                 tx,
                 dropped: Arc::default(),
                 busy_at,
+                slow,
             },
             handle,
         )
@@ -105,6 +162,10 @@ impl Writer {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    pub fn slow_commits(&self) -> &SlowCommits {
+        &self.slow
+    }
 }
 
 /// Lines written per connection since its log was last trimmed.
@@ -149,6 +210,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     keep: u32,
     busy_at: Arc<AtomicU64>,
+    slow: Arc<SlowCommits>,
 ) {
     let mut held: Vec<LogLine> = Vec::new();
     let mut trims = Trims::new(keep);
@@ -196,7 +258,9 @@ async fn run(
         if batch.iter().any(|r| !matches!(r.op, WriteOp::Logs(_))) {
             busy_at.store(crate::model::now_millis() as u64, Ordering::Relaxed);
         }
+        let (began, ops) = (std::time::Instant::now(), batch.len());
         commit(store.as_ref(), &mut batch, &mut held, keep).await;
+        slow.note(began.elapsed(), ops);
     }
 }
 
@@ -351,6 +415,22 @@ mod tests {
             "{} bytes",
             std::mem::size_of::<Request>()
         );
+    }
+
+    #[test]
+    fn only_commits_of_a_quarter_second_or_more_count_as_slow() {
+        let slow = SlowCommits::default();
+        slow.note(Duration::from_millis(249), 10);
+        assert_eq!(slow.read().0, 0);
+        slow.note(Duration::from_millis(700), 10);
+        slow.note(Duration::from_millis(300), 10);
+        let (n, slowest, at) = slow.read();
+        assert_eq!(
+            (n, slowest),
+            (2, 700),
+            "two slow commits, the slowest 700 ms"
+        );
+        assert!(at > 0, "the slowest has its time");
     }
 
     #[test]

@@ -198,6 +198,8 @@ struct Bot {
     changed: watch::Sender<()>,
     /// When each sent message arrived, for latency measurements.
     sent_times: Vec<std::time::Instant>,
+    /// When a getUpdates first handed each update over, for latency measurements.
+    handed_at: HashMap<i64, std::time::Instant>,
 }
 
 /// The webhook settings; an empty `url` means none is set.
@@ -402,6 +404,11 @@ impl TelegramSandbox {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// When a getUpdates first handed `update_id` over (for benchmarks).
+    pub fn handed_over_at(&self, token: &str, update_id: i64) -> Option<std::time::Instant> {
+        self.read(token, |bot| bot.handed_at.get(&update_id).copied())
     }
 
     pub fn sent(&self, token: &str) -> Vec<SentMessage> {
@@ -968,11 +975,17 @@ fn confirm_and_take(bot: &mut Bot, offset: i64, limit: usize) -> Vec<Value> {
     } else if offset > 0 && offset <= bot.next_update_id + FUTURE_OFFSET_SLACK {
         bot.updates.retain(|(id, _)| *id >= offset);
     }
-    bot.updates
+    let now = std::time::Instant::now();
+    let batch: Vec<Value> = bot
+        .updates
         .iter()
         .take(limit)
         .map(|(_, u)| u.clone())
-        .collect()
+        .collect();
+    for (id, _) in bot.updates.iter().take(limit) {
+        bot.handed_at.entry(*id).or_insert(now);
+    }
+    batch
 }
 
 async fn send_message(
