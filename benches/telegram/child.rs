@@ -249,7 +249,7 @@ async fn flametree(url: &str, tokens: &[String], poll: u64, db: Option<String>) 
         let (n, longest) = *stalls.lock().unwrap();
         eprintln!(
             "  commits of 250 ms or more: {slow} (slowest {slowest} ms, ended at {:.3}); \
-             runtime stalls of 50 ms or more: {n} (longest {longest} ms)",
+             runtime stalls of 50 ms or more (BENCH_WATCH_STALLS=1): {n} (longest {longest} ms)",
             at as f64 / 1000.0
         );
     };

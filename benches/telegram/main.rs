@@ -13,11 +13,12 @@
 //!   BENCH_STEADY_SECS (30) s, evenly spaced; BENCH_STEADY_POISSON=1 draws the gaps
 //!   at random (seed BENCH_SEED). Replies of BENCH_SLOW_MS (100) or more are split at
 //!   the moment a getUpdates handed their message over (BENCH_EXPLAIN_SLOW=0: not), and
-//!   both processes report their runtime stalls, the flametree one its slow commits.
+//!   the flametree process reports its slow commits; BENCH_WATCH_STALLS=1: both report
+//!   their runtime stalls.
 //! - `idle`: BENCH_IDLE_BOTS (10,000) flametree bots on SQLite, no messages: RSS, and
 //!   CPU time over BENCH_IDLE_SECS (20) s once all are RUNNING and settled
-//!   (BENCH_IDLE_SETTLE_SECS, default the poll timeout). BENCH_IDLE_BARE=1 adds bare
-//!   teloxide bots for reference.
+//!   (BENCH_IDLE_SETTLE_SECS, default the poll timeout). BENCH_IDLE_PG=1 adds a row on
+//!   PostgreSQL (with its server processes' CPU), BENCH_IDLE_BARE=1 bare teloxide bots.
 //!
 //! BENCH_CONFIGS (bare,sqlite,postgres) picks the rows of burst and steady;
 //! BENCH_POLL_TIMEOUT (10) is every bot's long-poll timeout; BENCH_PG_URL the
@@ -165,6 +166,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(settle)).await;
         let (before, _) = bots.stat().await;
         let here = ProcStat::read_self();
+        let pg_before = util::cpu_ticks_named("postgres");
         let polls_before: usize = bots
             .tokens
             .iter()
@@ -180,6 +182,13 @@ impl Bench {
             .sum::<usize>()
             - polls_before;
         let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / self.tck;
+        if config == Config::Postgres {
+            let ticks = util::cpu_ticks_named("postgres") - pg_before;
+            eprintln!(
+                "  PostgreSQL's processes on this machine: {:.2} % of one core over {secs} s",
+                ticks as f64 / self.tck / secs as f64 * 100.0
+            );
+        }
         let sandbox_cpu = (here_after.cpu_ticks - here.cpu_ticks) as f64 / self.tck;
         let idle = report::Idle {
             label: config.label(),
@@ -242,11 +251,13 @@ async fn run() {
     let idle_n: usize = env_or("BENCH_IDLE_BOTS", 10_000);
     let poll: u64 = env_or("BENCH_POLL_TIMEOUT", 10);
 
-    let pg = if configs.contains(&Config::Postgres) && (wants("burst") || wants("steady")) {
-        pg::Pg::connect().await
-    } else {
-        None
-    };
+    let idle_pg = wants("idle") && env_or("BENCH_IDLE_PG", 0) == 1;
+    let pg =
+        if idle_pg || configs.contains(&Config::Postgres) && (wants("burst") || wants("steady")) {
+            pg::Pg::connect().await
+        } else {
+            None
+        };
     let mut bench = Bench {
         sandbox: TelegramSandbox::start().await.unwrap(),
         pg,
@@ -288,6 +299,9 @@ async fn run() {
         eprintln!("idle: {idle_n} bots, poll timeout {poll} s");
         let mut rows = Vec::new();
         rows.extend(bench.idle(Config::Sqlite, idle_n).await);
+        if idle_pg {
+            rows.extend(bench.idle(Config::Postgres, idle_n).await);
+        }
         if env_or("BENCH_IDLE_BARE", 0) == 1 {
             rows.extend(bench.idle(Config::Bare, idle_n).await);
         }
