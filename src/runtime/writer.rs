@@ -258,9 +258,7 @@ async fn run(
         if batch.iter().any(|r| !matches!(r.op, WriteOp::Logs(_))) {
             busy_at.store(crate::model::now_millis() as u64, Ordering::Relaxed);
         }
-        let (began, ops) = (std::time::Instant::now(), batch.len());
-        commit(store.as_ref(), &mut batch, &mut held, keep).await;
-        slow.note(began.elapsed(), ops);
+        commit(store.as_ref(), &mut batch, &mut held, keep, &slow).await;
     }
 }
 
@@ -324,6 +322,7 @@ async fn commit(
     batch: &mut Vec<Request>,
     held: &mut Vec<LogLine>,
     keep: u32,
+    slow: &SlowCommits,
 ) {
     // The ops move into the statement list (a burst's carry raw payloads and log lines:
     // copying them doubled the writer's allocations); their replies wait beside it.
@@ -338,7 +337,13 @@ async fn commit(
         ops.push(r.op);
         replies.push(r.reply);
     }
-    match store.write_batch(&ops, keep).await {
+    let began = std::time::Instant::now();
+    let written = store.write_batch(&ops, keep).await;
+    // Only a batch that was written: an unreachable database has messages of its own.
+    if written.is_ok() {
+        slow.note(began.elapsed(), ops.len());
+    }
+    match written {
         Ok(results) => {
             // Before anyone hears: a caller takes back what it shared with its op.
             drop(ops);
