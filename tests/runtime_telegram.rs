@@ -466,6 +466,48 @@ async fn short_polling_asks_at_most_forty_times_a_second_and_still_answers(be: B
     runtime.shutdown().await;
 }
 
+/// The portal's promise: an agent's change applies to the channels it answers, without
+/// restarting them. The route is kept for a second at most, so within a few seconds of
+/// the edit being applied a new message is answered by the new rules.
+async fn an_edited_agent_answers_the_next_messages_without_a_restart(be: Be) {
+    let (sandbox, env, runtime) = alpha_running(be).await;
+    sandbox.inject_message(TOKEN_A, 42, "Ann", "before");
+    let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].text, "You said: before");
+
+    let echo = env.channels.find_agent("Echo").await.unwrap();
+    let echo = env
+        .channels
+        .edit_agent(&echo, common::runtime::echo_edit("Now: "))
+        .await
+        .unwrap();
+    env.channels.run_agent(&echo, true).await.unwrap();
+    let applied = Instant::now();
+    let mut n = 1;
+    loop {
+        let text = format!("probe {n}");
+        sandbox.inject_message(TOKEN_A, 42, "Ann", &text);
+        let sent = sandbox
+            .wait_sent(TOKEN_A, n + 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(sent.len(), n + 1, "each probe answered once: {sent:?}");
+        let reply = &sent[n].text;
+        if reply.starts_with("Now: ") {
+            assert_eq!(reply, &format!("Now: {text}"));
+            break;
+        }
+        assert_eq!(reply, &format!("You said: {text}"));
+        assert!(
+            applied.elapsed() < Duration::from_secs(5),
+            "five seconds after the edit was applied the old rules still answer"
+        );
+        n += 1;
+        // Pacing the probes, not waiting for anything.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runtime.shutdown().await;
+}
+
 on_both!(
     start_runs_the_bot_and_answers_a_customer,
     a_wrong_token_goes_to_error_with_a_message_to_act_on,
@@ -478,4 +520,5 @@ on_both!(
     a_webhook_left_on_the_bot_is_removed_before_polling,
     a_wrong_master_key_goes_to_error_naming_what_cannot_be_decrypted,
     short_polling_asks_at_most_forty_times_a_second_and_still_answers,
+    an_edited_agent_answers_the_next_messages_without_a_restart,
 );
