@@ -229,29 +229,19 @@ async fn flametree(url: &str, tokens: &[String], poll: u64, db: Option<String>) 
         );
         tokio::time::sleep(every).await;
     }
-    if env_or("BENCH_TRIM_AFTER_START", 0) == 1 {
-        let before = ProcStat::read_self();
-        // SAFETY: experiment only: returns glibc's free pages to the kernel.
-        tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) })
-            .await
-            .unwrap();
-        let after = ProcStat::read_self();
-        eprintln!(
-            "  trimmed after the start: RSS {} -> {} KiB",
-            before.rss_kib, after.rss_kib
-        );
-    }
     say("running");
     let pipe = runtime.pipeline();
     let stalls = crate::util::watch_stalls("flametree's");
     let extra = || {
         let (slow, slowest, at) = pipe.writer.slow_commits().read();
-        let (n, longest) = *stalls.lock().unwrap();
         eprintln!(
-            "  commits of 250 ms or more: {slow} (slowest {slowest} ms, ended at {:.3}); \
-             runtime stalls of 50 ms or more (BENCH_WATCH_STALLS=1): {n} (longest {longest} ms)",
+            "  commits of 250 ms or more: {slow} (slowest {slowest} ms, ended at {:.3})",
             at as f64 / 1000.0
         );
+        if let Some(stalls) = &stalls {
+            let (n, longest) = *stalls.lock().unwrap();
+            eprintln!("  runtime stalls of 50 ms or more: {n} (longest {longest} ms)");
+        }
     };
     serve(|| pipe.writer.dropped(), extra).await;
     runtime.shutdown().await;

@@ -230,14 +230,22 @@ fn explain_slow(sandbox: &TelegramSandbox, tokens: &[String], slow: &mut [(&Inje
             .unwrap_or_default()
             .as_secs_f64()
     };
-    let mut polls: Vec<Duration> = Vec::new();
-    let mut insides: Vec<Duration> = Vec::new();
-    for (m, sent) in slow.iter() {
-        let handed = sandbox.handed_over_at(&tokens[m.bot], m.update_id);
-        let h = handed.unwrap_or(m.at);
-        polls.push(h.duration_since(m.at));
-        insides.push(sent.duration_since(h));
-    }
+    // Split at the hand-over; a message never handed over counts as all flametree's.
+    let split: Vec<(Instant, Duration, Duration)> = slow
+        .iter()
+        .map(|(m, sent)| {
+            let handed = sandbox
+                .handed_over_at(&tokens[m.bot], m.update_id)
+                .unwrap_or(m.at);
+            (
+                m.at,
+                handed.duration_since(m.at),
+                sent.duration_since(handed),
+            )
+        })
+        .collect();
+    let mut polls: Vec<Duration> = split.iter().map(|s| s.1).collect();
+    let mut insides: Vec<Duration> = split.iter().map(|s| s.2).collect();
     polls.sort();
     insides.sort();
     eprintln!(
@@ -255,24 +263,19 @@ fn explain_slow(sandbox: &TelegramSandbox, tokens: &[String], slow: &mut [(&Inje
     }
     let mut shown = 0;
     let mut second = None;
-    for (m, sent) in slow.iter() {
-        let handed = sandbox.handed_over_at(&tokens[m.bot], m.update_id);
-        let s = wall(m.at).floor();
-        if second == Some(s) && shown >= 3 {
-            continue;
-        }
+    for (at, poll, inside) in split {
+        let s = wall(at).floor();
         if second != Some(s) {
             second = Some(s);
             shown = 0;
         }
         shown += 1;
-        let (poll, inside) = match handed {
-            Some(h) => (h.duration_since(m.at), sent.duration_since(h)),
-            None => (Duration::ZERO, sent.duration_since(m.at)),
-        };
+        if shown > 3 {
+            continue;
+        }
         eprintln!(
             "    injected at {:.3}: waited for a poll {} ms, then in flametree {} ms",
-            wall(m.at),
+            wall(at),
             poll.as_millis(),
             inside.as_millis()
         );

@@ -150,17 +150,18 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// With BENCH_WATCH_STALLS=1: ticks every 10 ms on the runtime and counts the ticks that came 50 ms or more late:
-/// a stall of every worker thread, which a slow commit is not. Each is printed as it
-/// happens, with its time, to be set beside the replies' latencies. The load
-/// generator's process watches too: a stall both see at once is the machine's.
-pub fn watch_stalls(whose: &'static str) -> Arc<std::sync::Mutex<(u64, u64)>> {
+/// With BENCH_WATCH_STALLS=1 (else `None`): ticks every 10 ms on the runtime and
+/// counts the ticks that came 50 ms or more late, a stall of every worker thread (which
+/// a slow commit is not). Each is printed as it happens, with its time, to be set
+/// beside the replies' latencies. The load generator's process watches too: a stall
+/// both see at once is the machine's. Off by default: a hundred wake-ups a second
+/// would be half the idle part's CPU.
+pub fn watch_stalls(whose: &'static str) -> Option<Arc<std::sync::Mutex<(u64, u64)>>> {
+    if env_or("BENCH_WATCH_STALLS", 0) != 1 {
+        return None;
+    }
     let seen: Arc<std::sync::Mutex<(u64, u64)>> = Arc::default();
     let out = seen.clone();
-    // A hundred wake-ups a second: the idle part's CPU would be half this watch.
-    if env_or("BENCH_WATCH_STALLS", 0) != 1 {
-        return out;
-    }
     tokio::spawn(async move {
         let tick = Duration::from_millis(10);
         loop {
@@ -182,5 +183,5 @@ pub fn watch_stalls(whose: &'static str) -> Arc<std::sync::Mutex<(u64, u64)>> {
             }
         }
     });
-    out
+    Some(out)
 }
