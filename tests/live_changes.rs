@@ -165,6 +165,69 @@ async fn another_process_s_log_lines_and_status_reach_the_console_within_a_secon
     .await;
 }
 
+/// Waits (at most `limit`) for `ok`, looking every 10 ms.
+async fn until(limit: Duration, what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The routes a runtime keeps rely on the feed saying whether it listens: a feed whose
+/// database connection is killed says it does not, listens again by itself, says
+/// Resync once it does (what was announced in between is lost), and delivers the
+/// changes made after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_lost_its_connection_says_so_and_resyncs_once_it_listens_again() {
+    let db = common::PgDb::create().await;
+    let serve = channels_on(&db.url).await;
+    let feed = ChangeFeed::start(&db.url)
+        .await
+        .expect("PostgreSQL has a feed");
+    let mut rx = feed.subscribe();
+    until(Duration::from_secs(10), "listening", || feed.listening()).await;
+    while rx.try_recv().is_ok() {}
+
+    let mut kill = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut kill)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listening backend");
+    until(Duration::from_secs(5), "says it does not listen", || {
+        !feed.listening()
+    })
+    .await;
+    until(Duration::from_secs(10), "listens again", || {
+        feed.listening()
+    })
+    .await;
+    let mut resyncs = 0;
+    while let Ok(c) = rx.try_recv() {
+        resyncs += usize::from(c == Change::Resync);
+    }
+    assert_eq!(resyncs, 2, "at the loss and once listening again");
+
+    let draft = common::telegram_draft("Alpha", common::TG_TOKEN, "http://127.0.0.1:9");
+    let alpha = serve.add(&draft).await.unwrap().connection;
+    let next = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Change::Connection { id, .. }) = rx.recv().await {
+                return id;
+            }
+        }
+    })
+    .await
+    .expect("a change made after the reconnection is announced");
+    assert_eq!(next, alpha.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_has_no_feed_and_the_console_polls_its_cheap_change_check() {
     let dir = tempfile::tempdir().unwrap();

@@ -667,14 +667,14 @@ async fn a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_me
     assert_eq!(none.renewed, Some(0), "it holds no lease");
 
     // The pulse: the change marker moves with a write, and says when a message waits.
-    let first = store.pulse(Some(tenant)).await.unwrap();
+    let first = store.pulse(tenant, true).await.unwrap();
     assert!(!first.inbound_waiting);
     assert_eq!(
         first.marker,
         Some(store.change_marker(tenant).await.unwrap())
     );
     assert_eq!(
-        store.pulse(Some(tenant)).await.unwrap(),
+        store.pulse(tenant, true).await.unwrap(),
         first,
         "nothing changed"
     );
@@ -682,16 +682,43 @@ async fn a_look_around_renews_the_leases_and_a_pulse_sees_changes_and_waiting_me
         .set_status(alpha.id, Status::Error, "cannot reach Telegram")
         .await
         .unwrap();
-    let moved = store.pulse(Some(tenant)).await.unwrap();
+    let moved = store.pulse(tenant, true).await.unwrap();
     assert_ne!(moved.marker, first.marker, "a write moves the marker");
-    assert_eq!(store.pulse(None).await.unwrap().marker, None);
+    assert_eq!(store.pulse(tenant, false).await.unwrap().marker, None);
     store.ledger_receive(alpha.id, "update-1").await.unwrap();
-    assert!(store.pulse(None).await.unwrap().inbound_waiting);
+    assert!(store.pulse(tenant, false).await.unwrap().inbound_waiting);
     store
         .ledger_mark(alpha.id, "update-1", LedgerState::Answered)
         .await
         .unwrap();
-    assert!(!store.pulse(Some(tenant)).await.unwrap().inbound_waiting);
+    assert!(!store.pulse(tenant, true).await.unwrap().inbound_waiting);
+
+    // SQLite's pulse also says when the agents changed (the runtime then looks their
+    // routes up again); PostgreSQL announces that instead.
+    let before = store.pulse(tenant, false).await.unwrap().agent_changes;
+    let agent = env
+        .channels
+        .create_agent("Support", Default::default())
+        .await
+        .unwrap();
+    let created = store.pulse(tenant, false).await.unwrap().agent_changes;
+    env.channels
+        .attach_connection(&agent, &alpha, false)
+        .await
+        .unwrap();
+    let attached = store.pulse(tenant, true).await.unwrap().agent_changes;
+    match be {
+        Be::Sqlite => {
+            assert_ne!(created, before, "creating an agent moves the counter");
+            assert_ne!(attached, created, "attaching a channel moves the counter");
+            assert_eq!(
+                store.pulse(tenant, true).await.unwrap().agent_changes,
+                attached,
+                "nothing changed"
+            );
+        }
+        Be::Postgres => assert_eq!((before, created, attached), (None, None, None)),
+    }
 }
 
 /// Starting thousands of connections is one supervisor pass longer than a lease (10,000

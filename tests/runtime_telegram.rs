@@ -3,7 +3,7 @@
 mod common;
 
 use flametree::model::{Connection, DesiredState, Status};
-use flametree::runtime::Runtime;
+use flametree::runtime::{Options, Pipeline, Runtime};
 use flametree::sandbox::telegram::{Faults, TelegramSandbox};
 use std::time::{Duration, Instant};
 
@@ -467,10 +467,22 @@ async fn short_polling_asks_at_most_forty_times_a_second_and_still_answers(be: B
 }
 
 /// The portal's promise: an agent's change applies to the channels it answers, without
-/// restarting them. The route is kept for a second at most, so within a few seconds of
-/// the edit being applied a new message is answered by the new rules.
+/// restarting them. Routes are kept until the process is told of an agent change (the
+/// change feed on PostgreSQL, as `serve` runs; the pulse's counter on SQLite), so within
+/// a few seconds of the edit being applied a new message is answered by the new rules.
 async fn an_edited_agent_answers_the_next_messages_without_a_restart(be: Be) {
-    let (sandbox, env, runtime) = alpha_running(be).await;
+    let sandbox = TelegramSandbox::start().await.unwrap();
+    sandbox.add_bot(TOKEN_A, "alpha_bot");
+    let env = env(be).await;
+    add_bot(&env, "Alpha", TOKEN_A, &sandbox.url()).await;
+    let options = Options {
+        feed: flametree::store::feed::ChangeFeed::start(&env.url).await,
+        ..Options::default()
+    };
+    assert_eq!(options.feed.is_some(), be == Be::Postgres);
+    let runtime = Runtime::start(Pipeline::start(env.channels.clone(), 1000), options);
+    set(&env, "Alpha", DesiredState::Running).await;
+    wait_status(&env, "Alpha", Status::Running).await;
     sandbox.inject_message(TOKEN_A, 42, "Ann", "before");
     let sent = sandbox.wait_sent(TOKEN_A, 1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].text, "You said: before");

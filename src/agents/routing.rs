@@ -88,24 +88,154 @@ pub async fn outbound_route(store: &dyn AgentStore, connection_id: i64) -> Store
     })
 }
 
-/// A connection's route, remembered for a second: a burst of messages costs one
-/// lookup, and a change of agent applies within a second.
+/// A connection's route, remembered while nothing says it changed: a message costs no
+/// lookup, and a change of agent applies within a second (`RouteEpoch`).
 #[derive(Default)]
-pub struct RouteCache(std::sync::Mutex<Option<(std::time::Instant, Route)>>);
+pub struct RouteCache(std::sync::Mutex<Option<Remembered>>);
 
+struct Remembered {
+    at: std::time::Instant,
+    /// The epoch read before the lookup began: a change told during the lookup makes
+    /// it stale at once.
+    epoch: u64,
+    route: Route,
+}
+
+/// How long a route is kept when nobody tells this process of agent changes (the
+/// PostgreSQL feed is down, SQLite's pulse is not being read).
 const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a route is kept at most while changes are told: a safety net, as the
+/// runtime's full pass is for connections.
+const ROUTE_TTL_TOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl RouteCache {
     async fn route(&self, loader: &RouteLoader, connection_id: i64) -> StoreResult<Route> {
-        if let Some((at, route)) = self.0.lock().expect("route cache lock").as_ref()
-            && at.elapsed() < ROUTE_TTL
+        let epoch = &loader.epoch;
+        if let Some(r) = self.0.lock().expect("route cache lock").as_ref()
+            && r.epoch == epoch.current()
+            && r.at.elapsed() < epoch.keep()
         {
-            return Ok(route.clone());
+            return Ok(r.route.clone());
         }
+        let before = epoch.current();
         let route = inbound_route_of(&loader.agents_of(connection_id).await?);
-        *self.0.lock().expect("route cache lock") =
-            Some((std::time::Instant::now(), route.clone()));
+        *self.0.lock().expect("route cache lock") = Some(Remembered {
+            at: std::time::Instant::now(),
+            epoch: before,
+            route: route.clone(),
+        });
         Ok(route)
+    }
+}
+
+/// Moves whenever agents (and so the routes) may have changed, as this process is told:
+/// by PostgreSQL's change feed, or by the agents' change counter SQLite's pulse reads
+/// every second. While nobody has told it anything for a few seconds, routes are kept
+/// for a second only, as before there was a teller.
+pub struct RouteEpoch {
+    epoch: std::sync::atomic::AtomicU64,
+    /// Until when (ms after `origin`) the teller vouches that no change went unsaid.
+    told_until: std::sync::atomic::AtomicU64,
+    origin: std::time::Instant,
+    /// SQLite: the agents' change counter last read.
+    counter: std::sync::Mutex<Option<i64>>,
+    following: std::sync::atomic::AtomicBool,
+}
+
+/// A teller's word lasts this long: twice the pulse, so one late pulse does not drop
+/// the cache.
+const TOLD_FOR: std::time::Duration = std::time::Duration::from_millis(2_500);
+
+impl Default for RouteEpoch {
+    fn default() -> RouteEpoch {
+        RouteEpoch {
+            epoch: Default::default(),
+            told_until: Default::default(),
+            origin: std::time::Instant::now(),
+            counter: Default::default(),
+            following: Default::default(),
+        }
+    }
+}
+
+impl RouteEpoch {
+    fn current(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long a remembered route may be used now.
+    fn keep(&self) -> std::time::Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        if now < self.told_until.load(std::sync::atomic::Ordering::Acquire) {
+            ROUTE_TTL_TOLD
+        } else {
+            ROUTE_TTL
+        }
+    }
+
+    /// Agents may have changed: every remembered route is looked up again.
+    pub fn changed(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The teller vouches that every change up to now was told.
+    fn vouch(&self) {
+        let until = (self.origin.elapsed() + TOLD_FOR).as_millis() as u64;
+        self.told_until
+            .fetch_max(until, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// SQLite's pulse read the agents' change counter (of all tenants, so that any
+    /// tenant's supervisor vouches for every route): a new value (or the first one,
+    /// which nothing before can be compared with) means a change.
+    pub fn counter_read(&self, value: i64) {
+        let mut last = self.counter.lock().expect("route counter lock");
+        if *last != Some(value) {
+            *last = Some(value);
+            self.changed();
+        }
+        self.vouch();
+    }
+
+    /// Follows PostgreSQL's change feed until `stop`: agent changes (of any tenant:
+    /// `serve --all-tenants` shares one loader) and resynchronisations move the epoch;
+    /// while the feed listens, it vouches.
+    pub fn follow(
+        self: &std::sync::Arc<Self>,
+        feed: &crate::store::feed::ChangeFeed,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        if self
+            .following
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        use crate::store::feed::Change;
+        let me = self.clone();
+        let feed = feed.clone();
+        let mut changes = Some(feed.subscribe());
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    change = crate::store::feed::next(&mut changes) => match change {
+                        Some(Change::Agents { .. } | Change::Resync) => me.changed(),
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = beat.tick() => {
+                        if feed.listening() {
+                            me.vouch();
+                        }
+                    }
+                }
+            }
+            me.following
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 }
 
@@ -118,6 +248,8 @@ type Waiter = tokio::sync::oneshot::Sender<StoreResult<Agents>>;
 /// moment, and their queries queued for the pool (a tenth of the process's CPU).
 pub struct RouteLoader {
     tx: tokio::sync::mpsc::UnboundedSender<(i64, Waiter)>,
+    /// Whether the routes remembered are still right.
+    pub epoch: std::sync::Arc<RouteEpoch>,
 }
 
 /// Most connections in one lookup.
@@ -148,7 +280,10 @@ impl RouteLoader {
                 }
             }
         });
-        RouteLoader { tx }
+        RouteLoader {
+            tx,
+            epoch: Default::default(),
+        }
     }
 
     /// Every agent with the connection on its card (`AgentStore::connection_agents`).
@@ -318,5 +453,28 @@ mod tests {
         assert!(diagnosis(&pending).contains("was not restarted since this channel was attached"));
         let ok = [(agent("Sales", Status::Running), ch(true, true, false))];
         assert_eq!(diagnosis(&ok), "answered by agent 'Sales'");
+    }
+
+    #[test]
+    fn routes_are_kept_long_only_while_a_teller_vouches_and_a_new_count_drops_them() {
+        let epoch = RouteEpoch::default();
+        assert_eq!(epoch.keep(), ROUTE_TTL, "nobody told anything yet");
+        let start = epoch.current();
+        epoch.counter_read(7);
+        assert_ne!(
+            epoch.current(),
+            start,
+            "a first count cannot be compared: a change"
+        );
+        assert_eq!(epoch.keep(), ROUTE_TTL_TOLD);
+        let seen = epoch.current();
+        epoch.counter_read(7);
+        assert_eq!(epoch.current(), seen, "the same count: nothing changed");
+        epoch.counter_read(8);
+        assert_ne!(epoch.current(), seen, "the agents changed");
+        epoch
+            .told_until
+            .store(0, std::sync::atomic::Ordering::Release);
+        assert_eq!(epoch.keep(), ROUTE_TTL, "the teller went quiet");
     }
 }

@@ -262,6 +262,10 @@ async fn supervise(inner: Arc<Inner>) {
     let mut runs = false;
     let mut changes = inner.options.feed.as_ref().map(|f| f.subscribe());
     let tenant_id = inner.channels.tenant().id;
+    if let Some(feed) = &inner.options.feed {
+        let stop = inner.shutdown.child_token();
+        inner.pipe.routes.epoch.follow(feed, stop);
+    }
     // Whether the connections must be read again: at start, on a change, on a wake.
     let mut dirty = true;
     let mut marker = None;
@@ -338,17 +342,20 @@ async fn supervise(inner: Arc<Inner>) {
                 }
             }
         }
-        // One statement a second: whether the connections changed (SQLite; PostgreSQL
-        // announces it) and whether recorded messages wait for their task.
-        let marker_of = (runs && changes.is_none() && !dirty).then_some(tenant_id);
+        // One statement a second: whether the connections or the agents changed (SQLite;
+        // PostgreSQL announces it) and whether recorded messages wait for their task.
+        let with_marker = runs && changes.is_none() && !dirty;
         let sweep_due = !inner.tasks.lock().expect("tasks lock").is_empty();
         let mut inbound_waiting = sweep_due;
-        if marker_of.is_some() || sweep_due {
-            match inner.channels.store().pulse(marker_of).await {
+        if with_marker || sweep_due {
+            match inner.channels.store().pulse(tenant_id, with_marker).await {
                 Ok(p) => {
                     if p.marker.is_some() && p.marker != marker {
                         marker = p.marker;
                         dirty = true;
+                    }
+                    if let Some(n) = p.agent_changes {
+                        inner.pipe.routes.epoch.counter_read(n);
                     }
                     inbound_waiting &= p.inbound_waiting;
                 }

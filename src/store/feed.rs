@@ -3,6 +3,8 @@
 //! check instead.
 
 use sqlx::postgres::PgListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -53,6 +55,8 @@ impl Change {
 #[derive(Clone, Debug)]
 pub struct ChangeFeed {
     tx: broadcast::Sender<Change>,
+    /// LISTEN is in place: every change from now on will be announced.
+    listening: Arc<AtomicBool>,
 }
 
 impl ChangeFeed {
@@ -65,14 +69,24 @@ impl ChangeFeed {
             return None;
         }
         let (tx, _) = broadcast::channel(4096);
-        let feed = ChangeFeed { tx: tx.clone() };
+        let feed = ChangeFeed {
+            tx: tx.clone(),
+            listening: Arc::default(),
+        };
         let url = database_url.to_string();
-        tokio::spawn(async move { listen(url, tx).await });
+        let listening = feed.listening.clone();
+        tokio::spawn(async move { listen(url, tx, listening).await });
         Some(feed)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
+    }
+
+    /// Whether changes are being announced right now (false while reconnecting, when
+    /// what happens is lost until the `Resync` that follows).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 }
 
@@ -90,7 +104,7 @@ pub async fn next(changes: &mut Option<broadcast::Receiver<Change>>) -> Option<C
     }
 }
 
-async fn listen(url: String, tx: broadcast::Sender<Change>) {
+async fn listen(url: String, tx: broadcast::Sender<Change>, listening: Arc<AtomicBool>) {
     loop {
         let mut listener = match PgListener::connect(&url).await {
             Ok(l) => l,
@@ -109,9 +123,11 @@ async fn listen(url: String, tx: broadcast::Sender<Change>) {
         // runtime's first pass starts at once) would otherwise miss what changed in
         // between until its next full pass.
         let _ = tx.send(Change::Resync);
+        listening.store(true, Ordering::Release);
         loop {
-            // try_recv: Ok(None) when the connection was lost (sqlx reconnects on the
-            // next call, but what was sent meanwhile is gone — hence Resync).
+            // try_recv: Ok(None) when the connection was lost. sqlx would reconnect on
+            // the next call, but nobody would hear when LISTEN is back, and what was
+            // announced until then is gone: reconnect here, and Resync once listening.
             match listener.try_recv().await {
                 Ok(Some(n)) => {
                     if let Some(c) = Change::parse(n.payload()) {
@@ -119,7 +135,8 @@ async fn listen(url: String, tx: broadcast::Sender<Change>) {
                     }
                 }
                 Ok(None) => {
-                    let _ = tx.send(Change::Resync);
+                    tracing::debug!("change feed: connection lost; reconnecting");
+                    break;
                 }
                 Err(e) => {
                     tracing::debug!("change feed: {e}; reconnecting");
@@ -127,6 +144,8 @@ async fn listen(url: String, tx: broadcast::Sender<Change>) {
                 }
             }
         }
+        listening.store(false, Ordering::Release);
+        let _ = tx.send(Change::Resync);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -320,6 +320,10 @@ pub type ChangeMarker = (i64, i64, i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pulse {
     pub marker: Option<ChangeMarker>,
+    /// SQLite: a counter that moves with every write of any tenant's agents (attaching
+    /// or detaching a channel writes its agent). `None` on PostgreSQL, which announces
+    /// agent changes instead.
+    pub agent_changes: Option<i64>,
     /// A message is recorded and not yet claimed.
     pub inbound_waiting: bool,
 }

@@ -233,9 +233,9 @@ pub trait RuntimeStore: Send + Sync {
     async fn waiting_inbound(&self, limit: u32) -> StoreResult<Vec<(i64, LedgerEntry)>>;
 
     /// What a runtime asks every second, in one statement: the tenant's change marker
-    /// (when `marker_of` names the tenant) and whether any recorded message waits to
-    /// be claimed (`waiting_inbound` is read only then).
-    async fn pulse(&self, marker_of: Option<i64>) -> StoreResult<Pulse>;
+    /// (`with_marker`), on SQLite the agents' change counter, and whether any recorded
+    /// message waits to be claimed (`waiting_inbound` is read only then).
+    async fn pulse(&self, tenant_id: i64, with_marker: bool) -> StoreResult<Pulse>;
 
     /// Replies a process claimed and never finished (it died while sending): back to
     /// received when `retry` (the connector's replies are idempotent), else ignored, so

@@ -195,18 +195,25 @@ const MARKER: [&str; 2] = [
      CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum \
      FROM connections WHERE tenant_id = $1",
 ];
-/// `pulse` with the marker: `MARKER` and the waiting check in one statement.
+/// `pulse` with the marker: `MARKER` and the waiting check in one statement. SQLite's
+/// also reads the agents' change counter of all tenants (migration 0014); PostgreSQL
+/// announces agent changes.
 const PULSE_WITH_MARKER: [&str; 2] = [
     "SELECT COALESCE((SELECT changes FROM connection_changes WHERE tenant_id = $1), 0) AS n, \
      0 AS newest, 0 AS checksum, \
+     (SELECT COALESCE(SUM(changes), 0) FROM agent_changes) AS agents, \
      EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting",
     "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(changed_at), 0) AS BIGINT) AS newest, \
      CAST(COALESCE(SUM(changed_at % 1000003), 0) AS BIGINT) AS checksum, \
      EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting \
      FROM connections WHERE tenant_id = $1",
 ];
-const PULSE: &str =
-    "SELECT EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting";
+/// `pulse` without the marker.
+const PULSE: [&str; 2] = [
+    "SELECT (SELECT COALESCE(SUM(changes), 0) FROM agent_changes) AS agents, \
+     EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting",
+    "SELECT EXISTS (SELECT 1 FROM inbound_ledger WHERE state = 'received') AS waiting",
+];
 
 fn marker_dialect() -> usize {
     match BACKEND {
@@ -1029,18 +1036,21 @@ impl RuntimeStore for SqlStore {
         self.waiting_inbound_(limit).await
     }
 
-    async fn pulse(&self, marker_of_tenant: Option<i64>) -> StoreResult<crate::store::Pulse> {
-        let row = match marker_of_tenant {
-            Some(tenant_id) => sqlx::query(PULSE_WITH_MARKER[marker_dialect()]).bind(tenant_id),
-            None => sqlx::query(PULSE),
-        }
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)?;
+    async fn pulse(&self, tenant_id: i64, with_marker: bool) -> StoreResult<crate::store::Pulse> {
+        let sqlite = BACKEND == Backend::Sqlite;
+        let query = match with_marker {
+            true => sqlx::query(PULSE_WITH_MARKER[marker_dialect()]).bind(tenant_id),
+            false => sqlx::query(PULSE[marker_dialect()]),
+        };
+        let row = query.fetch_one(&self.pool).await.map_err(classify)?;
         Ok(crate::store::Pulse {
-            marker: match marker_of_tenant {
-                Some(_) => Some(marker_of(&row)?),
-                None => None,
+            marker: match with_marker {
+                true => Some(marker_of(&row)?),
+                false => None,
+            },
+            agent_changes: match sqlite {
+                true => Some(row.try_get("agents").map_err(classify)?),
+                false => None,
             },
             inbound_waiting: row.try_get("waiting").map_err(classify)?,
         })
