@@ -214,7 +214,18 @@ async fn flametree(url: &str, tokens: &[String], poll: u64, db: Option<String>) 
     sqlite_memory();
     say(&format!("launch {}", ProcStat::read_self().to_line()));
     let t0 = Instant::now();
-    let runtime = Runtime::launch(channels, 1000);
+    // As `serve` runs it: on PostgreSQL it is told of changes by the feed (without it,
+    // the runtime asks for the connections' change marker every second instead, and
+    // keeps routes for a second: BENCH_NO_FEED=1, for comparison).
+    let feed = match env_or("BENCH_NO_FEED", 0) {
+        1 => None,
+        _ => flametree::store::feed::ChangeFeed::start(&db).await,
+    };
+    let options = flametree::runtime::Options {
+        feed,
+        ..Default::default()
+    };
+    let runtime = Runtime::start(flametree::runtime::Pipeline::start(channels, 1000), options);
     let every = Duration::from_millis(if tokens.len() > 2000 { 500 } else { 50 });
     loop {
         let all = store.list_connections(tenant.id).await.unwrap();
