@@ -30,6 +30,13 @@ async fn add_bot(env: &Env, api: &str) -> Connection {
     c
 }
 
+/// Alpha on the echo agent and Beta (with `token`) on none; their API is nowhere.
+async fn two_bots(env: &Env, token: &str) -> (Connection, Connection) {
+    let alpha = add_bot(env, "http://127.0.0.1:9").await;
+    let draft = common::telegram_draft("Beta", token, "http://127.0.0.1:9");
+    (alpha, env.channels.add(&draft).await.unwrap().connection)
+}
+
 async fn start(env: &Env) {
     let c = env.channels.find("Alpha").await.unwrap();
     env.channels
@@ -78,6 +85,75 @@ fn entry(key: &str) -> LedgerEntry {
         text: "hi".into(),
         raw: String::new(),
     }
+}
+
+/// A process's leases end together (one row is renewed for all of them): taking one
+/// more never shortens the others, a renewal extends them all, and once its owner is
+/// declared dead every one of them is free.
+async fn an_owner_s_leases_end_together_and_taking_one_never_shortens_the_others(be: Be) {
+    let env = common::channels_env_on(be).await;
+    let (a, b) = two_bots(&env, "7100000003:AAEmanyProcessesTokenValue0000000003").await;
+    let store = env.channels.store().clone();
+    let tenant = env.channels.tenant().id;
+    let expires_in = async |id: i64| {
+        store
+            .leases(tenant)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.connection_id == id)
+            .map(|l| l.expires_in_ms)
+            .unwrap()
+    };
+    assert_eq!(
+        store.acquire_lease(a.id, "web1:1:1", 60_000).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store.acquire_lease(b.id, "web1:1:1", 1_000).await.unwrap(),
+        Some(1)
+    );
+    assert!(
+        expires_in(a.id).await > 50_000,
+        "not shortened by taking another"
+    );
+    assert!(
+        expires_in(b.id).await > 50_000,
+        "it ends with the owner's others"
+    );
+    assert_eq!(
+        store
+            .renew_leases_counted("web1:1:1", 120_000)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(expires_in(a.id).await > 110_000);
+    assert!(expires_in(b.id).await > 110_000);
+    assert_eq!(
+        store.acquire_lease(b.id, "web2:2:2", 15_000).await.unwrap(),
+        None,
+        "held"
+    );
+    assert_eq!(store.expire_leases_of("web1:1:1").await.unwrap(), 2);
+    assert!(store.lease_holders().await.unwrap().is_empty());
+    assert_eq!(
+        store.acquire_lease(b.id, "web2:2:2", 15_000).await.unwrap(),
+        Some(2)
+    );
+    assert!(
+        store
+            .renew_leases("web1:1:1", 15_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a renewal after the fact gives nothing back"
+    );
+    assert_eq!(
+        store.acquire_lease(a.id, "web2:2:2", 15_000).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(store.lease_holders().await.unwrap(), ["web2:2:2"]);
 }
 
 async fn a_takeover_bumps_the_generation_and_fences_the_old_owner(be: Be) {
@@ -582,13 +658,7 @@ async fn take_lease(env: &Env, connection_id: i64, owner: &str) {
 
 async fn the_runtime_reads_states_and_lease_holders_not_whole_rows(be: Be) {
     let env = common::channels_env_on(be).await;
-    let alpha = add_bot(&env, "http://127.0.0.1:9").await;
-    let draft = common::telegram_draft(
-        "Beta",
-        "7100000002:AAEmanyProcessesTokenValue0000000002",
-        "http://127.0.0.1:9",
-    );
-    let beta = env.channels.add(&draft).await.unwrap().connection;
+    let (alpha, beta) = two_bots(&env, "7100000002:AAEmanyProcessesTokenValue0000000002").await;
     start(&env).await;
     let store = env.channels.store();
     let mut states = store
@@ -805,6 +875,7 @@ on_both!(
     an_abandoned_connection_is_settled_once_its_lease_lapses,
     a_connection_stopped_after_its_process_died_is_recorded_stopped,
     a_takeover_bumps_the_generation_and_fences_the_old_owner,
+    an_owner_s_leases_end_together_and_taking_one_never_shortens_the_others,
     a_dead_process_on_this_host_gives_its_leases_back_at_once,
     a_console_in_auto_mode_leaves_channels_to_a_live_serve,
     a_running_connection_nobody_runs_says_so,

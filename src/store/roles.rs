@@ -156,8 +156,9 @@ pub trait RuntimeStore: Send + Sync {
     async fn db_now(&self) -> StoreResult<Millis>;
 
     /// Takes the lease on a connection for `owner` until the database's now + `ttl_ms`
-    /// when it is free, expired or already `owner`'s; returns its generation (bumped on
-    /// every change of owner), or None when another owner holds it.
+    /// (or later: an owner's leases all end together, and taking one never shortens the
+    /// others) when it is free, expired or already `owner`'s; returns its generation
+    /// (bumped on every change of owner), or None when another owner holds it.
     async fn acquire_lease(
         &self,
         connection_id: i64,
@@ -165,8 +166,8 @@ pub trait RuntimeStore: Send + Sync {
         ttl_ms: i64,
     ) -> StoreResult<Option<i64>>;
 
-    /// Renews every unexpired lease of `owner` in one statement; returns the renewed
-    /// connections with their generations.
+    /// Renews every unexpired lease of `owner` (one row: the owner's); returns the
+    /// renewed connections with their generations. Leases that expired stay lost.
     async fn renew_leases(&self, owner: &str, ttl_ms: i64) -> StoreResult<Vec<(i64, i64)>>;
 
     /// `renew_leases`, saying only how many were renewed: with 10,000 connections the

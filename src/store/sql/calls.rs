@@ -2,7 +2,7 @@
 //! holds the connection's lease, moved along as the call goes. Times are the
 //! database's clock, so a request's age means the same to every process.
 
-use super::leases::with_now;
+use super::leases::{HELD_SQL, with_now};
 use super::{DbRow, SqlStore, Ts, classify, ms};
 use crate::model::{CallProgress, CallRequest, CallState};
 use crate::store::{StoreError, StoreResult};
@@ -117,8 +117,8 @@ impl SqlStore {
             "UPDATE call_requests SET state = 'dialing', claimed_by = $2, updated_at = {{now}} \
              WHERE id = (SELECT id FROM call_requests WHERE connection_id = $1 \
              AND state = 'queued' ORDER BY id LIMIT 1) AND state = 'queued' \
-             AND EXISTS (SELECT 1 FROM connection_leases WHERE connection_id = $1 \
-             AND owner = $2 AND expires_at >= {{now}}) RETURNING {COLUMNS}"
+             AND EXISTS (SELECT 1 FROM connection_leases l WHERE l.connection_id = $1 \
+             AND l.owner = $2 AND {HELD_SQL}) RETURNING {COLUMNS}"
         ));
         let row = sqlx::query(sql)
             .bind(connection_id)
@@ -162,8 +162,8 @@ impl SqlStore {
         let sql = with_now(&format!(
             "UPDATE call_requests {ORPHANED} WHERE connection_id = $1 \
              AND state IN {IN_PROGRESS} AND claimed_by <> $2 \
-             AND EXISTS (SELECT 1 FROM connection_leases WHERE connection_id = $1 \
-             AND owner = $2 AND expires_at >= {{now}}) RETURNING {COLUMNS}"
+             AND EXISTS (SELECT 1 FROM connection_leases l WHERE l.connection_id = $1 \
+             AND l.owner = $2 AND {HELD_SQL}) RETURNING {COLUMNS}"
         ));
         let rows = sqlx::query(sql)
             .bind(connection_id)

@@ -5,13 +5,25 @@ use crate::model::Millis;
 use crate::store::{LeaseInfo, LeaseRead, PresenceRound, ProcessInfo, StoreResult};
 use sqlx::{Executor, Row};
 
+/// A process's leases live as long as its row in `lease_owners` (migration 0016 on
+/// PostgreSQL, 0015 on SQLite): a renewal writes that one row, not one per connection
+/// (10,000 running bots made it 3,300 row updates a second, most of an idle PostgreSQL
+/// server's work). A connection's own row says who holds it and since which generation;
+/// it is `HELD` until given back or lost. A lease is held while both rows say so
+/// (`HELD_SQL`, for a lease row named `l`).
+pub(super) const HELD_SQL: &str = "l.expires_at >= {now} AND EXISTS (SELECT 1 FROM \
+     lease_owners o WHERE o.owner = l.owner AND o.expires_at >= {now})";
+
+/// A connection row's expiry while its lease is held (the year 3000): its owner's row
+/// decides.
+const HELD: Millis = 32_503_680_000_000;
+
+/// The connections whose leases `$1` holds.
+const HELD_BY_OWNER: &str = "FROM connection_leases l WHERE l.owner = $1 AND l.expires_at >= {now}";
+
 /// `sql` in the backend's dialect of time: `{now}` is the database's clock,
 /// `{now+PARAM}` that clock plus PARAM milliseconds, `{ms:A-B}` the milliseconds
 /// from B to A as a BIGINT.
-/// Extends the owner's unexpired leases by `$2` ms (`renew_leases_`, `renew_leases_counted_`).
-const RENEW: &str = "UPDATE connection_leases SET expires_at = {now+$2} \
-                     WHERE owner = $1 AND expires_at >= {now}";
-
 pub(super) fn with_now(sql: &str) -> sqlx::AssertSqlSafe<String> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql;
@@ -58,22 +70,30 @@ impl SqlStore {
         owner: &str,
         ttl_ms: i64,
     ) -> StoreResult<Option<i64>> {
-        let sql = with_now(
+        let take = with_now(
             "INSERT INTO connection_leases (connection_id, owner, expires_at, generation) \
-             VALUES ($1, $2, {now+$3}, 1) ON CONFLICT (connection_id) DO UPDATE SET \
+             VALUES ($1, $2, $3, 1) ON CONFLICT (connection_id) DO UPDATE SET \
              generation = connection_leases.generation + \
                CASE WHEN connection_leases.owner = excluded.owner THEN 0 ELSE 1 END, \
              owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE connection_leases.owner = excluded.owner OR connection_leases.expires_at < {now} \
+             WHERE connection_leases.owner = excluded.owner \
+               OR connection_leases.expires_at < {now} \
+               OR NOT EXISTS (SELECT 1 FROM lease_owners o \
+                 WHERE o.owner = connection_leases.owner AND o.expires_at >= {now}) \
              RETURNING generation",
         );
-        sqlx::query_scalar(sql)
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The owner's row first (never shortened): the lease is valid as it is taken.
+        keep_owner(&mut tx, owner, ttl_ms, true).await?;
+        let generation = sqlx::query_scalar(take)
             .bind(connection_id)
             .bind(owner)
-            .bind(ttl_ms)
-            .fetch_optional(&self.pool)
+            .bind(ts(HELD))
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(generation)
     }
 
     pub(super) async fn renew_leases_(
@@ -81,13 +101,17 @@ impl SqlStore {
         owner: &str,
         ttl_ms: i64,
     ) -> StoreResult<Vec<(i64, i64)>> {
-        let sql = with_now(&format!("{RENEW} RETURNING connection_id, generation"));
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        keep_owner(&mut tx, owner, ttl_ms, false).await?;
+        let sql = with_now(&format!(
+            "SELECT l.connection_id, l.generation {HELD_BY_OWNER}"
+        ));
         let rows = sqlx::query(sql)
             .bind(owner)
-            .bind(ttl_ms)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -99,16 +123,29 @@ impl SqlStore {
     }
 
     pub(super) async fn renew_leases_counted_(&self, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
-        renew_counted_on(&self.pool, owner, ttl_ms).await
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let n = renew_counted_on(&mut tx, owner, ttl_ms).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(n)
     }
 
+    /// The connections' rows too, not only the owner's: should that process still be
+    /// alive after all, its next renewal must not give it back what it was said to lose.
     pub(super) async fn expire_leases_of_(&self, owner: &str) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         let done = sqlx::query("UPDATE connection_leases SET expires_at = $2 WHERE owner = $1")
             .bind(owner)
             .bind(ts(0))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        sqlx::query("UPDATE lease_owners SET expires_at = $2 WHERE owner = $1")
+            .bind(owner)
+            .bind(ts(0))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
         Ok(done.rows_affected())
     }
 
@@ -143,7 +180,7 @@ impl SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         heartbeat_on(&mut *tx, me).await?;
         let renewed = match renew_ttl_ms {
-            Some(ttl) => Some(renew_counted_on(&mut *tx, &me.id, ttl).await?),
+            Some(ttl) => Some(renew_counted_on(&mut tx, &me.id, ttl).await?),
             None => None,
         };
         let processes = processes_on(&mut *tx).await?;
@@ -163,28 +200,79 @@ impl SqlStore {
         })
     }
 
+    /// With its lease row, and the rows of owners whose leases lapsed a day ago (crashed
+    /// processes): a lease whose owner has no row is not held.
     pub(super) async fn forget_process_(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM flametree_processes WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
+        sqlx::query(with_now(
+            "DELETE FROM lease_owners WHERE owner = $1 OR expires_at < {now+$2}",
+        ))
+        .bind(id)
+        .bind(-86_400_000_i64)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 }
 
-async fn renew_counted_on<'c, E: Executor<'c, Database = super::Db>>(
-    ex: E,
+/// Extends the owner's row to now + `ttl_ms` (`never_shorten`: or leaves it if later).
+/// An owner whose row lapsed (or that has none) loses the leases it held: they are
+/// expired on their own rows before its row lives again, so a late renewal never gives
+/// a process back what another may have taken meanwhile, as with a lease per row.
+async fn keep_owner(
+    tx: &mut super::Tx<'_>,
     owner: &str,
     ttl_ms: i64,
-) -> StoreResult<u64> {
-    let done = sqlx::query(with_now(RENEW))
+    never_shorten: bool,
+) -> StoreResult<()> {
+    let until = match never_shorten {
+        true => "CASE WHEN expires_at < {now+$2} THEN {now+$2} ELSE expires_at END",
+        false => "{now+$2}",
+    };
+    let extended = sqlx::query(with_now(&format!(
+        "UPDATE lease_owners SET expires_at = {until} WHERE owner = $1 AND expires_at >= {{now}}"
+    )))
+    .bind(owner)
+    .bind(ttl_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    if extended.rows_affected() > 0 {
+        return Ok(());
+    }
+    sqlx::query(with_now(
+        "UPDATE connection_leases SET expires_at = $2 WHERE owner = $1 AND expires_at >= {now}",
+    ))
+    .bind(owner)
+    .bind(ts(0))
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    sqlx::query(with_now(
+        "INSERT INTO lease_owners (owner, expires_at) VALUES ($1, {now+$2}) \
+         ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+    ))
+    .bind(owner)
+    .bind(ttl_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+async fn renew_counted_on(tx: &mut super::Tx<'_>, owner: &str, ttl_ms: i64) -> StoreResult<u64> {
+    keep_owner(tx, owner, ttl_ms, false).await?;
+    let n: i64 = sqlx::query_scalar(with_now(&format!("SELECT COUNT(*) {HELD_BY_OWNER}")))
         .bind(owner)
-        .bind(ttl_ms)
-        .execute(ex)
+        .fetch_one(&mut **tx)
         .await
         .map_err(classify)?;
-    Ok(done.rows_affected())
+    Ok(n as u64)
 }
 
 async fn db_now_on<'c, E: Executor<'c, Database = super::Db>>(ex: E) -> StoreResult<Millis> {
@@ -203,8 +291,13 @@ async fn leases_on<'c, E: Executor<'c, Database = super::Db>>(
         // The tenant's connection ids come from the (tenant_id, changed_at) index:
         // joining the table read every connection's whole row (configuration and
         // all) every few seconds, most of an idle process's work with 10,000 bots.
-        "SELECT l.connection_id, l.owner, l.generation, l.expires_at, \
-         {ms:l.expires_at-now} AS expires_in FROM connection_leases l \
+        // A lease ends with its own row or its owner's, whichever comes first.
+        "SELECT l.connection_id, l.owner, l.generation, \
+         CASE WHEN o.expires_at IS NULL OR l.expires_at < o.expires_at \
+           THEN l.expires_at ELSE o.expires_at END AS ends, \
+         CASE WHEN o.expires_at IS NULL THEN -1 WHEN l.expires_at < o.expires_at \
+           THEN {ms:l.expires_at-now} ELSE {ms:o.expires_at-now} END AS expires_in \
+         FROM connection_leases l LEFT JOIN lease_owners o ON o.owner = l.owner \
          WHERE l.connection_id IN (SELECT id FROM connections WHERE tenant_id = $1)",
     );
     let rows = sqlx::query(sql)
@@ -218,7 +311,7 @@ async fn leases_on<'c, E: Executor<'c, Database = super::Db>>(
                 connection_id: r.try_get("connection_id").map_err(classify)?,
                 owner: r.try_get("owner").map_err(classify)?,
                 generation: r.try_get("generation").map_err(classify)?,
-                expires_at: ms(r.try_get("expires_at").map_err(classify)?),
+                expires_at: ms(r.try_get("ends").map_err(classify)?),
                 expires_in_ms: r.try_get("expires_in").map_err(classify)?,
             })
         })
@@ -226,19 +319,14 @@ async fn leases_on<'c, E: Executor<'c, Database = super::Db>>(
 }
 
 /// The owners holding an unexpired lease, of any tenant (a dead process's leases are
-/// given back whole). The distinct owners are walked through the owner index, one
-/// step per owner, not read off every lease.
+/// given back whole): few rows, one per process.
 async fn lease_holders_on<'c, E: Executor<'c, Database = super::Db>>(
     ex: E,
 ) -> StoreResult<Vec<String>> {
     let sql = with_now(
-        "WITH RECURSIVE owners (owner) AS ( \
-           SELECT MIN(owner) FROM connection_leases \
-           UNION ALL \
-           SELECT (SELECT MIN(l.owner) FROM connection_leases l WHERE l.owner > o.owner) \
-           FROM owners o WHERE o.owner IS NOT NULL) \
-         SELECT o.owner FROM owners o WHERE o.owner IS NOT NULL AND EXISTS \
-           (SELECT 1 FROM connection_leases l WHERE l.owner = o.owner AND l.expires_at >= {now})",
+        "SELECT o.owner FROM lease_owners o WHERE o.expires_at >= {now} AND EXISTS \
+           (SELECT 1 FROM connection_leases l WHERE l.owner = o.owner AND l.expires_at >= {now}) \
+         ORDER BY o.owner",
     );
     sqlx::query_scalar(sql)
         .fetch_all(ex)

@@ -320,9 +320,10 @@ async fn fences_held(
     ids.dedup();
     let sql = fixed_sql!(
         super::leases::with_now(&format!(
-            "SELECT connection_id, owner, generation FROM connection_leases \
-             WHERE expires_at >= {{now}} AND {}",
-            super::rowset::id_in("connection_id", 1)
+            "SELECT l.connection_id, l.owner, l.generation FROM connection_leases l \
+             WHERE {} AND {}",
+            super::leases::HELD_SQL,
+            super::rowset::id_in("l.connection_id", 1)
         ))
         .0
     );
