@@ -180,6 +180,19 @@ async fn a_takeover_bumps_the_generation_and_fences_the_old_owner(be: Be) {
         async || store.leases(env.channels.tenant().id).await.unwrap()[0].expires_in_ms < 0,
     )
     .await;
+    // When it lapsed is its owner's lapse, which the console shows ("no process is
+    // running it since …"), not the far future its own row holds.
+    let lapsed = store.leases(env.channels.tenant().id).await.unwrap()[0].expires_at;
+    assert!(
+        lapsed <= store.db_now().await.unwrap(),
+        "lapsed at {lapsed}"
+    );
+    store.forget_process("web1:1:1").await.unwrap();
+    assert_eq!(
+        store.leases(env.channels.tenant().id).await.unwrap()[0].expires_at,
+        lapsed,
+        "a lapsed owner that still names a lease keeps its row"
+    );
     assert!(
         store
             .renew_leases("web1:1:1", 15_000)

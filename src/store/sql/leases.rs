@@ -201,7 +201,8 @@ impl SqlStore {
     }
 
     /// With its lease row, and the rows of owners whose leases lapsed a day ago (crashed
-    /// processes): a lease whose owner has no row is not held.
+    /// processes) once no lease row names them as holding: a held lease's end is its
+    /// owner's, and the console says since when nobody runs a connection from it.
     pub(super) async fn forget_process_(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM flametree_processes WHERE id = $1")
             .bind(id)
@@ -209,7 +210,9 @@ impl SqlStore {
             .await
             .map_err(classify)?;
         sqlx::query(with_now(
-            "DELETE FROM lease_owners WHERE owner = $1 OR expires_at < {now+$2}",
+            "DELETE FROM lease_owners WHERE (owner = $1 OR expires_at < {now+$2}) \
+             AND NOT EXISTS (SELECT 1 FROM connection_leases l \
+               WHERE l.owner = lease_owners.owner AND l.expires_at >= {now})",
         ))
         .bind(id)
         .bind(-86_400_000_i64)
