@@ -25,6 +25,8 @@
 //! PostgreSQL server (a database is created per row and dropped at the end);
 //! BENCH_PG_STATS=1 prints the database's counters per message for PostgreSQL rows,
 //! and the CPU time of the PostgreSQL processes on this machine over the load;
+//! BENCH_PG_WAITS=1 samples what the database's backends wait on during the load
+//! (every BENCH_PG_WAITS_MS, 5 ms) and lists the COMMITs that waited 10 ms or more;
 //! BENCH_CHILD_WRAPPER runs each bots' process under a profiler (e.g. `heaptrack`).
 
 mod child;
@@ -109,7 +111,17 @@ impl Bench {
         let (before, _) = bots.stat().await;
         let pg_before = util::cpu_ticks_named("postgres");
         let tokens = bots.tokens.clone();
+        let waits = match &db {
+            Some(url) if env_or("BENCH_PG_WAITS", 0) == 1 => {
+                let every = Duration::from_millis(env_or("BENCH_PG_WAITS_MS", 5));
+                pg::WaitWatch::start(url, every).await
+            }
+            _ => None,
+        };
         let load = run(&self.sandbox, &tokens).await;
+        if let Some(w) = waits {
+            w.finish().await.print();
+        }
         let (after, dropped) = bots.stat().await;
         if stats && db.is_some() {
             let ticks = util::cpu_ticks_named("postgres") - pg_before;

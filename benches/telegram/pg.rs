@@ -161,3 +161,122 @@ impl Drop for Pg {
         .join();
     }
 }
+
+/// What the database's active backends were doing, sampled every few ms during a
+/// load (BENCH_PG_WAITS=1): the share of samples per statement and wait event, and
+/// the stretches in which one backend's COMMIT kept waiting. A reply waits for two
+/// commits, so a COMMIT that waits for the WAL to reach the disk shows up here.
+pub struct WaitWatch {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<WaitSamples>,
+}
+
+#[derive(Default)]
+pub struct WaitSamples {
+    every: std::time::Duration,
+    polls: u64,
+    seen: BTreeMap<(String, String), u64>,
+    /// A COMMIT's waiting stretches of 10 ms or more: (its length, ms since the load began).
+    long_commits: Vec<(f64, f64)>,
+}
+
+impl WaitWatch {
+    pub async fn start(url: &str, every: std::time::Duration) -> Option<WaitWatch> {
+        let mut c = PgConnection::connect(url).await.ok()?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let cancel = stop.clone();
+        let task = tokio::spawn(async move {
+            let began = std::time::Instant::now();
+            let mut out = WaitSamples {
+                every,
+                ..WaitSamples::default()
+            };
+            // pid → when its current COMMIT was first seen waiting, and last seen.
+            let mut open: BTreeMap<i32, (std::time::Instant, std::time::Instant)> = BTreeMap::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !cancel.is_cancelled() {
+                tick.tick().await;
+                let Ok(rows) = sqlx::query(
+                    "SELECT pid, COALESCE(wait_event_type || '/' || wait_event, 'running') AS w, \
+                     upper(split_part(ltrim(query), ' ', 1)) AS verb FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND state = 'active'",
+                )
+                .fetch_all(&mut c)
+                .await
+                else {
+                    break;
+                };
+                let now = std::time::Instant::now();
+                out.polls += 1;
+                let mut committing = Vec::new();
+                for r in rows {
+                    let pid: i32 = r.try_get("pid").unwrap_or(0);
+                    let w: String = r.try_get("w").unwrap_or_default();
+                    let verb: String = r.try_get("verb").unwrap_or_default();
+                    if verb == "COMMIT" && w != "running" {
+                        committing.push(pid);
+                        open.entry(pid).or_insert((now, now)).1 = now;
+                    }
+                    *out.seen.entry((verb, w)).or_default() += 1;
+                }
+                open.retain(|pid, (first, last)| {
+                    if committing.contains(pid) {
+                        return true;
+                    }
+                    let took = (*last - *first + every).as_secs_f64() * 1000.0;
+                    if took >= 10.0 {
+                        let at = (*first - began).as_secs_f64() * 1000.0;
+                        out.long_commits.push((took, at));
+                    }
+                    false
+                });
+            }
+            let _ = c.close().await;
+            out
+        });
+        Some(WaitWatch { stop, task })
+    }
+
+    pub async fn finish(self) -> WaitSamples {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
+    }
+}
+
+impl WaitSamples {
+    pub fn print(&self) {
+        if self.polls == 0 {
+            return;
+        }
+        eprintln!(
+            "  the database's active backends, {} samples {} ms apart (share of samples):",
+            self.polls,
+            self.every.as_millis()
+        );
+        let mut seen: Vec<_> = self.seen.iter().collect();
+        seen.sort_by(|a, b| b.1.cmp(a.1));
+        for ((verb, wait), n) in seen.into_iter().take(12) {
+            eprintln!(
+                "    {:<8} {:<24} {:>6.2} %",
+                verb,
+                wait,
+                *n as f64 * 100.0 / self.polls as f64
+            );
+        }
+        let mut long = self.long_commits.clone();
+        long.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let longest: Vec<String> = long
+            .iter()
+            .take(8)
+            .map(|(ms, at)| format!("{ms:.0} ms at +{:.1} s", at / 1000.0))
+            .collect();
+        eprintln!(
+            "  COMMITs seen waiting 10 ms or more: {}{}{}",
+            long.len(),
+            if long.is_empty() { "" } else { "; longest: " },
+            longest.join(", ")
+        );
+    }
+}
