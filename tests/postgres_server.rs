@@ -383,3 +383,39 @@ async fn the_store_and_the_binary_connect_over_tls_and_refuse_an_unknown_ca() {
     .await
     .unwrap();
 }
+
+/// `options` in `database.url` apply to every session flametree opens, the group-commit
+/// writer's included: the README's way to make commits asynchronous on a disk whose
+/// flushes stall (`options=-c synchronous_commit=off`). application_name rides along
+/// because, unlike synchronous_commit, another session can see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_in_the_database_url_reach_every_session_the_writer_s_too() {
+    use flametree::store::WriteOp;
+    let db = PgDb::create().await;
+    let url = format!(
+        "{}?options=-c%20synchronous_commit%3Doff%20-c%20application_name%3Dft-options-probe",
+        db.url
+    );
+    let store = flametree::store::open(&url, 5, 2).await.unwrap();
+    store.tenant("default").await.unwrap();
+    store
+        .write_batch(&[WriteOp::Logs(Vec::new())], 100)
+        .await
+        .unwrap();
+    let name = db.url.rsplit_once('/').unwrap().1.to_string();
+    let mut admin = connect(&common::postgres_admin_url()).await.unwrap();
+    let sessions: Vec<String> = sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity WHERE datname = $1 \
+         AND backend_type = 'client backend'",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(sessions.len() >= 2, "the pool and the writer: {sessions:?}");
+    assert!(
+        sessions.iter().all(|a| a == "ft-options-probe"),
+        "every session carries the URL's options: {sessions:?}"
+    );
+    drop(store);
+}
