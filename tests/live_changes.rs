@@ -204,10 +204,18 @@ async fn a_feed_that_lost_its_connection_says_so_and_resyncs_once_it_listens_aga
         !feed.listening()
     })
     .await;
-    until(Duration::from_secs(10), "listens again", || {
-        feed.listening()
-    })
-    .await;
+    listens_again_resynced(&feed, &mut rx, &serve, Duration::from_secs(10)).await;
+}
+
+/// After a lost connection the feed listens again (within `within`), having announced
+/// `Resync` twice (at the loss and once listening), and announces what changes next.
+async fn listens_again_resynced(
+    feed: &ChangeFeed,
+    rx: &mut tokio::sync::broadcast::Receiver<Change>,
+    serve: &Channels,
+    within: Duration,
+) {
+    until(within, "listens again", || feed.listening()).await;
     let mut resyncs = 0;
     while let Ok(c) = rx.try_recv() {
         resyncs += usize::from(c == Change::Resync);
@@ -224,8 +232,114 @@ async fn a_feed_that_lost_its_connection_says_so_and_resyncs_once_it_listens_aga
         }
     })
     .await
-    .expect("a change made after the reconnection is announced");
+    .expect("a change made after the feed listens again is announced");
     assert_eq!(next, alpha.id);
+}
+
+/// A TCP relay to PostgreSQL whose connections can go silent: their bytes stop
+/// flowing both ways while the sockets stay open, as when a firewall forgets the
+/// connection or the server's host vanishes. Connections made later flow.
+struct SilencingRelay {
+    port: u16,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilencingRelay {
+    async fn start(target: String) -> SilencingRelay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = generation.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (in_r, in_w) = inbound.into_split();
+                let (out_r, out_w) = outbound.into_split();
+                conns.spawn(pass_on(in_r, out_w, current.clone(), born));
+                conns.spawn(pass_on(out_r, in_w, current.clone(), born));
+            }
+        });
+        SilencingRelay {
+            port,
+            generation,
+            task,
+        }
+    }
+
+    /// Every connection open now goes silent.
+    fn silence(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies one direction of a relayed connection until either side closes, or holds
+/// both open and passes nothing once the relay's generation moved past `born`.
+async fn pass_on(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    current: Arc<std::sync::atomic::AtomicU64>,
+    born: u64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if current.load(std::sync::atomic::Ordering::SeqCst) != born {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for SilencingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A feed whose connection goes silent (no close, no reset) notices within about 15 s
+/// (10 s without a notification, then a query unanswered for 5 s), says it does not
+/// listen (so routes are kept for a second, not a minute), listens again on a new
+/// connection and resyncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_connection_went_silent_notices_and_listens_again() {
+    let db = common::PgDb::create().await;
+    let serve = channels_on(&db.url).await;
+    let relay = SilencingRelay::start(db.addr()).await;
+    let url = db
+        .url
+        .replace(&db.addr(), &format!("127.0.0.1:{}", relay.port));
+    let feed = ChangeFeed::start(&url)
+        .await
+        .expect("PostgreSQL has a feed");
+    let mut rx = feed.subscribe();
+    until(Duration::from_secs(10), "listening", || feed.listening()).await;
+    while rx.try_recv().is_ok() {}
+
+    relay.silence();
+    let silenced = Instant::now();
+    until(Duration::from_secs(30), "says it does not listen", || {
+        !feed.listening()
+    })
+    .await;
+    let noticed = silenced.elapsed();
+    assert!(
+        noticed >= Duration::from_secs(4),
+        "not before its check went unanswered: {noticed:?}"
+    );
+    listens_again_resynced(&feed, &mut rx, &serve, Duration::from_secs(15)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

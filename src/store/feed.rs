@@ -104,6 +104,11 @@ pub async fn next(changes: &mut Option<broadcast::Receiver<Change>>) -> Option<C
     }
 }
 
+/// After this long without a notification the feed checks that its connection answers.
+const QUIET: Duration = Duration::from_secs(10);
+/// A check unanswered this long ends the connection: a new one listens, and `Resync`.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 async fn listen(url: String, tx: broadcast::Sender<Change>, listening: Arc<AtomicBool>) {
     loop {
         let mut listener = match PgListener::connect(&url).await {
@@ -128,7 +133,31 @@ async fn listen(url: String, tx: broadcast::Sender<Change>, listening: Arc<Atomi
             // try_recv: Ok(None) when the connection was lost. sqlx would reconnect on
             // the next call, but nobody would hear when LISTEN is back, and what was
             // announced until then is gone: reconnect here, and Resync once listening.
-            match listener.try_recv().await {
+            let next = match tokio::time::timeout(QUIET, listener.try_recv()).await {
+                Ok(next) => next,
+                // A connection whose peer vanished without a word (a firewall's dropped
+                // state, a host gone) says nothing either: ask it something.
+                Err(_) => match tokio::time::timeout(
+                    ANSWER_WITHIN,
+                    sqlx::query("SELECT 1").execute(&mut listener),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        tracing::debug!("change feed: {e}; reconnecting");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            "change feed: the connection did not answer in {} s; reconnecting",
+                            ANSWER_WITHIN.as_secs()
+                        );
+                        break;
+                    }
+                },
+            };
+            match next {
                 Ok(Some(n)) => {
                     if let Some(c) = Change::parse(n.payload()) {
                         let _ = tx.send(c);
